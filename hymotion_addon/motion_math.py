@@ -1,0 +1,155 @@
+"""Motion math the bake needs, in numpy only, so it is testable without Blender.
+
+Conventions: quaternions are (w, x, y, z); clips are translation (F, 3) and local joint rotations (F, J, 4) in the
+model's Y-up frame, joint order :data:`hymotion.skeleton.BODY_JOINT_NAMES`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from hymotion.errors import bad_request
+from hymotion.skeleton import FPS, NUM_BODY_JOINTS, y_up_to_z_up
+
+ACTION_NAME_PREFIX = "HYM_"
+_MAX_PROMPT_CHARS_IN_NAME = 40
+
+
+def validated_clip(translation: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 copies of a clip with checked shapes, finite values and unit quaternions."""
+    translation = np.array(translation, dtype=np.float64)
+    rotations = np.array(rotations, dtype=np.float64)
+    if rotations.ndim != 3 or rotations.shape[1:] != (NUM_BODY_JOINTS, 4):
+        raise bad_request(
+            f"Joint rotations have shape {rotations.shape}; expected (frames, {NUM_BODY_JOINTS}, 4).",
+            "Pass one (w, x, y, z) quaternion per body joint per frame, in hymotion.skeleton.BODY_JOINT_NAMES order.",
+        )
+    frames = rotations.shape[0]
+    if frames < 1:
+        raise bad_request("The motion has no frames.", "Generate at least one frame before baking.")
+    if translation.shape != (frames, 3):
+        raise bad_request(
+            f"Root translation has shape {translation.shape}; expected ({frames}, 3) to match the rotations.",
+            "Pass one (x, y, z) root translation in metres per frame.",
+        )
+    if not (np.isfinite(translation).all() and np.isfinite(rotations).all()):
+        raise bad_request("The motion contains NaN or infinite values.", "Regenerate the motion; it cannot be baked.")
+    norms = np.linalg.norm(rotations, axis=-1, keepdims=True)
+    if (norms < 1e-8).any():
+        raise bad_request("Some joint rotations are zero quaternions.", "Pass unit quaternions (w, x, y, z).")
+    return translation, rotations / norms
+
+
+def continuous_quaternions(quaternions: np.ndarray) -> np.ndarray:
+    """Flip signs along the first (time) axis so consecutive keys lie in one hemisphere.
+
+    q and -q are the same rotation, but F-curves interpolate components, so a sign flip between two keys would
+    swing the bone through a full turn between them.
+    """
+    q = np.array(quaternions, dtype=np.float64)
+    if q.shape[0] < 2:
+        return q
+    dots = np.sum(q[1:] * q[:-1], axis=-1)
+    flips = np.where(dots < 0.0, -1.0, 1.0)
+    signs = np.concatenate([np.ones_like(flips[:1]), np.cumprod(flips, axis=0)], axis=0)
+    return q * signs[..., None]
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Shortest-path spherical interpolation of unit quaternions (..., 4), weight broadcast over (...)."""
+    q0 = np.asarray(q0, dtype=np.float64)
+    q1 = np.asarray(q1, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)[..., None]
+    dot = np.sum(q0 * q1, axis=-1, keepdims=True)
+    q1 = np.where(dot < 0.0, -q1, q1)
+    dot = np.clip(np.abs(dot), 0.0, 1.0)
+    angle = np.arccos(dot)
+    sin_angle = np.sin(angle)
+    nearly_equal = sin_angle < 1e-6
+    safe_sin = np.where(nearly_equal, 1.0, sin_angle)
+    w0 = np.where(nearly_equal, 1.0 - weight, np.sin((1.0 - weight) * angle) / safe_sin)
+    w1 = np.where(nearly_equal, weight, np.sin(weight * angle) / safe_sin)
+    result = w0 * q0 + w1 * q1
+    return result / np.linalg.norm(result, axis=-1, keepdims=True)
+
+
+def resampled_frame_count(frames: int, source_fps: float, target_fps: float) -> int:
+    """Frames that keep the clip's duration (frames / fps seconds) at the target rate, at least one."""
+    return max(1, int(round(frames * target_fps / source_fps)))
+
+
+def resample_clip(
+    translation: np.ndarray, rotations: np.ndarray, source_fps: float, target_fps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a clip to another frame rate: slerp for rotations, linear for translation.
+
+    Target frame k samples time k / target_fps, so the motion keeps its speed exactly; the first frame is the
+    source's first frame and the last target frame lies at or before the last source frame.
+    """
+    if source_fps <= 0 or target_fps <= 0:
+        raise bad_request(
+            f"Frame rates must be positive (source {source_fps}, target {target_fps}).",
+            "Set the scene's frame rate (Output Properties > Format) to a positive value.",
+        )
+    frames = rotations.shape[0]
+    count = resampled_frame_count(frames, source_fps, target_fps)
+    source_index = np.minimum(np.arange(count) * (source_fps / target_fps), frames - 1)
+    lower = np.floor(source_index).astype(np.int64)
+    upper = np.minimum(lower + 1, frames - 1)
+    weight = source_index - lower
+    new_translation = translation[lower] + (translation[upper] - translation[lower]) * weight[:, None]
+    joint_weight = np.broadcast_to(weight[:, None], (count, rotations.shape[1]))
+    new_rotations = slerp(rotations[lower], rotations[upper], joint_weight)
+    return new_translation, new_rotations
+
+
+def without_horizontal_motion(translation: np.ndarray) -> np.ndarray:
+    """Root translation with the horizontal (model x and z) part removed and the height (model y) kept.
+
+    The character then moves on the spot above the armature's origin.
+    """
+    in_place = np.array(translation, dtype=np.float64)
+    in_place[:, 0] = 0.0
+    in_place[:, 2] = 0.0
+    return in_place
+
+
+def bone_local_rotations(rotations: np.ndarray, bone_rest_matrices: np.ndarray) -> np.ndarray:
+    """Model-frame local joint quaternions (F, J, 4) to pose-bone quaternions for bones with rest matrices B (J, 3, 3).
+
+    A bone's pose rotation acts in its rest frame, so the model's local rotation R, first expressed in Blender's axes
+    (R' = C R C^T, C the Y-up to Z-up rotation), becomes B^T R' B. Both steps conjugate by a rotation, which keeps a
+    quaternion's scalar part and rotates its vector part: (w, v) -> (w, B^T C v).
+    """
+    vector = y_up_to_z_up(rotations[..., 1:])
+    vector = np.einsum("jba,fjb->fja", bone_rest_matrices, vector)
+    return np.concatenate([rotations[..., :1], vector], axis=-1)
+
+
+def bone_local_translation(translation: np.ndarray, root_rest_matrix: np.ndarray) -> np.ndarray:
+    """Root translation (F, 3, model frame) to the root pose-bone's location, B^T C t, relative to its rest head."""
+    return y_up_to_z_up(translation) @ np.asarray(root_rest_matrix, dtype=np.float64)
+
+
+def action_name(prompt: str, seed: int) -> str:
+    """A short, readable Action name from prompt and seed, e.g. "HYM_jumps_twice_s0"."""
+    words = re.findall(r"[a-z0-9]+", prompt.lower())
+    if words[:2] == ["a", "person"]:
+        words = words[2:]
+    elif words[:1] in (["person"], ["someone"], ["the"], ["a"]):
+        words = words[1:]
+    stem = ""
+    for word in words:
+        candidate = f"{stem}_{word}" if stem else word
+        if len(candidate) > _MAX_PROMPT_CHARS_IN_NAME:
+            break
+        stem = candidate
+    if not stem:
+        stem = words[0][:_MAX_PROMPT_CHARS_IN_NAME] if words else "motion"
+    return f"{ACTION_NAME_PREFIX}{stem}_s{seed}"
+
+
+def clip_duration(frames: int, fps: float = FPS) -> float:
+    """Duration in seconds of a clip of `frames` frames, as the generator counts it (frames = duration * fps)."""
+    return round(frames / fps, 3)
