@@ -1,0 +1,33 @@
+"""Errors that cross a boundary (CLI exit codes, protocol `error` events) carry a stable code, a message and a hint."""
+
+from __future__ import annotations
+
+BAD_REQUEST = "bad_request"
+WEIGHTS_MISSING = "weights_missing"
+BAD_CHECKPOINT = "bad_checkpoint"
+OUT_OF_MEMORY = "out_of_memory"
+CANCELLED = "cancelled"
+BACKEND_DIED = "backend_died"
+INTERNAL = "internal"
+
+USER_ERROR_CODES = frozenset({BAD_REQUEST, WEIGHTS_MISSING, BAD_CHECKPOINT})
+
+
+class HyMotionError(Exception):
+    """An error the user can act on: ``code`` is stable, ``hint`` says what to do."""
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+def bad_request(message: str, hint: str = "") -> HyMotionError:
+    return HyMotionError(BAD_REQUEST, message, hint)

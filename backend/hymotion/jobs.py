@@ -1,0 +1,136 @@
+"""What a generation asks for, validated the same way by the CLI, the service and the add-on (no heavy imports)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import HyMotionError, bad_request
+from .skeleton import FPS
+
+TRAIN_FRAMES = 360
+MIN_FRAMES = 20
+MIN_DURATION = round(MIN_FRAMES / FPS, 2)
+MAX_DURATION = TRAIN_FRAMES / FPS
+DEFAULT_DURATION = 4.0
+DEFAULT_STEPS = 50
+DEFAULT_CFG = 5.0
+ADVISED_MAX_WORDS = 60
+
+_DURATION_PREFIX = re.compile(r"^\s*(?P<duration>[-+]?\d+(?:\.\d*)?|\.\d+)\s*\|\s*(?P<prompt>.*)$")
+
+
+def frames_for_duration(duration: float) -> int:
+    """round(duration * 30) clamped to the model's 20..360 frames, as the official pipeline does."""
+    return int(min(max(round(duration * FPS), MIN_FRAMES), TRAIN_FRAMES))
+
+
+@dataclass
+class GenerationSettings:
+    prompts: list[str]
+    durations: list[float]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    cfg_scale: float = DEFAULT_CFG
+    steps: int = DEFAULT_STEPS
+    smoothing: bool = True
+
+    def validate(self) -> "GenerationSettings":
+        if not self.prompts:
+            raise bad_request("No prompt given.", "Describe the motion, e.g. \"a person jumps twice\".")
+        for index, prompt in enumerate(self.prompts):
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise bad_request(
+                    f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\"."
+                )
+        self.prompts = [prompt.strip() for prompt in self.prompts]
+        if len(self.durations) == 1 and len(self.prompts) > 1:
+            self.durations = self.durations * len(self.prompts)
+        if len(self.durations) != len(self.prompts):
+            raise bad_request(
+                f"Got {len(self.durations)} durations for {len(self.prompts)} prompts.",
+                "Give one duration, or one per prompt.",
+            )
+        self.durations = [check_duration(d) for d in self.durations]
+        if not self.seeds:
+            raise bad_request("No seed given.", "Pass at least one integer seed, e.g. --seeds 0.")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+                raise bad_request(f"Seed {seed!r} is not a non-negative integer.", "Use whole numbers like 0,1,2.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise bad_request(f"steps must be an integer >= 1, got {self.steps!r}.", "The official setting is 50.")
+        if not isinstance(self.cfg_scale, (int, float)) or not math.isfinite(self.cfg_scale) or self.cfg_scale <= 0:
+            raise bad_request(
+                f"cfg must be a number > 0, got {self.cfg_scale!r}.", "The official setting is 5.0; 1.0 turns guidance off."
+            )
+        return self
+
+
+def check_duration(duration: object) -> float:
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
+        raise bad_request(f"Duration {duration!r} is not a number of seconds.", "Use e.g. 4 or 4.5.")
+    if not MIN_DURATION <= duration <= MAX_DURATION:
+        raise bad_request(
+            f"Duration {duration:g} s is outside {MIN_DURATION:g}-{MAX_DURATION:g} s.",
+            f"The model makes clips of {MIN_DURATION:g} to {MAX_DURATION:g} seconds (20 to 360 frames at 30 fps).",
+        )
+    return float(duration)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" or "0-3" (inclusive) to a list of seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if re.fullmatch(r"\d+-\d+", part):
+                low, high = (int(x) for x in part.split("-"))
+                seeds.extend(range(low, high + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise bad_request(f"Seed {part!r} is not an integer.", "Write seeds as 0,1,2 or as a range 0-3.") from None
+    return seeds
+
+
+@dataclass
+class PromptLine:
+    prompt: str
+    duration: float | None
+    line_number: int
+
+
+def parse_prompt_lines(text: str, source: str = "prompt list") -> list[PromptLine]:
+    """One prompt per line; "4.5 | prompt" sets that line's duration; blank lines and lines starting with # are skipped."""
+    lines: list[PromptLine] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _DURATION_PREFIX.match(line)
+        duration = None
+        if match:
+            duration = float(match["duration"])
+            line = match["prompt"].strip()
+            try:
+                check_duration(duration)
+            except HyMotionError as error:
+                raise bad_request(f"{source}, line {number}: {error.message}", error.hint) from None
+            if not line:
+                raise bad_request(f"{source}, line {number}: the prompt after '|' is empty.", "Write it as: 4.5 | a person jumps")
+        lines.append(PromptLine(line, duration, number))
+    if not lines:
+        raise bad_request(f"{source} holds no prompts.", "Write one prompt per line, optionally as '4.5 | prompt'.")
+    return lines
+
+
+def read_prompt_file(path: str | Path) -> list[PromptLine]:
+    path = Path(path)
+    if not path.is_file():
+        raise bad_request(f"Prompt file {path} does not exist.", "Check the path, or pass the prompt directly.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise bad_request(f"Cannot read prompt file {path}: {error}.", "Save it as UTF-8 text.") from None
+    return parse_prompt_lines(text, source=str(path))

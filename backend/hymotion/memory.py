@@ -1,0 +1,151 @@
+"""Execution plans: where each model lives and how it reaches the GPU. The math is the pipeline's; this is placement.
+
+- ``gpu``: everything resident (DiT and CLIP in bf16/fp32, Qwen3 base in bf16); the denoising step runs as a CUDA graph.
+- ``offload``: Qwen3 and CLIP live in host RAM and visit the GPU whole, only to encode prompts not in the cache.
+- ``stream``: Qwen3 runs module by module through the GPU from host RAM (accelerate's sequential offload); CLIP runs on
+  the CPU; only the DiT is resident.
+- ``cpu``: no GPU.
+``auto`` picks the fastest plan whose expected peak fits in the free VRAM; a CUDA out-of-memory error steps down one plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .errors import BAD_REQUEST, HyMotionError
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+PLAN_ORDER = ("gpu", "offload", "stream", "cpu")
+PLAN_CHOICES = ("auto",) + PLAN_ORDER
+# Parameter counts at real sizes, for expected-VRAM arithmetic (Qwen3-8B without its LM head; CLIP-L text tower).
+QWEN_BASE_PARAMS = 7_570_000_000
+QWEN_EMBEDDING_PARAMS = 151_936 * 4096
+QWEN_LAYER_PARAMS = (QWEN_BASE_PARAMS - QWEN_EMBEDDING_PARAMS) // 36
+CLIP_TEXT_PARAMS = 123_060_480
+DIT_PARAMS = {"lite": 460_841_673, "standard": 1_042_868_681}
+# Activations and allocator slack while sampling a batch of a few clips, measured headroom rather than derived.
+SAMPLING_HEADROOM = int(0.75 * GIB)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    text_placement: str  # resident | offload | stream | cpu
+    dit_dtype: torch.dtype
+    cuda_graph: bool
+    max_batch: int  # samples (prompt x seed) per sampling batch, before CFG doubling
+
+    @property
+    def needs_cuda(self) -> bool:
+        return self.name != "cpu"
+
+
+PLANS = {
+    "gpu": Plan("gpu", "resident", torch.bfloat16, cuda_graph=True, max_batch=64),
+    "offload": Plan("offload", "offload", torch.bfloat16, cuda_graph=True, max_batch=32),
+    "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=False, max_batch=8),
+    "cpu": Plan("cpu", "cpu", torch.float32, cuda_graph=False, max_batch=4),
+}
+
+
+def next_plan(name: str) -> str | None:
+    index = PLAN_ORDER.index(name)
+    return PLAN_ORDER[index + 1] if index + 1 < len(PLAN_ORDER) else None
+
+
+def expected_vram(plan: str, variant: str = "lite") -> dict[str, int]:
+    """Expected peak bytes on the GPU while sampling and while encoding a new prompt."""
+    dit = DIT_PARAMS.get(variant, DIT_PARAMS["lite"]) * 2
+    qwen = QWEN_BASE_PARAMS * 2
+    clip = CLIP_TEXT_PARAMS * 4
+    if plan == "gpu":
+        sampling = encoding = dit + qwen + clip + SAMPLING_HEADROOM
+    elif plan == "offload":
+        sampling = dit + SAMPLING_HEADROOM
+        encoding = dit + qwen + clip + SAMPLING_HEADROOM
+    elif plan == "stream":
+        sampling = dit + SAMPLING_HEADROOM
+        encoding = dit + QWEN_EMBEDDING_PARAMS * 2 + QWEN_LAYER_PARAMS * 2 + SAMPLING_HEADROOM
+    else:
+        sampling = encoding = 0
+    return {"sampling": sampling, "encoding": encoding, "peak": max(sampling, encoding)}
+
+
+def cuda_memory() -> tuple[int, int] | None:
+    """(free, total) bytes of the current CUDA device, or None without one."""
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return int(free), int(total)
+
+
+def choose_plan(requested: str = "auto", variant: str = "lite", memory: tuple[int, int] | None = None) -> str:
+    """The plan to run: ``requested`` itself, or for ``auto`` the fastest whose expected peak fits in free VRAM."""
+    if requested not in PLAN_CHOICES:
+        raise HyMotionError(BAD_REQUEST, f"Unknown memory plan {requested!r}.", f"Use one of {', '.join(PLAN_CHOICES)}.")
+    memory = memory if memory is not None else cuda_memory()
+    if requested != "auto":
+        if PLANS[requested].needs_cuda and memory is None:
+            raise HyMotionError(BAD_REQUEST, f"Plan {requested!r} needs a CUDA GPU, and torch sees none.",
+                                "Use --plan cpu (or auto), or install a CUDA build of torch.")
+        return requested
+    if memory is None:
+        return "cpu"
+    free, _ = memory
+    for name in PLAN_ORDER[:-1]:
+        if expected_vram(name, variant)["peak"] <= free:
+            return name
+    return "cpu"
+
+
+def plan_report(plan: str, variant: str = "lite", device: str | None = None) -> dict:
+    """What the user sees: the plan, the device and the VRAM the plan expects."""
+    memory = cuda_memory()
+    expected = expected_vram(plan, variant)
+    return {
+        "plan": plan,
+        "device": device or (torch.cuda.get_device_name() if memory and plan != "cpu" else "cpu"),
+        "free_vram": memory[0] if memory else 0,
+        "total_vram": memory[1] if memory else 0,
+        "expected_vram_sampling": expected["sampling"],
+        "expected_vram_encoding": expected["encoding"],
+    }
+
+
+def place_text_encoder(encoder, plan: Plan, device: torch.device) -> None:
+    """Put Qwen3 and CLIP where the plan wants them; accelerate's hooks move weights in and out on demand."""
+    from accelerate import cpu_offload, cpu_offload_with_hook
+
+    if plan.text_placement == "resident":
+        encoder.qwen_model.to(device)
+        encoder.clip_model.to(device)
+    elif plan.text_placement == "offload":
+        encoder.qwen_model.to("cpu")
+        encoder.clip_model.to("cpu")
+        _, qwen_hook = cpu_offload_with_hook(encoder.qwen_model, execution_device=device)
+        _, clip_hook = cpu_offload_with_hook(encoder.clip_model, execution_device=device, prev_module_hook=qwen_hook)
+        encoder.release_hooks = (qwen_hook, clip_hook)
+    elif plan.text_placement == "stream":
+        encoder.qwen_model.to("cpu")
+        encoder.clip_model.to("cpu")
+        cpu_offload(encoder.qwen_model, execution_device=device)
+    else:
+        encoder.qwen_model.to("cpu")
+        encoder.clip_model.to("cpu")
+
+
+def release_text_encoder(encoder) -> None:
+    """After encoding under ``offload``, send the weights back to host RAM and return the memory to the driver."""
+    for hook in getattr(encoder, "release_hooks", ()):
+        hook.offload()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "CUDA out of memory" in str(error)

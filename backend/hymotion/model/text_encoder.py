@@ -1,0 +1,165 @@
+"""Prompt encoding: Qwen3 token features and the CLIP-L pooled vector, with an on-disk cache.
+
+Qwen3 runs as the base model (no LM head, no per-layer hidden states): its last hidden state after the final norm is
+what the official pipeline takes from the causal LM's ``hidden_states[-1]``. Prompts are tokenised with right padding
+to the longest prompt of the batch; the causal attention and the padding mask make each prompt's real-token features
+independent of that padding, so they equal the official fixed 128-token padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+QWEN_REPO_ID = "Qwen/Qwen3-8B"
+CLIP_REPO_ID = "openai/clip-vit-large-patch14"
+MAX_TEXT_TOKENS = 128
+CLIP_MAX_TOKENS = 77
+
+# Interface constant the released weights were trained with; it must match byte for byte.
+# Source: official repository, hymotion/network/text_encoders/model_constants.py (PROMPT_TEMPLATE_ENCODE_HUMAN_MOTION).
+QWEN_MOTION_SYSTEM_PROMPT = (
+    "\n    Summarize human motion only from the user text for representation: action categories, key body-part "
+    "movements, order/transitions, trajectory/direction, posture; include style/emotion/speed only if present. "
+    "Explicitly capture laterality (left/right) when mentioned; do not guess. If multiple actions are described, "
+    "indicate the count of distinct actions (e.g., actions=3) and their order. Do not invent missing info. Keep one "
+    "concise paragraph.\n"
+)
+# Stand-in for the user text when locating where the user text starts in the templated tokens.
+CROP_MARKER = "<BOC>"
+
+
+@dataclass
+class PromptEmbedding:
+    """One prompt's conditioning: Qwen features of its real tokens (T, ctxt_dim) and the CLIP vector (vtxt_dim,)."""
+
+    ctxt: Tensor
+    vtxt: Tensor
+    truncated: bool = False
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    messages = [{"role": "system", "content": QWEN_MOTION_SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False, enable_thinking=False)
+
+
+def find_crop_start(tokenizer) -> int:
+    """Number of template tokens before the user text (the official crop), found by templating a marker."""
+    full_ids = tokenizer(chat_text(tokenizer, CROP_MARKER), add_special_tokens=True)["input_ids"]
+    marker_ids = tokenizer(CROP_MARKER, add_special_tokens=False)["input_ids"]
+    for start in range(len(full_ids) - len(marker_ids) + 1):
+        if full_ids[start : start + len(marker_ids)] == marker_ids:
+            return start
+    return max(0, len(full_ids) - 1)
+
+
+class TextEncoder:
+    """Qwen3 base model + CLIP text tower. Placement on devices is the memory plan's business, not this class's."""
+
+    def __init__(self, qwen_tokenizer, qwen_model, clip_tokenizer, clip_model, identity: str) -> None:
+        self.qwen_tokenizer = qwen_tokenizer
+        self.qwen_tokenizer.padding_side = "right"
+        self.qwen_model = qwen_model.eval()
+        self.clip_tokenizer = clip_tokenizer
+        self.clip_model = clip_model.eval()
+        self.identity = identity
+        self.crop_start = find_crop_start(qwen_tokenizer)
+
+    @property
+    def execution_device(self) -> torch.device:
+        """Where inputs must go: the device of the embedding weights, or the offload hook's execution device."""
+        embed = self.qwen_model.get_input_embeddings()
+        hook = getattr(embed, "_hf_hook", None)
+        device = getattr(hook, "execution_device", None)
+        return torch.device(device) if device is not None else embed.weight.device
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
+        device = self.execution_device
+        texts = [chat_text(self.qwen_tokenizer, prompt) for prompt in prompts]
+        untruncated = self.qwen_tokenizer(texts, add_special_tokens=True)["input_ids"]
+        batch = self.qwen_tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.crop_start + MAX_TEXT_TOKENS,
+            padding="longest",
+            return_tensors="pt",
+        ).to(device)
+        hidden = self.qwen_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        lengths = (batch["attention_mask"].sum(dim=1) - self.crop_start).clamp(0, MAX_TEXT_TOKENS).tolist()
+        clip_batch = self.clip_tokenizer(
+            prompts, truncation=True, max_length=CLIP_MAX_TOKENS, padding=True, return_tensors="pt"
+        ).to(self._clip_device())
+        pooled = self.clip_model(
+            input_ids=clip_batch["input_ids"], attention_mask=clip_batch["attention_mask"]
+        ).pooler_output
+        embeddings = []
+        for index, prompt in enumerate(prompts):
+            truncated = len(untruncated[index]) > self.crop_start + MAX_TEXT_TOKENS
+            ctxt = hidden[index, self.crop_start : self.crop_start + lengths[index]]
+            embeddings.append(PromptEmbedding(ctxt.cpu().clone(), pooled[index].float().cpu().clone(), truncated))
+        return embeddings
+
+    def _clip_device(self) -> torch.device:
+        return next(self.clip_model.parameters()).device
+
+
+class EmbeddingCache:
+    """Prompt embeddings on disk, keyed by encoder identity and prompt, so a prompt is encoded once per machine."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def _path(self, identity: str, prompt: str) -> Path:
+        digest = hashlib.sha256(f"{identity}\0{prompt}".encode()).hexdigest()
+        return self.directory / digest[:2] / f"{digest}.safetensors"
+
+    def get(self, identity: str, prompt: str) -> PromptEmbedding | None:
+        path = self._path(identity, prompt)
+        if not path.is_file():
+            return None
+        try:
+            tensors = load_file(path)
+            return PromptEmbedding(tensors["ctxt"], tensors["vtxt"], bool(tensors["truncated"].item()))
+        except Exception as error:
+            log.warning("ignoring unreadable cache entry %s: %s", path, error)
+            return None
+
+    def put(self, identity: str, prompt: str, embedding: PromptEmbedding) -> None:
+        path = self._path(identity, prompt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        tensors = {
+            "ctxt": embedding.ctxt.contiguous(),
+            "vtxt": embedding.vtxt.contiguous(),
+            "truncated": torch.tensor(int(embedding.truncated)),
+        }
+        save_file(tensors, partial, metadata={"identity": identity})
+        partial.replace(path)
+
+
+def encode_with_cache(
+    encoder_factory, identity: str, prompts: list[str], cache: EmbeddingCache | None
+) -> tuple[list[PromptEmbedding], int]:
+    """Embeddings for ``prompts``: cache hits first, then the misses in one pass of the encoder.
+
+    ``encoder_factory`` is called only when something is missing, so cache hits never load or touch the encoder.
+    Returns the embeddings and how many prompts were encoded.
+    """
+    found = {prompt: cache.get(identity, prompt) if cache else None for prompt in dict.fromkeys(prompts)}
+    missing = [prompt for prompt, embedding in found.items() if embedding is None]
+    if missing:
+        encoded = encoder_factory().encode(missing)
+        for prompt, embedding in zip(missing, encoded):
+            found[prompt] = embedding
+            if cache:
+                cache.put(identity, prompt, embedding)
+    return [found[prompt] for prompt in prompts], len(missing)

@@ -1,0 +1,199 @@
+"""From the model's 201-number frames to motion: root translation, 22 local quaternions, joint positions.
+
+numpy and scipy only (no torch), so results can be decoded and checked anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from . import skeleton
+
+LATENT_DIM = 201
+STD_FLOOR = 1e-3
+SMOOTHING_SIGMA = 1.0
+SMOOTHING_RADIUS = int(4 * SMOOTHING_SIGMA + 0.5)
+TRANSLATION_WINDOW = 11
+TRANSLATION_ORDER = 5
+# Without the body mesh we put the sole this far below the foot (toe-base) joint; the ankle's gap follows from the
+# rest pose so both joints agree on the ground in T-pose. An approximation of the official lowest-mesh-vertex rule.
+FOOT_SOLE_GAP = 0.02
+ANKLE_SOLE_GAP = FOOT_SOLE_GAP + float(
+    skeleton.BODY_REST_POSITIONS[skeleton.BODY_JOINT_NAMES.index("left_ankle"), 1]
+    - skeleton.BODY_REST_POSITIONS[skeleton.BODY_JOINT_NAMES.index("left_foot"), 1]
+)
+_GROUND_JOINTS = {
+    skeleton.BODY_JOINT_NAMES.index(name): gap
+    for name, gap in (
+        ("left_ankle", ANKLE_SOLE_GAP), ("right_ankle", ANKLE_SOLE_GAP),
+        ("left_foot", FOOT_SOLE_GAP), ("right_foot", FOOT_SOLE_GAP),
+    )
+}
+
+
+def denormalize(latent: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Undo the training normalisation; channels whose std is below 1e-3 are constant (std treated as 0)."""
+    std = np.where(std < STD_FLOOR, 0.0, std)
+    return latent * std + mean
+
+
+def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
+    """(..., 6) read as a (3, 2) matrix whose columns are the first two matrix columns before Gram-Schmidt."""
+    pairs = rot6d.reshape(rot6d.shape[:-1] + (3, 2))
+    a1, a2 = pairs[..., 0], pairs[..., 1]
+    b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
+    b2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
+    b2 = b2 / np.linalg.norm(b2, axis=-1, keepdims=True)
+    return np.stack([b1, b2, np.cross(b1, b2)], axis=-1)
+
+
+def matrix_to_rot6d(matrix: np.ndarray) -> np.ndarray:
+    return matrix[..., :, :2].reshape(matrix.shape[:-2] + (6,))
+
+
+def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) to unit quaternions (w, x, y, z) with w >= 0, numerically stable for every rotation."""
+    m = matrix
+    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    candidates = np.stack(
+        [
+            np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
+            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
+            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
+        ],
+        axis=-2,
+    )
+    diagonal = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], axis=-1)
+    best = np.take_along_axis(candidates, np.argmax(diagonal, axis=-1)[..., None, None], axis=-2)[..., 0, :]
+    q = best / np.linalg.norm(best, axis=-1, keepdims=True)
+    return np.where(q[..., :1] < 0, -q, q)
+
+
+def make_continuous(quaternions: np.ndarray) -> np.ndarray:
+    """Flip signs along time (axis 0) so consecutive quaternions lie in the same hemisphere."""
+    q = quaternions.copy()
+    for frame in range(1, len(q)):
+        flip = np.sum(q[frame] * q[frame - 1], axis=-1) < 0
+        q[frame][flip] *= -1
+    return q
+
+
+def smooth_quaternions(quaternions: np.ndarray) -> np.ndarray:
+    """Gaussian smoothing (sigma 1 frame, edge-padded) as a weighted quaternion average (Markley's eigenvector method).
+
+    Each window is sign-aligned to its centre frame before averaging.
+    """
+    q = make_continuous(quaternions)
+    radius = SMOOTHING_RADIUS
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / SMOOTHING_SIGMA) ** 2)
+    weights /= weights.sum()
+    padded = np.concatenate([np.repeat(q[:1], radius, 0), q, np.repeat(q[-1:], radius, 0)])
+    frames = len(q)
+    windows = np.stack([padded[k : k + frames] for k in range(2 * radius + 1)], axis=1)  # (F, K, J, 4)
+    centre = q[:, None]
+    windows = np.where(np.sum(windows * centre, axis=-1, keepdims=True) < 0, -windows, windows)
+    scatter = np.einsum("k,fkja,fkjb->fjab", weights, windows, windows)
+    _, vectors = np.linalg.eigh(scatter)
+    averaged = vectors[..., -1]
+    averaged = np.where(np.sum(averaged * q, axis=-1, keepdims=True) < 0, -averaged, averaged)
+    return averaged / np.linalg.norm(averaged, axis=-1, keepdims=True)
+
+
+def smooth_translation(translation: np.ndarray) -> np.ndarray:
+    """Savitzky-Golay (window 11, order 5); clips shorter than the window (never produced by the model) pass through."""
+    if len(translation) < TRANSLATION_WINDOW:
+        return translation
+    return savgol_filter(translation, TRANSLATION_WINDOW, TRANSLATION_ORDER, axis=0, mode="interp")
+
+
+def ground_height(positions: np.ndarray) -> float:
+    """Lowest sole height over the whole clip, estimated from the ankle and foot joints (see FOOT_SOLE_GAP)."""
+    return float(min(positions[:, joint, 1].min() - gap for joint, gap in _GROUND_JOINTS.items()))
+
+
+@dataclass
+class MotionClip:
+    """One generated motion, model space (Y-up, metres), 30 fps, joints in skeleton.BODY_JOINT_NAMES order."""
+
+    translation: np.ndarray  # (F, 3) root translation; pelvis world position = rest pelvis + translation
+    rotations: np.ndarray  # (F, 22, 4) local rotations, unit quaternions (w, x, y, z)
+    positions: np.ndarray  # (F, 22, 3) world joint positions
+    prompt: str = ""
+    seed: int = 0
+    duration: float = 0.0
+    model_id: str = ""
+    prompt_index: int = 0
+    plan: str = ""
+    fps: int = skeleton.FPS
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return len(self.translation)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "fps": np.asarray(self.fps),
+            "joint_names": np.asarray(skeleton.BODY_JOINT_NAMES),
+            "parents": np.asarray(skeleton.BODY_PARENTS),
+            "rest_offsets": skeleton.BODY_REST_OFFSETS.astype(np.float32),
+            "translation": self.translation.astype(np.float32),
+            "rotations": self.rotations.astype(np.float32),
+            "positions": self.positions.astype(np.float32),
+            "prompt": np.asarray(self.prompt),
+            "seed": np.asarray(self.seed),
+            "duration": np.asarray(self.duration),
+            "model_id": np.asarray(self.model_id),
+        }
+
+    def save(self, path: str | Path, fmt: str = "npz") -> Path:
+        path = Path(path)
+        if fmt == "npz":
+            with path.open("wb") as handle:
+                np.savez(handle, **self.arrays())
+        elif fmt == "json":
+            data = {key: value.tolist() for key, value in self.arrays().items()}
+            path.write_text(json.dumps(data))
+        else:
+            raise ValueError(f"unknown format {fmt!r}")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MotionClip":
+        path = Path(path)
+        if path.suffix == ".json":
+            data = {key: np.asarray(value) for key, value in json.loads(path.read_text()).items()}
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                data = {key: npz[key] for key in npz.files}
+        return cls(
+            translation=data["translation"], rotations=data["rotations"], positions=data["positions"],
+            prompt=str(data["prompt"]), seed=int(data["seed"]), duration=float(data["duration"]),
+            model_id=str(data["model_id"]), fps=int(data["fps"]),
+        )
+
+
+def decode_latent(
+    latent: np.ndarray, mean: np.ndarray, std: np.ndarray, smoothing: bool = True, align_ground: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(F, 201) normalised latent to (translation (F,3), rotations (F,22,4), positions (F,22,3))."""
+    features = denormalize(np.asarray(latent, dtype=np.float64), mean, std)
+    translation = features[:, 0:3]
+    rot6d = features[:, 3:135].reshape(len(features), skeleton.NUM_BODY_JOINTS, 6)
+    quaternions = make_continuous(matrix_to_quaternion(rot6d_to_matrix(rot6d)))
+    if smoothing:
+        quaternions = smooth_quaternions(quaternions)
+        translation = smooth_translation(translation)
+    positions = skeleton.forward_kinematics(quaternions, translation)
+    if align_ground:
+        lowest = ground_height(positions)
+        translation = translation - np.array([0.0, lowest, 0.0])
+        positions = positions - np.array([0.0, lowest, 0.0])
+    return translation, quaternions, positions

@@ -1,0 +1,370 @@
+"""Prompt to motion: encode (cached), sample with Euler flow matching and CFG, decode.
+
+The sampling math is the official pipeline's: per-seed noise of shape (1, 360, 201) from its own generator, Euler over
+``linspace(0, 1, steps + 1)``, guided velocity ``u + s·(c − u)`` where the unconditional branch uses the learned null
+CLIP vector and the learned null text token spread over the conditional branch's text positions and mask. What differs
+is what is computed: only the requested frames and the real text tokens (exact, see ``model/transformer.py``), several
+prompts and seeds in one batch, and a CUDA graph of the DiT step on the GPU plans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import memory, motion, weights
+from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
+from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
+from .model.loading import LoadedModel, load_model_folder
+from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache
+from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+GRAPH_CACHE_SIZE = 4
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("HYMOTION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hymotion"
+    )
+    return Path(base)
+
+
+def load_real_text_encoder(files: weights.ModelFiles, max_tokens_identity: int = 128) -> TextEncoder:
+    from transformers import AutoModel, AutoTokenizer, CLIPTextModel, CLIPTokenizer
+
+    qwen_tokenizer = AutoTokenizer.from_pretrained(files.qwen_folder, padding_side="right")
+    qwen = AutoModel.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
+    clip_tokenizer = CLIPTokenizer.from_pretrained(files.clip_folder)
+    clip = CLIPTextModel.from_pretrained(files.clip_folder)
+    identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{max_tokens_identity}"
+    return TextEncoder(qwen_tokenizer, qwen, clip_tokenizer, clip, identity=identity)
+
+
+@dataclass
+class _SampleBatch:
+    """The static inputs of one denoising loop; CUDA graphs read them by address, so they are updated in place."""
+
+    x: torch.Tensor
+    t: torch.Tensor
+    ctxt: torch.Tensor
+    vtxt: torch.Tensor
+    layout: AttentionLayout
+
+    def update(self, other: "_SampleBatch") -> None:
+        for mine, theirs in (
+            (self.ctxt, other.ctxt), (self.vtxt, other.vtxt), (self.layout.joint_mask, other.layout.joint_mask),
+            (self.layout.refiner_mask, other.layout.refiner_mask), (self.layout.text_valid, other.layout.text_valid),
+        ):
+            mine.copy_(theirs)
+
+
+class _GraphedStep:
+    """One DiT forward captured as a CUDA graph: replaying it costs a few microseconds of CPU time per step."""
+
+    def __init__(self, transformer: HunyuanMotionMMDiT, inputs: _SampleBatch) -> None:
+        self.inputs = inputs
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                transformer(inputs.x, inputs.ctxt, inputs.vtxt, inputs.t, inputs.layout)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = transformer(inputs.x, inputs.ctxt, inputs.vtxt, inputs.t, inputs.layout).float()
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.inputs.x.copy_(x)
+        self.inputs.t.copy_(t)
+        self.graph.replay()
+        return self.output
+
+
+class MotionPipeline:
+    """HY-Motion text-to-motion with a memory plan. Create with :func:`load_pipeline`."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        text_encoder_loader: Callable[[], TextEncoder],
+        encoder_identity: str,
+        model_id: str,
+        variant: str,
+        plan: str,
+        device: str | torch.device,
+        cache: EmbeddingCache | None,
+        official_padding: bool = False,
+    ) -> None:
+        self.model = model
+        self.settings = model.settings
+        self._text_encoder_loader = text_encoder_loader
+        self._text_encoder: TextEncoder | None = None
+        self.encoder_identity = encoder_identity
+        self.model_id = model_id
+        self.variant = variant
+        self.cache = cache
+        self.official_padding = official_padding
+        self.device = torch.device(device)
+        self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
+        self.plan = ""
+        self.switch_plan(plan)
+
+    @property
+    def transformer(self) -> HunyuanMotionMMDiT:
+        return self.model.transformer
+
+    def describe(self) -> dict:
+        report = memory.plan_report(self.plan, self.variant, None if self.device.type == "cuda" else "cpu")
+        report.update(model_id=self.model_id, variant=self.variant)
+        return report
+
+    def switch_plan(self, name: str) -> None:
+        """Place the models for ``name``; also how an out-of-memory error steps down."""
+        plan = memory.PLANS[name]
+        if not plan.needs_cuda:
+            self.device = torch.device("cpu")
+        self._graphs.clear()
+        torch.nn.Module.to(self.model.transformer, self.device, plan.dit_dtype)  # ModelMixin.to warns needlessly
+        self.conditioning = {key: value.to(self.device) for key, value in self.model.conditioning.items()}
+        if self._text_encoder is not None:
+            from accelerate.hooks import remove_hook_from_submodules
+
+            for module in (self._text_encoder.qwen_model, self._text_encoder.clip_model):
+                remove_hook_from_submodules(module)
+            memory.place_text_encoder(self._text_encoder, plan, self.device)
+        self.plan = name
+        self._plan = plan
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def text_encoder(self) -> TextEncoder:
+        if self._text_encoder is None:
+            encoder = self._text_encoder_loader()
+            memory.place_text_encoder(encoder, self._plan, self.device)
+            self._text_encoder = encoder
+        return self._text_encoder
+
+    def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
+        embeddings, encoded = encode_with_cache(self.text_encoder, self.encoder_identity, prompts, self.cache)
+        if encoded and self._text_encoder is not None:
+            memory.release_text_encoder(self._text_encoder)
+        return embeddings
+
+    def _with_step_down(self, action: Callable[[], object], on_warning: Callable[[str], None]):
+        """Run ``action``; on CUDA out-of-memory free memory, step down one plan and retry once."""
+        try:
+            return action()
+        except Exception as error:
+            if not memory.is_out_of_memory(error):
+                raise
+            failed = self.plan
+            lower = memory.next_plan(failed)
+            del error
+            self._graphs.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if lower is None:
+                raise HyMotionError(OUT_OF_MEMORY, f"Out of memory on plan {failed!r}.", "Close other GPU programs.")
+            on_warning(f"Out of GPU memory on plan {failed!r}; retrying on plan {lower!r}.")
+            self.switch_plan(lower)
+            try:
+                return action()
+            except Exception as retry_error:
+                if memory.is_out_of_memory(retry_error):
+                    raise HyMotionError(
+                        OUT_OF_MEMORY, f"Out of memory on plan {failed!r} and again on {lower!r}.",
+                        "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
+                    ) from None
+                raise
+
+    def generate(
+        self,
+        settings: GenerationSettings,
+        on_progress: ProgressCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+    ) -> Iterator[motion.MotionClip]:
+        """Yield one clip per prompt x seed, each as soon as its batch is decoded."""
+        settings.validate()
+        progress = on_progress or (lambda stage, step, total: None)
+        warn = on_warning or (lambda message: warnings.warn(message, stacklevel=3))
+        for index, prompt in enumerate(settings.prompts):
+            words = len(prompt.split())
+            if words > ADVISED_MAX_WORDS:
+                warn(f"Prompt {index + 1} has {words} words; quality drops past {ADVISED_MAX_WORDS} (official advice).")
+        unique = list(dict.fromkeys(settings.prompts))
+        progress("encoding", 0, len(unique))
+        embeddings = dict(zip(unique, self._with_step_down(lambda: self.encode(unique), warn)))
+        progress("encoding", len(unique), len(unique))
+        for index, prompt in enumerate(settings.prompts):
+            if embeddings[prompt].truncated:
+                warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
+        samples = [(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
+        chunks = [samples[i : i + self._plan.max_batch] for i in range(0, len(samples), self._plan.max_batch)]
+        for chunk_index, chunk in enumerate(chunks):
+            latents = self._with_step_down(
+                lambda: self._sample(chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks)),
+                warn,
+            )
+            progress("decoding", chunk_index, len(chunks))
+            for (index, seed), latent in zip(chunk, latents):
+                frames = frames_for_duration(settings.durations[index])
+                translation, rotations, positions = motion.decode_latent(
+                    latent[:frames], self.conditioning["mean"].cpu().numpy(), self.conditioning["std"].cpu().numpy(),
+                    smoothing=settings.smoothing,
+                )
+                yield motion.MotionClip(
+                    translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
+                    positions=positions.astype(np.float32), prompt=settings.prompts[index], seed=seed,
+                    duration=settings.durations[index], model_id=self.model_id, prompt_index=index, plan=self.plan,
+                )
+        progress("decoding", len(chunks), len(chunks))
+
+    def initial_noise(self, seeds: list[int], frames: int) -> torch.Tensor:
+        """Official noise: one generator per seed on the sampling device, randn (1, train_frames, 201), first frames."""
+        train_frames = self.settings.train_frames
+        latent_dim = self.transformer.config.input_dim
+        draws = []
+        for seed in seeds:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            draws.append(torch.randn((1, train_frames, latent_dim), generator=generator, device=self.device))
+        return torch.cat(draws)[:, :frames]
+
+    def _prepare(
+        self, chunk: list[tuple[int, int]], settings: GenerationSettings, embeddings: dict[str, PromptEmbedding]
+    ) -> tuple[_SampleBatch, bool]:
+        frames = [frames_for_duration(settings.durations[index]) for index, _ in chunk]
+        ctxts = [embeddings[settings.prompts[index]].ctxt for index, _ in chunk]
+        motion_len = self.settings.train_frames if self.official_padding else max(frames)
+        text_len = self.settings.max_text_tokens if self.official_padding else max(len(c) for c in ctxts)
+        batch = len(chunk)
+        dim = ctxts[0].shape[-1]
+        ctxt = torch.zeros(batch, text_len, dim, dtype=torch.float32)
+        text_valid = torch.zeros(batch, text_len, dtype=torch.bool)
+        for row, features in enumerate(ctxts):
+            ctxt[row, : len(features)] = features.float()
+            text_valid[row, : len(features)] = True
+        vtxt = torch.stack([embeddings[settings.prompts[index]].vtxt.float() for index, _ in chunk])[:, None]
+        motion_valid = torch.arange(motion_len)[None] < torch.tensor(frames)[:, None]
+        guided = settings.cfg_scale > 1.0
+        if guided:
+            null_ctxt = self.conditioning["null_ctxt_input"].float().cpu()
+            null_vtxt = self.conditioning["null_vtxt_feat"].float().cpu()
+            uncond_ctxt = null_ctxt.expand(batch, text_len, dim) if self.settings.enable_ctxt_null_feat else ctxt
+            ctxt = torch.cat([uncond_ctxt, ctxt])
+            vtxt = torch.cat([null_vtxt.expand_as(vtxt), vtxt])
+            text_valid = torch.cat([text_valid, text_valid])
+            motion_valid = torch.cat([motion_valid, motion_valid])
+        device, dtype = self.device, self.transformer.dtype
+        layout = self.transformer.build_layout(motion_valid.to(device), text_valid.to(device))
+        rows = len(ctxt)
+        inputs = _SampleBatch(
+            x=torch.zeros(rows, motion_len, self.transformer.config.input_dim, device=device),
+            t=torch.zeros(rows, device=device),
+            ctxt=ctxt.to(device, dtype),
+            vtxt=vtxt.to(device, dtype),
+            layout=layout,
+        )
+        return inputs, guided
+
+    def _velocity(self, inputs: _SampleBatch) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if not (self._plan.cuda_graph and self.device.type == "cuda"):
+            return lambda x, t: self.transformer(x, inputs.ctxt, inputs.vtxt, t, inputs.layout).float()
+        key = (tuple(inputs.x.shape), tuple(inputs.ctxt.shape))
+        step = self._graphs.get(key)
+        if step is None:
+            step = _GraphedStep(self.transformer, inputs)
+            self._graphs[key] = step
+            while len(self._graphs) > GRAPH_CACHE_SIZE:
+                self._graphs.popitem(last=False)
+        else:
+            step.inputs.update(inputs)
+            self._graphs.move_to_end(key)
+        return step
+
+    @torch.inference_mode()
+    def _sample(
+        self,
+        chunk: list[tuple[int, int]],
+        settings: GenerationSettings,
+        embeddings: dict[str, PromptEmbedding],
+        progress: ProgressCallback,
+        should_cancel: Callable[[], bool] | None,
+        chunk_index: int,
+        chunk_count: int,
+    ) -> np.ndarray:
+        inputs, guided = self._prepare(chunk, settings, embeddings)
+        velocity = self._velocity(inputs)
+        rows = inputs.x.shape[0]
+        x = self.initial_noise([seed for _, seed in chunk], inputs.x.shape[1])
+        times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
+        total = settings.steps * chunk_count
+        for step in range(settings.steps):
+            if should_cancel is not None and should_cancel():
+                raise HyMotionError(CANCELLED, "Generation cancelled.", "")
+            model_input = torch.cat([x, x]) if guided else x
+            predicted = velocity(model_input, times[step].expand(rows))
+            if guided:
+                unconditional, conditional = predicted.chunk(2)
+                predicted = unconditional + settings.cfg_scale * (conditional - unconditional)
+            x = x + (times[step + 1] - times[step]) * predicted
+            progress("sampling", chunk_index * settings.steps + step + 1, total)
+        return x.cpu().numpy()
+
+
+def load_pipeline(
+    model: str = "lite",
+    model_dir: str | os.PathLike | None = None,
+    plan: str = "auto",
+    device: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    official_padding: bool = False,
+) -> MotionPipeline:
+    """Build a pipeline for ``model`` (lite, standard, tiny-random, or a model folder) on a memory plan.
+
+    ``device`` forces where plans run (tests pass "cpu" to exercise the GPU plans' placement code on the CPU).
+    """
+    started = time.perf_counter()
+    if model == "tiny-random":
+        from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
+
+        log.warning(TINY_WARNING)
+        loaded = build_tiny_model()
+        loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", TINY_MODEL_ID, "lite"
+    else:
+        if model in weights.VARIANT_FOLDERS:
+            files = weights.locate(model, model_dir)
+            variant = model
+        else:
+            files = weights.locate_for_folder(Path(model), model_dir)
+            variant = "lite"
+        loaded = load_model_folder(files.model_folder)
+        if loaded.transformer.config.feat_dim >= 1280:
+            variant = "standard"
+        text_files = files
+        loader = lambda: load_real_text_encoder(text_files, loaded.settings.max_text_tokens)  # noqa: E731
+        identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{loaded.settings.max_text_tokens}"
+        model_id = f"HY-Motion-1.0-{variant}" if model in weights.VARIANT_FOLDERS else str(Path(model).resolve())
+    if device is None:
+        chosen = memory.choose_plan(plan, variant)
+        device = "cuda" if memory.PLANS[chosen].needs_cuda else "cpu"
+    elif plan == "auto":
+        chosen = "cpu" if torch.device(device).type == "cpu" else memory.choose_plan(plan, variant)
+    else:
+        chosen = memory.choose_plan(plan, variant, memory=(0, 0))
+    cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir() / "embeddings")
+    pipeline = MotionPipeline(loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding)
+    log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)
+    return pipeline

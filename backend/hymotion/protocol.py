@@ -1,0 +1,483 @@
+"""The wire protocol between the Blender add-on and the backend service: every message and field, defined once.
+
+One JSON object per line, UTF-8. Requests (client -> server) and events (server -> client) are dataclasses below;
+:func:`encode` turns one into a line, :func:`decode_request` / :func:`decode_event` turn a line back into one and
+reject anything malformed with a ``bad_request`` :class:`ProtocolError` that names the field. docs/protocol.md is
+the prose version of this module.
+
+Stdlib only (numpy is imported lazily by the two array helpers that need it), so the add-on imports this module
+inside Blender and the server imports it before torch.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import json
+import math
+import sys
+import types
+import typing
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .errors import BAD_REQUEST, HyMotionError
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST_BYTES = 1 << 20
+STAGES = ("loading", "encoding", "sampling", "decoding")
+ARRAY_DTYPE = "<f4"
+
+
+class ProtocolError(HyMotionError):
+    """A line that is not a valid message; ``field`` names the culprit; ``request_id``/``request_type`` are set when
+    they could be read, so the refusal can be addressed to the request (and, for ``generate``, to its job)."""
+
+    def __init__(self, message: str, hint: str = "", field: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(BAD_REQUEST, message, hint)
+        self.field = field
+        self.request_id = request_id
+        self.request_type: str | None = None
+
+
+@dataclass(frozen=True)
+class FloatArray:
+    """An array of float32 on the wire: C order, little-endian, base64 in JSON as {"dtype", "shape", "base64"}."""
+
+    shape: tuple[int, ...]
+    data: bytes
+
+    def __post_init__(self) -> None:
+        expected = 4 * math.prod(self.shape)
+        if len(self.data) != expected:
+            raise ProtocolError(
+                f"Array data holds {len(self.data)} bytes but shape {list(self.shape)} needs {expected}.",
+                "Encode arrays with FloatArray.from_numpy.",
+            )
+
+    @classmethod
+    def from_numpy(cls, values: Any) -> FloatArray:
+        import numpy as np
+
+        contiguous = np.ascontiguousarray(values, dtype=ARRAY_DTYPE)
+        return cls(tuple(int(n) for n in contiguous.shape), contiguous.tobytes())
+
+    def to_numpy(self) -> Any:
+        import numpy as np
+
+        return np.frombuffer(self.data, dtype=ARRAY_DTYPE).reshape(self.shape).astype(np.float32)
+
+    def to_lists(self) -> list:
+        """Nested Python lists, for callers without numpy."""
+        flat = array("f")
+        flat.frombytes(self.data)
+        if sys.byteorder == "big":
+            flat.byteswap()
+        values: list = flat.tolist()
+        for size in reversed(self.shape[1:]):
+            values = [values[i : i + size] for i in range(0, len(values), size)]
+        return values
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": ARRAY_DTYPE, "shape": list(self.shape), "base64": base64.b64encode(self.data).decode("ascii")}
+
+    @classmethod
+    def from_json(cls, value: Any, field_name: str) -> FloatArray:
+        if not isinstance(value, dict) or set(value) != {"dtype", "shape", "base64"}:
+            raise ProtocolError(
+                f"Field '{field_name}' must be an object with exactly dtype, shape and base64.", field=field_name
+            )
+        if value["dtype"] != ARRAY_DTYPE:
+            raise ProtocolError(f"Field '{field_name}.dtype' must be {ARRAY_DTYPE!r}.", field=f"{field_name}.dtype")
+        shape = value["shape"]
+        if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+            raise ProtocolError(
+                f"Field '{field_name}.shape' must be a list of non-negative integers.", field=f"{field_name}.shape"
+            )
+        try:
+            data = base64.b64decode(value["base64"], validate=True)
+        except (TypeError, ValueError):
+            raise ProtocolError(f"Field '{field_name}.base64' is not valid base64.", field=f"{field_name}.base64") from None
+        try:
+            return cls(tuple(shape), data)
+        except ProtocolError as error:
+            raise ProtocolError(f"Field '{field_name}': {error.message}", field=field_name) from None
+
+
+@dataclass
+class ModelAvailability:
+    """Whether a model variant's files are on this machine, and how to get them if not."""
+
+    name: str
+    available: bool
+    missing: list[str] = field(default_factory=list)
+    download_command: str | None = None
+
+
+class Message:
+    """Base of every message; ``TYPE`` is the value of the ``type`` key on the wire."""
+
+    TYPE: ClassVar[str] = ""
+
+    def check(self) -> None:
+        """Cross-field rules a single field's type cannot express; raise ProtocolError."""
+
+
+class Request(Message):
+    pass
+
+
+class Event(Message):
+    pass
+
+
+# ---------------------------------------------------------------- requests (client -> server)
+
+
+@dataclass
+class AuthRequest(Request):
+    """First line on a TCP connection; the server answers with ``hello`` or an error and a closed socket."""
+
+    TYPE: ClassVar[str] = "auth"
+    token: str
+    id: str | None = None
+
+
+@dataclass
+class GenerateRequest(Request):
+    """Queue a job; its id is also the job id. Fields left out take the backend's defaults (hymotion.jobs)."""
+
+    TYPE: ClassVar[str] = "generate"
+    id: str
+    prompts: list[str]
+    durations: list[float] | None = None
+    seeds: list[int] | None = None
+    cfg_scale: float | None = None
+    steps: int | None = None
+    smoothing: bool | None = None
+    plan: str | None = None
+
+    def check(self) -> None:
+        if not self.id:
+            raise ProtocolError("Field 'id' must not be empty.", field="id")
+
+
+@dataclass
+class CancelRequest(Request):
+    TYPE: ClassVar[str] = "cancel"
+    id: str
+    job: str
+
+
+@dataclass
+class StatusRequest(Request):
+    TYPE: ClassVar[str] = "status"
+    id: str
+
+
+@dataclass
+class PingRequest(Request):
+    TYPE: ClassVar[str] = "ping"
+    id: str
+
+
+@dataclass
+class ShutdownRequest(Request):
+    TYPE: ClassVar[str] = "shutdown"
+    id: str
+
+
+# ---------------------------------------------------------------- events (server -> client)
+
+
+@dataclass
+class HelloEvent(Event):
+    """First event of a session. ``plan`` is the chosen plan once a model is loaded, else the requested one."""
+
+    TYPE: ClassVar[str] = "hello"
+    protocol: int
+    backend_version: str
+    pid: int
+    model: str
+    plan: str
+    device: str | None = None
+    vram_free: int | None = None
+    vram_total: int | None = None
+    models: list[ModelAvailability] = field(default_factory=list)
+    log_file: str | None = None
+
+
+@dataclass
+class QueuedEvent(Event):
+    """Reply to ``generate``: the job is accepted; ``position`` 0 means it runs next."""
+
+    TYPE: ClassVar[str] = "queued"
+    id: str
+    job: str
+    position: int
+
+
+@dataclass
+class ProgressEvent(Event):
+    TYPE: ClassVar[str] = "progress"
+    job: str
+    stage: str
+    step: int
+    total: int
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise ProtocolError(f"Field 'stage' must be one of {', '.join(STAGES)}, got {self.stage!r}.", field="stage")
+
+
+@dataclass
+class ResultEvent(Event):
+    """One clip (prompt x seed), sent as soon as it is decoded. Y-up metres, quaternions w, x, y, z, local to parent."""
+
+    TYPE: ClassVar[str] = "result"
+    job: str
+    index: int
+    prompt_index: int
+    prompt: str
+    seed: int
+    duration: float
+    fps: int
+    frames: int
+    model: str
+    plan: str
+    joint_names: list[str]
+    parents: list[int]
+    rest_offsets: FloatArray
+    translation: FloatArray
+    rotations: FloatArray
+    positions: FloatArray
+
+    def check(self) -> None:
+        joints = len(self.joint_names)
+        expected = {
+            "parents": ((len(self.parents),), (joints,)),
+            "rest_offsets": (self.rest_offsets.shape, (joints, 3)),
+            "translation": (self.translation.shape, (self.frames, 3)),
+            "rotations": (self.rotations.shape, (self.frames, joints, 4)),
+            "positions": (self.positions.shape, (self.frames, joints, 3)),
+        }
+        for name, (shape, wanted) in expected.items():
+            if tuple(shape) != wanted:
+                raise ProtocolError(f"Field '{name}' has shape {list(shape)}, expected {list(wanted)}.", field=name)
+
+
+@dataclass
+class DoneEvent(Event):
+    """A job finished; ``results`` clips were sent."""
+
+    TYPE: ClassVar[str] = "done"
+    job: str
+    results: int
+    seconds: float
+
+
+@dataclass
+class ErrorEvent(Event):
+    """``id`` is set when a request was refused, ``job`` when a job ended with it (cancel included: code ``cancelled``)."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    hint: str = ""
+    id: str | None = None
+    job: str | None = None
+    field: str | None = None
+    exit_code: int | None = None
+    stderr_tail: list[str] | None = None
+
+
+@dataclass
+class StatusEvent(Event):
+    """Reply to ``status``. ``state`` is idle, loading or running."""
+
+    TYPE: ClassVar[str] = "status"
+    id: str
+    state: str
+    queue: list[str]
+    model: str
+    plan: str
+    loaded: bool
+    job: str | None = None
+    stage: str | None = None
+    step: int | None = None
+    total: int | None = None
+    device: str | None = None
+    vram_free: int | None = None
+    vram_total: int | None = None
+
+
+@dataclass
+class PongEvent(Event):
+    TYPE: ClassVar[str] = "pong"
+    id: str
+
+
+@dataclass
+class AckEvent(Event):
+    """Reply to ``cancel`` and ``shutdown``: the request was taken."""
+
+    TYPE: ClassVar[str] = "ack"
+    id: str
+    request: str
+
+
+REQUEST_TYPES: dict[str, type[Request]] = {
+    cls.TYPE: cls for cls in (AuthRequest, GenerateRequest, CancelRequest, StatusRequest, PingRequest, ShutdownRequest)
+}
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        HelloEvent, QueuedEvent, ProgressEvent, ResultEvent, DoneEvent, ErrorEvent, StatusEvent, PongEvent, AckEvent
+    )
+}
+TERMINAL_JOB_EVENTS = ("done", "error")
+
+
+# ---------------------------------------------------------------- encoding and decoding
+
+
+def encode(message: Message) -> bytes:
+    """One message as one protocol line (UTF-8 JSON, newline-terminated); optional fields that are null are left out."""
+    message.check()
+    payload = {"type": message.TYPE, **_to_json(message)}
+    return (json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def decode_request(line: bytes | str) -> Request:
+    return _decode(line, REQUEST_TYPES, "request")  # type: ignore[return-value]
+
+
+def decode_event(line: bytes | str) -> Event:
+    return _decode(line, EVENT_TYPES, "event")  # type: ignore[return-value]
+
+
+def is_terminal(event: Event, job: str) -> bool:
+    """True when ``event`` is the last one of ``job`` (its ``done`` or ``error``)."""
+    return event.TYPE in TERMINAL_JOB_EVENTS and getattr(event, "job", None) == job
+
+
+def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) -> Message:
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("The line is not valid UTF-8.", "Send UTF-8 encoded JSON, one object per line.") from None
+    try:
+        payload = json.loads(line, parse_constant=_reject_constant)
+    except ValueError as error:
+        raise ProtocolError(
+            f"The line is not valid JSON ({error}).", "Send one complete JSON object per line, ending with a newline."
+        ) from None
+    if not isinstance(payload, dict):
+        raise ProtocolError("The line must hold a JSON object.", "Send e.g. {\"type\": \"ping\", \"id\": \"1\"}.")
+    request_id = payload.get("id") if isinstance(payload.get("id"), str) else None
+    message_type = payload.get("type")
+    cls = registry.get(message_type) if isinstance(message_type, str) else None
+    if cls is None:
+        raise ProtocolError(
+            f"Unknown {kind} type {message_type!r}.",
+            f"Use one of: {', '.join(registry)}.",
+            field="type",
+            request_id=request_id,
+        )
+    fields = {key: value for key, value in payload.items() if key != "type"}
+    try:
+        message = _from_json(cls, fields, "")
+        message.check()
+    except ProtocolError as error:
+        error.request_id = request_id
+        error.request_type = message_type
+        raise
+    return message
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, FloatArray):
+        return value.to_json()
+    if dataclasses.is_dataclass(value):
+        return {
+            f.name: _to_json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.default is None and getattr(value, f.name) is None)
+        }
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    return value
+
+
+def _from_json(cls: type, payload: dict[str, Any], prefix: str) -> Any:
+    hints = _type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in payload:
+        if key not in known:
+            raise ProtocolError(
+                f"Unknown field '{prefix}{key}' in {getattr(cls, 'TYPE', '') or cls.__name__}.",
+                f"Known fields: {', '.join(known)}.",
+                field=f"{prefix}{key}",
+            )
+    values = {}
+    for name, spec in known.items():
+        path = f"{prefix}{name}"
+        if name not in payload:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"Missing field '{path}'.", field=path)
+            continue
+        values[name] = _convert(payload[name], hints[name], path)
+    return cls(**values)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [option for option in typing.get_args(hint) if option is not type(None)]
+        if value is None:
+            return None
+        return _convert(value, options[0], path)
+    if origin is list:
+        (item_hint,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ProtocolError(f"Field '{path}' must be a list.", field=path)
+        return [_convert(item, item_hint, f"{path}[{i}]") for i, item in enumerate(value)]
+    if hint is FloatArray:
+        return FloatArray.from_json(value, path)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"Field '{path}' must be an object.", field=path)
+        return _from_json(hint, value, f"{path}.")
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = _is_int(value)
+    elif hint is float:
+        ok = (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        raise TypeError(f"protocol field {path} has unsupported type {hint!r}")
+    if not ok:
+        raise ProtocolError(f"Field '{path}' must be {_TYPE_WORDS[hint]}, got {value!r}.", field=path)
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

@@ -1,0 +1,111 @@
+"""Where model files live and how they get there: hub downloads, local folders, and the error when they are missing.
+
+Layouts understood, for a variant folder:
+- official: ``config.yml`` + ``latest.ckpt`` (what ``tencent/HY-Motion-1.0`` publishes per sub-folder);
+- converted: ``transformer/`` (diffusers ``save_pretrained``) + ``conditioning.safetensors`` (``hymotion convert``).
+With ``--model-dir DIR`` everything sits under DIR (``DIR/HY-Motion-1.0-Lite``, ``DIR/Qwen3-8B``,
+``DIR/clip-vit-large-patch14``, the official ``ckpts/`` layout); otherwise in the standard Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError
+
+MODEL_REPO_ID = "tencent/HY-Motion-1.0"
+QWEN_REPO_ID = "Qwen/Qwen3-8B"
+CLIP_REPO_ID = "openai/clip-vit-large-patch14"
+VARIANT_FOLDERS = {"lite": "HY-Motion-1.0-Lite", "standard": "HY-Motion-1.0"}
+TEXT_ENCODER_FOLDERS = {QWEN_REPO_ID: "Qwen3-8B", CLIP_REPO_ID: "clip-vit-large-patch14"}
+TEXT_ENCODER_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "merges.txt", "vocab.json"]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    variant: str
+    model_folder: Path
+    qwen_folder: Path
+    clip_folder: Path
+
+
+def download_command(variant: str, model_dir: str | os.PathLike | None) -> str:
+    command = f"hymotion download --variant {variant}"
+    return f"{command} --model-dir {model_dir}" if model_dir else command
+
+
+def is_variant_folder(folder: Path) -> bool:
+    official = (folder / "config.yml").is_file() and (folder / "latest.ckpt").is_file()
+    converted = (folder / "transformer" / "config.json").is_file() and (folder / "conditioning.safetensors").is_file()
+    return official or converted
+
+
+def _cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True))
+    except Exception:
+        return None
+
+
+def _missing(what: str, variant: str, model_dir) -> HyMotionError:
+    return HyMotionError(
+        WEIGHTS_MISSING,
+        f"{what} is not downloaded{f' in {model_dir}' if model_dir else ''}.",
+        f"Run: {download_command(variant, model_dir)}",
+    )
+
+
+def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFiles:
+    """Find the variant's DiT folder and both text encoders locally, or raise ``weights_missing`` with the command."""
+    if variant not in VARIANT_FOLDERS:
+        raise HyMotionError("bad_request", f"Unknown model variant {variant!r}.", "Use lite or standard.")
+    sub = VARIANT_FOLDERS[variant]
+    if model_dir:
+        root = Path(model_dir)
+        model_folder, qwen, clip = root / sub, root / "Qwen3-8B", root / "clip-vit-large-patch14"
+        if not is_variant_folder(model_folder):
+            raise _missing(f"HY-Motion {variant} ({sub})", variant, model_dir)
+    else:
+        snapshot = _cached_snapshot(MODEL_REPO_ID, [f"{sub}/*"])
+        if snapshot is None or not is_variant_folder(snapshot / sub):
+            raise _missing(f"HY-Motion {variant} ({MODEL_REPO_ID}/{sub})", variant, None)
+        model_folder = snapshot / sub
+        qwen = _cached_snapshot(QWEN_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
+        clip = _cached_snapshot(CLIP_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
+    for name, folder in ((QWEN_REPO_ID, qwen), (CLIP_REPO_ID, clip)):
+        if not (folder / "config.json").is_file():
+            raise _missing(f"Text encoder {name}", variant, model_dir)
+    return ModelFiles(variant, model_folder, qwen, clip)
+
+
+def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) -> ModelFiles:
+    """A model folder given by path; its text encoders sit beside it (official ``ckpts/`` layout) or in the cache."""
+    if not is_variant_folder(folder):
+        raise HyMotionError(BAD_CHECKPOINT, f"{folder} holds neither config.yml + latest.ckpt nor a converted model.",
+                            "Point --model at an HY-Motion-1.0-Lite or HY-Motion-1.0 folder, or use --model lite.")
+    root = Path(model_dir) if model_dir else folder.parent
+    found = {}
+    for repo_id, name in TEXT_ENCODER_FOLDERS.items():
+        local = root / name
+        found[repo_id] = local if (local / "config.json").is_file() else _cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
+        if found[repo_id] is None:
+            raise _missing(f"Text encoder {repo_id}", "lite", model_dir)
+    return ModelFiles("custom", folder, found[QWEN_REPO_ID], found[CLIP_REPO_ID])
+
+
+def download(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFiles:
+    """Fetch the DiT and both text encoders (resumable; huggingface_hub shows progress bars)."""
+    from huggingface_hub import snapshot_download
+
+    sub = VARIANT_FOLDERS[variant]
+    root = Path(model_dir) if model_dir else None
+    snapshot_download(MODEL_REPO_ID, allow_patterns=[f"{sub}/*"], local_dir=root)
+    for repo_id, folder in TEXT_ENCODER_FOLDERS.items():
+        snapshot_download(
+            repo_id, allow_patterns=TEXT_ENCODER_PATTERNS, local_dir=root / folder if root else None
+        )
+    return locate(variant, model_dir)
