@@ -269,6 +269,15 @@ class ResultEvent(Event):
 
 
 @dataclass
+class WarningEvent(Event):
+    """Something the user should know about a job that does not stop it (e.g. a prompt too long to follow)."""
+
+    TYPE: ClassVar[str] = "warning"
+    job: str
+    message: str
+
+
+@dataclass
 class DoneEvent(Event):
     """A job finished; ``results`` clips were sent."""
 
@@ -334,7 +343,16 @@ REQUEST_TYPES: dict[str, type[Request]] = {
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
-        HelloEvent, QueuedEvent, ProgressEvent, ResultEvent, DoneEvent, ErrorEvent, StatusEvent, PongEvent, AckEvent
+        HelloEvent,
+        QueuedEvent,
+        ProgressEvent,
+        ResultEvent,
+        WarningEvent,
+        DoneEvent,
+        ErrorEvent,
+        StatusEvent,
+        PongEvent,
+        AckEvent,
     )
 }
 TERMINAL_JOB_EVENTS = ("done", "error")

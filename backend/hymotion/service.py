@@ -53,6 +53,7 @@ from .protocol import (
     ShutdownRequest,
     StatusEvent,
     StatusRequest,
+    WarningEvent,
     decode_request,
     encode,
 )
@@ -125,6 +126,7 @@ class ServeOptions:
     model_dir: str | None = None
     plan: str = "auto"
     device: str | None = None
+    cache_dir: str | None = None
     log_file: str | None = None
 
 
@@ -316,7 +318,13 @@ class Service:
                 job.stage, job.step, job.total = stage, step, total
                 job.connection.send(ProgressEvent(job=job.id, stage=stage, step=step, total=total))
 
-            clips = pipeline.generate(job.settings, on_progress=on_progress, should_cancel=job.should_stop)
+            def on_warning(message: str) -> None:
+                log.warning("job %s: %s", job.id, message)
+                job.connection.send(WarningEvent(job=job.id, message=message))
+
+            clips = pipeline.generate(
+                job.settings, on_progress=on_progress, should_cancel=job.should_stop, on_warning=on_warning
+            )
             try:
                 for clip in clips:
                     job.connection.send(_result_event(job.id, sent, clip))
@@ -351,19 +359,29 @@ class Service:
         )
 
     def _pipeline_for(self, job: Job) -> Any:
+        """The warm pipeline, loaded at the first job and moved to another plan when a job asks for one."""
         wanted = job.plan if job.plan not in (None, "auto") else None
-        if self._pipeline is not None and (wanted is None or self._pipeline.plan == wanted):
-            return self._pipeline
         if wanted is not None:
-            from .memory import PLAN_CHOICES
+            self._check_plan(wanted)
+        if self._pipeline is None:
+            self._load(job, wanted or self.options.plan)
+        elif wanted is not None and self._pipeline.plan != wanted:
+            log.info("job %s asks for plan %s (was %s)", job.id, wanted, self._pipeline.plan)
+            self._pipeline.switch_plan(wanted)
+        return self._pipeline
 
-            if wanted not in PLAN_CHOICES:
-                raise ProtocolError(
-                    f"Unknown memory plan {wanted!r}.", f"Use one of {', '.join(PLAN_CHOICES)}.", field="plan"
-                )
-        if self._pipeline is not None:
-            log.info("plan %s asked for; reloading (was %s)", wanted, self._pipeline.plan)
-            self._release_pipeline()
+    def _check_plan(self, plan: str) -> None:
+        from . import memory
+
+        try:
+            if self.options.device is None:
+                memory.choose_plan(plan, getattr(self._pipeline, "variant", "lite"))
+            elif plan not in memory.PLAN_CHOICES:
+                memory.choose_plan(plan)
+        except HyMotionError as error:
+            raise ProtocolError(error.message, error.hint, field="plan") from None
+
+    def _load(self, job: Job, plan: str) -> None:
         job.connection.send(ProgressEvent(job=job.id, stage="loading", step=0, total=1))
         with self._lock:
             self._loading = True
@@ -373,15 +391,15 @@ class Service:
             self._pipeline = load_pipeline(
                 model=self.options.model,
                 model_dir=self.options.model_dir,
-                plan=wanted or self.options.plan,
+                plan=plan,
                 device=self.options.device,
+                cache_dir=self.options.cache_dir,
             )
         finally:
             with self._lock:
                 self._loading = False
         log.info("model loaded: %s", _describe(self._pipeline))
         job.connection.send(ProgressEvent(job=job.id, stage="loading", step=1, total=1))
-        return self._pipeline
 
     def _release_pipeline(self) -> None:
         self._pipeline = None
@@ -657,21 +675,18 @@ def _wait_for_stop(service: Service) -> None:
 
 
 def user_cache_dir() -> Path:
-    """Per-user cache folder for logs and tokens (HYMOTION_CACHE_DIR overrides it)."""
-    override = os.environ.get("HYMOTION_CACHE_DIR")
-    if override:
-        return Path(override)
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "hymotion" / "Cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "hymotion"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hymotion"
+    """Per-user cache folder for logs and tokens: the same folder the pipeline caches prompt embeddings in."""
+    base = os.environ.get("HYMOTION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hymotion"
+    )
+    return Path(base)
 
 
 def _set_up_logging(log_file: str | None) -> str | None:
     """Log to stderr and to a file (the newest few are kept); returns the file's path, None if it cannot be written."""
     logger = logging.getLogger("hymotion")
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(formatter)
@@ -745,13 +760,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", help="folder holding the weights (default: the download folder)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream or cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
+    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
     parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
 
 
 def serve_main(args: argparse.Namespace) -> int:
     """Run the service until it is told to stop; 0 on a clean stop, 2 for bad arguments."""
     log_file = _set_up_logging(args.log_file)
-    options = ServeOptions(args.model, args.model_dir, args.plan, args.device, log_file)
+    options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(), args.model)
     try:
         address = parse_listen_address(args.listen, args.allow_remote) if args.listen else None
