@@ -119,9 +119,10 @@ def push_to_nla(
 ) -> bpy.types.NlaStrip:
     """Put `action` on the armature's NLA as a strip and return it.
 
-    'SEQUENCE' appends it to the last track named `track_name`, starting where that track's last strip ends;
-    'STACK' puts it on a new track of its own, starting at the Action's first key. If the Action is the armature's
-    active Action it is unassigned afterwards, as Blender's Push Down does, so the NLA plays it.
+    'SEQUENCE' appends it to the last track named `track_name` (made if missing), starting on the frame after that
+    track's last strip ends, so each clip keeps all its frames. 'STACK' puts it on a new track named after the Action,
+    starting at the Action's first key; the newest track is on top. If the Action is the armature's active Action it
+    is unassigned afterwards, as Blender's Push Down does, so the NLA plays it.
     """
     if mode not in NLA_MODES:
         raise bad_request(f"Unknown NLA mode {mode!r}.", f"Use one of {', '.join(NLA_MODES)}.")
@@ -130,10 +131,10 @@ def push_to_nla(
     tracks = [track for track in anim_data.nla_tracks if track.name == track_name]
     if mode == "SEQUENCE" and tracks:
         track = tracks[-1]
-        start = max((int(np.ceil(strip.frame_end)) for strip in track.strips), default=action_start)
+        start = max((int(np.ceil(strip.frame_end)) + 1 for strip in track.strips), default=action_start)
     else:
         track = anim_data.nla_tracks.new()
-        track.name = track_name
+        track.name = track_name if mode == "SEQUENCE" else action.name
         start = action_start
     strip = track.strips.new(action.name, start, action)
     if "action_slot" in strip.bl_rna.properties and strip.action_slot is None and len(action.slots):

@@ -1,0 +1,28 @@
+"""Helpers shared by the Blender tests (a module of its own, so no test imports a conftest by name)."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+
+def random_unit_quaternions(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    quaternions = rng.normal(size=shape + (4,))
+    return quaternions / np.linalg.norm(quaternions, axis=-1, keepdims=True)
+
+
+def evaluated_heads(armature: bpy.types.Object, bone_names, frame: int) -> np.ndarray:
+    """World positions of the named bones' heads at `frame`, from the evaluated depsgraph."""
+    bpy.context.scene.frame_set(frame)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = armature.evaluated_get(depsgraph)
+    world = evaluated.matrix_world
+    return np.array([tuple(world @ evaluated.pose.bones[name].head) for name in bone_names])
+
+
+def action_fcurves(action: bpy.types.Action):
+    """The Action's F-curves, wherever this Blender keeps them (Action or slot channelbag)."""
+    if "layers" in action.bl_rna.properties:
+        return [fcurve for layer in action.layers for strip in layer.strips for bag in strip.channelbags
+                for fcurve in bag.fcurves]
+    return list(action.fcurves)
