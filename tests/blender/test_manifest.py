@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,10 +78,16 @@ def test_blender_validates_the_manifest(extension_source):
     assert "Success" in result.stdout
 
 
-def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source, tmp_path):
-    result = run_blender_ext("build", "--source-dir", str(extension_source), "--output-dir", str(tmp_path))
+@pytest.fixture(scope="module")
+def extension_zip(extension_source, tmp_path_factory) -> Path:
+    output_dir = tmp_path_factory.mktemp("built")
+    result = run_blender_ext("build", "--source-dir", str(extension_source), "--output-dir", str(output_dir))
     assert result.returncode == 0, result.stdout + result.stderr
-    archive = tmp_path / f"hymotion-{hymotion.__version__}.zip"
+    return output_dir / f"hymotion-{hymotion.__version__}.zip"
+
+
+def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source, extension_zip):
+    archive = extension_zip
     names = zipfile.ZipFile(archive).namelist()
     wheel = f"wheels/{build_wheels.wheel_filename(hymotion.__version__)}"
     for required in ("blender_manifest.toml", "__init__.py", "hymotion_addon/__init__.py", "hymotion_addon/bake.py",
@@ -94,3 +102,35 @@ def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source
 
     revalidated = run_blender_ext("validate", str(archive))
     assert revalidated.returncode == 0, revalidated.stdout + revalidated.stderr
+
+
+INSTALL_AND_USE = """
+import json, sys
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+result = bpy.ops.extensions.package_install_files(filepath=sys.argv[-1], repo="user_default", enable_on_install=True)
+import bl_ext.user_default.hymotion as extension
+from bl_ext.user_default.hymotion.hymotion_addon import bake, rig
+armature = rig.build_armature(bpy.context)
+action = bake.bake_motion(armature, [[0.0, 1.0, 0.0]] * 3, [[[1.0, 0.0, 0.0, 0.0]] * 22] * 3, prompt="a person stands")
+print(json.dumps({
+    "install": sorted(result),
+    "enabled": "bl_ext.user_default.hymotion" in bpy.context.preferences.addons,
+    "bones": len(armature.data.bones),
+    "action": action.name,
+}))
+"""
+
+
+def test_the_built_zip_installs_enables_and_unpacks_the_backend_wheel(extension_zip, tmp_path):
+    """Installed the way a user installs it, into a throw-away Blender user folder (never the real one)."""
+    environment = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path)}
+    completed = subprocess.run(
+        [sys.executable, "-c", INSTALL_AND_USE, str(extension_zip)],
+        capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report == {"install": ["FINISHED"], "enabled": True, "bones": 55, "action": "HYM_stands_s0"}
+    unpacked = list((tmp_path / "extensions").glob(".local/lib/python*/site-packages/hymotion/skeleton.py"))
+    assert unpacked, "Blender did not unpack the hymotion wheel listed in the manifest"
