@@ -160,7 +160,7 @@ def _check_armature(armature: bpy.types.Object) -> None:
 
 
 def _body_rest_matrices(armature: bpy.types.Object) -> np.ndarray:
-    """Rest orientation (armature space, 3x3) of each body bone, read from the armature so a changed roll still bakes."""
+    """Each body bone's rest orientation (3x3, armature space), read from the rig so an edited roll bakes right."""
     bones = armature.data.bones
     return np.array([np.array(bones[name].matrix_local)[:3, :3] for name in BODY_JOINT_NAMES])
 
