@@ -30,6 +30,8 @@ CLIP_TEXT_PARAMS = 123_060_480
 DIT_PARAMS = {"lite": 460_841_673, "standard": 1_042_868_681}
 # Activations and allocator slack while sampling a batch of a few clips, measured headroom rather than derived.
 SAMPLING_HEADROOM = int(0.75 * GIB)
+# ``auto`` keeps everything resident only when this much is left over for batches and for Blender's own viewport.
+GPU_PLAN_SPARE = 2 * GIB
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,14 @@ PLANS = {
     "offload": Plan("offload", "offload", torch.bfloat16, cuda_graph=True, max_batch=32),
     "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=False, max_batch=8),
     "cpu": Plan("cpu", "cpu", torch.float32, cuda_graph=False, max_batch=4),
+    # Benchmarks only: placed and computed like the official pipeline (fp32 DiT, one request at a time, no graph).
+    "official-baseline": Plan("official-baseline", "resident", torch.float32, cuda_graph=False, max_batch=64),
 }
 
 
 def next_plan(name: str) -> str | None:
+    if name not in PLAN_ORDER:
+        return None
     index = PLAN_ORDER.index(name)
     return PLAN_ORDER[index + 1] if index + 1 < len(PLAN_ORDER) else None
 
@@ -98,7 +104,8 @@ def choose_plan(requested: str = "auto", variant: str = "lite", memory: tuple[in
         return "cpu"
     free, _ = memory
     for name in PLAN_ORDER[:-1]:
-        if expected_vram(name, variant)["peak"] <= free:
+        spare = GPU_PLAN_SPARE if name == "gpu" else 0
+        if expected_vram(name, variant)["peak"] + spare <= free:
             return name
     return "cpu"
 

@@ -41,15 +41,17 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
-def load_real_text_encoder(files: weights.ModelFiles, max_tokens_identity: int = 128) -> TextEncoder:
-    from transformers import AutoModel, AutoTokenizer, CLIPTextModel, CLIPTokenizer
+def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
+    """Qwen3 as the base model (no LM head) in bf16 and CLIP-L's text tower; ``official_layout`` loads the causal LM
+    and keeps every hidden state, as the official pipeline does (benchmarks only)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, CLIPTextModel
 
+    qwen_class = AutoModelForCausalLM if official_layout else AutoModel
     qwen_tokenizer = AutoTokenizer.from_pretrained(files.qwen_folder, padding_side="right")
-    qwen = AutoModel.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
-    clip_tokenizer = CLIPTokenizer.from_pretrained(files.clip_folder)
+    qwen = qwen_class.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
+    clip_tokenizer = AutoTokenizer.from_pretrained(files.clip_folder)
     clip = CLIPTextModel.from_pretrained(files.clip_folder)
-    identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{max_tokens_identity}"
-    return TextEncoder(qwen_tokenizer, qwen, clip_tokenizer, clip, identity=identity)
+    return TextEncoder(qwen_tokenizer, qwen, clip_tokenizer, clip, identity=identity, official_layout=official_layout)
 
 
 @dataclass
@@ -353,17 +355,19 @@ def load_pipeline(
         loaded = load_model_folder(files.model_folder)
         if loaded.transformer.config.feat_dim >= 1280:
             variant = "standard"
-        text_files = files
-        loader = lambda: load_real_text_encoder(text_files, loaded.settings.max_text_tokens)  # noqa: E731
         identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{loaded.settings.max_text_tokens}"
+        text_files = files
+        loader = lambda: load_real_text_encoder(text_files, identity, official_padding)  # noqa: E731
         model_id = f"HY-Motion-1.0-{variant}" if model in weights.VARIANT_FOLDERS else str(Path(model).resolve())
     if device is None:
         chosen = memory.choose_plan(plan, variant)
         device = "cuda" if memory.PLANS[chosen].needs_cuda else "cpu"
     elif plan == "auto":
         chosen = "cpu" if torch.device(device).type == "cpu" else memory.choose_plan(plan, variant)
+    elif plan in memory.PLANS:
+        chosen = plan
     else:
-        chosen = memory.choose_plan(plan, variant, memory=(0, 0))
+        chosen = memory.choose_plan(plan, variant)
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir() / "embeddings")
     pipeline = MotionPipeline(loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding)
     log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)

@@ -64,7 +64,12 @@ def find_crop_start(tokenizer) -> int:
 class TextEncoder:
     """Qwen3 base model + CLIP text tower. Placement on devices is the memory plan's business, not this class's."""
 
-    def __init__(self, qwen_tokenizer, qwen_model, clip_tokenizer, clip_model, identity: str) -> None:
+    def __init__(
+        self, qwen_tokenizer, qwen_model, clip_tokenizer, clip_model, identity: str, official_layout: bool = False
+    ) -> None:
+        """``official_layout`` reproduces the official cost (causal LM, every layer's hidden state, padding to the
+        full length) for benchmarks; the features are the same either way."""
+        self.official_layout = official_layout
         self.qwen_tokenizer = qwen_tokenizer
         self.qwen_tokenizer.padding_side = "right"
         self.qwen_model = qwen_model.eval()
@@ -90,10 +95,13 @@ class TextEncoder:
             texts,
             truncation=True,
             max_length=self.crop_start + MAX_TEXT_TOKENS,
-            padding="longest",
+            padding="max_length" if self.official_layout else "longest",
             return_tensors="pt",
         ).to(device)
-        hidden = self.qwen_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        outputs = self.qwen_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=self.official_layout
+        )
+        hidden = outputs.hidden_states[-1] if self.official_layout else outputs.last_hidden_state
         lengths = (batch["attention_mask"].sum(dim=1) - self.crop_start).clamp(0, MAX_TEXT_TOKENS).tolist()
         clip_batch = self.clip_tokenizer(
             prompts, truncation=True, max_length=CLIP_MAX_TOKENS, padding=True, return_tensors="pt"

@@ -1,0 +1,236 @@
+"""The ``hymotion`` command: generate, download, convert, serve, doctor, bench.
+
+User errors exit with code 2 and a message plus a hint, never a traceback. Only results go to files; progress,
+warnings and the chosen plan go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import USER_ERROR_CODES, HyMotionError, bad_request
+from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
+
+MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
+GIB = 1024**3
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="lite", help=f"model to run: {MODEL_CHOICES_HELP} (default: lite)")
+    parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream, cpu (default: auto)")
+    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hymotion", description="HY-Motion 1.0 text-to-motion, tuned for local GPUs.")
+    parser.add_argument("--version", action="version", version=f"hymotion {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="turn prompts into motion files")
+    generate.add_argument("prompt", nargs="?", help='what the body does, e.g. "a person jumps twice"')
+    generate.add_argument("--prompts", help="a text file with one prompt per line ('4.5 | prompt' sets its duration)")
+    generate.add_argument("--duration", type=float, help="seconds, 0.67-12 (default: estimated from the prompt)")
+    generate.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-3 (default: 0)")
+    generate.add_argument("--steps", type=_integer, default=DEFAULT_STEPS, help="sampling steps (default: 50)")
+    generate.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale (default: 5.0; 1 = off)")
+    generate.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
+    generate.add_argument("--out", help="output file for a single prompt (default: <prompt>.npz)")
+    generate.add_argument("--out-dir", help="output folder (one file per prompt and seed)")
+    generate.add_argument("--format", choices=("npz", "json"), default="npz", help="file format (default: npz)")
+    _add_model_arguments(generate)
+
+    download = commands.add_parser("download", help="fetch the model and both text encoders")
+    download.add_argument("--variant", choices=("lite", "standard"), default="lite")
+    download.add_argument("--model-dir", help="download into this folder instead of the Hugging Face cache")
+
+    convert = commands.add_parser("convert", help="turn an official folder (config.yml + latest.ckpt) into safetensors")
+    convert.add_argument("source", help="folder with config.yml and latest.ckpt")
+    convert.add_argument("destination", help="new folder (transformer/ + conditioning.safetensors)")
+
+    from .service import add_serve_arguments
+
+    serve = commands.add_parser("serve", help="long-lived service for the Blender add-on (JSON lines)")
+    add_serve_arguments(serve)
+
+    from .doctor import add_doctor_arguments
+
+    doctor = commands.add_parser("doctor", help="check this machine, the weights and the GPU; suggest fixes")
+    add_doctor_arguments(doctor)
+
+    from .bench import add_bench_arguments
+
+    bench = commands.add_parser("bench", help="measure memory and speed per plan at real sizes (random weights)")
+    add_bench_arguments(bench)
+    return parser
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:limit].rstrip("_") or "motion"
+
+
+def _check_writable(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise bad_request(f"Output location {folder} is a file, not a folder.", "Choose another --out or --out-dir.")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise bad_request(f"Cannot write to {folder}.", "Choose a folder you can write to with --out or --out-dir.")
+
+
+def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int, int], Path]:
+    extension = f".{args.format}"
+    paths: dict[tuple[int, int], Path] = {}
+    if args.out and (args.prompts or len(prompts) > 1):
+        raise bad_request("--out names one file, but a prompt list gives several.", "Use --out-dir for prompt files.")
+    if args.out:
+        out = Path(args.out)
+        base = out.with_suffix(out.suffix or extension)
+        _check_writable(base.parent.resolve())
+        for seed in seeds:
+            paths[(0, seed)] = base if len(seeds) == 1 else base.with_name(f"{base.stem}_s{seed}{base.suffix}")
+        return paths
+    folder = Path(args.out_dir or ".")
+    _check_writable(folder.resolve())
+    for index, prompt in enumerate(prompts):
+        stem = _slug(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{_slug(prompt)}"
+        for seed in seeds:
+            name = f"{stem}{extension}" if len(seeds) == 1 else f"{stem}_s{seed}{extension}"
+            paths[(index, seed)] = folder / name
+    return paths
+
+
+def _describe_plan(report: dict) -> str:
+    line = f"plan: {report['plan']} on {report['device']}"
+    if report["plan"] != "cpu":
+        line += (f" (expects {report['expected_vram_sampling'] / GIB:.1f} GiB VRAM while sampling, "
+                 f"{report['expected_vram_encoding'] / GIB:.1f} GiB while encoding new prompts; "
+                 f"{report['free_vram'] / GIB:.1f} of {report['total_vram'] / GIB:.1f} GiB free)")
+    return line
+
+
+def run_generate(args) -> int:
+    from .prompt_guide import analyse, suggest_duration
+
+    if args.prompt and args.prompts:
+        raise bad_request("Give either a prompt or --prompts FILE, not both.", "")
+    if args.prompts:
+        lines = read_prompt_file(args.prompts)
+        prompts = [line.prompt for line in lines]
+        durations = [line.duration or args.duration for line in lines]
+    elif args.prompt is not None:
+        prompts, durations = [args.prompt], [args.duration]
+    else:
+        raise bad_request("No prompt given.", 'Try: hymotion generate "a person jumps twice" --duration 4')
+    if args.duration is not None:
+        check_duration(args.duration)
+    durations = [d if d is not None else suggest_duration(p) for p, d in zip(prompts, durations)]
+    settings = GenerationSettings(
+        prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
+        smoothing=not args.no_smoothing,
+    ).validate()
+    paths = _output_paths(args, settings.prompts, settings.seeds)
+    for index, prompt in enumerate(settings.prompts):
+        for note in analyse(prompt).warnings:
+            print(f"warning: prompt {index + 1}: {note.message} {note.suggestion}".rstrip(), file=sys.stderr)
+        if args.prompt is not None and args.duration is None:
+            print(f"duration: {settings.durations[index]:.1f} s (estimated; set --duration to override)", file=sys.stderr)
+
+    from tqdm import tqdm
+
+    from .pipeline import load_pipeline
+
+    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir)
+    print(_describe_plan(pipeline.describe()), file=sys.stderr)
+    bar = tqdm(total=1, desc="starting", file=sys.stderr, leave=False)
+
+    def on_progress(stage: str, step: int, total: int) -> None:
+        bar.set_description(stage)
+        bar.total = max(total, 1)
+        bar.n = step
+        bar.refresh()
+
+    written = 0
+    try:
+        for clip in pipeline.generate(
+            settings, on_progress=on_progress, on_warning=lambda m: print(f"warning: {m}", file=sys.stderr)
+        ):
+            path = paths[(clip.prompt_index, clip.seed)]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            clip.save(path, args.format)
+            written += 1
+            tqdm.write(f"wrote {path} ({clip.frames} frames, seed {clip.seed}, plan {clip.plan})", file=sys.stderr)
+    finally:
+        bar.close()
+    print(f"{written} motion file(s) written.", file=sys.stderr)
+    return 0
+
+
+def run_download(args) -> int:
+    from .weights import download
+
+    files = download(args.variant, args.model_dir)
+    print(f"HY-Motion {args.variant}: {files.model_folder}\nQwen3: {files.qwen_folder}\nCLIP: {files.clip_folder}")
+    return 0
+
+
+def run_convert(args) -> int:
+    from .model.loading import load_official, save_converted
+
+    source = Path(args.source)
+    if not ((source / "config.yml").is_file() and (source / "latest.ckpt").is_file()):
+        raise HyMotionError("bad_checkpoint", f"{source} has no config.yml + latest.ckpt.",
+                            "Point at an official HY-Motion-1.0-Lite or HY-Motion-1.0 folder.")
+    destination = save_converted(load_official(source), args.destination)
+    print(f"converted {source} -> {destination}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"generate": run_generate, "download": run_download, "convert": run_convert}
+    try:
+        if args.command == "serve":
+            from .service import serve_main
+
+            return serve_main(args)
+        if args.command == "doctor":
+            from .doctor import doctor_main
+
+            return doctor_main(args)
+        if args.command == "bench":
+            from .bench import bench_main
+
+            return bench_main(args)
+        return handlers[args.command](args)
+    except HyMotionError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 2 if error.code in USER_ERROR_CODES else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
