@@ -254,11 +254,13 @@ def test_driver_too_old_for_the_torch_cuda_build_is_named(model_dir: Path, monke
     assert findings["gpu:0"].status == OK and "no other program holds VRAM" in findings["gpu:0"].detail
 
 
-def test_tiny_smoke_run_generates_on_the_cpu(model_dir: Path) -> None:
+def test_tiny_smoke_run_generates_on_the_chosen_device(model_dir: Path) -> None:
     finding = _checks(model_dir, tiny_smoke=True)["smoke:tiny"]
     assert finding.status == OK, finding
     assert finding.data["frames"] == round(doctor.SMOKE_SECONDS * 30)
-    assert finding.data["device"] == "cpu" and finding.data["peak_vram_bytes"] is None
+    on_gpu = torch.cuda.is_available()
+    assert finding.data["device"].startswith("cuda" if on_gpu else "cpu")
+    assert (finding.data["peak_vram_bytes"] is not None) == on_gpu
 
 
 def test_failing_smoke_run_is_a_failure_with_the_pipeline_hint(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
