@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import __version__
+from . import __version__, weights
 from .jobs import DEFAULT_STEPS
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -192,7 +192,8 @@ def check_packages() -> Finding:
     if _version_tuple(versions["transformers"] or "") < MIN_TRANSFORMERS:
         wanted = ".".join(map(str, MIN_TRANSFORMERS))
         return Finding("packages", FAIL, listed,
-                       f"transformers {versions['transformers']} cannot load Qwen3: pip install 'transformers>={wanted}'",
+                       f"transformers {versions['transformers']} cannot load Qwen3: "
+                       f"pip install 'transformers>={wanted}'",
                        {"versions": versions})
     return Finding("packages", OK, listed, data={"versions": versions})
 
@@ -339,7 +340,8 @@ def check_gpu(state: _State) -> list[Finding]:
             f"{process.name} (pid {process.pid}, {_gib(process.used_bytes) if process.used_bytes else 'size hidden'})"
             for process in sorted(others, key=lambda process: -(process.used_bytes or 0))
         )
-        detail = (f"GPU {gpu.index}: {gpu.name}, driver {nvml.driver_version} (CUDA {nvml.cuda_driver_version or '?'}), "
+        cuda_driver = nvml.cuda_driver_version or "?"
+        detail = (f"GPU {gpu.index}: {gpu.name}, driver {nvml.driver_version} (CUDA {cuda_driver}), "
                   f"{_gib(gpu.free_bytes)} free of {_gib(gpu.total_bytes)}")
         detail += f"; held by {holders}" if holders else "; no other program holds VRAM"
         status, advice = OK, ""
@@ -408,7 +410,8 @@ def _windows_memory() -> tuple[int, int] | None:
 def _host_ram_needed(memory: ModuleType | None, variant: str) -> int:
     """Bytes of RAM the text encoder and DiT occupy while they wait on the host (offload, stream and cpu plans)."""
     if memory is None:
-        return DOWNLOAD_SIZE_ESTIMATES["Qwen3-8B"] + 2 * DOWNLOAD_SIZE_ESTIMATES["HY-Motion-1.0-Lite"] + HOST_RAM_OVERHEAD
+        qwen, lite = DOWNLOAD_SIZE_ESTIMATES["Qwen3-8B"], DOWNLOAD_SIZE_ESTIMATES["HY-Motion-1.0-Lite"]
+        return qwen + 2 * lite + HOST_RAM_OVERHEAD
     dit = memory.DIT_PARAMS.get(variant, memory.DIT_PARAMS["lite"]) * 4
     return memory.QWEN_BASE_PARAMS * 2 + memory.CLIP_TEXT_PARAMS * 4 + dit + HOST_RAM_OVERHEAD
 
@@ -432,10 +435,8 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _weight_groups(model_dir: str | None) -> tuple[list[WeightGroup], Path]:
-    """What must exist, and where; plus the folder downloads go to (for the disk check)."""
-    from . import weights
-
+def _weight_groups(model_dir: str | None) -> list[WeightGroup]:
+    """What must exist, and where: the ``--model-dir`` layout, or the Hugging Face cache's snapshots."""
     groups = []
     if model_dir:
         root = Path(model_dir).expanduser()
@@ -443,15 +444,14 @@ def _weight_groups(model_dir: str | None) -> tuple[list[WeightGroup], Path]:
             groups.append(WeightGroup(sub, weights.MODEL_REPO_ID, root / sub, sub, variant))
         for repo_id, folder in weights.TEXT_ENCODER_FOLDERS.items():
             groups.append(WeightGroup(folder, repo_id, root / folder, "", "all"))
-        return groups, root
-    cache_root = _hub_cache_dir()
+        return groups
     model_snapshot = _cached_snapshot(weights.MODEL_REPO_ID)
     for variant, sub in weights.VARIANT_FOLDERS.items():
         groups.append(WeightGroup(sub, weights.MODEL_REPO_ID, model_snapshot / sub if model_snapshot else None, sub,
                                   variant))
     for repo_id, folder in weights.TEXT_ENCODER_FOLDERS.items():
         groups.append(WeightGroup(folder, repo_id, _cached_snapshot(repo_id), "", "all"))
-    return groups, cache_root
+    return groups
 
 
 def _hub_cache_dir() -> Path:
@@ -499,8 +499,6 @@ def _expected_files(group: WeightGroup, hub: dict[str, dict[str, Any]] | None) -
             files = ["transformer/config.json", "conditioning.safetensors"]
             return files + _safetensors_files(folder / "transformer", "transformer/", "diffusion_pytorch_model")
         return ["config.yml", "latest.ckpt"]
-    from . import weights
-
     files = ["config.json", "tokenizer_config.json"]
     present = folder is not None and (folder / "tokenizer.json").is_file()
     if present or (hub and "tokenizer.json" in hub):
@@ -666,12 +664,7 @@ def _wanted_variant(state: _State) -> str:
 
 def check_weights(state: _State, verify_hashes: bool = False) -> tuple[list[Finding], list[WeightGroup]]:
     """Every variant and text encoder: present, whole and readable, with the command that fixes each gap."""
-    try:
-        from . import weights
-    except ImportError as error:
-        return [Finding("weights", WARN, f"the weights module is unavailable ({error})",
-                        "Reinstall the backend package.")], []
-    groups, _ = _weight_groups(state.model_dir)
+    groups = _weight_groups(state.model_dir)
     hub_note = ""
     listings: dict[str, dict[str, dict[str, Any]]] = {}
     if state.online:
@@ -691,7 +684,9 @@ def check_weights(state: _State, verify_hashes: bool = False) -> tuple[list[Find
     for group in groups:
         listing = listings.get(group.repo_id)
         prefix = f"{group.path_in_repo}/" if group.path_in_repo else ""
-        hub = {name[len(prefix):]: meta for name, meta in listing.items() if name.startswith(prefix)} if listing else None
+        hub = None
+        if listing:
+            hub = {name[len(prefix):]: meta for name, meta in listing.items() if name.startswith(prefix)}
         problems: list[FileProblem] = []
         total = 0
         for relative in _expected_files(group, hub):
@@ -896,12 +891,10 @@ def check_tiny_smoke(state: _State) -> Finding:
 def check_real_smoke(state: _State) -> Finding:
     """The smallest real generation: tells environment problems (this fails) from parameter problems (this works)."""
     variant = _wanted_variant(state)
-    from .weights import download_command
-
     if variant not in state.complete_variants or not state.encoders_complete:
         return Finding("smoke:real", FAIL, f"real-model smoke run not possible: the {variant} weights or text encoders "
                        "are missing or broken (see the weights lines)",
-                       f"Run: {download_command(variant, state.model_dir)}", {"variant": variant})
+                       f"Run: {weights.download_command(variant, state.model_dir)}", {"variant": variant})
     pipeline_module = _import_pipeline(state)
     if isinstance(pipeline_module, str):
         return Finding("smoke:real", FAIL, f"the pipeline cannot be imported ({pipeline_module})",
@@ -984,8 +977,8 @@ def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the model variant that must be present (default: either)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
     parser.add_argument("--smoke", action="store_true",
-                        help=f"also run the smallest real generation (\"{SMOKE_PROMPT}\", {SMOKE_SECONDS:g} s, one seed)"
-                        " and report its time and peak VRAM")
+                        help=f"also run the smallest real generation (\"{SMOKE_PROMPT}\", {SMOKE_SECONDS:g} s, "
+                        "one seed) and report its time and peak VRAM")
     parser.add_argument("--offline", action="store_true",
                         help="do not ask the hub for file sizes (also implied by HF_HUB_OFFLINE=1)")
     parser.add_argument("--verify-hashes", action="store_true",

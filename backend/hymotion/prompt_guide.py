@@ -123,7 +123,7 @@ _ACTION_VERBS = (
     "hunch", "slump", "collapse", "faint", "get up", "rise", "vault", "hurdle", "slide", "glide", "tumble", "stoop",
     "straighten", "arch", "hug", "embrace", "fold", "cross", "cover", "touch", "tap", "stir", "chop", "hammer",
     "dig", "shovel", "rake", "paint", "play", "strum", "drum", "pass", "swat", "flail", "shiver", "tremble",
-    "yawn", "sneeze", "cough", "stir", "mount", "dismount", "ride", "pedal", "tie", "brush", "comb", "clean",
+    "yawn", "sneeze", "cough", "mount", "dismount", "ride", "pedal", "tie", "brush", "comb", "clean",
     "wash", "type", "write", "draw", "swipe", "mime", "conduct", "skateboard", "ski", "warm-up", "work out",
     "look around", "look up", "look down", "look back", "look over", "clasp", "extend", "retract", "flap", "circle",
 )
@@ -134,11 +134,8 @@ _IRREGULAR_ACTIONS = (
     "jumping jacks", "push-ups?", "sit-ups?", "pull-ups?", "burpees?", "tai chi", "kung fu", "karate", "yoga",
     "boxing", "squats?", "lunges?",
 )
-_ACTION = re.compile(
-    r"\b(?:" + "|".join(sorted({_verb_forms(v) for v in _ACTION_VERBS} | set(_IRREGULAR_ACTIONS), key=len, reverse=True))
-    + r")\b",
-    re.IGNORECASE,
-)
+_ACTION_ALTERNATIVES = {_verb_forms(verb) for verb in _ACTION_VERBS} | set(_IRREGULAR_ACTIONS)
+_ACTION = re.compile(r"\b(?:" + "|".join(sorted(_ACTION_ALTERNATIVES, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
 _MULTI_PERSON = [
     re.compile(
@@ -172,7 +169,8 @@ _ANIMALS = _words_pattern(
     r"vehicles?", r"trucks?",
 )
 _IMITATION = re.compile(
-    r"(?:(?:like|as|imitat\w*|pretend\w* to be|mimic\w*)\s+(?:an?|the|some)?\s*(?:\w+\s+)?|(?:downward|upward|cat)[- ])$",
+    r"(?:(?:like|as|imitat\w*|pretend\w* to be|mimic\w*)\s+(?:an?|the|some)?\s*(?:\w+\s+)?"
+    r"|(?:downward|upward|cat)[- ])$",
     re.IGNORECASE,
 )
 _EXERCISE_NAME = re.compile(

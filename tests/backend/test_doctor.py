@@ -263,7 +263,9 @@ def test_tiny_smoke_run_generates_on_the_chosen_device(model_dir: Path) -> None:
     assert (finding.data["peak_vram_bytes"] is not None) == on_gpu
 
 
-def test_failing_smoke_run_is_a_failure_with_the_pipeline_hint(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_smoke_run_is_a_failure_with_the_pipeline_hint(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def refuse(*args, **kwargs):
         raise HyMotionError(WEIGHTS_MISSING, "HY-Motion lite is not downloaded.", "Run: hymotion download")
 
