@@ -318,3 +318,24 @@ def test_host_memory_reads_total_and_available() -> None:
     assert 0 < available <= total
     if hasattr(os, "sysconf"):
         assert total == pytest.approx(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), rel=0.05)
+
+
+def test_hugging_face_cache_layout_is_checked_without_model_dir(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshots = {"tencent/HY-Motion-1.0": model_dir, "Qwen/Qwen3-8B": model_dir / "Qwen3-8B",
+                 "openai/clip-vit-large-patch14": None}
+    cache = tmp_path / "hub"
+    partial = cache / "models--Qwen--Qwen3-8B" / "blobs" / "0123abcd.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\0" * 10)
+    monkeypatch.setattr(doctor, "_cached_snapshot", lambda repo_id: snapshots[repo_id])
+    monkeypatch.setattr(doctor, "_hub_cache_dir", lambda: cache)
+    findings = {finding.name: finding for finding in doctor.run_checks(tiny_smoke=False)}
+    assert findings["weights:HY-Motion-1.0-Lite"].status == OK
+    qwen = findings["weights:Qwen3-8B"]
+    assert qwen.status == FAIL and "interrupted download" in qwen.detail
+    assert qwen.advice == "Complete the download: hymotion download --variant lite"
+    clip = findings["weights:clip-vit-large-patch14"]
+    assert clip.status == FAIL and "not in the Hugging Face cache" in clip.detail
+    assert findings["disk"].data["path"] == str(cache)
