@@ -1,6 +1,7 @@
 """Execution plans: where each model lives and how it reaches the GPU. The math is the pipeline's; this is placement.
 
-- ``gpu``: everything resident (DiT and CLIP in bf16/fp32, Qwen3 base in bf16); the denoising step runs as a CUDA graph.
+- ``gpu``: everything resident (DiT and CLIP in bf16/fp32, Qwen3 base in bf16). On every GPU plan the DiT step runs
+  as a CUDA graph.
 - ``offload``: Qwen3 and CLIP live in host RAM and visit the GPU whole, only to encode prompts not in the cache.
 - ``stream``: Qwen3 runs module by module through the GPU from host RAM (accelerate's sequential offload); CLIP runs on
   the CPU; only the DiT is resident.
@@ -50,7 +51,7 @@ class Plan:
 PLANS = {
     "gpu": Plan("gpu", "resident", torch.bfloat16, cuda_graph=True, max_batch=64),
     "offload": Plan("offload", "offload", torch.bfloat16, cuda_graph=True, max_batch=32),
-    "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=False, max_batch=8),
+    "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=True, max_batch=8),
     "cpu": Plan("cpu", "cpu", torch.float32, cuda_graph=False, max_batch=4),
     # Benchmarks only: placed and computed like the official pipeline (fp32 DiT, one request at a time, no graph).
     "official-baseline": Plan("official-baseline", "resident", torch.float32, cuda_graph=False, max_batch=64),

@@ -197,11 +197,16 @@ class Service:
         try:
             request = decode_request(line)
             if isinstance(request, AuthRequest):
-                raise ProtocolError("This connection needs no auth request.", "Send auth only as the first TCP line.")
+                raise ProtocolError(
+                    "This connection is already authenticated.",
+                    "Send auth only as the first line of a TCP connection.",
+                    field="type",
+                    request_id=request.id,
+                )
             self._dispatch(connection, request)
         except ProtocolError as error:
             refused_job = isinstance(request, GenerateRequest) or error.request_type == GenerateRequest.TYPE
-            job = error.request_id if refused_job else None
+            job = error.request_id if refused_job and error.field != "id" else None
             connection.send(_error_event(error, id=error.request_id, job=job, field=error.field))
         except HyMotionError as error:
             connection.send(_error_event(error))
@@ -765,7 +770,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve_main(args: argparse.Namespace) -> int:
-    """Run the service until it is told to stop; 0 on a clean stop, 2 for bad arguments."""
+    """Run the service until it is told to stop; 0 on a clean stop, 2 for bad arguments.
+
+    Once torch is loaded a clean stop ends the process right here (os._exit after flushing the logs): Python's own
+    teardown of torch takes seconds, and the user is waiting for the GPU to be free or for a restart.
+    """
     log_file = _set_up_logging(args.log_file)
     options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(), args.model)
@@ -789,7 +798,8 @@ def serve_main(args: argparse.Namespace) -> int:
     stopped = service.stop()
     log.info("stopped")
     logging.shutdown()
-    if not stopped:
+    sys.stderr.flush()
+    if not stopped or "torch" in sys.modules:
         os._exit(0)
     return 0
 

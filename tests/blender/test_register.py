@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def load_extension_package():
 
 def test_register_and_unregister_twice(scene):
     package = load_extension_package()
-    classes = package.hymotion_addon.classes
+    classes = importlib.import_module(f"{PACKAGE_NAME}.hymotion_addon").classes
     for _ in range(2):
         package.register()
         assert all(cls.is_registered for cls in classes)
