@@ -276,6 +276,14 @@ class _ClientBase:
             self._events.clear()
         return events
 
+    def wait_events(self, timeout: float) -> list[Event]:
+        """Like poll_events, but waits up to ``timeout`` seconds for at least one event (empty list if none came)."""
+        with self._changed:
+            self._changed.wait_for(lambda: bool(self._events), timeout)
+            events = list(self._events)
+            self._events.clear()
+        return events
+
     def iter_events(self, job: str, timeout: float | None = None) -> Iterator[Event]:
         """Events of ``job`` in order, ending after its ``done`` or ``error``.
 

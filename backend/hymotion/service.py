@@ -578,8 +578,11 @@ def _too_long_event() -> ErrorEvent:
     )
 
 
-def _serve_stdio(service: Service) -> None:
-    """Move the protocol off fds 0/1 so that nothing but protocol lines can reach the client, then serve."""
+def _serve_stdio(service: Service, parent: int) -> None:
+    """Move the protocol off fds 0/1 so that nothing but protocol lines can reach the client, then serve.
+
+    ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned.
+    """
     protocol_in = os.fdopen(os.dup(0), "rb")
     protocol_out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -589,7 +592,6 @@ def _serve_stdio(service: Service) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     connection = Connection("stdio", protocol_out)
-    connection.send(service.hello())
 
     def read() -> None:
         _read_lines(
@@ -599,13 +601,15 @@ def _serve_stdio(service: Service) -> None:
         )
         service.request_stop("stdin closed")
 
-    def watch_parent(parent: int) -> None:
-        while not service.stop_requested.wait(PARENT_POLL_S):
-            if os.getppid() != parent:
-                service.request_stop("parent process gone")
+    def watch_parent() -> None:
+        while os.getppid() == parent:
+            if service.stop_requested.wait(PARENT_POLL_S):
+                return
+        service.request_stop("parent process gone")
 
+    threading.Thread(target=watch_parent, name="hymotion-parent", daemon=True).start()
+    connection.send(service.hello())
     threading.Thread(target=read, name="hymotion-stdin", daemon=True).start()
-    threading.Thread(target=watch_parent, args=(os.getppid(),), name="hymotion-parent", daemon=True).start()
     _wait_for_stop(service)
 
 
@@ -775,6 +779,7 @@ def serve_main(args: argparse.Namespace) -> int:
     Once torch is loaded a clean stop ends the process right here (os._exit after flushing the logs): Python's own
     teardown of torch takes seconds, and the user is waiting for the GPU to be free or for a restart.
     """
+    parent = os.getppid()
     log_file = _set_up_logging(args.log_file)
     options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(), args.model)
@@ -788,7 +793,7 @@ def serve_main(args: argparse.Namespace) -> int:
         signal.signal(signal_number, lambda number, _frame: service.request_stop(f"signal {number}"))
     service.start()
     if address is None:
-        _serve_stdio(service)
+        _serve_stdio(service, parent)
     else:
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
         token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"

@@ -1,0 +1,123 @@
+"""Helpers for the service tests: the add-on client loaded without bpy, and a raw line-level harness for the server."""
+
+from __future__ import annotations
+
+import importlib.util
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+
+from hymotion import skeleton
+from hymotion.protocol import Event, ProtocolError, ResultEvent, decode_event
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MARKER_ENV = "HYMOTION_TEST_MARKER"
+TINY_ARGS = ["--model", "tiny-random", "--device", "cpu"]
+EVENT_TIMEOUT_S = 60.0
+LONG_JOB_STEPS = 1_000_000
+
+
+def load_client_module() -> ModuleType:
+    """hymotion_addon/client.py by path: the package's __init__ imports bpy, the client needs none of it."""
+    spec = importlib.util.spec_from_file_location("hymotion_addon_client", REPO_ROOT / "hymotion_addon" / "client.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def service_argv(*extra: str) -> list[str]:
+    return [sys.executable, "-m", "hymotion.service", *extra]
+
+
+def check_result_arrays(result: ResultEvent) -> None:
+    """The decoded arrays are one consistent motion: positions are forward kinematics of rotations + translation."""
+    rotations = result.rotations.to_numpy()
+    translation = result.translation.to_numpy()
+    positions = result.positions.to_numpy()
+    assert result.joint_names == list(skeleton.BODY_JOINT_NAMES)
+    assert result.parents == list(skeleton.BODY_PARENTS)
+    np.testing.assert_allclose(result.rest_offsets.to_numpy(), skeleton.BODY_REST_OFFSETS, atol=1e-6)
+    assert rotations.dtype == np.float32 and rotations.shape == (result.frames, 22, 4)
+    np.testing.assert_allclose(np.linalg.norm(rotations, axis=-1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(skeleton.forward_kinematics(rotations, translation), positions, atol=1e-4)
+
+
+class RawBackend:
+    """The server as a plain child process: bytes in; stdout lines decoded as events (anything else is kept apart)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        self.events: queue.Queue[Event | None] = queue.Queue()
+        self.unreadable: list[bytes] = []
+        self.stderr_lines: list[str] = []
+        self.stderr_seen = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read_stdout(self) -> None:
+        for line in iter(self.process.stdout.readline, b""):
+            try:
+                self.events.put(decode_event(line))
+            except ProtocolError:
+                self.unreadable.append(line)
+        self.events.put(None)
+
+    def _read_stderr(self) -> None:
+        for line in iter(self.process.stderr.readline, b""):
+            with self.stderr_seen:
+                self.stderr_lines.append(line.decode("utf-8", "replace").rstrip("\n"))
+                self.stderr_seen.notify_all()
+
+    def wait_for_stderr(self, predicate: Callable[[str], bool], timeout: float = EVENT_TIMEOUT_S) -> str:
+        with self.stderr_seen:
+            assert self.stderr_seen.wait_for(lambda: any(map(predicate, self.stderr_lines)), timeout), self.stderr_lines
+            return next(line for line in self.stderr_lines if predicate(line))
+
+    def send(self, data: bytes) -> None:
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+
+    def next_event(self, timeout: float = EVENT_TIMEOUT_S) -> Event:
+        event = self.events.get(timeout=timeout)
+        assert event is not None, f"the server closed its stdout; stderr: {self.stderr_lines[-20:]}"
+        return event
+
+    def events_until(self, last: Callable[[Event], bool], timeout: float = EVENT_TIMEOUT_S) -> list[Event]:
+        events = [self.next_event(timeout)]
+        while not last(events[-1]):
+            events.append(self.next_event(timeout))
+        return events
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Close stdin and reap the process (killing its group if it does not leave); returns the exit code."""
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code
