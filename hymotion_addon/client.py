@@ -261,6 +261,7 @@ class _ClientBase:
         self._send(CancelRequest(id=self._new_id("cancel"), job=job))
 
     def status(self, timeout: float = 10.0) -> StatusEvent:
+        """The backend's state (queue, running job and its step, plan, VRAM); answered even while a job runs."""
         return self._ask(StatusRequest(id=self._new_id("status")), timeout)  # type: ignore[return-value]
 
     def ping(self, timeout: float = 10.0) -> float:

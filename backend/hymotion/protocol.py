@@ -99,7 +99,8 @@ class FloatArray:
         try:
             data = base64.b64decode(value["base64"], validate=True)
         except (TypeError, ValueError):
-            raise ProtocolError(f"Field '{field_name}.base64' is not valid base64.", field=f"{field_name}.base64") from None
+            message = f"Field '{field_name}.base64' is not valid base64."
+            raise ProtocolError(message, field=f"{field_name}.base64") from None
         try:
             return cls(tuple(shape), data)
         except ProtocolError as error:
@@ -289,7 +290,7 @@ class DoneEvent(Event):
 
 @dataclass
 class ErrorEvent(Event):
-    """``id`` is set when a request was refused, ``job`` when a job ended with it (cancel included: code ``cancelled``)."""
+    """``id`` is set when a request was refused, ``job`` when a job ended with it (a cancel ends with ``cancelled``)."""
 
     TYPE: ClassVar[str] = "error"
     code: str
@@ -386,7 +387,7 @@ def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) ->
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("The line is not valid UTF-8.", "Send UTF-8 encoded JSON, one object per line.") from None
+            raise ProtocolError("The line is not valid UTF-8.", "Send UTF-8 JSON, one object per line.") from None
     try:
         payload = json.loads(line, parse_constant=_reject_constant)
     except ValueError as error:

@@ -27,7 +27,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from . import __version__, errors
 from .errors import HyMotionError
@@ -57,6 +57,11 @@ from .protocol import (
     decode_request,
     encode,
 )
+
+if TYPE_CHECKING:
+    from .jobs import GenerationSettings
+    from .motion import MotionClip
+    from .pipeline import MotionPipeline
 
 log = logging.getLogger("hymotion.service")
 
@@ -109,7 +114,7 @@ class Connection:
 class Job:
     id: str
     connection: Connection
-    settings: Any
+    settings: GenerationSettings
     plan: str | None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     stage: str | None = None
@@ -140,7 +145,7 @@ class Service:
         self._current: Job | None = None
         self._loading = False
         self._stopping = False
-        self._pipeline: Any = None
+        self._pipeline: MotionPipeline | None = None
         self.stop_requested = threading.Event()
         self._worker = threading.Thread(target=self._work, name="hymotion-worker", daemon=True)
 
@@ -204,12 +209,12 @@ class Service:
                     request_id=request.id,
                 )
             self._dispatch(connection, request)
-        except ProtocolError as error:
-            refused_job = isinstance(request, GenerateRequest) or error.request_type == GenerateRequest.TYPE
-            job = error.request_id if refused_job and error.field != "id" else None
-            connection.send(_error_event(error, id=error.request_id, job=job, field=error.field))
         except HyMotionError as error:
-            connection.send(_error_event(error))
+            request_id = getattr(error, "request_id", None) or getattr(request, "id", None)
+            field_name = getattr(error, "field", None)
+            refused_job = isinstance(request, GenerateRequest) or getattr(error, "request_type", None) == "generate"
+            job = request_id if refused_job and field_name != "id" else None
+            connection.send(_error_event(error, id=request_id, job=job, field=field_name))
 
     def _dispatch(self, connection: Connection, request: Any) -> None:
         if isinstance(request, GenerateRequest):
@@ -348,7 +353,8 @@ class Service:
             self._free_cached_memory()
 
     def _unexpected(self, error: Exception) -> HyMotionError:
-        if type(error).__name__ == "OutOfMemoryError" or isinstance(error, MemoryError):
+        memory = sys.modules.get("hymotion.memory")
+        if isinstance(error, MemoryError) or (memory is not None and memory.is_out_of_memory(error)):
             log.warning("out of memory with plan %s: %s", self._plan_name(), error)
             return HyMotionError(
                 errors.OUT_OF_MEMORY,
@@ -363,7 +369,7 @@ class Service:
             f"This is a bug; please report it with the backend log{where}.",
         )
 
-    def _pipeline_for(self, job: Job) -> Any:
+    def _pipeline_for(self, job: Job) -> MotionPipeline:
         """The warm pipeline, loaded at the first job and moved to another plan when a job asks for one."""
         wanted = job.plan if job.plan not in (None, "auto") else None
         if wanted is not None:
@@ -403,7 +409,7 @@ class Service:
         finally:
             with self._lock:
                 self._loading = False
-        log.info("model loaded: %s", _describe(self._pipeline))
+        log.info("model loaded: %s", self._pipeline.describe())
         job.connection.send(ProgressEvent(job=job.id, stage="loading", step=1, total=1))
 
     def _release_pipeline(self) -> None:
@@ -427,7 +433,7 @@ class Service:
             return _torch_device_report(self._pipeline.device)
         if (self.options.device or "").startswith("cpu"):
             return "cpu", None, None
-        return _nvml_device_report()
+        return _nvml_device_report(self.options.device)
 
 
 def _cancelled_event(job: Job, message: str) -> ErrorEvent:
@@ -438,8 +444,8 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
     return ErrorEvent(code=error.code, message=error.message, hint=error.hint, **where)
 
 
-def _settings_from_request(request: GenerateRequest) -> Any:
-    """GenerationSettings from a request, each rule checked alone first so the error can name its field."""
+def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
+    """GenerationSettings from a request, each rule checked alone first so that a refusal names its field."""
     from .jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
 
     values = {
@@ -450,23 +456,22 @@ def _settings_from_request(request: GenerateRequest) -> Any:
         "steps": request.steps if request.steps is not None else DEFAULT_STEPS,
         "smoothing": request.smoothing if request.smoothing is not None else True,
     }
-    baseline = {"prompts": ["a person stands"], "durations": [DEFAULT_DURATION]}
-    checks = {"prompts": "prompts", "durations": "durations", "seeds": "seeds", "cfg_scale": "cfg_scale", "steps": "steps"}
-    for key, field_name in checks.items():
+    valid_prompt = "a person stands"
+    for name in ("prompts", "durations", "seeds", "cfg_scale", "steps"):
+        trial = {"prompts": [valid_prompt], "durations": [DEFAULT_DURATION], name: values[name]}
+        if name == "durations":
+            trial["prompts"] = [valid_prompt] * max(1, len(values[name]))
         try:
-            single = {**baseline, key: values[key]}
-            if key == "durations":
-                single["prompts"] = single["prompts"] * len(values[key])
-            GenerationSettings(**single).validate()
+            GenerationSettings(**trial).validate()
         except HyMotionError as error:
-            raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
+            raise ProtocolError(error.message, error.hint, field=name, request_id=request.id) from None
     try:
         return GenerationSettings(**values).validate()
     except HyMotionError as error:
         raise ProtocolError(error.message, error.hint, field="durations", request_id=request.id) from None
 
 
-def _result_event(job_id: str, index: int, clip: Any) -> ResultEvent:
+def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
     from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
 
     return ResultEvent(
@@ -477,7 +482,7 @@ def _result_event(job_id: str, index: int, clip: Any) -> ResultEvent:
         seed=int(clip.seed),
         duration=float(clip.duration),
         fps=int(clip.fps),
-        frames=int(clip.translation.shape[0]),
+        frames=clip.frames,
         model=clip.model_id,
         plan=clip.plan,
         joint_names=list(BODY_JOINT_NAMES),
@@ -487,11 +492,6 @@ def _result_event(job_id: str, index: int, clip: Any) -> ResultEvent:
         rotations=FloatArray.from_numpy(clip.rotations),
         positions=FloatArray.from_numpy(clip.positions),
     )
-
-
-def _describe(pipeline: Any) -> Any:
-    describe = getattr(pipeline, "describe", None)
-    return describe() if describe is not None else pipeline
 
 
 def _model_availability(model_dir: str | None) -> list[ModelAvailability]:
@@ -524,27 +524,29 @@ def _torch_device_report(device: str) -> tuple[str | None, int | None, int | Non
     return torch.cuda.get_device_name(index), int(free), int(total)
 
 
-def _nvml_device_report() -> tuple[str | None, int | None, int | None]:
-    """The first visible NVIDIA GPU through NVML (cheap, no CUDA context); unknown when NVML is not there."""
+def _nvml_device_report(device: str | None) -> tuple[str | None, int | None, int | None]:
+    """The GPU that ``device`` (default cuda:0) will be, through NVML: cheap, no CUDA context; None where unknown."""
     try:
         import pynvml
     except ImportError:
         return None, None, None
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
+    index = int(device.split(":")[1]) if device and device.startswith("cuda:") else 0
+    visible = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
+    physical = visible[index] if index < len(visible) else str(index)
     try:
         pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no driver: the device is simply unknown
+    except Exception:  # noqa: BLE001 - no NVIDIA driver: torch will run on the CPU
         return "cpu", None, None
     try:
         handle = (
-            pynvml.nvmlDeviceGetHandleByIndex(int(visible))
-            if visible.isdigit()
-            else pynvml.nvmlDeviceGetHandleByUUID(visible)
+            pynvml.nvmlDeviceGetHandleByIndex(int(physical))
+            if physical.isdigit()
+            else pynvml.nvmlDeviceGetHandleByUUID(physical)
         )
         name = pynvml.nvmlDeviceGetName(handle)
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
         return (name.decode() if isinstance(name, bytes) else name), int(memory.free), int(memory.total)
-    except Exception:  # noqa: BLE001 - hidden or odd devices: report what we could not read as unknown
+    except Exception:  # noqa: BLE001 - hidden or odd devices: report them as unknown rather than fail the hello
         return None, None, None
     finally:
         pynvml.nvmlShutdown()
@@ -584,14 +586,8 @@ def _serve_stdio(service: Service, parent: int) -> None:
     ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned.
     """
     protocol_in = os.fdopen(os.dup(0), "rb")
-    protocol_out = os.fdopen(os.dup(1), "wb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    connection = Connection("stdio", protocol_out)
+    connection = Connection("stdio", os.fdopen(os.dup(1), "wb"))
+    _route_standard_streams_away()
 
     def read() -> None:
         _read_lines(
@@ -613,7 +609,18 @@ def _serve_stdio(service: Service, parent: int) -> None:
     _wait_for_stop(service)
 
 
+def _route_standard_streams_away() -> None:
+    """fd 0 reads nothing, fd 1 and sys.stdout write to stderr: what libraries print can never pass for protocol."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+
 def _serve_tcp(service: Service, host: str, port: int, token: str) -> None:
+    _route_standard_streams_away()
     server = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     server.settimeout(PARENT_POLL_S)
     bound_host, bound_port = server.getsockname()[:2]
@@ -676,8 +683,9 @@ def _authenticated(line: bytes, token: str) -> bool:
 
 
 def _wait_for_stop(service: Service) -> None:
+    """Block the main thread in short waits, so that SIGTERM/SIGINT handlers get to run."""
     while not service.stop_requested.wait(PARENT_POLL_S):
-        pass
+        continue
 
 
 # ---------------------------------------------------------------- set-up, arguments, entry point
@@ -701,8 +709,11 @@ def _set_up_logging(log_file: str | None) -> str | None:
     console.setFormatter(formatter)
     logger.addHandler(console)
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addHandler(console)
-    path = Path(log_file) if log_file else user_cache_dir() / "logs" / f"serve-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.propagate = False
+    warnings_logger.addHandler(console)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(log_file) if log_file else user_cache_dir() / "logs" / f"serve-{stamp}-{os.getpid()}.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path, encoding="utf-8")
@@ -711,7 +722,7 @@ def _set_up_logging(log_file: str | None) -> str | None:
         return None
     handler.setFormatter(formatter)
     logger.addHandler(handler)
-    logging.getLogger("py.warnings").addHandler(handler)
+    warnings_logger.addHandler(handler)
     if not log_file:
         for old in sorted(path.parent.glob("serve-*.log"), key=lambda p: p.stat().st_mtime)[:-KEPT_LOG_FILES]:
             old.unlink(missing_ok=True)
@@ -759,7 +770,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     transport.add_argument("--stdio", action="store_true", help="speak the protocol on stdin/stdout (the default)")
     transport.add_argument("--listen", metavar="HOST:PORT", help="speak the protocol over TCP, e.g. 127.0.0.1:8765")
     parser.add_argument(
-        "--allow-remote", action="store_true", help="allow --listen on a non-loopback address (token-protected, unencrypted)"
+        "--allow-remote",
+        action="store_true",
+        help="allow --listen on a non-loopback address (token-protected, unencrypted)",
     )
     parser.add_argument(
         "--token-file",
@@ -782,7 +795,8 @@ def serve_main(args: argparse.Namespace) -> int:
     parent = os.getppid()
     log_file = _set_up_logging(args.log_file)
     options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
-    log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(), args.model)
+    log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
+             args.model)
     try:
         address = parse_listen_address(args.listen, args.allow_remote) if args.listen else None
     except HyMotionError as error:

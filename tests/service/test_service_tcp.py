@@ -26,7 +26,8 @@ def test_listen_refuses_a_non_loopback_address_unless_allowed(backend_env, addre
 
 def test_tcp_clients_need_the_token_and_then_get_the_whole_protocol(client_module, backend_env, tmp_path) -> None:
     token_file = tmp_path / "token"
-    server = RawBackend(service_argv("--listen", "127.0.0.1:0", "--token-file", str(token_file), *TINY_ARGS), backend_env)
+    argv = service_argv("--listen", "127.0.0.1:0", "--token-file", str(token_file), *TINY_ARGS)
+    server = RawBackend(argv, backend_env)
     try:
         port = int(server.wait_for_stderr(lambda line: "listening on 127.0.0.1:" in line).rsplit(":", 1)[1])
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
