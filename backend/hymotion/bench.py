@@ -148,17 +148,9 @@ def measure_plan(plan: str, model_dir: Path, variant: str, prompts: int, repeats
         elapsed = time.perf_counter() - begin
     else:
         list(pipe.generate(GenerationSettings(batch, [5.0], [0])))  # capture this batch shape once
-        first: dict[str, float] = {}
-        last: dict[str, float] = {}
-
-        def note(stage: str, step: int, total: int) -> None:
-            first.setdefault(stage, time.perf_counter())
-            last[stage] = time.perf_counter()
-
         begin = time.perf_counter()
-        list(pipe.generate(GenerationSettings(batch, [5.0], [0]), on_progress=note))
+        list(pipe.generate(GenerationSettings(batch, [5.0], [0])))
         elapsed = time.perf_counter() - begin
-        sampling_s = first["decoding"] - last["encoding"]
     batch_peak, batch_reserved = _peaks()
     result = {
         "plan": plan,
@@ -171,7 +163,6 @@ def measure_plan(plan: str, model_dir: Path, variant: str, prompts: int, repeats
         "warm_latency_s": round(warm, 3),
         "throughput_clips_per_s": round(len(batch) / elapsed, 1),
         "throughput_batch_s": round(elapsed, 2),
-        "throughput_sampling_s": round(sampling_s, 2) if not baseline else None,
         "throughput_peak_alloc_gib": round(batch_peak, 2),
         "throughput_peak_reserved_gib": round(batch_reserved, 2),
     }

@@ -49,7 +49,7 @@ class Plan:
 
 
 PLANS = {
-    "gpu": Plan("gpu", "resident", torch.bfloat16, cuda_graph=True, max_batch=64),
+    "gpu": Plan("gpu", "resident", torch.bfloat16, cuda_graph=True, max_batch=32),
     "offload": Plan("offload", "offload", torch.bfloat16, cuda_graph=True, max_batch=32),
     "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=True, max_batch=8),
     "cpu": Plan("cpu", "cpu", torch.float32, cuda_graph=False, max_batch=4),

@@ -14,7 +14,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,14 +220,18 @@ class MotionPipeline:
                 warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
         samples = [(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
         chunks = [samples[i : i + self._plan.max_batch] for i in range(0, len(samples), self._plan.max_batch)]
-        for chunk_index, chunk in enumerate(chunks):
-            latents = self._with_step_down(
-                lambda: self._sample(chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks)),
-                warn,
-            )
-            progress("decoding", chunk_index, len(chunks))
-            with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-                yield from pool.map(lambda item: self._decode(settings, *item), zip(chunk, latents))
+        # Each batch decodes on worker threads while the GPU samples the next one.
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+            pending: list[Future] = []
+            for chunk_index, chunk in enumerate(chunks):
+                latents = self._with_step_down(
+                    lambda: self._sample(chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks)),
+                    warn,
+                )
+                yield from (future.result() for future in pending)
+                progress("decoding", chunk_index, len(chunks))
+                pending = [pool.submit(self._decode, settings, sample, latent) for sample, latent in zip(chunk, latents)]
+            yield from (future.result() for future in pending)
         progress("decoding", len(chunks), len(chunks))
 
     def _decode(self, settings: GenerationSettings, sample: tuple[int, int], latent: np.ndarray) -> motion.MotionClip:

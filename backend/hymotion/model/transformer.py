@@ -31,9 +31,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x_float = x.float()
-        normed = (x_float * torch.rsqrt(x_float.pow(2).mean(-1, keepdim=True) + NORM_EPS)).type_as(x)
-        return normed * self.weight
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=NORM_EPS).type_as(x) * self.weight
 
 
 class Modulation(nn.Module):
@@ -100,18 +98,20 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Real-valued RoPE over interleaved pairs (x0, x1) -> (-x1, x0), in float32 like the reference."""
-    x_float = x.float()
-    pairs = x_float.unflatten(-1, (-1, 2))
-    rotated = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
-    return (x_float * cos + rotated * sin).type_as(x)
+def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
+    """RoPE over interleaved pairs in float32, as the reference: (x0, x1) -> (x0·cos − x1·sin, x1·cos + x0·sin).
+
+    Written as one complex multiplication so it costs three kernels instead of eight.
+    """
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
-def rope_tables(positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
+def rope_table(positions: Tensor, head_dim: int) -> Tensor:
+    """(L, head_dim / 2) unit complex numbers e^{i·pos·θ_k}, θ_k = 10000^(−2k/head_dim)."""
     exponent = torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim
     freqs = torch.outer(positions.float(), 1.0 / (ROPE_THETA**exponent))
-    return freqs.cos().repeat_interleave(2, dim=-1), freqs.sin().repeat_interleave(2, dim=-1)
+    return torch.polar(torch.ones_like(freqs), freqs)
 
 
 @dataclass
@@ -121,8 +121,7 @@ class AttentionLayout:
     joint_mask: Tensor  # (B, 1, M+T, M+T) additive float mask for double and single blocks
     refiner_mask: Tensor  # (B, 1, T, T) additive float mask for the token refiner
     text_valid: Tensor  # (B, T) bool
-    rope_cos: Tensor  # (M+T, head_dim) float32
-    rope_sin: Tensor
+    rope: Tensor  # (M+T, head_dim / 2) complex64
     motion_len: int
 
     @classmethod
@@ -155,8 +154,7 @@ class AttentionLayout:
         refiner_mask = refiner_mask.masked_fill(~refiner_allowed, float("-inf"))
 
         positions = torch.cat([frame, text_position_offset + torch.arange(text_len, device=device)])
-        cos, sin = rope_tables(positions, head_dim)
-        return cls(joint_mask[:, None], refiner_mask[:, None], text_valid, cos, sin, motion_len)
+        return cls(joint_mask[:, None], refiner_mask[:, None], text_valid, rope_table(positions, head_dim), motion_len)
 
 
 class TokenRefinerBlock(nn.Module):
@@ -178,8 +176,8 @@ class TokenRefinerBlock(nn.Module):
         q, k, v = split_heads(self.self_attn_qkv(self.norm1(x)), self.num_heads)
         q, k = self.self_attn_q_norm(q), self.self_attn_k_norm(k)
         attn = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-        x = x + gate_msa * self.self_attn_proj(attn)
-        return x + gate_mlp * self.mlp(self.norm2(x))
+        x = gated(x, gate_msa, self.self_attn_proj(attn))
+        return gated(x, gate_mlp, self.mlp(self.norm2(x)))
 
 
 class IndividualTokenRefiner(nn.Module):
@@ -209,7 +207,13 @@ class TextRefiner(nn.Module):
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    return x * (1 + scale) + shift
+    """x·(1 + scale) + shift, fused into one kernel over x."""
+    return torch.addcmul(shift, x, 1 + scale)
+
+
+def gated(x: Tensor, gate: Tensor, update: Tensor) -> Tensor:
+    """x + gate·update, fused into one kernel."""
+    return torch.addcmul(x, gate, update)
 
 
 class DoubleStreamBlock(nn.Module):
@@ -237,17 +241,17 @@ class DoubleStreamBlock(nn.Module):
 
     def _finish(self, stream: str, x: Tensor, attn: Tensor, chunks: tuple[Tensor, ...]) -> Tensor:
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = chunks
-        x = x + gate_msa * getattr(self, f"{stream}_out_proj")(attn)
+        x = gated(x, gate_msa, getattr(self, f"{stream}_out_proj")(attn))
         mlp_in = modulate(getattr(self, f"{stream}_norm2")(x), shift_mlp, scale_mlp)
-        return x + gate_mlp * getattr(self, f"{stream}_mlp")(mlp_in)
+        return gated(x, gate_mlp, getattr(self, f"{stream}_mlp")(mlp_in))
 
     def forward(self, motion: Tensor, text: Tensor, adapter: Tensor, layout: AttentionLayout) -> tuple[Tensor, Tensor]:
         motion_chunks = self.motion_mod(adapter).chunk(6, dim=-1)
         text_chunks = self.text_mod(adapter).chunk(6, dim=-1)
         mq, mk, mv = self._qkv("motion", motion, motion_chunks[0], motion_chunks[1])
         tq, tk, tv = self._qkv("text", text, text_chunks[0], text_chunks[1])
-        q = apply_rope(torch.cat([mq, tq], dim=2), layout.rope_cos, layout.rope_sin)
-        k = apply_rope(torch.cat([mk, tk], dim=2), layout.rope_cos, layout.rope_sin)
+        q = apply_rope(torch.cat([mq, tq], dim=2), layout.rope)
+        k = apply_rope(torch.cat([mk, tk], dim=2), layout.rope)
         v = torch.cat([mv, tv], dim=2)
         attn = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=layout.joint_mask))
         split = layout.motion_len
@@ -277,10 +281,10 @@ class SingleStreamBlock(nn.Module):
         shift, scale, gate = self.modulation(adapter).chunk(3, dim=-1)
         qkv, mlp_in = self.linear1(modulate(self.norm(x), shift, scale)).split([3 * self.dim, self.hidden], dim=-1)
         q, k, v = split_heads(qkv, self.num_heads)
-        q = apply_rope(self.q_norm(q), layout.rope_cos, layout.rope_sin)
-        k = apply_rope(self.k_norm(k), layout.rope_cos, layout.rope_sin)
+        q = apply_rope(self.q_norm(q), layout.rope)
+        k = apply_rope(self.k_norm(k), layout.rope)
         attn = merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=layout.joint_mask))
-        return x + gate * self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], dim=-1))
+        return gated(x, gate, self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], dim=-1)))
 
 
 class FinalLayer(nn.Module):
