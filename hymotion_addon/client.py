@@ -461,6 +461,7 @@ class BackendClient(_ClientBase):
 
     ``args`` follow the interpreter (see :func:`service_args`). The child gets its own process group, so Blender's
     Ctrl+C does not hit it and shutdown can stop all of it; it also exits by itself when Blender goes away.
+    ``on_stderr_line`` receives each line the backend logs, on a background thread (so it must not touch bpy).
     """
 
     def __init__(
