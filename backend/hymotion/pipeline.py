@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 GRAPH_CACHE_SIZE = 4
+RECENT_EMBEDDINGS = 512
 # numpy releases the GIL in the heavy parts of decoding, so a batch's clips decode in parallel.
-DECODE_WORKERS = min(8, os.cpu_count() or 1)
+DECODE_WORKERS = min(16, os.cpu_count() or 1)
 
 
 def default_cache_dir() -> Path:
@@ -123,6 +124,7 @@ class MotionPipeline:
         self.official_padding = official_padding
         self.device = torch.device(device)
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
+        self._recent_embeddings: OrderedDict[str, PromptEmbedding] = OrderedDict()
         self.plan = ""
         self.switch_plan(plan)
 
@@ -164,37 +166,51 @@ class MotionPipeline:
         return self._text_encoder
 
     def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
-        embeddings, encoded = encode_with_cache(self.text_encoder, self.encoder_identity, prompts, self.cache)
-        if encoded and self._text_encoder is not None:
-            memory.release_text_encoder(self._text_encoder)
-        return embeddings
+        """Embeddings from memory, then the disk cache, then the text encoder (one pass for all that are missing)."""
+        missing = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._recent_embeddings]
+        if missing:
+            embeddings, encoded = encode_with_cache(self.text_encoder, self.encoder_identity, missing, self.cache)
+            if encoded and self._text_encoder is not None:
+                memory.release_text_encoder(self._text_encoder)
+            self._recent_embeddings.update(zip(missing, embeddings))
+        for prompt in prompts:
+            self._recent_embeddings.move_to_end(prompt)
+        while len(self._recent_embeddings) > RECENT_EMBEDDINGS:
+            self._recent_embeddings.popitem(last=False)
+        return [self._recent_embeddings[prompt] for prompt in prompts]
 
-    def _with_step_down(self, action: Callable[[], object], on_warning: Callable[[str], None]):
-        """Run ``action``; on CUDA out-of-memory free memory, step down one plan and retry once."""
+    def _step_down(self, error: Exception, on_warning: Callable[[str], None]) -> None:
+        """After a CUDA out-of-memory error: free memory and move to the next leaner plan (or give up clearly)."""
+        if not memory.is_out_of_memory(error):
+            raise error
+        failed = self.plan
+        lower = memory.next_plan(failed)
+        self._graphs.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if lower is None:
+            raise HyMotionError(OUT_OF_MEMORY, f"Out of memory on plan {failed!r}.", "Close other GPU programs.")
+        on_warning(f"Out of GPU memory on plan {failed!r}; retrying on plan {lower!r}.")
+        self.switch_plan(lower)
+
+    def _retry_failure(self, error: Exception, tried: str) -> HyMotionError | Exception:
+        if memory.is_out_of_memory(error):
+            return HyMotionError(
+                OUT_OF_MEMORY, f"Out of memory on plan {tried!r} and again on {self.plan!r}.",
+                "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
+            )
+        return error
+
+    def _encode_with_step_down(self, prompts: list[str], on_warning: Callable[[str], None]) -> list[PromptEmbedding]:
         try:
-            return action()
+            return self.encode(prompts)
         except Exception as error:
-            if not memory.is_out_of_memory(error):
-                raise
-            failed = self.plan
-            lower = memory.next_plan(failed)
-            del error
-            self._graphs.clear()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if lower is None:
-                raise HyMotionError(OUT_OF_MEMORY, f"Out of memory on plan {failed!r}.", "Close other GPU programs.")
-            on_warning(f"Out of GPU memory on plan {failed!r}; retrying on plan {lower!r}.")
-            self.switch_plan(lower)
-            try:
-                return action()
-            except Exception as retry_error:
-                if memory.is_out_of_memory(retry_error):
-                    raise HyMotionError(
-                        OUT_OF_MEMORY, f"Out of memory on plan {failed!r} and again on {lower!r}.",
-                        "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
-                    ) from None
-                raise
+            tried = self.plan
+            self._step_down(error, on_warning)
+        try:
+            return self.encode(prompts)
+        except Exception as error:
+            raise self._retry_failure(error, tried) from None
 
     def generate(
         self,
@@ -213,24 +229,30 @@ class MotionPipeline:
                 warn(f"Prompt {index + 1} has {words} words; quality drops past {ADVISED_MAX_WORDS} (official advice).")
         unique = list(dict.fromkeys(settings.prompts))
         progress("encoding", 0, len(unique))
-        embeddings = dict(zip(unique, self._with_step_down(lambda: self.encode(unique), warn)))
+        embeddings = dict(zip(unique, self._encode_with_step_down(unique, warn)))
         progress("encoding", len(unique), len(unique))
         for index, prompt in enumerate(settings.prompts):
             if embeddings[prompt].truncated:
                 warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
         samples = [(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
         chunks = [samples[i : i + self._plan.max_batch] for i in range(0, len(samples), self._plan.max_batch)]
-        # Each batch decodes on worker threads while the GPU samples the next one.
+        # Each batch decodes on worker threads while the GPU samples the next one; a clip is handed out as soon as
+        # it is decoded (between sampling steps), in order.
         with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
             pending: list[Future] = []
             for chunk_index, chunk in enumerate(chunks):
-                latents = self._with_step_down(
-                    lambda: self._sample(chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks)),
-                    warn,
-                )
-                yield from (future.result() for future in pending)
+                run = (chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks), pending)
+                try:
+                    latents = yield from self._sample(*run)
+                except Exception as error:
+                    tried = self.plan
+                    self._step_down(error, warn)
+                    try:
+                        latents = yield from self._sample(*run)
+                    except Exception as retry_error:
+                        raise self._retry_failure(retry_error, tried) from None
                 progress("decoding", chunk_index, len(chunks))
-                pending = [pool.submit(self._decode, settings, sample, latent) for sample, latent in zip(chunk, latents)]
+                pending += [pool.submit(self._decode, settings, sample, latent) for sample, latent in zip(chunk, latents)]
             yield from (future.result() for future in pending)
         progress("decoding", len(chunks), len(chunks))
 
@@ -308,7 +330,6 @@ class MotionPipeline:
             self._graphs.move_to_end(key)
         return step
 
-    @torch.inference_mode()
     def _sample(
         self,
         chunk: list[tuple[int, int]],
@@ -318,23 +339,32 @@ class MotionPipeline:
         should_cancel: Callable[[], bool] | None,
         chunk_index: int,
         chunk_count: int,
-    ) -> np.ndarray:
-        inputs, guided = self._prepare(chunk, settings, embeddings)
-        velocity = self._velocity(inputs)
+        pending: list[Future],
+    ) -> Iterator[motion.MotionClip]:
+        """Denoise one batch; between steps, hand out the clips of earlier batches whose decoding has finished.
+
+        A generator whose return value is the batch's (B, frames, 201) latents.
+        """
+        with torch.no_grad():
+            inputs, guided = self._prepare(chunk, settings, embeddings)
+            velocity = self._velocity(inputs)
+            x = self.initial_noise([seed for _, seed in chunk], inputs.x.shape[1])
+            times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
         rows = inputs.x.shape[0]
-        x = self.initial_noise([seed for _, seed in chunk], inputs.x.shape[1])
-        times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
         total = settings.steps * chunk_count
         for step in range(settings.steps):
             if should_cancel is not None and should_cancel():
                 raise HyMotionError(CANCELLED, "Generation cancelled.", "")
-            model_input = torch.cat([x, x]) if guided else x
-            predicted = velocity(model_input, times[step].expand(rows))
-            if guided:
-                unconditional, conditional = predicted.chunk(2)
-                predicted = unconditional + settings.cfg_scale * (conditional - unconditional)
-            x = x + (times[step + 1] - times[step]) * predicted
+            with torch.no_grad():
+                model_input = torch.cat([x, x]) if guided else x
+                predicted = velocity(model_input, times[step].expand(rows))
+                if guided:
+                    unconditional, conditional = predicted.chunk(2)
+                    predicted = unconditional + settings.cfg_scale * (conditional - unconditional)
+                x = x + (times[step + 1] - times[step]) * predicted
             progress("sampling", chunk_index * settings.steps + step + 1, total)
+            while pending and pending[0].done():
+                yield pending.pop(0).result()
         return x.cpu().numpy()
 
 

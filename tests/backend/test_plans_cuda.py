@@ -39,11 +39,11 @@ def test_offload_and_stream_match_gpu_plan_on_cuda(tmp_path):
 
 
 def test_trimmed_run_matches_official_padded_run_on_cuda(tmp_path):
-    _, trimmed = clips_for(tmp_path, "gpu")
-    _, padded = clips_for(tmp_path, "gpu", official_padding=True)
+    # fp32 on both sides: exactness is a property of the math, bf16 would only add rounding noise.
+    _, trimmed = clips_for(tmp_path, "official-baseline")
+    _, padded = clips_for(tmp_path, "official-baseline", official_padding=True)
     for a, b in zip(trimmed, padded, strict=True):
-        difference = np.abs(a.positions - b.positions)
-        assert difference.mean() < 0.01 and difference.max() < 0.15
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-3)
 
 
 def test_offload_plan_returns_text_encoder_to_host_after_encoding(tmp_path):
