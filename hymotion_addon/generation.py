@@ -1,0 +1,327 @@
+"""One generation as Blender sees it: ask the backend for clips, bake each result into an Action the moment it
+arrives, follow progress, cancel, and end with the Actions made and the error (if any).
+
+The same :class:`Run` serves the modal operators (``update`` on each timer tick, never blocking), background mode
+and the scripting API (``run_until_done``, blocking on the backend's events). Backend I/O happens on the client's
+reader thread; everything here runs on Blender's main thread, the only one that touches bpy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import bpy
+from hymotion import errors
+from hymotion.errors import HyMotionError, bad_request
+from hymotion.jobs import GenerationSettings
+from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, ResultEvent, WarningEvent
+
+from . import bake, rig
+from .backend_manager import MANAGER, READY, BackendConfig, BackendManager, error_from_event
+
+RIG_NAME = "SMPLX"
+_WAIT_SLICE_S = 0.5
+STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
+                "decoding": "Decoding"}
+# Share of the progress bar each stage fills, in order; sampling is where the time goes.
+_STAGE_SPANS = {"starting": (0.0, 0.02), "loading": (0.02, 0.1), "encoding": (0.1, 0.15),
+                "sampling": (0.15, 0.95), "decoding": (0.95, 1.0)}
+
+
+@dataclass
+class Clip:
+    """One prompt to generate, with its duration in seconds."""
+
+    prompt: str
+    duration: float
+
+
+@dataclass
+class RunSpec:
+    """What to generate and how to bake it. ``nla_layout`` None leaves each Action assigned (Generate); SEQUENCE or
+    STACK pushes each onto the NLA (Batch Bake)."""
+
+    clips: list[Clip]
+    seeds: list[int]
+    cfg: float
+    steps: int
+    smoothing: bool
+    fps_mode: str = "RESAMPLE"
+    in_place: bool = False
+    start_frame: int = 1
+    nla_layout: str | None = None
+    with_mesh: bool = False
+
+    def settings(self) -> GenerationSettings:
+        """The request as the backend will check it, checked here first so mistakes never reach the backend."""
+        return GenerationSettings(
+            prompts=[clip.prompt for clip in self.clips],
+            durations=[clip.duration for clip in self.clips],
+            seeds=list(self.seeds),
+            cfg_scale=self.cfg,
+            steps=self.steps,
+            smoothing=self.smoothing,
+        ).validate()
+
+
+ActionObserver = Callable[["Run", bpy.types.Action], None]
+
+observers: list[ActionObserver] = []
+"""Called on the main thread after every Action any run bakes (scripts may render a preview, log, or stop a run)."""
+
+
+@dataclass
+class Run:
+    spec: RunSpec
+    config: BackendConfig
+    scene: bpy.types.Scene
+    collection: bpy.types.Collection
+    armature: bpy.types.Object | None = None
+    manager: BackendManager = MANAGER
+    on_action: ActionObserver | None = None
+    actions: list[bpy.types.Action] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    job: str | None = None
+    stage: str = "starting"
+    step: int = 0
+    total: int = 0
+    error: HyMotionError | None = None
+    cancel_requested: bool = False
+    finished: bool = False
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def expected(self) -> int:
+        return len(self.spec.clips) * len(self.spec.seeds)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.finished and self.cancel_requested and (self.error is None or self.error.code == errors.CANCELLED)
+
+    # ---- driving
+
+    def begin(self, wait: bool) -> None:
+        """Start the backend if needed and send the job (now, or on a later update once the backend is ready)."""
+        self.spec.settings()
+        try:
+            self.manager.ensure_started(self.config, wait)
+        except HyMotionError as error:
+            self._finish(error)
+            return
+        self._submit_when_ready()
+
+    def update(self) -> None:
+        """One tick: submit once the backend is ready, then handle whatever events arrived. Never blocks."""
+        if self.finished:
+            return
+        if self.job is None:
+            self._submit_when_ready()
+            return
+        self._handle(self.manager.poll_events())
+
+    def run_until_done(self, timeout: float | None = None) -> None:
+        """Block until the run finishes (background mode, scripts); past ``timeout`` seconds, cancel it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished:
+            if deadline is not None and time.monotonic() > deadline and not self.cancel_requested:
+                self.cancel()
+                self.error = HyMotionError(
+                    errors.CANCELLED,
+                    f"No complete result within {timeout:g} s, so the generation was cancelled.",
+                    "Allow more time, or use fewer seeds, steps or prompts.",
+                )
+            if self.job is None:
+                self.begin(wait=True)
+                continue
+            self._handle(self.manager.wait_events(_WAIT_SLICE_S))
+
+    def cancel(self) -> None:
+        """Stop the job; Actions already baked stay. The run finishes when the backend confirms."""
+        if self.finished or self.cancel_requested:
+            return
+        self.cancel_requested = True
+        if self.job is None:
+            self._finish(None)
+            return
+        try:
+            self.manager.client().cancel(self.job)
+        except HyMotionError:
+            self._finish(None)
+
+    def stop_now(self, reason: str) -> None:
+        """Cancel and finish at once, without waiting for the backend: for when nothing will update this run again
+        (its modal operator was ended, the file is being replaced)."""
+        if self.finished:
+            return
+        if self.job is not None and not self.cancel_requested:
+            try:
+                self.manager.client().cancel(self.job)
+            except HyMotionError:
+                pass
+        self.cancel_requested = True
+        self._finish(HyMotionError(errors.CANCELLED, reason, "Generate again when ready."))
+
+    # ---- progress, for the status bar and the panel
+
+    @property
+    def fraction(self) -> float:
+        low, high = _STAGE_SPANS.get(self.stage, (0.0, 1.0))
+        within = self.step / self.total if self.total else 0.0
+        return low + (high - low) * min(max(within, 0.0), 1.0)
+
+    def status_text(self) -> str:
+        if self.cancel_requested and not self.finished:
+            return "HY-Motion: cancelling…"
+        if self.stage == "starting":
+            return "HY-Motion: starting the backend…"
+        label = STAGE_LABELS.get(self.stage, self.stage)
+        steps = f" {self.step}/{self.total}" if self.stage == "sampling" and self.total else ""
+        return f"HY-Motion: {label}{steps} · {len(self.actions)}/{self.expected} clips · Esc to cancel"
+
+    # ---- internals
+
+    def _submit_when_ready(self) -> None:
+        status = self.manager.status()
+        if status.state == READY:
+            self._submit()
+        elif status.state != "STARTING":
+            self._finish(status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", ""))
+
+    def _submit(self) -> None:
+        if self.cancel_requested:
+            self._finish(None)
+            return
+        settings = self.spec.settings()
+        try:
+            self.job = self.manager.client().submit_generate(
+                settings.prompts,
+                durations=settings.durations,
+                seeds=settings.seeds,
+                cfg_scale=settings.cfg_scale,
+                steps=settings.steps,
+                smoothing=settings.smoothing,
+            )
+        except HyMotionError as error:
+            self._finish(error)
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if self.finished or getattr(event, "job", None) != self.job:
+                continue
+            if isinstance(event, ProgressEvent):
+                self.stage, self.step, self.total = event.stage, event.step, event.total
+            elif isinstance(event, WarningEvent):
+                self.warnings.append(event.message)
+            elif isinstance(event, ResultEvent):
+                self._bake(event)
+            elif isinstance(event, DoneEvent):
+                self._finish(None)
+            elif isinstance(event, ErrorEvent):
+                cancelled = event.code == errors.CANCELLED and self.cancel_requested
+                self._finish(None if cancelled else error_from_event(event))
+
+    def _bake(self, result: ResultEvent) -> None:
+        try:
+            armature = self._target_armature()
+            action = bake.bake_motion(
+                armature,
+                result.translation.to_numpy(),
+                result.rotations.to_numpy(),
+                prompt=result.prompt,
+                seed=result.seed,
+                model=result.model,
+                duration=result.duration,
+                scene=self.scene,
+                start_frame=self.spec.start_frame,
+                in_place=self.spec.in_place,
+                fps_mode=self.spec.fps_mode,
+            )
+            action.use_fake_user = True
+            if self.spec.nla_layout is not None:
+                bake.push_to_nla(armature, action, self.spec.nla_layout)
+        except (HyMotionError, ReferenceError, RuntimeError, ValueError) as error:
+            self._abandon(_bake_error(error))
+            return
+        self.actions.append(action)
+        for observer in [self.on_action, *observers]:
+            if observer is None:
+                continue
+            try:
+                observer(self, action)
+            except Exception as error:  # a script's callback must not leave the run half-finished
+                self._abandon(HyMotionError(
+                    errors.INTERNAL, f"A script's callback {observer!r} failed: {error!r}.", "Fix the callback."
+                ))
+                return
+
+    def _target_armature(self) -> bpy.types.Object:
+        if self.armature is None:
+            self.armature = rig.build_armature(self.collection, name=RIG_NAME, with_mesh=self.spec.with_mesh)
+        elif self.armature.name not in bpy.data.objects:
+            raise bad_request("The target armature was deleted during generation.", "Generate again.")
+        return self.armature
+
+    def _abandon(self, error: HyMotionError) -> None:
+        """Stop the job after a failure on this side; the Actions made so far stay."""
+        if self.job is not None:
+            try:
+                self.manager.client().cancel(self.job)
+            except HyMotionError:
+                pass
+        self._finish(error)
+
+    def _finish(self, error: HyMotionError | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.error is None:
+            self.error = error
+
+    # ---- the sentence the operator reports
+
+    def summary(self) -> str:
+        made = f"{len(self.actions)} of {self.expected} Action{'s' if self.expected != 1 else ''}"
+        seconds = time.monotonic() - self.started_at
+        if self.error is not None and self.error.code != errors.CANCELLED:
+            return f"HY-Motion failed after {made}: {self.error}"
+        if self.cancel_requested or self.error is not None:
+            reason = f" ({self.error.message})" if self.error is not None else ""
+            return f"HY-Motion cancelled{reason}; kept {made}."
+        return f"HY-Motion made {made} in {seconds:.1f} s."
+
+
+def _bake_error(error: Exception) -> HyMotionError:
+    if isinstance(error, HyMotionError):
+        return error
+    return HyMotionError(
+        errors.INTERNAL,
+        f"Baking a result failed: {error}.",
+        "The armature or scene may have changed during generation; generate again.",
+    )
+
+
+active_run: Run | None = None
+"""The run in progress (one at a time per Blender session), for the panel and the status bar."""
+
+
+def start_run(run: Run, wait: bool) -> Run:
+    """Make ``run`` the session's active run and begin it; refuses while another one is going."""
+    global active_run
+    if active_run is not None and not active_run.finished:
+        raise bad_request("HY-Motion is already generating.", "Wait for it to finish, or press Esc to cancel it.")
+    run.spec.settings()
+    active_run = run
+    run.begin(wait)
+    return run
+
+
+def cancel_active_run() -> None:
+    if active_run is not None:
+        active_run.cancel()
+
+
+def stop_active_run(reason: str) -> None:
+    if active_run is not None:
+        active_run.stop_now(reason)

@@ -1,0 +1,614 @@
+"""Operators: Generate and Batch Bake (modal, Esc cancels), presets, history, and backend set-up.
+
+Generate and Batch Bake read their settings from the panel (``scene.hymotion``); any operator property given
+explicitly (``bpy.ops.hymotion.generate(prompt="a person waves", duration=4.0)``) wins over the panel's value. With a
+window they run modal: the backend works in its own process, a timer bakes each result as it arrives and shows
+progress, and the UI stays usable. In background mode (``blender -b``, the bpy module) they block until done.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import bpy
+from hymotion import errors
+from hymotion.errors import HyMotionError, bad_request
+from hymotion.jobs import parse_prompt_lines, parse_seeds
+from hymotion.presets import PresetStore
+from hymotion.prompt_guide import suggest_duration
+
+from . import backend_setup, generation, preferences, rig
+from .backend_manager import MANAGER
+from .properties import BATCH_SOURCE_ITEMS, FPS_MODE_ITEMS, NLA_LAYOUT_ITEMS, TARGET_ITEMS, HYMOTION_PG_settings
+
+TIMER_INTERVAL_S = 0.1
+SETUP_POLL_S = 0.5
+REDRAWN_AREAS = ("VIEW_3D", "PREFERENCES")
+
+
+def redraw_areas(area_types: tuple[str, ...] = REDRAWN_AREAS) -> None:
+    window_manager = bpy.context.window_manager
+    for window in window_manager.windows if window_manager else ():
+        for area in window.screen.areas:
+            if area.type in area_types:
+                area.tag_redraw()
+
+
+def _report_error(operator: bpy.types.Operator, error: HyMotionError) -> set[str]:
+    operator.report({"ERROR"}, str(error))
+    return {"CANCELLED"}
+
+
+def _settings(context: bpy.types.Context) -> HYMOTION_PG_settings:
+    return context.scene.hymotion
+
+
+# ---------------------------------------------------------------- generation
+
+
+class _GenerationProperties:
+    """Operator properties that override the panel's settings when given (never remembered between calls)."""
+
+    duration: bpy.props.FloatProperty(
+        name="Duration", description="Seconds; 0 estimates it from the prompt", default=0.0, min=0.0,
+        options={"SKIP_SAVE"},
+    )
+    seeds: bpy.props.StringProperty(name="Seeds", description="e.g. 0 or 0,1,2 or 0-3", options={"SKIP_SAVE"})
+    cfg: bpy.props.FloatProperty(name="CFG Scale", default=5.0, min=0.1, options={"SKIP_SAVE"})
+    steps: bpy.props.IntProperty(name="Steps", default=50, min=1, options={"SKIP_SAVE"})
+    smoothing: bpy.props.BoolProperty(name="Smoothing", default=True, options={"SKIP_SAVE"})
+    target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW", options={"SKIP_SAVE"})
+    with_mesh: bpy.props.BoolProperty(name="Add Body Mesh", default=False, options={"SKIP_SAVE"})
+    fps_mode: bpy.props.EnumProperty(
+        name="Frame Rate", items=FPS_MODE_ITEMS, default="RESAMPLE", options={"SKIP_SAVE"}
+    )
+    in_place: bpy.props.BoolProperty(name="In Place", default=False, options={"SKIP_SAVE"})
+    start_frame: bpy.props.IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
+
+
+class _GenerationOperator(_GenerationProperties):
+    """Shared by Generate and Batch Bake: start a Run, follow it (modal or blocking), report how it ended."""
+
+    bl_options = {"REGISTER", "UNDO"}
+
+    def value(self, context: bpy.types.Context, name: str):
+        return getattr(self, name) if self.properties.is_property_set(name) else getattr(_settings(context), name)
+
+    def duration_for(self, context: bpy.types.Context, prompt: str, line_duration: float | None = None) -> float:
+        if line_duration is not None:
+            return line_duration
+        duration = float(self.value(context, "duration"))
+        return duration if duration > 0.0 else suggest_duration(prompt)
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        if self.value(context, "target") == "NEW":
+            return None
+        active = context.active_object
+        if not rig.is_hymotion_armature(active):
+            name = f"'{active.name}'" if active is not None else "Nothing"
+            raise bad_request(
+                f"{name} is not an SMPL-X armature made by HY-Motion, so it cannot be the target.",
+                "Select such an armature, or set Target to New Armature.",
+            )
+        return active
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            spec = self.spec(context)
+            armature = self.target_armature(context)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        config = preferences.backend_config(context)
+        if config is None:
+            return _report_error(self, preferences.not_installed_error())
+        blocking = bpy.app.background or context.window is None
+        run = generation.Run(spec, config, context.scene, context.collection or context.scene.collection, armature)
+        try:
+            generation.start_run(run, wait=blocking)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        if blocking:
+            run.run_until_done()
+            return self.conclude(context, run)
+        self._run = run
+        window_manager = context.window_manager
+        self._timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        window_manager.modal_handler_add(self)
+        window_manager.progress_begin(0.0, 1.0)
+        self.show_progress(context)
+        return {"RUNNING_MODAL"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        return self.execute(context)
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        run = self._run
+        if event.type == "ESC" and event.value == "PRESS":
+            run.cancel()
+            self.show_progress(context)
+            return {"RUNNING_MODAL"}
+        if event.type == "TIMER":
+            run.update()
+            self.show_progress(context)
+        if run.finished:
+            self.stop_modal(context)
+            return self.conclude(context, run)
+        return {"PASS_THROUGH"}
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the modal (e.g. a file is loaded): stop the job, keep what was baked."""
+        self._run.stop_now("The generation was stopped because Blender ended it (e.g. another file was opened).")
+        self.stop_modal(context)
+
+    def show_progress(self, context: bpy.types.Context) -> None:
+        run = self._run
+        context.window_manager.progress_update(run.fraction)
+        if context.workspace is not None:
+            context.workspace.status_text_set(run.status_text())
+        redraw_areas(("VIEW_3D",))
+
+    def stop_modal(self, context: bpy.types.Context) -> None:
+        window_manager = context.window_manager
+        window_manager.event_timer_remove(self._timer)
+        window_manager.progress_end()
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        redraw_areas(("VIEW_3D",))
+
+    def conclude(self, context: bpy.types.Context, run: generation.Run) -> set[str]:
+        """Report the outcome. Any Action made keeps the operator FINISHED, so it is one undo step."""
+        for warning in run.warnings:
+            self.report({"WARNING"}, warning)
+        if run.error is not None and run.error.code != errors.CANCELLED:
+            self.report({"ERROR"}, run.summary())
+        else:
+            self.report({"WARNING"} if run.cancel_requested else {"INFO"}, run.summary())
+        if run.actions:
+            self.remember(context, run)
+            return {"FINISHED"}
+        return {"CANCELLED"}
+
+    def remember(self, context: bpy.types.Context, run: generation.Run) -> None:
+        """What a finished run leaves in the panel (the prompt history for Generate)."""
+
+    def draw(self, context: bpy.types.Context) -> None:
+        # Redoing a generation would run the model again: the panel is the place to change and regenerate.
+        self.layout.label(text="Change the settings in the HY-Motion panel and generate again.")
+
+
+class HYMOTION_OT_generate(_GenerationOperator, bpy.types.Operator):
+    """Generate motion from the prompt and bake it into Actions (one per seed). Esc cancels"""
+
+    bl_idname = "hymotion.generate"
+    bl_label = "Generate"
+
+    prompt: bpy.props.StringProperty(
+        name="Prompt", description="What the body does, in English", options={"SKIP_SAVE"}
+    )
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        prompt = self.value(context, "prompt").strip()
+        if not prompt:
+            raise bad_request("The prompt is empty.", "Describe the motion, e.g. 'a person jumps forward twice'.")
+        return generation.RunSpec(
+            clips=[generation.Clip(prompt, self.duration_for(context, prompt))],
+            seeds=parse_seeds(self.value(context, "seeds")),
+            **_common_spec_fields(self, context),
+        )
+
+    def remember(self, context: bpy.types.Context, run: generation.Run) -> None:
+        clip = run.spec.clips[0]
+        duration = float(self.value(context, "duration"))
+        _settings(context).remember(clip.prompt, duration, self.value(context, "seeds"))
+
+
+class HYMOTION_OT_batch_bake(_GenerationOperator, bpy.types.Operator):
+    """Generate one Action per line of a prompt list and lay them out as NLA strips. Esc cancels and keeps the
+    finished ones"""
+
+    bl_idname = "hymotion.batch_bake"
+    bl_label = "Batch Bake"
+
+    source: bpy.props.EnumProperty(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT", options={"SKIP_SAVE"})
+    text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
+    filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
+    nla_layout: bpy.props.EnumProperty(
+        name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE", options={"SKIP_SAVE"}
+    )
+
+    def prompt_text(self, context: bpy.types.Context) -> tuple[str, str]:
+        """The prompt list and a name for it in messages."""
+        settings = _settings(context)
+        source = self.source if self.properties.is_property_set("source") else settings.batch_source
+        if source == "TEXT":
+            name = self.text if self.properties.is_property_set("text") else (
+                settings.batch_text.name if settings.batch_text else ""
+            )
+            if not name:
+                raise bad_request("No text datablock is chosen for the prompt list.",
+                                  "Pick a text in the Batch panel (write one prompt per line in the Text Editor).")
+            text = bpy.data.texts.get(name)
+            if text is None:
+                raise bad_request(f"There is no text datablock named '{name}'.", "Pick an existing text.")
+            return text.as_string(), f"Text '{name}'"
+        path_text = self.filepath if self.properties.is_property_set("filepath") else settings.batch_file
+        if not path_text.strip():
+            raise bad_request("No prompt file is chosen.", "Pick a text file with one prompt per line.")
+        path = Path(bpy.path.abspath(path_text))
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as error:
+            raise bad_request(f"Cannot read the prompt file {path}: {error}.", "Check the path; save it as UTF-8.")
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        text, source = self.prompt_text(context)
+        lines = parse_prompt_lines(text, source=source)
+        seeds = parse_seeds(self.value(context, "seeds"))
+        return generation.RunSpec(
+            clips=[generation.Clip(line.prompt, self.duration_for(context, line.prompt, line.duration))
+                   for line in lines],
+            seeds=seeds[:1],
+            nla_layout=self.value(context, "nla_layout"),
+            **_common_spec_fields(self, context),
+        )
+
+
+def _common_spec_fields(operator: _GenerationOperator, context: bpy.types.Context) -> dict:
+    return {
+        "cfg": float(operator.value(context, "cfg")),
+        "steps": int(operator.value(context, "steps")),
+        "smoothing": bool(operator.value(context, "smoothing")),
+        "fps_mode": operator.value(context, "fps_mode"),
+        "in_place": bool(operator.value(context, "in_place")),
+        "start_frame": int(operator.value(context, "start_frame")),
+        "with_mesh": bool(operator.value(context, "with_mesh")),
+    }
+
+
+class HYMOTION_OT_cancel(bpy.types.Operator):
+    """Stop the running generation; Actions already made stay"""
+
+    bl_idname = "hymotion.cancel"
+    bl_label = "Cancel Generation"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return generation.active_run is not None and not generation.active_run.finished
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        generation.cancel_active_run()
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_stop_backend(bpy.types.Operator):
+    """Stop the backend process and free its memory; the next generation starts it again"""
+
+    bl_idname = "hymotion.stop_backend"
+    bl_label = "Stop Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if generation.active_run is not None and not generation.active_run.finished:
+            self.report({"ERROR"}, "A generation is running: cancel it first (Esc).")
+            return {"CANCELLED"}
+        MANAGER.shutdown()
+        redraw_areas()
+        return {"FINISHED"}
+
+
+# ---------------------------------------------------------------- presets and history
+
+
+_preset_items_cache: list[tuple[str, str, str]] = []
+
+
+def _preset_items(self, context: bpy.types.Context) -> list[tuple[str, str, str]]:
+    """Enum items for the presets; kept in a module list because Blender needs the strings to stay alive."""
+    try:
+        names = PresetStore(preferences.presets_path()).names()
+    except HyMotionError as error:
+        names, description = [], error.message
+    else:
+        description = "Load these settings"
+    _preset_items_cache[:] = [(name, name, description) for name in names] or [("", "(unreadable)", description)]
+    return _preset_items_cache
+
+
+class HYMOTION_OT_preset_load(bpy.types.Operator):
+    """Set the panel's generation settings from a saved preset"""
+
+    bl_idname = "hymotion.preset_load"
+    bl_label = "Load Preset"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "preset"
+
+    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            preset = PresetStore(preferences.presets_path()).get(self.preset)
+            _settings(context).apply_preset(preset)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        except (TypeError, ValueError) as error:
+            return _report_error(self, bad_request(f"Preset '{self.preset}' has a value this version cannot use: "
+                                                   f"{error}.", "Save the preset again."))
+        self.report({"INFO"}, f"Loaded preset '{self.preset}'.")
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_preset_save(bpy.types.Operator):
+    """Save the panel's generation settings under the preset name"""
+
+    bl_idname = "hymotion.preset_save"
+    bl_label = "Save Preset"
+
+    name: bpy.props.StringProperty(name="Name", options={"SKIP_SAVE"})
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = _settings(context)
+        name = self.name if self.properties.is_property_set("name") else settings.preset_name
+        try:
+            saved = PresetStore(preferences.presets_path()).save(name, settings.to_preset())
+        except HyMotionError as error:
+            return _report_error(self, error)
+        self.report({"INFO"}, f"Saved preset '{saved}'.")
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_preset_delete(bpy.types.Operator):
+    """Delete one of your saved presets"""
+
+    bl_idname = "hymotion.preset_delete"
+    bl_label = "Delete Preset"
+    bl_property = "preset"
+
+    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            PresetStore(preferences.presets_path()).delete(self.preset)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        self.report({"INFO"}, f"Deleted preset '{self.preset}'.")
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_history_use(bpy.types.Operator):
+    """Put the selected history prompt (with its duration and seeds) back into the prompt box"""
+
+    bl_idname = "hymotion.history_use"
+    bl_label = "Use Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = _settings(context)
+        return 0 <= settings.history_index < len(settings.history)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = _settings(context)
+        item = settings.history[settings.history_index]
+        settings.prompt, settings.duration, settings.seeds = item.prompt, item.duration, item.seeds
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_history_clear(bpy.types.Operator):
+    """Forget the recent prompts of this scene"""
+
+    bl_idname = "hymotion.history_clear"
+    bl_label = "Clear History"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        _settings(context).history.clear()
+        return {"FINISHED"}
+
+
+# ---------------------------------------------------------------- backend set-up (preferences)
+
+
+def _watch_setup_tasks() -> float | None:
+    """Timer: redraw while a set-up task runs, once more when the last one ends, then stop."""
+    redraw_areas()
+    return SETUP_POLL_S if any(task.running for task in backend_setup.tasks.values()) else None
+
+
+def start_setup_task(name: str, title: str, steps: list[backend_setup.Step]) -> backend_setup.CommandTask:
+    task = backend_setup.CommandTask(
+        name, title, steps, preferences.log_path(name), backend_setup.subprocess_environment()
+    ).start()
+    backend_setup.tasks[name] = task
+    if not bpy.app.timers.is_registered(_watch_setup_tasks):
+        bpy.app.timers.register(_watch_setup_tasks, first_interval=SETUP_POLL_S)
+    return task
+
+
+class _SetupOperator:
+    task_name = ""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        task = backend_setup.tasks.get(cls.task_name)
+        return task is None or not task.running
+
+    def backend_python(self, context: bpy.types.Context) -> str:
+        python = preferences.backend_python(preferences.addon_preferences(context))
+        if not python:
+            raise preferences.not_installed_error()
+        return python
+
+
+class HYMOTION_OT_install_backend(_SetupOperator, bpy.types.Operator):
+    """Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into it
+    (a few GB; runs in the background, the log is kept)"""
+
+    bl_idname = "hymotion.install_backend"
+    bl_label = "Install Backend"
+    task_name = "install"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        prefs = preferences.addon_preferences(context)
+        if prefs is None:
+            return _report_error(self, bad_request("The add-on's preferences are not available.",
+                                                   "Enable HY-Motion in Preferences > Add-ons first."))
+        extra = shlex.split(prefs.extra_pip_args)
+        if not bpy.app.online_access and "--no-index" not in extra:
+            return _report_error(self, bad_request(
+                "Installing the backend downloads PyTorch and its dependencies, but online access is off.",
+                "Turn on Preferences > System > Network > Allow Online Access, or give pip '--no-index "
+                "--find-links DIR' (Installation Options) with a folder of wheels.",
+            ))
+        source = backend_setup.backend_package_source(preferences.EXTENSION_ROOT)
+        if source is None:
+            return _report_error(self, bad_request(
+                f"No backend package found in {preferences.EXTENSION_ROOT / 'wheels'}.",
+                "Reinstall the extension; its wheels/ folder must hold the hymotion wheel.",
+            ))
+        if generation.active_run is not None and not generation.active_run.finished:
+            return _report_error(self, bad_request("A generation is running.", "Cancel it (Esc) before installing."))
+        MANAGER.shutdown()
+        nvidia = backend_setup.has_nvidia_gpu()
+        steps = backend_setup.install_steps(
+            preferences.base_python(prefs), preferences.venv_dir(), source, nvidia=nvidia,
+            torch_index_url=prefs.torch_index_url, extra_pip_args=extra,
+        )
+        start_setup_task(self.task_name, "Installing the backend", steps)
+        self.report({"INFO"}, f"Installing the backend into {preferences.venv_dir()} (see the progress here).")
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_download_weights(_SetupOperator, bpy.types.Operator):
+    """Download the chosen model and its two text encoders (about 20 GB) with the backend's downloader"""
+
+    bl_idname = "hymotion.download_weights"
+    bl_label = "Download Weights"
+    task_name = "download"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        prefs = preferences.addon_preferences(context)
+        if prefs is None:
+            return _report_error(self, bad_request("The add-on's preferences are not available.",
+                                                   "Enable HY-Motion in Preferences > Add-ons first."))
+        if not bpy.app.online_access:
+            return _report_error(self, bad_request("Online access is off, so nothing is downloaded.",
+                                                   preferences.OFFLINE_PATH))
+        if not prefs.licences_accepted:
+            return _report_error(self, bad_request("The weights' licences are not accepted yet.",
+                                                   "Read them in these preferences and tick the box to accept."))
+        if prefs.model == "tiny-random":
+            return _report_error(self, bad_request("The tiny model needs no download.", "Choose Lite or Standard."))
+        try:
+            python = self.backend_python(context)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        model_dir = bpy.path.abspath(prefs.model_dir) if prefs.model_dir.strip() else ""
+        start_setup_task(self.task_name, "Downloading the weights",
+                         backend_setup.download_steps(python, prefs.model, model_dir))
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_doctor(_SetupOperator, bpy.types.Operator):
+    """Check this machine, the GPU, the weights and the memory plan, and show what to fix"""
+
+    bl_idname = "hymotion.doctor"
+    bl_label = "Doctor Report"
+    task_name = "doctor"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        prefs = preferences.addon_preferences(context)
+        try:
+            python = self.backend_python(context)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        variant = prefs.model if prefs is not None and prefs.model in ("lite", "standard") else None
+        model_dir = bpy.path.abspath(prefs.model_dir) if prefs is not None and prefs.model_dir.strip() else ""
+        steps = backend_setup.doctor_steps(python, variant, model_dir, offline=not bpy.app.online_access)
+        start_setup_task(self.task_name, "Doctor report", steps)
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_copy_doctor_report(bpy.types.Operator):
+    """Copy the doctor report to the clipboard, e.g. for a bug report"""
+
+    bl_idname = "hymotion.copy_doctor_report"
+    bl_label = "Copy Report"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(backend_setup.doctor_report())
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.window_manager.clipboard = backend_setup.doctor_report()
+        self.report({"INFO"}, "Doctor report copied to the clipboard.")
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_cancel_setup_task(bpy.types.Operator):
+    """Stop this set-up step"""
+
+    bl_idname = "hymotion.cancel_setup_task"
+    bl_label = "Cancel"
+
+    task: bpy.props.StringProperty(name="Task")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        task = backend_setup.tasks.get(self.task)
+        if task is None or not task.running:
+            return {"CANCELLED"}
+        task.cancel()
+        return {"FINISHED"}
+
+
+class HYMOTION_OT_open_log(bpy.types.Operator):
+    """Open the log file with the system's text viewer"""
+
+    bl_idname = "hymotion.open_log"
+    bl_label = "Open Log"
+
+    filepath: bpy.props.StringProperty(name="Log File", subtype="FILE_PATH")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        if not Path(self.filepath).is_file():
+            return _report_error(self, bad_request(f"The log {self.filepath} does not exist yet.", ""))
+        bpy.ops.wm.path_open(filepath=self.filepath)
+        return {"FINISHED"}
+
+
+classes = (
+    HYMOTION_OT_generate,
+    HYMOTION_OT_batch_bake,
+    HYMOTION_OT_cancel,
+    HYMOTION_OT_stop_backend,
+    HYMOTION_OT_preset_load,
+    HYMOTION_OT_preset_save,
+    HYMOTION_OT_preset_delete,
+    HYMOTION_OT_history_use,
+    HYMOTION_OT_history_clear,
+    HYMOTION_OT_install_backend,
+    HYMOTION_OT_download_weights,
+    HYMOTION_OT_doctor,
+    HYMOTION_OT_copy_doctor_report,
+    HYMOTION_OT_cancel_setup_task,
+    HYMOTION_OT_open_log,
+)
+
+
+def stop_setup_tasks() -> None:
+    """On unregister: no set-up command keeps running, no timer keeps firing."""
+    for task in backend_setup.tasks.values():
+        if task.running:
+            task.cancel()
+    if bpy.app.timers.is_registered(_watch_setup_tasks):
+        bpy.app.timers.unregister(_watch_setup_tasks)

@@ -1,0 +1,263 @@
+"""The sidebar: View3D > Sidebar > HY-Motion. A main panel (backend state, prompt with live guidance, Generate)
+and sub-panels for settings, target, batch, presets, history and the backend.
+
+Each panel's drawing is a module function taking a layout, so it can be checked without a window.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import bpy
+from hymotion.prompt_guide import PromptAdvice, analyse
+
+from . import backend_manager, generation, preferences, rig
+from .backend_manager import MANAGER
+from .preferences import draw_wrapped
+
+SIDEBAR_COLUMNS = 42
+HISTORY_ROWS = 4
+
+
+@functools.lru_cache(maxsize=64)
+def prompt_advice(prompt: str) -> PromptAdvice:
+    """Advice for the prompt box; cached because the panel redraws far more often than the prompt changes."""
+    return analyse(prompt)
+
+
+def _running_run() -> generation.Run | None:
+    run = generation.active_run
+    return run if run is not None and not run.finished else None
+
+
+def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, detailed: bool = False) -> None:
+    """Not installed / not started / starting / ready (device, plan) / busy (progress) / error (with hint)."""
+    config = preferences.backend_config(context)
+    if config is None:
+        layout.label(text="Backend: not installed", icon="ERROR")
+        draw_wrapped(layout, "Install it in the add-on's preferences.", columns=SIDEBAR_COLUMNS)
+        layout.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = (
+            preferences.ADDON_PACKAGE
+        )
+        return
+    status = MANAGER.status()
+    run = _running_run()
+    if run is not None:
+        layout.label(text="Backend: busy", icon="SORTTIME")
+        layout.progress(factor=run.fraction, type="BAR", text=run.status_text().removeprefix("HY-Motion: "))
+    elif status.state == backend_manager.STARTING:
+        layout.label(text="Backend: starting…", icon="SORTTIME")
+    elif status.state == backend_manager.READY and status.hello is not None:
+        device = status.hello.device or "CPU"
+        layout.label(text=f"Backend: ready · {device} · plan {status.hello.plan}", icon="CHECKMARK")
+        _draw_weights_state(layout, status.hello, config.model)
+    elif status.state == backend_manager.ERROR and status.error is not None:
+        layout.label(text="Backend: error", icon="ERROR")
+        draw_wrapped(layout, status.error.message, columns=SIDEBAR_COLUMNS)
+        if status.error.hint:
+            draw_wrapped(layout, status.error.hint, icon="INFO", columns=SIDEBAR_COLUMNS)
+    else:
+        layout.label(text=f"Backend: starts at the first Generate ({config.model}, plan {config.plan})", icon="PAUSE")
+    if config.model == "tiny-random":
+        layout.label(text="Tiny test model: the motion is noise.", icon="ERROR")
+    if detailed:
+        if status.hello is not None and status.hello.log_file:
+            layout.operator("hymotion.open_log", text="Open Backend Log", icon="TEXT").filepath = status.hello.log_file
+        row = layout.row()
+        row.enabled = status.state in (backend_manager.READY, backend_manager.ERROR) and run is None
+        row.operator("hymotion.stop_backend", icon="QUIT")
+
+
+def _draw_weights_state(layout: bpy.types.UILayout, hello, model: str) -> None:
+    for availability in hello.models:
+        if availability.name == model and not availability.available:
+            layout.label(text=f"Weights for '{model}' are not downloaded.", icon="ERROR")
+            hint = availability.download_command or "Download Weights in the add-on's preferences."
+            draw_wrapped(layout, f"Use Download Weights in the preferences, or run: {hint}", columns=SIDEBAR_COLUMNS)
+
+
+def draw_prompt_guidance(layout: bpy.types.UILayout, settings) -> None:
+    """Word count, what the model will probably not follow, and the duration that 'auto' will use."""
+    advice = prompt_advice(settings.prompt)
+    column = layout.column(align=True)
+    if not settings.prompt.strip():
+        draw_wrapped(column, "Describe what one person's body does, e.g. 'a person jumps forward, then turns "
+                     "left and waves'.", icon="INFO", columns=SIDEBAR_COLUMNS)
+        return
+    column.label(text=advice.length_line, icon="TEXT")
+    for note in advice.warnings:
+        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="ERROR", columns=SIDEBAR_COLUMNS)
+    for note in advice.hints:
+        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="INFO", columns=SIDEBAR_COLUMNS)
+    if settings.duration <= 0.0 and advice.duration is not None:
+        draw_wrapped(column, f"Duration (auto): {advice.duration.explanation}", icon="TIME", columns=SIDEBAR_COLUMNS)
+
+
+def draw_main(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    draw_backend_state(layout.box(), context)
+    layout.prop(settings, "prompt", text="")
+    draw_prompt_guidance(layout, settings)
+    if _running_run() is not None:
+        layout.operator("hymotion.cancel", icon="CANCEL")
+    else:
+        row = layout.row()
+        row.scale_y = 1.5
+        row.operator("hymotion.generate", icon="PLAY")
+    last = generation.active_run
+    if last is not None and last.finished:
+        icon = "ERROR" if last.error is not None and not last.cancelled else "INFO"
+        draw_wrapped(layout, last.summary(), icon=icon, columns=SIDEBAR_COLUMNS)
+
+
+def draw_settings(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    layout.prop(settings, "duration")
+    layout.prop(settings, "seeds")
+    layout.prop(settings, "cfg")
+    layout.prop(settings, "steps")
+    layout.prop(settings, "smoothing")
+
+
+def draw_target(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    layout.prop(settings, "target")
+    if settings.target == "ACTIVE":
+        active = context.active_object
+        if rig.is_hymotion_armature(active):
+            layout.label(text=f"Bakes onto '{active.name}'", icon="ARMATURE_DATA")
+        else:
+            layout.label(text="Select an SMPL-X armature made by HY-Motion", icon="ERROR")
+    else:
+        layout.prop(settings, "with_mesh")
+    layout.prop(settings, "fps_mode")
+    layout.prop(settings, "in_place")
+    layout.prop(settings, "start_frame")
+
+
+def draw_batch(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    layout.prop(settings, "batch_source", expand=True)
+    if settings.batch_source == "TEXT":
+        layout.prop(settings, "batch_text")
+    else:
+        layout.prop(settings, "batch_file")
+    layout.prop(settings, "nla_layout", expand=True)
+    draw_wrapped(layout, "One prompt per line; '4.5 | prompt' sets a line's duration. Uses the first seed.",
+                 columns=SIDEBAR_COLUMNS)
+    row = layout.row()
+    row.enabled = _running_run() is None
+    row.operator("hymotion.batch_bake", icon="NLA_PUSHDOWN")
+
+
+def draw_presets(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    row = layout.row(align=True)
+    row.operator_menu_enum("hymotion.preset_load", "preset", text="Load", icon="PRESET")
+    row.operator_menu_enum("hymotion.preset_delete", "preset", text="Delete", icon="TRASH")
+    row = layout.row(align=True)
+    row.prop(settings, "preset_name", text="")
+    row.operator("hymotion.preset_save", text="Save", icon="ADD")
+
+
+def draw_history(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    settings = context.scene.hymotion
+    layout.template_list("HYMOTION_UL_history", "", settings, "history", settings, "history_index", rows=HISTORY_ROWS)
+    row = layout.row(align=True)
+    row.operator("hymotion.history_use", icon="PASTEDOWN")
+    row.operator("hymotion.history_clear", icon="X")
+
+
+class _SidebarPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HY-Motion"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return getattr(context.scene, "hymotion", None) is not None
+
+
+class HYMOTION_PT_main(_SidebarPanel, bpy.types.Panel):
+    bl_label = "HY-Motion"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_main(self.layout, context)
+
+
+class HYMOTION_PT_settings(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Settings"
+    bl_parent_id = "HYMOTION_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_settings(self.layout, context)
+
+
+class HYMOTION_PT_target(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Target"
+    bl_parent_id = "HYMOTION_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_target(self.layout, context)
+
+
+class HYMOTION_PT_batch(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Batch Bake"
+    bl_parent_id = "HYMOTION_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_batch(self.layout, context)
+
+
+class HYMOTION_PT_presets(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Presets"
+    bl_parent_id = "HYMOTION_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_presets(self.layout, context)
+
+
+class HYMOTION_PT_history(_SidebarPanel, bpy.types.Panel):
+    bl_label = "History"
+    bl_parent_id = "HYMOTION_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_history(self.layout, context)
+
+
+class HYMOTION_PT_backend(_SidebarPanel, bpy.types.Panel):
+    bl_label = "Backend"
+    bl_parent_id = "HYMOTION_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        draw_backend_state(self.layout, context, detailed=True)
+
+
+class HYMOTION_UL_history(bpy.types.UIList):
+    """Recent prompts, newest first."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_property, index=0, flt_flag=0):
+        row = layout.row()
+        row.label(text=item.prompt, icon="TEXT")
+        if item.duration > 0.0:
+            row.label(text=f"{item.duration:.1f} s")
+
+
+classes = (
+    HYMOTION_UL_history,
+    HYMOTION_PT_main,
+    HYMOTION_PT_settings,
+    HYMOTION_PT_target,
+    HYMOTION_PT_batch,
+    HYMOTION_PT_presets,
+    HYMOTION_PT_history,
+    HYMOTION_PT_backend,
+)

@@ -1,0 +1,261 @@
+"""Add-on preferences: where the backend's Python is (or installing one), the model, its folder and memory plan,
+the licences of the weights, the weights download and the doctor report.
+
+Also the add-on's places on disk: everything it writes lives in the extension's user directory, so an update of the
+extension never wipes the backend environment, presets or logs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import bpy
+from hymotion.errors import HyMotionError, bad_request
+
+from . import backend_setup
+from .backend_manager import BackendConfig
+
+ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
+"""The add-on's module name: the extension root that holds hymotion_addon/ (e.g. bl_ext.user_default.hymotion)."""
+
+EXTENSION_ROOT = Path(__file__).resolve().parent.parent
+USER_DIR_ENV = "HYMOTION_USER_DIR"
+PRESETS_FILE = "presets.json"
+WRAP_COLUMNS = 88
+
+MODEL_ITEMS = [
+    ("lite", "Lite", "HY-Motion 1.0 Lite (0.46B): faster, needs less memory"),
+    ("standard", "Standard", "HY-Motion 1.0 (1B): the full model"),
+    ("tiny-random", "Tiny (random, for testing)", "A tiny model with random weights: instant, but the motion is noise"),
+]
+PLAN_ITEMS = [
+    ("auto", "Auto", "Pick the fastest plan that fits the free GPU memory; step down on out-of-memory"),
+    ("gpu", "GPU", "Everything on the GPU (fastest, most memory)"),
+    ("offload", "Offload", "Text encoder moved to the GPU only while reading a new prompt"),
+    ("stream", "Stream", "Text encoder streamed through the GPU layer by layer (least GPU memory)"),
+    ("cpu", "CPU", "No GPU at all (slow)"),
+]
+
+LICENCE_SUMMARY = (
+    "HY-Motion 1.0 weights (Tencent): Tencent Hunyuan Community License Agreement. It does not apply in the European "
+    "Union, the United Kingdom or South Korea: it grants no rights there. Whoever shares the model or its outputs "
+    "must pass on a copy of the agreement and keep its notice (\"Tencent Hunyuan is licensed under the Tencent "
+    "Hunyuan Community License Agreement\"), and must follow its Acceptable Use Policy; very large services need a "
+    "separate licence from Tencent. Read the full text in the tencent/HY-Motion-1.0 model repository.",
+    "Qwen3-8B text encoder (Qwen team, Alibaba): Apache License 2.0.",
+    "CLIP ViT-L/14 text encoder (OpenAI): MIT License.",
+)
+OFFLINE_PATH = (
+    "Blender's online access is off (Preferences > System > Network), so the add-on downloads nothing. To work "
+    "offline, copy the weights into the Model Folder (HY-Motion-1.0-Lite or HY-Motion-1.0, Qwen3-8B and "
+    "clip-vit-large-patch14 side by side; `hymotion download --model-dir DIR` on a machine with internet makes that "
+    "folder), or point Backend Python at a Python that already has the backend and weights."
+)
+
+
+def user_dir() -> Path:
+    """The extension's user directory ($HYMOTION_USER_DIR overrides it, e.g. for tests or shared studio setups)."""
+    override = os.environ.get(USER_DIR_ENV)
+    if override:
+        path = Path(override)
+    elif ADDON_PACKAGE.startswith("bl_ext."):
+        path = Path(bpy.utils.extension_path_user(ADDON_PACKAGE, create=True))
+    else:
+        path = Path(bpy.utils.user_resource("CONFIG", path="hymotion", create=True))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def venv_dir() -> Path:
+    return user_dir() / backend_setup.VENV_FOLDER
+
+
+def log_path(name: str) -> Path:
+    return user_dir() / backend_setup.LOG_FOLDER / f"{name}.log"
+
+
+def presets_path() -> Path:
+    return user_dir() / PRESETS_FILE
+
+
+def addon_preferences(context: bpy.types.Context | None = None) -> HYMOTION_AddonPreferences | None:
+    """This add-on's preferences, or None when it runs without being enabled as an add-on (e.g. imported alone)."""
+    addon = (context or bpy.context).preferences.addons.get(ADDON_PACKAGE)
+    return addon.preferences if addon is not None else None
+
+
+def backend_python(preferences: HYMOTION_AddonPreferences | None) -> str:
+    """The Python that runs the backend: the one set in the preferences, else the installed environment's, else ''."""
+    if preferences is not None and preferences.backend_python.strip():
+        return bpy.path.abspath(preferences.backend_python.strip())
+    installed = backend_setup.venv_python(venv_dir())
+    return str(installed) if installed.is_file() else ""
+
+
+def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | None:
+    """How to start the backend, from the preferences; None when no backend is installed or configured."""
+    preferences = addon_preferences(context)
+    python = backend_python(preferences)
+    if not python:
+        return None
+    if preferences is None:
+        return BackendConfig(python=python)
+    model_dir = bpy.path.abspath(preferences.model_dir) if preferences.model_dir.strip() else ""
+    return BackendConfig(python=python, model=preferences.model, model_dir=model_dir, plan=preferences.plan)
+
+
+def not_installed_error() -> HyMotionError:
+    return bad_request(
+        "The HY-Motion backend is not installed.",
+        "Open Preferences > Add-ons > HY-Motion and press Install Backend, or set Backend Python to a Python that "
+        "has the backend.",
+    )
+
+
+def base_python(preferences: HYMOTION_AddonPreferences) -> str:
+    if preferences.base_python.strip():
+        return bpy.path.abspath(preferences.base_python.strip())
+    return backend_setup.default_base_python(sys.executable)
+
+
+def draw_wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", columns: int = WRAP_COLUMNS) -> None:
+    """Labels for a paragraph: Blender's labels do not wrap by themselves."""
+    column = layout.column(align=True)
+    lines = [line for paragraph in text.splitlines() for line in (textwrap.wrap(paragraph, columns) or [""])]
+    for index, line in enumerate(lines):
+        column.label(text=line, icon=icon if index == 0 else "BLANK1" if icon != "NONE" else "NONE")
+
+
+def draw_task(layout: bpy.types.UILayout, task: backend_setup.CommandTask | None) -> None:
+    """A setup task's progress bar while it runs, its outcome after."""
+    if task is None:
+        return
+    if task.running:
+        layout.progress(factor=task.fraction, type="BAR", text=f"{task.step_label}…")
+        draw_wrapped(layout, task.last_line, columns=100)
+        layout.operator("hymotion.cancel_setup_task", icon="CANCEL").task = task.name
+    elif task.succeeded:
+        layout.label(text=task.message, icon="CHECKMARK")
+    else:
+        draw_wrapped(layout, task.message, icon="ERROR")
+    if task.log_path.exists():
+        layout.operator("hymotion.open_log", icon="TEXT").filepath = str(task.log_path)
+
+
+class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_PACKAGE
+
+    backend_python: bpy.props.StringProperty(
+        name="Backend Python",
+        description="A Python interpreter that has the HY-Motion backend installed. Leave empty to use the one "
+        "'Install Backend' creates in the extension's folder",
+        subtype="FILE_PATH",
+    )
+    base_python: bpy.props.StringProperty(
+        name="Python for the Environment",
+        description="The Python that creates the backend's environment (empty: Blender's own Python)",
+        subtype="FILE_PATH",
+    )
+    torch_index_url: bpy.props.StringProperty(
+        name="PyTorch Index",
+        description="Package index for PyTorch, e.g. the CUDA wheel index from PyTorch's install page (empty: the "
+        "default index, whose Windows build is CPU-only)",
+    )
+    extra_pip_args: bpy.props.StringProperty(
+        name="Extra pip Arguments",
+        description="Added to every pip call, e.g. '--no-index --find-links /path/to/wheels' on a machine "
+        "without internet",
+    )
+    model: bpy.props.EnumProperty(name="Model", items=MODEL_ITEMS, default="lite")
+    model_dir: bpy.props.StringProperty(
+        name="Model Folder",
+        description="Where the weights are (empty: the Hugging Face cache, where 'Download Weights' puts them)",
+        subtype="DIR_PATH",
+    )
+    plan: bpy.props.EnumProperty(name="Memory Plan", items=PLAN_ITEMS, default="auto")
+    licences_accepted: bpy.props.BoolProperty(
+        name="I have read and accept these licences",
+        description="Needed once before the weights are downloaded",
+        default=False,
+    )
+    show_setup_options: bpy.props.BoolProperty(name="Installation Options", default=False)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        self._draw_backend(layout.box())
+        self._draw_model(layout.box())
+        self._draw_weights(layout.box(), context)
+        self._draw_doctor(layout.box(), context)
+
+    def _draw_backend(self, box: bpy.types.UILayout) -> None:
+        box.label(text="Backend", icon="CONSOLE")
+        box.prop(self, "backend_python")
+        python = backend_python(self)
+        if python:
+            box.label(text=f"Runs with {python}", icon="CHECKMARK")
+        else:
+            draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
+                         "environment in the extension's folder, about 3-5 GB), or set Backend Python.", icon="INFO")
+        task = backend_setup.tasks.get("install")
+        row = box.row()
+        row.enabled = task is None or not task.running
+        row.operator("hymotion.install_backend", icon="IMPORT")
+        draw_task(box, task)
+        box.prop(self, "show_setup_options", icon="TRIA_DOWN" if self.show_setup_options else "TRIA_RIGHT")
+        if self.show_setup_options:
+            box.prop(self, "base_python")
+            box.prop(self, "torch_index_url")
+            box.prop(self, "extra_pip_args")
+            box.label(text=f"Environment: {venv_dir()}")
+        advice = backend_setup.torch_advice(
+            backend_setup.system_name(), backend_setup.has_nvidia_gpu(), self.torch_index_url
+        )
+        if advice:
+            draw_wrapped(box, advice, icon="INFO")
+
+    def _draw_model(self, box: bpy.types.UILayout) -> None:
+        box.label(text="Model", icon="ARMATURE_DATA")
+        box.prop(self, "model")
+        box.prop(self, "model_dir")
+        box.prop(self, "plan")
+        if self.model == "tiny-random":
+            box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
+
+    def _draw_weights(self, box: bpy.types.UILayout, context: bpy.types.Context) -> None:
+        box.label(text="Weights and Licences", icon="INFO")
+        for paragraph in LICENCE_SUMMARY:
+            draw_wrapped(box, paragraph)
+        box.prop(self, "licences_accepted")
+        if not bpy.app.online_access:
+            draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE")
+        task = backend_setup.tasks.get("download")
+        row = box.row()
+        row.enabled = (
+            bpy.app.online_access and self.licences_accepted and self.model != "tiny-random"
+            and (task is None or not task.running)
+        )
+        row.operator("hymotion.download_weights", icon="IMPORT")
+        draw_task(box, task)
+
+    def _draw_doctor(self, box: bpy.types.UILayout, context: bpy.types.Context) -> None:
+        box.label(text="Doctor", icon="CHECKBOX_HLT")
+        task = backend_setup.tasks.get("doctor")
+        row = box.row()
+        row.enabled = task is None or not task.running
+        row.operator("hymotion.doctor", icon="VIEWZOOM")
+        if task is not None and task.running:
+            draw_task(box, task)
+        report = backend_setup.doctor_report()
+        if report:
+            column = box.box().column(align=True)
+            for line in report.splitlines():
+                column.label(text=line)
+            box.operator("hymotion.copy_doctor_report", icon="COPYDOWN")
+        elif task is not None and task.succeeded is False:
+            draw_task(box, task)
+
+
+classes = (HYMOTION_AddonPreferences,)

@@ -1,0 +1,142 @@
+"""The panel's settings, saved with the .blend file on each scene (``scene.hymotion``), and the prompt history."""
+
+from __future__ import annotations
+
+import bpy
+from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_DURATION
+from hymotion.presets import GenerationPreset
+
+from . import bake
+
+HISTORY_LENGTH = 20
+
+TARGET_ITEMS = [
+    ("NEW", "New Armature", "Build a new SMPL-X armature for the result"),
+    ("ACTIVE", "Active Armature", "Bake onto the active object, an SMPL-X armature made by HY-Motion"),
+]
+FPS_MODE_DESCRIPTIONS = {
+    "RESAMPLE": ("Resample", "Resample the 30 fps motion to the scene's frame rate (scene settings stay as they are)"),
+    "SET_SCENE_FPS": ("Set Scene to 30 fps", "Change the scene's frame rate to the motion's 30 fps"),
+}
+NLA_LAYOUT_DESCRIPTIONS = {
+    "SEQUENCE": ("End to End", "Lay the clips one after another on one NLA track"),
+    "STACK": ("Stacked", "Put each clip on its own NLA track, all starting together"),
+}
+BATCH_SOURCE_ITEMS = [
+    ("TEXT", "Text", "A text datablock in this file (Text Editor), one prompt per line"),
+    ("FILE", "File", "A text file on disk, one prompt per line"),
+]
+# Bake options a preset carries besides the generation settings (stored in GenerationPreset.bake).
+PRESET_BAKE_OPTIONS = ("in_place", "fps_mode", "nla_layout", "start_frame")
+
+
+def _enum_items(names: tuple[str, ...], descriptions: dict[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
+    return [(name, *descriptions[name]) for name in names]
+
+
+FPS_MODE_ITEMS = _enum_items(bake.FPS_MODES, FPS_MODE_DESCRIPTIONS)
+NLA_LAYOUT_ITEMS = _enum_items(bake.NLA_MODES, NLA_LAYOUT_DESCRIPTIONS)
+
+
+class HYMOTION_PG_history_item(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(name="Prompt")
+    duration: bpy.props.FloatProperty(name="Duration", description="Seconds (0 = estimated from the prompt)")
+    seeds: bpy.props.StringProperty(name="Seeds")
+
+
+class HYMOTION_PG_settings(bpy.types.PropertyGroup):
+    prompt: bpy.props.StringProperty(
+        name="Prompt",
+        description="What the body does, in English, e.g. 'a person walks forward, then turns left and waves'",
+    )
+    duration: bpy.props.FloatProperty(
+        name="Duration",
+        description="Clip length in seconds; 0 estimates it from the prompt (shown under the prompt)",
+        default=0.0, min=0.0, max=MAX_DURATION, step=50, precision=2, unit="NONE",
+    )
+    seeds: bpy.props.StringProperty(
+        name="Seeds",
+        description="One Action per seed: e.g. 0, or 0,1,2, or 0-3 for four variations",
+        default="0",
+    )
+    cfg: bpy.props.FloatProperty(
+        name="CFG Scale",
+        description="How strongly the motion follows the prompt (official: 5.0; 1.0 turns guidance off)",
+        default=DEFAULT_CFG, min=0.1, soft_min=1.0, soft_max=10.0, max=30.0,
+    )
+    steps: bpy.props.IntProperty(
+        name="Steps", description="Sampling steps (official: 50; fewer is faster and rougher)",
+        default=DEFAULT_STEPS, min=1, soft_max=100, max=1000,
+    )
+    smoothing: bpy.props.BoolProperty(
+        name="Smoothing", description="The official temporal smoothing of joint rotations", default=True
+    )
+    target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW")
+    with_mesh: bpy.props.BoolProperty(
+        name="Add Body Mesh",
+        description="Give a new armature a simple blocky body, so the motion shows without any licensed body model",
+        default=False,
+    )
+    fps_mode: bpy.props.EnumProperty(name="Frame Rate", items=FPS_MODE_ITEMS, default="RESAMPLE")
+    in_place: bpy.props.BoolProperty(
+        name="In Place", description="Remove the horizontal root motion, keep the height", default=False
+    )
+    start_frame: bpy.props.IntProperty(name="Start Frame", description="Frame of the first key", default=1)
+    batch_source: bpy.props.EnumProperty(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")
+    batch_text: bpy.props.PointerProperty(
+        name="Text", type=bpy.types.Text,
+        description="Text datablock with one prompt per line; '4.5 | prompt' sets that line's duration",
+    )
+    batch_file: bpy.props.StringProperty(
+        name="File", subtype="FILE_PATH",
+        description="Text file with one prompt per line; '4.5 | prompt' sets that line's duration",
+    )
+    nla_layout: bpy.props.EnumProperty(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")
+    preset_name: bpy.props.StringProperty(name="Preset Name", description="Name to save the current settings under")
+    history: bpy.props.CollectionProperty(type=HYMOTION_PG_history_item)
+    history_index: bpy.props.IntProperty(name="History", default=0)
+
+    def to_preset(self) -> GenerationPreset:
+        return GenerationPreset(
+            duration=float(self.duration),
+            seeds=self.seeds,
+            cfg=float(self.cfg),
+            steps=int(self.steps),
+            smoothing=bool(self.smoothing),
+            bake={name: getattr(self, name) for name in PRESET_BAKE_OPTIONS},
+        )
+
+    def apply_preset(self, preset: GenerationPreset) -> None:
+        """Set the panel from a preset; bake options it lacks stay as they are, unknown values raise TypeError."""
+        self.duration = preset.duration
+        self.seeds = preset.seeds
+        self.cfg = preset.cfg
+        self.steps = preset.steps
+        self.smoothing = preset.smoothing
+        for name in PRESET_BAKE_OPTIONS:
+            if name in preset.bake:
+                setattr(self, name, preset.bake[name])
+
+    def remember(self, prompt: str, duration: float, seeds: str) -> None:
+        """Put a prompt at the top of the history (once), dropping the oldest beyond HISTORY_LENGTH."""
+        for index, item in enumerate(self.history):
+            if item.prompt == prompt:
+                self.history.remove(index)
+                break
+        item = self.history.add()
+        item.prompt, item.duration, item.seeds = prompt, duration, seeds
+        self.history.move(len(self.history) - 1, 0)
+        while len(self.history) > HISTORY_LENGTH:
+            self.history.remove(len(self.history) - 1)
+        self.history_index = 0
+
+
+classes = (HYMOTION_PG_history_item, HYMOTION_PG_settings)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.hymotion = bpy.props.PointerProperty(type=HYMOTION_PG_settings)
+
+
+def unregister_properties() -> None:
+    del bpy.types.Scene.hymotion
