@@ -1,0 +1,233 @@
+"""The sampling story of one generation: seeds, CFG, exact trimming, the embedding cache, warnings, progress, cancel.
+
+All on the tiny random model and the fp32 cpu plan, where results can be compared tightly.
+"""
+
+import numpy as np
+import pytest
+import torch
+from conftest import settings
+
+from hymotion import motion
+from hymotion.errors import CANCELLED, HyMotionError
+from hymotion.jobs import frames_for_duration
+from hymotion.model.text_encoder import EmbeddingCache
+from hymotion.pipeline import MotionPipeline
+
+FIELDS = ("translation", "rotations", "positions")
+# Batching changes fp32 summation order (about 1e-6 in the latent); decoding the tiny model's noise latents, whose
+# rot6d columns are often nearly parallel, amplifies that to a few 1e-5 in the quaternions.
+FP32_DECODED = 1e-4
+
+
+def generate(pipeline, **options):
+    return list(pipeline.generate(settings(**options)))
+
+
+def assert_clips_close(actual, expected, atol=FP32_DECODED):
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(actual, name), getattr(expected, name), atol=atol, err_msg=name)
+
+
+def clips_differ(a, b) -> bool:
+    return not np.allclose(a.positions, b.positions, atol=1e-3)
+
+
+def test_same_seed_gives_the_same_clip_and_another_seed_another(tiny_pipeline):
+    first = generate(tiny_pipeline, seeds=(3,), steps=4)[0]
+    again = generate(tiny_pipeline, seeds=(3,), steps=4)[0]
+    other = generate(tiny_pipeline, seeds=(4,), steps=4)[0]
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    assert clips_differ(first, other)
+    assert (first.seed, other.seed) == (3, 4)
+
+
+def test_noise_is_one_official_draw_per_seed(tiny_pipeline):
+    frames = 45
+    batch = tiny_pipeline.initial_noise([5, 9, 5], frames)
+    assert batch.shape == (3, frames, 201)
+    for row, seed in enumerate([5, 9, 5]):
+        official = torch.randn((1, 360, 201), generator=torch.Generator().manual_seed(seed))[:, :frames]
+        torch.testing.assert_close(batch[row : row + 1], official, atol=0, rtol=0)
+    torch.testing.assert_close(tiny_pipeline.initial_noise([9], frames)[0], batch[1], atol=0, rtol=0)
+
+
+def test_batched_prompts_and_seeds_equal_one_at_a_time_runs(tiny_pipeline):
+    prompts, durations, seeds = ("a person walks forward", "someone jumps twice"), (2.0, 3.1), (0, 1)
+    batched = generate(tiny_pipeline, prompts=prompts, durations=durations, seeds=seeds, steps=4)
+    assert [(clip.prompt_index, clip.seed) for clip in batched] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for clip in batched:
+        assert clip.frames == frames_for_duration(durations[clip.prompt_index])
+        alone = generate(
+            tiny_pipeline, prompts=(clip.prompt,), durations=(durations[clip.prompt_index],), seeds=(clip.seed,), steps=4
+        )[0]
+        assert_clips_close(clip, alone)
+
+
+def manual_sampling(pipeline, prompt: str, seed: int, duration: float, steps: int, cfg: float):
+    """The official Euler loop written out: conditional branch, and for CFG the null CLIP vector plus the null text
+    token spread over the prompt's text positions (same mask)."""
+    model = pipeline.transformer
+    frames = frames_for_duration(duration)
+    embedding = pipeline.encode([prompt])[0]
+    tokens = len(embedding.ctxt)
+    conditioning = pipeline.model.conditioning
+    cond = (embedding.ctxt.float()[None], embedding.vtxt.float().reshape(1, 1, -1))
+    null = (conditioning["null_ctxt_input"].float().expand(1, tokens, -1), conditioning["null_vtxt_feat"].reshape(1, 1, -1))
+    layout = model.build_layout(torch.ones(1, frames, dtype=torch.bool), torch.ones(1, tokens, dtype=torch.bool))
+    x = torch.randn((1, 360, 201), generator=torch.Generator().manual_seed(seed))[:, :frames]
+    times = torch.linspace(0, 1, steps + 1)
+    with torch.no_grad():
+        for step in range(steps):
+            t = times[step].expand(1)
+            velocity = model(x, *cond, t, layout)
+            if cfg > 1.0:
+                unconditional = model(x, *null, t, layout)
+                velocity = unconditional + cfg * (velocity - unconditional)
+            x = x + (times[step + 1] - times[step]) * velocity
+    mean, std = (conditioning[key].double().numpy() for key in ("mean", "std"))
+    return motion.decode_latent(x[0].numpy(), mean, std, smoothing=False)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 5.0])
+def test_sampling_follows_the_official_euler_loop_with_and_without_guidance(tiny_pipeline, cfg):
+    prompt, seed, duration, steps = "a person waves with the right hand", 2, 1.5, 4
+    clip = generate(tiny_pipeline, prompts=(prompt,), durations=(duration,), seeds=(seed,), steps=steps, cfg=cfg,
+                    smoothing=False)[0]
+    translation, rotations, positions = manual_sampling(tiny_pipeline, prompt, seed, duration, steps, cfg)
+    np.testing.assert_allclose(clip.translation, translation, atol=FP32_DECODED)
+    np.testing.assert_allclose(clip.rotations, rotations, atol=FP32_DECODED)
+    np.testing.assert_allclose(clip.positions, positions, atol=FP32_DECODED)
+
+
+def test_guidance_on_and_off_give_different_motion(tiny_pipeline):
+    guided = generate(tiny_pipeline, cfg=5.0, steps=4)[0]
+    unguided = generate(tiny_pipeline, cfg=1.0, steps=4)[0]
+    assert clips_differ(guided, unguided)
+
+
+def test_official_padding_gives_the_same_clips_as_the_trimmed_run(tiny_pipeline, monkeypatch):
+    options = dict(prompts=("a person walks forward", "someone jumps twice then waves"), durations=(1.0, 2.5),
+                   seeds=(0, 7), steps=3)
+    trimmed = generate(tiny_pipeline, **options)
+    monkeypatch.setattr(tiny_pipeline, "official_padding", True)
+    padded = generate(tiny_pipeline, **options)
+    for a, b in zip(trimmed, padded, strict=True):
+        assert (a.prompt_index, a.seed) == (b.prompt_index, b.seed)
+        assert_clips_close(a, b)
+
+
+class CountingEncoder:
+    """Wraps the tiny text encoder and counts how often prompts are encoded."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.encoded: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def encode(self, prompts):
+        self.encoded += prompts
+        return self.encoder.encode(prompts)
+
+
+def pipeline_with_cache(tiny_pipeline, cache_dir, identity="tiny-random-0"):
+    """A second pipeline on the same tiny model whose text encoder counts its calls and loads."""
+    counter = CountingEncoder(tiny_pipeline.text_encoder())
+    loads = []
+
+    def loader():
+        loads.append(identity)
+        return counter
+
+    pipeline = MotionPipeline(
+        tiny_pipeline.model, loader, identity, tiny_pipeline.model_id, "lite", "cpu", "cpu", EmbeddingCache(cache_dir)
+    )
+    return pipeline, counter, loads
+
+
+def test_second_generate_of_a_prompt_does_not_encode_again(tiny_pipeline, tmp_path):
+    pipeline, counter, _ = pipeline_with_cache(tiny_pipeline, tmp_path)
+    prompt = "a person stretches both arms"
+    generate(pipeline, prompts=(prompt,), steps=1)
+    generate(pipeline, prompts=(prompt, prompt), durations=(2.0, 1.0), steps=1)
+    assert counter.encoded == [prompt]
+
+
+def test_embedding_cache_on_disk_is_shared_and_keyed_by_encoder_identity(tiny_pipeline, tmp_path):
+    prompt = "the man bows and claps"
+    first, counter, _ = pipeline_with_cache(tiny_pipeline, tmp_path)
+    reference = generate(first, prompts=(prompt,), steps=2)[0]
+    assert counter.encoded == [prompt]
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+
+    second, _, loads = pipeline_with_cache(tiny_pipeline, tmp_path)
+    assert_clips_close(generate(second, prompts=(prompt,), steps=2)[0], reference, atol=0)
+    assert loads == [], "a cache hit must not even load the text encoder"
+
+    other, other_counter, _ = pipeline_with_cache(tiny_pipeline, tmp_path, identity="another-encoder")
+    generate(other, prompts=(prompt,), steps=2)
+    assert other_counter.encoded == [prompt]
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 2
+
+
+def test_prompt_over_128_tokens_is_cut_with_a_warning(tiny_pipeline):
+    long_prompt = "zq" * 300  # one word, hundreds of tokens
+    warnings = []
+    list(tiny_pipeline.generate(settings(prompts=(long_prompt,), steps=1), on_warning=warnings.append))
+    assert any("longer than 128 tokens" in message for message in warnings)
+    assert not any("words" in message for message in warnings)
+    embedding = tiny_pipeline.encode([long_prompt])[0]
+    assert embedding.truncated and embedding.ctxt.shape[0] == 128
+
+
+def test_prompt_over_60_words_warns_that_quality_drops(tiny_pipeline):
+    warnings = []
+    list(tiny_pipeline.generate(settings(prompts=(" ".join(["a"] * 61),), steps=1), on_warning=warnings.append))
+    assert any("61 words" in message for message in warnings)
+    assert not any("tokens" in message for message in warnings)
+    quiet = []
+    list(tiny_pipeline.generate(settings(prompts=(" ".join(["a"] * 60),), steps=1), on_warning=quiet.append))
+    assert quiet == []
+
+
+def test_progress_reports_encoding_every_sampling_step_then_decoding(tiny_pipeline):
+    events = []
+    clips = list(tiny_pipeline.generate(settings(steps=3), on_progress=lambda *event: events.append(event)))
+    assert len(clips) == 1
+    assert events == [
+        ("encoding", 0, 1), ("encoding", 1, 1),
+        ("sampling", 1, 3), ("sampling", 2, 3), ("sampling", 3, 3),
+        ("decoding", 0, 1), ("decoding", 1, 1),
+    ]
+
+
+def test_progress_counts_steps_across_batches(tiny_pipeline):
+    events = []
+    prompts = ("a person walks", "someone jumps", "a man sits down")
+    clips = list(tiny_pipeline.generate(settings(prompts=prompts, durations=(1.0,), seeds=(0, 1), steps=2),
+                                        on_progress=lambda *event: events.append(event)))
+    assert len(clips) == 6
+    chunks = -(-6 // tiny_pipeline._plan.max_batch)
+    sampling = [event for event in events if event[0] == "sampling"]
+    assert sampling == [("sampling", step, 2 * chunks) for step in range(1, 2 * chunks + 1)]
+    assert events[-1] == ("decoding", chunks, chunks)
+    assert [stage for stage, *_ in events].index("sampling") > [stage for stage, *_ in events].index("encoding")
+
+
+def test_cancel_stops_within_one_sampling_step(tiny_pipeline):
+    events = []
+
+    def on_progress(*event):
+        events.append(event)
+
+    def should_cancel():
+        return ("sampling", 2, 10) in events
+
+    with pytest.raises(HyMotionError) as caught:
+        list(tiny_pipeline.generate(settings(steps=10), on_progress=on_progress, should_cancel=should_cancel))
+    assert caught.value.code == CANCELLED
+    assert [event for event in events if event[0] == "sampling"] == [("sampling", 1, 10), ("sampling", 2, 10)]
+    assert not any(stage == "decoding" for stage, *_ in events)
