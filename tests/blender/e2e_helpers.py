@@ -93,13 +93,17 @@ def process_exists(pid: int) -> bool:
 
 
 def clear_scene(fps: int = 30) -> bpy.types.Scene:
-    """Remove what earlier tests made (without a factory reset, which would disable the add-on)."""
+    """Remove what earlier tests made and reset the panel (without a factory reset, which would disable the add-on)."""
     for collection in (bpy.data.objects, bpy.data.armatures, bpy.data.meshes, bpy.data.actions, bpy.data.texts):
         for block in list(collection):
             collection.remove(block)
     scene = bpy.context.scene
     scene.render.fps, scene.render.fps_base = fps, 1.0
-    scene.hymotion.history.clear()
+    settings = scene.hymotion
+    settings.history.clear()
+    for name in settings.bl_rna.properties.keys():
+        if name not in ("rna_type", "history"):
+            settings.property_unset(name)
     return scene
 
 
