@@ -60,13 +60,16 @@ def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_la
 
 @dataclass
 class _SampleBatch:
-    """The static inputs of one denoising loop; CUDA graphs read them by address, so they are updated in place."""
+    """The state and static inputs of one denoising loop. CUDA graphs read and write them by address, so they are
+    updated in place: ``x`` (B, frames, 201) is the latent being denoised, ``t`` (rows,) and ``dt`` the step."""
 
     x: torch.Tensor
     t: torch.Tensor
+    dt: torch.Tensor
     ctxt: torch.Tensor
     vtxt: torch.Tensor
     layout: AttentionLayout
+    guided: bool
 
     def update(self, other: "_SampleBatch") -> None:
         for mine, theirs in (
@@ -77,25 +80,23 @@ class _SampleBatch:
 
 
 class _GraphedStep:
-    """One DiT forward captured as a CUDA graph: replaying it costs a few microseconds of CPU time per step."""
+    """One whole Euler step (DiT forward, guidance, update) captured as a CUDA graph: a replay costs a few
+    microseconds of CPU time, so the GPU never waits for Python between steps."""
 
-    def __init__(self, transformer: HunyuanMotionMMDiT, inputs: _SampleBatch) -> None:
+    def __init__(self, step: Callable[[], None], inputs: _SampleBatch) -> None:
         self.inputs = inputs
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                transformer(inputs.x, inputs.ctxt, inputs.vtxt, inputs.t, inputs.layout)
+                step()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.output = transformer(inputs.x, inputs.ctxt, inputs.vtxt, inputs.t, inputs.layout).float()
+            step()
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.inputs.x.copy_(x)
-        self.inputs.t.copy_(t)
+    def __call__(self) -> None:
         self.graph.replay()
-        return self.output
 
 
 class MotionPipeline:
@@ -280,7 +281,7 @@ class MotionPipeline:
 
     def _prepare(
         self, chunk: list[tuple[int, int]], settings: GenerationSettings, embeddings: dict[str, PromptEmbedding]
-    ) -> tuple[_SampleBatch, bool]:
+    ) -> _SampleBatch:
         frames = [frames_for_duration(settings.durations[index]) for index, _ in chunk]
         ctxts = [embeddings[settings.prompts[index]].ctxt for index, _ in chunk]
         motion_len = self.settings.train_frames if self.official_padding else max(frames)
@@ -305,30 +306,40 @@ class MotionPipeline:
             motion_valid = torch.cat([motion_valid, motion_valid])
         device, dtype = self.device, self.transformer.dtype
         layout = self.transformer.build_layout(motion_valid.to(device), text_valid.to(device))
-        rows = len(ctxt)
-        inputs = _SampleBatch(
-            x=torch.zeros(rows, motion_len, self.transformer.config.input_dim, device=device),
-            t=torch.zeros(rows, device=device),
+        return _SampleBatch(
+            x=torch.zeros(batch, motion_len, self.transformer.config.input_dim, device=device),
+            t=torch.zeros(len(ctxt), device=device),
+            dt=torch.zeros((), device=device),
             ctxt=ctxt.to(device, dtype),
             vtxt=vtxt.to(device, dtype),
             layout=layout,
+            guided=guided,
         )
-        return inputs, guided
 
-    def _velocity(self, inputs: _SampleBatch) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _euler_step(self, inputs: _SampleBatch, cfg_scale: float) -> None:
+        """x <- x + dt·v, with v the guided velocity u + s·(c − u) (unconditional rows first)."""
+        model_input = torch.cat([inputs.x, inputs.x]) if inputs.guided else inputs.x
+        velocity = self.transformer(model_input, inputs.ctxt, inputs.vtxt, inputs.t, inputs.layout).float()
+        if inputs.guided:
+            unconditional, conditional = velocity.chunk(2)
+            velocity = unconditional + cfg_scale * (conditional - unconditional)
+        inputs.x.add_(inputs.dt * velocity)
+
+    def _stepper(self, inputs: _SampleBatch, cfg_scale: float) -> tuple[_SampleBatch, Callable[[], None]]:
+        """The buffers to fill and the function that advances them one step (a CUDA graph on the GPU plans)."""
         if not (self._plan.cuda_graph and self.device.type == "cuda"):
-            return lambda x, t: self.transformer(x, inputs.ctxt, inputs.vtxt, t, inputs.layout).float()
-        key = (tuple(inputs.x.shape), tuple(inputs.ctxt.shape))
+            return inputs, lambda: self._euler_step(inputs, cfg_scale)
+        key = (tuple(inputs.x.shape), tuple(inputs.ctxt.shape), inputs.guided, cfg_scale)
         step = self._graphs.get(key)
         if step is None:
-            step = _GraphedStep(self.transformer, inputs)
+            step = _GraphedStep(lambda: self._euler_step(inputs, cfg_scale), inputs)
             self._graphs[key] = step
             while len(self._graphs) > GRAPH_CACHE_SIZE:
                 self._graphs.popitem(last=False)
         else:
             step.inputs.update(inputs)
             self._graphs.move_to_end(key)
-        return step
+        return step.inputs, step
 
     def _sample(
         self,
@@ -346,26 +357,21 @@ class MotionPipeline:
         A generator whose return value is the batch's (B, frames, 201) latents.
         """
         with torch.no_grad():
-            inputs, guided = self._prepare(chunk, settings, embeddings)
-            velocity = self._velocity(inputs)
-            x = self.initial_noise([seed for _, seed in chunk], inputs.x.shape[1])
+            state, advance = self._stepper(self._prepare(chunk, settings, embeddings), settings.cfg_scale)
+            state.x.copy_(self.initial_noise([seed for _, seed in chunk], state.x.shape[1]))
             times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
-        rows = inputs.x.shape[0]
         total = settings.steps * chunk_count
         for step in range(settings.steps):
             if should_cancel is not None and should_cancel():
                 raise HyMotionError(CANCELLED, "Generation cancelled.", "")
             with torch.no_grad():
-                model_input = torch.cat([x, x]) if guided else x
-                predicted = velocity(model_input, times[step].expand(rows))
-                if guided:
-                    unconditional, conditional = predicted.chunk(2)
-                    predicted = unconditional + settings.cfg_scale * (conditional - unconditional)
-                x = x + (times[step + 1] - times[step]) * predicted
+                state.t.copy_(times[step].expand_as(state.t))
+                state.dt.copy_(times[step + 1] - times[step])
+                advance()
             progress("sampling", chunk_index * settings.steps + step + 1, total)
             while pending and pending[0].done():
                 yield pending.pop(0).result()
-        return x.cpu().numpy()
+        return state.x.cpu().numpy()
 
 
 def load_pipeline(
