@@ -34,7 +34,9 @@ OFFICIAL_ANCHORS = {
         "motion_transformer.vtxt_encoder.linears.2.weight": (1024, 1024),
         "motion_transformer.timestep_encoder.blocks.2.bias": (1024,),
         "motion_transformer.text_refiner.individual_token_refiner.blocks.1.self_attn_q_norm.bias": (64,),
-        "motion_transformer.text_refiner.individual_token_refiner.blocks.1.adaLN_modulation.linear.weight": (2048, 1024),
+        "motion_transformer.text_refiner.individual_token_refiner.blocks.1.adaLN_modulation.linear.weight": (
+            2048, 1024,
+        ),
         "motion_transformer.double_blocks.5.text_mod.linear.weight": (6144, 1024),
         "motion_transformer.double_blocks.0.motion_k_norm.weight": (64,),
         "motion_transformer.single_blocks.11.linear1.weight": (7168, 1024),
@@ -110,7 +112,8 @@ def test_strict_check_names_an_unexpected_key():
     dit = lite_dit()
     dit["double_blocks.6.motion_mod.linear.weight"] = torch.empty(6144, 1024, device="meta")
     error = strict_error(dit)
-    assert "1 unexpected" in error.message and "motion_transformer.double_blocks.6.motion_mod.linear.weight" in error.message
+    assert "1 unexpected" in error.message
+    assert "motion_transformer.double_blocks.6.motion_mod.linear.weight" in error.message
 
 
 def test_strict_check_names_a_misshapen_key_with_both_shapes():

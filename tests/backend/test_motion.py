@@ -150,7 +150,7 @@ def test_smoothing_keeps_steady_turns_and_reduces_jitter():
 
     inner = slice(motion.SMOOTHING_RADIUS, frames - motion.SMOOTHING_RADIUS)
     smoothed_steady = motion.smooth_quaternions(steady)
-    np.testing.assert_allclose(smoothed_steady[inner], steady[inner], atol=1e-9, err_msg="a steady turn is its own average")
+    np.testing.assert_allclose(smoothed_steady[inner], steady[inner], atol=1e-9, err_msg="steady turn")
 
     before = angle_between(jittery, steady).mean()
     after = angle_between(motion.smooth_quaternions(jittery), steady).mean()
@@ -169,7 +169,8 @@ def reference_smoothing(quaternions: np.ndarray) -> np.ndarray:
         for j in range(q.shape[1]):
             window = q[np.clip(frame + offsets, 0, len(q) - 1), j]
             window = np.where(window @ q[frame, j] < 0, -1, 1)[:, None] * window
-            average = np.linalg.eigh((weights[:, None, None] * window[:, :, None] * window[:, None, :]).sum(0))[1][:, -1]
+            scatter = (weights[:, None, None] * window[:, :, None] * window[:, None, :]).sum(0)
+            average = np.linalg.eigh(scatter)[1][:, -1]
             result[frame, j] = average if average @ q[frame, j] >= 0 else -average
     return result
 

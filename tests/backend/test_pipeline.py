@@ -59,9 +59,8 @@ def test_batched_prompts_and_seeds_equal_one_at_a_time_runs(tiny_pipeline):
     assert [(clip.prompt_index, clip.seed) for clip in batched] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     for clip in batched:
         assert clip.frames == frames_for_duration(durations[clip.prompt_index])
-        alone = generate(
-            tiny_pipeline, prompts=(clip.prompt,), durations=(durations[clip.prompt_index],), seeds=(clip.seed,), steps=4
-        )[0]
+        duration = durations[clip.prompt_index]
+        alone = generate(tiny_pipeline, prompts=(clip.prompt,), durations=(duration,), seeds=(clip.seed,), steps=4)[0]
         assert_clips_close(clip, alone)
 
 
@@ -74,7 +73,8 @@ def manual_sampling(pipeline, prompt: str, seed: int, duration: float, steps: in
     tokens = len(embedding.ctxt)
     conditioning = pipeline.model.conditioning
     cond = (embedding.ctxt.float()[None], embedding.vtxt.float().reshape(1, 1, -1))
-    null = (conditioning["null_ctxt_input"].float().expand(1, tokens, -1), conditioning["null_vtxt_feat"].reshape(1, 1, -1))
+    null_text = conditioning["null_ctxt_input"].float().expand(1, tokens, -1)
+    null = (null_text, conditioning["null_vtxt_feat"].float().reshape(1, 1, -1))
     layout = model.build_layout(torch.ones(1, frames, dtype=torch.bool), torch.ones(1, tokens, dtype=torch.bool))
     x = torch.randn((1, 360, 201), generator=torch.Generator().manual_seed(seed))[:, :frames]
     times = torch.linspace(0, 1, steps + 1)
