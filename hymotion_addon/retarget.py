@@ -1,0 +1,544 @@
+"""Put a HY-Motion clip on the animator's own rig as a plain Action (the bpy side of :mod:`.retarget_math`).
+
+The entry point is :func:`bake_onto_rig` (a generated clip as numpy arrays) and :func:`retarget_action` (an Action
+already baked onto the SMPL-X armature). Both build one Action on the target rig with a key on every frame for each
+mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
+and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
+the motion drives the FK controls).
+
+Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
+rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
+one hierarchy level per pass, until every mapped bone has the world rotation the retarget asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+
+import bpy
+import numpy as np
+from hymotion.errors import bad_request
+from hymotion.skeleton import NUM_BODY_JOINTS, FPS
+
+from . import bake, bone_mapping, motion_math, retarget_math, rig
+from .bone_mapping import BoneInfo, BoneMapping
+
+ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
+_EULER_PATH = "rotation_euler"
+_REFINE_TOLERANCE = 1e-4  # radians (and armature units for locations); keys are float32
+_MAX_REFINE_PASSES = 16
+_PLAN_CACHE_SIZE = 8
+_plan_cache: OrderedDict = OrderedDict()
+
+
+# --- reading rigs ---------------------------------------------------------------------------------------------------
+
+
+def source_skeleton() -> retarget_math.SourceSkeleton:
+    """The SMPL-X body at rest, exactly as :mod:`.rig` builds it (heads and tails of the 22 body bones)."""
+    return retarget_math.SourceSkeleton(
+        heads=rig.rest_heads()[:NUM_BODY_JOINTS], tails=rig.rest_tails()[:NUM_BODY_JOINTS]
+    )
+
+
+def _check_armature(armature: bpy.types.Object) -> None:
+    if armature is None or getattr(armature, "type", None) != "ARMATURE":
+        raise bad_request(
+            f"'{getattr(armature, 'name', armature)}' is not an armature.",
+            "Pick the character's armature (its rig) as the retarget target.",
+        )
+
+
+def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:
+    """The rig's bones as plain records for :mod:`.bone_mapping` (armature space, rest pose)."""
+    _check_armature(armature)
+    return [
+        BoneInfo(
+            name=bone.name,
+            parent=bone.parent.name if bone.parent else None,
+            head=tuple(bone.head_local),
+            tail=tuple(bone.tail_local),
+        )
+        for bone in armature.data.bones
+    ]
+
+
+def detect_mapping(armature: bpy.types.Object) -> BoneMapping:
+    """Detect which bones of `armature` play the 22 SMPL-X body joints (see :mod:`.bone_mapping`)."""
+    return bone_mapping.detect_mapping(bone_infos(armature))
+
+
+def root_bone_candidate(armature: bpy.types.Object, mapping: BoneMapping) -> str | None:
+    return bone_mapping.root_bone_candidate(bone_infos(armature), mapping)
+
+
+def _active_constraints(pose_bone: bpy.types.PoseBone) -> list[bpy.types.Constraint]:
+    return [c for c in pose_bone.constraints if not c.mute and c.is_valid and c.influence > 0.0]
+
+
+def _driven_bones(armature: bpy.types.Object) -> set[str]:
+    """Bones whose transform channels are driven (drivers beat keys, and move children in ways rest can't tell)."""
+    anim_data = armature.animation_data
+    if anim_data is None:
+        return set()
+    driven = set()
+    for driver in anim_data.drivers:
+        path = driver.data_path
+        if path.startswith('pose.bones["') and path.rsplit(".", 1)[-1] in (
+            "location", "rotation_quaternion", "rotation_euler", "rotation_axis_angle", "scale"
+        ):
+            driven.add(path[len('pose.bones["'):path.index('"]')])
+    return driven
+
+
+def target_skeleton(armature: bpy.types.Object) -> retarget_math.TargetSkeleton:
+    """Rest matrices (armature space) of every bone, parents first, with which bones pose as plain FK."""
+    _check_armature(armature)
+    bones = armature.data.bones
+    order: list[bpy.types.Bone] = []
+    pending = [bone for bone in bones if bone.parent is None]
+    while pending:
+        bone = pending.pop(0)
+        order.append(bone)
+        pending.extend(bone.children)
+    index = {bone.name: number for number, bone in enumerate(order)}
+    rest = np.empty((len(order), 4, 4))
+    flat = np.empty(len(bones) * 16, dtype=np.float32)
+    bones.foreach_get("matrix_local", flat)
+    by_name = dict(zip([bone.name for bone in bones], flat.reshape(-1, 4, 4).transpose(0, 2, 1)))
+    for number, bone in enumerate(order):
+        rest[number] = by_name[bone.name]
+    rest[:, :3, :3] = _orthonormal(rest[:, :3, :3])
+    driven = _driven_bones(armature)
+    plain = np.array(
+        [
+            bone.use_inherit_rotation
+            and not _active_constraints(armature.pose.bones[bone.name])
+            and bone.name not in driven
+            for bone in order
+        ]
+    )
+    return retarget_math.TargetSkeleton(
+        names=tuple(bone.name for bone in order),
+        parents=np.array([index[bone.parent.name] if bone.parent else -1 for bone in order]),
+        rest=rest,
+        plain=plain,
+    )
+
+
+def _orthonormal(matrices: np.ndarray) -> np.ndarray:
+    """Nearest rotations (polar factor), so float32 rest matrices and scaled parents stay exactly rigid."""
+    u, _, vt = np.linalg.svd(matrices)
+    return u @ vt
+
+
+def resolve_mapping(armature: bpy.types.Object, mapping) -> BoneMapping:
+    """A BoneMapping from None (detect), a BoneMapping, or a plain {joint: bone} dict."""
+    if mapping is None:
+        return detect_mapping(armature)
+    if isinstance(mapping, BoneMapping):
+        return mapping
+    if isinstance(mapping, dict):
+        return BoneMapping(bones=dict(mapping))
+    raise bad_request(
+        f"A bone mapping must be a dict of SMPL-X joint -> bone name, not {type(mapping).__name__}.",
+        "Pass e.g. {'pelvis': 'Hips', 'left_hip': 'LeftUpLeg', ...}, or None to detect it.",
+    )
+
+
+def _check_keyable(armature: bpy.types.Object, mapping: BoneMapping) -> None:
+    """Mapped bones must obey keys: a constraint or driver on them would override the motion."""
+    driven = _driven_bones(armature)
+    blocked = []
+    for joint, bone in mapping.mapped().items():
+        pose_bone = armature.pose.bones.get(bone)
+        if pose_bone is None:
+            continue
+        constraints = _active_constraints(pose_bone)
+        if constraints or bone in driven:
+            reason = constraints[0].type.replace("_", " ").title() if constraints else "a driver"
+            blocked.append(f"{bone} ({joint}, driven by {reason})")
+    if blocked:
+        raise bad_request(
+            f"Keys on these bones would be overridden: {'; '.join(blocked[:4])}.",
+            "Map the rig's control bones instead (for Rigify its FK controls, e.g. 'thigh_fk.L'), or disable those "
+            "constraints.",
+        )
+
+
+def plan_for(
+    armature: bpy.types.Object, mapping: BoneMapping, root_bone: str | None = None
+) -> retarget_math.RetargetPlan:
+    """The rest alignment for this rig and mapping, computed once and reused while the rig's rest is unchanged."""
+    target = target_skeleton(armature)
+    digest = hashlib.sha1(target.rest.tobytes() + repr((target.names, target.plain.tolist())).encode()).hexdigest()
+    key = (armature.data.as_pointer(), digest, tuple(sorted(mapping.mapped().items())), root_bone)
+    plan = _plan_cache.get(key)
+    if plan is None:
+        missing = mapping.missing_bones(target.names)
+        if missing:
+            raise bad_request(
+                f"The mapping names bones that '{armature.name}' does not have (for {', '.join(missing[:5])}).",
+                "Run Detect Mapping for this rig, or load a preset made for it.",
+            )
+        followers = bone_mapping.followers_for(mapping, target.names)
+        plan = retarget_math.plan_retarget(source_skeleton(), target, mapping.mapped(), root_bone, followers)
+        _plan_cache[key] = plan
+        while len(_plan_cache) > _PLAN_CACHE_SIZE:
+            _plan_cache.popitem(last=False)
+    else:
+        _plan_cache.move_to_end(key)
+    return plan
+
+
+# --- writing keys ---------------------------------------------------------------------------------------------------
+
+
+class _KeyWriter:
+    """Creates the Action's F-curves once and (re)writes their values, in each bone's own rotation mode."""
+
+    def __init__(self, action: bpy.types.Action, armature: bpy.types.Object, frames: np.ndarray) -> None:
+        self.armature = armature
+        self.frames = frames
+        self.new_fcurve, self.slot = bake._fcurve_factory(action, armature)
+        self.curves: dict[str, list[bpy.types.FCurve]] = {}
+
+    def _write(self, bone: str, path: str, values: np.ndarray) -> None:
+        key = f"{bone}|{path}"
+        if key in self.curves:
+            self._set(self.curves[key], values)
+            return
+        data_path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"].{path}'
+        self.curves[key] = []
+        for index in range(values.shape[1]):
+            fcurve = self.new_fcurve(data_path, index, bone)
+            bake._write_keys(fcurve, self.frames, values[:, index])
+            self.curves[key].append(fcurve)
+
+    def rotation(self, bone: str, quaternions: np.ndarray) -> None:
+        mode = self.armature.pose.bones[bone].rotation_mode
+        if mode == "QUATERNION":
+            values = quaternions
+        elif mode == "AXIS_ANGLE":
+            values = retarget_math.quaternion_to_axis_angle(quaternions)
+        else:
+            values = retarget_math.quaternion_to_euler(quaternions, mode)
+        self._write(bone, ROTATION_PATHS.get(mode, _EULER_PATH), values)
+
+    def location(self, bone: str, locations: np.ndarray) -> None:
+        self._write(bone, "location", locations)
+
+    def constant(self, bone: str, prop: str, value: float) -> None:
+        data_path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{bpy.utils.escape_identifier(prop)}"]'
+        fcurve = self.new_fcurve(data_path, 0, bone)
+        bake._write_keys(fcurve, self.frames, np.full(self.frames.size, value))
+
+    def _set(self, fcurves: list[bpy.types.FCurve], values: np.ndarray) -> None:
+        for component, fcurve in enumerate(fcurves):
+            flat = np.empty((self.frames.size, 2), dtype=np.float32)
+            flat[:, 0] = self.frames
+            flat[:, 1] = values[:, component]
+            flat = flat.ravel()
+            points = fcurve.keyframe_points
+            points.foreach_set("co", flat)
+            points.foreach_set("handle_left", flat)
+            points.foreach_set("handle_right", flat)
+
+
+def _rigify_switches(armature: bpy.types.Object, mapping: BoneMapping) -> list[str]:
+    """Rigify limb controls holding an IK/FK switch, when the mapping drives Rigify's FK controls."""
+    if mapping.convention != "rigify" and not any(bone.endswith(("_fk.L", "_fk.R")) for bone in mapping.mapped().values()):
+        return []
+    prop = bone_mapping.RIGIFY_FK_SWITCH[0]
+    return [pose_bone.name for pose_bone in armature.pose.bones if prop in pose_bone.keys()]
+
+
+# --- the entry points -----------------------------------------------------------------------------------------------
+
+
+def bake_onto_rig(
+    target_armature: bpy.types.Object,
+    translation: np.ndarray,
+    rotations: np.ndarray,
+    mapping: BoneMapping | dict[str, str] | None = None,
+    *,
+    name: str | None = None,
+    prompt: str = "",
+    seed: int = 0,
+    model: str = "",
+    duration: float | None = None,
+    in_place: bool = False,
+    feet_cleanup: bool = False,
+    root_motion: str = "HIPS",
+    root_bone: str | None = None,
+    start_frame: int = 1,
+    scene: bpy.types.Scene | None = None,
+    fps_mode: str = "RESAMPLE",
+    source_fps: float = FPS,
+    contact_settings: retarget_math.ContactSettings = retarget_math.ContactSettings(),
+) -> bpy.types.Action:
+    """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
+
+    translation (F, 3) and rotations (F, 22, 4, w x y z) are the model's output, as :func:`.bake.bake_motion` takes
+    them. `mapping` is None (detected from the bone names), a :class:`BoneMapping`, or {smplx_joint: bone_name}.
+    root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
+    the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts.
+    fps_mode and source_fps work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
+    """
+    _check_armature(target_armature)
+    if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
+        raise bad_request(f"Start frame {start_frame!r} is not a whole number.", "Pass an integer frame, e.g. 1.")
+    if fps_mode not in bake.FPS_MODES:
+        raise bad_request(f"Unknown fps mode {fps_mode!r}.", f"Use one of {', '.join(bake.FPS_MODES)}.")
+    if root_motion not in retarget_math.ROOT_MOTION_MODES:
+        raise bad_request(
+            f"Unknown root motion mode {root_motion!r}.", f"Use one of {', '.join(retarget_math.ROOT_MOTION_MODES)}."
+        )
+    scene = scene if scene is not None else bpy.context.scene
+    translation, rotations = motion_math.validated_clip(translation, rotations)
+    source_frames = rotations.shape[0]
+    mapping = resolve_mapping(target_armature, mapping)
+    _check_keyable(target_armature, mapping)
+    if root_motion == "ROOT_BONE" and root_bone is None:
+        root_bone = root_bone_candidate(target_armature, mapping)
+        if root_bone is None:
+            raise bad_request(
+                f"'{target_armature.name}' has no bone above its hips to carry root motion.",
+                "Use root motion on the hips, or add a root bone at the rig's feet as the hips' parent.",
+            )
+    plan = plan_for(target_armature, mapping, root_bone if root_motion == "ROOT_BONE" else None)
+    _check_hips_can_move(target_armature, plan)
+
+    if fps_mode == "SET_SCENE_FPS":
+        if float(source_fps) != round(source_fps):
+            raise bad_request(f"Cannot set the scene to {source_fps} fps.", "Use 'RESAMPLE' for fractional rates.")
+        scene.render.fps = int(round(source_fps))
+        scene.render.fps_base = 1.0
+    target_fps = bake.scene_fps(scene)
+    if abs(target_fps - source_fps) > 1e-6:
+        translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
+    result = retarget_math.retarget(
+        plan,
+        translation,
+        rotations,
+        in_place=in_place,
+        root_motion=root_motion,
+        feet_cleanup=feet_cleanup,
+        fps=target_fps,
+        contact_settings=contact_settings,
+    )
+
+    action = bpy.data.actions.new(name or motion_math.action_name(prompt, seed))
+    action["hymotion_prompt"] = prompt
+    action["hymotion_seed"] = int(seed)
+    action["hymotion_duration"] = float(
+        duration if duration is not None else motion_math.clip_duration(source_frames, source_fps)
+    )
+    action["hymotion_model"] = model
+    action["hymotion_target_rig"] = target_armature.name
+
+    frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
+    writer = _KeyWriter(action, target_armature, frames)
+    names = plan.target.names
+    for slot, bone in enumerate(result.keyed_bones):
+        writer.rotation(names[bone], result.rotations[:, slot])
+    for slot, bone in enumerate(result.location_bones):
+        writer.location(names[bone], result.locations[:, slot])
+    prop, value = bone_mapping.RIGIFY_FK_SWITCH
+    for holder in _rigify_switches(target_armature, mapping):
+        writer.constant(holder, prop, value)
+
+    anim_data = target_armature.animation_data or target_armature.animation_data_create()
+    anim_data.action = action
+    if writer.slot is not None:
+        anim_data.action_slot = writer.slot
+    if plan.needs_evaluation:
+        _refine_with_blender(scene, target_armature, plan, result, writer)
+    return action
+
+
+def _check_hips_can_move(armature: bpy.types.Object, plan: retarget_math.RetargetPlan) -> None:
+    for bone in (plan.hips, plan.root):
+        if bone >= 0 and armature.data.bones[plan.target.names[bone]].use_connect:
+            raise bad_request(
+                f"Bone '{plan.target.names[bone]}' is connected to its parent, so it cannot move (root motion).",
+                "Disconnect it in Edit Mode (Bone properties > Relations > Connected), or map another hips bone.",
+            )
+
+
+def _pose_matrices(scene: bpy.types.Scene, armature: bpy.types.Object, frames: np.ndarray) -> np.ndarray:
+    """Evaluated armature-space pose matrices (F, bones, 4, 4) at each frame, in pose-bone order."""
+    count = len(armature.pose.bones)
+    matrices = np.empty((frames.size, count, 4, 4))
+    flat = np.empty(count * 16, dtype=np.float32)
+    for row, frame in enumerate(frames):
+        scene.frame_set(int(frame))
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        armature.evaluated_get(depsgraph).pose.bones.foreach_get("matrix", flat)
+        matrices[row] = flat.reshape(count, 4, 4).transpose(0, 2, 1)
+    return matrices
+
+
+def _refine_with_blender(
+    scene: bpy.types.Scene,
+    armature: bpy.types.Object,
+    plan: retarget_math.RetargetPlan,
+    result: retarget_math.RetargetResult,
+    writer: _KeyWriter,
+) -> None:
+    """Correct the keys against Blender's evaluation where constraints sit between mapped bones.
+
+    A keyed bone's evaluated matrix is M = P B, with B its keys and P whatever its parents and their constraints make
+    of its rest. Each pass reads M, takes P = M B^-1 and sets B = P^-1 D for the wanted matrix D (rotation for every
+    keyed bone, position too for the hips and root). Bones whose parents are already right come out right, so one
+    pass settles one more hierarchy level.
+    """
+    if scene != bpy.context.scene:
+        raise bad_request(
+            f"'{armature.name}' has constraints between its mapped bones, which only the active scene can evaluate.",
+            "Make the scene holding the rig the active scene and retarget again.",
+        )
+    names = plan.target.names
+    pose_index = {pose_bone.name: number for number, pose_bone in enumerate(armature.pose.bones)}
+    keyed = [pose_index[names[bone]] for bone in result.keyed_bones]
+    location_slots = {int(bone): slot for slot, bone in enumerate(result.location_bones)}
+    rotations = result.rotations.copy()
+    locations = result.locations.copy()
+    desired = result.desired
+    frames = writer.frames
+    original_frame = scene.frame_current
+    window_manager = bpy.context.window_manager
+    window_manager.progress_begin(0, _MAX_REFINE_PASSES)
+    try:
+        for number in range(_MAX_REFINE_PASSES):
+            window_manager.progress_update(number)
+            basis = np.zeros(desired.shape)
+            basis[..., :3, :3] = retarget_math.quaternion_to_matrix(rotations)
+            basis[..., 3, 3] = 1.0
+            for bone, slot in location_slots.items():
+                basis[:, list(result.keyed_bones).index(bone), :3, 3] = locations[:, slot]
+            evaluated = _pose_matrices(scene, armature, frames)[:, keyed]
+            parent_like = evaluated @ np.linalg.inv(basis)
+            parent_rotation = _orthonormal(parent_like[..., :3, :3])
+            new_rotation = np.swapaxes(parent_rotation, -1, -2) @ desired[..., :3, :3]
+            new_quaternions = motion_math.continuous_quaternions(retarget_math.matrix_to_quaternion(new_rotation))
+            change = np.abs(np.sum(new_quaternions * rotations, axis=-1))
+            worst = float(np.max(2.0 * np.arccos(np.clip(change, 0.0, 1.0))))
+            new_locations = locations.copy()
+            for bone, slot in location_slots.items():
+                column = list(result.keyed_bones).index(bone)
+                solved = np.linalg.inv(parent_like[:, column]) @ desired[:, column]
+                new_locations[:, slot] = solved[:, :3, 3]
+            moved = float(np.max(np.abs(new_locations - locations))) if location_slots else 0.0
+            if worst < _REFINE_TOLERANCE and moved < _REFINE_TOLERANCE:
+                break
+            rotations, locations = new_quaternions, new_locations
+            for slot, bone in enumerate(result.keyed_bones):
+                writer.rotation(names[bone], rotations[:, slot])
+            for bone, slot in location_slots.items():
+                writer.location(names[bone], locations[:, slot])
+            writer.armature.animation_data.action.update_tag()
+    finally:
+        window_manager.progress_end()
+        scene.frame_set(original_frame)
+
+
+def _action_fcurves(action: bpy.types.Action, armature: bpy.types.Object | None = None) -> list[bpy.types.FCurve]:
+    """The Action's F-curves for `armature` (its slot's channelbag on 4.4+, the Action's own list before)."""
+    if not bake.uses_slotted_actions():
+        return list(action.fcurves)
+    slot = None
+    if armature is not None and armature.animation_data and armature.animation_data.action == action:
+        slot = armature.animation_data.action_slot
+    curves = []
+    for layer in action.layers:
+        for strip in layer.strips:
+            for bag in strip.channelbags:
+                if slot is None or bag.slot == slot:
+                    curves.extend(bag.fcurves)
+    return curves
+
+
+def clip_from_action(
+    smplx_armature: bpy.types.Object, action: bpy.types.Action
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Read a clip back from an Action baked onto the SMPL-X armature: translation (F, 3), rotations (F, 22, 4) in
+    the model frame, one frame per scene frame over the Action's range, and the first frame.
+
+    The inverse of :func:`.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
+    model frame, the pelvis location l is the translation C^T B l. Channels the Action does not key read as rest.
+    """
+    from hymotion.skeleton import BODY_JOINT_NAMES
+
+    if not rig.is_hymotion_armature(smplx_armature):
+        raise bad_request(
+            f"'{getattr(smplx_armature, 'name', smplx_armature)}' is not a HY-Motion SMPL-X armature.",
+            "Pick the SMPL-X armature HY-Motion baked the motion onto as the retarget source.",
+        )
+    if action is None:
+        raise bad_request(
+            f"'{smplx_armature.name}' has no active Action to retarget.", "Generate a motion or pick an Action first."
+        )
+    start, end = (int(round(value)) for value in action.frame_range)
+    frames = np.arange(start, end + 1)
+    local = np.zeros((frames.size, NUM_BODY_JOINTS, 4))
+    local[..., 0] = 1.0
+    location = np.zeros((frames.size, 3))
+    joint_index = {name: number for number, name in enumerate(BODY_JOINT_NAMES)}
+    for fcurve in _action_fcurves(action, smplx_armature):
+        path = fcurve.data_path
+        if not path.startswith('pose.bones["'):
+            continue
+        bone = path[len('pose.bones["'):path.index('"]')]
+        if bone not in joint_index:
+            continue
+        values = np.array([fcurve.evaluate(float(frame)) for frame in frames])
+        if path.endswith(".rotation_quaternion"):
+            local[:, joint_index[bone], fcurve.array_index] = values
+        elif path.endswith(".location") and bone == bake.ROOT_BONE:
+            location[:, fcurve.array_index] = values
+    bones = smplx_armature.data.bones
+    rest = np.array([np.array(bones[name].matrix_local)[:3, :3] for name in BODY_JOINT_NAMES])
+    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # inverse of y_up_to_z_up
+    vectors = np.einsum("ab,jbc,fjc->fja", to_model, rest, local[..., 1:])
+    rotations = np.concatenate([local[..., :1], vectors], axis=-1)
+    translation = location @ rest[0].T @ to_model.T
+    return translation, rotations, start
+
+
+def retarget_action(
+    source_armature: bpy.types.Object,
+    target_armature: bpy.types.Object,
+    action: bpy.types.Action | None = None,
+    mapping: BoneMapping | dict[str, str] | None = None,
+    **options,
+) -> bpy.types.Action:
+    """Retarget an Action baked on the SMPL-X armature (its active one by default) onto `target_armature`.
+
+    The new Action starts on the same frame, runs at the scene's rate (the SMPL-X Action already does) and carries
+    over the prompt, seed, model and duration tags. Other keyword options are those of :func:`bake_onto_rig`.
+    """
+    if action is None and source_armature is not None and source_armature.animation_data:
+        action = source_armature.animation_data.action
+    translation, rotations, start = clip_from_action(source_armature, action)
+    scene = options.pop("scene", None) or bpy.context.scene
+    tags = {
+        "prompt": str(action.get("hymotion_prompt", "")),
+        "seed": int(action.get("hymotion_seed", 0)),
+        "model": str(action.get("hymotion_model", "")),
+        "duration": float(action["hymotion_duration"]) if "hymotion_duration" in action else None,
+    }
+    tags.update({key: options.pop(key) for key in list(options) if key in tags})
+    options.setdefault("start_frame", start)
+    options.setdefault("name", f"{action.name}_{target_armature.name}")
+    return bake_onto_rig(
+        target_armature,
+        translation,
+        rotations,
+        mapping,
+        scene=scene,
+        source_fps=bake.scene_fps(scene),
+        **tags,
+        **options,
+    )

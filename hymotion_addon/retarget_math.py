@@ -1,0 +1,803 @@
+"""Retargeting math in numpy only: the SMPL-X body's motion carried onto any humanoid rig through world space.
+
+Frames and conventions
+----------------------
+The source is the SMPL-X body in Blender space (Z-up, metres, facing -Y, the character's left at +X), posed by
+local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`.bake` takes them. Its rest
+pose is the T-pose of :mod:`hymotion.skeleton`, where every joint's world rotation is the identity, so a source
+joint's world rotation G is also its rotation *relative to its rest*.
+
+The target is any armature, described by its bones' rest matrices in armature space (:class:`TargetSkeleton`). Its
+armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retarget` aligns it once per mapping:
+
+* ``axes`` (Q): the axis permutation that turns the target's armature space into the source's frame (its up and left
+  axes found from the mapped bones, snapped to the nearest of the 24 axis-aligned rotations);
+* per mapped bone a rest alignment: the smallest rotation that turns the target bone's rest direction (toward the
+  bone mapped to the source joint's child, else its own tail) into the source bone's T-pose direction. A-pose arms,
+  bent rest knees, rolls and bone axis conventions all end up in this one constant matrix;
+* ``scale``: the ratio of hip heights (hips above the lowest foot joint, both at rest).
+
+Every frame, a mapped bone's world rotation is then ``Q^T G O (Q B)`` with B its rest matrix and O its rest
+alignment: it turns from its aligned rest exactly as the source joint turns from the T-pose, so in world space it
+points where its source bone points. Pose-bone (local) rotations follow from the world rotations down the target's
+own hierarchy (:func:`retarget`), with unmapped bones left at rest. The root follows the source pelvis scaled by the
+hip-height ratio; the clip's lowest foot point lands on the target's floor (armature-space height 0).
+
+Feet: :func:`detect_contacts` finds contacts from the source's foot height and speed; :func:`retarget` with
+``feet_cleanup`` pins each ankle during its contacts (two-bone IK on thigh and shin, smooth blend in and out, never
+below the ankle's standing height) so the foot neither slides nor sinks. :func:`contact_drift` measures sliding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from hymotion.errors import bad_request
+from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, FPS, quaternion_to_matrix
+
+from .motion_math import continuous_quaternions, validated_clip
+
+ROOT_MOTION_MODES = ("HIPS", "ROOT_BONE")
+EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
+
+_JOINT_INDEX = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
+_PELVIS = _JOINT_INDEX["pelvis"]
+_LEGS = (
+    tuple(_JOINT_INDEX[name] for name in ("left_hip", "left_knee", "left_ankle")),
+    tuple(_JOINT_INDEX[name] for name in ("right_hip", "right_knee", "right_ankle")),
+)
+_ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
+_TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
+_FOOT_JOINTS = _ANKLES + _TOES
+_UP_LANDMARKS = tuple(_JOINT_INDEX[name] for name in ("neck", "head", "spine3", "spine2", "spine1"))
+_SIDE_PAIRS = tuple(
+    (_JOINT_INDEX[f"left_{name}"], _JOINT_INDEX[f"right_{name}"])
+    for name in ("hip", "shoulder", "collar", "knee", "elbow", "ankle", "wrist")
+)
+# Model (Y-up) to Blender (Z-up) as a matrix: (x, y, z) -> (x, -z, y), the same map as skeleton.y_up_to_z_up.
+_Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+_SOURCE_UP = np.array([0.0, 0.0, 1.0])
+_SOURCE_LEFT = np.array([1.0, 0.0, 0.0])
+_MAX_AXIS_SNAP_DEGREES = 30.0
+_MAX_OWN_AXIS_SWING_DEGREES = 45.0
+_MIN_DIRECTION = 1e-6
+_IK_REACH = 0.9999
+_HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
+
+
+@dataclass(frozen=True)
+class SourceSkeleton:
+    """The source body at rest in Blender space: joint heads and bone tails (22, 3), T-pose, metres."""
+
+    heads: np.ndarray
+    tails: np.ndarray
+
+    def direction_children(self) -> tuple[int, ...]:
+        """For each joint, the child joint its bone points at (the child whose head is its tail), else -1."""
+        children = []
+        for joint in range(len(BODY_JOINT_NAMES)):
+            found = -1
+            for child, parent in enumerate(BODY_PARENTS):
+                if parent == joint and np.linalg.norm(self.heads[child] - self.tails[joint]) < 1e-6:
+                    found = child
+                    break
+            children.append(found)
+        return tuple(children)
+
+
+@dataclass(frozen=True)
+class TargetSkeleton:
+    """A target armature at rest: bone names, parent indices (-1 for none) and 4x4 rest matrices in armature space.
+
+    Bones are in topological order (every parent before its children). ``plain`` says, per bone, whether its pose is
+    its parent's pose times its rest offset times its own keys (inherits rotation, no active constraints); where a
+    bone the retarget needs is not plain, the bpy side solves against Blender's own evaluation instead.
+    """
+
+    names: tuple[str, ...]
+    parents: np.ndarray
+    rest: np.ndarray
+    plain: np.ndarray = None
+
+    def __post_init__(self) -> None:
+        parents = np.asarray(self.parents, dtype=np.int64)
+        if any(parent >= index for index, parent in enumerate(parents)):
+            raise ValueError("Target bones must be in topological order (each parent before its children).")
+        object.__setattr__(self, "parents", parents)
+        object.__setattr__(self, "rest", np.asarray(self.rest, dtype=np.float64))
+        plain = np.ones(len(self.names), dtype=bool) if self.plain is None else np.asarray(self.plain, dtype=bool)
+        object.__setattr__(self, "plain", plain)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def ancestors(self, bone: int) -> list[int]:
+        chain = []
+        parent = int(self.parents[bone])
+        while parent >= 0:
+            chain.append(parent)
+            parent = int(self.parents[parent])
+        return chain
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    """When a source foot joint counts as planted, and how pinning blends in and out."""
+
+    height_tolerance: float = 0.05  # metres above the joint's standing height
+    speed_tolerance: float = 0.6  # metres per second, horizontal
+    min_frames: int = 3
+    blend_frames: int = 4
+
+
+@dataclass(frozen=True)
+class RetargetPlan:
+    """Everything computed once per (rig, mapping): rest alignment, axes, hip-height scale, the bones to solve."""
+
+    target: TargetSkeleton
+    joints: np.ndarray  # (M,) source joint of each mapped bone
+    bones: np.ndarray  # (M,) target bone index of each mapped joint
+    axes: np.ndarray  # (3, 3) Q: target armature space -> source frame
+    aligned_rest: np.ndarray  # (M, 3, 3) O (Q B): each mapped bone's rest, aligned to the T-pose, source frame
+    scale: float
+    hips: int  # target bone index of the pelvis
+    root: int  # target bone index carrying ground motion in ROOT_BONE mode, -1 if none
+    solve_order: np.ndarray  # target bones whose pose is computed (mapped bones, their ancestors, root)
+    source_rest: SourceSkeleton
+    target_toe_level: float  # rest height (source-frame z) of the target's lowest mapped foot joint
+    source_toe_level: float  # rest height of the source's lowest foot joint
+    legs: tuple[tuple[int, int, int], ...]  # (thigh, shin, foot) target bones of the fully mapped legs
+    leg_joints: tuple[tuple[int, int, int], ...]
+    mapping: dict[str, str] = field(default_factory=dict)  # joint -> bone, followers left out
+
+    @property
+    def needs_evaluation(self) -> bool:
+        """Whether some solved bone is not plain (constraints, no inherited rotation), so Blender must evaluate."""
+        return not bool(self.target.plain[self.solve_order].all())
+
+
+@dataclass(frozen=True)
+class RetargetResult:
+    """The retargeted clip: pose-bone keys and the world (armature-space) matrices they were solved for."""
+
+    keyed_bones: np.ndarray  # (K,) target bone indices that get rotation keys
+    rotations: np.ndarray  # (F, K, 4) pose-bone quaternions (w, x, y, z), sign-continuous in time
+    location_bones: np.ndarray  # (L,) target bone indices that get location keys
+    locations: np.ndarray  # (F, L, 3) pose-bone locations
+    desired: np.ndarray  # (F, K, 4, 4) armature-space pose matrices of the keyed bones
+    contacts: np.ndarray | None  # (F, 2) left/right ankle contacts when feet cleanup ran
+
+
+# --- small rotation helpers -------------------------------------------------------------------------------------
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotations (..., 3, 3) turning directions a into b (..., 3); half turns pick a perpendicular axis."""
+    a = _normalized(np.asarray(a, dtype=np.float64))
+    b = _normalized(np.asarray(b, dtype=np.float64))
+    axis = np.cross(a, b)
+    sine = np.linalg.norm(axis, axis=-1)
+    cosine = np.sum(a * b, axis=-1)
+    opposite = (sine < 1e-9) & (cosine < 0.0)
+    if np.any(opposite):
+        helper = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+        perpendicular = _normalized(np.cross(a, helper))
+        axis = np.where(opposite[..., None], perpendicular, axis)
+        sine = np.where(opposite, 1.0, sine)
+    unit_axis = axis / np.maximum(sine, 1e-12)[..., None]
+    angle = np.arctan2(sine, cosine)
+    return axis_angle_matrix(unit_axis, angle)
+
+
+def axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rodrigues: rotations (..., 3, 3) by `angle` radians about unit `axis` (..., 3)."""
+    x, y, z = np.moveaxis(np.asarray(axis, dtype=np.float64), -1, 0)
+    zero = np.zeros_like(x)
+    cross = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(x.shape + (3, 3))
+    angle = np.asarray(angle, dtype=np.float64)[..., None, None]
+    identity = np.broadcast_to(np.eye(3), cross.shape)
+    return identity + np.sin(angle) * cross + (1.0 - np.cos(angle)) * (cross @ cross)
+
+
+def matrix_to_quaternion(matrices: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) to unit quaternions (..., 4, w x y z), by the numerically stable largest term."""
+    m = np.asarray(matrices, dtype=np.float64)
+    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
+    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
+    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    squares = np.stack(
+        [1.0 + m00 + m11 + m22, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22], axis=-1
+    )
+    largest = np.argmax(squares, axis=-1)
+    root = 0.5 * np.sqrt(np.maximum(np.take_along_axis(squares, largest[..., None], axis=-1)[..., 0], 1e-12))
+    quarter = 0.25 / root
+    candidates = np.stack(
+        [
+            np.stack([root, (m21 - m12) * quarter, (m02 - m20) * quarter, (m10 - m01) * quarter], axis=-1),
+            np.stack([(m21 - m12) * quarter, root, (m01 + m10) * quarter, (m02 + m20) * quarter], axis=-1),
+            np.stack([(m02 - m20) * quarter, (m01 + m10) * quarter, root, (m12 + m21) * quarter], axis=-1),
+            np.stack([(m10 - m01) * quarter, (m02 + m20) * quarter, (m12 + m21) * quarter, root], axis=-1),
+        ],
+        axis=-2,
+    )
+    quaternions = np.take_along_axis(candidates, largest[..., None, None], axis=-2)[..., 0, :]
+    return _normalized(quaternions)
+
+
+def quaternion_to_euler(quaternions: np.ndarray, order: str) -> np.ndarray:
+    """Quaternions (F, ..., 4) to Blender Euler angles (F, ..., 3: x, y, z) for `order`, unwrapped along time.
+
+    Blender's order names the axis applied first: 'XYZ' is R = Rz Ry Rx. With axes (i, j, k) in that order and e = +1
+    for a cyclic order, the middle angle is asin(-e R[k, i]), the first atan2(e R[k, j], R[k, k]) and the last
+    atan2(e R[j, i], R[i, i]).
+    """
+    if order not in EULER_ORDERS:
+        raise ValueError(f"Unknown Euler order {order!r}")
+    first, middle, last = ("XYZ".index(axis) for axis in order)
+    parity = 1.0 if (first, middle, last) in ((0, 1, 2), (1, 2, 0), (2, 0, 1)) else -1.0
+    m = quaternion_to_matrix(quaternions)
+    angles = np.empty(m.shape[:-1])
+    angles[..., middle] = np.arcsin(np.clip(-parity * m[..., last, first], -1.0, 1.0))
+    angles[..., first] = np.arctan2(parity * m[..., last, middle], m[..., last, last])
+    angles[..., last] = np.arctan2(parity * m[..., middle, first], m[..., first, first])
+    return np.unwrap(angles, axis=0)
+
+
+def quaternion_to_axis_angle(quaternions: np.ndarray) -> np.ndarray:
+    """Quaternions (..., 4) to Blender's axis-angle layout (..., 4: angle, x, y, z)."""
+    q = np.asarray(quaternions, dtype=np.float64)
+    q = np.where(q[..., :1] < 0.0, -q, q)
+    sine = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2.0 * np.arctan2(sine, q[..., 0])
+    axis = np.where(sine[..., None] > 1e-9, q[..., 1:] / np.maximum(sine, 1e-12)[..., None], [0.0, 1.0, 0.0])
+    return np.concatenate([angle[..., None], axis], axis=-1)
+
+
+def _rigid_inverse(matrices: np.ndarray) -> np.ndarray:
+    """Inverse of rigid 4x4 transforms (rotation + translation)."""
+    inverse = np.zeros_like(matrices)
+    rotation_t = np.swapaxes(matrices[..., :3, :3], -1, -2)
+    inverse[..., :3, :3] = rotation_t
+    inverse[..., :3, 3] = -np.einsum("...ij,...j->...i", rotation_t, matrices[..., :3, 3])
+    inverse[..., 3, 3] = 1.0
+    return inverse
+
+
+# --- source motion ----------------------------------------------------------------------------------------------
+
+
+def source_world(
+    translation: np.ndarray, rotations: np.ndarray, source: SourceSkeleton
+) -> tuple[np.ndarray, np.ndarray]:
+    """World rotations (F, 22, 3, 3) and joint positions (F, 22, 3) of the source body, Blender space.
+
+    The same forward kinematics as :func:`hymotion.skeleton.forward_kinematics`, with the rotations kept and the
+    model-to-Blender axis change applied once (C R C^T on every local rotation).
+    """
+    local = _Y_UP_TO_Z_UP @ quaternion_to_matrix(rotations) @ _Y_UP_TO_Z_UP.T
+    frames = local.shape[0]
+    world = np.empty_like(local)
+    positions = np.empty((frames, len(BODY_PARENTS), 3))
+    root_offset = np.asarray(translation, dtype=np.float64) @ _Y_UP_TO_Z_UP.T
+    for joint, parent in enumerate(BODY_PARENTS):
+        if parent < 0:
+            world[:, joint] = local[:, joint]
+            positions[:, joint] = source.heads[joint] + root_offset
+        else:
+            world[:, joint] = world[:, parent] @ local[:, joint]
+            offset = source.heads[joint] - source.heads[parent]
+            positions[:, joint] = positions[:, parent] + world[:, parent] @ offset
+    return world, positions
+
+
+# --- planning -----------------------------------------------------------------------------------------------------
+
+
+def plan_retarget(
+    source: SourceSkeleton,
+    target: TargetSkeleton,
+    mapping: dict[str, str],
+    root_bone: str | None = None,
+    followers: dict[str, str] | None = None,
+) -> RetargetPlan:
+    """Rest alignment for a rig and mapping (source joint name -> target bone name), computed once.
+
+    `root_bone` names the bone that carries the ground motion in ROOT_BONE mode (it must not be a mapped bone).
+    `followers` ({bone: source joint}) are extra bones that turn like a joint already mapped to another bone, for
+    rigs that split one body part over two controls (Rigify's hips region hangs from its own FK bone).
+    """
+    pairs = [(joint, bone) for joint, bone in mapping.items() if bone]
+    primary = dict(pairs)
+    extra = [
+        (joint, bone) for bone, joint in (followers or {}).items()
+        if joint in primary and bone in target.names and bone not in primary.values()
+    ]
+    unknown_joints = [joint for joint, _ in pairs if joint not in _JOINT_INDEX]
+    if unknown_joints:
+        raise bad_request(
+            f"Unknown source joints in the bone mapping: {', '.join(unknown_joints)}.",
+            f"Map only the SMPL-X body joints: {', '.join(BODY_JOINT_NAMES)}.",
+        )
+    missing = [bone for _, bone in pairs if bone not in target.names]
+    if missing:
+        raise bad_request(
+            f"The bone mapping names bones the rig does not have: {', '.join(missing[:5])}.",
+            "Run Detect Mapping again or fix those entries in the mapping list.",
+        )
+    bones_used = [bone for _, bone in pairs]
+    doubles = sorted({bone for bone in bones_used if bones_used.count(bone) > 1})
+    if doubles:
+        raise bad_request(
+            f"Bones mapped to more than one source joint: {', '.join(doubles)}.",
+            "Give every target bone at most one source joint.",
+        )
+    if not any(joint == "pelvis" for joint, _ in pairs):
+        raise bad_request(
+            "The bone mapping has no bone for the pelvis, so the body cannot be placed.",
+            "Map the rig's hips (pelvis) bone, e.g. 'Hips', 'pelvis' or Rigify's 'torso'.",
+        )
+    pairs.sort(key=lambda pair: _JOINT_INDEX[pair[0]])
+    bone_of_joint = {_JOINT_INDEX[joint]: target.index(bone) for joint, bone in pairs}
+    pairs += sorted(extra, key=lambda pair: _JOINT_INDEX[pair[0]])
+    joints = np.array([_JOINT_INDEX[joint] for joint, _ in pairs])
+    bones = np.array([target.index(bone) for _, bone in pairs])
+    heads = target.rest[:, :3, 3]
+
+    axes = _axis_alignment(heads, bone_of_joint)
+    heads_q = heads @ axes.T
+    rest_q = axes @ target.rest[:, :3, :3]
+
+    direction_child = source.direction_children()
+    aligned_by_joint: dict[int, np.ndarray] = {}
+    aligned = np.empty((len(joints), 3, 3))
+    for slot, (joint, bone) in enumerate(zip(joints, bones)):
+        alignment = _rest_alignment(
+            source, target, joint, bone, bone_of_joint, direction_child[joint], heads_q, rest_q, aligned_by_joint
+        )
+        aligned_by_joint.setdefault(joint, alignment)
+        aligned[slot] = alignment @ rest_q[bone]
+
+    hips = bone_of_joint[_PELVIS]
+    source_feet = [joint for joint in _FOOT_JOINTS if joint in bone_of_joint]
+    source_toe_level = float(min(source.heads[joint, 2] for joint in _FOOT_JOINTS))
+    if source_feet:
+        target_toe_level = float(min(heads_q[bone_of_joint[joint], 2] for joint in source_feet))
+        source_mapped_level = float(min(source.heads[joint, 2] for joint in source_feet))
+        scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_mapped_level)
+        target_toe_level += scale * (source_toe_level - source_mapped_level)
+    else:
+        scale = heads_q[hips, 2] / (source.heads[_PELVIS, 2] - source_toe_level)
+        target_toe_level = 0.0
+    if not np.isfinite(scale) or scale <= 1e-6:
+        raise bad_request(
+            "The rig's hips are not above its feet, so the motion cannot be scaled to it.",
+            "Check the mapping of the pelvis, ankle and foot bones (the rig should stand upright in its rest pose).",
+        )
+
+    root = -1
+    if root_bone:
+        if root_bone not in target.names:
+            raise bad_request(f"The rig has no bone named '{root_bone}' for root motion.", "Pick the rig's root bone.")
+        root = target.index(root_bone)
+        if root in bone_of_joint.values():
+            raise bad_request(
+                f"Bone '{root_bone}' is mapped to a body joint, so it cannot also carry the root motion.",
+                "Pick the bone above the hips (often called 'root'), or use root motion on the hips.",
+            )
+
+    needed = set(bones.tolist())
+    for bone in list(needed) + ([root] if root >= 0 else []):
+        needed.add(bone)
+        needed.update(target.ancestors(bone))
+    legs, leg_joints = [], []
+    for leg in _LEGS:
+        if all(joint in bone_of_joint for joint in leg):
+            legs.append(tuple(bone_of_joint[joint] for joint in leg))
+            leg_joints.append(leg)
+    return RetargetPlan(
+        target=target,
+        joints=joints,
+        bones=bones,
+        axes=axes,
+        aligned_rest=aligned,
+        scale=float(scale),
+        hips=hips,
+        root=root,
+        solve_order=np.array(sorted(needed)),
+        source_rest=source,
+        target_toe_level=target_toe_level,
+        source_toe_level=source_toe_level,
+        legs=tuple(legs),
+        leg_joints=tuple(leg_joints),
+        mapping=primary,
+    )
+
+
+def _rest_alignment(
+    source: SourceSkeleton,
+    target: TargetSkeleton,
+    joint: int,
+    bone: int,
+    bone_of_joint: dict[int, int],
+    child: int,
+    heads_q: np.ndarray,
+    rest_q: np.ndarray,
+    aligned_by_joint: dict[int, np.ndarray],
+) -> np.ndarray:
+    """O for one mapped bone: the rotation that brings its rest (source frame) to the source's T-pose.
+
+    Where the bone mapped to the source joint's child hangs below this bone, the segment between their heads is
+    turned onto the source segment (fixing A-poses, bent rest knees, leaning spines whatever the bone's own axes).
+    Otherwise (a leaf like the hand or head, or a control like Rigify's torso whose children hang elsewhere) the bone
+    takes its parent joint's alignment, plus a swing of its own Y axis when that axis already points within 45 degrees
+    of the source bone (a hand bone along the forearm), and never a larger one (a torso control pointing backward
+    stays as it is).
+    """
+    source_direction = source.tails[joint] - source.heads[joint]
+    if child >= 0 and child in bone_of_joint and bone in target.ancestors(bone_of_joint[child]):
+        segment = heads_q[bone_of_joint[child]] - heads_q[bone]
+        if np.linalg.norm(segment) > _MIN_DIRECTION:
+            return rotation_between(segment, source_direction)
+    parent_joint = BODY_PARENTS[joint]
+    inherited = aligned_by_joint.get(parent_joint, np.eye(3))
+    own_axis = inherited @ rest_q[bone][:, 1]
+    cosine = np.dot(_normalized(own_axis), _normalized(source_direction))
+    if cosine >= np.cos(np.radians(_MAX_OWN_AXIS_SWING_DEGREES)):
+        return rotation_between(own_axis, source_direction) @ inherited
+    return inherited
+
+
+def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndarray:
+    """Q: the rotation taking the target's armature axes to the source's (up +Z, the character's left +X).
+
+    Up runs from the hips to the upper body, left from right to left limbs. The estimate is snapped to the nearest
+    axis-aligned rotation when it lies within 30 degrees of one (as every rig built or imported normally does), so a
+    slightly leaning rest pose never tilts the whole motion.
+    """
+    pelvis = bone_of_joint[_PELVIS]
+    up = next(
+        (heads[bone_of_joint[joint]] - heads[pelvis] for joint in _UP_LANDMARKS if joint in bone_of_joint), None
+    )
+    left = next(
+        (
+            heads[bone_of_joint[left_joint]] - heads[bone_of_joint[right_joint]]
+            for left_joint, right_joint in _SIDE_PAIRS
+            if left_joint in bone_of_joint and right_joint in bone_of_joint
+        ),
+        None,
+    )
+    if up is None or left is None or np.linalg.norm(up) < _MIN_DIRECTION or np.linalg.norm(left) < _MIN_DIRECTION:
+        return np.eye(3)
+    up = _normalized(up)
+    left = _normalized(left - np.dot(left, up) * up)
+    target_frame = np.stack([left, np.cross(up, left), up], axis=1)
+    source_frame = np.stack([_SOURCE_LEFT, np.cross(_SOURCE_UP, _SOURCE_LEFT), _SOURCE_UP], axis=1)
+    estimate = source_frame @ target_frame.T
+    snapped = np.zeros((3, 3))
+    columns = np.argmax(np.abs(estimate), axis=1)
+    snapped[np.arange(3), columns] = np.sign(estimate[np.arange(3), columns])
+    is_rotation = len(set(columns.tolist())) == 3 and np.linalg.det(snapped) > 0.5
+    if is_rotation:
+        cosine = np.clip((np.trace(snapped.T @ estimate) - 1.0) / 2.0, -1.0, 1.0)
+        if np.degrees(np.arccos(cosine)) <= _MAX_AXIS_SNAP_DEGREES:
+            return snapped
+    return estimate
+
+
+# --- retargeting --------------------------------------------------------------------------------------------------
+
+
+def retarget(
+    plan: RetargetPlan,
+    translation: np.ndarray,
+    rotations: np.ndarray,
+    *,
+    in_place: bool = False,
+    root_motion: str = "HIPS",
+    feet_cleanup: bool = False,
+    fps: float = FPS,
+    contact_settings: ContactSettings = ContactSettings(),
+) -> RetargetResult:
+    """Pose-bone keys for the target rig from a source clip (translation (F, 3), rotations (F, 22, 4), model frame).
+
+    root_motion 'HIPS' puts all motion on the hips bone; 'ROOT_BONE' moves the plan's root bone along the ground
+    (horizontal part of the hips' motion) and leaves the hips the rest. `in_place` drops the horizontal motion.
+    """
+    if root_motion not in ROOT_MOTION_MODES:
+        raise bad_request(f"Unknown root motion mode {root_motion!r}.", f"Use one of {', '.join(ROOT_MOTION_MODES)}.")
+    if root_motion == "ROOT_BONE" and plan.root < 0:
+        raise bad_request(
+            "Root motion on a root bone was asked for, but no root bone is set for this rig.",
+            "Pick the rig's root bone (the bone above the hips), or put the root motion on the hips.",
+        )
+    translation, rotations = validated_clip(translation, rotations)
+    world, positions = source_world(translation, rotations, plan.source_rest)
+    frames = world.shape[0]
+    axes_t = plan.axes.T
+
+    mapped_world = axes_t @ world[:, plan.joints] @ plan.aligned_rest
+
+    pelvis = positions[:, _PELVIS]
+    source_floor = _source_floor(positions, plan.source_rest)
+    rest_pelvis = plan.source_rest.heads[_PELVIS]
+    hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
+    hips_q = np.empty((frames, 3))
+    hips_q[:, :2] = hips_rest_q[:2] + plan.scale * (pelvis[:, :2] - rest_pelvis[:2])
+    hips_q[:, 2] = plan.target_toe_level + plan.scale * (pelvis[:, 2] - source_floor)
+    if in_place:
+        hips_q[:, :2] = hips_rest_q[:2]
+    ground_motion = np.zeros((frames, 3))
+    if root_motion == "ROOT_BONE":
+        ground_motion[:, :2] = hips_q[:, :2] - hips_rest_q[:2]
+
+    wishes = _wishes(plan, mapped_world, hips_q @ plan.axes, ground_motion @ plan.axes)
+    contacts = None
+    if feet_cleanup and plan.legs:
+        contacts = detect_contacts(positions, fps, plan.source_rest, contact_settings)
+        _clean_feet(plan, wishes, contacts, contact_settings)
+    keyed = _keyed_bones(plan, root_motion)
+    posed = _pose_matrices(plan, wishes)
+    bases = _bases(plan, posed, keyed)
+    location_bones = np.array([plan.hips] + ([plan.root] if root_motion == "ROOT_BONE" else []))
+    order = {bone: slot for slot, bone in enumerate(keyed)}
+    rotation_keys = continuous_quaternions(matrix_to_quaternion(bases[:, :, :3, :3]))
+    locations = np.stack([bases[:, order[bone], :3, 3] for bone in location_bones], axis=1)
+    desired_keyed = np.stack([posed[bone] for bone in keyed], axis=1)
+    return RetargetResult(
+        keyed_bones=np.array(keyed),
+        rotations=rotation_keys,
+        location_bones=location_bones,
+        locations=locations,
+        desired=desired_keyed,
+        contacts=contacts,
+    )
+
+
+def _source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
+    """Height at which the source's lowest foot joint stands: the clip's lowest foot point, as a toe height."""
+    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
+    standing = np.array([source.heads[joint, 2] - toe_level for joint in _FOOT_JOINTS])
+    return float(np.min(positions[:, list(_FOOT_JOINTS), 2] - standing))
+
+
+def _keyed_bones(plan: RetargetPlan, root_motion: str) -> list[int]:
+    keyed = plan.bones.tolist()
+    if root_motion == "ROOT_BONE":
+        keyed.append(plan.root)
+    return sorted(keyed)
+
+
+@dataclass
+class _Wishes:
+    """Per solved bone, what the frames ask of it (armature space): a world rotation, a position, a ground offset."""
+
+    rotations: dict[int, np.ndarray]
+    positions: dict[int, np.ndarray]
+    offsets: dict[int, np.ndarray]
+
+
+def _wishes(
+    plan: RetargetPlan, mapped_world: np.ndarray, hips_position: np.ndarray, ground_motion: np.ndarray
+) -> _Wishes:
+    rotations = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
+    offsets = {plan.root: ground_motion} if plan.root >= 0 else {}
+    return _Wishes(rotations=rotations, positions={plan.hips: hips_position}, offsets=offsets)
+
+
+def _pose_matrices(plan: RetargetPlan, wishes: _Wishes) -> dict[int, np.ndarray]:
+    """Armature-space pose matrices (F, 4, 4) of every solved bone, down the hierarchy, unmapped bones at rest."""
+    target = plan.target
+    frames = wishes.positions[plan.hips].shape[0]
+    posed: dict[int, np.ndarray] = {}
+    for bone in plan.solve_order.tolist():
+        parent = int(target.parents[bone])
+        if parent >= 0:
+            matrix = posed[parent] @ (np.linalg.inv(target.rest[parent]) @ target.rest[bone])
+        else:
+            matrix = np.broadcast_to(target.rest[bone], (frames, 4, 4)).copy()
+        if bone in wishes.rotations:
+            matrix[:, :3, :3] = wishes.rotations[bone]
+        if bone in wishes.positions:
+            matrix[:, :3, 3] = wishes.positions[bone]
+        if bone in wishes.offsets:
+            matrix[:, :3, 3] += wishes.offsets[bone]
+        posed[bone] = matrix
+    return posed
+
+
+def _bases(plan: RetargetPlan, posed: dict[int, np.ndarray], keyed: list[int]) -> np.ndarray:
+    """Pose-bone basis matrices (F, K, 4, 4): each bone's pose against its parent's pose times its rest offset."""
+    target = plan.target
+    bases = []
+    for bone in keyed:
+        parent = int(target.parents[bone])
+        if parent >= 0:
+            unposed = posed[parent] @ (np.linalg.inv(target.rest[parent]) @ target.rest[bone])
+        else:
+            unposed = np.broadcast_to(target.rest[bone], posed[bone].shape)
+        bases.append(_rigid_inverse(unposed) @ posed[bone])
+    return np.stack(bases, axis=1)
+
+
+# --- feet -----------------------------------------------------------------------------------------------------------
+
+
+def detect_contacts(
+    positions: np.ndarray, fps: float, source: SourceSkeleton, settings: ContactSettings = ContactSettings()
+) -> np.ndarray:
+    """Left/right ankle contacts (F, 2) from the source: near its standing height and slow over the ground.
+
+    Gaps of one frame are closed and contacts shorter than `min_frames` dropped, so pinning never flickers.
+    """
+    floor = _source_floor(positions, source)
+    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
+    contacts = np.zeros((positions.shape[0], 2), dtype=bool)
+    for side, ankle in enumerate(_ANKLES):
+        standing = floor + source.heads[ankle, 2] - toe_level
+        height = positions[:, ankle, 2] - standing
+        speed = _horizontal_speed(positions[:, ankle], fps)
+        raw = (height < settings.height_tolerance) & (speed < settings.speed_tolerance)
+        contacts[:, side] = _clean_mask(raw, settings.min_frames)
+    return contacts
+
+
+def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
+    if track.shape[0] < 2:
+        return np.zeros(track.shape[0])
+    velocity = np.gradient(track[:, :2], axis=0) * fps
+    return np.linalg.norm(velocity, axis=-1)
+
+
+def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True as (start, stop) half-open frame ranges."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
+    cleaned = mask.copy()
+    gaps = _segments(~cleaned)
+    for start, stop in gaps:
+        if stop - start == 1 and start > 0 and stop < len(cleaned):
+            cleaned[start:stop] = True
+    for start, stop in _segments(cleaned):
+        if stop - start < min_frames:
+            cleaned[start:stop] = False
+    return cleaned
+
+
+def _pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: pin weight (1 in a contact, smoothstep down over `blend_frames` outside) and its segment index."""
+    frames = mask.shape[0]
+    segments = _segments(mask)
+    weight = np.zeros(frames)
+    owner = np.full(frames, -1)
+    index = np.arange(frames)
+    for number, (start, stop) in enumerate(segments):
+        distance = np.maximum(np.maximum(start - index, index - (stop - 1)), 0)
+        ramp = np.clip(1.0 - distance / (blend_frames + 1.0), 0.0, 1.0)
+        ramp = ramp * ramp * (3.0 - 2.0 * ramp)
+        better = ramp > weight
+        weight = np.where(better, ramp, weight)
+        owner = np.where(better, number, owner)
+    return weight, owner
+
+
+def _clean_feet(plan: RetargetPlan, wishes: _Wishes, contacts: np.ndarray, settings: ContactSettings) -> None:
+    """Pin each ankle during its contacts: lower the hips where a leg could not reach its pin, then two-bone IK."""
+    posed = _pose_matrices(plan, wishes)
+    goals = []
+    for leg, joints in zip(plan.legs, plan.leg_joints):
+        side = 0 if joints == _LEGS[0] else 1
+        goal = _ankle_goal(plan, posed, leg, contacts[:, side], settings)
+        if goal is not None:
+            goals.append((leg, *goal))
+    if not goals:
+        return
+    drop = np.max([_hips_drop(plan, posed, leg, goal, weight) for leg, goal, weight in goals], axis=0)
+    if np.any(drop > 0.0):
+        wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * plan.axes[2]
+        posed = _pose_matrices(plan, wishes)
+    for leg, goal, weight in goals:
+        _two_bone_ik(plan, wishes, posed, leg, goal, weight)
+
+
+def _leg_lengths(plan: RetargetPlan, leg: tuple[int, int, int]) -> tuple[float, float]:
+    thigh, shin, foot = leg
+    heads = plan.target.rest[:, :3, 3]
+    return float(np.linalg.norm(heads[shin] - heads[thigh])), float(np.linalg.norm(heads[foot] - heads[shin]))
+
+
+def _ankle_goal(
+    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], contact: np.ndarray,
+    settings: ContactSettings,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the ankle should be (F, 3, source frame) and how strongly (F,): at its contact's mean position, never
+    below its standing height, blended in and out around each contact."""
+    segments = _segments(contact)
+    if not segments:
+        return None
+    foot = leg[2]
+    ankle = posed[foot][:, :3, 3] @ plan.axes.T
+    standing_height = float((plan.axes @ plan.target.rest[foot, :3, 3])[2])
+    pins = np.array([ankle[start:stop].mean(axis=0) for start, stop in segments])
+    pins[:, 2] = np.maximum(pins[:, 2], standing_height)
+    weight, owner = _pin_weights(contact, settings.blend_frames)
+    return ankle + weight[:, None] * (pins[np.maximum(owner, 0)] - ankle), weight
+
+
+def _hips_drop(
+    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], goal: np.ndarray,
+    weight: np.ndarray,
+) -> np.ndarray:
+    """How far (F,) the hips must come down so the leg reaches its goal with a slightly bent knee."""
+    upper, lower = _leg_lengths(plan, leg)
+    reach = _HIPS_DROP_REACH * (upper + lower)
+    hip = posed[leg[0]][:, :3, 3] @ plan.axes.T
+    horizontal = np.linalg.norm(goal[:, :2] - hip[:, :2], axis=-1)
+    vertical = hip[:, 2] - goal[:, 2]
+    allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
+    return np.where(weight > 0.0, np.maximum(vertical - allowed, 0.0), 0.0)
+
+
+def _two_bone_ik(
+    plan: RetargetPlan,
+    wishes: _Wishes,
+    posed: dict[int, np.ndarray],
+    leg: tuple[int, int, int],
+    goal: np.ndarray,
+    weight: np.ndarray,
+) -> None:
+    """Turn thigh and shin so the ankle lands on `goal`, knee in its own bending plane; the foot keeps its rotation."""
+    thigh, shin, foot = leg
+    axes = plan.axes
+    hip = posed[thigh][:, :3, 3] @ axes.T
+    knee = posed[shin][:, :3, 3] @ axes.T
+    ankle = posed[foot][:, :3, 3] @ axes.T
+    upper, lower = _leg_lengths(plan, leg)
+    reach = goal - hip
+    distance = np.linalg.norm(reach, axis=-1)
+    clamped = np.clip(distance, abs(upper - lower) + 1e-6, _IK_REACH * (upper + lower))
+    direction = reach / np.maximum(distance, 1e-12)[:, None]
+    goal = hip + direction * clamped[:, None]
+
+    bend = knee - hip
+    bend = bend - np.sum(bend * direction, axis=-1, keepdims=True) * direction
+    thigh_forward = (axes @ wishes.rotations[thigh])[:, :, 2]
+    fallback = thigh_forward - np.sum(thigh_forward * direction, axis=-1, keepdims=True) * direction
+    bend = _normalized(np.where(np.linalg.norm(bend, axis=-1, keepdims=True) > 1e-6, bend, fallback))
+    along = (upper**2 - lower**2 + clamped**2) / (2.0 * clamped)
+    height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
+    new_knee = hip + direction * along[:, None] + bend * height[:, None]
+
+    active = (weight > 0.0)[:, None, None]
+    turn_thigh = rotation_between(knee - hip, new_knee - hip)
+    turned_shin = (turn_thigh @ (ankle - knee)[:, :, None])[:, :, 0]
+    turn_shin = rotation_between(turned_shin, goal - new_knee) @ turn_thigh
+    identity = np.eye(3)
+    turn_thigh = np.where(active, turn_thigh, identity)
+    turn_shin = np.where(active, turn_shin, identity)
+    wishes.rotations[thigh] = axes.T @ turn_thigh @ axes @ wishes.rotations[thigh]
+    wishes.rotations[shin] = axes.T @ turn_shin @ axes @ wishes.rotations[shin]
+
+
+def contact_drift(track: np.ndarray, contacts: np.ndarray) -> float:
+    """Mean horizontal distance a point travels per contact frame (units of `track`); 0 for a perfectly planted foot.
+
+    `track` (F, 3) is the point's position in a Z-up frame, `contacts` (F,) marks its contact frames.
+    """
+    total, steps = 0.0, 0
+    for start, stop in _segments(np.asarray(contacts, dtype=bool)):
+        if stop - start < 2:
+            continue
+        moves = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
+        total += float(moves.sum())
+        steps += stop - start - 1
+    return total / steps if steps else 0.0

@@ -1,0 +1,334 @@
+"""Target rigs and source motions for the retarget, feet and export tests, built bone by bone in the test.
+
+Every humanoid here is laid out from the SMPL-X body's rest joints (Blender space, facing -Y, the character's left at
++X), moved to stand on the floor and then changed: scaled, arms dropped into an A-pose, bones rolled oddly, armature
+space turned Y-up in centimetres like an FBX import, names from each convention.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import addon_utils
+import bpy
+import numpy as np
+from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion_addon import retarget_math, rig
+
+SIDES = (("left", "L", "Left", "l"), ("right", "R", "Right", "r"))
+JOINT = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
+
+
+@dataclass
+class RigBone:
+    name: str
+    parent: str | None
+    head: np.ndarray
+    tail: np.ndarray
+    roll: float = 0.0
+    rotation_mode: str = "QUATERNION"
+
+
+def humanoid_joints(scale: float = 1.0, arm_drop_degrees: float = 0.0, arm_scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Joint positions (Blender space, metres) of a humanoid standing on the floor, SMPL-X proportions changed."""
+    heads = rig.rest_heads()[: len(BODY_JOINT_NAMES)].copy()
+    heads[:, 2] -= heads[[JOINT["left_foot"], JOINT["right_foot"]], 2].min() - 0.03
+    joints = {name: heads[index] * scale for index, name in enumerate(BODY_JOINT_NAMES)}
+    for side, *_ in SIDES:
+        shoulder = joints[f"{side}_shoulder"]
+        sign = 1.0 if side == "left" else -1.0
+        angle = math.radians(arm_drop_degrees) * sign
+        turn = np.array([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0], [-math.sin(angle), 0.0, math.cos(angle)]])
+        for part in ("elbow", "wrist"):
+            key = f"{side}_{part}"
+            joints[key] = shoulder + turn @ (joints[key] - shoulder) * arm_scale
+    return joints
+
+
+def leaf_tail(joint: str, joints: dict[str, np.ndarray], scale: float = 1.0) -> np.ndarray:
+    """Where a leaf bone's tail goes: head up, hands along the forearm, toes forward."""
+    head = joints[joint]
+    if joint == "head":
+        return head + np.array([0.0, 0.0, 0.18 * scale])
+    if joint.endswith("wrist"):
+        side = joint.split("_")[0]
+        along = joints[joint] - joints[f"{side}_elbow"]
+        return head + 0.08 * scale * along / np.linalg.norm(along)
+    if joint.endswith("foot"):
+        return head + np.array([0.0, -0.06 * scale, 0.0])
+    raise KeyError(joint)
+
+
+_CHAIN_CHILD = {
+    "pelvis": "spine1", "spine1": "spine2", "spine2": "spine3", "spine3": "neck", "neck": "head",
+    "left_hip": "left_knee", "left_knee": "left_ankle", "left_ankle": "left_foot",
+    "right_hip": "right_knee", "right_knee": "right_ankle", "right_ankle": "right_foot",
+    "left_collar": "left_shoulder", "left_shoulder": "left_elbow", "left_elbow": "left_wrist",
+    "right_collar": "right_shoulder", "right_shoulder": "right_elbow", "right_elbow": "right_wrist",
+}
+_PARENT = {
+    "pelvis": None, "spine1": "pelvis", "spine2": "spine1", "spine3": "spine2", "neck": "spine3", "head": "neck",
+    "left_collar": "spine3", "right_collar": "spine3", "left_hip": "pelvis", "right_hip": "pelvis",
+}
+for _side, *_ in SIDES:
+    _PARENT.update({
+        f"{_side}_shoulder": f"{_side}_collar", f"{_side}_elbow": f"{_side}_shoulder",
+        f"{_side}_wrist": f"{_side}_elbow", f"{_side}_knee": f"{_side}_hip", f"{_side}_ankle": f"{_side}_knee",
+        f"{_side}_foot": f"{_side}_ankle",
+    })
+
+
+def body_bones(names: dict[str, str], joints: dict[str, np.ndarray], rolls=None, scale: float = 1.0) -> list[RigBone]:
+    """One bone per SMPL joint, named by `names`, tails toward the chain child (leaves by leaf_tail)."""
+    bones = []
+    for joint in BODY_JOINT_NAMES:
+        child = _CHAIN_CHILD.get(joint)
+        tail = joints[child] if child else leaf_tail(joint, joints, scale)
+        parent = _PARENT[joint]
+        bones.append(RigBone(
+            names[joint], names[parent] if parent else None, joints[joint], tail,
+            roll=(rolls or {}).get(joint, 0.0),
+        ))
+    return bones
+
+
+def sided_names(table: dict[str, str]) -> dict[str, str]:
+    """Expand {'hip': '{Side}UpLeg', ...} with {side} (L/R), {Side} (Left/Right), {s} (l/r)."""
+    names = {}
+    for joint, pattern in table.items():
+        if "{" not in pattern:
+            names[joint] = pattern
+            continue
+        for side, letter, word, small in SIDES:
+            names[f"{side}_{joint}"] = pattern.format(side=letter, Side=word, s=small)
+    return names
+
+
+MIXAMO_NAMES = sided_names({
+    "pelvis": "Hips", "spine1": "Spine", "spine2": "Spine1", "spine3": "Spine2", "neck": "Neck", "head": "Head",
+    "hip": "{Side}UpLeg", "knee": "{Side}Leg", "ankle": "{Side}Foot", "foot": "{Side}ToeBase",
+    "collar": "{Side}Shoulder", "shoulder": "{Side}Arm", "elbow": "{Side}ForeArm", "wrist": "{Side}Hand",
+})
+UE5_NAMES = sided_names({
+    "pelvis": "pelvis", "spine1": "spine_01", "spine2": "spine_03", "spine3": "spine_05", "neck": "neck_01",
+    "head": "head", "hip": "thigh_{s}", "knee": "calf_{s}", "ankle": "foot_{s}", "foot": "ball_{s}",
+    "collar": "clavicle_{s}", "shoulder": "upperarm_{s}", "elbow": "lowerarm_{s}", "wrist": "hand_{s}",
+})
+ARP_NAMES = sided_names({
+    "pelvis": "c_root_master.x", "spine1": "c_spine_01.x", "spine2": "c_spine_02.x", "spine3": "c_spine_03.x",
+    "neck": "c_neck.x", "head": "c_head.x", "hip": "c_thigh_fk.{s}", "knee": "c_leg_fk.{s}",
+    "ankle": "c_foot_fk.{s}", "foot": "c_toes_fk.{s}", "collar": "c_shoulder.{s}", "shoulder": "c_arm_fk.{s}",
+    "elbow": "c_forearm_fk.{s}", "wrist": "c_hand_fk.{s}",
+})
+GENERIC_NAMES = sided_names({
+    "pelvis": "hips", "spine1": "spine", "spine2": "chest", "spine3": "upper_chest", "neck": "neck",
+    "head": "head", "hip": "upper_leg.{side}", "knee": "lower_leg.{side}", "ankle": "foot.{side}",
+    "foot": "toes.{side}", "collar": "clavicle.{side}", "shoulder": "upper_arm.{side}",
+    "elbow": "lower_arm.{side}", "wrist": "hand.{side}",
+})
+
+
+def mixamo_bones(prefix: str = "mixamorig:", scale: float = 1.1) -> list[RigBone]:
+    """A 65-bone Mixamo skeleton: body, head top, toe ends and four bones per finger."""
+    joints = humanoid_joints(scale=scale, arm_scale=1.05)
+    names = {joint: prefix + name for joint, name in MIXAMO_NAMES.items()}
+    bones = body_bones(names, joints, scale=scale)
+    head = joints["head"]
+    bones.append(RigBone(prefix + "HeadTop_End", names["head"], head + [0, 0, 0.18 * scale], head + [0, 0, 0.24 * scale]))
+    for side, _, word, _ in SIDES:
+        toe = leaf_tail(f"{side}_foot", joints, scale)
+        bones.append(RigBone(f"{prefix}{word}Toe_End", names[f"{side}_foot"], toe, toe + [0, -0.03 * scale, 0]))
+        wrist, elbow = joints[f"{side}_wrist"], joints[f"{side}_elbow"]
+        along = (wrist - elbow) / np.linalg.norm(wrist - elbow)
+        for number, finger in enumerate(("Thumb", "Index", "Middle", "Ring", "Pinky")):
+            base = wrist + along * 0.09 * scale + np.array([0.0, (number - 2) * 0.02 * scale, 0.0])
+            parent = names[f"{side}_wrist"]
+            for segment in range(1, 5):
+                start = base + along * 0.03 * scale * (segment - 1)
+                name = f"{prefix}{word}Hand{finger}{segment}"
+                bones.append(RigBone(name, parent, start, start + along * 0.03 * scale))
+                parent = name
+    return bones
+
+
+def ue5_bones(scale: float = 0.95, rng: np.random.Generator | None = None) -> list[RigBone]:
+    """UE5 Mannequin names: root at the feet, five spine bones, two neck bones, twist and IK bones, odd rolls."""
+    joints = humanoid_joints(scale=scale)
+    rng = rng or np.random.default_rng(5)
+    positions = dict(joints)
+    positions["spine_02"] = (joints["spine1"] + joints["spine2"]) / 2
+    positions["spine_04"] = (joints["spine2"] + joints["spine3"]) / 2
+    positions["neck_02"] = (joints["neck"] + joints["head"]) / 2
+    bones = [RigBone("root", None, np.zeros(3), np.array([0.0, 0.25, 0.0]))]
+    chain = [("pelvis", "pelvis"), ("spine_01", "spine1"), ("spine_02", "spine_02"), ("spine_03", "spine2"),
+             ("spine_04", "spine_04"), ("spine_05", "spine3"), ("neck_01", "neck"), ("neck_02", "neck_02"),
+             ("head", "head")]
+    parent = "root"
+    for number, (name, key) in enumerate(chain):
+        head = positions[key]
+        tail = positions[chain[number + 1][1]] if number + 1 < len(chain) else leaf_tail("head", joints, scale)
+        bones.append(RigBone(name, parent, head, tail, roll=float(rng.uniform(-math.pi, math.pi))))
+        parent = name
+    limb_parents = {"collar": "spine_05", "hip": "pelvis"}
+    for side, _, _, small in SIDES:
+        for limb in (("collar", "shoulder", "elbow", "wrist"), ("hip", "knee", "ankle", "foot")):
+            parent = limb_parents[limb[0]]
+            for number, part in enumerate(limb):
+                joint = f"{side}_{part}"
+                name = UE5_NAMES[joint]
+                tail = joints[f"{side}_{limb[number + 1]}"] if number + 1 < len(limb) else leaf_tail(joint, joints, scale)
+                bones.append(RigBone(name, parent, joints[joint], tail, roll=float(rng.uniform(-math.pi, math.pi))))
+                parent = name
+        for twist, (start, end) in {"upperarm": ("shoulder", "elbow"), "thigh": ("hip", "knee")}.items():
+            middle = (joints[f"{side}_{start}"] + joints[f"{side}_{end}"]) / 2
+            bones.append(RigBone(f"{twist}_twist_01_{small}", f"{twist}_{small}", middle, middle + (joints[f"{side}_{end}"] - middle) * 0.3))
+    bones.append(RigBone("ik_foot_root", "root", np.zeros(3), np.array([0.0, 0.0, 0.1])))
+    for side, _, _, small in SIDES:
+        ankle = joints[f"{side}_ankle"]
+        bones.append(RigBone(f"ik_foot_{small}", "ik_foot_root", ankle, ankle + [0.0, -0.1, 0.0]))
+    return bones
+
+
+def arp_a_pose_bones(scale: float = 1.2) -> list[RigBone]:
+    """Auto-Rig Pro control names, arms 45 degrees down (A-pose), a trajectory root, Euler rotation modes."""
+    joints = humanoid_joints(scale=scale, arm_drop_degrees=45.0, arm_scale=0.95)
+    bones = [RigBone("c_traj", None, np.zeros(3), np.array([0.0, 0.3, 0.0]))]
+    body = body_bones(ARP_NAMES, joints, scale=scale)
+    for bone in body:
+        if bone.parent is None:
+            bone.parent = "c_traj"
+        bone.rotation_mode = "XYZ" if "arm" in bone.name or "leg" in bone.name else "ZXY"
+    return bones + body
+
+
+def generic_unusual_roll_bones(scale: float = 0.8) -> list[RigBone]:
+    """Generic names; rolls of 90/180/-135 degrees, spine bones pointing forward instead of up, mixed rotation modes."""
+    joints = humanoid_joints(scale=scale)
+    rolls = {joint: math.radians(angle) for joint, angle in zip(BODY_JOINT_NAMES, [90, 180, -135, 45] * 6)}
+    bones = body_bones(GENERIC_NAMES, joints, rolls=rolls, scale=scale)
+    for bone in bones:
+        if bone.name in ("spine", "chest", "upper_chest"):
+            bone.tail = bone.head + np.array([0.0, -0.1, 0.0])
+    modes = ("QUATERNION", "YXZ", "AXIS_ANGLE", "XZY")
+    for number, bone in enumerate(bones):
+        bone.rotation_mode = modes[number % len(modes)]
+    return bones
+
+
+def build_rig(name: str, bones: list[RigBone], y_up_centimetres: bool = False) -> bpy.types.Object:
+    """Create an armature object from bone specs; with `y_up_centimetres` the armature space is Y-up in cm and the
+    object carries a 90-degree X rotation and 0.01 scale, as Blender's FBX import of a Mixamo file does."""
+    data = bpy.data.armatures.new(name)
+    armature = bpy.data.objects.new(name, data)
+    bpy.context.scene.collection.objects.link(armature)
+    bpy.context.view_layer.objects.active = armature
+    armature.select_set(True)
+    to_armature = np.eye(3)
+    if y_up_centimetres:
+        to_armature = 100.0 * np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+        armature.rotation_euler = (math.pi / 2, 0.0, 0.0)
+        armature.scale = (0.01, 0.01, 0.01)
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit_bones = data.edit_bones
+    for spec in bones:
+        bone = edit_bones.new(spec.name)
+        bone.head = tuple(to_armature @ spec.head)
+        bone.tail = tuple(to_armature @ spec.tail)
+        bone.roll = spec.roll
+    for spec in bones:
+        if spec.parent:
+            edit_bones[spec.name].parent = edit_bones[spec.parent]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for spec in bones:
+        armature.pose.bones[spec.name].rotation_mode = spec.rotation_mode
+    bpy.context.view_layer.update()
+    return armature
+
+
+def generate_rigify_rig() -> bpy.types.Object:
+    """Rigify's human metarig without its face (the face alone takes ~20 s to generate), generated into a rig."""
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
+    bpy.ops.object.mode_set(mode="EDIT")
+    edit_bones = metarig.data.edit_bones
+    face = [bone for bone in edit_bones if bone.name == "face"]
+    for bone in face:
+        for child in bone.children_recursive:
+            edit_bones.remove(child)
+        edit_bones.remove(bone)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    bpy.ops.pose.rigify_generate()
+    generated = [obj for obj in bpy.data.objects if obj.type == "ARMATURE" and obj is not metarig]
+    return generated[0]
+
+
+def append_object(blend_path: str, name: str) -> bpy.types.Object:
+    """Append an object saved by a module fixture into the current scene (faster than generating it again)."""
+    with bpy.data.libraries.load(blend_path) as (source, target):
+        target.objects = [name]
+    obj = target.objects[0]
+    bpy.context.scene.collection.objects.link(obj)
+    bpy.context.view_layer.update()
+    return obj
+
+
+# --- measuring ------------------------------------------------------------------------------------------------------
+
+
+def world_matrices(armature: bpy.types.Object, bone_names, frame: int) -> np.ndarray:
+    """World matrices (N, 4, 4) of the named pose bones at `frame`, from the evaluated depsgraph."""
+    bpy.context.scene.frame_set(frame)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = armature.evaluated_get(depsgraph)
+    world = np.array(evaluated.matrix_world)
+    return np.array([world @ np.array(evaluated.pose.bones[name].matrix) for name in bone_names])
+
+
+def angle_degrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.degrees(np.arccos(np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)))
+
+
+def is_descendant(armature: bpy.types.Object, bone: str, ancestor: str) -> bool:
+    parent = armature.data.bones[bone].parent
+    while parent is not None:
+        if parent.name == ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def direction_errors(armature, mapping: dict[str, str], translation, rotations, frame_offset: int = 1,
+                     frames=(0,)) -> dict[str, float]:
+    """Worst angle (degrees) per mapped joint between the target bone's world direction and its source bone's.
+
+    A target bone's direction runs from its head to the head of the bone mapped to the source joint's chain child
+    when that bone hangs below it, else along its own axis (head to tail); the source's from the joint to its child,
+    or along the SMPL-X rig's leaf bone.
+    """
+    from hymotion_addon import retarget
+
+    source = retarget.source_skeleton()
+    world, positions = retarget_math.source_world(np.asarray(translation), np.asarray(rotations), source)
+    children = source.direction_children()
+    names = list(mapping.values())
+    worst: dict[str, float] = {}
+    for frame in frames:
+        matrices = world_matrices(armature, names, frame + frame_offset)
+        by_name = dict(zip(names, matrices))
+        for joint, bone in mapping.items():
+            index = JOINT[joint]
+            child = children[index]
+            child_joint = BODY_JOINT_NAMES[child] if child >= 0 else None
+            if child_joint in mapping and is_descendant(armature, mapping[child_joint], bone):
+                target_direction = by_name[mapping[child_joint]][:3, 3] - by_name[bone][:3, 3]
+                source_direction = positions[frame, child] - positions[frame, index]
+            else:
+                target_direction = by_name[bone][:3, 1]
+                source_direction = world[frame, index] @ (source.tails[index] - source.heads[index])
+            error = float(angle_degrees(target_direction, source_direction))
+            worst[joint] = max(worst.get(joint, 0.0), error)
+    return worst
