@@ -238,6 +238,8 @@ class CommandTask:
             )
         except OSError as error:
             raise _StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}")
+        if self.cancelled:  # cancel() came between the check before this step and the start of its process
+            self._process.terminate()
         captured: list[bytes] = []
         readers = []
         if step.capture_stdout:

@@ -184,78 +184,84 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
     show_setup_options: bpy.props.BoolProperty(name="Installation Options", default=False)
 
     def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        self._draw_backend(layout.box())
-        self._draw_model(layout.box())
-        self._draw_weights(layout.box(), context)
-        self._draw_doctor(layout.box(), context)
+        draw_preferences(self.layout, self)
 
-    def _draw_backend(self, box: bpy.types.UILayout) -> None:
-        box.label(text="Backend", icon="CONSOLE")
-        box.prop(self, "backend_python")
-        python = backend_python(self)
-        if python:
-            box.label(text=f"Runs with {python}", icon="CHECKMARK")
-        else:
-            draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
-                         "environment in the extension's folder, about 3-5 GB), or set Backend Python.", icon="INFO")
-        task = backend_setup.tasks.get("install")
-        row = box.row()
-        row.enabled = task is None or not task.running
-        row.operator("hymotion.install_backend", icon="IMPORT")
+
+def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
+    """The preferences page (a function of the layout, so it can be checked without a window)."""
+    _draw_backend(layout.box(), preferences)
+    _draw_model(layout.box(), preferences)
+    _draw_weights(layout.box(), preferences)
+    _draw_doctor(layout.box())
+
+
+def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
+    box.label(text="Backend", icon="CONSOLE")
+    box.prop(preferences, "backend_python")
+    python = backend_python(preferences)
+    if python:
+        box.label(text=f"Runs with {python}", icon="CHECKMARK")
+    else:
+        draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
+                     "environment in the extension's folder, about 3-5 GB), or set Backend Python.", icon="INFO")
+    task = backend_setup.tasks.get("install")
+    row = box.row()
+    row.enabled = task is None or not task.running
+    row.operator("hymotion.install_backend", icon="IMPORT")
+    draw_task(box, task)
+    box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT")
+    if preferences.show_setup_options:
+        box.prop(preferences, "base_python")
+        box.prop(preferences, "torch_index_url")
+        box.prop(preferences, "extra_pip_args")
+        box.label(text=f"Environment: {venv_dir()}")
+    advice = backend_setup.torch_advice(
+        backend_setup.system_name(), backend_setup.has_nvidia_gpu(), preferences.torch_index_url
+    )
+    if advice:
+        draw_wrapped(box, advice, icon="INFO")
+
+
+def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
+    box.label(text="Model", icon="ARMATURE_DATA")
+    box.prop(preferences, "model")
+    box.prop(preferences, "model_dir")
+    box.prop(preferences, "plan")
+    if preferences.model == "tiny-random":
+        box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
+
+
+def _draw_weights(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
+    box.label(text="Weights and Licences", icon="INFO")
+    for paragraph in LICENCE_SUMMARY:
+        draw_wrapped(box, paragraph)
+    box.prop(preferences, "licences_accepted")
+    if not bpy.app.online_access:
+        draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE")
+    task = backend_setup.tasks.get("download")
+    row = box.row()
+    row.enabled = (
+        bpy.app.online_access and preferences.licences_accepted and preferences.model != "tiny-random"
+        and (task is None or not task.running)
+    )
+    row.operator("hymotion.download_weights", icon="IMPORT")
+    draw_task(box, task)
+
+
+def _draw_doctor(box: bpy.types.UILayout) -> None:
+    box.label(text="Doctor", icon="CHECKBOX_HLT")
+    task = backend_setup.tasks.get("doctor")
+    row = box.row()
+    row.enabled = task is None or not task.running
+    row.operator("hymotion.doctor", icon="VIEWZOOM")
+    report = backend_setup.doctor_report()
+    if task is not None and not task.succeeded:
         draw_task(box, task)
-        box.prop(self, "show_setup_options", icon="TRIA_DOWN" if self.show_setup_options else "TRIA_RIGHT")
-        if self.show_setup_options:
-            box.prop(self, "base_python")
-            box.prop(self, "torch_index_url")
-            box.prop(self, "extra_pip_args")
-            box.label(text=f"Environment: {venv_dir()}")
-        advice = backend_setup.torch_advice(
-            backend_setup.system_name(), backend_setup.has_nvidia_gpu(), self.torch_index_url
-        )
-        if advice:
-            draw_wrapped(box, advice, icon="INFO")
-
-    def _draw_model(self, box: bpy.types.UILayout) -> None:
-        box.label(text="Model", icon="ARMATURE_DATA")
-        box.prop(self, "model")
-        box.prop(self, "model_dir")
-        box.prop(self, "plan")
-        if self.model == "tiny-random":
-            box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
-
-    def _draw_weights(self, box: bpy.types.UILayout, context: bpy.types.Context) -> None:
-        box.label(text="Weights and Licences", icon="INFO")
-        for paragraph in LICENCE_SUMMARY:
-            draw_wrapped(box, paragraph)
-        box.prop(self, "licences_accepted")
-        if not bpy.app.online_access:
-            draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE")
-        task = backend_setup.tasks.get("download")
-        row = box.row()
-        row.enabled = (
-            bpy.app.online_access and self.licences_accepted and self.model != "tiny-random"
-            and (task is None or not task.running)
-        )
-        row.operator("hymotion.download_weights", icon="IMPORT")
-        draw_task(box, task)
-
-    def _draw_doctor(self, box: bpy.types.UILayout, context: bpy.types.Context) -> None:
-        box.label(text="Doctor", icon="CHECKBOX_HLT")
-        task = backend_setup.tasks.get("doctor")
-        row = box.row()
-        row.enabled = task is None or not task.running
-        row.operator("hymotion.doctor", icon="VIEWZOOM")
-        if task is not None and task.running:
-            draw_task(box, task)
-        report = backend_setup.doctor_report()
-        if report:
-            column = box.box().column(align=True)
-            for line in report.splitlines():
-                column.label(text=line)
-            box.operator("hymotion.copy_doctor_report", icon="COPYDOWN")
-        elif task is not None and task.succeeded is False:
-            draw_task(box, task)
+    if report:
+        column = box.box().column(align=True)
+        for line in report.splitlines():
+            column.label(text=line)
+        box.operator("hymotion.copy_doctor_report", icon="COPYDOWN")
 
 
 classes = (HYMOTION_AddonPreferences,)

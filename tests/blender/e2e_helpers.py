@@ -67,10 +67,7 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
     assert addon_utils.enable(PACKAGE_NAME, default_set=True) is not None
     manager = addon_module("backend_manager").MANAGER
     try:
-        preferences = addon_preferences()
-        preferences.backend_python = backend_python
-        preferences.model = "tiny-random"
-        preferences.plan = "cpu"
+        configure_preferences(backend_python)
         yield importlib.import_module(f"{PACKAGE_NAME}.hymotion_addon")
     finally:
         last_pid = manager.pid
@@ -82,6 +79,17 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
                 os.environ[name] = value
         if last_pid is not None:
             assert not process_exists(last_pid), f"backend {last_pid} still runs after the add-on was disabled"
+
+
+def configure_preferences(backend_python: str = BACKEND_PYTHON) -> None:
+    """Preferences for the tests: every one back at its default, then the tiny model on the CPU plan."""
+    preferences = addon_preferences()
+    for name in preferences.bl_rna.properties.keys():
+        if name not in ("rna_type", "bl_idname"):
+            preferences.property_unset(name)
+    preferences.backend_python = backend_python
+    preferences.model = "tiny-random"
+    preferences.plan = "cpu"
 
 
 def process_exists(pid: int) -> bool:
@@ -216,4 +224,5 @@ class RecordingLayout:
         return [call[1] for call in self.calls if call[0] in ("operator", "operator_menu_enum")]
 
     def text(self) -> str:
-        return "\n".join(self.texts())
+        """Every label joined by spaces, so a wrapped paragraph reads as it was written."""
+        return " ".join(self.texts())

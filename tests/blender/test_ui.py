@@ -1,0 +1,343 @@
+"""The add-on's UI without the model: panels and preferences draw in every backend state, operators refuse bad input
+with a clear report, presets and history round-trip, and the backend set-up tasks run, log and fail clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import bpy
+import pytest
+from e2e_helpers import (
+    RecordingLayout,
+    addon_module,
+    addon_preferences,
+    clear_scene,
+    configure_preferences,
+    enabled_extension,
+)
+from hymotion.errors import HyMotionError
+from hymotion.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
+
+MISSING_PYTHON = "/nonexistent/hymotion/python"
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory):
+    with enabled_extension(tmp_path_factory.mktemp("hymotion")) as addon:
+        yield addon
+
+
+@pytest.fixture
+def scene(extension):
+    scene = clear_scene()
+    yield scene
+    generation = addon_module("generation")
+    generation.active_run = None
+    addon_module("backend_manager").MANAGER.shutdown()
+    configure_preferences()
+
+
+def draw_panels(context=None) -> RecordingLayout:
+    panels = addon_module("panels")
+    layout = RecordingLayout()
+    context = context or bpy.context
+    for draw in (panels.draw_main, panels.draw_settings, panels.draw_target, panels.draw_batch, panels.draw_presets,
+                 panels.draw_history):
+        draw(layout, context)
+    panels.draw_backend_state(layout, context, detailed=True)
+    return layout
+
+
+# ---------------------------------------------------------------- panels
+
+
+def test_every_panel_polls_true_in_a_scene_and_lives_in_the_sidebar_tab(scene):
+    panels = addon_module("panels")
+    panel_classes = [cls for cls in panels.classes if issubclass(cls, bpy.types.Panel)]
+    assert {cls.__name__ for cls in panel_classes} >= {"HYMOTION_PT_main", "HYMOTION_PT_history"}
+    for cls in panel_classes:
+        assert cls.is_registered and cls.poll(bpy.context)
+        assert (cls.bl_space_type, cls.bl_region_type, cls.bl_category) == ("VIEW_3D", "UI", "HY-Motion")
+
+
+def test_panels_say_the_backend_is_not_installed_and_point_at_the_preferences(scene):
+    addon_preferences().backend_python = ""
+    layout = draw_panels()
+    assert "Backend: not installed" in layout.texts()
+    assert "preferences.addon_show" in layout.operators()
+
+
+def test_panels_draw_a_backend_that_has_not_started_yet(scene):
+    layout = draw_panels()
+    assert any(text.startswith("Backend: starts at the first Generate (tiny-random, plan cpu)")
+               for text in layout.texts())
+    assert "Tiny test model: the motion is noise." in layout.texts()
+    assert {"hymotion.generate", "hymotion.batch_bake", "hymotion.preset_load", "hymotion.preset_save",
+            "hymotion.history_use", "hymotion.stop_backend"} <= set(layout.operators())
+
+
+def test_a_backend_that_cannot_start_shows_as_an_error_with_its_reason(scene):
+    addon_preferences().backend_python = MISSING_PYTHON
+    with pytest.raises(RuntimeError, match=f"Cannot start the backend with {MISSING_PYTHON}"):
+        bpy.ops.hymotion.generate(prompt="a person waves")
+    assert not [obj for obj in bpy.data.objects]
+    text = draw_panels().text()
+    assert "Backend: error" in text and MISSING_PYTHON in text and "preferences" in text
+
+
+def test_a_running_generation_shows_progress_and_a_cancel_button(scene):
+    generation = addon_module("generation")
+    preferences = addon_module("preferences")
+    spec = generation.RunSpec([generation.Clip("a person waves", 2.0)], seeds=[0, 1], cfg=5.0, steps=10,
+                              smoothing=True)
+    run = generation.Run(spec, preferences.backend_config(), scene, scene.collection)
+    run.job, run.stage, run.step, run.total = "job-1", "sampling", 5, 10
+    generation.active_run = run
+
+    layout = draw_panels()
+
+    assert "Backend: busy" in layout.texts()
+    progress = [call for call in layout.calls if call[0] == "progress"]
+    assert progress and progress[0][1] == pytest.approx(0.15 + 0.8 * 0.5)
+    assert "Sampling 5/10 · 0/2 clips" in progress[0][2]
+    assert "hymotion.cancel" in layout.operators() and "hymotion.generate" not in layout.operators()
+
+
+def test_prompt_guidance_shows_words_warnings_and_the_auto_duration(scene):
+    scene.hymotion.prompt = "two people dance together in a park"
+    texts = draw_panels().texts()
+    assert any("words (best under 60" in text for text in texts)
+    assert any(text.startswith("The model animates one person") for text in texts)
+    assert any(text.startswith("Duration (auto): 1 action (dance)") for text in texts)
+    scene.hymotion.duration = 4.0
+    assert not any(text.startswith("Duration (auto)") for text in draw_panels().texts())
+
+
+def test_the_target_panel_says_whether_the_active_object_can_take_the_motion(scene):
+    scene.hymotion.target = "ACTIVE"
+    assert "Select an SMPL-X armature made by HY-Motion" in draw_panels().texts()
+    rig = addon_module("rig").build_armature(bpy.context)
+    assert f"Bakes onto '{rig.name}'" in draw_panels().texts()
+
+
+def test_the_history_list_draws_its_items(scene):
+    settings = scene.hymotion
+    settings.remember("a person waves", 2.5, "0")
+    layout = RecordingLayout()
+    panels = addon_module("panels")
+    panels.HYMOTION_UL_history.draw_item(None, bpy.context, layout, settings, settings.history[0], 0, settings,
+                                         "history_index", 0)
+    assert layout.texts() == ["a person waves", "2.5 s"]
+
+
+def test_the_preferences_draw_with_licences_and_offline_advice(scene):
+    preferences = addon_module("preferences")
+    layout = RecordingLayout()
+    addon_preferences().show_setup_options = True
+    preferences.draw_preferences(layout, addon_preferences())
+    text = layout.text()
+    assert "Tencent Hunyuan Community License" in text and "European" in text and "South Korea" in text
+    assert "Apache License 2.0" in text and "MIT License" in text
+    assert {"hymotion.install_backend", "hymotion.download_weights", "hymotion.doctor"} <= set(layout.operators())
+    if not bpy.app.online_access:
+        assert "online access is off" in text
+
+
+# ---------------------------------------------------------------- operators refuse bad input
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"prompt": "   "}, "The prompt is empty"),
+        ({"prompt": "a person waves", "seeds": "0,x"}, "Seed 'x' is not an integer"),
+        ({"prompt": "a person waves", "target": "ACTIVE"}, "Nothing is not an SMPL-X armature"),
+        ({"prompt": "a person waves", "duration": 20.0}, "Duration 20 s is outside"),
+    ],
+)
+def test_generate_reports_bad_input_and_makes_nothing(scene, arguments, message):
+    with pytest.raises(RuntimeError, match=message):
+        bpy.ops.hymotion.generate(**arguments)
+    assert not bpy.data.objects and not bpy.data.actions
+
+
+def test_generate_without_a_backend_says_how_to_install_it(scene):
+    addon_preferences().backend_python = ""
+    with pytest.raises(RuntimeError, match="(?s)backend is not installed.*Install Backend"):
+        bpy.ops.hymotion.generate(prompt="a person waves")
+
+
+def test_batch_bake_needs_a_prompt_list(scene):
+    with pytest.raises(RuntimeError, match="No text datablock is chosen"):
+        bpy.ops.hymotion.batch_bake(source="TEXT")
+    with pytest.raises(RuntimeError, match="Cannot read the prompt file"):
+        bpy.ops.hymotion.batch_bake(source="FILE", filepath="/nonexistent/prompts.txt")
+
+
+# ---------------------------------------------------------------- presets and history
+
+
+def test_presets_save_and_load_the_panel_settings(scene):
+    settings = scene.hymotion
+    settings.duration, settings.seeds, settings.steps, settings.cfg = 5.5, "0-2", 30, 3.5
+    settings.in_place, settings.fps_mode, settings.nla_layout = True, "SET_SCENE_FPS", "STACK"
+    assert bpy.ops.hymotion.preset_save(name="Slow walks") == {"FINISHED"}
+    for name in ("duration", "seeds", "steps", "cfg", "in_place", "fps_mode", "nla_layout"):
+        settings.property_unset(name)
+
+    assert bpy.ops.hymotion.preset_load(preset="Slow walks") == {"FINISHED"}
+
+    assert (settings.duration, settings.seeds, settings.steps, settings.cfg) == (5.5, "0-2", 30, 3.5)
+    assert (settings.in_place, settings.fps_mode, settings.nla_layout) == (True, "SET_SCENE_FPS", "STACK")
+    stored = json.loads(addon_module("preferences").presets_path().read_text())
+    assert stored["schema"] == SCHEMA and stored["presets"]["Slow walks"]["steps"] == 30
+    assert bpy.ops.hymotion.preset_load(preset="Quick draft") == {"FINISHED"}
+    assert settings.steps == BUILTIN_PRESETS["Quick draft"].steps
+    assert bpy.ops.hymotion.preset_delete(preset="Slow walks") == {"FINISHED"}
+    assert "Slow walks" not in PresetStore(addon_module("preferences").presets_path()).names()
+
+
+def test_presets_refuse_bad_names_and_builtins(scene):
+    with pytest.raises(RuntimeError, match="The preset has no name"):
+        bpy.ops.hymotion.preset_save(name=" ")
+    with pytest.raises(RuntimeError, match="'Official' is a built-in preset"):
+        bpy.ops.hymotion.preset_save(name="Official")
+    with pytest.raises(RuntimeError, match="cannot be deleted"):
+        bpy.ops.hymotion.preset_delete(preset="Official")
+
+
+def test_a_damaged_preset_file_is_reported_with_its_path(tmp_path):
+    path = tmp_path / "presets.json"
+    path.write_text("{not json")
+    with pytest.raises(HyMotionError, match="Cannot read the preset file") as raised:
+        PresetStore(path).names()
+    assert str(path) in raised.value.message
+    path.write_text(json.dumps({"schema": SCHEMA, "presets": {"bad": {"steps": 0}, "new": {"future_key": 1}}}))
+    with pytest.raises(HyMotionError, match="preset 'bad'.*steps must be an integer >= 1"):
+        PresetStore(path).get("bad")
+    assert PresetStore(path).get("new") == GenerationPreset()
+
+
+def test_history_keeps_recent_prompts_once_newest_first(scene):
+    settings = scene.hymotion
+    for index in range(25):
+        settings.remember(f"a person walks {index} steps", 0.0, "0")
+    settings.remember("a person walks 20 steps", 3.0, "1")
+    prompts = [item.prompt for item in settings.history]
+    assert len(prompts) == 20 and prompts[0] == "a person walks 20 steps" and prompts.count(prompts[0]) == 1
+    settings.history_index = 1
+    assert bpy.ops.hymotion.history_use() == {"FINISHED"}
+    assert settings.prompt == "a person walks 24 steps"
+    assert bpy.ops.hymotion.history_clear() == {"FINISHED"} and len(settings.history) == 0
+
+
+# ---------------------------------------------------------------- backend set-up
+
+
+def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):
+    setup = addon_module("backend_setup")
+    steps = setup.install_steps("/usr/bin/python3", tmp_path / "env", tmp_path / "backend", nvidia=True,
+                                torch_index_url=" https://example.invalid/cuda ", extra_pip_args=["--no-index"])
+    venv_python = str(setup.venv_python(tmp_path / "env"))
+    assert steps[0].command == ["/usr/bin/python3", "-m", "venv", str(tmp_path / "env")]
+    assert steps[1].command[:3] == [venv_python, "-m", "pip"] and "--no-index" in steps[1].command
+    assert steps[1].command[-3:] == ["torch", "--index-url", "https://example.invalid/cuda"]
+    assert steps[2].command[-1] == f"{(tmp_path / 'backend').resolve()}[doctor]"
+    assert steps[-1].command == [venv_python, "-m", "hymotion.cli", "--version"]
+    plain = setup.install_steps("python3", tmp_path / "env", tmp_path / "backend", nvidia=False)
+    assert plain[1].command[-1] == "torch" and plain[2].command[-1] == str((tmp_path / "backend").resolve())
+    assert "CUDA wheel index" in setup.torch_advice("Windows", True, "")
+    assert setup.torch_advice("Linux", True, "") == ""
+
+
+def test_the_package_source_is_the_checkout_else_the_newest_wheel(tmp_path):
+    setup = addon_module("backend_setup")
+    assert setup.backend_package_source(tmp_path) is None
+    (tmp_path / "wheels").mkdir()
+    wheel = tmp_path / "wheels" / "hymotion-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert setup.backend_package_source(tmp_path) == wheel
+    (tmp_path / "backend").mkdir()
+    (tmp_path / "backend" / "pyproject.toml").write_text("")
+    assert setup.backend_package_source(tmp_path) == tmp_path / "backend"
+
+
+def test_a_setup_task_logs_every_step_and_keeps_a_json_answer_apart(tmp_path):
+    setup = addon_module("backend_setup")
+    steps = [
+        setup.Step("Say hello", [sys.executable, "-c", "print('hello from step one')"]),
+        setup.Step("Answer", [sys.executable, "-c", "import sys; print('{\"report_text\": \"all good\"}');"
+                              "print('noise', file=sys.stderr); sys.exit(1)"], ok_exit_codes=(0, 1),
+                   capture_stdout=True),
+    ]
+    task = setup.CommandTask("doctor", "Checking", steps, tmp_path / "logs" / "doctor.log").start()
+    assert task.wait(60) and task.succeeded, task.message
+    assert task.fraction == 1.0
+    assert setup.doctor_report_text(task.stdout) == "all good"
+    output = [line for line in task.log_path.read_text().splitlines() if not line.startswith(("----", "===="))]
+    assert "hello from step one" in output and "noise" in output
+    assert not [line for line in output if "report_text" in line]
+
+
+def test_a_failing_setup_step_says_which_step_how_and_where_the_log_is(tmp_path):
+    setup = addon_module("backend_setup")
+    steps = [setup.Step("Installing PyTorch", [sys.executable, "-c", "raise SystemExit('no torch wheel here')"]),
+             setup.Step("Never reached", [sys.executable, "-c", "pass"])]
+    task = setup.CommandTask("install", "Installing", steps, tmp_path / "install.log").start()
+    assert task.wait(60) and task.succeeded is False
+    assert "Installing PyTorch failed (exit code 1): no torch wheel here" in task.message
+    assert str(task.log_path) in task.message and "Never reached" not in task.log_path.read_text()
+    missing = setup.CommandTask("x", "X", [setup.Step("Run", [MISSING_PYTHON])], tmp_path / "x.log").start()
+    assert missing.wait(60) and "Run could not start" in missing.message
+
+
+def test_a_cancelled_setup_task_stops_its_command(tmp_path):
+    setup = addon_module("backend_setup")
+    steps = [setup.Step("Waiting", [sys.executable, "-c", "import time; time.sleep(600)"])]
+    task = setup.CommandTask("install", "Installing", steps, tmp_path / "install.log").start()
+    task.cancel()
+    assert task.wait(30) and task.succeeded is False and "cancelled" in task.message
+
+
+def test_install_backend_refuses_to_download_while_online_access_is_off(scene):
+    if bpy.app.online_access:
+        pytest.skip("Blender runs with online access here")
+    addon_preferences().extra_pip_args = ""
+    with pytest.raises(RuntimeError, match="online access is off"):
+        bpy.ops.hymotion.install_backend()
+    with pytest.raises(RuntimeError, match="Online access is off"):
+        bpy.ops.hymotion.download_weights()
+
+
+def test_install_backend_creates_the_environment_and_reports_a_failed_install(scene):
+    """Offline (--no-index, no wheels): the environment is made in the user folder, then pip cannot find torch."""
+    preferences = addon_module("preferences")
+    setup = addon_module("backend_setup")
+    addon_preferences().extra_pip_args = "--no-index"
+    assert bpy.ops.hymotion.install_backend() == {"FINISHED"}
+    task = setup.tasks["install"]
+    assert task.wait(300), "the install task did not end"
+    assert task.succeeded is False
+    assert task.message.startswith("Installing PyTorch failed")
+    assert setup.venv_python(preferences.venv_dir()).is_file()
+    assert Path(task.log_path) == preferences.log_path("install") and "torch" in task.log_path.read_text()
+    layout = RecordingLayout()
+    preferences.draw_preferences(layout, addon_preferences())
+    assert any(text.startswith("Installing PyTorch failed") for text in layout.texts())
+    shutil.rmtree(preferences.venv_dir())
+
+
+def test_the_doctor_report_shows_in_the_preferences_and_copies_to_the_clipboard(scene):
+    setup = addon_module("backend_setup")
+    assert bpy.ops.hymotion.doctor() == {"FINISHED"}
+    task = setup.tasks["doctor"]
+    assert task.wait(300) and task.succeeded, task.message
+    report = setup.doctor_report()
+    assert report.splitlines() and "Python 3." in report
+    layout = RecordingLayout()
+    addon_module("preferences").draw_preferences(layout, addon_preferences())
+    assert report.splitlines()[0] in layout.texts() and "hymotion.copy_doctor_report" in layout.operators()
+    assert bpy.ops.hymotion.copy_doctor_report() == {"FINISHED"}  # (background Blender keeps no clipboard)
