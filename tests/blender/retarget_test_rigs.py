@@ -332,3 +332,113 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
             error = float(angle_degrees(target_direction, source_direction))
             worst[joint] = max(worst.get(joint, 0.0), error)
     return worst
+
+
+# --- source motions -------------------------------------------------------------------------------------------------
+
+
+def axis_angle_quaternions(axis, angle) -> np.ndarray:
+    """Quaternions (w, x, y, z) turning `angle` radians (any shape) about a unit `axis` (model frame)."""
+    angle = np.asarray(angle, dtype=np.float64)
+    return np.concatenate([np.cos(angle / 2)[..., None], np.sin(angle / 2)[..., None] * np.asarray(axis, float)], -1)
+
+
+def identity_clip(frames: int) -> tuple[np.ndarray, np.ndarray]:
+    rotations = np.zeros((frames, len(BODY_JOINT_NAMES), 4))
+    rotations[..., 0] = 1.0
+    return np.zeros((frames, 3)), rotations
+
+
+def hand_made_clip(frames: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A person turning round while squatting, raising both arms, bending elbows and nodding (model frame)."""
+    translation, rotations = identity_clip(frames)
+    ramp = np.linspace(0.0, 1.0, frames)
+    rotations[:, JOINT["pelvis"]] = axis_angle_quaternions([0, 1, 0], 2.5 * ramp)
+    for side, sign in (("left", 1.0), ("right", -1.0)):
+        rotations[:, JOINT[f"{side}_shoulder"]] = axis_angle_quaternions([0, 0, 1], sign * 1.2 * ramp)
+        rotations[:, JOINT[f"{side}_elbow"]] = axis_angle_quaternions([0, 1, 0], sign * 1.4 * ramp)
+        rotations[:, JOINT[f"{side}_hip"]] = axis_angle_quaternions([1, 0, 0], -1.0 * ramp)
+        rotations[:, JOINT[f"{side}_knee"]] = axis_angle_quaternions([1, 0, 0], 1.6 * ramp)
+        rotations[:, JOINT[f"{side}_ankle"]] = axis_angle_quaternions([1, 0, 0], -0.5 * ramp)
+    rotations[:, JOINT["spine2"]] = axis_angle_quaternions([1, 0, 0], 0.4 * ramp)
+    rotations[:, JOINT["head"]] = axis_angle_quaternions([1, 0, 0], 0.5 * np.sin(6.0 * ramp))
+    translation[:, 1] = -0.35 * ramp
+    translation[:, 0] = 0.8 * ramp
+    translation[:, 2] = 0.4 * ramp
+    return translation, rotations
+
+
+def walk_clip(frames: int = 90, fps: float = 30.0, amplitude: float = 0.3, cycle_seconds: float = 1.0,
+              slip: float = 0.25, knee: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic walk (model frame, forward +Z) whose planted feet slide: the body moves `slip` (25 %) faster than
+    the stance leg sweeps back. Hips swing linearly during stance, knees bend in swing, the pelvis bobs so the
+    stance leg stays on the ground. Returns translation, rotations and the true stance phases (F, 2: left, right)."""
+    from hymotion_addon import retarget
+
+    source = retarget.source_skeleton()
+    leg = float(np.linalg.norm(source.heads[JOINT["left_ankle"]] - source.heads[JOINT["left_hip"]]))
+    seconds = np.arange(frames) / fps
+    translation, rotations = identity_clip(frames)
+    stance = np.zeros((frames, 2), dtype=bool)
+    hip_angles = np.zeros((frames, 2))
+    for column, (side, shift) in enumerate((("left", 0.0), ("right", 0.5))):
+        phase = (seconds / cycle_seconds + shift) % 1.0
+        stance[:, column] = phase < 0.5
+        hip = np.where(stance[:, column], -amplitude + 4.0 * amplitude * phase,
+                       amplitude * np.cos(2.0 * np.pi * (phase - 0.5)))
+        bend = np.where(stance[:, column], 0.0, knee * np.sin(2.0 * np.pi * (phase - 0.5)))
+        rotations[:, JOINT[f"{side}_hip"]] = axis_angle_quaternions([1, 0, 0], hip)
+        rotations[:, JOINT[f"{side}_knee"]] = axis_angle_quaternions([1, 0, 0], bend)
+        hip_angles[:, column] = hip
+    stance_angle = np.where(stance[:, 0], hip_angles[:, 0], hip_angles[:, 1])
+    sweep_speed = leg * 4.0 * amplitude / cycle_seconds
+    translation[:, 2] = sweep_speed * (1.0 + slip) * seconds
+    standing = -source.heads[[JOINT["left_foot"], JOINT["right_foot"]], 2].min() + 0.02
+    translation[:, 1] = standing - leg * (1.0 - np.cos(stance_angle))
+    return translation, rotations, stance
+
+
+# --- the add-on's retarget UI, registered for a test module ---------------------------------------------------------
+
+
+class _StandInMainPanel(bpy.types.Panel):
+    """The HY-Motion main panel the retarget panel hangs under, for tests run without the rest of the UI."""
+
+    bl_label = "HY-Motion"
+    bl_idname = "HYMOTION_PT_main"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HY-Motion"
+
+    def draw(self, context):
+        pass
+
+
+def register_retarget_ui() -> list[type]:
+    """Register the retarget UI classes (after a stand-in main panel if the real one is not registered)."""
+    from hymotion_addon import retarget_ui
+
+    registered = []
+    if not hasattr(bpy.types, "HYMOTION_PT_main"):
+        bpy.utils.register_class(_StandInMainPanel)
+        registered.append(_StandInMainPanel)
+    for cls in retarget_ui.classes:
+        bpy.utils.register_class(cls)
+        registered.append(cls)
+    retarget_ui.register_properties()
+    return registered
+
+
+def unregister_retarget_ui(registered: list[type]) -> None:
+    from hymotion_addon import retarget_ui
+
+    retarget_ui.unregister_properties()
+    for cls in reversed(registered):
+        bpy.utils.unregister_class(cls)
+
+
+def bone_infos_of(bones: list[RigBone]):
+    """The pure-Python BoneInfo records of a rig spec (no Blender objects needed)."""
+    from hymotion_addon.bone_mapping import BoneInfo
+
+    return [BoneInfo(bone.name, bone.parent, tuple(bone.head), tuple(bone.tail)) for bone in bones]
