@@ -19,6 +19,7 @@ from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration
 
 MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
+FORMATS = ("npz", "json")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
     generate.add_argument("--out", help="output file for a single prompt (default: <prompt>.npz)")
     generate.add_argument("--out-dir", help="output folder (one file per prompt and seed)")
-    generate.add_argument("--format", choices=("npz", "json"), default="npz", help="file format (default: npz)")
+    generate.add_argument("--format", choices=FORMATS, help="file format (default: from --out's suffix, else npz)")
     _add_model_arguments(generate)
 
     download = commands.add_parser("download", help="fetch the model and both text encoders")
@@ -84,14 +85,25 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("_") or "motion"
 
 
-def _check_writable(folder: Path) -> None:
+def _prepare_folder(folder: Path) -> None:
+    """Create the output folder now, so a bad location fails before minutes of generation, not after."""
     if folder.exists() and not folder.is_dir():
         raise bad_request(f"Output location {folder} is a file, not a folder.", "Choose another --out or --out-dir.")
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise bad_request(f"Cannot create the output folder {folder}: {error.strerror}.",
+                          "Choose a folder you can write to with --out or --out-dir.") from None
+    if not os.access(folder, os.W_OK):
         raise bad_request(f"Cannot write to {folder}.", "Choose a folder you can write to with --out or --out-dir.")
+
+
+def _output_format(args) -> str:
+    suffix = Path(args.out).suffix.lstrip(".").lower() if args.out else ""
+    if suffix in FORMATS and args.format and args.format != suffix:
+        raise bad_request(f"--out {args.out} ends in .{suffix} but --format is {args.format}.",
+                          "Drop --format, or give the file the matching suffix.")
+    return args.format or (suffix if suffix in FORMATS else "npz")
 
 
 def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int, int], Path]:
@@ -101,13 +113,15 @@ def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int,
         raise bad_request("--out names one file, but a prompt list gives several.", "Use --out-dir for prompt files.")
     if args.out:
         out = Path(args.out)
-        base = out.with_suffix(out.suffix or extension)
-        _check_writable(base.parent.resolve())
+        base = out if out.suffix.lstrip(".").lower() == args.format else out.with_name(out.name + extension)
+        if base.is_dir():
+            raise bad_request(f"--out {out} is a folder.", "Give a file name, or use --out-dir.")
+        _prepare_folder(base.parent)
         for seed in seeds:
             paths[(0, seed)] = base if len(seeds) == 1 else base.with_name(f"{base.stem}_s{seed}{base.suffix}")
         return paths
     folder = Path(args.out_dir or ".")
-    _check_writable(folder.resolve())
+    _prepare_folder(folder)
     for index, prompt in enumerate(prompts):
         stem = _slug(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{_slug(prompt)}"
         for seed in seeds:
@@ -145,6 +159,7 @@ def run_generate(args) -> int:
         prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
         smoothing=not args.no_smoothing,
     ).validate()
+    args.format = _output_format(args)
     paths = _output_paths(args, settings.prompts, settings.seeds)
     for index, prompt in enumerate(settings.prompts):
         for note in analyse(prompt).warnings:
@@ -172,8 +187,10 @@ def run_generate(args) -> int:
             settings, on_progress=on_progress, on_warning=lambda m: print(f"warning: {m}", file=sys.stderr)
         ):
             path = paths[(clip.prompt_index, clip.seed)]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            clip.save(path, args.format)
+            try:
+                clip.save(path, args.format)
+            except OSError as error:
+                raise bad_request(f"Cannot write {path}: {error.strerror}.", "Check the output location.") from None
             written += 1
             tqdm.write(f"wrote {path} ({clip.frames} frames, seed {clip.seed}, plan {clip.plan})", file=sys.stderr)
     finally:

@@ -18,8 +18,8 @@ LATENT_DIM = 201
 STD_FLOOR = 1e-3
 SMOOTHING_SIGMA = 1.0
 SMOOTHING_RADIUS = int(4 * SMOOTHING_SIGMA + 0.5)
-POWER_ITERATIONS = 24
-POWER_TOLERANCE = 1e-12
+SQUARINGS = 12
+DEGENERATE_NORM = 1e-6
 TRANSLATION_WINDOW = 11
 TRANSLATION_ORDER = 5
 # Without the body mesh we put the sole this far below the foot (toe-base) joint; the ankle's gap follows from the
@@ -110,19 +110,21 @@ def smooth_quaternions(quaternions: np.ndarray) -> np.ndarray:
 def dominant_eigenvector(matrices: np.ndarray, initial: np.ndarray) -> np.ndarray:
     """Unit eigenvector of the largest eigenvalue of symmetric PSD (..., 4, 4) matrices.
 
-    Power iteration from the weighted mean (the answer is close to it, so a few steps reach machine precision);
-    matrices that have not converged fall back to a full eigendecomposition. Same result as ``eigh``, ~10x faster.
+    Repeated squaring (M^(2^k), rescaled by its trace) applied to a starting vector near the answer (the weighted
+    mean): the other eigen-directions shrink by (λ2/λ1)^(2^k), i.e. to machine precision for any usable gap, in a
+    dozen small batched matmuls instead of a full eigendecomposition per matrix. Where the start happens to be
+    orthogonal to the answer, ``eigh`` decides.
     """
-    vectors = initial / np.linalg.norm(initial, axis=-1, keepdims=True)
-    for _ in range(POWER_ITERATIONS):
-        following = (matrices @ vectors[..., None])[..., 0]
-        following /= np.linalg.norm(following, axis=-1, keepdims=True)
-        change = np.abs(following - vectors).max(axis=-1)
-        vectors = following
-        if change.max() < POWER_TOLERANCE:
-            return vectors
-    stuck = change >= POWER_TOLERANCE
-    vectors[stuck] = np.linalg.eigh(matrices[stuck])[1][..., -1]
+    power = matrices / np.trace(matrices, axis1=-2, axis2=-1)[..., None, None]
+    for _ in range(SQUARINGS):
+        power = power @ power
+        power /= np.trace(power, axis1=-2, axis2=-1)[..., None, None]
+    vectors = (power @ initial[..., None])[..., 0]
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    degenerate = norms[..., 0] < DEGENERATE_NORM * np.linalg.norm(initial, axis=-1)
+    vectors = vectors / np.where(norms > 0, norms, 1.0)
+    if degenerate.any():
+        vectors[degenerate] = np.linalg.eigh(matrices[degenerate])[1][..., -1]
     return vectors
 
 

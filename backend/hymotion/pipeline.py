@@ -396,13 +396,11 @@ def load_pipeline(
     else:
         if model in weights.VARIANT_FOLDERS:
             files = weights.locate(model, model_dir)
-            variant = model
+            loaded = load_model_folder(files.model_folder)
         else:
+            loaded = load_model_folder(weights.checked_variant_folder(Path(model)))
             files = weights.locate_for_folder(Path(model), model_dir)
-            variant = "lite"
-        loaded = load_model_folder(files.model_folder)
-        if loaded.transformer.config.feat_dim >= 1280:
-            variant = "standard"
+        variant = "standard" if loaded.transformer.config.feat_dim >= 1280 else "lite"
         identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{loaded.settings.max_text_tokens}"
         text_files = files
         loader = lambda: load_real_text_encoder(text_files, identity, official_padding)  # noqa: E731

@@ -82,11 +82,16 @@ def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFil
     return ModelFiles(variant, model_folder, qwen, clip)
 
 
-def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) -> ModelFiles:
-    """A model folder given by path; its text encoders sit beside it (official ``ckpts/`` layout) or in the cache."""
+def checked_variant_folder(folder: Path) -> Path:
     if not is_variant_folder(folder):
         raise HyMotionError(BAD_CHECKPOINT, f"{folder} holds neither config.yml + latest.ckpt nor a converted model.",
                             "Point --model at an HY-Motion-1.0-Lite or HY-Motion-1.0 folder, or use --model lite.")
+    return folder
+
+
+def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) -> ModelFiles:
+    """A model folder given by path; its text encoders sit beside it (official ``ckpts/`` layout) or in the cache."""
+    checked_variant_folder(folder)
     root = Path(model_dir) if model_dir else folder.parent
     found = {}
     for repo_id, name in TEXT_ENCODER_FOLDERS.items():

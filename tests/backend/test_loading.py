@@ -308,12 +308,6 @@ def corrupt_byteorder_record() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: read_checkpoint (model/loading.py:104) lets ValueError/UnicodeDecodeError from torch.load escape "
-    "for a damaged zip checkpoint; catch ValueError too",
-    raises=ValueError,
-)
 @pytest.mark.parametrize("damage", [corrupt_pickle_string, corrupt_byteorder_record])
 def test_damaged_checkpoint_inside_an_intact_zip_is_bad_checkpoint(official_folder, damage):
     (official_folder / "latest.ckpt").write_bytes(damage())
@@ -377,12 +371,6 @@ def test_convert_command_on_a_broken_folder_exits_2_without_traceback(official_f
     assert "config.yml" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: load_converted (model/loading.py:173) lets diffusers' OSError escape for a damaged "
-    "transformer/*.safetensors; wrap it as bad_checkpoint",
-    raises=OSError,
-)
 def test_damaged_converted_folder_is_bad_checkpoint(official_folder, tmp_path):
     converted = save_converted(load_model_folder(official_folder), tmp_path / "converted")
     weights = next((converted / "transformer").glob("*.safetensors"))

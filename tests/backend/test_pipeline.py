@@ -6,7 +6,7 @@ All on the tiny random model and the fp32 cpu plan, where results can be compare
 import numpy as np
 import pytest
 import torch
-from conftest import settings
+from backend_helpers import settings
 
 from hymotion import motion
 from hymotion.errors import CANCELLED, HyMotionError

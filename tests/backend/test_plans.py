@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import settings
+from backend_helpers import settings
 
 from hymotion import memory
 from hymotion.pipeline import load_pipeline

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import settings
+from backend_helpers import settings
 
 from hymotion.pipeline import load_pipeline
 

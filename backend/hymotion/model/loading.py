@@ -30,7 +30,17 @@ OPTIONAL_PIPELINE_TENSORS = ("special_game_vtxt_feat", "special_game_ctxt_feat",
 CONDITIONING_FILE = "conditioning.safetensors"
 PIPELINE_FILE = "pipeline.json"
 
-# Official network arguments whose values our implementation assumes; anything else is refused by name.
+# Official network arguments whose values our implementation assumes; anything else is refused by name. A key the
+# config leaves out takes the official constructor's default, which must match too.
+_OFFICIAL_DEFAULTS = {
+    "mask_mode": None,
+    "apply_rope_to_single_branch": True,
+    "insert_start_token": False,
+    "with_long_skip_connection": False,
+    "qk_norm_type": "rms",
+    "mlp_act_type": "gelu_tanh",
+    "qkv_bias": True,
+}
 _ASSUMED_NETWORK_ARGS = {
     "mask_mode": "narrowband",
     "apply_rope_to_single_branch": False,
@@ -76,8 +86,10 @@ def read_official_config(path: Path) -> tuple[dict, PipelineSettings]:
         raise _bad(f"{path} has no network_module_args section; it is not an HY-Motion config.yml.")
     args = config["network_module_args"]
     for key, assumed in _ASSUMED_NETWORK_ARGS.items():
-        if key in args and args[key] != assumed:
-            raise _bad(f"{path}: network_module_args.{key} = {args[key]!r}, but only {assumed!r} is supported.",
+        value = args.get(key, _OFFICIAL_DEFAULTS[key])
+        if value != assumed:
+            raise _bad(f"{path}: network_module_args.{key} = {value!r}{'' if key in args else ' (by default)'}, "
+                       f"but only {assumed!r} is supported.",
                        "This checkpoint uses an architecture variant this backend does not implement.")
     model_config = {key: args[key] for key in _CONFIG_KEYS if key in args}
     refiner = args.get("text_refiner_cfg") or {}
@@ -101,7 +113,7 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise _bad(f"{path} is not a torch checkpoint (not a zip archive; a Git LFS pointer or a truncated download?).")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
         raise _bad(f"{path} could not be read as a weights-only checkpoint: {error}") from None
     state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -171,12 +183,16 @@ def load_official(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedMod
 
 
 def load_converted(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    transformer = HunyuanMotionMMDiT.from_pretrained(folder / "transformer", torch_dtype=dtype)
-    conditioning = load_file(folder / CONDITIONING_FILE)
+    try:
+        transformer = HunyuanMotionMMDiT.from_pretrained(folder / "transformer", torch_dtype=dtype)
+        conditioning = load_file(folder / CONDITIONING_FILE)
+        settings = PipelineSettings(**json.loads((folder / PIPELINE_FILE).read_text()))
+    except (OSError, ValueError, TypeError, RuntimeError) as error:
+        raise _bad(f"{folder} is not a readable converted model: {error}",
+                   "Convert the official folder again with `hymotion convert`.") from None
     missing = [key for key in REQUIRED_PIPELINE_TENSORS + ("mean", "std") if key not in conditioning]
     if missing:
         raise _bad(f"{folder / CONDITIONING_FILE} lacks {', '.join(missing)}.")
-    settings = PipelineSettings(**json.loads((folder / PIPELINE_FILE).read_text()))
     return LoadedModel(transformer.eval(), conditioning, settings)
 
 
