@@ -737,10 +737,12 @@ def _hips_drop(
     plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], goal: np.ndarray,
     weight: np.ndarray,
 ) -> np.ndarray:
-    """How far (F,) the hips must come down so the leg reaches its goal with a slightly bent knee."""
+    """How far (F,) the hips must come down so the leg reaches its goal: with a slightly bent knee, or as straight as
+    the source already had it (a goal the leg reaches as it is never moves the hips)."""
     upper, lower = _leg_lengths(plan, leg)
-    reach = _HIPS_DROP_REACH * (upper + lower)
     hip = posed[leg[0]][:, :3, 3] @ plan.axes.T
+    ankle = posed[leg[2]][:, :3, 3] @ plan.axes.T
+    reach = np.maximum(_HIPS_DROP_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))
     horizontal = np.linalg.norm(goal[:, :2] - hip[:, :2], axis=-1)
     vertical = hip[:, 2] - goal[:, 2]
     allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
@@ -764,7 +766,8 @@ def _two_bone_ik(
     upper, lower = _leg_lengths(plan, leg)
     reach = goal - hip
     distance = np.linalg.norm(reach, axis=-1)
-    clamped = np.clip(distance, abs(upper - lower) + 1e-6, _IK_REACH * (upper + lower))
+    longest = np.maximum(_IK_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))  # no bend forced
+    clamped = np.clip(distance, abs(upper - lower) + 1e-6, longest)
     direction = reach / np.maximum(distance, 1e-12)[:, None]
     goal = hip + direction * clamped[:, None]
 
