@@ -18,7 +18,7 @@ from hymotion.jobs import parse_prompt_lines, parse_seeds
 from hymotion.presets import PresetStore
 from hymotion.prompt_guide import suggest_duration
 
-from . import backend_setup, generation, preferences, rig
+from . import backend_setup, generation, preferences, properties, rig
 from .backend_manager import MANAGER
 from .properties import BATCH_SOURCE_ITEMS, FPS_MODE_ITEMS, NLA_LAYOUT_ITEMS, TARGET_ITEMS, HYMOTION_PG_settings
 
@@ -203,7 +203,7 @@ class HYMOTION_OT_generate(_GenerationOperator, bpy.types.Operator):
     def remember(self, context: bpy.types.Context, run: generation.Run) -> None:
         clip = run.spec.clips[0]
         duration = float(self.value(context, "duration"))
-        _settings(context).remember(clip.prompt, duration, self.value(context, "seeds"))
+        properties.remember(_settings(context), clip.prompt, duration, self.value(context, "seeds"))
 
 
 class HYMOTION_OT_batch_bake(_GenerationOperator, bpy.types.Operator):
@@ -334,7 +334,7 @@ class HYMOTION_OT_preset_load(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
             preset = PresetStore(preferences.presets_path()).get(self.preset)
-            _settings(context).apply_preset(preset)
+            properties.apply_preset(_settings(context), preset)
         except HyMotionError as error:
             return _report_error(self, error)
         except (TypeError, ValueError) as error:
@@ -356,7 +356,7 @@ class HYMOTION_OT_preset_save(bpy.types.Operator):
         settings = _settings(context)
         name = self.name if self.properties.is_property_set("name") else settings.preset_name
         try:
-            saved = PresetStore(preferences.presets_path()).save(name, settings.to_preset())
+            saved = PresetStore(preferences.presets_path()).save(name, properties.to_preset(settings))
         except HyMotionError as error:
             return _report_error(self, error)
         self.report({"INFO"}, f"Saved preset '{saved}'.")

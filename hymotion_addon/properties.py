@@ -1,4 +1,8 @@
-"""The panel's settings, saved with the .blend file on each scene (``scene.hymotion``), and the prompt history."""
+"""The panel's settings, saved with the .blend file on each scene (``scene.hymotion``), and the prompt history.
+
+The PropertyGroups hold data only; what works on them are module functions (Blender 4.2's bpy module crashed at exit
+when these were methods of the registered class).
+"""
 
 from __future__ import annotations
 
@@ -96,39 +100,43 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
     history: bpy.props.CollectionProperty(type=HYMOTION_PG_history_item)
     history_index: bpy.props.IntProperty(name="History", default=0)
 
-    def to_preset(self) -> GenerationPreset:
-        return GenerationPreset(
-            duration=float(self.duration),
-            seeds=self.seeds,
-            cfg=float(self.cfg),
-            steps=int(self.steps),
-            smoothing=bool(self.smoothing),
-            bake={name: getattr(self, name) for name in PRESET_BAKE_OPTIONS},
-        )
 
-    def apply_preset(self, preset: GenerationPreset) -> None:
-        """Set the panel from a preset; bake options it lacks stay as they are, unknown values raise TypeError."""
-        self.duration = preset.duration
-        self.seeds = preset.seeds
-        self.cfg = preset.cfg
-        self.steps = preset.steps
-        self.smoothing = preset.smoothing
-        for name in PRESET_BAKE_OPTIONS:
-            if name in preset.bake:
-                setattr(self, name, preset.bake[name])
+def to_preset(settings: HYMOTION_PG_settings) -> GenerationPreset:
+    return GenerationPreset(
+        duration=float(settings.duration),
+        seeds=settings.seeds,
+        cfg=float(settings.cfg),
+        steps=int(settings.steps),
+        smoothing=bool(settings.smoothing),
+        bake={name: getattr(settings, name) for name in PRESET_BAKE_OPTIONS},
+    )
 
-    def remember(self, prompt: str, duration: float, seeds: str) -> None:
-        """Put a prompt at the top of the history (once), dropping the oldest beyond HISTORY_LENGTH."""
-        for index, item in enumerate(self.history):
-            if item.prompt == prompt:
-                self.history.remove(index)
-                break
-        item = self.history.add()
-        item.prompt, item.duration, item.seeds = prompt, duration, seeds
-        self.history.move(len(self.history) - 1, 0)
-        while len(self.history) > HISTORY_LENGTH:
-            self.history.remove(len(self.history) - 1)
-        self.history_index = 0
+
+def apply_preset(settings: HYMOTION_PG_settings, preset: GenerationPreset) -> None:
+    """Set the panel from a preset; bake options it lacks stay as they are, unknown values raise TypeError."""
+    settings.duration = preset.duration
+    settings.seeds = preset.seeds
+    settings.cfg = preset.cfg
+    settings.steps = preset.steps
+    settings.smoothing = preset.smoothing
+    for name in PRESET_BAKE_OPTIONS:
+        if name in preset.bake:
+            setattr(settings, name, preset.bake[name])
+
+
+def remember(settings: HYMOTION_PG_settings, prompt: str, duration: float, seeds: str) -> None:
+    """Put a prompt at the top of the history (once), dropping the oldest beyond HISTORY_LENGTH."""
+    history = settings.history
+    for index, item in enumerate(history):
+        if item.prompt == prompt:
+            history.remove(index)
+            break
+    item = history.add()
+    item.prompt, item.duration, item.seeds = prompt, duration, seeds
+    history.move(len(history) - 1, 0)
+    while len(history) > HISTORY_LENGTH:
+        history.remove(len(history) - 1)
+    settings.history_index = 0
 
 
 classes = (HYMOTION_PG_history_item, HYMOTION_PG_settings)

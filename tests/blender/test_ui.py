@@ -125,7 +125,7 @@ def test_the_target_panel_says_whether_the_active_object_can_take_the_motion(sce
 
 def test_the_history_list_draws_its_items(scene):
     settings = scene.hymotion
-    settings.remember("a person waves", 2.5, "0")
+    addon_module("properties").remember(settings, "a person waves", 2.5, "0")
     layout = RecordingLayout()
     panels = addon_module("panels")
     panels.HYMOTION_UL_history.draw_item(None, bpy.context, layout, settings, settings.history[0], 0, settings,
@@ -224,8 +224,8 @@ def test_a_damaged_preset_file_is_reported_with_its_path(tmp_path):
 def test_history_keeps_recent_prompts_once_newest_first(scene):
     settings = scene.hymotion
     for index in range(25):
-        settings.remember(f"a person walks {index} steps", 0.0, "0")
-    settings.remember("a person walks 20 steps", 3.0, "1")
+        addon_module("properties").remember(settings, f"a person walks {index} steps", 0.0, "0")
+    addon_module("properties").remember(settings, "a person walks 20 steps", 3.0, "1")
     prompts = [item.prompt for item in settings.history]
     assert len(prompts) == 20 and prompts[0] == "a person walks 20 steps" and prompts.count(prompts[0]) == 1
     settings.history_index = 1
