@@ -108,6 +108,10 @@ class TargetSkeleton:
         object.__setattr__(self, "rest", np.asarray(self.rest, dtype=np.float64))
         plain = np.ones(len(self.names), dtype=bool) if self.plain is None else np.asarray(self.plain, dtype=bool)
         object.__setattr__(self, "plain", plain)
+        relative = self.rest.copy()  # each bone's rest in its parent's rest frame (its own rest at the top)
+        has_parent = parents >= 0
+        relative[has_parent] = _rigid_inverse(self.rest[parents[has_parent]]) @ self.rest[has_parent]
+        object.__setattr__(self, "relative_rest", relative)
 
     def index(self, name: str) -> int:
         return self.names.index(name)
@@ -206,28 +210,33 @@ def axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quaternion(matrices: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) to unit quaternions (..., 4, w x y z), by the numerically stable largest term."""
-    m = np.asarray(matrices, dtype=np.float64)
-    m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
-    m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
+    """Rotation matrices (..., 3, 3) to unit quaternions (..., 4, w x y z), each from its largest component (stable)."""
+    m = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
+    m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
     squares = np.stack(
         [1.0 + m00 + m11 + m22, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22], axis=-1
     )
     largest = np.argmax(squares, axis=-1)
-    root = 0.5 * np.sqrt(np.maximum(np.take_along_axis(squares, largest[..., None], axis=-1)[..., 0], 1e-12))
-    quarter = 0.25 / root
-    candidates = np.stack(
-        [
-            np.stack([root, (m21 - m12) * quarter, (m02 - m20) * quarter, (m10 - m01) * quarter], axis=-1),
-            np.stack([(m21 - m12) * quarter, root, (m01 + m10) * quarter, (m02 + m20) * quarter], axis=-1),
-            np.stack([(m02 - m20) * quarter, (m01 + m10) * quarter, root, (m12 + m21) * quarter], axis=-1),
-            np.stack([(m10 - m01) * quarter, (m02 + m20) * quarter, (m12 + m21) * quarter, root], axis=-1),
-        ],
-        axis=-2,
+    quaternions = np.empty((m.shape[0], 4))
+    # (index of the largest component, then the other three as sums/differences of off-diagonal pairs)
+    cases = (
+        (0, ((1, m21 - m12), (2, m02 - m20), (3, m10 - m01))),
+        (1, ((0, m21 - m12), (2, m01 + m10), (3, m02 + m20))),
+        (2, ((0, m02 - m20), (1, m01 + m10), (3, m12 + m21))),
+        (3, ((0, m10 - m01), (1, m02 + m20), (2, m12 + m21))),
     )
-    quaternions = np.take_along_axis(candidates, largest[..., None, None], axis=-2)[..., 0, :]
-    return _normalized(quaternions)
+    for component, others in cases:
+        rows = largest == component
+        if not rows.any():
+            continue
+        root = 0.5 * np.sqrt(squares[rows, component])
+        quaternions[rows, component] = root
+        for other, pair in others:
+            quaternions[rows, other] = pair[rows] * (0.25 / root)
+    quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
+    return quaternions.reshape(np.shape(matrices)[:-2] + (4,))
 
 
 def quaternion_to_euler(quaternions: np.ndarray, order: str) -> np.ndarray:
@@ -280,7 +289,9 @@ def source_world(
     The same forward kinematics as :func:`hymotion.skeleton.forward_kinematics`, with the rotations kept and the
     model-to-Blender axis change applied once (C R C^T on every local rotation).
     """
-    local = _Y_UP_TO_Z_UP @ quaternion_to_matrix(rotations) @ _Y_UP_TO_Z_UP.T
+    quaternions = np.asarray(rotations, dtype=np.float64)
+    blender_axes = np.concatenate([quaternions[..., :1], quaternions[..., 1:] @ _Y_UP_TO_Z_UP.T], axis=-1)
+    local = quaternion_to_matrix(blender_axes)  # C R C^T: a conjugated quaternion keeps w and turns its vector part
     frames = local.shape[0]
     world = np.empty_like(local)
     positions = np.empty((frames, len(BODY_PARENTS), 3))
@@ -598,7 +609,7 @@ def _pose_matrices(plan: RetargetPlan, wishes: _Wishes) -> dict[int, np.ndarray]
     for bone in plan.solve_order.tolist():
         parent = int(target.parents[bone])
         if parent >= 0:
-            matrix = posed[parent] @ (np.linalg.inv(target.rest[parent]) @ target.rest[bone])
+            matrix = posed[parent] @ target.relative_rest[bone]
         else:
             matrix = np.broadcast_to(target.rest[bone], (frames, 4, 4)).copy()
         if bone in wishes.rotations:
@@ -614,15 +625,15 @@ def _pose_matrices(plan: RetargetPlan, wishes: _Wishes) -> dict[int, np.ndarray]
 def _bases(plan: RetargetPlan, posed: dict[int, np.ndarray], keyed: list[int]) -> np.ndarray:
     """Pose-bone basis matrices (F, K, 4, 4): each bone's pose against its parent's pose times its rest offset."""
     target = plan.target
-    bases = []
-    for bone in keyed:
+    bases = np.empty((posed[keyed[0]].shape[0], len(keyed), 4, 4))
+    for slot, bone in enumerate(keyed):
         parent = int(target.parents[bone])
         if parent >= 0:
-            unposed = posed[parent] @ (np.linalg.inv(target.rest[parent]) @ target.rest[bone])
+            unposed = posed[parent] @ target.relative_rest[bone]
         else:
             unposed = np.broadcast_to(target.rest[bone], posed[bone].shape)
-        bases.append(_rigid_inverse(unposed) @ posed[bone])
-    return np.stack(bases, axis=1)
+        bases[:, slot] = _rigid_inverse(unposed) @ posed[bone]
+    return bases
 
 
 # --- feet -----------------------------------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ def build_rig(name: str, bones: list[RigBone], y_up_centimetres: bool = False) -
 def generate_rigify_rig() -> bpy.types.Object:
     """Rigify's human metarig without its face (the face alone takes ~20 s to generate), generated into a rig."""
     addon_utils.enable("rigify", default_set=True)
+    existing = set(bpy.data.objects)
     bpy.ops.object.armature_human_metarig_add()
     metarig = bpy.context.active_object
     bpy.ops.object.mode_set(mode="EDIT")
@@ -260,7 +261,7 @@ def generate_rigify_rig() -> bpy.types.Object:
         edit_bones.remove(bone)
     bpy.ops.object.mode_set(mode="OBJECT")
     bpy.ops.pose.rigify_generate()
-    generated = [obj for obj in bpy.data.objects if obj.type == "ARMATURE" and obj is not metarig]
+    generated = [obj for obj in bpy.data.objects if obj.type == "ARMATURE" and obj not in existing and obj != metarig]
     return generated[0]
 
 

@@ -1,0 +1,102 @@
+"""How long retargeting one full-length clip onto a 65-bone rig takes, foot contact cleanup included.
+
+Runs in whatever Python has the `bpy` module (or inside Blender: blender -b -P benchmarks/retarget_benchmark.py -- ...).
+The rig is the 65-bone Mixamo skeleton the tests build (body, head top, toe ends, four bones per finger); the clip is
+a 360-frame synthetic walk whose feet slide, so contact cleanup has real work. The time covers the whole
+`retarget.bake_onto_rig` call: mapping detection, reading the rig, the (cached) rest alignment, the world-space
+transfer, contact detection and pinning, creating the Action and writing every key. The target is under 100 ms.
+Also reported: the numpy part alone, the first call (rest alignment not yet cached), and a Rigify rig, which is
+solved against Blender's own evaluation (constraints between its controls) and so takes far longer.
+
+    python benchmarks/retarget_benchmark.py [--repeats 20] [--frames 360] [--rigify]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import bpy
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "blender"))
+
+import retarget_test_rigs as rigs  # noqa: E402  (the rigs the tests build: one definition)
+from hymotion_addon import retarget, retarget_math  # noqa: E402
+
+TARGET_MS = 100.0
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(call, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def summary(label: str, times: list[float]) -> str:
+    return (f"{label:<44} median {statistics.median(times):7.1f} ms   min {min(times):7.1f} ms   "
+            f"max {max(times):7.1f} ms   (n={len(times)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=360)
+    parser.add_argument("--rigify", action="store_true", help="also time a Rigify rig (slow: evaluated solve)")
+    args = parser.parse_args(argv)
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    armature = rigs.build_rig("Mixamo", rigs.mixamo_bones())
+    translation, rotations, _ = rigs.walk_clip(args.frames)
+    print(f"Blender {bpy.app.version_string}, CPU: {cpu_name()}")
+    print(f"rig: {len(armature.data.bones)} bones, clip: {args.frames} frames at 30 fps, contact cleanup on")
+
+    def full() -> None:
+        retarget.bake_onto_rig(armature, translation, rotations, feet_cleanup=True)
+
+    retarget._plan_cache.clear()
+    first = timed(full, 1)
+    times = timed(full, args.repeats)
+    mapping = retarget.detect_mapping(armature)
+    plan = retarget.plan_for(armature, mapping)
+    numpy_only = timed(lambda: retarget_math.retarget(plan, translation, rotations, feet_cleanup=True), args.repeats)
+    without_feet = timed(lambda: retarget.bake_onto_rig(armature, translation, rotations), args.repeats)
+
+    print(summary("bake_onto_rig, feet cleanup (the figure)", times))
+    print(summary("  first call (rest alignment computed)", first))
+    print(summary("  without feet cleanup", without_feet))
+    print(summary("  numpy part only (retarget_math.retarget)", numpy_only))
+    verdict = "PASS" if statistics.median(times) < TARGET_MS else "FAIL"
+    print(f"target < {TARGET_MS:.0f} ms: {verdict}")
+
+    if args.rigify:
+        rigify = rigs.generate_rigify_rig()
+        rigify_times = timed(lambda: retarget.bake_onto_rig(rigify, translation, rotations, feet_cleanup=True), 1)
+        print(summary(f"Rigify rig ({len(rigify.data.bones)} bones, evaluated solve)", rigify_times))
+    return 0 if verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
