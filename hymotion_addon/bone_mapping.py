@@ -106,7 +106,9 @@ def load_preset(path: str | Path) -> BoneMapping:
     except FileNotFoundError:
         raise bad_request(f"No bone mapping preset at {path}.", "Pick an existing preset.") from None
     except (OSError, ValueError) as error:
-        raise bad_request(f"Cannot read the preset {path}: {error}.", "Pick a .json preset saved by HY-Motion.") from None
+        raise bad_request(
+            f"Cannot read the preset {path}: {error}.", "Pick a .json preset saved by HY-Motion."
+        ) from None
     return BoneMapping.from_dict(data)
 
 
@@ -501,9 +503,10 @@ def followers_for(mapping: BoneMapping, bone_names) -> dict[str, str]:
     followers = {}
     for convention, table in FOLLOWERS.items():
         if mapping.bones.get("pelvis") == CONVENTIONS[convention]["pelvis"]:
-            followers.update(
-                {bone: joint for bone, joint in table.items() if bone in names and bone not in used and mapping.bones.get(joint)}
-            )
+            followers.update({
+                bone: joint for bone, joint in table.items()
+                if bone in names and bone not in used and mapping.bones.get(joint)
+            })
     return followers
 
 
@@ -514,7 +517,8 @@ def root_bone_candidate(bones: list[BoneInfo], mapping: BoneMapping) -> str | No
     hips = mapping.bones.get("pelvis")
     used = set(mapping.mapped().values())
     for bone in bones:
-        if bone.parent not in by_name and parse_bone_name(bone.name).core in ("root", "rootx") and bone.name not in used:
+        is_top = bone.parent not in by_name
+        if is_top and parse_bone_name(bone.name).core in ("root", "rootx") and bone.name not in used:
             return bone.name
     if hips in by_name:
         ancestors = _ancestor_names(by_name, hips)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 import bpy
 import numpy as np
 from hymotion.errors import bad_request
-from hymotion.skeleton import NUM_BODY_JOINTS, FPS
+from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from . import bake, bone_mapping, motion_math, retarget_math, rig
 from .bone_mapping import BoneInfo, BoneMapping
@@ -248,7 +248,8 @@ class _KeyWriter:
 
 def _rigify_switches(armature: bpy.types.Object, mapping: BoneMapping) -> list[str]:
     """Rigify limb controls holding an IK/FK switch, when the mapping drives Rigify's FK controls."""
-    if mapping.convention != "rigify" and not any(bone.endswith(("_fk.L", "_fk.R")) for bone in mapping.mapped().values()):
+    drives_fk = any(bone.endswith(("_fk.L", "_fk.R")) for bone in mapping.mapped().values())
+    if mapping.convention != "rigify" and not drives_fk:
         return []
     prop = bone_mapping.RIGIFY_FK_SWITCH[0]
     return [pose_bone.name for pose_bone in armature.pose.bones if prop in pose_bone.keys()]
@@ -469,8 +470,6 @@ def clip_from_action(
     The inverse of :func:`.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
     model frame, the pelvis location l is the translation C^T B l. Channels the Action does not key read as rest.
     """
-    from hymotion.skeleton import BODY_JOINT_NAMES
-
     if not rig.is_hymotion_armature(smplx_armature):
         raise bad_request(
             f"'{getattr(smplx_armature, 'name', smplx_armature)}' is not a HY-Motion SMPL-X armature.",

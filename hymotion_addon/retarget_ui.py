@@ -5,8 +5,6 @@ Registration: register :data:`classes` in order, then call :func:`register_prope
 The panel is a child of ``HYMOTION_PT_main``, which must be registered first.
 """
 
-from __future__ import annotations
-
 import re
 from pathlib import Path
 

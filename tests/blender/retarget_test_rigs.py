@@ -39,7 +39,8 @@ def humanoid_joints(scale: float = 1.0, arm_drop_degrees: float = 0.0, arm_scale
         shoulder = joints[f"{side}_shoulder"]
         sign = 1.0 if side == "left" else -1.0
         angle = math.radians(arm_drop_degrees) * sign
-        turn = np.array([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0], [-math.sin(angle), 0.0, math.cos(angle)]])
+        cosine, sine = math.cos(angle), math.sin(angle)
+        turn = np.array([[cosine, 0.0, sine], [0.0, 1.0, 0.0], [-sine, 0.0, cosine]])
         for part in ("elbow", "wrist"):
             key = f"{side}_{part}"
             joints[key] = shoulder + turn @ (joints[key] - shoulder) * arm_scale
@@ -135,7 +136,8 @@ def mixamo_bones(prefix: str = "mixamorig:", scale: float = 1.1) -> list[RigBone
     names = {joint: prefix + name for joint, name in MIXAMO_NAMES.items()}
     bones = body_bones(names, joints, scale=scale)
     head = joints["head"]
-    bones.append(RigBone(prefix + "HeadTop_End", names["head"], head + [0, 0, 0.18 * scale], head + [0, 0, 0.24 * scale]))
+    top = head + np.array([0.0, 0.0, 0.18 * scale])
+    bones.append(RigBone(prefix + "HeadTop_End", names["head"], top, top + np.array([0.0, 0.0, 0.06 * scale])))
     for side, _, word, _ in SIDES:
         toe = leaf_tail(f"{side}_foot", joints, scale)
         bones.append(RigBone(f"{prefix}{word}Toe_End", names[f"{side}_foot"], toe, toe + [0, -0.03 * scale, 0]))
@@ -177,12 +179,14 @@ def ue5_bones(scale: float = 0.95, rng: np.random.Generator | None = None) -> li
             for number, part in enumerate(limb):
                 joint = f"{side}_{part}"
                 name = UE5_NAMES[joint]
-                tail = joints[f"{side}_{limb[number + 1]}"] if number + 1 < len(limb) else leaf_tail(joint, joints, scale)
+                last = number + 1 == len(limb)
+                tail = leaf_tail(joint, joints, scale) if last else joints[f"{side}_{limb[number + 1]}"]
                 bones.append(RigBone(name, parent, joints[joint], tail, roll=float(rng.uniform(-math.pi, math.pi))))
                 parent = name
         for twist, (start, end) in {"upperarm": ("shoulder", "elbow"), "thigh": ("hip", "knee")}.items():
             middle = (joints[f"{side}_{start}"] + joints[f"{side}_{end}"]) / 2
-            bones.append(RigBone(f"{twist}_twist_01_{small}", f"{twist}_{small}", middle, middle + (joints[f"{side}_{end}"] - middle) * 0.3))
+            tail = middle + 0.3 * (joints[f"{side}_{end}"] - middle)
+            bones.append(RigBone(f"{twist}_twist_01_{small}", f"{twist}_{small}", middle, tail))
     bones.append(RigBone("ik_foot_root", "root", np.zeros(3), np.array([0.0, 0.0, 0.1])))
     for side, _, _, small in SIDES:
         ankle = joints[f"{side}_ankle"]
