@@ -28,6 +28,7 @@ from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
 from .model.loading import LoadedModel, load_model_folder
 from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache
 from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
+from .paths import user_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,6 @@ GRAPH_CACHE_SIZE = 4
 RECENT_EMBEDDINGS = 512
 # numpy releases the GIL in the heavy parts of decoding, so a batch's clips decode in parallel.
 DECODE_WORKERS = min(16, os.cpu_count() or 1)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("HYMOTION_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hymotion"
-    )
-    return Path(base)
 
 
 def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
@@ -414,7 +408,7 @@ def load_pipeline(
         chosen = plan
     else:
         chosen = memory.choose_plan(plan, variant)
-    cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir() / "embeddings")
+    cache = EmbeddingCache(Path(cache_dir) if cache_dir else user_cache_dir() / "embeddings")
     pipeline = MotionPipeline(loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding)
     log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)
     return pipeline

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
 from . import __version__, errors
 from .errors import HyMotionError
+from .paths import user_cache_dir
 from .protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
@@ -689,14 +690,6 @@ def _wait_for_stop(service: Service) -> None:
 
 
 # ---------------------------------------------------------------- set-up, arguments, entry point
-
-
-def user_cache_dir() -> Path:
-    """Per-user cache folder for logs and tokens: the same folder the pipeline caches prompt embeddings in."""
-    base = os.environ.get("HYMOTION_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hymotion"
-    )
-    return Path(base)
 
 
 def _set_up_logging(log_file: str | None) -> str | None:
