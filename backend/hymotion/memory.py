@@ -7,14 +7,13 @@
   the CPU; only the DiT is resident.
 - ``cpu``: no GPU.
 ``auto`` picks the fastest plan whose expected peak fits in the free VRAM; a CUDA out-of-memory error steps down one plan.
+Choosing a plan needs no torch (the service reports it in ``hello`` before loading anything); placing models does.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
-import torch
 
 from .errors import BAD_REQUEST, HyMotionError
 
@@ -39,7 +38,7 @@ GPU_PLAN_SPARE = 2 * GIB
 class Plan:
     name: str
     text_placement: str  # resident | offload | stream | cpu
-    dit_dtype: torch.dtype
+    dit_dtype: str  # a torch dtype name
     cuda_graph: bool
     max_batch: int  # samples (prompt x seed) per sampling batch, before CFG doubling
 
@@ -49,12 +48,12 @@ class Plan:
 
 
 PLANS = {
-    "gpu": Plan("gpu", "resident", torch.bfloat16, cuda_graph=True, max_batch=32),
-    "offload": Plan("offload", "offload", torch.bfloat16, cuda_graph=True, max_batch=32),
-    "stream": Plan("stream", "stream", torch.bfloat16, cuda_graph=True, max_batch=8),
-    "cpu": Plan("cpu", "cpu", torch.float32, cuda_graph=False, max_batch=4),
+    "gpu": Plan("gpu", "resident", "bfloat16", cuda_graph=True, max_batch=32),
+    "offload": Plan("offload", "offload", "bfloat16", cuda_graph=True, max_batch=32),
+    "stream": Plan("stream", "stream", "bfloat16", cuda_graph=True, max_batch=8),
+    "cpu": Plan("cpu", "cpu", "float32", cuda_graph=False, max_batch=4),
     # Benchmarks only: placed and computed like the official pipeline (fp32 DiT, one request at a time, no graph).
-    "official-baseline": Plan("official-baseline", "resident", torch.float32, cuda_graph=False, max_batch=64),
+    "official-baseline": Plan("official-baseline", "resident", "float32", cuda_graph=False, max_batch=64),
 }
 
 
@@ -85,6 +84,8 @@ def expected_vram(plan: str, variant: str = "lite") -> dict[str, int]:
 
 def cuda_memory() -> tuple[int, int] | None:
     """(free, total) bytes of the current CUDA device, or None without one."""
+    import torch
+
     if not torch.cuda.is_available():
         return None
     free, total = torch.cuda.mem_get_info()
@@ -113,6 +114,8 @@ def choose_plan(requested: str = "auto", variant: str = "lite", memory: tuple[in
 
 def plan_report(plan: str, variant: str = "lite", device: str | None = None) -> dict:
     """What the user sees: the plan, the device and the VRAM the plan expects."""
+    import torch
+
     memory = cuda_memory()
     expected = expected_vram(plan, variant)
     return {
@@ -125,7 +128,7 @@ def plan_report(plan: str, variant: str = "lite", device: str | None = None) -> 
     }
 
 
-def place_text_encoder(encoder, plan: Plan, device: torch.device) -> None:
+def place_text_encoder(encoder, plan: Plan, device) -> None:
     """Put Qwen3 and CLIP where the plan wants them; accelerate's hooks move weights in and out on demand."""
     from accelerate import cpu_offload, cpu_offload_with_hook
 
@@ -149,6 +152,8 @@ def place_text_encoder(encoder, plan: Plan, device: torch.device) -> None:
 
 def release_text_encoder(encoder) -> None:
     """After encoding under ``offload``, send the weights back to host RAM and return the memory to the driver."""
+    import torch
+
     for hook in getattr(encoder, "release_hooks", ()):
         hook.offload()
     if torch.cuda.is_available():
@@ -156,4 +161,6 @@ def release_text_encoder(encoder) -> None:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
     return isinstance(error, torch.OutOfMemoryError) or "CUDA out of memory" in str(error)

@@ -138,7 +138,8 @@ class MotionPipeline:
         if not plan.needs_cuda:
             self.device = torch.device("cpu")
         self._graphs.clear()
-        torch.nn.Module.to(self.model.transformer, self.device, plan.dit_dtype)  # ModelMixin.to warns needlessly
+        # nn.Module.to directly: ModelMixin.to warns about float32-pinned modules this model does not have.
+        torch.nn.Module.to(self.model.transformer, self.device, getattr(torch, plan.dit_dtype))
         self.conditioning = {key: value.to(self.device) for key, value in self.model.conditioning.items()}
         self._mean = self.model.conditioning["mean"].double().numpy()
         self._std = self.model.conditioning["std"].double().numpy()

@@ -425,8 +425,18 @@ class Service:
             torch.cuda.empty_cache()
 
     def _plan_name(self) -> str:
+        """The plan in use; before the first load, the plan ``auto`` would pick from the free VRAM NVML reports."""
         pipeline = self._pipeline
-        return pipeline.plan if pipeline is not None else self.options.plan
+        if pipeline is not None:
+            return pipeline.plan
+        if self.options.plan != "auto":
+            return self.options.plan
+        from . import memory
+
+        _, vram_free, vram_total = self._device_report()
+        variant = "standard" if self.options.model == "standard" else "lite"
+        measured = (vram_free, vram_total) if vram_free is not None and vram_total is not None else None
+        return memory.choose_plan("auto", variant, memory=measured) if measured else self.options.plan
 
     def _device_report(self) -> tuple[str | None, int | None, int | None]:
         """Device name and free/total VRAM, without importing torch unless the pipeline already did."""
