@@ -117,7 +117,8 @@ class MotionPipeline:
         self.variant = variant
         self.cache = cache
         self.official_padding = official_padding
-        self.device = torch.device(device)
+        self._accelerator = torch.device(device)  # where the GPU plans run; the cpu plan always runs on the CPU
+        self.device = self._accelerator
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
         self._recent_embeddings: OrderedDict[str, PromptEmbedding] = OrderedDict()
         self.plan = ""
@@ -135,8 +136,7 @@ class MotionPipeline:
     def switch_plan(self, name: str) -> None:
         """Place the models for ``name``; also how an out-of-memory error steps down."""
         plan = memory.PLANS[name]
-        if not plan.needs_cuda:
-            self.device = torch.device("cpu")
+        self.device = self._accelerator if plan.needs_cuda else torch.device("cpu")
         self._graphs.clear()
         # nn.Module.to directly: ModelMixin.to warns about float32-pinned modules this model does not have.
         torch.nn.Module.to(self.model.transformer, self.device, getattr(torch, plan.dit_dtype))
