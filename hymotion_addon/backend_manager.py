@@ -74,9 +74,6 @@ class BackendManager:
                 client.pid if client is not None else None,
             )
 
-    def is_ready_for(self, config: BackendConfig) -> bool:
-        return self.status().state == READY and self._config == config
-
     @property
     def pid(self) -> int | None:
         client = self._client
@@ -111,6 +108,13 @@ class BackendManager:
             status = self.status()
             if status.state != READY:
                 raise status.error or HyMotionError(errors.INTERNAL, "The backend did not start.", "Try again.")
+
+    def wait_started(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a start in progress to end (READY or ERROR)."""
+        with self._lock:
+            starter = self._starter
+        if starter is not None:
+            starter.join(timeout)
 
     def _start(self, config: BackendConfig, previous: BackendClient | None) -> None:
         if previous is not None:

@@ -19,15 +19,15 @@ from hymotion.jobs import GenerationSettings
 from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, ResultEvent, WarningEvent
 
 from . import bake, rig
-from .backend_manager import MANAGER, READY, BackendConfig, BackendManager, error_from_event
+from .backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 
 RIG_NAME = "SMPLX"
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
                 "decoding": "Decoding"}
-# Share of the progress bar each stage fills, in order; sampling is where the time goes.
-_STAGE_SPANS = {"starting": (0.0, 0.02), "loading": (0.02, 0.1), "encoding": (0.1, 0.15),
-                "sampling": (0.15, 0.95), "decoding": (0.95, 1.0)}
+# Share of the progress bar each stage fills. Sampling steps count on across batches (total = steps x batches) and
+# each batch is decoded in between, so the sampling span covers decoding too; the last decode fills the bar.
+_STAGE_SPANS = {"starting": (0.0, 0.02), "loading": (0.02, 0.1), "encoding": (0.1, 0.15), "sampling": (0.15, 1.0)}
 
 
 @dataclass
@@ -91,6 +91,7 @@ class Run:
     cancel_requested: bool = False
     finished: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    _fraction: float = 0.0
 
     @property
     def expected(self) -> int:
@@ -112,30 +113,31 @@ class Run:
             return
         self._submit_when_ready()
 
-    def update(self) -> None:
-        """One tick: submit once the backend is ready, then handle whatever events arrived. Never blocks."""
+    def update(self, wait: float = 0.0) -> None:
+        """One tick: submit once the backend is ready, then handle the events that arrived, waiting up to ``wait``
+        seconds for them (0, never blocking, on the UI's timer)."""
         if self.finished:
             return
         if self.job is None:
-            self._submit_when_ready()
+            self._submit_when_ready(wait)
             return
-        self._handle(self.manager.poll_events())
+        self._handle(self.manager.wait_events(wait) if wait > 0 else self.manager.poll_events())
 
     def run_until_done(self, timeout: float | None = None) -> None:
         """Block until the run finishes (background mode, scripts); past ``timeout`` seconds, cancel it."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        timed_out = False
         while not self.finished:
-            if deadline is not None and time.monotonic() > deadline and not self.cancel_requested:
+            if deadline is not None and not timed_out and time.monotonic() > deadline:
+                timed_out = True
                 self.cancel()
-                self.error = HyMotionError(
-                    errors.CANCELLED,
-                    f"No complete result within {timeout:g} s, so the generation was cancelled.",
-                    "Allow more time, or use fewer seeds, steps or prompts.",
-                )
-            if self.job is None:
-                self.begin(wait=True)
-                continue
-            self._handle(self.manager.wait_events(_WAIT_SLICE_S))
+            self.update(_WAIT_SLICE_S)
+        if timed_out and self.error is None and len(self.actions) < self.expected:
+            self.error = HyMotionError(
+                errors.CANCELLED,
+                f"No complete result within {timeout:g} s, so the generation was cancelled.",
+                "Allow more time, or use fewer seeds, steps or prompts.",
+            )
 
     def cancel(self) -> None:
         """Stop the job; Actions already baked stay. The run finishes when the backend confirms."""
@@ -167,9 +169,8 @@ class Run:
 
     @property
     def fraction(self) -> float:
-        low, high = _STAGE_SPANS.get(self.stage, (0.0, 1.0))
-        within = self.step / self.total if self.total else 0.0
-        return low + (high - low) * min(max(within, 0.0), 1.0)
+        """Progress from 0 to 1, never going back."""
+        return self._fraction
 
     def status_text(self) -> str:
         if self.cancel_requested and not self.finished:
@@ -182,11 +183,13 @@ class Run:
 
     # ---- internals
 
-    def _submit_when_ready(self) -> None:
+    def _submit_when_ready(self, wait: float = 0.0) -> None:
+        if self.manager.status().state == STARTING and wait > 0:
+            self.manager.wait_started(wait)
         status = self.manager.status()
         if status.state == READY:
             self._submit()
-        elif status.state != "STARTING":
+        elif status.state != STARTING:
             self._finish(status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", ""))
 
     def _submit(self) -> None:
@@ -212,6 +215,7 @@ class Run:
                 continue
             if isinstance(event, ProgressEvent):
                 self.stage, self.step, self.total = event.stage, event.step, event.total
+                self._fraction = max(self._fraction, _stage_fraction(event))
             elif isinstance(event, WarningEvent):
                 self.warnings.append(event.message)
             elif isinstance(event, ResultEvent):
@@ -290,6 +294,14 @@ class Run:
             reason = f" ({self.error.message})" if self.error is not None else ""
             return f"HY-Motion cancelled{reason}; kept {made}."
         return f"HY-Motion made {made} in {seconds:.1f} s."
+
+
+def _stage_fraction(event: ProgressEvent) -> float:
+    if event.stage == "decoding":
+        return 1.0 if event.total and event.step >= event.total else 0.0
+    low, high = _STAGE_SPANS[event.stage]
+    within = event.step / event.total if event.total else 0.0
+    return low + (high - low) * min(max(within, 0.0), 1.0)
 
 
 def _bake_error(error: Exception) -> HyMotionError:

@@ -61,6 +61,8 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
     if config.model == "tiny-random":
         layout.label(text="Tiny test model: the motion is noise.", icon="ERROR")
     if detailed:
+        if status.pid is not None and status.state == backend_manager.READY:
+            layout.label(text=f"Process {status.pid}, backend {status.hello.backend_version}", icon="CONSOLE")
         if status.hello is not None and status.hello.log_file:
             layout.operator("hymotion.open_log", text="Open Backend Log", icon="TEXT").filepath = status.hello.log_file
         row = layout.row()

@@ -14,7 +14,6 @@ File layout::
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -172,7 +171,3 @@ class PresetStore:
 
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number")
-
-
-def is_auto_duration(duration: float) -> bool:
-    return math.isclose(duration, AUTO_DURATION)

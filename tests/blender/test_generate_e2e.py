@@ -3,8 +3,10 @@ its results in real Blender. One backend serves the whole module, as it would a 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import time
 
 import bpy
 import pytest
@@ -41,6 +43,71 @@ def backend_pid() -> int:
     return addon_module("backend_manager").MANAGER.pid
 
 
+class FakeEvent:
+    def __init__(self, type: str, value: str = "NOTHING") -> None:
+        self.type, self.value = type, value
+
+
+class NoPropertySet:
+    def is_property_set(self, name: str) -> bool:
+        return False
+
+
+def modal_operator_class():
+    """Stands in for the operator instance Blender keeps during a modal Generate. bpy without a window has no event
+    loop, so the test delivers the timer and Esc events itself, to the operator's own methods."""
+    generate = addon_module("operators").HYMOTION_OT_generate
+
+    class ModalGenerate:
+        modal, show_progress, stop_modal = generate.modal, generate.show_progress, generate.stop_modal
+        conclude, remember, value = generate.conclude, generate.remember, generate.value
+        spec, duration_for = generate.spec, generate.duration_for
+
+        def __init__(self, context) -> None:
+            self.properties = NoPropertySet()
+            self.reports = []
+            self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+
+        def report(self, kinds, message) -> None:
+            self.reports.append((set(kinds), message))
+
+    return ModalGenerate
+
+
+def test_modal_generate_starts_the_backend_shows_progress_and_esc_keeps_finished_actions(scene):
+    """The module's first test: the backend is not running yet, so the modal run also starts it without blocking."""
+    generation, manager = addon_module("generation"), addon_module("backend_manager").MANAGER
+    assert manager.status().state == "STOPPED"
+    settings = scene.hymotion
+    settings.prompt, settings.duration, settings.seeds = "a person waves", 1.0, SEEDS_OVER_TWO_BATCHES
+    settings.steps = STEPS_LEFT_TO_INTERRUPT
+    context = bpy.context
+    operator = modal_operator_class()(context)
+    run = generation.Run(operator.spec(context), addon_module("preferences").backend_config(), scene,
+                         scene.collection)
+    generation.start_run(run, wait=False)
+    assert manager.status().state == "STARTING" and run.job is None
+    run.update = functools.partial(type(run).update, run, wait=0.5)  # ticks wait for events instead of spinning
+    operator._run = run
+    context.window_manager.progress_begin(0.0, 1.0)
+    deadline = time.monotonic() + 120
+
+    fractions = []
+    while not run.actions:
+        assert operator.modal(context, FakeEvent("TIMER")) == {"PASS_THROUGH"} and time.monotonic() < deadline
+        fractions.append(run.fraction)
+    assert operator.modal(context, FakeEvent("ESC", "PRESS")) == {"RUNNING_MODAL"} and run.cancel_requested
+    while (result := operator.modal(context, FakeEvent("TIMER"))) == {"PASS_THROUGH"}:
+        assert time.monotonic() < deadline
+
+    assert result == {"FINISHED"} and run.cancelled
+    assert fractions == sorted(fractions) and fractions[-1] > 0.15
+    kinds, message = operator.reports[-1]
+    assert kinds == {"WARNING"} and "cancelled; kept" in message
+    assert 1 <= len(hymotion_actions()) < 5
+    assert settings.history[0].prompt == "a person waves"
+
+
 def test_generate_bakes_one_action_per_seed_on_a_new_rig(scene):
     result = bpy.ops.hymotion.generate(prompt="a person walks forward", duration=2.0, seeds="0,1", steps=TEST_STEPS)
 
@@ -72,7 +139,7 @@ def test_generate_with_panel_settings_bakes_onto_the_active_rig(scene):
     assert rig.animation_data.action == action
     assert action["hymotion_duration"] == pytest.approx(suggest_duration("a person jumps"), abs=1 / 30)
     assert action.frame_range[0] == 10
-    assert len(_fcurves(action)) == FCURVES_PER_ACTION
+    assert len(action_fcurves(action)) == FCURVES_PER_ACTION
     rest_pelvis = rig.data.bones["pelvis"].head_local
     for frame in (10, 25, int(action.frame_range[1])):
         (pelvis,) = evaluated_heads(rig, ["pelvis"], frame)
@@ -163,7 +230,3 @@ def test_batch_bake_reports_a_bad_line_and_generates_nothing(scene):
     with pytest.raises(RuntimeError, match="line 2: Duration 99 s is outside"):
         bpy.ops.hymotion.batch_bake(source="TEXT", text=text.name)
     assert hymotion_actions() == []
-
-
-def _fcurves(action):
-    return action_fcurves(action)

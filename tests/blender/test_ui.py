@@ -20,6 +20,7 @@ from e2e_helpers import (
 )
 from hymotion.errors import HyMotionError
 from hymotion.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
+from hymotion.protocol import ProgressEvent
 
 MISSING_PYTHON = "/nonexistent/hymotion/python"
 
@@ -94,14 +95,15 @@ def test_a_running_generation_shows_progress_and_a_cancel_button(scene):
     spec = generation.RunSpec([generation.Clip("a person waves", 2.0)], seeds=[0, 1], cfg=5.0, steps=10,
                               smoothing=True)
     run = generation.Run(spec, preferences.backend_config(), scene, scene.collection)
-    run.job, run.stage, run.step, run.total = "job-1", "sampling", 5, 10
+    run.job = "job-1"
+    run._handle([ProgressEvent(job="job-1", stage="sampling", step=5, total=10)])
     generation.active_run = run
 
     layout = draw_panels()
 
     assert "Backend: busy" in layout.texts()
     progress = [call for call in layout.calls if call[0] == "progress"]
-    assert progress and progress[0][1] == pytest.approx(0.15 + 0.8 * 0.5)
+    assert progress and progress[0][1] == pytest.approx(0.15 + 0.85 * 0.5)
     assert "Sampling 5/10 · 0/2 clips" in progress[0][2]
     assert "hymotion.cancel" in layout.operators() and "hymotion.generate" not in layout.operators()
 
