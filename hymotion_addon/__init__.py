@@ -7,13 +7,14 @@ an atexit shutdown, and the backend also leaves by itself when its parent proces
 
 import bpy
 
-from . import backend_manager, generation, operators, panels, preferences, properties
+from . import backend_manager, generation, operators, panels, preferences, properties, retarget_ui
 
 classes: tuple[type, ...] = (
     *properties.classes,
     *preferences.classes,
     *operators.classes,
     *panels.classes,
+    *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
 )
 
 
@@ -27,6 +28,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     properties.register_properties()
+    retarget_ui.register_properties()
     bpy.app.handlers.load_pre.append(_stop_run_before_load)
 
 
@@ -37,6 +39,7 @@ def unregister() -> None:
     generation.active_run = None
     backend_manager.MANAGER.shutdown()
     operators.stop_setup_tasks()
+    retarget_ui.unregister_properties()
     properties.unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -15,7 +15,7 @@ import bpy
 from hymotion import errors
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import parse_prompt_lines, parse_seeds
-from hymotion.presets import PresetStore
+from hymotion.presets import BUILTIN_PRESETS, PresetStore
 from hymotion.prompt_guide import suggest_duration
 
 from . import backend_setup, generation, preferences, properties, rig
@@ -302,45 +302,25 @@ class HYMOTION_OT_stop_backend(bpy.types.Operator):
 # ---------------------------------------------------------------- presets and history
 
 
-_preset_items_cache: list[tuple[str, str, str]] = []
-
-
-def _preset_items(self, context: bpy.types.Context) -> list[tuple[str, str, str]]:
-    """Enum items for the presets; kept in a module list because Blender needs the strings to stay alive."""
-    try:
-        names = PresetStore(preferences.presets_path()).names()
-    except HyMotionError as error:
-        names, description = [], error.message
-    else:
-        description = "Load these settings"
-    _preset_items_cache[:] = [(name, name, description) for name in names] or [("", "(unreadable)", description)]
-    return _preset_items_cache
-
-
 class HYMOTION_OT_preset_load(bpy.types.Operator):
     """Set the panel's generation settings from a saved preset"""
 
     bl_idname = "hymotion.preset_load"
     bl_label = "Load Preset"
     bl_options = {"REGISTER", "UNDO"}
-    bl_property = "preset"
 
-    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        context.window_manager.invoke_search_popup(self)
-        return {"RUNNING_MODAL"}
+    name: bpy.props.StringProperty(name="Preset")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            preset = PresetStore(preferences.presets_path()).get(self.preset)
+            preset = PresetStore(preferences.presets_path()).get(self.name)
             properties.apply_preset(_settings(context), preset)
         except HyMotionError as error:
             return _report_error(self, error)
         except (TypeError, ValueError) as error:
-            return _report_error(self, bad_request(f"Preset '{self.preset}' has a value this version cannot use: "
+            return _report_error(self, bad_request(f"Preset '{self.name}' has a value this version cannot use: "
                                                    f"{error}.", "Save the preset again."))
-        self.report({"INFO"}, f"Loaded preset '{self.preset}'.")
+        self.report({"INFO"}, f"Loaded preset '{self.name}'.")
         return {"FINISHED"}
 
 
@@ -368,21 +348,49 @@ class HYMOTION_OT_preset_delete(bpy.types.Operator):
 
     bl_idname = "hymotion.preset_delete"
     bl_label = "Delete Preset"
-    bl_property = "preset"
 
-    preset: bpy.props.EnumProperty(name="Preset", items=_preset_items)
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        context.window_manager.invoke_search_popup(self)
-        return {"RUNNING_MODAL"}
+    name: bpy.props.StringProperty(name="Preset")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            PresetStore(preferences.presets_path()).delete(self.preset)
+            PresetStore(preferences.presets_path()).delete(self.name)
         except HyMotionError as error:
             return _report_error(self, error)
-        self.report({"INFO"}, f"Deleted preset '{self.preset}'.")
+        self.report({"INFO"}, f"Deleted preset '{self.name}'.")
         return {"FINISHED"}
+
+
+class _PresetMenu:
+    """Presets are listed by a menu, not an enum with an items callback: bpy 4.2 crashes at exit while a
+    registered property has a Python callback."""
+
+    operator = ""
+    user_presets_only = False
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        try:
+            names = PresetStore(preferences.presets_path()).names()
+        except HyMotionError as error:
+            layout.label(text=error.message, icon="ERROR")
+            return
+        if self.user_presets_only:
+            names = [name for name in names if name not in BUILTIN_PRESETS]
+        if not names:
+            layout.label(text="No saved presets yet")
+        for name in names:
+            layout.operator(self.operator, text=name).name = name
+
+
+class HYMOTION_MT_preset_load(_PresetMenu, bpy.types.Menu):
+    bl_label = "Load Preset"
+    operator = "hymotion.preset_load"
+
+
+class HYMOTION_MT_preset_delete(_PresetMenu, bpy.types.Menu):
+    bl_label = "Delete Preset"
+    operator = "hymotion.preset_delete"
+    user_presets_only = True
 
 
 class HYMOTION_OT_history_use(bpy.types.Operator):
@@ -594,6 +602,8 @@ classes = (
     HYMOTION_OT_preset_load,
     HYMOTION_OT_preset_save,
     HYMOTION_OT_preset_delete,
+    HYMOTION_MT_preset_load,
+    HYMOTION_MT_preset_delete,
     HYMOTION_OT_history_use,
     HYMOTION_OT_history_clear,
     HYMOTION_OT_install_backend,

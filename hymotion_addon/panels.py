@@ -159,8 +159,8 @@ def draw_batch(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 def draw_presets(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     settings = context.scene.hymotion
     row = layout.row(align=True)
-    row.operator_menu_enum("hymotion.preset_load", "preset", text="Load", icon="PRESET")
-    row.operator_menu_enum("hymotion.preset_delete", "preset", text="Delete", icon="TRASH")
+    row.menu("HYMOTION_MT_preset_load", text="Load", icon="PRESET")
+    row.menu("HYMOTION_MT_preset_delete", text="Delete", icon="TRASH")
     row = layout.row(align=True)
     row.prop(settings, "preset_name", text="")
     row.operator("hymotion.preset_save", text="Save", icon="ADD")

@@ -199,13 +199,13 @@ class RecordingLayout:
 
     def operator(self, idname: str, text: str = "", icon: str = "NONE", **_options) -> OperatorProperties:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
-        self.calls.append(("operator", idname))
+        self.calls.append(("operator", idname, text))
         return OperatorProperties(idname)
 
-    def operator_menu_enum(self, idname: str, property_name: str, text: str = "", icon: str = "NONE") -> None:
-        assert property_name in operator_rna(idname).properties, f"{idname} has no property {property_name!r}"
+    def menu(self, menu: str, text: str = "", icon: str = "NONE") -> None:
+        assert isinstance(getattr(bpy.types, menu, None), type), f"menu {menu} is not registered"
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
-        self.calls.append(("operator_menu_enum", idname))
+        self.calls.append(("menu", menu))
 
     def progress(self, factor: float = 0.0, type: str = "BAR", text: str = "") -> None:
         assert 0.0 <= factor <= 1.0, factor
@@ -221,7 +221,7 @@ class RecordingLayout:
         return [call[1] for call in self.calls if call[0] in ("label", "progress")]
 
     def operators(self) -> list[str]:
-        return [call[1] for call in self.calls if call[0] in ("operator", "operator_menu_enum")]
+        return [call[1] for call in self.calls if call[0] in ("operator", "menu")]
 
     def text(self) -> str:
         """Every label joined by spaces, so a wrapped paragraph reads as it was written."""

@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 import pytest
@@ -76,7 +77,7 @@ def test_panels_draw_a_backend_that_has_not_started_yet(scene):
     assert any(text.startswith("Backend: starts at the first Generate (tiny-random, plan cpu)")
                for text in layout.texts())
     assert "Tiny test model: the motion is noise." in layout.texts()
-    assert {"hymotion.generate", "hymotion.batch_bake", "hymotion.preset_load", "hymotion.preset_save",
+    assert {"hymotion.generate", "hymotion.batch_bake", "HYMOTION_MT_preset_load", "hymotion.preset_save",
             "hymotion.history_use", "hymotion.stop_backend"} <= set(layout.operators())
 
 
@@ -182,6 +183,15 @@ def test_batch_bake_needs_a_prompt_list(scene):
 # ---------------------------------------------------------------- presets and history
 
 
+def preset_menu_entries(menu_name: str) -> list[str]:
+    """The entries a preset menu draws (its draw method, called with a recording layout)."""
+    menu = getattr(addon_module("operators"), menu_name)
+    layout = RecordingLayout()
+    menu.draw(SimpleNamespace(layout=layout, operator=menu.operator, user_presets_only=menu.user_presets_only),
+              bpy.context)
+    return [call[2] for call in layout.calls if call[0] == "operator"]
+
+
 def test_presets_save_and_load_the_panel_settings(scene):
     settings = scene.hymotion
     settings.duration, settings.seeds, settings.steps, settings.cfg = 5.5, "0-2", 30, 3.5
@@ -190,15 +200,17 @@ def test_presets_save_and_load_the_panel_settings(scene):
     for name in ("duration", "seeds", "steps", "cfg", "in_place", "fps_mode", "nla_layout"):
         settings.property_unset(name)
 
-    assert bpy.ops.hymotion.preset_load(preset="Slow walks") == {"FINISHED"}
+    assert preset_menu_entries("HYMOTION_MT_preset_load") == [*BUILTIN_PRESETS, "Slow walks"]
+    assert preset_menu_entries("HYMOTION_MT_preset_delete") == ["Slow walks"]
+    assert bpy.ops.hymotion.preset_load(name="Slow walks") == {"FINISHED"}
 
     assert (settings.duration, settings.seeds, settings.steps, settings.cfg) == (5.5, "0-2", 30, 3.5)
     assert (settings.in_place, settings.fps_mode, settings.nla_layout) == (True, "SET_SCENE_FPS", "STACK")
     stored = json.loads(addon_module("preferences").presets_path().read_text())
     assert stored["schema"] == SCHEMA and stored["presets"]["Slow walks"]["steps"] == 30
-    assert bpy.ops.hymotion.preset_load(preset="Quick draft") == {"FINISHED"}
+    assert bpy.ops.hymotion.preset_load(name="Quick draft") == {"FINISHED"}
     assert settings.steps == BUILTIN_PRESETS["Quick draft"].steps
-    assert bpy.ops.hymotion.preset_delete(preset="Slow walks") == {"FINISHED"}
+    assert bpy.ops.hymotion.preset_delete(name="Slow walks") == {"FINISHED"}
     assert "Slow walks" not in PresetStore(addon_module("preferences").presets_path()).names()
 
 
@@ -208,7 +220,7 @@ def test_presets_refuse_bad_names_and_builtins(scene):
     with pytest.raises(RuntimeError, match="'Official' is a built-in preset"):
         bpy.ops.hymotion.preset_save(name="Official")
     with pytest.raises(RuntimeError, match="cannot be deleted"):
-        bpy.ops.hymotion.preset_delete(preset="Official")
+        bpy.ops.hymotion.preset_delete(name="Official")
 
 
 def test_a_damaged_preset_file_is_reported_with_its_path(tmp_path):
