@@ -3,6 +3,9 @@
 Registration: register :data:`classes` in order, then call :func:`register_properties` (it hangs
 ``Scene.hymotion_retarget`` on the scene); undo with :func:`unregister_properties`, then the classes in reverse.
 The panel is a child of ``HYMOTION_PT_main``, which must be registered first.
+
+The properties carry no Python callbacks (no poll/update/items functions): the bpy 4.2 module crashes at interpreter
+exit once any was registered, so choices are checked where they are used and presets are listed by a menu.
 """
 
 import re
@@ -75,35 +78,12 @@ class HYMOTION_PG_bone_map_item(bpy.types.PropertyGroup):
     bone: StringProperty(name="Target Bone", description="Bone of your rig that plays this joint (empty: not driven)")
 
 
-def _is_armature(_settings, obj) -> bool:
-    return obj.type == "ARMATURE"
-
-
-def _is_source(_settings, obj) -> bool:
-    return rig.is_hymotion_armature(obj)
-
-
-_preset_enum_items: list[tuple[str, str, str]] = []  # kept alive: Blender does not copy dynamic enum strings
-
-
-def _preset_items(_settings, _context):
-    items = [(name, name, f"Load the mapping preset '{name}'") for name in preset_names()]
-    _preset_enum_items[:] = items or [("", "No presets saved", "Save a mapping as a preset first")]
-    return _preset_enum_items
-
-
 class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
     source_armature: PointerProperty(
-        name="Source",
-        type=bpy.types.Object,
-        poll=_is_source,
-        description="The SMPL-X armature HY-Motion baked the motion onto",
+        name="Source", type=bpy.types.Object, description="The SMPL-X armature HY-Motion baked the motion onto"
     )
     target_armature: PointerProperty(
-        name="Target Rig",
-        type=bpy.types.Object,
-        poll=_is_armature,
-        description="Your character's armature, which gets the motion",
+        name="Target Rig", type=bpy.types.Object, description="Your character's armature, which gets the motion"
     )
     bone_map: CollectionProperty(type=HYMOTION_PG_bone_map_item)
     bone_map_index: IntProperty(name="Mapping Row", default=0, min=0)
@@ -131,7 +111,6 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
         ),
         default="ACTIVE",
     )
-    preset: EnumProperty(name="Preset", items=_preset_items, description="Saved bone mapping presets")
     export_rig: EnumProperty(
         name="Export Rig",
         items=(
@@ -187,7 +166,7 @@ class HYMOTION_UL_bone_map(bpy.types.UIList):
     bl_idname = "HYMOTION_UL_bone_map"
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
-        target = data.target_armature
+        target = data.target_armature if data.target_armature and data.target_armature.type == "ARMATURE" else None
         missing = bool(item.bone) and (target is None or item.bone not in target.data.bones)
         flag = "ERROR" if missing else ("BONE_DATA" if item.bone else "DOT")
         split = layout.split(factor=0.42)
@@ -230,7 +209,7 @@ class HYMOTION_OT_detect_mapping(bpy.types.Operator):
     def execute(self, context):
         settings = _settings(context)
         target = settings.target_armature
-        if target is None:
+        if target is None or target.type != "ARMATURE":
             self.report({"ERROR"}, "Pick your character's armature as the Target Rig first.")
             return {"CANCELLED"}
         try:
@@ -278,7 +257,6 @@ class HYMOTION_OT_save_mapping_preset(bpy.types.Operator):
         except (HyMotionError, OSError) as error:
             self.report({"ERROR"}, f"Could not save the preset: {error}")
             return {"CANCELLED"}
-        _settings(context).preset = path.stem
         self.report({"INFO"}, f"Saved mapping preset '{path.stem}' to {path}.")
         return {"FINISHED"}
 
@@ -290,7 +268,7 @@ class HYMOTION_OT_load_mapping_preset(bpy.types.Operator):
     bl_label = "Load Mapping Preset"
     bl_options = {"REGISTER", "UNDO"}
 
-    name: StringProperty(name="Preset Name", description="Preset to load (the panel's chosen preset if empty)")
+    name: StringProperty(name="Preset Name", description="Name of the saved preset to load")
 
     @classmethod
     def poll(cls, context):
@@ -298,7 +276,7 @@ class HYMOTION_OT_load_mapping_preset(bpy.types.Operator):
 
     def execute(self, context):
         settings = _settings(context)
-        name = self.name or settings.preset
+        name = self.name
         if not name:
             self.report({"ERROR"}, "No preset chosen. Save a mapping as a preset first, then pick it.")
             return {"CANCELLED"}
@@ -350,6 +328,12 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             return {"CANCELLED"}
         if source == target:
             self.report({"ERROR"}, "Source and Target Rig are the same armature; pick your character as the target.")
+            return {"CANCELLED"}
+        if not rig.is_hymotion_armature(source):
+            self.report({"ERROR"}, f"'{source.name}' is not a HY-Motion SMPL-X armature; pick that one as Source.")
+            return {"CANCELLED"}
+        if target.type != "ARMATURE":
+            self.report({"ERROR"}, f"'{target.name}' is not an armature; pick your character's rig as Target Rig.")
             return {"CANCELLED"}
         if not settings.bone_map:
             store_mapping(settings, retarget.detect_mapping(target))
@@ -440,6 +424,21 @@ class HYMOTION_OT_export(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class HYMOTION_MT_bone_map_presets(bpy.types.Menu):
+    """Saved bone mapping presets; pick one to load it into the list"""
+
+    bl_idname = "HYMOTION_MT_bone_map_presets"
+    bl_label = "Mapping Presets"
+
+    def draw(self, context):
+        layout = self.layout
+        names = preset_names()
+        if not names:
+            layout.label(text="No presets saved yet", icon="INFO")
+        for name in names:
+            layout.operator(HYMOTION_OT_load_mapping_preset.bl_idname, text=name).name = name
+
+
 # --- panel ----------------------------------------------------------------------------------------------------------
 
 
@@ -461,13 +460,17 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
         settings = _settings(context)
         column = layout.column(align=True)
         column.prop(settings, "source_armature")
+        source = settings.source_armature
+        if source is not None and not rig.is_hymotion_armature(source):
+            column.label(text="Not a HY-Motion SMPL-X armature", icon="ERROR")
         column.prop(settings, "target_armature")
+        target = settings.target_armature
+        if target is not None and target.type != "ARMATURE":
+            column.label(text="Not an armature", icon="ERROR")
 
         row = layout.row(align=True)
         row.operator(HYMOTION_OT_detect_mapping.bl_idname, icon="VIEWZOOM")
-        row = layout.row(align=True)
-        row.prop(settings, "preset", text="")
-        row.operator(HYMOTION_OT_load_mapping_preset.bl_idname, text="", icon="IMPORT")
+        row.menu(HYMOTION_MT_bone_map_presets.bl_idname, text="", icon="PRESET")
         row.operator(HYMOTION_OT_save_mapping_preset.bl_idname, text="", icon="ADD")
 
         if settings.bone_map:
@@ -482,7 +485,7 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
 
         column = layout.column()
         column.prop(settings, "root_motion")
-        if settings.root_motion == "ROOT_BONE" and settings.target_armature is not None:
+        if settings.root_motion == "ROOT_BONE" and target is not None and target.type == "ARMATURE":
             column.prop_search(settings, "root_bone", settings.target_armature.data, "bones")
         column.prop(settings, "in_place")
         column.prop(settings, "feet_cleanup")
@@ -510,5 +513,6 @@ classes: tuple[type, ...] = (
     HYMOTION_OT_load_mapping_preset,
     HYMOTION_OT_retarget_action,
     HYMOTION_OT_export,
+    HYMOTION_MT_bone_map_presets,
     HYMOTION_PT_retarget,
 )

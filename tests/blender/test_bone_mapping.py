@@ -214,6 +214,7 @@ def test_detect_save_and_load_operators_fill_the_list_and_reuse_presets(retarget
     settings.bone_map[BODY_JOINT_NAMES.index("head")].bone = "neck_02"  # a hand edit survives the preset
     assert bpy.ops.hymotion.save_bone_map_preset(name="Mannequin Edited") == {"FINISHED"}
     assert (tmp_path / "Mannequin Edited.json").is_file()
+    assert retarget_ui.preset_names() == ["Mannequin Edited"]  # what the presets menu lists
 
     retarget_ui.store_mapping(settings, BoneMapping())
     assert all(not item.bone for item in settings.bone_map)
