@@ -96,14 +96,14 @@ def bake_motion(
     action["hymotion_model"] = model
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
-    new_fcurve, slot = _fcurve_factory(action, armature)
+    new_fcurve, slot = fcurve_factory(action, armature)
     for joint, bone_name in enumerate(BODY_JOINT_NAMES):
         data_path = f'pose.bones["{bone_name}"].rotation_quaternion'
         for component in range(4):
-            _write_keys(new_fcurve(data_path, component, bone_name), frames, local_rotations[:, joint, component])
+            write_keys(new_fcurve(data_path, component, bone_name), frames, local_rotations[:, joint, component])
     root_path = f'pose.bones["{ROOT_BONE}"].location'
     for component in range(3):
-        _write_keys(new_fcurve(root_path, component, ROOT_BONE), frames, root_location[:, component])
+        write_keys(new_fcurve(root_path, component, ROOT_BONE), frames, root_location[:, component])
 
     for bone_name in BODY_JOINT_NAMES:
         armature.pose.bones[bone_name].rotation_mode = "QUATERNION"
@@ -138,7 +138,7 @@ def push_to_nla(
         start = action_start
     strip = track.strips.new(action.name, start, action)
     if "action_slot" in strip.bl_rna.properties and strip.action_slot is None and len(action.slots):
-        strip.action_slot = _slot_for(action, armature)
+        strip.action_slot = slot_for(action, armature)
     if anim_data.action == action:
         anim_data.action = None
     return strip
@@ -165,7 +165,7 @@ def _body_rest_matrices(armature: bpy.types.Object) -> np.ndarray:
     return np.array([np.array(bones[name].matrix_local)[:3, :3] for name in BODY_JOINT_NAMES])
 
 
-def _write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
+def write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) -> None:
     """Key every frame at once; handles sit on the keys, so a later switch to Bezier starts from a flat curve."""
     coordinates = np.empty((frames.size, 2), dtype=np.float32)
     coordinates[:, 0] = frames
@@ -179,7 +179,7 @@ def _write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray
     points.foreach_set("interpolation", np.full(frames.size, _LINEAR, dtype=np.int32))
 
 
-def _fcurve_factory(action: bpy.types.Action, armature: bpy.types.Object):
+def fcurve_factory(action: bpy.types.Action, armature: bpy.types.Object):
     """A function (data_path, index, group) -> new F-curve for this Blender's Action layout, and the slot if any."""
     if not uses_slotted_actions():
         return (lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)), None
@@ -202,7 +202,7 @@ def _fcurve_factory(action: bpy.types.Action, armature: bpy.types.Object):
     return new_grouped_fcurve, slot
 
 
-def _slot_for(action: bpy.types.Action, armature: bpy.types.Object):
+def slot_for(action: bpy.types.Action, armature: bpy.types.Object):
     """The Action's slot for an object: the one named after the armature, else the first object slot."""
     object_slots = [slot for slot in action.slots if slot.target_id_type == "OBJECT"]
     for slot in object_slots:

@@ -211,7 +211,7 @@ def _assign(armature: bpy.types.Object, action: bpy.types.Action) -> None:
     anim_data = armature.animation_data or armature.animation_data_create()
     anim_data.action = action
     if bake.uses_slotted_actions() and len(action.slots):
-        anim_data.action_slot = bake._slot_for(action, armature)
+        anim_data.action_slot = bake.slot_for(action, armature)
 
 
 def _export_bvh(armature: bpy.types.Object, action: bpy.types.Action, scene: bpy.types.Scene, path: Path) -> None:
@@ -236,7 +236,7 @@ def _export_takes(
         track.name = action.name
         strip = track.strips.new(action.name, int(round(action.frame_range[0])), action)
         if bake.uses_slotted_actions() and "action_slot" in strip.bl_rna.properties and len(action.slots):
-            strip.action_slot = bake._slot_for(action, armature)
+            strip.action_slot = bake.slot_for(action, armature)
     if file_format == "FBX":
         _call(bpy.ops.export_scene.fbx, filepath=str(path), bake_anim_use_nla_strips=True,
               bake_anim_use_all_actions=False, **_FBX_COMMON, **FBX_TARGET_SETTINGS[target])

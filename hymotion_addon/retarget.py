@@ -201,7 +201,7 @@ class _KeyWriter:
     def __init__(self, action: bpy.types.Action, armature: bpy.types.Object, frames: np.ndarray) -> None:
         self.armature = armature
         self.frames = frames
-        self.new_fcurve, self.slot = bake._fcurve_factory(action, armature)
+        self.new_fcurve, self.slot = bake.fcurve_factory(action, armature)
         self.curves: dict[str, list[bpy.types.FCurve]] = {}
 
     def _write(self, bone: str, path: str, values: np.ndarray) -> None:
@@ -213,7 +213,7 @@ class _KeyWriter:
         self.curves[key] = []
         for index in range(values.shape[1]):
             fcurve = self.new_fcurve(data_path, index, bone)
-            bake._write_keys(fcurve, self.frames, values[:, index])
+            bake.write_keys(fcurve, self.frames, values[:, index])
             self.curves[key].append(fcurve)
 
     def rotation(self, bone: str, quaternions: np.ndarray) -> None:
@@ -232,7 +232,7 @@ class _KeyWriter:
     def constant(self, bone: str, prop: str, value: float) -> None:
         data_path = f'pose.bones["{bpy.utils.escape_identifier(bone)}"]["{bpy.utils.escape_identifier(prop)}"]'
         fcurve = self.new_fcurve(data_path, 0, bone)
-        bake._write_keys(fcurve, self.frames, np.full(self.frames.size, value))
+        bake.write_keys(fcurve, self.frames, np.full(self.frames.size, value))
 
     def _set(self, fcurves: list[bpy.types.FCurve], values: np.ndarray) -> None:
         for component, fcurve in enumerate(fcurves):
