@@ -74,6 +74,9 @@ observers: list[ActionObserver] = []
 
 @dataclass
 class Run:
+    """One generation on the session's backend. ``armature`` None builds a new rig at the first result; ``actions``
+    grow as results are baked; once ``finished``, ``error`` is None for success or a cancel the user asked for."""
+
     spec: RunSpec
     config: BackendConfig
     scene: bpy.types.Scene
