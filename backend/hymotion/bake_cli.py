@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import INTERNAL, USER_ERROR_CODES, WEIGHTS_MISSING, HyMotionError, bad_request
+from .errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .jobs import GenerationSettings, check_duration, read_prompt_file
 from .presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
 
@@ -90,16 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except HyMotionError as error:
-        print(f"hymotion-bake: error: {error.message}", file=sys.stderr)
-        if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
-        return 2 if error.code in USER_ERROR_CODES else 1
-    except KeyboardInterrupt:
-        print("hymotion-bake: interrupted", file=sys.stderr)
-        return 130
+    return run_command("hymotion-bake", lambda: run(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import USER_ERROR_CODES, HyMotionError, bad_request
+from .errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
 from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
 
 MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
@@ -212,7 +212,7 @@ def run_convert(args) -> int:
 
     source = Path(args.source)
     if not ((source / "config.yml").is_file() and (source / "latest.ckpt").is_file()):
-        raise HyMotionError("bad_checkpoint", f"{source} has no config.yml + latest.ckpt.",
+        raise HyMotionError(BAD_CHECKPOINT, f"{source} has no config.yml + latest.ckpt.",
                             "Point at an official HY-Motion-1.0-Lite or HY-Motion-1.0 folder.")
     destination = save_converted(load_official(source), args.destination)
     print(f"converted {source} -> {destination}")
@@ -224,29 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"generate": run_generate, "download": run_download, "convert": run_convert}
-    try:
-        if args.command == "serve":
-            from .service import serve_main
+    return run_command("hymotion", lambda: _dispatch(args))
 
-            return serve_main(args)
-        if args.command == "doctor":
-            from .doctor import doctor_main
 
-            return doctor_main(args)
-        if args.command == "bench":
-            from .bench import bench_main
+def _dispatch(args) -> int:
+    if args.command == "serve":
+        from .service import serve_main
 
-            return bench_main(args)
-        return handlers[args.command](args)
-    except HyMotionError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        if error.hint:
-            print(f"hint: {error.hint}", file=sys.stderr)
-        return 2 if error.code in USER_ERROR_CODES else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return serve_main(args)
+    if args.command == "doctor":
+        from .doctor import doctor_main
+
+        return doctor_main(args)
+    if args.command == "bench":
+        from .bench import bench_main
+
+        return bench_main(args)
+    return {"generate": run_generate, "download": run_download, "convert": run_convert}[args.command](args)
 
 
 if __name__ == "__main__":

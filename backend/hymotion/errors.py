@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 BAD_REQUEST = "bad_request"
 WEIGHTS_MISSING = "weights_missing"
 BAD_CHECKPOINT = "bad_checkpoint"
@@ -31,3 +34,17 @@ class HyMotionError(Exception):
 
 def bad_request(message: str, hint: str = "") -> HyMotionError:
     return HyMotionError(BAD_REQUEST, message, hint)
+
+
+def run_command(program: str, action: Callable[[], int]) -> int:
+    """Run a command-line action: a HyMotionError prints its message and hint (exit 2 for user errors, else 1)."""
+    try:
+        return action()
+    except HyMotionError as error:
+        print(f"{program}: error: {error.message}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 2 if error.code in USER_ERROR_CODES else 1
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+        return 130

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError
+from .errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError, bad_request
 
 MODEL_REPO_ID = "tencent/HY-Motion-1.0"
 QWEN_REPO_ID = "Qwen/Qwen3-8B"
@@ -62,7 +62,7 @@ def _missing(what: str, variant: str, model_dir) -> HyMotionError:
 def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFiles:
     """Find the variant's DiT folder and both text encoders locally, or raise ``weights_missing`` with the command."""
     if variant not in VARIANT_FOLDERS:
-        raise HyMotionError("bad_request", f"Unknown model variant {variant!r}.", "Use lite or standard.")
+        raise bad_request(f"Unknown model variant {variant!r}.", "Use lite or standard.")
     sub = VARIANT_FOLDERS[variant]
     if model_dir:
         root = Path(model_dir)
