@@ -40,6 +40,36 @@ def scene_fps(scene: bpy.types.Scene) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
+def match_scene_fps(
+    scene: bpy.types.Scene, translation: np.ndarray, rotations: np.ndarray, fps_mode: str, source_fps: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Apply ``fps_mode``: 'SET_SCENE_FPS' sets the scene to the clip's rate, 'RESAMPLE' slerps the clip to the
+    scene's. Returns the clip at the scene's rate and that rate."""
+    if fps_mode == "SET_SCENE_FPS":
+        if float(source_fps) != round(source_fps):
+            raise bad_request(f"Cannot set the scene to {source_fps} fps.", "Use 'RESAMPLE' for fractional rates.")
+        scene.render.fps = int(round(source_fps))
+        scene.render.fps_base = 1.0
+    target_fps = scene_fps(scene)
+    if abs(target_fps - source_fps) > _FPS_MATCH_TOLERANCE:
+        translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
+    return translation, rotations, target_fps
+
+
+def new_generated_action(
+    name: str | None, prompt: str, seed: int, model: str, duration: float | None, source_frames: int, source_fps: float
+) -> bpy.types.Action:
+    """A new Action named from its prompt and seed, tagged with what made it (custom properties)."""
+    action = bpy.data.actions.new(name or motion_math.action_name(prompt, seed))
+    action["hymotion_prompt"] = prompt
+    action["hymotion_seed"] = int(seed)
+    action["hymotion_duration"] = float(
+        duration if duration is not None else motion_math.clip_duration(source_frames, source_fps)
+    )
+    action["hymotion_model"] = model
+    return action
+
+
 def bake_motion(
     armature: bpy.types.Object,
     translation: np.ndarray,
@@ -72,14 +102,7 @@ def bake_motion(
     translation, rotations = motion_math.validated_clip(translation, rotations)
     source_frames = rotations.shape[0]
 
-    if fps_mode == "SET_SCENE_FPS":
-        if float(source_fps) != round(source_fps):
-            raise bad_request(f"Cannot set the scene to {source_fps} fps.", "Use 'RESAMPLE' for fractional rates.")
-        scene.render.fps = int(round(source_fps))
-        scene.render.fps_base = 1.0
-    target_fps = scene_fps(scene)
-    if abs(target_fps - source_fps) > _FPS_MATCH_TOLERANCE:
-        translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
+    translation, rotations, target_fps = match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
     if in_place:
         translation = motion_math.without_horizontal_motion(translation)
 
@@ -87,13 +110,7 @@ def bake_motion(
     local_rotations = motion_math.continuous_quaternions(motion_math.bone_local_rotations(rotations, rest))
     root_location = motion_math.bone_local_translation(translation, rest[0])
 
-    action = bpy.data.actions.new(name or motion_math.action_name(prompt, seed))
-    action["hymotion_prompt"] = prompt
-    action["hymotion_seed"] = int(seed)
-    action["hymotion_duration"] = float(
-        duration if duration is not None else motion_math.clip_duration(source_frames, source_fps)
-    )
-    action["hymotion_model"] = model
+    action = new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
     new_fcurve, slot = fcurve_factory(action, armature)

@@ -311,14 +311,7 @@ def bake_onto_rig(
     plan = plan_for(target_armature, mapping, root_bone if root_motion == "ROOT_BONE" else None)
     _check_hips_can_move(target_armature, plan)
 
-    if fps_mode == "SET_SCENE_FPS":
-        if float(source_fps) != round(source_fps):
-            raise bad_request(f"Cannot set the scene to {source_fps} fps.", "Use 'RESAMPLE' for fractional rates.")
-        scene.render.fps = int(round(source_fps))
-        scene.render.fps_base = 1.0
-    target_fps = bake.scene_fps(scene)
-    if abs(target_fps - source_fps) > 1e-6:
-        translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
+    translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
     result = retarget_math.retarget(
         plan,
         translation,
@@ -330,13 +323,7 @@ def bake_onto_rig(
         contact_settings=contact_settings,
     )
 
-    action = bpy.data.actions.new(name or motion_math.action_name(prompt, seed))
-    action["hymotion_prompt"] = prompt
-    action["hymotion_seed"] = int(seed)
-    action["hymotion_duration"] = float(
-        duration if duration is not None else motion_math.clip_duration(source_frames, source_fps)
-    )
-    action["hymotion_model"] = model
+    action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
     action["hymotion_target_rig"] = target_armature.name
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
