@@ -78,31 +78,32 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
 
 
 def make_continuous(quaternions: np.ndarray) -> np.ndarray:
-    """Flip signs along time (axis 0) so consecutive quaternions lie in the same hemisphere."""
-    steps = np.sign(np.sum(quaternions[1:] * quaternions[:-1], axis=-1))
+    """Flip signs along time so consecutive quaternions lie in the same hemisphere; (..., F, J, 4), time axis -3."""
+    steps = np.sign(np.sum(quaternions[..., 1:, :, :] * quaternions[..., :-1, :, :], axis=-1))
     steps[steps == 0] = 1
-    signs = np.concatenate([np.ones_like(steps[:1]), np.cumprod(steps, axis=0)])
+    signs = np.concatenate([np.ones_like(steps[..., :1, :]), np.cumprod(steps, axis=-2)], axis=-2)
     return quaternions * signs[..., None]
 
 
 def smooth_quaternions(quaternions: np.ndarray) -> np.ndarray:
     """Gaussian smoothing (sigma 1 frame, edge-padded) as a weighted quaternion average (Markley's eigenvector method).
 
-    Each window is sign-aligned to its centre frame before averaging.
+    (..., F, J, 4) with time on axis -3, so a batch of clips of equal length is smoothed in one call. Each window is
+    sign-aligned to its centre frame before averaging.
     """
     q = make_continuous(quaternions)
     radius = SMOOTHING_RADIUS
     offsets = np.arange(-radius, radius + 1)
     weights = np.exp(-0.5 * (offsets / SMOOTHING_SIGMA) ** 2)
     weights /= weights.sum()
-    padded = np.concatenate([np.repeat(q[:1], radius, 0), q, np.repeat(q[-1:], radius, 0)])
-    frames = len(q)
-    windows = np.stack([padded[k : k + frames] for k in range(2 * radius + 1)], axis=1)  # (F, K, J, 4)
-    centre = q[:, None]
-    windows = np.where(np.sum(windows * centre, axis=-1, keepdims=True) < 0, -windows, windows)
-    weighted = (windows * weights[None, :, None, None]).transpose(0, 2, 3, 1)  # (F, J, 4, K)
-    scatter = weighted @ windows.transpose(0, 2, 1, 3)  # (F, J, 4, 4) = sum_k w_k q_k q_k^T
-    averaged = dominant_eigenvector(scatter, initial=np.einsum("k,fkja->fja", weights, windows))
+    frames = q.shape[-3]
+    padded = np.concatenate(
+        [np.repeat(q[..., :1, :, :], radius, -3), q, np.repeat(q[..., -1:, :, :], radius, -3)], axis=-3
+    )
+    windows = np.stack([padded[..., k : k + frames, :, :] for k in range(2 * radius + 1)], axis=-1)  # (..., 4, K)
+    windows = np.where(np.sum(windows * q[..., None], axis=-2, keepdims=True) < 0, -windows, windows)
+    scatter = (windows * weights) @ np.swapaxes(windows, -1, -2)  # (..., 4, 4) = sum_k w_k q_k q_k^T
+    averaged = dominant_eigenvector(scatter, initial=windows @ weights)
     averaged = np.where(np.sum(averaged * q, axis=-1, keepdims=True) < 0, -averaged, averaged)
     return averaged / np.linalg.norm(averaged, axis=-1, keepdims=True)
 
@@ -129,15 +130,17 @@ def dominant_eigenvector(matrices: np.ndarray, initial: np.ndarray) -> np.ndarra
 
 
 def smooth_translation(translation: np.ndarray) -> np.ndarray:
-    """Savitzky-Golay (window 11, order 5); clips shorter than the window (never produced by the model) pass through."""
-    if len(translation) < TRANSLATION_WINDOW:
+    """Savitzky-Golay (window 11, order 5) along time, (..., F, 3); clips shorter than the window (never produced by
+    the model) pass through."""
+    if translation.shape[-2] < TRANSLATION_WINDOW:
         return translation
-    return savgol_filter(translation, TRANSLATION_WINDOW, TRANSLATION_ORDER, axis=0, mode="interp")
+    return savgol_filter(translation, TRANSLATION_WINDOW, TRANSLATION_ORDER, axis=-2, mode="interp")
 
 
-def ground_height(positions: np.ndarray) -> float:
-    """Lowest sole height over the whole clip, estimated from the ankle and foot joints (see FOOT_SOLE_GAP)."""
-    return float(min(positions[:, joint, 1].min() - gap for joint, gap in _GROUND_JOINTS.items()))
+def ground_height(positions: np.ndarray) -> np.ndarray:
+    """Lowest sole height over each whole clip of (..., F, 22, 3), from the ankle and foot joints (see FOOT_SOLE_GAP)."""
+    soles = [positions[..., joint, 1].min(axis=-1) - gap for joint, gap in _GROUND_JOINTS.items()]
+    return np.min(soles, axis=0)
 
 
 @dataclass
@@ -205,17 +208,22 @@ class MotionClip:
 def decode_latent(
     latent: np.ndarray, mean: np.ndarray, std: np.ndarray, smoothing: bool = True, align_ground: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(F, 201) normalised latent to (translation (F,3), rotations (F,22,4), positions (F,22,3))."""
+    """(..., F, 201) normalised latents to (translation (..., F, 3), rotations (..., F, 22, 4), positions (..., F, 22, 3)).
+
+    Leading axes are clips of equal length, decoded together in one vectorised pass.
+    """
     features = denormalize(np.asarray(latent, dtype=np.float64), mean, std)
-    translation = features[:, 0:3]
-    rot6d = features[:, 3:135].reshape(len(features), skeleton.NUM_BODY_JOINTS, 6)
+    translation = features[..., 0:3]
+    rot6d = features[..., 3:135].reshape(features.shape[:-1] + (skeleton.NUM_BODY_JOINTS, 6))
     quaternions = make_continuous(matrix_to_quaternion(rot6d_to_matrix(rot6d)))
     if smoothing:
         quaternions = smooth_quaternions(quaternions)
         translation = smooth_translation(translation)
     positions = skeleton.forward_kinematics(quaternions, translation)
     if align_ground:
-        lowest = ground_height(positions)
-        translation = translation - np.array([0.0, lowest, 0.0])
-        positions = positions - np.array([0.0, lowest, 0.0])
+        lowest = ground_height(positions)[..., None]
+        translation = translation.copy()
+        translation[..., 1] -= lowest
+        positions = positions.copy()
+        positions[..., 1] -= lowest[..., None]
     return translation, quaternions, positions

@@ -168,21 +168,21 @@ def forward_kinematics(
     offsets: np.ndarray = BODY_REST_OFFSETS,
     parents: tuple[int, ...] = BODY_PARENTS,
 ) -> np.ndarray:
-    """World joint positions (F, J, 3) from local quaternions (F, J, 4, wxyz) and root translation (F, 3).
+    """World joint positions (..., J, 3) from local quaternions (..., J, 4, wxyz) and root translation (..., 3).
 
-    The root joint sits at its rest position plus the translation, as the official decoder places it.
+    Leading axes are frames (and clips). The root joint sits at its rest position plus the translation, as the
+    official decoder places it.
     """
     local = quaternion_to_matrix(rotations)
-    frames = local.shape[0]
     world_rot = np.empty_like(local)
-    positions = np.empty((frames, len(parents), 3))
+    positions = np.empty(local.shape[:-2] + (3,))
     for joint, parent in enumerate(parents):
         if parent < 0:
-            world_rot[:, joint] = local[:, joint]
-            positions[:, joint] = offsets[joint] + np.asarray(translation, dtype=np.float64)
+            world_rot[..., joint, :, :] = local[..., joint, :, :]
+            positions[..., joint, :] = offsets[joint] + np.asarray(translation, dtype=np.float64)
         else:
-            world_rot[:, joint] = world_rot[:, parent] @ local[:, joint]
-            positions[:, joint] = positions[:, parent] + world_rot[:, parent] @ offsets[joint]
+            world_rot[..., joint, :, :] = world_rot[..., parent, :, :] @ local[..., joint, :, :]
+            positions[..., joint, :] = positions[..., parent, :] + world_rot[..., parent, :, :] @ offsets[joint]
     return positions
 
 
