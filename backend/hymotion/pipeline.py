@@ -14,7 +14,8 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,9 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[str, int, int], None]
 GRAPH_CACHE_SIZE = 4
 RECENT_EMBEDDINGS = 512
-# numpy releases the GIL in the heavy parts of decoding, so a batch's clips decode in parallel.
-DECODE_WORKERS = min(16, os.cpu_count() or 1)
+# Clips decode in parallel while the next batch samples: on worker processes when sampling on the GPU (decoding is
+# numpy-heavy and would hold the GIL the sampling loop needs), on threads otherwise (no process start-up cost).
+DECODE_WORKERS = min(8, os.cpu_count() or 1)
 
 
 def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
@@ -121,6 +123,7 @@ class MotionPipeline:
         self.device = self._accelerator
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
         self._recent_embeddings: OrderedDict[str, PromptEmbedding] = OrderedDict()
+        self._decoder: Executor | None = None
         self.plan = ""
         self.switch_plan(plan)
 
@@ -232,32 +235,44 @@ class MotionPipeline:
                 warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
         samples = [(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
         chunks = [samples[i : i + self._plan.max_batch] for i in range(0, len(samples), self._plan.max_batch)]
-        # Each batch decodes on worker threads while the GPU samples the next one; a clip is handed out as soon as
-        # it is decoded (between sampling steps), in order.
-        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-            pending: list[Future] = []
-            for chunk_index, chunk in enumerate(chunks):
-                run = (chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks), pending)
+        # Each batch decodes in the background while the next one samples; a clip is handed out as soon as it is
+        # decoded (between sampling steps), in order.
+        pending: list[tuple[Future, tuple[int, int]]] = []
+        for chunk_index, chunk in enumerate(chunks):
+            run = (chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks), pending)
+            try:
+                latents = yield from self._sample(*run)
+            except Exception as error:
+                tried = self.plan
+                self._step_down(error, warn)
                 try:
                     latents = yield from self._sample(*run)
-                except Exception as error:
-                    tried = self.plan
-                    self._step_down(error, warn)
-                    try:
-                        latents = yield from self._sample(*run)
-                    except Exception as retry_error:
-                        raise self._retry_failure(retry_error, tried) from None
-                progress("decoding", chunk_index, len(chunks))
-                pending += [pool.submit(self._decode, settings, sample, latent) for sample, latent in zip(chunk, latents)]
-            yield from (future.result() for future in pending)
+                except Exception as retry_error:
+                    raise self._retry_failure(retry_error, tried) from None
+            progress("decoding", chunk_index, len(chunks))
+            for sample, latent in zip(chunk, latents):
+                frames = frames_for_duration(settings.durations[sample[0]])
+                decoding = self._decode_executor().submit(
+                    motion.decode_latent, latent[:frames], self._mean, self._std, settings.smoothing
+                )
+                pending.append((decoding, sample))
+        while pending:
+            yield self._clip(settings, *pending.pop(0))
         progress("decoding", len(chunks), len(chunks))
 
-    def _decode(self, settings: GenerationSettings, sample: tuple[int, int], latent: np.ndarray) -> motion.MotionClip:
+    def _decode_executor(self) -> Executor:
+        if self._decoder is None:
+            if self.device.type == "cuda":
+                methods = multiprocessing.get_all_start_methods()
+                context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+                self._decoder = ProcessPoolExecutor(max_workers=DECODE_WORKERS, mp_context=context)
+            else:
+                self._decoder = ThreadPoolExecutor(max_workers=DECODE_WORKERS)
+        return self._decoder
+
+    def _clip(self, settings: GenerationSettings, decoding: Future, sample: tuple[int, int]) -> motion.MotionClip:
         index, seed = sample
-        frames = frames_for_duration(settings.durations[index])
-        translation, rotations, positions = motion.decode_latent(
-            latent[:frames], self._mean, self._std, smoothing=settings.smoothing
-        )
+        translation, rotations, positions = decoding.result()
         return motion.MotionClip(
             translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
             positions=positions.astype(np.float32), prompt=settings.prompts[index], seed=seed,
@@ -345,7 +360,7 @@ class MotionPipeline:
         should_cancel: Callable[[], bool] | None,
         chunk_index: int,
         chunk_count: int,
-        pending: list[Future],
+        pending: list[tuple[Future, tuple[int, int]]],
     ) -> Iterator[motion.MotionClip]:
         """Denoise one batch; between steps, hand out the clips of earlier batches whose decoding has finished.
 
@@ -364,8 +379,8 @@ class MotionPipeline:
                 state.dt.copy_(times[step + 1] - times[step])
                 advance()
             progress("sampling", chunk_index * settings.steps + step + 1, total)
-            while pending and pending[0].done():
-                yield pending.pop(0).result()
+            while pending and pending[0][0].done():
+                yield self._clip(settings, *pending.pop(0))
         return state.x.cpu().numpy()
 
 
