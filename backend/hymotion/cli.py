@@ -1,4 +1,4 @@
-"""The ``hymotion`` command: generate, download, convert, serve, doctor, bench.
+"""The ``hymotion`` command: generate, download, convert, body-mesh, serve, doctor, bench.
 
 User errors exit with code 2 and a message plus a hint, never a traceback. Only results go to files; progress,
 warnings and the chosen plan go to stderr.
@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser("convert", help="turn an official folder (config.yml + latest.ckpt) into safetensors")
     convert.add_argument("source", help="folder with config.yml and latest.ckpt")
     convert.add_argument("destination", help="new folder (transformer/ + conditioning.safetensors)")
+
+    body_mesh = commands.add_parser("body-mesh", help="the SMPL-X body (mesh, skin weights, joints) for the rig")
+    body_mesh.add_argument("--smplx-model", required=True, help="your SMPLX_NEUTRAL.npz (from the SMPL-X site)")
+    body_mesh.add_argument("--out", required=True, help="the .npz to write (vertices, faces, weights, joints)")
 
     from .service import add_serve_arguments
 
@@ -219,6 +223,15 @@ def run_convert(args) -> int:
     return 0
 
 
+def run_body_mesh(args) -> int:
+    from .body_mesh import load_smplx_body
+
+    body = load_smplx_body(args.smplx_model)
+    path = body.save(args.out)
+    print(f"wrote {path} ({len(body.vertices)} vertices, {len(body.faces)} faces)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -240,7 +253,8 @@ def _dispatch(args) -> int:
         from .bench import bench_main
 
         return bench_main(args)
-    return {"generate": run_generate, "download": run_download, "convert": run_convert}[args.command](args)
+    run = {"generate": run_generate, "download": run_download, "convert": run_convert, "body-mesh": run_body_mesh}
+    return run[args.command](args)
 
 
 if __name__ == "__main__":
