@@ -1,4 +1,4 @@
-"""Operators: Generate and Batch Bake (modal, Esc cancels), presets, history, and backend set-up.
+"""Operators: Generate and Batch Bake (modal, Esc cancels), presets, history, the SMPL-X body, and backend set-up.
 
 Generate and Batch Bake read their settings from the panel (``scene.hymotion``); any operator property given
 explicitly (``bpy.ops.hymotion.generate(prompt="a person waves", duration=4.0)``) wins over the panel's value. With a
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import bpy
 from hymotion import errors
+from hymotion.body_mesh import SMPLX_DOWNLOAD_HINT, load_smplx_body
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import parse_prompt_lines, parse_seeds
 from hymotion.presets import BUILTIN_PRESETS, PresetStore
@@ -424,6 +425,43 @@ class HYMOTION_OT_history_clear(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# ---------------------------------------------------------------- SMPL-X body
+
+
+class HYMOTION_OT_add_smplx_body(bpy.types.Operator):
+    """Skin the SMPL-X body from your model file (see the add-on's preferences) to the active HY-Motion armature"""
+
+    bl_idname = "hymotion.add_smplx_body"
+    bl_label = "Add SMPL-X Body"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(
+        name="SMPL-X Model File", description="Empty: the file set in the preferences", subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        armature = context.active_object
+        if not rig.is_hymotion_armature(armature):
+            return _report_error(self, bad_request(
+                "The active object is not an SMPL-X armature made by HY-Motion.",
+                "Select one (Generate makes it), then add the body again.",
+            ))
+        prefs = preferences.addon_preferences(context)
+        model_file = self.filepath or (prefs.smplx_model_file if prefs is not None else "")
+        if not model_file.strip():
+            return _report_error(self, bad_request("No SMPL-X model file is set.",
+                                                   "Set 'SMPL-X Model File' in Preferences > Add-ons > HY-Motion. "
+                                                   + SMPLX_DOWNLOAD_HINT))
+        try:
+            body = load_smplx_body(bpy.path.abspath(model_file.strip()))
+        except HyMotionError as error:
+            return _report_error(self, error)
+        mesh_object = rig.add_body_mesh(armature, body)
+        self.report({"INFO"}, f"Added '{mesh_object.name}' ({len(body.vertices)} vertices) to '{armature.name}'.")
+        return {"FINISHED"}
+
+
 # ---------------------------------------------------------------- backend set-up (preferences)
 
 
@@ -606,6 +644,7 @@ classes = (
     HYMOTION_MT_preset_delete,
     HYMOTION_OT_history_use,
     HYMOTION_OT_history_clear,
+    HYMOTION_OT_add_smplx_body,
     HYMOTION_OT_install_backend,
     HYMOTION_OT_download_weights,
     HYMOTION_OT_doctor,

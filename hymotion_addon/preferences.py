@@ -1,5 +1,5 @@
 """Add-on preferences: where the backend's Python is (or installing one), the model, its folder and memory plan,
-the licences of the weights, the weights download and the doctor report.
+the licences of the weights, the weights download, the optional SMPL-X body model and the doctor report.
 
 Also the add-on's places on disk: everything it writes lives in the extension's user directory, so an update of the
 extension never wipes the backend environment, presets or logs.
@@ -182,6 +182,12 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
         default=False,
     )
     show_setup_options: bpy.props.BoolProperty(name="Installation Options", default=False)
+    smplx_model_file: bpy.props.StringProperty(
+        name="SMPL-X Model File",
+        description="Your SMPLX_NEUTRAL.npz from the SMPL-X project site (free registration; its licence applies). "
+        "'Add SMPL-X Body' skins this body to the active HY-Motion armature",
+        subtype="FILE_PATH",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_preferences(self.layout, self)
@@ -192,6 +198,7 @@ def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPref
     _draw_backend(layout.box(), preferences)
     _draw_model(layout.box(), preferences)
     _draw_weights(layout.box(), preferences)
+    _draw_body_model(layout.box(), preferences)
     _draw_doctor(layout.box())
 
 
@@ -246,6 +253,15 @@ def _draw_weights(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreference
     )
     row.operator("hymotion.download_weights", icon="IMPORT")
     draw_task(box, task)
+
+
+def _draw_body_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
+    box.label(text="Body Model (optional)", icon="OUTLINER_OB_ARMATURE")
+    draw_wrapped(box, "To see the motion on a real body, download SMPL-X from its project site (free registration, "
+                 "its own licence) and choose SMPLX_NEUTRAL.npz. Select a HY-Motion armature, then press Add SMPL-X "
+                 "Body.")
+    box.prop(preferences, "smplx_model_file")
+    box.operator("hymotion.add_smplx_body", icon="OUTLINER_OB_MESH")
 
 
 def _draw_doctor(box: bpy.types.UILayout) -> None:

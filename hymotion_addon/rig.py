@@ -7,8 +7,11 @@ act exactly as in the model's forward kinematics.
 
 from __future__ import annotations
 
+import os
+
 import bpy
 import numpy as np
+from hymotion.body_mesh import BodyMesh
 from hymotion.skeleton import (
     BODY_JOINT_NAMES,
     SMPLX_JOINT_NAMES,
@@ -21,6 +24,7 @@ from mathutils import Vector
 RIG_PROPERTY = "hymotion_rig"
 RIG_VERSION = 1
 BODY_MESH_PROPERTY = "hymotion_rig_mesh"
+SMPLX_BODY_PROPERTY = "hymotion_smplx_body"
 
 # Joints with several children point at the one that continues the chain.
 _CHAIN_CHILD = {
@@ -184,24 +188,59 @@ def build_body_mesh(armature: bpy.types.Object, collection: bpy.types.Collection
         vertices[index] = local @ rest[:3, :3].T + rest[:3, 3]
     faces = (box_faces[None] + 8 * np.arange(len(bones))[:, None, None]).reshape(-1, 4)
 
-    mesh = bpy.data.meshes.new(f"{armature.name}_body")
-    mesh.vertices.add(vertices.shape[0] * 8)
-    mesh.vertices.foreach_set("co", vertices.reshape(-1).astype(np.float32))
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.reshape(-1))
-    mesh.polygons.add(faces.shape[0])
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 4, dtype=np.int32))
-    mesh.polygons.foreach_set("loop_total", np.full(faces.shape[0], 4, dtype=np.int32))
-    mesh.update()
-    mesh.validate()
-
-    body = bpy.data.objects.new(mesh.name, mesh)
+    body = _deformed_mesh_object(armature, f"{armature.name}_body", vertices.reshape(-1, 3), faces, collection)
     body[BODY_MESH_PROPERTY] = RIG_VERSION
-    collection.objects.link(body)
     for index, bone in enumerate(bones):
         group = body.vertex_groups.new(name=bone.name)
         group.add(list(range(8 * index, 8 * index + 8)), 1.0, "REPLACE")
-    body.parent = armature
-    modifier = body.modifiers.new("Armature", "ARMATURE")
-    modifier.object = armature
     return body
+
+
+def add_body_mesh(armature: bpy.types.Object, body: BodyMesh | str | os.PathLike) -> bpy.types.Object:
+    """The SMPL-X body (a BodyMesh, or a file from ``hymotion body-mesh``) skinned to the armature, as its child.
+
+    The rig's proportions come from HY-Motion's skeleton, the body's from the SMPL-X model: their joints differ by a
+    few centimetres. The body is moved so that its pelvis sits on the rig's pelvis; each vertex then follows its
+    SMPL-X joints' bones with the model's own weights (one vertex group per bone).
+    """
+    if not isinstance(body, BodyMesh):
+        body = BodyMesh.load(body)
+    pelvis_shift = SMPLX_REST_POSITIONS[0] - body.joints[0]
+    vertices = y_up_to_z_up(body.vertices + pelvis_shift)
+    collection = armature.users_collection[0] if armature.users_collection else bpy.context.scene.collection
+    mesh_object = _deformed_mesh_object(armature, f"{armature.name}_smplx_body", vertices, body.faces, collection)
+    mesh_object.data.polygons.foreach_set("use_smooth", np.ones(len(body.faces), dtype=bool))
+    mesh_object[SMPLX_BODY_PROPERTY] = RIG_VERSION
+    for joint, name in enumerate(SMPLX_JOINT_NAMES):
+        group = mesh_object.vertex_groups.new(name=name)
+        weighted = np.flatnonzero(body.weights[:, joint])
+        # Blender sets one weight on many vertices per call: one call per distinct weight of this joint.
+        values, value_index = np.unique(body.weights[weighted, joint], return_inverse=True)
+        runs = np.split(weighted[np.argsort(value_index, kind="stable")], np.cumsum(np.bincount(value_index))[:-1])
+        for value, run in zip(values, runs):
+            group.add(run.tolist(), float(value), "REPLACE")
+    return mesh_object
+
+
+def _deformed_mesh_object(
+    armature: bpy.types.Object, name: str, vertices: np.ndarray, faces: np.ndarray, collection: bpy.types.Collection
+) -> bpy.types.Object:
+    """A mesh object (faces all of one size) parented to the armature and deformed by it through a modifier."""
+    corners = faces.shape[1]
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", np.ascontiguousarray(faces, dtype=np.int32).reshape(-1))
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, corners, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(len(faces), corners, dtype=np.int32))
+    mesh.update()
+    mesh.validate()
+
+    mesh_object = bpy.data.objects.new(name, mesh)
+    collection.objects.link(mesh_object)
+    mesh_object.parent = armature
+    modifier = mesh_object.modifiers.new("Armature", "ARMATURE")
+    modifier.object = armature
+    return mesh_object
