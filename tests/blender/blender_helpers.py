@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import gc
+
 import bpy
 import numpy as np
+
+
+def new_empty_file() -> None:
+    """Start from an empty factory file.
+
+    Blender 4.2/4.3 as a module crash when Python objects that wrap the old file's data (Rigify leaves cycles of them)
+    are garbage-collected after the file is replaced, and when resetting the preferences disables the glTF add-on;
+    so collect before replacing the file, and keep the enabled add-ons there."""
+    gc.collect()
+    if bpy.app.version < (4, 4):
+        bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
 def random_unit_quaternions(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from blender_helpers import new_empty_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
@@ -18,7 +19,7 @@ if str(REPO_ROOT) not in sys.path:
 @pytest.fixture
 def scene() -> bpy.types.Scene:
     """An empty factory-settings scene (24 fps, like a new file), so no test sees another's data."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    new_empty_file()
     return bpy.context.scene
 
 

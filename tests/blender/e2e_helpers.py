@@ -19,6 +19,7 @@ from typing import Iterator
 import addon_utils
 import bpy
 import pytest
+from blender_helpers import new_empty_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_NAME = "hymotion_extension_under_test"
@@ -61,7 +62,7 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
     overrides = {"HYMOTION_USER_DIR": str(state_dir / "user"), "HYMOTION_CACHE": str(state_dir / "cache")}
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    new_empty_file()
     package = load_extension_package()
     package.__time__ = os.path.getmtime(package.__file__)  # else addon_utils "reloads" it by a name it cannot find
     assert addon_utils.enable(PACKAGE_NAME, default_set=True) is not None

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from blender_helpers import action_fcurves, random_unit_quaternions
+from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
 from hymotion.errors import HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, export, retarget, rig
@@ -54,7 +54,7 @@ def import_file(path, file_format: str) -> None:
 
 
 def fresh_scene() -> None:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    new_empty_file()
     bpy.context.scene.render.fps = 30
 
 

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from blender_helpers import action_fcurves, random_unit_quaternions
+from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
 from hymotion.errors import BAD_REQUEST, HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, bone_mapping, retarget, retarget_math, rig
@@ -87,7 +87,7 @@ def test_bones_turn_between_frames_exactly_as_their_source_joints(scene, rig_nam
 @pytest.fixture(scope="module")
 def rigify_blend(tmp_path_factory) -> tuple[str, str]:
     """A rig generated once by Rigify from its human metarig (face removed), saved to append in each test."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    new_empty_file()
     armature = rigs.generate_rigify_rig()
     path = tmp_path_factory.mktemp("rigify") / "rigify_rig.blend"
     bpy.data.libraries.write(str(path), {armature}, fake_user=True)
