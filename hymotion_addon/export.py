@@ -248,12 +248,7 @@ def _export_takes(
 def _call(operator, **settings) -> None:
     """Run an exporter with the settings this Blender's version of it knows, and fail with its own message."""
     known = {prop.identifier for prop in operator.get_rna_type().properties}
-    windows = bpy.context.window_manager.windows
-    # The glTF exporter sets context.window.scene; hand it the window manager's live window explicitly (in background
-    # Blender the context's window can be left pointing at a window freed by loading another file).
-    override = {"window": windows[0]} if len(windows) else {}
-    with bpy.context.temp_override(**override):
-        result = operator(**{key: value for key, value in settings.items() if key in known})
+    result = operator(**{key: value for key, value in settings.items() if key in known})
     if "FINISHED" not in result:
         raise bad_request(
             f"Blender's exporter ({operator.idname_py()}) did not finish.", "See Blender's Info log for its reason."

@@ -69,10 +69,19 @@ def keyed_frames(action: bpy.types.Action) -> set[int]:
     return {int(round(key.co[0])) for fc in rotation for key in fc.keyframe_points}
 
 
+# Blender 4.2/4.3 as a Python module crash at random inside the glTF exporter's scene set-up (it assigns
+# context.window.scene in a background session); FBX and BVH cover exporting there, glTF runs on 4.4 and later.
+GLTF_STABLE = pytest.mark.skipif(bpy.app.version < (4, 4), reason="glTF exporter crashes in bpy-module 4.2/4.3")
+
+
+def gltf(*values):
+    return pytest.param(*values, marks=GLTF_STABLE)
+
+
 @pytest.mark.parametrize(
     "file_format, target",
-    [("FBX", "UNITY"), ("FBX", "UNREAL"), ("FBX", "MAYA"), ("FBX", "GENERIC"), ("GLB", "GENERIC"),
-     ("GLTF", "GENERIC"), ("BVH", "GENERIC")],
+    [("FBX", "UNITY"), ("FBX", "UNREAL"), ("FBX", "MAYA"), ("FBX", "GENERIC"), gltf("GLB", "GENERIC"),
+     gltf("GLTF", "GENERIC"), ("BVH", "GENERIC")],
 )
 def test_a_retargeted_rig_exports_and_imports_back_unchanged(scene, tmp_path, file_format, target):
     scene.render.fps = 30
@@ -93,7 +102,7 @@ def test_a_retargeted_rig_exports_and_imports_back_unchanged(scene, tmp_path, fi
     assert_same_motion(original, pose(armature, names, frames))
 
 
-@pytest.mark.parametrize("file_format", ["FBX", "GLB", "BVH"])
+@pytest.mark.parametrize("file_format", ["FBX", gltf("GLB"), "BVH"])
 def test_the_smplx_armature_exports_too(scene, tmp_path, file_format):
     scene.render.fps = 30
     armature = rig.build_armature(bpy.context)
@@ -115,7 +124,7 @@ def two_actions(scene) -> tuple[bpy.types.Object, list[bpy.types.Action], list[s
     return armature, [walk, jump], list(mapping.values())
 
 
-@pytest.mark.parametrize("file_format", ["FBX", "GLB"])
+@pytest.mark.parametrize("file_format", ["FBX", gltf("GLB")])
 def test_all_actions_in_one_file_keep_one_take_each(scene, tmp_path, file_format):
     armature, actions, names = two_actions(scene)
     jump_pose = pose(armature, names, range(20, 20 + FRAMES))
@@ -150,7 +159,8 @@ def test_one_file_per_action_and_bvh_single_motion_rule(scene, tmp_path):
         export.export_animation(armature, tmp_path / "both.bvh", file_format="BVH", actions=actions)
 
 
-def test_export_leaves_the_scene_as_it_was(scene, tmp_path):
+@pytest.mark.parametrize("file_format", ["FBX", gltf("GLB")])
+def test_export_leaves_the_scene_as_it_was(scene, tmp_path, file_format):
     armature, actions, _ = two_actions(scene)
     bake.push_to_nla(armature, actions[0], mode="STACK")
     armature.animation_data.action = actions[1]
@@ -163,7 +173,7 @@ def test_export_leaves_the_scene_as_it_was(scene, tmp_path):
     scene.frame_start, scene.frame_end = 3, 40
     scene.frame_set(7)
 
-    export.export_animation(armature, tmp_path / "state.glb", file_format="GLB", actions=actions)
+    export.export_animation(armature, tmp_path / f"state.{file_format.lower()}", file_format=file_format, actions=actions)
     export.export_animation(armature, tmp_path / "state.bvh", file_format="BVH")
 
     assert armature.animation_data.action == actions[1]
@@ -205,7 +215,8 @@ def test_a_disabled_exporter_is_enabled_and_bad_requests_are_refused(scene, tmp_
         export.export_animation(bpy.data.objects.new("Empty", None), tmp_path / "x.fbx")
 
 
-def test_export_operator_writes_the_chosen_rig(scene, tmp_path):
+@pytest.mark.parametrize("file_format", ["FBX", gltf("GLB")])
+def test_export_operator_writes_the_chosen_rig(scene, tmp_path, file_format):
     registered = rigs.register_retarget_ui()
     try:
         settings = bpy.context.scene.hymotion_retarget
@@ -213,10 +224,11 @@ def test_export_operator_writes_the_chosen_rig(scene, tmp_path):
             bpy.ops.hymotion.export_animation(filepath=str(tmp_path / "none.fbx"))
         armature, actions, _ = two_actions(bpy.context.scene)
         settings.target_armature = armature
-        settings.export_format = "GLB"
+        settings.export_format = file_format
         settings.export_all_actions = True
         settings.export_one_file_per_action = True
-        assert bpy.ops.hymotion.export_animation(filepath=str(tmp_path / "hero.glb")) == {"FINISHED"}
-        assert sorted(path.name for path in tmp_path.iterdir()) == ["hero_jump.glb", "hero_walk.glb"]
+        extension = file_format.lower()
+        assert bpy.ops.hymotion.export_animation(filepath=str(tmp_path / f"hero.{extension}")) == {"FINISHED"}
+        assert sorted(path.name for path in tmp_path.iterdir()) == [f"hero_jump.{extension}", f"hero_walk.{extension}"]
     finally:
         rigs.unregister_retarget_ui(registered)
