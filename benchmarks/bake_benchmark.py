@@ -10,7 +10,6 @@ The time covers the whole `bake_motion` call: validation, the bone-space convers
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hymotion.skeleton import NUM_BODY_JOINTS  # noqa: E402
 from hymotion_addon import bake, rig  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 
 TARGET_MS = 50.0
 
@@ -33,16 +33,6 @@ def random_clip(frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
     translation = rng.normal(size=(frames, 3))
     return translation, rotations
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

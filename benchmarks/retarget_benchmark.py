@@ -14,7 +14,6 @@ solved against Blender's own evaluation (constraints between its controls) and s
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -28,18 +27,9 @@ sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs the tests build: one definition)
 from hymotion_addon import retarget, retarget_math  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
 
 TARGET_MS = 100.0
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(call, repeats: int) -> list[float]:

@@ -82,6 +82,13 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
             assert not process_exists(last_pid), f"backend {last_pid} still runs after the add-on was disabled"
 
 
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory):
+    """The extension enabled for a test module, with its own user folder and cache (import this fixture by name)."""
+    with enabled_extension(tmp_path_factory.mktemp("hymotion")) as addon:
+        yield addon
+
+
 def configure_preferences(backend_python: str = BACKEND_PYTHON) -> None:
     """Preferences for the tests: every one back at its default, then the tiny model on the CPU plan."""
     preferences = addon_preferences()

@@ -15,7 +15,7 @@ from e2e_helpers import (
     TEST_STEPS,
     addon_module,
     clear_scene,
-    enabled_extension,
+    extension,  # noqa: F401  (fixture)
     hymotion_actions,
     keyframe_counts,
     observe_actions,  # noqa: F401  (fixture)
@@ -26,12 +26,6 @@ from hymotion.skeleton import BODY_JOINT_NAMES
 FCURVES_PER_ACTION = 4 * len(BODY_JOINT_NAMES) + 3
 SEEDS_OVER_TWO_BATCHES = "0-4"  # more samples than one CPU batch holds, so results arrive while more are sampling
 STEPS_LEFT_TO_INTERRUPT = 30  # the second batch's steps: time for a cancel or a kill to land before it ends
-
-
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory):
-    with enabled_extension(tmp_path_factory.mktemp("hymotion")) as addon:
-        yield addon
 
 
 @pytest.fixture

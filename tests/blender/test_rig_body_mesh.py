@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from e2e_helpers import addon_preferences, clear_scene, enabled_extension
+from e2e_helpers import addon_preferences, clear_scene, extension  # noqa: F401  (fixture)
 from hymotion.body_mesh import BodyMesh, load_smplx_body
 from hymotion.skeleton import NUM_SMPLX_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from hymotion_addon import rig
@@ -29,12 +29,6 @@ def write_smplx_model(path, rng: np.random.Generator) -> None:
     kintree = np.array([SMPLX_PARENTS, range(NUM_SMPLX_JOINTS)], dtype=np.int64)
     np.savez(path, v_template=template, f=faces, weights=weights, J_regressor=np.eye(NUM_SMPLX_JOINTS, len(template)),
              kintree_table=kintree)
-
-
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory):
-    with enabled_extension(tmp_path_factory.mktemp("hymotion")) as addon:
-        yield addon
 
 
 @pytest.fixture

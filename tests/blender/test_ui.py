@@ -17,19 +17,13 @@ from e2e_helpers import (
     addon_preferences,
     clear_scene,
     configure_preferences,
-    enabled_extension,
+    extension,  # noqa: F401  (fixture)
 )
 from hymotion.errors import HyMotionError
 from hymotion.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
 from hymotion.protocol import ProgressEvent
 
 MISSING_PYTHON = "/nonexistent/hymotion/python"
-
-
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory):
-    with enabled_extension(tmp_path_factory.mktemp("hymotion")) as addon:
-        yield addon
 
 
 @pytest.fixture
