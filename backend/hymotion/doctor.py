@@ -445,12 +445,12 @@ def _weight_groups(model_dir: str | None) -> list[WeightGroup]:
         for repo_id, folder in weights.TEXT_ENCODER_FOLDERS.items():
             groups.append(WeightGroup(folder, repo_id, root / folder, "", "all"))
         return groups
-    model_snapshot = _cached_snapshot(weights.MODEL_REPO_ID)
+    model_snapshot = weights.cached_snapshot(weights.MODEL_REPO_ID)
     for variant, sub in weights.VARIANT_FOLDERS.items():
         groups.append(WeightGroup(sub, weights.MODEL_REPO_ID, model_snapshot / sub if model_snapshot else None, sub,
                                   variant))
     for repo_id, folder in weights.TEXT_ENCODER_FOLDERS.items():
-        groups.append(WeightGroup(folder, repo_id, _cached_snapshot(repo_id), "", "all"))
+        groups.append(WeightGroup(folder, repo_id, weights.cached_snapshot(repo_id), "", "all"))
     return groups
 
 
@@ -461,15 +461,6 @@ def _hub_cache_dir() -> Path:
         return Path(constants.HF_HUB_CACHE)
     except ImportError:
         return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-
-
-def _cached_snapshot(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
-        return None
 
 
 def _hub_listing(repo_id: str) -> dict[str, dict[str, Any]] | str:

@@ -42,10 +42,11 @@ def is_variant_folder(folder: Path) -> bool:
     return official or converted
 
 
-def _cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path | None:
-    from huggingface_hub import snapshot_download
-
+def cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path | None:
+    """The repository's snapshot in the local Hugging Face cache, or None; never touches the network."""
     try:
+        from huggingface_hub import snapshot_download
+
         return Path(snapshot_download(repo_id, allow_patterns=allow_patterns, local_files_only=True))
     except Exception:
         return None
@@ -70,12 +71,12 @@ def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFil
         if not is_variant_folder(model_folder):
             raise _missing(f"HY-Motion {variant} ({sub})", variant, model_dir)
     else:
-        snapshot = _cached_snapshot(MODEL_REPO_ID, [f"{sub}/*"])
+        snapshot = cached_snapshot(MODEL_REPO_ID, [f"{sub}/*"])
         if snapshot is None or not is_variant_folder(snapshot / sub):
             raise _missing(f"HY-Motion {variant} ({MODEL_REPO_ID}/{sub})", variant, None)
         model_folder = snapshot / sub
-        qwen = _cached_snapshot(QWEN_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
-        clip = _cached_snapshot(CLIP_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
+        qwen = cached_snapshot(QWEN_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
+        clip = cached_snapshot(CLIP_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
     for name, folder in ((QWEN_REPO_ID, qwen), (CLIP_REPO_ID, clip)):
         if not (folder / "config.json").is_file():
             raise _missing(f"Text encoder {name}", variant, model_dir)
@@ -96,7 +97,7 @@ def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) 
     found = {}
     for repo_id, name in TEXT_ENCODER_FOLDERS.items():
         local = root / name
-        found[repo_id] = local if (local / "config.json").is_file() else _cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
+        found[repo_id] = local if (local / "config.json").is_file() else cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
         if found[repo_id] is None:
             raise _missing(f"Text encoder {repo_id}", "lite", model_dir)
     return ModelFiles("custom", folder, found[QWEN_REPO_ID], found[CLIP_REPO_ID])

@@ -329,7 +329,7 @@ def test_hugging_face_cache_layout_is_checked_without_model_dir(
     partial = cache / "models--Qwen--Qwen3-8B" / "blobs" / "0123abcd.incomplete"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * 10)
-    monkeypatch.setattr(doctor, "_cached_snapshot", lambda repo_id: snapshots[repo_id])
+    monkeypatch.setattr(doctor.weights, "cached_snapshot", lambda repo_id: snapshots[repo_id])
     monkeypatch.setattr(doctor, "_hub_cache_dir", lambda: cache)
     findings = {finding.name: finding for finding in doctor.run_checks(tiny_smoke=False)}
     assert findings["weights:HY-Motion-1.0-Lite"].status == OK
