@@ -57,6 +57,19 @@ PLANS = {
 }
 
 
+# The DiT's number format. bf16 halves its memory and runs on tensor cores; fp32 reproduces the official output.
+PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+def dit_dtype(plan: Plan, precision: str | None = None) -> str:
+    """The torch dtype name the DiT runs in: ``precision`` when given, else the plan's own."""
+    if precision is None:
+        return plan.dit_dtype
+    if precision not in PRECISIONS:
+        raise HyMotionError(BAD_REQUEST, f"Unknown precision {precision!r}.", f"Use one of {', '.join(PRECISIONS)}.")
+    return PRECISIONS[precision]
+
+
 def next_plan(name: str) -> str | None:
     if name not in PLAN_ORDER:
         return None

@@ -109,6 +109,7 @@ class MotionPipeline:
         device: str | torch.device,
         cache: EmbeddingCache | None,
         official_padding: bool = False,
+        precision: str | None = None,
     ) -> None:
         self.model = model
         self.settings = model.settings
@@ -119,6 +120,7 @@ class MotionPipeline:
         self.variant = variant
         self.cache = cache
         self.official_padding = official_padding
+        self.precision = precision
         self._accelerator = torch.device(device)  # where the GPU plans run; the cpu plan always runs on the CPU
         self.device = self._accelerator
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
@@ -142,7 +144,7 @@ class MotionPipeline:
         self.device = self._accelerator if plan.needs_cuda else torch.device("cpu")
         self._graphs.clear()
         # nn.Module.to directly: ModelMixin.to warns about float32-pinned modules this model does not have.
-        torch.nn.Module.to(self.model.transformer, self.device, getattr(torch, plan.dit_dtype))
+        torch.nn.Module.to(self.model.transformer, self.device, getattr(torch, memory.dit_dtype(plan, self.precision)))
         self.conditioning = {key: value.to(self.device) for key, value in self.model.conditioning.items()}
         self._mean = self.model.conditioning["mean"].double().numpy()
         self._std = self.model.conditioning["std"].double().numpy()
@@ -391,12 +393,15 @@ def load_pipeline(
     device: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     official_padding: bool = False,
+    precision: str | None = None,
 ) -> MotionPipeline:
     """Build a pipeline for ``model`` (lite, standard, tiny-random, or a model folder) on a memory plan.
 
     ``device`` forces where plans run (tests pass "cpu" to exercise the GPU plans' placement code on the CPU).
+    ``precision`` ("bf16" or "fp32") overrides the plan's DiT number format (bf16 on the GPU plans, fp32 on cpu).
     """
     started = time.perf_counter()
+    memory.dit_dtype(memory.PLANS["cpu"], precision)  # an unknown precision fails before any loading
     if model == "tiny-random":
         from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
 
@@ -425,6 +430,8 @@ def load_pipeline(
     else:
         chosen = memory.choose_plan(plan, variant)
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else user_cache_dir() / "embeddings")
-    pipeline = MotionPipeline(loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding)
+    pipeline = MotionPipeline(
+        loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding, precision
+    )
     log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)
     return pipeline

@@ -1,39 +1,93 @@
 """Every memory plan gives the same motion; an out-of-memory error steps down one plan and loses nothing."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from backend_helpers import settings
 
 from hymotion import memory
+from hymotion.errors import HyMotionError
+from hymotion.model.tiny import build_tiny_model
 from hymotion.pipeline import load_pipeline
 
 PROMPTS = ("a person walks forward", "someone jumps twice then waves")
 
 
-def run_plan(plan, device, tmp_path):
-    pipe = load_pipeline("tiny-random", plan=plan, device=device, cache_dir=tmp_path / plan)
+# fp32 placements against the cpu plan: the same operations on the same CPU in the same batches, so the latents differ
+# by a few fp32 ulps at most (kernels may pick another summation order); decoding amplifies that to a few 1e-5 in
+# positions on the tiny model's noise latents (see FP32_DECODED in test_pipeline.py), so 1e-4 keeps >= 3x margin.
+FP32_PLACEMENT = 1e-4
+# bf16 placements against each other: identical bf16 arithmetic on the same device; only where the text encoder's
+# weights live differs, which changes no arithmetic, so anything above float noise would be a placement bug.
+BF16_PLACEMENT = 1e-6
+# One DiT forward in bf16 against fp32. bf16 keeps 8 significant bits: unit roundoff u = 2^-8. Each stage of the tiny
+# DiT (input and text embedders, 2 refiner blocks, 1 double and 2 single blocks, final layer: 8 stages) rounds its
+# weights, inputs and outputs to bf16, a relative error of about u each (CPU kernels accumulate in fp32 whether they
+# use AVX-512 BF16 dot products or convert to fp32 first, so the kernel choice changes this only within u).
+# Round-to-nearest errors are independent and add in quadrature: about u * sqrt(8) ~ 2.8 u for the whole forward.
+# The bound is 3x that; a wrong dtype, a lost mask or a mixed-up layout gives an O(1) relative error instead.
+BF16_UNIT_ROUNDOFF = 2.0**-8
+BF16_FORWARD_BOUND = 3 * 2.8 * BF16_UNIT_ROUNDOFF
+
+
+def run_plan(plan, device, tmp_path, precision=None):
+    pipe = load_pipeline(
+        "tiny-random", plan=plan, device=device, cache_dir=tmp_path / f"{plan}-{precision}", precision=precision
+    )
     clips = list(pipe.generate(settings(PROMPTS, (2.0, 3.0), seeds=(0, 1), smoothing=False)))
     return pipe, clips
 
 
-def latents_close(a, b, tolerance):
+def positions_close(a, b, tolerance):
     for clip_a, clip_b in zip(a, b, strict=True):
         assert (clip_a.prompt, clip_a.seed) == (clip_b.prompt, clip_b.seed)
         np.testing.assert_allclose(clip_a.positions, clip_b.positions, atol=tolerance)
 
 
-def test_gpu_offload_and_stream_placements_agree_with_cpu_plan(tmp_path):
+def test_every_placement_in_fp32_gives_the_cpu_plans_motion(tmp_path):
     _, reference = run_plan("cpu", "cpu", tmp_path)
-    results = {plan: run_plan(plan, "cpu", tmp_path)[1] for plan in ("gpu", "offload", "stream")}
-    latents_close(results["gpu"], results["offload"], 1e-6)
-    latents_close(results["gpu"], results["stream"], 1e-6)
-    # bf16 DiT against the fp32 cpu plan: same motion within bf16 rounding (positions in metres; a few joints at
-    # the end of the chain collect the rounding of every parent rotation).
-    for bf16_clip, fp32_clip in zip(results["gpu"], reference, strict=True):
-        difference = np.abs(bf16_clip.positions - fp32_clip.positions)
-        assert difference.mean() < 0.01 and difference.max() < 0.15
-    assert not np.allclose(results["gpu"][0].positions, reference[0].positions, atol=1e-7), "bf16 plan did not run bf16"
+    for plan in ("gpu", "offload", "stream"):
+        pipe, clips = run_plan(plan, "cpu", tmp_path, precision="fp32")
+        assert pipe.transformer.dtype == torch.float32
+        positions_close(clips, reference, FP32_PLACEMENT)
+
+
+def test_bf16_placements_agree_with_each_other_and_run_bf16(tmp_path):
+    results = {plan: run_plan(plan, "cpu", tmp_path) for plan in ("gpu", "offload", "stream")}
+    assert all(pipe.transformer.dtype == torch.bfloat16 for pipe, _ in results.values())
+    positions_close(results["gpu"][1], results["offload"][1], BF16_PLACEMENT)
+    positions_close(results["gpu"][1], results["stream"][1], BF16_PLACEMENT)
+    _, reference = run_plan("cpu", "cpu", tmp_path)
+    assert not np.allclose(results["gpu"][1][0].positions, reference[0].positions, atol=1e-7), "bf16 did not run"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_bf16_dit_step_is_within_bf16_rounding_of_fp32(seed):
+    fp32 = build_tiny_model(seed).transformer
+    bf16 = copy.deepcopy(fp32)
+    torch.nn.Module.to(bf16, torch.bfloat16)
+    generator = torch.Generator().manual_seed(seed)
+    batch, frames, tokens = 2, 60, 7
+    x = torch.randn(batch, frames, fp32.config.input_dim, generator=generator)
+    ctxt = torch.randn(batch, tokens, fp32.config.ctxt_input_dim, generator=generator)
+    vtxt = torch.randn(batch, 1, fp32.config.vtxt_input_dim, generator=generator)
+    t = torch.rand(batch, generator=generator)
+    motion_valid = torch.ones(batch, frames, dtype=torch.bool)
+    text_valid = torch.ones(batch, tokens, dtype=torch.bool)
+    text_valid[1, 5:] = False
+    with torch.no_grad():
+        exact = fp32(x, ctxt, vtxt, t, fp32.build_layout(motion_valid, text_valid))
+        rounded = bf16(x, ctxt, vtxt, t, bf16.build_layout(motion_valid, text_valid)).float()
+    relative_error = ((rounded - exact).norm() / exact.norm()).item()
+    assert 0 < relative_error < BF16_FORWARD_BOUND
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(HyMotionError, match="Unknown precision 'fp16'") as caught:
+        load_pipeline("tiny-random", plan="cpu", device="cpu", precision="fp16")
+    assert "bf16" in caught.value.hint
 
 
 def test_stream_plan_keeps_qwen_weights_off_the_execution_device(tmp_path):
