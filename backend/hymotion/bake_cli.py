@@ -287,10 +287,11 @@ def bake_library(manifest: dict[str, Any]) -> None:
             duration=clip["duration"], scene=scene, start_frame=1, in_place=manifest["in_place"],
         )
         action.use_fake_user = True
-        last_frame = max(last_frame, int(action.frame_range[1]))
+        end = action.frame_range[1]
         if manifest["nla"]:
-            bake.push_to_nla(armature, action, manifest["nla"])
-    scene.frame_start, scene.frame_end = 1, last_frame
+            end = bake.push_to_nla(armature, action, manifest["nla"]).frame_end
+        last_frame = max(last_frame, int(np.ceil(end)))
+    scene.frame_start, scene.frame_end = 1, last_frame  # playback covers the whole layout: every clip, every strip
     bpy.ops.wm.save_as_mainfile(filepath=manifest["out"])
 
 

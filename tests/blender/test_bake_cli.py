@@ -31,6 +31,9 @@ print(json.dumps({
     ],
     "strips": [strip.action.name for obj in armatures for track in obj.animation_data.nla_tracks
                for strip in track.strips],
+    "strip_ends": [strip.frame_end for obj in armatures for track in obj.animation_data.nla_tracks
+                   for strip in track.strips],
+    "scene_range": [bpy.context.scene.frame_start, bpy.context.scene.frame_end],
     "fps": bpy.context.scene.render.fps,
 }))
 """
@@ -79,6 +82,10 @@ def test_hymotion_bake_writes_the_rig_and_one_action_per_prompt(tmp_path):
     assert jump["duration"] == pytest.approx(2.5) and jump["range"] == [1.0, 75.0]
     assert walk["fake_user"] and jump["fake_user"]
     assert library["strips"] == [walk["name"], jump["name"]]
+    # laid end to end, the second strip ends after the longest Action: playback must reach the end of the last strip
+    walk_frames = walk["range"][1] - walk["range"][0] + 1
+    assert library["strip_ends"] == [walk["range"][1], walk["range"][1] + 75]
+    assert library["scene_range"] == [1, walk_frames + 75]
 
 
 @pytest.mark.parametrize(
