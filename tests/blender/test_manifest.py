@@ -17,6 +17,7 @@ import hymotion
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_LICENCE = "GPL-3.0-or-later"
 EXCLUDED_TOP_LEVEL = ("tests/", "backend/", "benchmarks/", "docs/", "scripts/", ".")
 
 
@@ -72,6 +73,14 @@ def test_manifest_version_and_wheel_follow_the_backend():
     assert set(manifest["permissions"]) == {"network", "files"}
 
 
+def test_one_licence_everywhere():
+    manifest = tomllib.loads((REPO_ROOT / "blender_manifest.toml").read_text(encoding="utf-8"))
+    backend = tomllib.loads((REPO_ROOT / "backend" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert manifest["license"] == [f"SPDX:{PROJECT_LICENCE}"]
+    assert backend["project"]["license"] == PROJECT_LICENCE
+    assert f"This project: {PROJECT_LICENCE}." in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
 def test_blender_validates_the_manifest(extension_source):
     result = run_blender_ext("validate", str(extension_source))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -99,6 +108,8 @@ def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source
 
     wheel_names = zipfile.ZipFile(extension_source / wheel).namelist()
     assert "hymotion/skeleton.py" in wheel_names and "hymotion/errors.py" in wheel_names
+    metadata = zipfile.ZipFile(extension_source / wheel).read(f"hymotion-{hymotion.__version__}.dist-info/METADATA")
+    assert f"License-Expression: {PROJECT_LICENCE}" in metadata.decode("utf-8").splitlines()
 
     revalidated = run_blender_ext("validate", str(archive))
     assert revalidated.returncode == 0, revalidated.stdout + revalidated.stderr
