@@ -14,7 +14,7 @@ from hymotion import errors
 from hymotion.errors import HyMotionError
 from hymotion.protocol import ErrorEvent, Event, HelloEvent
 
-from .client import BackendClient, service_args
+from .client import BACKEND_RESTARTS_HINT, BackendClient, service_args
 
 START_TIMEOUT_S = 120.0
 SHUTDOWN_TIMEOUT_S = 10.0
@@ -154,7 +154,7 @@ class BackendManager:
         client = self._client
         if status.state != READY or client is None:
             raise status.error or HyMotionError(
-                errors.BACKEND_DIED, "The backend is not running.", "Generate again to start it."
+                errors.BACKEND_DIED, "The backend is not running.", BACKEND_RESTARTS_HINT
             )
         return client
 
@@ -172,7 +172,7 @@ def _died_error(stderr_tail: list[str]) -> HyMotionError:
     return HyMotionError(
         errors.BACKEND_DIED,
         "The backend stopped unexpectedly." + (f" Its last output:\n{tail}" if tail else ""),
-        "Generate again to restart it; if it keeps stopping, run the Doctor report in the add-on preferences.",
+        BACKEND_RESTARTS_HINT,
     )
 
 

@@ -51,6 +51,12 @@ from hymotion.protocol import (
     is_terminal,
 )
 
+# What helps after the backend died: the add-on starts a new one at the next Generate, with nothing for the user to do.
+BACKEND_RESTARTS_HINT = (
+    "Generate again: the backend restarts by itself. If it keeps stopping, run the Doctor report in the add-on "
+    "preferences."
+)
+
 STDERR_TAIL_LINES = 20
 EXIT_WAIT_S = 5.0
 TERMINATE_WAIT_S = 3.0
@@ -566,7 +572,7 @@ def _lines(reader: IO[bytes]) -> Iterator[bytes]:
 
 
 def _not_running() -> HyMotionError:
-    return HyMotionError(errors.BACKEND_DIED, "The backend is not running.", "Start it again from the panel.")
+    return HyMotionError(errors.BACKEND_DIED, "The backend is not running.", BACKEND_RESTARTS_HINT)
 
 
 def _tail_text(tail: Sequence[str]) -> str:
@@ -583,7 +589,7 @@ def _died_event(session: _Session, code: int | None) -> ErrorEvent:
     return ErrorEvent(
         code=errors.BACKEND_DIED,
         message=f"{session.description} {how}.",
-        hint="Restart the backend; its last output (below) says why it stopped.",
+        hint=f"{BACKEND_RESTARTS_HINT} Its last output (below) says why it stopped.",
         exit_code=code,
         stderr_tail=list(session.stderr_tail),
     )

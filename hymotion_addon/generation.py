@@ -20,6 +20,7 @@ from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, Resul
 
 from . import bake, rig
 from .backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
+from .client import BACKEND_RESTARTS_HINT
 
 RIG_NAME = "SMPLX"
 _WAIT_SLICE_S = 0.5
@@ -193,7 +194,7 @@ class Run:
         if status.state == READY:
             self._submit()
         elif status.state != STARTING:
-            self._finish(status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", ""))
+            self._finish(status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", BACKEND_RESTARTS_HINT))
 
     def _submit(self) -> None:
         if self.cancel_requested:

@@ -179,6 +179,7 @@ def test_killed_backend_is_reported_earlier_actions_stay_and_the_next_run_restar
     assert 1 <= len(made_before_the_kill) < 5
     status = addon_module("backend_manager").MANAGER.status()
     assert status.state == "ERROR" and status.error.code == "backend_died"
+    assert status.error.hint.startswith("Generate again: the backend restarts by itself.")
 
     assert bpy.ops.hymotion.generate(prompt="a person stands up", duration=1.0, steps=TEST_STEPS) == {"FINISHED"}
     assert backend_pid() != killed
