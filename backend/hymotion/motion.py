@@ -29,7 +29,7 @@ ANKLE_SOLE_GAP = FOOT_SOLE_GAP + float(
     skeleton.BODY_REST_POSITIONS[skeleton.BODY_JOINT_NAMES.index("left_ankle"), 1]
     - skeleton.BODY_REST_POSITIONS[skeleton.BODY_JOINT_NAMES.index("left_foot"), 1]
 )
-_GROUND_JOINTS = {
+GROUND_JOINTS = {
     skeleton.BODY_JOINT_NAMES.index(name): gap
     for name, gap in (
         ("left_ankle", ANKLE_SOLE_GAP), ("right_ankle", ANKLE_SOLE_GAP),
@@ -139,7 +139,7 @@ def smooth_translation(translation: np.ndarray) -> np.ndarray:
 
 def ground_height(positions: np.ndarray) -> np.ndarray:
     """Lowest sole height over each whole clip of (..., F, 22, 3), from the ankle and foot joints (see FOOT_SOLE_GAP)."""
-    soles = [positions[..., joint, 1].min(axis=-1) - gap for joint, gap in _GROUND_JOINTS.items()]
+    soles = [positions[..., joint, 1].min(axis=-1) - gap for joint, gap in GROUND_JOINTS.items()]
     return np.min(soles, axis=0)
 
 

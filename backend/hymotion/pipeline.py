@@ -14,16 +14,15 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-import multiprocessing
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import torch
 
-from . import memory, motion, weights
+from . import memory, motion, motion_torch, weights
 from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
 from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
 from .model.loading import LoadedModel, load_model_folder
@@ -35,10 +34,11 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 GRAPH_CACHE_SIZE = 4
+# Prompt embeddings kept in memory (at most 128 Qwen tokens x 4096 bf16 = 1 MiB each, usually a quarter of that) and
+# how many new prompts one encoder pass takes: a group always fits in memory with room for a batch's repeats.
 RECENT_EMBEDDINGS = 512
-# Clips decode in parallel while the next batch samples: on worker processes when sampling on the GPU (decoding is
-# numpy-heavy and would hold the GIL the sampling loop needs), on threads otherwise (no process start-up cost).
-DECODE_WORKERS = min(8, os.cpu_count() or 1)
+ENCODE_GROUP = 256
+_Result = TypeVar("_Result")
 
 
 def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
@@ -125,7 +125,6 @@ class MotionPipeline:
         self.device = self._accelerator
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
         self._recent_embeddings: OrderedDict[str, PromptEmbedding] = OrderedDict()
-        self._decoder: Executor | None = None
         self.plan = ""
         self.switch_plan(plan)
 
@@ -167,7 +166,11 @@ class MotionPipeline:
         return self._text_encoder
 
     def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
-        """Embeddings from memory, then the disk cache, then the text encoder (one pass for all that are missing)."""
+        """Embeddings from memory, then the disk cache, then the text encoder (one pass for all that are missing).
+
+        Memory keeps the most recent RECENT_EMBEDDINGS; the answer is read before older entries are let go, so any
+        number of prompts can be asked for (``generate`` asks for at most ENCODE_GROUP at a time).
+        """
         missing = [prompt for prompt in dict.fromkeys(prompts) if prompt not in self._recent_embeddings]
         if missing:
             embeddings, encoded = encode_with_cache(self.text_encoder, self.encoder_identity, missing, self.cache)
@@ -176,15 +179,19 @@ class MotionPipeline:
             self._recent_embeddings.update(zip(missing, embeddings))
         for prompt in prompts:
             self._recent_embeddings.move_to_end(prompt)
+        answer = [self._recent_embeddings[prompt] for prompt in prompts]
         while len(self._recent_embeddings) > RECENT_EMBEDDINGS:
             self._recent_embeddings.popitem(last=False)
-        return [self._recent_embeddings[prompt] for prompt in prompts]
+        return answer
 
-    def _step_down(self, error: Exception, on_warning: Callable[[str], None]) -> None:
-        """After a CUDA out-of-memory error: free memory and move to the next leaner plan (or give up clearly)."""
-        if not memory.is_out_of_memory(error):
-            raise error
-        failed = self.plan
+    def _with_step_down(self, work: Callable[[], _Result], on_warning: Callable[[str], None]) -> _Result:
+        """Run ``work``; after a CUDA out-of-memory error move to the next leaner plan and run it once more."""
+        try:
+            return work()
+        except Exception as error:
+            if not memory.is_out_of_memory(error):
+                raise
+            failed = self.plan
         lower = memory.next_plan(failed)
         self._graphs.clear()
         if torch.cuda.is_available():
@@ -193,25 +200,15 @@ class MotionPipeline:
             raise HyMotionError(OUT_OF_MEMORY, f"Out of memory on plan {failed!r}.", "Close other GPU programs.")
         on_warning(f"Out of GPU memory on plan {failed!r}; retrying on plan {lower!r}.")
         self.switch_plan(lower)
-
-    def _retry_failure(self, error: Exception, tried: str) -> HyMotionError | Exception:
-        if memory.is_out_of_memory(error):
-            return HyMotionError(
-                OUT_OF_MEMORY, f"Out of memory on plan {tried!r} and again on {self.plan!r}.",
-                "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
-            )
-        return error
-
-    def _encode_with_step_down(self, prompts: list[str], on_warning: Callable[[str], None]) -> list[PromptEmbedding]:
         try:
-            return self.encode(prompts)
+            return work()
         except Exception as error:
-            tried = self.plan
-            self._step_down(error, on_warning)
-        try:
-            return self.encode(prompts)
-        except Exception as error:
-            raise self._retry_failure(error, tried) from None
+            if not memory.is_out_of_memory(error):
+                raise
+        raise HyMotionError(
+            OUT_OF_MEMORY, f"Out of memory on plan {failed!r} and again on {lower!r}.",
+            "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
+        )
 
     def generate(
         self,
@@ -220,66 +217,70 @@ class MotionPipeline:
         should_cancel: Callable[[], bool] | None = None,
         on_warning: Callable[[str], None] | None = None,
     ) -> Iterator[motion.MotionClip]:
-        """Yield one clip per prompt x seed, each as soon as its batch is decoded."""
-        settings.validate()
+        """Yield one clip per prompt x seed, in order, each batch as soon as it is decoded."""
         progress = on_progress or (lambda stage, step, total: None)
         warn = on_warning or (lambda message: warnings.warn(message, stacklevel=3))
+
+        # 1. Check inputs.
+        settings.validate()
         for index, prompt in enumerate(settings.prompts):
             words = len(prompt.split())
             if words > ADVISED_MAX_WORDS:
                 warn(f"Prompt {index + 1} has {words} words; quality drops past {ADVISED_MAX_WORDS} (official advice).")
-        unique = list(dict.fromkeys(settings.prompts))
-        progress("encoding", 0, len(unique))
-        embeddings = dict(zip(unique, self._encode_with_step_down(unique, warn)))
-        progress("encoding", len(unique), len(unique))
-        for index, prompt in enumerate(settings.prompts):
-            if embeddings[prompt].truncated:
-                warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
-        samples = [(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
-        chunks = [samples[i : i + self._plan.max_batch] for i in range(0, len(samples), self._plan.max_batch)]
-        # Each batch decodes in the background while the next one samples; a clip is handed out as soon as it is
-        # decoded (between sampling steps), in order.
-        pending: list[tuple[Future, tuple[int, int]]] = []
-        for chunk_index, chunk in enumerate(chunks):
-            run = (chunk, settings, embeddings, progress, should_cancel, chunk_index, len(chunks), pending)
-            try:
-                latents = yield from self._sample(*run)
-            except Exception as error:
-                tried = self.plan
-                self._step_down(error, warn)
-                try:
-                    latents = yield from self._sample(*run)
-                except Exception as retry_error:
-                    raise self._retry_failure(retry_error, tried) from None
-            progress("decoding", chunk_index, len(chunks))
-            for sample, latent in zip(chunk, latents):
-                frames = frames_for_duration(settings.durations[sample[0]])
-                decoding = self._decode_executor().submit(
-                    motion.decode_latent, latent[:frames], self._mean, self._std, settings.smoothing
+
+        # 2. Plan the batches: every prompt x seed, in order, as many per batch as the plan allows.
+        batches = _plan_batches(settings, self._plan.max_batch)
+        encoding = _EncodingGroups(settings.prompts)
+        warned_truncation: set[int] = set()
+        for number, batch in enumerate(batches):
+            # 3. Encode: the next group of new prompts in one encoder pass, so memory holds a group, not the list.
+            while encoding.missing_for(batch):
+                group = encoding.next_group()
+                progress("encoding", encoding.encoded - len(group), encoding.total)
+                self._with_step_down(lambda: self.encode(group), warn)
+                progress("encoding", encoding.encoded, encoding.total)
+            prompts = [settings.prompts[sample.prompt_index] for sample in batch]
+            embeddings = dict(zip(prompts, self.encode(prompts)))
+            for index in dict.fromkeys(sample.prompt_index for sample in batch):
+                if index not in warned_truncation and embeddings[settings.prompts[index]].truncated:
+                    warned_truncation.add(index)
+                    warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
+
+            # 4. Denoise the batch (Euler steps of the guided velocity).
+            latents = self._with_step_down(
+                lambda: self._sample(batch, settings, embeddings, progress, should_cancel, number, len(batches)), warn
+            )
+
+            # 5. Decode on the sampling device and hand the clips out.
+            progress("decoding", number, len(batches))
+            yield from self._decode(batch, latents, settings)
+        progress("decoding", len(batches), len(batches))
+
+    def _decode(
+        self, batch: list[_Sample], latents: torch.Tensor, settings: GenerationSettings
+    ) -> Iterator[motion.MotionClip]:
+        """Clips of equal length decode together: in torch on the device for the GPU plans, in numpy on the cpu plan."""
+        frames = [frames_for_duration(settings.durations[sample.prompt_index]) for sample in batch]
+        decoded: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for length in dict.fromkeys(frames):
+            rows = [row for row, count in enumerate(frames) if count == length]
+            same_length = latents[rows, :length]
+            if self._plan.needs_cuda:
+                arrays = motion_torch.decode_latents(
+                    same_length, self.conditioning["mean"], self.conditioning["std"], settings.smoothing
                 )
-                pending.append((decoding, sample))
-        while pending:
-            yield self._clip(settings, *pending.pop(0))
-        progress("decoding", len(chunks), len(chunks))
-
-    def _decode_executor(self) -> Executor:
-        if self._decoder is None:
-            if self.device.type == "cuda":
-                methods = multiprocessing.get_all_start_methods()
-                context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-                self._decoder = ProcessPoolExecutor(max_workers=DECODE_WORKERS, mp_context=context)
             else:
-                self._decoder = ThreadPoolExecutor(max_workers=DECODE_WORKERS)
-        return self._decoder
-
-    def _clip(self, settings: GenerationSettings, decoding: Future, sample: tuple[int, int]) -> motion.MotionClip:
-        index, seed = sample
-        translation, rotations, positions = decoding.result()
-        return motion.MotionClip(
-            translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
-            positions=positions.astype(np.float32), prompt=settings.prompts[index], seed=seed,
-            duration=settings.durations[index], model_id=self.model_id, prompt_index=index, plan=self.plan,
-        )
+                arrays = motion.decode_latent(same_length.cpu().numpy(), self._mean, self._std, settings.smoothing)
+            for position, row in enumerate(rows):
+                decoded[row] = tuple(array[position].astype(np.float32) for array in arrays)
+        for row, sample in enumerate(batch):
+            translation, rotations, positions = decoded[row]
+            yield motion.MotionClip(
+                translation=translation, rotations=rotations, positions=positions,
+                prompt=settings.prompts[sample.prompt_index], seed=sample.seed,
+                duration=settings.durations[sample.prompt_index], model_id=self.model_id,
+                prompt_index=sample.prompt_index, plan=self.plan,
+            )
 
     def initial_noise(self, seeds: list[int], frames: int) -> torch.Tensor:
         """Official noise: one generator per seed on the sampling device, randn (1, train_frames, 201), first frames."""
@@ -292,7 +293,7 @@ class MotionPipeline:
         return torch.cat(draws)[:, :frames]
 
     def _prepare(
-        self, chunk: list[tuple[int, int]], settings: GenerationSettings, embeddings: dict[str, PromptEmbedding]
+        self, chunk: list[_Sample], settings: GenerationSettings, embeddings: dict[str, PromptEmbedding]
     ) -> _SampleBatch:
         frames = [frames_for_duration(settings.durations[index]) for index, _ in chunk]
         ctxts = [embeddings[settings.prompts[index]].ctxt for index, _ in chunk]
@@ -355,22 +356,18 @@ class MotionPipeline:
 
     def _sample(
         self,
-        chunk: list[tuple[int, int]],
+        chunk: list[_Sample],
         settings: GenerationSettings,
         embeddings: dict[str, PromptEmbedding],
         progress: ProgressCallback,
         should_cancel: Callable[[], bool] | None,
         chunk_index: int,
         chunk_count: int,
-        pending: list[tuple[Future, tuple[int, int]]],
-    ) -> Iterator[motion.MotionClip]:
-        """Denoise one batch; between steps, hand out the clips of earlier batches whose decoding has finished.
-
-        A generator whose return value is the batch's (B, frames, 201) latents.
-        """
+    ) -> torch.Tensor:
+        """Denoise one batch from its seeds' noise; returns the (B, frames, 201) latents on the sampling device."""
         with torch.no_grad():
             state, advance = self._stepper(self._prepare(chunk, settings, embeddings), settings.cfg_scale)
-            state.x.copy_(self.initial_noise([seed for _, seed in chunk], state.x.shape[1]))
+            state.x.copy_(self.initial_noise([sample.seed for sample in chunk], state.x.shape[1]))
             times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
         total = settings.steps * chunk_count
         for step in range(settings.steps):
@@ -381,9 +378,37 @@ class MotionPipeline:
                 state.dt.copy_(times[step + 1] - times[step])
                 advance()
             progress("sampling", chunk_index * settings.steps + step + 1, total)
-            while pending and pending[0][0].done():
-                yield self._clip(settings, *pending.pop(0))
-        return state.x.cpu().numpy()
+        return state.x.clone()
+
+
+class _Sample(NamedTuple):
+    prompt_index: int
+    seed: int
+
+
+def _plan_batches(settings: GenerationSettings, max_batch: int) -> list[list[_Sample]]:
+    samples = [_Sample(index, seed) for index in range(len(settings.prompts)) for seed in settings.seeds]
+    return [samples[start : start + max_batch] for start in range(0, len(samples), max_batch)]
+
+
+class _EncodingGroups:
+    """The distinct prompts of a job in groups of ENCODE_GROUP, encoded in order as the batches reach them."""
+
+    def __init__(self, prompts: list[str]) -> None:
+        self._distinct = list(dict.fromkeys(prompts))
+        self._group_of = {prompt: position // ENCODE_GROUP for position, prompt in enumerate(self._distinct)}
+        self._prompts = prompts
+        self.total = len(self._distinct)
+        self.encoded = 0
+
+    def missing_for(self, batch: list[_Sample]) -> bool:
+        needed = max(self._group_of[self._prompts[sample.prompt_index]] for sample in batch)
+        return needed * ENCODE_GROUP >= self.encoded
+
+    def next_group(self) -> list[str]:
+        group = self._distinct[self.encoded : self.encoded + ENCODE_GROUP]
+        self.encoded += len(group)
+        return group
 
 
 def load_pipeline(

@@ -9,6 +9,7 @@ import torch
 from backend_helpers import settings
 
 from hymotion import motion
+from hymotion import pipeline as pipeline_module
 from hymotion.errors import CANCELLED, HyMotionError
 from hymotion.jobs import frames_for_duration
 from hymotion.model.text_encoder import EmbeddingCache
@@ -231,3 +232,24 @@ def test_cancel_stops_within_one_sampling_step(tiny_pipeline):
     assert caught.value.code == CANCELLED
     assert [event for event in events if event[0] == "sampling"] == [("sampling", 1, 10), ("sampling", 2, 10)]
     assert not any(stage == "decoding" for stage, *_ in events)
+
+
+def test_more_distinct_prompts_than_memory_holds_complete_in_order(tiny_pipeline, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline_module, "RECENT_EMBEDDINGS", 6)
+    monkeypatch.setattr(pipeline_module, "ENCODE_GROUP", 4)
+    pipeline, counter, _ = pipeline_with_cache(tiny_pipeline, tmp_path)
+    distinct = [f"a person walks {count} steps" for count in range(15)]
+    prompts = distinct + distinct[:2]  # two repeats, long evicted from memory by the time they come up again
+    held = []
+    original_encode = pipeline.encode
+
+    def encode_and_measure(batch):
+        answer = original_encode(batch)
+        held.append(len(pipeline._recent_embeddings))
+        return answer
+
+    monkeypatch.setattr(pipeline, "encode", encode_and_measure)
+    clips = generate(pipeline, prompts=prompts, durations=(1.0,), seeds=(0,), steps=1)
+    assert [clip.prompt for clip in clips] == prompts
+    assert counter.encoded == distinct, "each distinct prompt encoded once, in groups, repeats read back from disk"
+    assert max(held) <= 6

@@ -1,0 +1,47 @@
+"""The pipeline as a library: a plain script without a ``__main__`` guard works on every plan.
+
+Decoding used to run on a process pool when sampling on a GPU plan; spawned workers re-import ``__main__``, which a
+guard-less script cannot survive. Here the GPU plans' placement runs on the CPU (device="cpu"), which takes the same
+decoding path as on a CUDA device: the plan, not the device, chooses it.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+GUARDLESS_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing
+    from hymotion.jobs import GenerationSettings
+    from hymotion.pipeline import load_pipeline
+
+    pipeline = load_pipeline("tiny-random", plan="{plan}", device="cpu", cache_dir="{cache}")
+    settings = GenerationSettings(["a person waves", "a person sits"], [1.0, 1.0], [0, 1], steps=2)
+    clips = list(pipeline.generate(settings))
+    print("clips", len(clips), "children", len(multiprocessing.active_children()))
+    """
+)
+
+
+def test_a_script_without_main_guard_generates_on_a_gpu_plan(tmp_path):
+    script = tmp_path / "make_motion.py"
+    script.write_text(GUARDLESS_SCRIPT.format(plan="gpu", cache=tmp_path / "cache"), encoding="utf-8")
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                               cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip().splitlines()[-1] == "clips 4 children 0"
+
+
+def test_gpu_plans_decode_on_the_sampling_device_and_the_cpu_plan_in_numpy(tmp_path, monkeypatch):
+    from hymotion import motion, motion_torch
+    from hymotion.jobs import GenerationSettings
+    from hymotion.pipeline import load_pipeline
+
+    calls = []
+    for module, name in ((motion_torch, "decode_latents"), (motion, "decode_latent")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    settings = GenerationSettings(["a person waves"], [1.0], [0], steps=1)
+    for plan in ("gpu", "cpu"):
+        list(load_pipeline("tiny-random", plan=plan, device="cpu", cache_dir=tmp_path).generate(settings))
+    assert calls == ["decode_latents", "decode_latent"]
