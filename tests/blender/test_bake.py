@@ -10,7 +10,12 @@ from hymotion.errors import BAD_REQUEST, HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics, y_up_to_z_up
 from hymotion_addon import bake, motion_math, rig
 
+# Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8
+# float32 rotation products (pelvis to wrist) applied to offsets, plus a translation of up to ~2 m here: at most
+# ~8 x 1.2e-7 x 2 m = 2e-6 m of rounding. 1e-4 m keeps 50x margin, independent of the CPU.
 FK_TOLERANCE = 1e-4
+# Rest heads and matrices: float32 copies of values under 2 m, rounded once or twice (<= 2.4e-7); 1e-5 is 40x that.
+REST_TOLERANCE = 1e-5
 
 
 def random_clip(rng, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,12 +57,12 @@ def test_identity_rotations_give_the_rest_pose(scene):
     rotations[..., 0] = 1.0
     bake.bake_motion(armature, np.zeros((3, 3)), rotations)
     heads = evaluated_heads(armature, SMPLX_JOINT_NAMES, 2)
-    np.testing.assert_allclose(heads, rig.rest_heads(), atol=1e-5)
+    np.testing.assert_allclose(heads, rig.rest_heads(), atol=REST_TOLERANCE)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     evaluated = armature.evaluated_get(depsgraph)
     for name in SMPLX_JOINT_NAMES:
         np.testing.assert_allclose(
-            np.array(evaluated.pose.bones[name].matrix), np.array(armature.data.bones[name].matrix_local), atol=1e-5
+            np.array(evaluated.pose.bones[name].matrix), np.array(armature.data.bones[name].matrix_local), atol=REST_TOLERANCE
         )
 
 
@@ -105,8 +110,8 @@ def test_in_place_removes_horizontal_root_motion_and_keeps_height(scene, rng):
     for frame in range(5):
         heads = evaluated_heads(armature, BODY_JOINT_NAMES, frame + 1)
         np.testing.assert_allclose(heads, expected[frame], atol=FK_TOLERANCE)
-        np.testing.assert_allclose(heads[0, :2], rig.rest_heads()[0, :2], atol=1e-5)
-        assert heads[0, 2] == pytest.approx(rig.rest_heads()[0, 2] + translation[frame, 1], abs=1e-5)
+        np.testing.assert_allclose(heads[0, :2], rig.rest_heads()[0, :2], atol=REST_TOLERANCE)
+        assert heads[0, 2] == pytest.approx(rig.rest_heads()[0, 2] + translation[frame, 1], abs=REST_TOLERANCE)
 
 
 def test_action_is_named_tagged_keyed_linearly_and_assigned(scene, rng):
@@ -210,8 +215,8 @@ def test_nla_sequence_lays_strips_end_to_end_on_one_track(scene):
     assert anim_data.nla_tracks[0].name == bake.NLA_TRACK_NAME
     assert (first_strip.frame_start, first_strip.frame_end) == (1.0, 10.0)
     assert (second_strip.frame_start, second_strip.frame_end) == (11.0, 20.0)
-    assert pelvis_height(armature, 10) == pytest.approx(1.0, abs=1e-5)
-    assert pelvis_height(armature, 11) == pytest.approx(2.0, abs=1e-5)
+    assert pelvis_height(armature, 10) == pytest.approx(1.0, abs=REST_TOLERANCE)
+    assert pelvis_height(armature, 11) == pytest.approx(2.0, abs=REST_TOLERANCE)
 
 
 def test_nla_stack_puts_each_action_on_its_own_track(scene):
@@ -225,6 +230,6 @@ def test_nla_stack_puts_each_action_on_its_own_track(scene):
     assert len(tracks) == 3 and all(len(track.strips) == 1 for track in tracks)
     assert [track.name for track in tracks] == [strip.action.name for strip in strips]
     assert [strip.frame_start for strip in strips] == [5.0, 5.0, 5.0]
-    assert pelvis_height(armature, 7) == pytest.approx(3.0, abs=1e-5)  # the top track wins
+    assert pelvis_height(armature, 7) == pytest.approx(3.0, abs=REST_TOLERANCE)  # the top track wins
     with pytest.raises(HyMotionError, match="Unknown NLA mode"):
         bake.push_to_nla(armature, bpy.data.actions[0], mode="SIDEWAYS")

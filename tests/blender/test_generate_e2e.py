@@ -137,7 +137,8 @@ def test_generate_with_panel_settings_bakes_onto_the_active_rig(scene):
     rest_pelvis = rig.data.bones["pelvis"].head_local
     for frame in (10, 25, int(action.frame_range[1])):
         (pelvis,) = evaluated_heads(rig, ["pelvis"], frame)
-        assert pelvis[:2] == pytest.approx((rest_pelvis.x, rest_pelvis.y), abs=1e-5)  # in place: no travel
+        # in place: no travel; float32 pose evaluation of a rest head under 1 m rounds by ~1e-7, 1e-5 is 100x that
+        assert pelvis[:2] == pytest.approx((rest_pelvis.x, rest_pelvis.y), abs=1e-5)
 
 
 def test_cancel_keeps_the_finished_actions(scene, observe_actions):

@@ -11,6 +11,11 @@ from hymotion_addon import motion_math
 
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
+# float64 numpy throughout: closed-form results on O(1) values round by ~1e-15, so 1e-12 keeps 1000x margin. Angles
+# from arccos near a dot product of 1 lose precision as sqrt(roundoff): 1e-8 rad, so those compare at 1e-7.
+EXACT = 1e-12
+ANGLE = 1e-7
+
 
 def rotation_angle_between(q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
     return 2.0 * np.arccos(np.clip(np.abs(np.sum(q0 * q1, axis=-1)), 0.0, 1.0))
@@ -22,14 +27,14 @@ def test_slerp_hits_endpoints_and_halves_the_angle(rng):
     np.testing.assert_allclose(np.abs(np.sum(motion_math.slerp(q0, q1, np.zeros(50)) * q0, axis=-1)), 1.0)
     np.testing.assert_allclose(np.abs(np.sum(motion_math.slerp(q0, q1, np.ones(50)) * q1, axis=-1)), 1.0)
     middle = motion_math.slerp(q0, q1, np.full(50, 0.5))
-    np.testing.assert_allclose(rotation_angle_between(q0, middle), rotation_angle_between(middle, q1), atol=1e-7)
-    np.testing.assert_allclose(rotation_angle_between(q0, middle), rotation_angle_between(q0, q1) / 2, atol=1e-7)
+    np.testing.assert_allclose(rotation_angle_between(q0, middle), rotation_angle_between(middle, q1), atol=ANGLE)
+    np.testing.assert_allclose(rotation_angle_between(q0, middle), rotation_angle_between(q0, q1) / 2, atol=ANGLE)
 
 
 def test_slerp_takes_the_short_way_and_survives_equal_inputs(rng):
     q0 = random_unit_quaternions(rng, (20,))
-    np.testing.assert_allclose(motion_math.slerp(q0, -q0, np.full(20, 0.3)), q0, atol=1e-12)
-    np.testing.assert_allclose(motion_math.slerp(q0, q0, np.full(20, 0.7)), q0, atol=1e-12)
+    np.testing.assert_allclose(motion_math.slerp(q0, -q0, np.full(20, 0.3)), q0, atol=EXACT)
+    np.testing.assert_allclose(motion_math.slerp(q0, q0, np.full(20, 0.7)), q0, atol=EXACT)
 
 
 def test_continuous_quaternions_keep_rotations_and_remove_sign_flips(rng):
@@ -40,7 +45,7 @@ def test_continuous_quaternions_keep_rotations_and_remove_sign_flips(rng):
     flipped = smooth * rng.choice([-1.0, 1.0], size=(40, 3, 1))
     fixed = motion_math.continuous_quaternions(flipped)
     assert (np.sum(fixed[1:] * fixed[:-1], axis=-1) > 0).all()
-    np.testing.assert_allclose(quaternion_to_matrix(fixed), quaternion_to_matrix(flipped), atol=1e-12)
+    np.testing.assert_allclose(quaternion_to_matrix(fixed), quaternion_to_matrix(flipped), atol=EXACT)
 
 
 @pytest.mark.parametrize("frames, target_fps, expected", [(360, 24, 288), (120, 60, 240), (31, 24, 25), (1, 24, 1)])
@@ -53,8 +58,8 @@ def test_resample_keeps_first_frame_and_speed(rng):
     rotations = random_unit_quaternions(rng, (31, NUM_BODY_JOINTS))
     new_translation, new_rotations = motion_math.resample_clip(translation, rotations, 30, 24)
     assert new_translation.shape == (25, 3) and new_rotations.shape == (25, NUM_BODY_JOINTS, 4)
-    np.testing.assert_allclose(new_translation[[0, -1]], translation[[0, -1]], atol=1e-12)
-    np.testing.assert_allclose(np.abs(np.sum(new_rotations[-1] * rotations[-1], axis=-1)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(new_translation[[0, -1]], translation[[0, -1]], atol=EXACT)
+    np.testing.assert_allclose(np.abs(np.sum(new_rotations[-1] * rotations[-1], axis=-1)), 1.0, atol=EXACT)
     np.testing.assert_allclose(new_translation[1], translation[1] + 0.25 * (translation[2] - translation[1]))
     with pytest.raises(HyMotionError, match="positive"):
         motion_math.resample_clip(translation, rotations, 30, 0)
@@ -66,14 +71,14 @@ def test_bone_local_rotation_is_the_model_rotation_seen_from_the_bone_rest_frame
     local = motion_math.bone_local_rotations(rotations, rest)
     blender_axes = Y_UP_TO_Z_UP @ quaternion_to_matrix(rotations) @ Y_UP_TO_Z_UP.T
     expected = np.swapaxes(rest, -1, -2)[None] @ blender_axes @ rest[None]
-    np.testing.assert_allclose(quaternion_to_matrix(local), expected, atol=1e-12)
+    np.testing.assert_allclose(quaternion_to_matrix(local), expected, atol=EXACT)
 
 
 def test_root_translation_goes_into_the_root_bone_frame(rng):
     translation = rng.normal(size=(6, 3))
     rest = quaternion_to_matrix(random_unit_quaternions(rng, ()))
     location = motion_math.bone_local_translation(translation, rest)
-    np.testing.assert_allclose(location @ rest.T, y_up_to_z_up(translation), atol=1e-12)
+    np.testing.assert_allclose(location @ rest.T, y_up_to_z_up(translation), atol=EXACT)
 
 
 def test_without_horizontal_motion_keeps_only_height(rng):
