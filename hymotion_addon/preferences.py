@@ -34,7 +34,6 @@ MODEL_ITEMS = [
 PLAN_ITEMS = [
     ("auto", "Auto", "Pick the fastest plan that fits the free GPU memory; step down on out-of-memory"),
     ("gpu", "GPU", "Everything on the GPU (fastest, most memory)"),
-    ("offload", "Offload", "Text encoder moved to the GPU only while reading a new prompt"),
     ("stream", "Stream", "Text encoder streamed through the GPU layer by layer (least GPU memory)"),
     ("cpu", "CPU", "No GPU at all (slow)"),
 ]

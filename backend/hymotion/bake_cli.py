@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lite, standard, tiny-random or a model folder (default: lite if downloaded, else "
                         "standard, else tiny-random)")
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream, cpu (default: auto)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached")
     parser.add_argument("--preset", help=f"start from a preset: {', '.join(BUILTIN_PRESETS)} or one in --presets-file")

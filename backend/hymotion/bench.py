@@ -1,25 +1,30 @@
-"""``hymotion bench``: memory and speed of each plan at real sizes, with random weights (no downloads).
+"""``hymotion bench``: what a user meets on each plan, at real sizes with random weights (no downloads).
 
 The run writes random real-size weights once (the DiT of the chosen variant, a Qwen3-8B-shaped base model, a
 CLIP-L-shaped text tower, with a small offline tokenizer) and loads them through the same code path as downloaded
-weights, so cold start includes reading from disk. Then, per plan, in one process:
-- cold start: load the pipeline and produce the first 5 s clip (its prompt not cached yet);
-- peak VRAM while encoding (that first request) and while sampling a cached prompt;
-- warm latency: one cached prompt, one seed, 5 s;
-- throughput: 64 cached prompts x 5 s in one call.
+weights. Each plan then runs in a fresh process, as the add-on's backend does, and reports:
+- first clip: from starting the process to the first 5 s clip of a new prompt (imports and loading included);
+- new prompts: three different prompts in a row, each not cached yet; then eight new prompts in one call;
+- cached: median latency of a prompt whose embedding is cached;
+- host RAM: peak RSS, anonymous (the process's own memory) and file-backed (memory-mapped weights, evictable);
+- GPU: peak allocated; throughput: 64 cached prompts x 5 s in one call.
+``--memory-cap GIB`` caps the process's CUDA memory (``set_per_process_memory_fraction``), as a small card would: an
+out-of-memory error then steps down the plan ladder for real, and the row says which plan finished.
 A baseline row runs the official configuration (fp32 DiT on 360 padded frames and 128 text tokens, the causal LM with
-every hidden state, everything resident, one request per call) for side-by-side ratios.
+every hidden state, everything resident, no prompt cache) in the same run, for side-by-side ratios.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,12 +48,15 @@ DIT_SHAPES = {"lite": dict(feat_dim=1024, num_layers=18, num_heads=16), "standar
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=("lite", "standard"), default="lite")
-    parser.add_argument("--plans", default="official-baseline,gpu,offload,stream",
-                        help="comma-separated plans to measure (cpu is very slow at real size)")
+    parser.add_argument("--plans", default="official-baseline,gpu,stream",
+                        help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6 (cpu is slow at real size)")
     parser.add_argument("--work-dir", help="where the random real-size weights are written (default: a temp dir)")
     parser.add_argument("--throughput-prompts", type=int, default=64)
     parser.add_argument("--warm-repeats", type=int, default=5)
+    parser.add_argument("--precision-prompts", type=int, default=0,
+                        help="also compare bf16 against fp32 on the gpu plan over this many prompts")
     parser.add_argument("--json-out", help="write the results as JSON here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one plan's measurement, in its own process
 
 
 def write_random_weights(folder: Path, variant: str) -> Path:
@@ -85,90 +93,109 @@ def write_random_weights(folder: Path, variant: str) -> Path:
     return folder
 
 
-def _free_cuda() -> None:
-    import torch
+class _HostMemoryPeaks:
+    """Peak resident memory of this process, split as /proc/self/status does: anonymous and file-backed."""
 
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.anonymous = self.file_backed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.sample()
+
+    def sample(self) -> None:
+        fields = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                fields[key] = int(value.split()[0]) * 1024
+        self.anonymous = max(self.anonymous, fields.get("RssAnon", 0))
+        self.file_backed = max(self.file_backed, fields.get("RssFile", 0))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
 
 
-def _peaks() -> tuple[float, float]:
-    import torch
-
-    if not torch.cuda.is_available():
-        return 0.0, 0.0
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / GIB, torch.cuda.max_memory_reserved() / GIB
-
-
-def measure_plan(plan: str, model_dir: Path, variant: str, prompts: int, repeats: int) -> dict:
-    import torch
-
-    from . import pipeline as pipeline_module
+def _timed(pipe, prompts: list[str], synchronize) -> float:
     from .jobs import GenerationSettings
+
+    synchronize()
+    begin = time.perf_counter()
+    list(pipe.generate(GenerationSettings(list(prompts), [5.0], [0])))
+    return time.perf_counter() - begin
+
+
+def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats: int, started: float) -> dict:
+    """One plan in this process (started at monotonic time ``started``): the figures the module docstring lists."""
+    import torch
+
+    from .pipeline import load_pipeline
     from .weights import VARIANT_FOLDERS
 
-    _free_cuda()
+    plan, _, cap = spec.partition("@")
+    cuda = torch.cuda.is_available() and plan != "cpu"
+    if cuda and cap:
+        torch.cuda.set_per_process_memory_fraction(float(cap) * GIB / torch.cuda.get_device_properties(0).total_memory)
+    synchronize = torch.cuda.synchronize if cuda else (lambda: None)
+    host = _HostMemoryPeaks()
     baseline = plan == "official-baseline"
-    cache_dir = Path(tempfile.mkdtemp(prefix=f"hymotion-bench-{plan}-"))
-    started = time.perf_counter()
-    pipe = pipeline_module.load_pipeline(
-        str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan=plan,
-        device="cuda" if torch.cuda.is_available() else "cpu", cache_dir=cache_dir, official_padding=baseline,
+    pipe = load_pipeline(
+        str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan=plan, device="cuda" if cuda else "cpu",
+        cache_dir=tempfile.mkdtemp(prefix=f"hymotion-bench-{plan}-"), official_padding=baseline,
     )
     if baseline:
         pipe.cache = None  # the official pipeline encodes the prompt on every request
-    list(pipe.generate(GenerationSettings([BENCH_PROMPTS[0]], [5.0], [0])))
-    cold = time.perf_counter() - started
-    encoding_peak, encoding_reserved = _peaks()
-
-    batch = BENCH_PROMPTS[:prompts]
-    pipe.encode(batch)
-    _free_cuda()
-    latencies = []
-    for _ in range(repeats + 1):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        begin = time.perf_counter()
-        list(pipe.generate(GenerationSettings([BENCH_PROMPTS[0]], [5.0], [0])))
-        latencies.append(time.perf_counter() - begin)
-    sampling_peak, sampling_reserved = _peaks()
-    warm = statistics.median(latencies[1:])
-
-    _free_cuda()
-    if baseline:
-        # The official pipeline takes one prompt per call: time BASELINE_THROUGHPUT_CALLS calls and report the rate.
-        batch = batch[:BASELINE_THROUGHPUT_CALLS]
-        begin = time.perf_counter()
-        for prompt in batch:
-            list(pipe.generate(GenerationSettings([prompt], [5.0], [0])))
-        elapsed = time.perf_counter() - begin
-    else:
-        list(pipe.generate(GenerationSettings(batch, [5.0], [0])))  # capture this batch shape once
-        begin = time.perf_counter()
-        list(pipe.generate(GenerationSettings(batch, [5.0], [0])))
-        elapsed = time.perf_counter() - begin
-    batch_peak, batch_reserved = _peaks()
-    result = {
-        "plan": plan,
-        "ran_on_plan": pipe.plan,
-        "cold_start_s": round(cold, 2),
-        "peak_alloc_encoding_gib": round(encoding_peak, 2),
-        "peak_reserved_encoding_gib": round(encoding_reserved, 2),
-        "peak_alloc_sampling_gib": round(sampling_peak, 2),
-        "peak_reserved_sampling_gib": round(sampling_reserved, 2),
-        "warm_latency_s": round(warm, 3),
-        "throughput_clips_per_s": round(len(batch) / elapsed, 1),
-        "throughput_batch_s": round(elapsed, 2),
-        "throughput_peak_alloc_gib": round(batch_peak, 2),
-        "throughput_peak_reserved_gib": round(batch_reserved, 2),
-    }
-    del pipe
-    _free_cuda()
+    first_new = _timed(pipe, BENCH_PROMPTS[:1], synchronize)
+    result = {"plan": spec, "first_clip_s": round(time.monotonic() - started, 2), "first_new_prompt_s": round(first_new, 2)}
+    if plan != "cpu":
+        result["new_prompt_s"] = [round(_timed(pipe, [prompt], synchronize), 3) for prompt in BENCH_PROMPTS[1:4]]
+        result["eight_new_prompts_s"] = round(_timed(pipe, BENCH_PROMPTS[4:12], synchronize), 2)
+    cached = [_timed(pipe, BENCH_PROMPTS[:1], synchronize) for _ in range(repeats if plan != "cpu" else 1)]
+    result["cached_s"] = round(statistics.median(cached), 3)
+    if plan != "cpu":
+        batch = BENCH_PROMPTS[:prompts] if not baseline else BENCH_PROMPTS[:BASELINE_THROUGHPUT_CALLS]
+        pipe.encode(batch)
+        if baseline:  # one prompt per call, as the official pipeline takes them
+            elapsed = sum(_timed(pipe, [prompt], synchronize) for prompt in batch)
+        else:
+            _timed(pipe, batch, synchronize)  # capture this batch shape once
+            elapsed = _timed(pipe, batch, synchronize)
+        result["throughput_clips_per_s"] = round(len(batch) / elapsed, 1)
+    host.stop()
+    result.update(
+        ran_on_plan=pipe.plan,
+        host_rss_anonymous_gib=round(host.anonymous / GIB, 2),
+        host_rss_file_gib=round(host.file_backed / GIB, 2),
+        gpu_peak_alloc_gib=round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else 0.0,
+    )
     return result
+
+
+def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
+    """bf16 against fp32 on the gpu plan over ``prompts`` prompts (5 s, one seed): joint positions in metres."""
+    import numpy as np
+    import torch
+
+    from .jobs import GenerationSettings
+    from .pipeline import load_pipeline
+    from .weights import VARIANT_FOLDERS
+
+    settings = GenerationSettings(BENCH_PROMPTS[:prompts], [5.0], [0])
+    cache = tempfile.mkdtemp(prefix="hymotion-bench-precision-")
+    clips = {}
+    for precision in ("fp32", "bf16"):
+        pipe = load_pipeline(str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan="gpu",
+                             device="cuda", cache_dir=cache, precision=precision)
+        clips[precision] = [clip.positions for clip in pipe.generate(settings)]
+        del pipe
+        torch.cuda.empty_cache()
+    deviation = np.abs(np.stack(clips["bf16"]) - np.stack(clips["fp32"]))
+    return {"prompts": prompts, "bf16_vs_fp32_mean_m": float(deviation.mean()), "bf16_vs_fp32_max_m": float(deviation.max())}
 
 
 def environment() -> dict:
@@ -183,16 +210,34 @@ def environment() -> dict:
 
 
 def markdown_table(results: list[dict]) -> str:
-    header = ("| plan | cold start (s) | peak alloc encoding (GiB) | peak alloc sampling (GiB) | reserved sampling (GiB) "
-              "| warm latency 5 s clip (s) | 64 x 5 s throughput (clips/s) | batch peak alloc (GiB) |")
-    lines = [header, "|" + "---|" * 8]
+    header = ("| plan | ran on | first clip from start (s) | 1st new prompt (s) | next new prompts (s) | 8 new prompts (s) "
+              "| cached (s) | 64 x 5 s (clips/s) | host RSS anon / file (GiB) | GPU peak (GiB) |")
+    lines = [header, "|" + "---|" * 10]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['plan']} | failed: {r['error']} |" + " |" * 8)
+            continue
         lines.append(
-            f"| {r['plan']} | {r['cold_start_s']} | {r['peak_alloc_encoding_gib']} | {r['peak_alloc_sampling_gib']} | "
-            f"{r['peak_reserved_sampling_gib']} | {r['warm_latency_s']} | {r['throughput_clips_per_s']} | "
-            f"{r['throughput_peak_alloc_gib']} |"
+            f"| {r['plan']} | {r['ran_on_plan']} | {r['first_clip_s']} | {r['first_new_prompt_s']} | "
+            f"{', '.join(map(str, r.get('new_prompt_s', []))) or '-'} | {r.get('eight_new_prompts_s', '-')} | "
+            f"{r['cached_s']} | {r.get('throughput_clips_per_s', '-')} | "
+            f"{r['host_rss_anonymous_gib']} / {r['host_rss_file_gib']} | {r['gpu_peak_alloc_gib']} |"
         )
     return "\n".join(lines)
+
+
+def _run_child(spec: str, args, work: Path) -> dict:
+    """One plan in a fresh process, so the first clip includes start-up as the add-on's backend meets it."""
+    out = Path(tempfile.mkdtemp(prefix="hymotion-bench-child-")) / "result.json"
+    command = [sys.executable, "-m", "hymotion.cli", "bench", "--child", spec, "--work-dir", str(work),
+               "--variant", args.variant, "--throughput-prompts", str(args.throughput_prompts),
+               "--warm-repeats", str(args.warm_repeats), "--json-out", str(out)]
+    environment = {**os.environ, "HYMOTION_BENCH_STARTED": repr(time.monotonic())}
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if completed.returncode != 0 or not out.is_file():
+        tail = " ".join(completed.stderr.strip().splitlines()[-3:])
+        return {"plan": spec, "error": f"exit {completed.returncode}: {tail[-300:]}"}
+    return json.loads(out.read_text())
 
 
 def bench_main(args) -> int:
@@ -200,15 +245,24 @@ def bench_main(args) -> int:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hymotion-bench-"))
+    if args.child:
+        started = float(os.environ.get("HYMOTION_BENCH_STARTED", time.monotonic()))
+        result = measure_plan(args.child, work, args.variant, args.throughput_prompts, args.warm_repeats, started)
+        Path(args.json_out).write_text(json.dumps(result))
+        return 0
     print(f"writing random {args.variant} weights under {work} ...", file=sys.stderr)
     write_random_weights(work, args.variant)
-    results = []
-    for plan in args.plans.split(","):
-        print(f"measuring plan {plan} ...", file=sys.stderr)
-        results.append(measure_plan(plan, work, args.variant, args.throughput_prompts, args.warm_repeats))
-        print(json.dumps(results[-1]), file=sys.stderr)
-        report = {"environment": environment(), "variant": args.variant, "results": results}
+    report = {"environment": environment(), "variant": args.variant, "results": []}
+    for spec in args.plans.split(","):
+        print(f"measuring plan {spec} ...", file=sys.stderr)
+        report["results"].append(_run_child(spec, args, work))
+        print(json.dumps(report["results"][-1]), file=sys.stderr)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(report, indent=2))
-    print(f"{args.variant}, {report['environment']}\n\n{markdown_table(results)}")
+    if args.precision_prompts:
+        report["precision"] = compare_precisions(work, args.variant, args.precision_prompts)
+        print(json.dumps(report["precision"]), file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
+    print(f"{args.variant}, {report['environment']}\n\n{markdown_table(report['results'])}")
     return 0

@@ -25,7 +25,7 @@ FORMATS = ("npz", "json")
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lite", help=f"model to run: {MODEL_CHOICES_HELP} (default: lite)")
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream, cpu (default: auto)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
 
 

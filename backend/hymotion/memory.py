@@ -1,11 +1,14 @@
 """Execution plans: where each model lives and how it reaches the GPU. The math is the pipeline's; this is placement.
 
-- ``gpu``: everything resident (DiT and CLIP in bf16/fp32, Qwen3 base in bf16). On every GPU plan the DiT step runs
+- ``gpu``: everything resident (DiT in bf16, CLIP in fp32, Qwen3 base in bf16). On every GPU plan the DiT step runs
   as a CUDA graph.
-- ``offload``: Qwen3 and CLIP live in host RAM and visit the GPU whole, only to encode prompts not in the cache.
-- ``stream``: Qwen3 runs module by module through the GPU from host RAM (accelerate's sequential offload); CLIP runs on
-  the CPU; only the DiT is resident.
+- ``stream``: Qwen3's layers stream through the GPU two at a time from their memory-mapped files (``layer_streaming``);
+  CLIP runs on the CPU; only the DiT is resident.
 - ``cpu``: no GPU.
+The text encoder's host weights are the memory-mapped safetensors files on every plan, so host RAM holds them only as
+page cache. ``offload`` (the whole encoder moved to the GPU for each new prompt) was retired: it moved the same bytes
+as ``stream`` without overlapping the copies with the compute, held more VRAM and copied the weights into process
+memory; the name still works and means ``stream``.
 ``auto`` picks the fastest plan whose expected peak fits in the free VRAM; a CUDA out-of-memory error steps down one plan.
 Choosing a plan needs no torch (the service reports it in ``hello`` before loading anything); placing models does.
 """
@@ -20,8 +23,9 @@ from .errors import BAD_REQUEST, HyMotionError
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-PLAN_ORDER = ("gpu", "offload", "stream", "cpu")
-PLAN_CHOICES = ("auto",) + PLAN_ORDER
+PLAN_ORDER = ("gpu", "stream", "cpu")
+RETIRED_PLANS = {"offload": "stream"}
+PLAN_CHOICES = ("auto",) + PLAN_ORDER + tuple(RETIRED_PLANS)
 # Parameter counts at real sizes, for expected-VRAM arithmetic (Qwen3-8B without its LM head; CLIP-L text tower).
 QWEN_BASE_PARAMS = 7_570_000_000
 QWEN_EMBEDDING_PARAMS = 151_936 * 4096
@@ -37,7 +41,7 @@ GPU_PLAN_SPARE = 2 * GIB
 @dataclass(frozen=True)
 class Plan:
     name: str
-    text_placement: str  # resident | offload | stream | cpu
+    text_placement: str  # resident | stream | cpu
     dit_dtype: str  # a torch dtype name
     cuda_graph: bool
     max_batch: int  # samples (prompt x seed) per sampling batch, before CFG doubling
@@ -49,7 +53,6 @@ class Plan:
 
 PLANS = {
     "gpu": Plan("gpu", "resident", "bfloat16", cuda_graph=True, max_batch=32),
-    "offload": Plan("offload", "offload", "bfloat16", cuda_graph=True, max_batch=32),
     "stream": Plan("stream", "stream", "bfloat16", cuda_graph=True, max_batch=8),
     "cpu": Plan("cpu", "cpu", "float32", cuda_graph=False, max_batch=4),
     # Benchmarks only: placed and computed like the official pipeline (fp32 DiT, one request at a time, no graph).
@@ -84,12 +87,9 @@ def expected_vram(plan: str, variant: str = "lite") -> dict[str, int]:
     clip = CLIP_TEXT_PARAMS * 4
     if plan == "gpu":
         sampling = encoding = dit + qwen + clip + SAMPLING_HEADROOM
-    elif plan == "offload":
-        sampling = dit + SAMPLING_HEADROOM
-        encoding = dit + qwen + clip + SAMPLING_HEADROOM
     elif plan == "stream":
         sampling = dit + SAMPLING_HEADROOM
-        encoding = dit + QWEN_EMBEDDING_PARAMS * 2 + QWEN_LAYER_PARAMS * 2 + SAMPLING_HEADROOM
+        encoding = dit + 2 * QWEN_LAYER_PARAMS * 2 + SAMPLING_HEADROOM  # two streamed layers in bf16
     else:
         sampling = encoding = 0
     return {"sampling": sampling, "encoding": encoding, "peak": max(sampling, encoding)}
@@ -109,6 +109,7 @@ def choose_plan(requested: str = "auto", variant: str = "lite", memory: tuple[in
     """The plan to run: ``requested`` itself, or for ``auto`` the fastest whose expected peak fits in free VRAM."""
     if requested not in PLAN_CHOICES:
         raise HyMotionError(BAD_REQUEST, f"Unknown memory plan {requested!r}.", f"Use one of {', '.join(PLAN_CHOICES)}.")
+    requested = RETIRED_PLANS.get(requested, requested)
     memory = memory if memory is not None else cuda_memory()
     if requested != "auto":
         if PLANS[requested].needs_cuda and memory is None:
@@ -142,33 +143,34 @@ def plan_report(plan: str, variant: str = "lite", device: str | None = None) -> 
 
 
 def place_text_encoder(encoder, plan: Plan, device) -> None:
-    """Put Qwen3 and CLIP where the plan wants them; accelerate's hooks move weights in and out on demand."""
-    from accelerate import cpu_offload, cpu_offload_with_hook
+    """Put Qwen3 and CLIP where the plan wants them, starting from their host weights whatever the last plan did."""
+    import torch
 
+    from .layer_streaming import LayerStreamer
+
+    if encoder.streamer is not None:
+        encoder.streamer.detach()
+        encoder.streamer = None
+    for model, host_state in ((encoder.qwen_model, encoder.qwen_host_state), (encoder.clip_model, encoder.clip_host_state)):
+        model.load_state_dict(host_state, assign=True)
+        model.to("cpu")  # the buffers that are not in the state dict (rotary tables, position ids); weights stay put
     if plan.text_placement == "resident":
         encoder.qwen_model.to(device)
         encoder.clip_model.to(device)
-    elif plan.text_placement == "offload":
-        encoder.qwen_model.to("cpu")
-        encoder.clip_model.to("cpu")
-        _, qwen_hook = cpu_offload_with_hook(encoder.qwen_model, execution_device=device)
-        _, clip_hook = cpu_offload_with_hook(encoder.clip_model, execution_device=device, prev_module_hook=qwen_hook)
-        encoder.release_hooks = (qwen_hook, clip_hook)
+        encoder.execution_device = torch.device(device)
     elif plan.text_placement == "stream":
-        encoder.qwen_model.to("cpu")
-        encoder.clip_model.to("cpu")
-        cpu_offload(encoder.qwen_model, execution_device=device)
+        encoder.streamer = LayerStreamer(encoder.qwen_model, device)
+        encoder.execution_device = torch.device(device)
     else:
-        encoder.qwen_model.to("cpu")
-        encoder.clip_model.to("cpu")
+        encoder.execution_device = torch.device("cpu")
 
 
 def release_text_encoder(encoder) -> None:
-    """After encoding under ``offload``, send the weights back to host RAM and return the memory to the driver."""
+    """After encoding new prompts under ``stream``: give the two layer slots back to the GPU for sampling."""
     import torch
 
-    for hook in getattr(encoder, "release_hooks", ()):
-        hook.offload()
+    if encoder.streamer is not None:
+        encoder.streamer.release()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

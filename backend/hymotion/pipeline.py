@@ -26,7 +26,7 @@ from . import memory, motion, motion_torch, weights
 from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
 from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
 from .model.loading import LoadedModel, load_model_folder
-from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache
+from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache, load_qwen_base
 from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
 from .paths import user_cache_dir
 
@@ -44,11 +44,13 @@ _Result = TypeVar("_Result")
 def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
     """Qwen3 as the base model (no LM head) in bf16 and CLIP-L's text tower; ``official_layout`` loads the causal LM
     and keeps every hidden state, as the official pipeline does (benchmarks only)."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, CLIPTextModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPTextModel
 
-    qwen_class = AutoModelForCausalLM if official_layout else AutoModel
     qwen_tokenizer = AutoTokenizer.from_pretrained(files.qwen_folder, padding_side="right")
-    qwen = qwen_class.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
+    if official_layout:
+        qwen = AutoModelForCausalLM.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
+    else:
+        qwen = load_qwen_base(files.qwen_folder)
     clip_tokenizer = AutoTokenizer.from_pretrained(files.clip_folder)
     clip = CLIPTextModel.from_pretrained(files.clip_folder)
     return TextEncoder(qwen_tokenizer, qwen, clip_tokenizer, clip, identity=identity, official_layout=official_layout)
@@ -148,10 +150,6 @@ class MotionPipeline:
         self._mean = self.model.conditioning["mean"].double().numpy()
         self._std = self.model.conditioning["std"].double().numpy()
         if self._text_encoder is not None:
-            from accelerate.hooks import remove_hook_from_submodules
-
-            for module in (self._text_encoder.qwen_model, self._text_encoder.clip_model):
-                remove_hook_from_submodules(module)
             memory.place_text_encoder(self._text_encoder, plan, self.device)
         self.plan = name
         self._plan = plan
@@ -427,6 +425,7 @@ def load_pipeline(
     """
     started = time.perf_counter()
     memory.dit_dtype(memory.PLANS["cpu"], precision)  # an unknown precision fails before any loading
+    plan = memory.RETIRED_PLANS.get(plan, plan)
     if model == "tiny-random":
         from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
 

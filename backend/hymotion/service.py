@@ -360,7 +360,7 @@ class Service:
             return HyMotionError(
                 errors.OUT_OF_MEMORY,
                 f"Out of memory with the {self._plan_name()} plan: {error}",
-                "Pick a leaner plan (offload, stream or cpu), shorter clips or fewer seeds per job.",
+                "Pick a leaner plan (stream or cpu), shorter clips or fewer seeds per job.",
             )
         log.error("job failed:\n%s", traceback.format_exc())
         where = f"; the log is at {self.options.log_file}" if self.options.log_file else ""
@@ -783,7 +783,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default="lite", help="model variant, as for generate (default: lite)")
     parser.add_argument("--model-dir", help="folder holding the weights (default: the download folder)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream or cpu (default: auto)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream or cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
     parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")

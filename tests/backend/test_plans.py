@@ -48,16 +48,16 @@ def positions_close(a, b, tolerance):
 
 def test_every_placement_in_fp32_gives_the_cpu_plans_motion(tmp_path):
     _, reference = run_plan("cpu", "cpu", tmp_path)
-    for plan in ("gpu", "offload", "stream"):
+    for plan in ("gpu", "stream"):
         pipe, clips = run_plan(plan, "cpu", tmp_path, precision="fp32")
         assert pipe.transformer.dtype == torch.float32
         positions_close(clips, reference, FP32_PLACEMENT)
 
 
 def test_bf16_placements_agree_with_each_other_and_run_bf16(tmp_path):
-    results = {plan: run_plan(plan, "cpu", tmp_path) for plan in ("gpu", "offload", "stream")}
+    results = {plan: run_plan(plan, "cpu", tmp_path) for plan in ("gpu", "stream", "offload")}
     assert all(pipe.transformer.dtype == torch.bfloat16 for pipe, _ in results.values())
-    positions_close(results["gpu"][1], results["offload"][1], BF16_PLACEMENT)
+    assert results["offload"][0].plan == "stream", "the retired offload plan means stream"
     positions_close(results["gpu"][1], results["stream"][1], BF16_PLACEMENT)
     _, reference = run_plan("cpu", "cpu", tmp_path)
     assert not np.allclose(results["gpu"][1][0].positions, reference[0].positions, atol=1e-7), "bf16 did not run"
@@ -90,11 +90,43 @@ def test_unknown_precision_is_a_clear_error():
     assert "bf16" in caught.value.hint
 
 
-def test_stream_plan_keeps_qwen_weights_off_the_execution_device(tmp_path):
-    pipe, _ = run_plan("stream", "cpu", tmp_path)
-    layer = pipe.text_encoder().qwen_model.layers[0].mlp.up_proj
-    assert hasattr(layer, "_hf_hook"), "stream plan must attach accelerate's per-module offload hooks"
-    assert layer.weight.device.type == "meta", "streamed weights must not stay materialised on the device"
+def test_stream_plan_runs_each_layer_from_one_of_two_slots_and_keeps_host_weights(tmp_path):
+    pipe = load_pipeline("tiny-random", plan="stream", device="cpu", cache_dir=tmp_path)
+    encoder = pipe.text_encoder()
+    streamer = encoder.streamer
+    layers = encoder.qwen_model.layers
+    seen = []
+
+    def where_weights_live(index):
+        def hook(module, args):
+            pointer = module.mlp.up_proj.weight.data_ptr()
+            seen.append([slot.data_ptr() <= pointer < slot.data_ptr() + slot.nbytes for slot in streamer._slots])
+        return hook
+
+    handles = [layer.register_forward_pre_hook(where_weights_live(index)) for index, layer in enumerate(layers)]
+    list(pipe.generate(settings(PROMPTS, (1.0, 1.0), steps=1)))
+    for handle in handles:
+        handle.remove()
+    assert len(layers) >= 2 and seen == [[index % 2 == 0, index % 2 == 1] for index in range(len(layers))]
+    assert streamer._slots == [], "the slots go back after encoding"
+    host = encoder.qwen_host_state["layers.0.mlp.up_proj.weight"]
+    assert layers[0].mlp.up_proj.weight.data_ptr() == host.data_ptr(), "between prompts the layers hold host weights"
+
+
+def test_qwen_weights_are_the_memory_mapped_files(tmp_path):
+    from hymotion.model.text_encoder import load_qwen_base
+    from hymotion.model.tiny import build_tiny_text_encoder
+
+    folder = tmp_path / "qwen"
+    build_tiny_text_encoder().qwen_model.save_pretrained(folder)
+    model = load_qwen_base(folder)
+    weight = model.layers[0].mlp.up_proj.weight
+    assert weight.dtype == torch.bfloat16
+    mapped = [line.split(maxsplit=5) for line in open("/proc/self/maps") if ".safetensors" in line]
+    regions = [(int(span.split("-")[0], 16), int(span.split("-")[1], 16), path.strip()) for span, *_, path in mapped]
+    assert any(start <= weight.data_ptr() < end and path.startswith(str(folder)) for start, end, path in regions), (
+        "the weight must live in the file's memory map, not in a copy"
+    )
 
 
 def test_out_of_memory_steps_down_one_plan_and_keeps_every_clip(tmp_path, monkeypatch):
@@ -112,23 +144,23 @@ def test_out_of_memory_steps_down_one_plan_and_keeps_every_clip(tmp_path, monkey
     warnings = []
     clips = list(pipe.generate(settings(PROMPTS, (2.0, 2.0), seeds=(0, 1)), on_warning=warnings.append))
     assert failures == ["gpu"]
-    assert pipe.plan == "offload"
+    assert pipe.plan == "stream"
     assert [(c.prompt_index, c.seed) for c in clips] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert all(c.plan == "offload" for c in clips)
-    assert any("retrying on plan 'offload'" in w for w in warnings)
+    assert all(c.plan == "stream" for c in clips)
+    assert any("retrying on plan 'stream'" in w for w in warnings)
 
 
 def test_auto_plan_follows_free_vram(monkeypatch):
     monkeypatch.setattr(memory, "cuda_memory", lambda: None)
     gib = memory.GIB
     assert memory.choose_plan("auto", "lite", memory=(80 * gib, 80 * gib)) == "gpu"
-    assert memory.choose_plan("auto", "lite", memory=(17 * gib, 24 * gib)) == "offload"
     assert memory.choose_plan("auto", "lite", memory=(12 * gib, 12 * gib)) == "stream"
     assert memory.choose_plan("auto", "lite", memory=(8 * gib, 8 * gib)) == "stream"
     assert memory.choose_plan("auto", "lite", memory=(1 * gib, 4 * gib)) == "cpu"
     assert memory.choose_plan("auto", "lite", memory=None) == "cpu"
     assert memory.expected_vram("stream", "lite")["peak"] <= 3.25 * gib
-    assert memory.expected_vram("offload", "lite")["sampling"] <= 3 * gib
+    assert memory.expected_vram("stream", "lite")["sampling"] <= 3 * gib
+    assert memory.choose_plan("offload", memory=(80 * gib, 80 * gib)) == "stream", "retired, means stream"
 
 
 def test_unknown_or_impossible_plan_is_a_clear_error(monkeypatch):

@@ -77,14 +77,11 @@ class TextEncoder:
         self.clip_model = clip_model.eval()
         self.identity = identity
         self.crop_start = find_crop_start(qwen_tokenizer)
-
-    @property
-    def execution_device(self) -> torch.device:
-        """Where inputs must go: the device of the embedding weights, or the offload hook's execution device."""
-        embed = self.qwen_model.get_input_embeddings()
-        hook = getattr(embed, "_hf_hook", None)
-        device = getattr(hook, "execution_device", None)
-        return torch.device(device) if device is not None else embed.weight.device
+        # The weights as loaded (memory-mapped files for real models): every placement starts again from these.
+        self.qwen_host_state = dict(self.qwen_model.state_dict())
+        self.clip_host_state = dict(self.clip_model.state_dict())
+        self.execution_device = torch.device("cpu")
+        self.streamer = None
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
@@ -171,3 +168,33 @@ def encode_with_cache(
             if cache:
                 cache.put(identity, prompt, embedding)
     return [found[prompt] for prompt in prompts], len(missing)
+
+
+def load_qwen_base(folder: Path) -> torch.nn.Module:
+    """Qwen3 as the base model whose weights ARE the safetensors files' memory maps: nothing is copied into process
+    memory, so the weights sit in the page cache (file-backed, evictable) until a plan moves them to the GPU.
+
+    Reads both layouts: the causal LM's (``model.`` prefixes, an ``lm_head`` that is skipped) and the base model's.
+    """
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(folder)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    expected = set(model.state_dict())
+    state = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(file, framework="pt") as handle:
+            for key in handle.keys():
+                name = key.removeprefix("model.")
+                if name in expected:
+                    tensor = handle.get_tensor(key)
+                    state[name] = tensor if tensor.dtype == torch.bfloat16 else tensor.to(torch.bfloat16)
+    rotary = {name for name in expected if name.startswith("rotary_emb.")}
+    missing = sorted(expected - rotary - set(state))
+    if missing:
+        raise FileNotFoundError(f"Qwen3 weights in {folder} lack {', '.join(missing[:4])}")
+    model.load_state_dict(state, strict=False, assign=True)
+    model.rotary_emb = type(model.rotary_emb)(config=config)
+    return model.eval()
