@@ -62,16 +62,21 @@ def backend_package_source(extension_root: str | os.PathLike) -> Path | None:
 # ---------------------------------------------------------------- Extra pip Arguments and online access
 
 
-def parse_pip_arguments(text: str) -> list[str]:
-    """The Extra pip Arguments as a list, split like a shell does; bad quoting is a user error, not a traceback."""
+def parse_pip_arguments(text: str, windows: bool = os.name == "nt") -> list[str]:
+    """The Extra pip Arguments as a list, split like the system's shell does (on Windows a backslash is part of a
+    path, not an escape); bad quoting is a user error with a hint, not a traceback."""
     try:
-        return shlex.split(text)
+        arguments = shlex.split(text, posix=not windows)
     except ValueError as error:
         raise bad_request(
             f"Extra pip Arguments cannot be read: {error} in {text.strip()!r}.",
             "Close the quote or remove it; put a path with spaces in one pair of quotes, e.g. "
             "--find-links \"/path/with spaces\".",
         ) from None
+    if windows:
+        arguments = [argument[1:-1] if len(argument) > 1 and argument[0] == argument[-1] and argument[0] in "\"'"
+                     else argument for argument in arguments]
+    return arguments
 
 
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -510,34 +515,31 @@ class CommandTask:
                         seconds = time.monotonic() - started
                         timings.append(f"{step.label} {seconds:.1f} s")
                         log.write(f"---- {step.label}: took {seconds:.1f} s\n")
-            except _StepFailed as failure:
-                self.message = str(failure)
-                log.write(f"FAILED: {self.message}\n")
-                self.message = self._after(log, False) or self.message
-                self.succeeded = False
-            else:
                 self.step_index = len(self.steps)
-                self.message = f"{self.title}: done."
-                try:
-                    self.message = self._after(log, True) or self.message
-                except _StepFailed as failure:
-                    self.message = str(failure)
-                    log.write(f"FAILED: {self.message}\n")
-                    self.message = self._after(log, False) or self.message
-                    self.succeeded = False
-                else:
-                    log.write(f"DONE: {self.message}\n")
-                    self.succeeded = True
+                self.message = self._after(log, True) or f"{self.title}: done."
+                log.write(f"DONE: {self.message}\n")
+                self.succeeded = True
+            except Exception as error:  # a failed step, or anything unexpected: the task must end either way
+                self._fail(log, error)
             finally:
                 self.finished_at = time.monotonic()
                 log.write(f"==== {self.finished_at - self.started_at:.1f} s in all ({'; '.join(timings)})\n")
+
+    def _fail(self, log: IO[str], error: Exception) -> None:
+        self.message = str(error) if isinstance(error, _StepFailed) else (
+            f"{self.title} stopped by an unexpected error ({error!r}). The log is {self.log_path}")
+        log.write(f"FAILED: {self.message}\n")
+        try:
+            self.message = self._after(log, False) or self.message
+        finally:
+            self.succeeded = False
 
     def _before(self, log: IO[str]) -> None:
         """Work before the first step (subclasses)."""
 
     def _after(self, log: IO[str], succeeded: bool) -> str:
         """Work after the last step or a failure (subclasses); returns the message to show, '' for the default.
-        Raising _StepFailed after a success turns the task into a failure."""
+        Raising after a success turns the task into a failure."""
         return ""
 
     def _run_step(self, step: Step, log: IO[str]) -> None:

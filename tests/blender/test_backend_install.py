@@ -361,9 +361,12 @@ def test_remote_sources_count_every_web_address_and_the_default_index():
 def test_bad_quoting_in_extra_pip_arguments_is_a_user_error_with_a_hint():
     setup = addon_module("backend_setup")
     assert setup.parse_pip_arguments('--find-links "/path/with spaces"') == ["--find-links", "/path/with spaces"]
-    with pytest.raises(HyMotionError) as raised:
-        setup.parse_pip_arguments("--find-links '/unclosed")
-    assert raised.value.code == "bad_request" and "Close the quote" in raised.value.hint
+    assert setup.parse_pip_arguments('--find-links "D:\\my wheels" -f D:\\w', windows=True) == [
+        "--find-links", "D:\\my wheels", "-f", "D:\\w"]
+    for windows in (False, True):
+        with pytest.raises(HyMotionError) as raised:
+            setup.parse_pip_arguments("--find-links '/unclosed", windows=windows)
+        assert raised.value.code == "bad_request" and "Close the quote" in raised.value.hint
 
 
 @pytest.mark.parametrize("system, driver, expected_kind, needs_index", [
@@ -403,6 +406,7 @@ def test_the_tooltip_gives_this_machines_build_and_the_measured_sizes(machine):
     tooltip = addon_module("preferences").install_tooltip()
     assert "This machine gets PyTorch's CPU build: about 0.3 GB to download, 1.4 GB on disk" in tooltip
     assert "Allow Online Access" in tooltip and "CUDA build 5.9 GB" in tooltip
+    assert addon_module("operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
 
 
 # ---------------------------------------------------------------- progress in words
