@@ -144,6 +144,12 @@ INSTALL_SIZES: dict[tuple[str, str], InstallSize] = {
 """Measured sizes by (system, build); docs/blender.md carries the same table. Unmeasured pairs have no entry."""
 
 
+def measured_sizes() -> str:
+    """Every measured size in one line, e.g. for a tooltip."""
+    return "; ".join(f"{system} {kind} build: {size.download_gb:.1f} GB to download, {size.disk_gb:.1f} GB on disk"
+                     for (system, kind), size in INSTALL_SIZES.items())
+
+
 @dataclass(frozen=True)
 class TorchBuild:
     """The PyTorch build an install gets, why, and the package index it comes from ('' = pip's default index).
@@ -185,8 +191,8 @@ def choose_torch_build(system: str, nvidia_driver: str, override: str = AUTO, cp
     if override == AUTO:
         kind = CUDA_BUILD if nvidia_driver else CPU_BUILD
         reason = (f"{nvidia_driver}." if nvidia_driver
-                  else "No NVIDIA driver found (no nvidia-smi, no /proc/driver/nvidia): the GPU build would be "
-                       "useless here.")
+                  else "No NVIDIA driver found (no nvidia-smi, no /proc/driver/nvidia), so a CUDA build could "
+                       "not use a GPU here.")
     else:
         kind = override
         reason = "Chosen in PyTorch Build."
@@ -799,8 +805,6 @@ def start_install(
     extra_pip_args: Sequence[str],
 ) -> InstallTask:
     """Start the install on its thread and make it this session's "install" task."""
-    if build.missing:
-        raise bad_request(f"PyTorch's {build.label} needs its package index. {build.reason}", build.missing)
     task = InstallTask(
         "install", "Installing the backend",
         install_steps(base_python, env_dir, package_source, build, extra_pip_args),

@@ -34,7 +34,8 @@ MODEL_ITEMS = [
 TORCH_BUILD_ITEMS = [
     (backend_setup.AUTO, "Automatic", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: its "
      "one build)"),
-    (backend_setup.CPU_BUILD, "CPU", "PyTorch without CUDA (Linux: 1.4 GB installed instead of 5.9 GB)"),
+    (backend_setup.CPU_BUILD, "CPU", "PyTorch without CUDA, for machines without an NVIDIA GPU (much smaller on "
+     "Linux)"),
     (backend_setup.CUDA_BUILD, "CUDA", "PyTorch for NVIDIA GPUs"),
 ]
 PLAN_ITEMS = [
@@ -116,30 +117,41 @@ def torch_build(preferences: HYMOTION_AddonPreferences) -> backend_setup.TorchBu
 
 
 def size_text(build: backend_setup.TorchBuild) -> str:
-    """'about 0.3 GB to download, 1.4 GB on disk', or what is known when this machine's pair is not measured."""
+    """'about 0.3 GB to download, 1.4 GB on disk', or the measured sizes when this machine's pair is not measured."""
     size = build.size(backend_setup.system_name())
     if size is None:
-        return "size not measured for this system yet (Linux: 1.4 GB on disk with the CPU build, 5.9 GB with CUDA)"
+        return f"size not measured for this system yet; measured: {backend_setup.measured_sizes()}"
     return f"about {size.download_gb:.1f} GB to download, {size.disk_gb:.1f} GB on disk"
 
 
-def start_backend_install(preferences: HYMOTION_AddonPreferences, online_access: bool) -> backend_setup.InstallTask:
-    """Check the install's inputs, then start it; a HyMotionError (message + hint) says what to fix first."""
+def install_inputs(
+    preferences: HYMOTION_AddonPreferences, online_access: bool
+) -> tuple[list[str], backend_setup.TorchBuild, Path]:
+    """The install's pip arguments, PyTorch build and backend package; a HyMotionError (message + hint) says what
+    stops the install, which the preferences also show before the button is pressed."""
     extra = backend_setup.parse_pip_arguments(preferences.extra_pip_args)
     build = torch_build(preferences)
     remote = backend_setup.remote_sources(extra, build.index_url)
     if remote and not online_access:
         raise bad_request(
-            "Installing the backend downloads PyTorch and its dependencies, but online access is off (pip would "
+            "Install Backend downloads PyTorch and the backend's dependencies, but online access is off (pip would "
             f"reach {'; '.join(remote)}).",
             "Turn on Preferences > System > Network > Allow Online Access, or install offline: Extra pip Arguments "
-            "'--no-index --find-links DIR' with a folder of wheels (torch and the backend's dependencies), and no "
-            "web address in them.",
+            "'--no-index --find-links DIR' with a folder of wheels (torch and the backend's dependencies) and no "
+            "web address, or set Backend Python to a Python that has the backend.",
         )
+    if build.missing:
+        raise bad_request(f"PyTorch's {build.label} needs its package index. {build.reason}", build.missing)
     source = backend_setup.backend_package_source(EXTENSION_ROOT)
     if source is None:
         raise bad_request(f"No backend package found in {EXTENSION_ROOT / 'wheels'}.",
                           "Reinstall the extension; its wheels/ folder must hold the hymotion wheel.")
+    return extra, build, source
+
+
+def start_backend_install(preferences: HYMOTION_AddonPreferences, online_access: bool) -> backend_setup.InstallTask:
+    """Start Install Backend, or raise the HyMotionError that stops it (see :func:`install_inputs`)."""
+    extra, build, source = install_inputs(preferences, online_access)
     return backend_setup.start_install(user_dir(), venv_dir(), log_path("install"), base_python(preferences),
                                        source, build, extra)
 
@@ -153,7 +165,7 @@ def install_tooltip() -> str:
         build_line = f" This machine gets PyTorch's {build.label}: {size_text(build)}."
     return ("Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into "
             "it (runs in the background; needs Allow Online Access unless Extra pip Arguments point at a folder of "
-            f"wheels).{build_line} Measured on Linux: CPU build 1.4 GB on disk, CUDA build 5.9 GB")
+            f"wheels).{build_line} Measured: {backend_setup.measured_sizes()}")
 
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | None:
@@ -230,7 +242,7 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
         name=backend_setup.CPU_INDEX_SETTING,
         description="Package index of PyTorch's CPU build, from PyTorch's 'Get Started' page (Compute Platform: "
         "CPU; the address after --index-url). Needed on Linux without an NVIDIA GPU, where the default PyTorch is "
-        "the 5.9 GB CUDA build",
+        "the much larger CUDA build",
     )
     torch_cuda_index_url: bpy.props.StringProperty(
         name=backend_setup.CUDA_INDEX_SETTING,
@@ -294,13 +306,10 @@ def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreference
                      "environment in the extension's folder), or set Backend Python.", icon="INFO")
     build = torch_build(preferences)
     draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO")
-    if build.missing:
-        draw_wrapped(box, build.missing, icon="ERROR")
-    if not bpy.app.online_access:
-        draw_wrapped(box, "Install Backend downloads PyTorch and the backend's dependencies, so it needs Allow "
-                     "Online Access (Preferences > System > Network). Offline, give Extra pip Arguments "
-                     "'--no-index --find-links DIR' with a folder of wheels, or set Backend Python.",
-                     icon="INTERNET_OFFLINE")
+    try:
+        install_inputs(preferences, bpy.app.online_access)
+    except HyMotionError as blocker:
+        draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR")
     row = box.row()
     row.enabled = not running
     row.operator("hymotion.install_backend", icon="IMPORT")

@@ -405,7 +405,7 @@ def test_an_install_missing_its_torch_index_is_refused_with_what_to_paste(machin
 def test_the_tooltip_gives_this_machines_build_and_the_measured_sizes(machine):
     tooltip = addon_module("preferences").install_tooltip()
     assert "This machine gets PyTorch's CPU build: about 0.3 GB to download, 1.4 GB on disk" in tooltip
-    assert "Allow Online Access" in tooltip and "CUDA build 5.9 GB" in tooltip
+    assert "Allow Online Access" in tooltip and "Linux CUDA build: 2.7 GB to download, 5.9 GB on disk" in tooltip
     assert addon_module("operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
 
 
