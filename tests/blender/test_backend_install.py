@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 import textwrap
 import time
 import zipfile
