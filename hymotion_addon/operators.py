@@ -8,7 +8,6 @@ progress, and the UI stays usable. In background mode (``blender -b``, the bpy m
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import bpy
@@ -476,6 +475,11 @@ def start_setup_task(name: str, title: str, steps: list[backend_setup.Step]) -> 
         name, title, steps, preferences.log_path(name), backend_setup.subprocess_environment()
     ).start()
     backend_setup.tasks[name] = task
+    return watch_setup_task(task)
+
+
+def watch_setup_task(task: backend_setup.CommandTask) -> backend_setup.CommandTask:
+    """Redraw the preferences while ``task`` runs (a timer)."""
     if not bpy.app.timers.is_registered(_watch_setup_tasks):
         bpy.app.timers.register(_watch_setup_tasks, first_interval=SETUP_POLL_S)
     return task
@@ -497,40 +501,29 @@ class _SetupOperator:
 
 
 class HYMOTION_OT_install_backend(_SetupOperator, bpy.types.Operator):
-    """Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into it
-    (a few GB; runs in the background, the log is kept)"""
+    """Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into it"""
 
     bl_idname = "hymotion.install_backend"
     bl_label = "Install Backend"
     task_name = "install"
+
+    @classmethod
+    def description(cls, context: bpy.types.Context, properties) -> str:
+        return preferences.install_tooltip()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         prefs = preferences.addon_preferences(context)
         if prefs is None:
             return _report_error(self, bad_request("The add-on's preferences are not available.",
                                                    "Enable HY-Motion in Preferences > Add-ons first."))
-        extra = shlex.split(prefs.extra_pip_args)
-        if not bpy.app.online_access and "--no-index" not in extra:
-            return _report_error(self, bad_request(
-                "Installing the backend downloads PyTorch and its dependencies, but online access is off.",
-                "Turn on Preferences > System > Network > Allow Online Access, or give pip '--no-index "
-                "--find-links DIR' (Installation Options) with a folder of wheels.",
-            ))
-        source = backend_setup.backend_package_source(preferences.EXTENSION_ROOT)
-        if source is None:
-            return _report_error(self, bad_request(
-                f"No backend package found in {preferences.EXTENSION_ROOT / 'wheels'}.",
-                "Reinstall the extension; its wheels/ folder must hold the hymotion wheel.",
-            ))
         if generation.active_run is not None and not generation.active_run.finished:
             return _report_error(self, bad_request("A generation is running.", "Cancel it (Esc) before installing."))
         MANAGER.shutdown()
-        nvidia = backend_setup.has_nvidia_gpu()
-        steps = backend_setup.install_steps(
-            preferences.base_python(prefs), preferences.venv_dir(), source, nvidia=nvidia,
-            torch_index_url=prefs.torch_index_url, extra_pip_args=extra,
-        )
-        start_setup_task(self.task_name, "Installing the backend", steps)
+        try:
+            task = preferences.start_backend_install(prefs, bpy.app.online_access)
+        except HyMotionError as error:
+            return _report_error(self, error)
+        watch_setup_task(task)
         self.report({"INFO"}, f"Installing the backend into {preferences.venv_dir()} (see the progress here).")
         return {"FINISHED"}
 

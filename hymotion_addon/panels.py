@@ -11,7 +11,7 @@ import functools
 import bpy
 from hymotion.prompt_guide import PromptAdvice, analyse
 
-from . import backend_manager, generation, preferences, rig
+from . import backend_manager, backend_setup, generation, preferences, rig
 from .backend_manager import MANAGER
 from .preferences import draw_wrapped
 
@@ -34,8 +34,19 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
     """Not installed / not started / starting / ready (device, plan) / busy (progress) / error (with hint)."""
     config = preferences.backend_config(context)
     if config is None:
-        layout.label(text="Backend: not installed", icon="ERROR")
-        draw_wrapped(layout, "Install it in the add-on's preferences.", columns=SIDEBAR_COLUMNS)
+        task = backend_setup.tasks.get("install")
+        record = preferences.install_record()
+        if task is not None and task.running:
+            layout.label(text="Backend: installing…", icon="SORTTIME")
+            layout.progress(factor=task.fraction, type="BAR", text=task.step_label)
+        elif record is not None and record.state != backend_setup.INSTALLED:
+            outcome = "did not finish" if record.state == backend_setup.INSTALLING else record.state
+            layout.label(text=f"Backend: install {outcome}", icon="ERROR")
+            draw_wrapped(layout, "See the add-on's preferences for what happened and the log.",
+                         columns=SIDEBAR_COLUMNS)
+        else:
+            layout.label(text="Backend: not installed", icon="ERROR")
+            draw_wrapped(layout, "Install it in the add-on's preferences.", columns=SIDEBAR_COLUMNS)
         layout.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = (
             preferences.ADDON_PACKAGE
         )

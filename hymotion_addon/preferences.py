@@ -31,6 +31,13 @@ MODEL_ITEMS = [
     ("standard", "Standard", "HY-Motion 1.0 (1B): the full model"),
     ("tiny-random", "Tiny (random, for testing)", "A tiny model with random weights: instant, but the motion is noise"),
 ]
+TORCH_BUILD_ITEMS = [
+    (backend_setup.AUTO, "Automatic", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: its "
+     "one build)"),
+    (backend_setup.CPU_BUILD, "CPU", "PyTorch without CUDA, for machines without an NVIDIA GPU (much smaller on "
+     "Linux)"),
+    (backend_setup.CUDA_BUILD, "CUDA", "PyTorch for NVIDIA GPUs"),
+]
 PLAN_ITEMS = [
     ("auto", "Auto", "Pick the fastest plan that fits the free GPU memory; step down on out-of-memory"),
     ("gpu", "GPU", "Everything on the GPU (fastest, most memory)"),
@@ -87,11 +94,77 @@ def addon_preferences(context: bpy.types.Context | None = None) -> HYMOTION_Addo
 
 
 def backend_python(preferences: HYMOTION_AddonPreferences | None) -> str:
-    """The Python that runs the backend: the one set in the preferences, else the installed environment's, else ''."""
+    """The Python that runs the backend: the one set in the preferences, else the installed environment's (only once
+    its install passed the check), else ''."""
     if preferences is not None and preferences.backend_python.strip():
         return bpy.path.abspath(preferences.backend_python.strip())
-    installed = backend_setup.venv_python(venv_dir())
-    return str(installed) if installed.is_file() else ""
+    installed = backend_setup.installed_python(user_dir(), venv_dir())
+    return str(installed) if installed is not None else ""
+
+
+def install_record() -> backend_setup.InstallRecord | None:
+    """The last install's outcome, as the user folder remembers it across restarts."""
+    return backend_setup.read_install_record(user_dir())
+
+
+def torch_build(preferences: HYMOTION_AddonPreferences) -> backend_setup.TorchBuild:
+    """The PyTorch build Install Backend would get on this machine with these preferences."""
+    return backend_setup.choose_torch_build(
+        backend_setup.system_name(), backend_setup.this_machine_nvidia_driver(), preferences.torch_build,
+        preferences.torch_cpu_index_url, preferences.torch_cuda_index_url,
+    )
+
+
+def size_text(build: backend_setup.TorchBuild) -> str:
+    """'about 0.3 GB to download, 1.4 GB on disk', or the measured sizes when this machine's pair is not measured."""
+    size = build.size(backend_setup.system_name())
+    if size is None:
+        return f"size not measured for this system yet; measured: {backend_setup.measured_sizes()}"
+    return f"about {size.download_gb:.1f} GB to download, {size.disk_gb:.1f} GB on disk"
+
+
+def install_inputs(
+    preferences: HYMOTION_AddonPreferences, online_access: bool
+) -> tuple[list[str], backend_setup.TorchBuild, Path]:
+    """The install's pip arguments, PyTorch build and backend package; a HyMotionError (message + hint) says what
+    stops the install, which the preferences also show before the button is pressed."""
+    extra = backend_setup.parse_pip_arguments(preferences.extra_pip_args)
+    build = torch_build(preferences)
+    remote = backend_setup.remote_sources(extra, build.index_url)
+    if remote and not online_access:
+        raise bad_request(
+            "Install Backend downloads PyTorch and the backend's dependencies, but online access is off (pip would "
+            f"reach {'; '.join(remote)}).",
+            "Turn on Preferences > System > Network > Allow Online Access, or install offline: Extra pip Arguments "
+            "'--no-index --find-links DIR' with a folder of wheels (torch and the backend's dependencies) and no "
+            "web address, or set Backend Python to a Python that has the backend.",
+        )
+    if build.missing:
+        raise bad_request(f"PyTorch's {build.label} needs its package index. {build.reason}", build.missing)
+    source = backend_setup.backend_package_source(EXTENSION_ROOT)
+    if source is None:
+        raise bad_request(f"No backend package found in {EXTENSION_ROOT / 'wheels'}.",
+                          "Reinstall the extension; its wheels/ folder must hold the hymotion wheel.")
+    return extra, build, source
+
+
+def start_backend_install(preferences: HYMOTION_AddonPreferences, online_access: bool) -> backend_setup.InstallTask:
+    """Start Install Backend, or raise the HyMotionError that stops it (see :func:`install_inputs`)."""
+    extra, build, source = install_inputs(preferences, online_access)
+    return backend_setup.start_install(user_dir(), venv_dir(), log_path("install"), base_python(preferences),
+                                       source, build, extra)
+
+
+def install_tooltip() -> str:
+    """Install Backend's tooltip: what it does and what it costs on this machine."""
+    preferences = addon_preferences()
+    build_line = ""
+    if preferences is not None:
+        build = torch_build(preferences)
+        build_line = f" This machine gets PyTorch's {build.label}: {size_text(build)}."
+    return ("Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into "
+            "it (runs in the background; needs Allow Online Access unless Extra pip Arguments point at a folder of "
+            f"wheels).{build_line} Measured: {backend_setup.measured_sizes()}")
 
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | None:
@@ -129,12 +202,12 @@ def draw_wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", colu
 
 
 def draw_task(layout: bpy.types.UILayout, task: backend_setup.CommandTask | None) -> None:
-    """A setup task's progress bar while it runs, its outcome after."""
+    """A setup task's progress bar and stage (in whole words) while it runs, its outcome after."""
     if task is None:
         return
     if task.running:
-        layout.progress(factor=task.fraction, type="BAR", text=f"{task.step_label}…")
-        draw_wrapped(layout, task.last_line, columns=100)
+        layout.progress(factor=task.fraction, type="BAR", text=f"{task.fraction:.0%}")
+        draw_wrapped(layout, task.stage, columns=100)
         layout.operator("hymotion.cancel_setup_task", icon="CANCEL").task = task.name
     elif task.succeeded:
         layout.label(text=task.message, icon="CHECKMARK")
@@ -158,10 +231,23 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
         description="The Python that creates the backend's environment (empty: Blender's own Python)",
         subtype="FILE_PATH",
     )
-    torch_index_url: bpy.props.StringProperty(
-        name="PyTorch Index",
-        description="Package index for PyTorch, e.g. the CUDA wheel index from PyTorch's install page (empty: the "
-        "default index, whose Windows build is CPU-only)",
+    torch_build: bpy.props.EnumProperty(
+        name="PyTorch Build",
+        items=TORCH_BUILD_ITEMS,
+        default=backend_setup.AUTO,
+        description="Which PyTorch Install Backend gets",
+    )
+    torch_cpu_index_url: bpy.props.StringProperty(
+        name=backend_setup.CPU_INDEX_SETTING,
+        description="Package index of PyTorch's CPU build, from PyTorch's 'Get Started' page (Compute Platform: "
+        "CPU; the address after --index-url). Needed on Linux without an NVIDIA GPU, where the default PyTorch is "
+        "the much larger CUDA build",
+    )
+    torch_cuda_index_url: bpy.props.StringProperty(
+        name=backend_setup.CUDA_INDEX_SETTING,
+        description="Package index of PyTorch's CUDA build, from PyTorch's 'Get Started' page (the address after "
+        "--index-url). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only; optional on "
+        "Linux (picks the CUDA version)",
     )
     extra_pip_args: bpy.props.StringProperty(
         name="Extra pip Arguments",
@@ -204,28 +290,52 @@ def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPref
 def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
     box.label(text="Backend", icon="CONSOLE")
     box.prop(preferences, "backend_python")
-    python = backend_python(preferences)
-    if python:
-        box.label(text=f"Runs with {python}", icon="CHECKMARK")
-    else:
-        draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
-                     "environment in the extension's folder, about 3-5 GB), or set Backend Python.", icon="INFO")
     task = backend_setup.tasks.get("install")
+    running = task is not None and task.running
+    python = backend_python(preferences)
+    record = install_record()
+    if preferences.backend_python.strip():
+        box.label(text=f"Runs with {python}", icon="CHECKMARK")
+    elif python and record is not None:
+        draw_wrapped(box, f"Installed: {record.summary}. Runs with {python}", icon="CHECKMARK")
+    elif not running and record is not None and record.state != backend_setup.INSTALLED:
+        _draw_unfinished_install(box, record)
+    elif not running:
+        draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
+                     "environment in the extension's folder), or set Backend Python.", icon="INFO")
+    build = torch_build(preferences)
+    draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO")
+    try:
+        install_inputs(preferences, bpy.app.online_access)
+    except HyMotionError as blocker:
+        draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR")
     row = box.row()
-    row.enabled = task is None or not task.running
+    row.enabled = not running
     row.operator("hymotion.install_backend", icon="IMPORT")
-    draw_task(box, task)
+    if running:
+        draw_task(box, task)
     box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT")
+    if preferences.show_setup_options or build.missing:
+        box.prop(preferences, "torch_build")
+        box.prop(preferences, "torch_cpu_index_url")
+        box.prop(preferences, "torch_cuda_index_url")
     if preferences.show_setup_options:
         box.prop(preferences, "base_python")
-        box.prop(preferences, "torch_index_url")
         box.prop(preferences, "extra_pip_args")
         box.label(text=f"Environment: {venv_dir()}")
-    advice = backend_setup.torch_advice(
-        backend_setup.system_name(), backend_setup.has_nvidia_gpu(), preferences.torch_index_url
-    )
-    if advice:
-        draw_wrapped(box, advice, icon="INFO")
+
+
+def _draw_unfinished_install(box: bpy.types.UILayout, record: backend_setup.InstallRecord) -> None:
+    """A failed, cancelled or interrupted install, as remembered in the user folder (also after a restart)."""
+    if record.state == backend_setup.INSTALLING:
+        text = (f"The last install did not finish (Blender was closed during it, {record.time}). Press Install "
+                "Backend to start it anew.")
+    else:
+        outcome = "failed" if record.state == backend_setup.FAILED else "was cancelled"
+        text = f"The last install {outcome} ({record.time}): {record.message}"
+    draw_wrapped(box, text, icon="ERROR")
+    if Path(record.log_path).is_file():
+        box.operator("hymotion.open_log", text="Open Install Log", icon="TEXT").filepath = record.log_path
 
 
 def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
