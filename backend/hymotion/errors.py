@@ -15,6 +15,17 @@ INTERNAL = "internal"
 
 USER_ERROR_CODES = frozenset({BAD_REQUEST, WEIGHTS_MISSING, BAD_CHECKPOINT})
 
+# What to do, per code, for an error raised without a more specific hint: no error ever reaches a user without one.
+DEFAULT_HINTS = {
+    BAD_REQUEST: "Check the values against `hymotion generate --help` or docs/protocol.md.",
+    WEIGHTS_MISSING: "Run `hymotion download`, or point --model-dir at a folder that holds the weights.",
+    BAD_CHECKPOINT: "Re-download the weights with `hymotion download`; `hymotion doctor` checks the files.",
+    OUT_OF_MEMORY: "Pick a leaner plan (offload, stream or cpu), shorter clips or fewer seeds per job.",
+    CANCELLED: "Results already sent stay valid; submit the job again to redo it.",
+    BACKEND_DIED: "Start the backend again; the end of its log says why it stopped.",
+    INTERNAL: "This is a bug; please report it with the backend log.",
+}
+
 
 class HyMotionError(Exception):
     """An error the user can act on: ``code`` is stable, ``hint`` says what to do."""
@@ -23,7 +34,7 @@ class HyMotionError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.hint = hint
+        self.hint = hint or DEFAULT_HINTS.get(code, DEFAULT_HINTS[INTERNAL])
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message

@@ -69,6 +69,13 @@ log = logging.getLogger("hymotion.service")
 PARENT_POLL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 15.0
 AUTH_TIMEOUT_S = 10.0
+MAX_AUTH_BYTES = 4096
+MAX_CONNECTIONS = 16
+MIN_TOKEN_CHARS = 16
+# About 50 full-length (12 s) results: far more than a reading client ever has in flight.
+MAX_PENDING_BYTES = 16 << 20
+LAGGARD_GRACE_S = 10.0
+CLOSE_DRAIN_S = 5.0
 KEPT_LOG_FILES = 20
 TOKEN_ENV = "HYMOTION_TOKEN"
 
@@ -77,35 +84,112 @@ TOKEN_ENV = "HYMOTION_TOKEN"
 
 
 class Connection:
-    """One client. ``send`` may be called from any thread; each line is written whole under one lock."""
+    """One client. ``send`` only queues the line; this connection's own writer thread does the write, so a thread
+    that answers other clients or runs jobs never waits on a client that stopped reading.
 
-    def __init__(self, name: str, stream: BinaryIO) -> None:
+    Past ``max_pending_bytes`` of unsent lines, a droppable client (TCP) is told why, given LAGGARD_GRACE_S to read
+    that last line, and hung up on; its jobs stop. The stdio client (the only one, the add-on's reader thread) is
+    never dropped: its senders wait instead (back-pressure), except ``wait=False`` sends, which are small replies
+    queued under the service's lock.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stream: BinaryIO,
+        droppable: bool = False,
+        hang_up: Callable[[], None] | None = None,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+    ) -> None:
         self.name = name
         self._stream = stream
-        self._lock = threading.Lock()
+        self._droppable = droppable
+        self._hang_up = hang_up or (lambda: None)
+        self._max_pending = max_pending_bytes
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._pending = 0
+        self._ending = False
+        self._changed = threading.Condition()
         self.closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_lines, name=f"hymotion-send {name}", daemon=True)
+        self._writer.start()
 
-    def send(self, event: Event) -> bool:
+    def send(self, event: Event, wait: bool = True) -> bool:
+        """Queue one line; False if the client is gone (or was just dropped for falling behind)."""
         line = encode(event)
-        with self._lock:
-            if self.closed.is_set():
+        with self._changed:
+            if self.closed.is_set() or self._ending:
                 return False
+            if self._pending and self._pending + len(line) > self._max_pending:
+                if self._droppable:
+                    self._drop_behind()
+                    return False
+                if wait:
+                    self._changed.wait_for(lambda: self.closed.is_set() or self._pending + len(line) <= self._max_pending)
+                    if self.closed.is_set():
+                        return False
+            self._outbox.append(line)
+            self._pending += len(line)
+            self._changed.notify_all()
+        return True
+
+    def _drop_behind(self) -> None:
+        """Called under the lock: forget what is queued, queue the reason, stop the client's jobs, hang up later."""
+        unsent = self._pending
+        self._outbox.clear()
+        self._outbox.append(encode(ErrorEvent(
+            code=errors.CANCELLED,
+            message=f"This client fell {unsent} bytes of events behind, so the backend closes the connection and "
+            "cancels its jobs.",
+            hint="Read events as they arrive (keep a thread reading the socket), or ask for fewer results per job.",
+        )))
+        self._pending = len(self._outbox[0])
+        self._ending = True
+        self.closed.set()
+        self._changed.notify_all()
+        log.warning("%s: fell %d bytes behind; disconnecting it", self.name, unsent)
+        timer = threading.Timer(LAGGARD_GRACE_S, self._hang_up)
+        timer.daemon = True
+        timer.start()
+
+    def _write_lines(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._outbox or self._ending)
+                if not self._outbox:
+                    break
+                line = self._outbox[0]
             try:
                 self._stream.write(line)
                 self._stream.flush()
             except (OSError, ValueError):
                 log.info("%s: client gone while writing", self.name)
-                self.closed.set()
-                return False
-        return True
+                with self._changed:
+                    self.closed.set()
+                    self._outbox.clear()
+                    self._pending = 0
+                    self._changed.notify_all()
+                break
+            with self._changed:
+                self._outbox.popleft()
+                self._pending -= len(line)
+                self._changed.notify_all()
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+        self._hang_up()
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, timeout: float = CLOSE_DRAIN_S) -> None:
+        """Accept no more lines, give the writer ``timeout`` seconds to deliver what is queued, then hang up."""
+        with self._changed:
+            self._ending = True
+            self._changed.notify_all()
+        self._writer.join(timeout)
+        if self._writer.is_alive():
             self.closed.set()
-            try:
-                self._stream.close()
-            except OSError:
-                pass
+            self._hang_up()
+            self._writer.join(timeout)
 
 
 # ---------------------------------------------------------------- jobs and the service
@@ -147,6 +231,7 @@ class Service:
         self._loading = False
         self._stopping = False
         self._pipeline: MotionPipeline | None = None
+        self._connections: set[Connection] = set()
         self.stop_requested = threading.Event()
         self._worker = threading.Thread(target=self._work, name="hymotion-worker", daemon=True)
 
@@ -170,7 +255,7 @@ class Service:
                 self._current.cancel_requested.set()
             self._lock.notify_all()
         for job in dropped:
-            job.connection.send(_cancelled_event(job, "The backend is shutting down."))
+            job.connection.send(_cancelled_event(job, "The backend is shutting down."), wait=False)
         self._worker.join(timeout)
         if self._worker.is_alive():
             log.error("the worker did not stop within %.0f s", timeout)
@@ -216,6 +301,8 @@ class Service:
             refused_job = isinstance(request, GenerateRequest) or getattr(error, "request_type", None) == "generate"
             job = request_id if refused_job and field_name != "id" else None
             connection.send(_error_event(error, id=request_id, job=job, field=field_name))
+        except Exception as error:  # noqa: BLE001 - no line may end the reader: it answers every one
+            connection.send(_error_event(self._unexpected(error)))
 
     def _dispatch(self, connection: Connection, request: Any) -> None:
         if isinstance(request, GenerateRequest):
@@ -245,7 +332,8 @@ class Service:
             job = Job(request.id, connection, settings, request.plan)
             self._queue.append(job)
             position = len(self._queue) - 1 + (self._current is not None)
-            connection.send(QueuedEvent(id=request.id, job=request.id, position=position))
+            # Queued before the worker can see the job, so it always precedes the job's first progress event.
+            connection.send(QueuedEvent(id=request.id, job=request.id, position=position), wait=False)
             self._lock.notify_all()
 
     def _cancel(self, connection: Connection, request: CancelRequest) -> None:
@@ -269,9 +357,21 @@ class Service:
         if queued is not None:
             connection.send(_cancelled_event(queued, "The job was cancelled before it started."))
 
+    def attach(self, connection: Connection) -> None:
+        """A client that may now send requests; its lines are delivered before the process exits."""
+        with self._lock:
+            self._connections.add(connection)
+
+    def close_connections(self, timeout: float = CLOSE_DRAIN_S) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close(timeout)
+
     def drop_connection(self, connection: Connection) -> None:
         """A TCP client went away: its jobs are of no use to anyone."""
         with self._lock:
+            self._connections.discard(connection)
             self._queue = collections.deque(job for job in self._queue if job.connection is not connection)
             if self._current is not None and self._current.connection is connection:
                 self._current.cancel_requested.set()
@@ -362,7 +462,7 @@ class Service:
                 f"Out of memory with the {self._plan_name()} plan: {error}",
                 "Pick a leaner plan (offload, stream or cpu), shorter clips or fewer seeds per job.",
             )
-        log.error("job failed:\n%s", traceback.format_exc())
+        log.error("failed:\n%s", traceback.format_exc())
         where = f"; the log is at {self.options.log_file}" if self.options.log_file else ""
         return HyMotionError(
             errors.INTERNAL,
@@ -566,8 +666,9 @@ def _nvml_device_report(device: str | None) -> tuple[str | None, int | None, int
 # ---------------------------------------------------------------- front ends
 
 
-def _read_lines(stream: BinaryIO, handle: Callable[[bytes], None], too_long: Callable[[], None]) -> None:
-    """Feed complete lines to ``handle`` until EOF; a line over the size limit is skipped whole and reported."""
+def serve_lines(service: Service, connection: Connection, stream: BinaryIO) -> None:
+    """Answer each complete request line of ``stream`` until EOF; a line over the size limit is skipped whole and
+    refused. Every non-blank line gets exactly one answer (a reply or an error), whatever bytes it holds."""
     while True:
         line = stream.readline(MAX_REQUEST_BYTES + 1)
         if not line:
@@ -575,12 +676,12 @@ def _read_lines(stream: BinaryIO, handle: Callable[[bytes], None], too_long: Cal
         if len(line) > MAX_REQUEST_BYTES and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):
                 line = stream.readline(MAX_REQUEST_BYTES)
-            too_long()
+            connection.send(_too_long_event())
             continue
         if not line.endswith(b"\n"):
             log.info("input ended inside a line; %d bytes ignored", len(line))
             return
-        handle(line)
+        service.handle_line(connection, line)
 
 
 def _too_long_event() -> ErrorEvent:
@@ -599,14 +700,13 @@ def _serve_stdio(service: Service, parent: int) -> None:
     protocol_in = os.fdopen(os.dup(0), "rb")
     connection = Connection("stdio", os.fdopen(os.dup(1), "wb"))
     _route_standard_streams_away()
+    service.attach(connection)
 
     def read() -> None:
-        _read_lines(
-            protocol_in,
-            lambda line: service.handle_line(connection, line),
-            lambda: connection.send(_too_long_event()),
-        )
-        service.request_stop("stdin closed")
+        try:
+            serve_lines(service, connection, protocol_in)
+        finally:
+            service.request_stop("stdin closed")
 
     def watch_parent() -> None:
         while os.getppid() == parent:
@@ -630,62 +730,107 @@ def _route_standard_streams_away() -> None:
     sys.stdout = sys.stderr
 
 
-def _serve_tcp(service: Service, host: str, port: int, token: str) -> None:
-    _route_standard_streams_away()
+def listen(host: str, port: int) -> socket.socket:
     server = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    server.settimeout(PARENT_POLL_S)
     bound_host, bound_port = server.getsockname()[:2]
     print(f"hymotion serve: listening on {bound_host}:{bound_port}", file=sys.stderr, flush=True)
     log.info("listening on %s:%s", bound_host, bound_port)
+    return server
+
+
+def serve_tcp(service: Service, server: socket.socket, token: str) -> None:
+    """Accept clients until the service stops; each gets its own reader thread, at most MAX_CONNECTIONS at once."""
+    server.settimeout(PARENT_POLL_S)
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     with server:
         while not service.stop_requested.is_set():
             try:
                 client, address = server.accept()
             except TimeoutError:
                 continue
+            if not slots.acquire(blocking=False):
+                _refuse_busy(client, address)
+                continue
             threading.Thread(
-                target=_serve_socket, args=(service, client, address, token), name="hymotion-client", daemon=True
+                target=_serve_socket, args=(service, client, address, token, slots), name="hymotion-client",
+                daemon=True,
             ).start()
 
 
-def _serve_socket(service: Service, client: socket.socket, address: Any, token: str) -> None:
-    name = f"tcp {address[0]}:{address[1]}"
-    client.settimeout(AUTH_TIMEOUT_S)
-    reader = client.makefile("rb")
-    connection = Connection(name, client.makefile("wb"))
+def _refuse_busy(client: socket.socket, address: Any) -> None:
+    log.warning("tcp %s:%s: refused, %d connections already open", address[0], address[1], MAX_CONNECTIONS)
+    refusal = ErrorEvent(
+        code=errors.BAD_REQUEST,
+        message=f"The backend already serves {MAX_CONNECTIONS} connections, its limit.",
+        hint="Close connections you no longer use (each client needs one), then connect again.",
+    )
     try:
-        first = reader.readline(MAX_REQUEST_BYTES + 1)
+        client.settimeout(1.0)
+        client.sendall(encode(refusal))
+    except OSError:
+        pass
+    finally:
+        client.close()
+
+
+def _serve_socket(
+    service: Service, client: socket.socket, address: Any, token: str, slots: threading.BoundedSemaphore
+) -> None:
+    name = f"tcp {address[0]}:{address[1]}"
+
+    def hang_up() -> None:
+        try:
+            client.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def login_over() -> None:
+        """The login deadline counts from the connection, not from the last byte: stop reading, refuse below."""
+        try:
+            client.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    reader = client.makefile("rb")
+    connection = Connection(name, client.makefile("wb"), droppable=True, hang_up=hang_up)
+    deadline = threading.Timer(AUTH_TIMEOUT_S, login_over)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        first = reader.readline(MAX_AUTH_BYTES + 1)
+        deadline.cancel()
         if not _authenticated(first, token):
-            log.warning("%s: refused (no valid token)", name)
+            log.warning("%s: refused (no valid token within %.0f s)", name, AUTH_TIMEOUT_S)
             connection.send(
                 ErrorEvent(
                     code=errors.BAD_REQUEST,
-                    message="The first line must be an auth request with the server's token.",
+                    message=f"The first line must be an auth request with the server's token, sent within "
+                    f"{AUTH_TIMEOUT_S:.0f} s of connecting.",
                     hint=f"Send {{\"type\": \"auth\", \"token\": ...}}; the token is in the server's token file "
                     f"or its {TOKEN_ENV} environment variable.",
                     field="token",
                 )
             )
             return
-        client.settimeout(None)
         log.info("%s: connected", name)
+        service.attach(connection)
         connection.send(service.hello())
-        _read_lines(
-            reader,
-            lambda line: service.handle_line(connection, line),
-            lambda: connection.send(_too_long_event()),
-        )
+        serve_lines(service, connection, reader)
     except OSError as error:
         log.info("%s: %s", name, error)
     finally:
+        deadline.cancel()
         log.info("%s: disconnected", name)
         service.drop_connection(connection)
         connection.close()
         reader.close()
         client.close()
+        slots.release()
 
 
 def _authenticated(line: bytes, token: str) -> bool:
+    if len(line) > MAX_AUTH_BYTES or not line.endswith(b"\n"):
+        return False
     try:
         request = decode_request(line)
     except ProtocolError:
@@ -808,16 +953,27 @@ def serve_main(args: argparse.Namespace) -> int:
     service = Service(options)
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda number, _frame: service.request_stop(f"signal {number}"))
+    if address is not None:
+        token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
+        if len(token) < MIN_TOKEN_CHARS:
+            print(f"hymotion serve: error: {TOKEN_ENV} holds {len(token)} characters; a token needs at least "
+                  f"{MIN_TOKEN_CHARS}.\nhint: unset it to get a random token, or set a longer one.", file=sys.stderr)
+            return 2
+        if not _is_loopback(address[0]):
+            print(f"hymotion serve: warning: listening on {address[0]}, which other machines can reach; the token "
+                  "is the only protection and the traffic is not encrypted (an ssh tunnel to 127.0.0.1 is safer).",
+                  file=sys.stderr, flush=True)
     service.start()
     if address is None:
         _serve_stdio(service, parent)
     else:
-        token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
+        _route_standard_streams_away()
         token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
         _write_token(token_file, token)
         print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)
-        _serve_tcp(service, *address, token)
+        serve_tcp(service, listen(*address), token)
     stopped = service.stop()
+    service.close_connections()
     log.info("stopped")
     logging.shutdown()
     sys.stderr.flush()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Iterator
 
 import pytest
 
 from hymotion.protocol import MAX_REQUEST_BYTES
 from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
+
+EXIT_AFTER_EOF_S = 2.0
 
 # The real service, with a model loader that first writes to stdout the way careless libraries do (print, and C code
 # writing to fd 1 directly).
@@ -52,6 +55,10 @@ def _reply(backend: RawBackend, data: bytes):
         (b'{"type": "cancel", "id": "c", "job": "no-such-job"}\n', "job", "c"),
         (b'{"type": "auth", "id": "a", "token": "x"}\n', "type", "a"),
         (b"x" * (MAX_REQUEST_BYTES + 10) + b"\n", None, None),
+        (b'{"type": "ping", "id": "\\ud800"}\n', None, None),
+        (b'{"type": "ping", "id": "p", "\\udc00": 1}\n', None, None),
+        (b"[" * 1000 + b"]" * 1000 + b"\n", None, None),
+        (b'{"type": "ping", "id": ' + b"[" * 100_000 + b"\n", None, None),
     ],
 )
 def test_a_bad_line_gets_an_error_and_the_server_keeps_serving(backend, data, field, request_id) -> None:
@@ -95,3 +102,18 @@ def test_cancel_takes_effect_within_one_sampling_step(backend) -> None:
     late_steps = [e for e in events[acknowledged:] if e.TYPE == "progress" and e.stage == "sampling"]
     assert len(late_steps) <= 1, "at most the step already running when the cancel arrived may still report"
     assert events[-1].code == "cancelled"
+
+
+def test_after_a_lone_surrogate_the_backend_still_answers_and_stdin_eof_ends_it_within_2_s(backend_env) -> None:
+    """The issue-17 reproduction: this line used to kill the stdin reader, so nothing was answered afterwards and the
+    process outlived its closed stdin. 2 s is the promise in docs/protocol.md; an idle backend exits in about 0.1 s."""
+    server = RawBackend([sys.executable, "-m", "hymotion.service", "--stdio", *TINY_ARGS], backend_env)
+    assert server.next_event().TYPE == "hello"
+    server.send(b'{"type":"ping","id":"\\ud800"}\n{"type":"ping","id":"x"}\n')
+    assert server.next_event().code == "bad_request"
+    assert server.next_event().TYPE == "pong"
+    server.process.stdin.close()
+    started = time.monotonic()
+    server.process.wait(timeout=EXIT_AFTER_EOF_S)
+    assert time.monotonic() - started < EXIT_AFTER_EOF_S
+    assert server.close() == 0
