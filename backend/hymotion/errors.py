@@ -28,13 +28,14 @@ DEFAULT_HINTS = {
 
 
 class HyMotionError(Exception):
-    """An error the user can act on: ``code`` is stable, ``hint`` says what to do."""
+    """An error the user can act on: ``code`` is stable, ``hint`` says what to do, ``field`` names the culprit."""
 
-    def __init__(self, code: str, message: str, hint: str = "") -> None:
+    def __init__(self, code: str, message: str, hint: str = "", field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hint = hint or DEFAULT_HINTS.get(code, DEFAULT_HINTS[INTERNAL])
+        self.field = field
 
     def __str__(self) -> str:
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
@@ -43,8 +44,9 @@ class HyMotionError(Exception):
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
-def bad_request(message: str, hint: str = "") -> HyMotionError:
-    return HyMotionError(BAD_REQUEST, message, hint)
+def bad_request(message: str, hint: str = "", field: str | None = None) -> HyMotionError:
+    """A refused input; ``field`` names the request field (as on the wire) when there is one."""
+    return HyMotionError(BAD_REQUEST, message, hint, field)
 
 
 def run_command(program: str, action: Callable[[], int]) -> int:

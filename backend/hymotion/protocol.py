@@ -40,8 +40,7 @@ class ProtocolError(HyMotionError):
     they could be read, so the refusal can be addressed to the request (and, for ``generate``, to its job)."""
 
     def __init__(self, message: str, hint: str = "", field: str | None = None, request_id: str | None = None) -> None:
-        super().__init__(BAD_REQUEST, message, hint or DEFAULT_HINT)
-        self.field = field
+        super().__init__(BAD_REQUEST, message, hint or DEFAULT_HINT, field)
         self.request_id = request_id
         self.request_type: str | None = None
 

@@ -556,30 +556,21 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
 
 
 def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
-    """GenerationSettings from a request, each rule checked alone first so that a refusal names its field."""
+    """GenerationSettings from a request, checked by hymotion.jobs (the CLI's rules and limits too)."""
     from .jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
 
-    values = {
-        "prompts": request.prompts,
-        "durations": request.durations if request.durations is not None else [DEFAULT_DURATION],
-        "seeds": request.seeds if request.seeds is not None else [0],
-        "cfg_scale": request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG,
-        "steps": request.steps if request.steps is not None else DEFAULT_STEPS,
-        "smoothing": request.smoothing if request.smoothing is not None else True,
-    }
-    valid_prompt = "a person stands"
-    for name in ("prompts", "durations", "seeds", "cfg_scale", "steps"):
-        trial = {"prompts": [valid_prompt], "durations": [DEFAULT_DURATION], name: values[name]}
-        if name == "durations":
-            trial["prompts"] = [valid_prompt] * max(1, len(values[name]))
-        try:
-            GenerationSettings(**trial).validate()
-        except HyMotionError as error:
-            raise ProtocolError(error.message, error.hint, field=name, request_id=request.id) from None
+    settings = GenerationSettings(
+        prompts=request.prompts,
+        durations=request.durations if request.durations is not None else [DEFAULT_DURATION],
+        seeds=request.seeds if request.seeds is not None else [0],
+        cfg_scale=request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG,
+        steps=request.steps if request.steps is not None else DEFAULT_STEPS,
+        smoothing=request.smoothing if request.smoothing is not None else True,
+    )
     try:
-        return GenerationSettings(**values).validate()
+        return settings.validate()
     except HyMotionError as error:
-        raise ProtocolError(error.message, error.hint, field="durations", request_id=request.id) from None
+        raise ProtocolError(error.message, error.hint, field=error.field, request_id=request.id) from None
 
 
 def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Iterator
 
 import pytest
 
+from hymotion.jobs import MAX_PROMPTS_PER_JOB, MAX_SEEDS_PER_JOB
 from hymotion.protocol import MAX_REQUEST_BYTES
 from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
 
@@ -67,6 +69,27 @@ def test_a_bad_line_gets_an_error_and_the_server_keeps_serving(backend, data, fi
     assert error.job is None
     assert error.message and error.hint
     assert _reply(backend, b'{"type": "ping", "id": "after"}\n').id == "after"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"steps": 2**31}, "steps"),
+        ({"steps": 10**15}, "steps"),
+        ({"steps": 2**63}, "steps"),
+        ({"cfg_scale": 1e308}, "cfg_scale"),
+        ({"seeds": list(range(MAX_SEEDS_PER_JOB + 1))}, "seeds"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"prompts": ["a person jumps"] * (MAX_PROMPTS_PER_JOB + 1)}, "prompts"),
+        ({"durations": [13]}, "durations"),
+    ],
+)
+def test_a_generate_past_a_limit_is_refused_at_once_naming_its_field(backend, fields, field) -> None:
+    request = {"type": "generate", "id": "big", "prompts": ["a person jumps"], **fields}
+    error = _reply(backend, json.dumps(request).encode() + b"\n")
+    assert (error.TYPE, error.code, error.field, error.job) == ("error", "bad_request", field, "big")
+    assert error.hint
+    assert _reply(backend, b'{"type": "status", "id": "s"}\n').queue == [], "nothing was queued"
 
 
 def test_a_line_written_in_pieces_is_read_once_whole(backend) -> None:
