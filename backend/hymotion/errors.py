@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 BAD_REQUEST = "bad_request"
@@ -50,7 +52,12 @@ def bad_request(message: str, hint: str = "", field: str | None = None) -> HyMot
 
 
 def run_command(program: str, action: Callable[[], int]) -> int:
-    """Run a command-line action: a HyMotionError prints its message and hint (exit 2 for user errors, else 1)."""
+    """Run a command-line action: a HyMotionError prints its message and hint (exit 2 for user errors, else 1).
+
+    SIGTERM unwinds like Ctrl-C (SIGINT), so that ``finally`` blocks run either way: child processes are ended,
+    scratch folders and half-written temporary files removed.
+    """
+    previous = _interrupt_on_sigterm()
     try:
         return action()
     except HyMotionError as error:
@@ -61,3 +68,17 @@ def run_command(program: str, action: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm():
+    """Install the SIGTERM handler (main thread only); returns the one it replaced, None if none was replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(_number, _frame) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
