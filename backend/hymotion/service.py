@@ -99,13 +99,13 @@ class Connection:
         stream: BinaryIO,
         droppable: bool = False,
         hang_up: Callable[[], None] | None = None,
-        max_pending_bytes: int = MAX_PENDING_BYTES,
+        max_pending_bytes: int | None = None,
     ) -> None:
         self.name = name
         self._stream = stream
         self._droppable = droppable
         self._hang_up = hang_up or (lambda: None)
-        self._max_pending = max_pending_bytes
+        self._max_pending = max_pending_bytes or MAX_PENDING_BYTES
         self._outbox: collections.deque[bytes] = collections.deque()
         self._pending = 0
         self._ending = False
@@ -136,14 +136,16 @@ class Connection:
     def _drop_behind(self) -> None:
         """Called under the lock: forget what is queued, queue the reason, stop the client's jobs, hang up later."""
         unsent = self._pending
-        self._outbox.clear()
-        self._outbox.append(encode(ErrorEvent(
+        reason = encode(ErrorEvent(
             code=errors.CANCELLED,
             message=f"This client fell {unsent} bytes of events behind, so the backend closes the connection and "
             "cancels its jobs.",
             hint="Read events as they arrive (keep a thread reading the socket), or ask for fewer results per job.",
-        )))
-        self._pending = len(self._outbox[0])
+        ))
+        self._pending -= sum(map(len, self._outbox))
+        self._outbox.clear()
+        self._outbox.append(reason)
+        self._pending += len(reason)
         self._ending = True
         self.closed.set()
         self._changed.notify_all()
@@ -153,12 +155,13 @@ class Connection:
         timer.start()
 
     def _write_lines(self) -> None:
+        """The writer thread: one line at a time, taken off the queue first (it counts as pending until written)."""
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._outbox or self._ending)
                 if not self._outbox:
                     break
-                line = self._outbox[0]
+                line = self._outbox.popleft()
             try:
                 self._stream.write(line)
                 self._stream.flush()
@@ -171,7 +174,6 @@ class Connection:
                     self._changed.notify_all()
                 break
             with self._changed:
-                self._outbox.popleft()
                 self._pending -= len(line)
                 self._changed.notify_all()
         try:
@@ -944,6 +946,7 @@ def serve_main(args: argparse.Namespace) -> int:
     service = Service(options)
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda number, _frame: service.request_stop(f"signal {number}"))
+    server = None
     if address is not None:
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
         if len(token) < MIN_TOKEN_CHARS:
@@ -954,15 +957,21 @@ def serve_main(args: argparse.Namespace) -> int:
             print(f"hymotion serve: warning: listening on {address[0]}, which other machines can reach; the token "
                   "is the only protection and the traffic is not encrypted (an ssh tunnel to 127.0.0.1 is safer).",
                   file=sys.stderr, flush=True)
+        try:
+            server = listen(*address)
+        except OSError as error:
+            print(f"hymotion serve: error: cannot listen on {args.listen}: {error.strerror or error}.\n"
+                  "hint: choose another port, or an address of this machine.", file=sys.stderr)
+            return 2
     service.start()
-    if address is None:
+    if server is None:
         _serve_stdio(service, parent)
     else:
         _route_standard_streams_away()
         token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
         _write_token(token_file, token)
         print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)
-        serve_tcp(service, listen(*address), token)
+        serve_tcp(service, server, token)
     stopped = service.stop()
     service.close_connections()
     log.info("stopped")
