@@ -139,3 +139,8 @@ def test_a_saved_clip_has_the_permissions_of_a_plain_file(tmp_path) -> None:
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_the_kill_figures_quoted_in_the_docs_match_the_test() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert f"{KILLS} kills survived, 0 files lost" in text

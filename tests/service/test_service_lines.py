@@ -124,7 +124,7 @@ def test_cancel_takes_effect_within_one_sampling_step(backend) -> None:
     acknowledged = next(i for i, event in enumerate(events) if event.TYPE == "ack" and event.id == "stop")
     late_steps = [e for e in events[acknowledged:] if e.TYPE == "progress" and e.stage == "sampling"]
     assert len(late_steps) <= 1, "at most the step already running when the cancel arrived may still report"
-    assert events[-1].code == "cancelled"
+    assert events[-1].code == "cancelled" and events[-1].hint
 
 
 def test_after_a_lone_surrogate_the_backend_still_answers_and_stdin_eof_ends_it_within_2_s(backend_env) -> None:
