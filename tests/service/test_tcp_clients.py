@@ -18,12 +18,13 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from hymotion import service as service_module
+from hymotion.service import core, tcp
 from hymotion.errors import CANCELLED, HyMotionError
 from hymotion.jobs import frames_for_duration
 from hymotion.motion import MotionClip
 from hymotion.protocol import Event, decode_event
-from hymotion.service import MAX_CONNECTIONS, ServeOptions, Service, serve_tcp
+from hymotion.service import ServeOptions, Service
+from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
 from service_helpers import TINY_ARGS, service_argv
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -62,7 +63,7 @@ class InstantPipeline:
 def server(monkeypatch) -> Iterator[int]:
     """A TCP service in this process; yields its port."""
     monkeypatch.setitem(sys.modules, "hymotion.pipeline", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
-    monkeypatch.setattr(service_module, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
+    monkeypatch.setattr(core, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
     service = Service(ServeOptions(model="tiny-random", device="cpu"))
     service.start()
     listener = socket.create_server(("127.0.0.1", 0))
@@ -132,7 +133,7 @@ def test_a_client_that_stops_reading_stalls_no_one_and_is_dropped_with_a_reason(
 
 
 def test_the_login_deadline_counts_from_the_connection_not_the_last_byte(server, monkeypatch) -> None:
-    monkeypatch.setattr(service_module, "AUTH_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(tcp, "AUTH_TIMEOUT_S", 1.0)
     client = Client(server)
     login = json.dumps({"type": "auth", "token": TOKEN}).encode() + b"\n"
     # One byte every 0.1 s: each arrives well inside the deadline, the whole line (~50 bytes) takes 5 s.

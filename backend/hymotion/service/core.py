@@ -1,38 +1,27 @@
-"""`hymotion serve`: a long-lived backend that keeps the model warm and streams motion to the Blender add-on.
+"""The job core of ``hymotion serve``: one queue, one worker thread that runs jobs in order, and the answer to every
+request line, whichever transport (stdio.py, tcp.py) the line came from.
 
-Requests arrive as protocol lines (hymotion.protocol) on stdin, or on loopback TCP connections that authenticate with
-a token. A single worker thread runs jobs in order while the reading side keeps answering ``status``, ``ping`` and
-``cancel``. The model loads at the first ``generate`` and stays loaded; ``hello`` goes out before torch is imported.
-
-Only protocol lines ever reach the real stdout: at start the protocol output is moved to a private copy of fd 1, and
-fd 1 itself (plus ``sys.stdout``) is pointed at stderr, so a library's print cannot corrupt the stream. The process
-exits when stdin closes, when its parent process dies, on ``shutdown`` and on SIGTERM/SIGINT.
+A client is a :class:`Connection`: ``send`` only queues a line and the connection's own writer thread writes it, so
+neither the worker nor another client ever waits on a client that stopped reading. The model loads at the first
+``generate`` and stays loaded; nothing here imports torch before that.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gc
-import hmac
-import ipaddress
 import logging
 import os
-import secrets
-import signal
-import socket
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from . import __version__, errors
-from .errors import HyMotionError
-from .paths import user_cache_dir
-from .protocol import (
+from .. import __version__, errors
+from ..errors import HyMotionError
+from ..protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     AckEvent,
@@ -60,24 +49,18 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .jobs import GenerationSettings
-    from .motion import MotionClip
-    from .pipeline import MotionPipeline
+    from ..jobs import GenerationSettings
+    from ..motion import MotionClip
+    from ..pipeline import MotionPipeline
 
 log = logging.getLogger("hymotion.service")
 
 PARENT_POLL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 15.0
-AUTH_TIMEOUT_S = 10.0
-MAX_AUTH_BYTES = 4096
-MAX_CONNECTIONS = 16
-MIN_TOKEN_CHARS = 16
 # About 50 full-length (12 s) results: far more than a reading client ever has in flight.
 MAX_PENDING_BYTES = 16 << 20
 LAGGARD_GRACE_S = 10.0
 CLOSE_DRAIN_S = 5.0
-KEPT_LOG_FILES = 20
-TOKEN_ENV = "HYMOTION_TOKEN"
 
 
 # ---------------------------------------------------------------- connections
@@ -485,7 +468,7 @@ class Service:
         return self._pipeline
 
     def _check_plan(self, plan: str) -> None:
-        from . import memory
+        from .. import memory
 
         try:
             if self.options.device is None:
@@ -500,7 +483,7 @@ class Service:
         with self._lock:
             self._loading = True
         try:
-            from .pipeline import load_pipeline
+            from ..pipeline import load_pipeline
 
             self._pipeline = load_pipeline(
                 model=self.options.model,
@@ -533,7 +516,7 @@ class Service:
             return pipeline.plan
         if self.options.plan != "auto":
             return self.options.plan
-        from . import memory
+        from .. import memory
 
         _, vram_free, vram_total = self._device_report()
         variant = "standard" if self.options.model == "standard" else "lite"
@@ -559,7 +542,7 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
 
 def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
     """GenerationSettings from a request, checked by hymotion.jobs (the CLI's rules and limits too)."""
-    from .jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
+    from ..jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
 
     settings = GenerationSettings(
         prompts=request.prompts,
@@ -576,7 +559,7 @@ def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
 
 
 def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
-    from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
+    from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
 
     return ResultEvent(
         job=job_id,
@@ -600,7 +583,7 @@ def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
 
 def _model_availability(model_dir: str | None) -> list[ModelAvailability]:
     """Which released variants are on disk, and the command that fetches a missing one."""
-    from . import weights
+    from .. import weights
 
     found = []
     for variant in weights.VARIANT_FOLDERS:
@@ -656,7 +639,7 @@ def _nvml_device_report(device: str | None) -> tuple[str | None, int | None, int
         pynvml.nvmlShutdown()
 
 
-# ---------------------------------------------------------------- front ends
+# ---------------------------------------------------------------- the line loop every transport runs
 
 
 def serve_lines(service: Service, connection: Connection, stream: BinaryIO) -> None:
@@ -685,308 +668,7 @@ def _too_long_event() -> ErrorEvent:
     )
 
 
-def _serve_stdio(service: Service, parent: int) -> None:
-    """Move the protocol off fds 0/1 so that nothing but protocol lines can reach the client, then serve.
-
-    ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned.
-    """
-    protocol_in = os.fdopen(os.dup(0), "rb")
-    connection = Connection("stdio", os.fdopen(os.dup(1), "wb"))
-    _route_standard_streams_away()
-    service.attach(connection)
-
-    def read() -> None:
-        try:
-            serve_lines(service, connection, protocol_in)
-        finally:
-            service.request_stop("stdin closed")
-
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            if service.stop_requested.wait(PARENT_POLL_S):
-                return
-        service.request_stop("parent process gone")
-
-    threading.Thread(target=watch_parent, name="hymotion-parent", daemon=True).start()
-    connection.send(service.hello())
-    threading.Thread(target=read, name="hymotion-stdin", daemon=True).start()
-    _wait_for_stop(service)
-
-
-def _route_standard_streams_away() -> None:
-    """fd 0 reads nothing, fd 1 and sys.stdout write to stderr: what libraries print can never pass for protocol."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-
-def listen(host: str, port: int) -> socket.socket:
-    server = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    bound_host, bound_port = server.getsockname()[:2]
-    print(f"hymotion serve: listening on {bound_host}:{bound_port}", file=sys.stderr, flush=True)
-    log.info("listening on %s:%s", bound_host, bound_port)
-    return server
-
-
-def serve_tcp(service: Service, server: socket.socket, token: str) -> None:
-    """Accept clients until the service stops; each gets its own reader thread, at most MAX_CONNECTIONS at once."""
-    server.settimeout(PARENT_POLL_S)
-    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-    with server:
-        while not service.stop_requested.is_set():
-            try:
-                client, address = server.accept()
-            except TimeoutError:
-                continue
-            if not slots.acquire(blocking=False):
-                _refuse_busy(client, address)
-                continue
-            threading.Thread(
-                target=_serve_socket, args=(service, client, address, token, slots), name="hymotion-client",
-                daemon=True,
-            ).start()
-
-
-def _refuse_busy(client: socket.socket, address: Any) -> None:
-    log.warning("tcp %s:%s: refused, %d connections already open", address[0], address[1], MAX_CONNECTIONS)
-    refusal = ErrorEvent(
-        code=errors.BAD_REQUEST,
-        message=f"The backend already serves {MAX_CONNECTIONS} connections, its limit.",
-        hint="Close connections you no longer use (each client needs one), then connect again.",
-    )
-    try:
-        client.settimeout(1.0)
-        client.sendall(encode(refusal))
-    except OSError:
-        pass
-    finally:
-        client.close()
-
-
-def _serve_socket(
-    service: Service, client: socket.socket, address: Any, token: str, slots: threading.BoundedSemaphore
-) -> None:
-    name = f"tcp {address[0]}:{address[1]}"
-
-    def hang_up() -> None:
-        try:
-            client.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def login_over() -> None:
-        """The login deadline counts from the connection, not from the last byte: stop reading, refuse below."""
-        try:
-            client.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
-
-    reader = client.makefile("rb")
-    connection = Connection(name, client.makefile("wb"), droppable=True, hang_up=hang_up)
-    deadline = threading.Timer(AUTH_TIMEOUT_S, login_over)
-    deadline.daemon = True
-    deadline.start()
-    try:
-        first = reader.readline(MAX_AUTH_BYTES + 1)
-        deadline.cancel()
-        if not _authenticated(first, token):
-            log.warning("%s: refused (no valid token within %.0f s)", name, AUTH_TIMEOUT_S)
-            connection.send(
-                ErrorEvent(
-                    code=errors.BAD_REQUEST,
-                    message=f"The first line must be an auth request with the server's token, sent within "
-                    f"{AUTH_TIMEOUT_S:.0f} s of connecting.",
-                    hint=f"Send {{\"type\": \"auth\", \"token\": ...}}; the token is in the server's token file "
-                    f"or its {TOKEN_ENV} environment variable.",
-                    field="token",
-                )
-            )
-            return
-        log.info("%s: connected", name)
-        service.attach(connection)
-        connection.send(service.hello())
-        serve_lines(service, connection, reader)
-    except OSError as error:
-        log.info("%s: %s", name, error)
-    finally:
-        deadline.cancel()
-        log.info("%s: disconnected", name)
-        service.drop_connection(connection)
-        connection.close()
-        reader.close()
-        client.close()
-        slots.release()
-
-
-def _authenticated(line: bytes, token: str) -> bool:
-    if len(line) > MAX_AUTH_BYTES or not line.endswith(b"\n"):
-        return False
-    try:
-        request = decode_request(line)
-    except ProtocolError:
-        return False
-    return isinstance(request, AuthRequest) and hmac.compare_digest(request.token.encode(), token.encode())
-
-
-def _wait_for_stop(service: Service) -> None:
+def wait_for_stop(service: Service) -> None:
     """Block the main thread in short waits, so that SIGTERM/SIGINT handlers get to run."""
     while not service.stop_requested.wait(PARENT_POLL_S):
         continue
-
-
-# ---------------------------------------------------------------- set-up, arguments, entry point
-
-
-def _set_up_logging(log_file: str | None) -> str | None:
-    """Log to stderr and to a file (the newest few are kept); returns the file's path, None if it cannot be written."""
-    logger = logging.getLogger("hymotion")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(formatter)
-    logger.addHandler(console)
-    logging.captureWarnings(True)
-    warnings_logger = logging.getLogger("py.warnings")
-    warnings_logger.propagate = False
-    warnings_logger.addHandler(console)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(log_file) if log_file else user_cache_dir() / "logs" / f"serve-{stamp}-{os.getpid()}.log"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError as error:
-        logger.warning("cannot write the log file %s (%s); logging to stderr only", path, error)
-        return None
-    handler.setFormatter(formatter)
-    logger.addHandler(handler)
-    warnings_logger.addHandler(handler)
-    if not log_file:
-        for old in sorted(path.parent.glob("serve-*.log"), key=lambda p: p.stat().st_mtime)[:-KEPT_LOG_FILES]:
-            old.unlink(missing_ok=True)
-    return str(path)
-
-
-def parse_listen_address(text: str, allow_remote: bool) -> tuple[str, int]:
-    """"127.0.0.1:8765" or "[::1]:8765" to (host, port); a non-loopback host needs ``allow_remote``."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise errors.bad_request(f"--listen {text!r} is not HOST:PORT.", "Write it as 127.0.0.1:8765.")
-    if not allow_remote and not _is_loopback(host):
-        raise errors.bad_request(
-            f"Refusing to listen on {host}: it is not a loopback address, so other machines could connect.",
-            "Use 127.0.0.1, or pass --allow-remote if you mean it (the token is then the only protection and traffic "
-            "is not encrypted: tunnel it through ssh instead where you can).",
-        )
-    return host, int(port_text)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-
-
-def _write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle.fileno(), 0o600)
-        handle.write(token + "\n")
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    transport = parser.add_mutually_exclusive_group()
-    transport.add_argument("--stdio", action="store_true", help="speak the protocol on stdin/stdout (the default)")
-    transport.add_argument("--listen", metavar="HOST:PORT", help="speak the protocol over TCP, e.g. 127.0.0.1:8765")
-    parser.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow --listen on a non-loopback address (token-protected, unencrypted)",
-    )
-    parser.add_argument(
-        "--token-file",
-        help=f"where --listen writes its token, mode 0600 (default: the cache folder; {TOKEN_ENV} sets the token)",
-    )
-    parser.add_argument("--model", default="lite", help="model variant, as for generate (default: lite)")
-    parser.add_argument("--model-dir", help="folder holding the weights (default: the download folder)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, offload, stream or cpu (default: auto)")
-    parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
-    parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
-
-
-def serve_main(args: argparse.Namespace) -> int:
-    """Run the service until it is told to stop; 0 on a clean stop, 2 for bad arguments.
-
-    Once torch is loaded a clean stop ends the process right here (os._exit after flushing the logs): Python's own
-    teardown of torch takes seconds, and the user is waiting for the GPU to be free or for a restart.
-    """
-    parent = os.getppid()
-    log_file = _set_up_logging(args.log_file)
-    options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
-    log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
-             args.model)
-    try:
-        address = parse_listen_address(args.listen, args.allow_remote) if args.listen else None
-    except HyMotionError as error:
-        print(f"hymotion serve: {error}", file=sys.stderr)
-        return 2
-    service = Service(options)
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signal_number, lambda number, _frame: service.request_stop(f"signal {number}"))
-    server = None
-    if address is not None:
-        token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
-        if len(token) < MIN_TOKEN_CHARS:
-            print(f"hymotion serve: error: {TOKEN_ENV} holds {len(token)} characters; a token needs at least "
-                  f"{MIN_TOKEN_CHARS}.\nhint: unset it to get a random token, or set a longer one.", file=sys.stderr)
-            return 2
-        if not _is_loopback(address[0]):
-            print(f"hymotion serve: warning: listening on {address[0]}, which other machines can reach; the token "
-                  "is the only protection and the traffic is not encrypted (an ssh tunnel to 127.0.0.1 is safer).",
-                  file=sys.stderr, flush=True)
-        try:
-            server = listen(*address)
-        except OSError as error:
-            print(f"hymotion serve: error: cannot listen on {args.listen}: {error.strerror or error}.\n"
-                  "hint: choose another port, or an address of this machine.", file=sys.stderr)
-            return 2
-    service.start()
-    if server is None:
-        _serve_stdio(service, parent)
-    else:
-        _route_standard_streams_away()
-        token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
-        _write_token(token_file, token)
-        print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)
-        serve_tcp(service, server, token)
-    stopped = service.stop()
-    service.close_connections()
-    log.info("stopped")
-    logging.shutdown()
-    sys.stderr.flush()
-    if not stopped or "torch" in sys.modules:
-        os._exit(0)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hymotion serve", description="Serve HY-Motion generation to a client.")
-    add_serve_arguments(parser)
-    return serve_main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
