@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,21 +249,45 @@ def generate_clips(settings: GenerationSettings, model: str, args: argparse.Name
 
 
 def run_blender(command: list[str], manifest_path: Path) -> None:
+    """Run Blender in its own process group and end the whole group however this returns: a timeout, Ctrl-C or
+    SIGTERM (see errors.run_command) never leaves a Blender, or anything it started, running behind us."""
     try:
-        completed = subprocess.run(
-            [*command, str(manifest_path)], capture_output=True, text=True, timeout=BLENDER_TIMEOUT_S
+        process = subprocess.Popen(
+            [*command, str(manifest_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
         )
     except OSError as error:
         raise bad_request(f"Cannot run {command[0]}: {error}.", "Check --blender / --bpy-python.") from None
+    try:
+        stdout, stderr = process.communicate(timeout=BLENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise HyMotionError(INTERNAL, f"Blender did not finish within {BLENDER_TIMEOUT_S} s.", "Try fewer prompts.")
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-OUTPUT_TAIL_LINES:])
+    finally:
+        _end_process_group(process)
+    if process.returncode != 0:
+        tail = "\n".join((stdout + stderr).splitlines()[-OUTPUT_TAIL_LINES:])
         raise HyMotionError(
             INTERNAL,
-            f"Blender could not build the library (exit code {completed.returncode}). Its last output:\n{tail}",
+            f"Blender could not build the library (exit code {process.returncode}). Its last output:\n{tail}",
             "If it cannot import hymotion_addon, pass --addon-dir with the extension's folder.",
         )
+
+
+def _end_process_group(process: subprocess.Popen) -> None:
+    """Kill the child's process group (the child and anything it started) while the child runs, and reap it.
+
+    Only while it runs: once reaped, its pid (the group's id) may belong to another process."""
+    if process.poll() is None:
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+        except ProcessLookupError:
+            pass
+    process.wait()
+    for stream in (process.stdout, process.stderr):
+        stream.close()
 
 
 # ---------------------------------------------------------------- inside Blender

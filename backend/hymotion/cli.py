@@ -20,6 +20,7 @@ from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration
 MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
 FORMATS = ("npz", "json")
+DEFAULT_NAME_MAX = 255
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,11 +119,13 @@ def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int,
     if args.out:
         out = Path(args.out)
         base = out if out.suffix.lstrip(".").lower() == args.format else out.with_name(out.name + extension)
+        _prepare_folder(base.parent)
+        _check_name_lengths(base.parent, [base])
         if base.is_dir():
             raise bad_request(f"--out {out} is a folder.", "Give a file name, or use --out-dir.")
-        _prepare_folder(base.parent)
         for seed in seeds:
             paths[(0, seed)] = base if len(seeds) == 1 else base.with_name(f"{base.stem}_s{seed}{base.suffix}")
+        _check_name_lengths(base.parent, paths.values())
         return paths
     folder = Path(args.out_dir or ".")
     _prepare_folder(folder)
@@ -132,6 +135,19 @@ def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int,
             name = f"{stem}{extension}" if len(seeds) == 1 else f"{stem}_s{seed}{extension}"
             paths[(index, seed)] = folder / name
     return paths
+
+
+def _check_name_lengths(folder: Path, paths) -> None:
+    """A name the file system cannot hold fails now, with a message, not as a traceback after the generation."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = DEFAULT_NAME_MAX
+    for path in paths:
+        size = len(os.fsencode(path.name))
+        if size > limit:
+            raise bad_request(f"The output name {path.name[:40]}... is {size} bytes long, too long for this file "
+                              f"system (at most {limit}).", "Choose a shorter --out name.")
 
 
 def _describe_plan(report: dict) -> str:
@@ -147,7 +163,8 @@ def run_generate(args) -> int:
     from .prompt_guide import analyse, suggest_duration
 
     if args.prompt and args.prompts:
-        raise bad_request("Give either a prompt or --prompts FILE, not both.", "")
+        raise bad_request("Give either a prompt or --prompts FILE, not both.",
+                          "Put every prompt in the file, or drop --prompts.")
     if args.prompts:
         lines = read_prompt_file(args.prompts)
         prompts = [line.prompt for line in lines]

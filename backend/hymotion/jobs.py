@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,15 @@ DEFAULT_STEPS = 50
 DEFAULT_CFG = 5.0
 ADVISED_MAX_WORDS = 60
 
+# Upper limits of one job, checked before anything runs (docs/protocol.md, "Limits"). Each is far past any useful
+# setting and far below what exhausts memory or runs for days: steps 20x the official 50; guidance 20x the official 5;
+# 10,000 clips (prompts x seeds) of at most 12 s.
+MAX_STEPS = 1000
+MAX_CFG = 100.0
+MAX_SEEDS_PER_JOB = 1000
+MAX_PROMPTS_PER_JOB = 10_000
+MAX_CLIPS_PER_JOB = 10_000
+MAX_SEED = 2**63 - 1
 _DURATION_PREFIX = re.compile(r"^\s*(?P<duration>[-+]?\d+(?:\.\d*)?|\.\d+)\s*\|\s*(?P<prompt>.*)$")
 
 
@@ -37,60 +47,108 @@ class GenerationSettings:
     smoothing: bool = True
 
     def validate(self) -> "GenerationSettings":
-        if not self.prompts:
-            raise bad_request("No prompt given.", "Describe the motion, e.g. \"a person jumps twice\".")
-        for index, prompt in enumerate(self.prompts):
-            if not isinstance(prompt, str) or not prompt.strip():
-                raise bad_request(
-                    f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\"."
-                )
-        self.prompts = [prompt.strip() for prompt in self.prompts]
+        """Every rule and limit of a job, in one place; a refusal names its field (as on the wire)."""
+        self._check_prompts()
         if len(self.durations) == 1 and len(self.prompts) > 1:
             self.durations = self.durations * len(self.prompts)
         if len(self.durations) != len(self.prompts):
             raise bad_request(
                 f"Got {len(self.durations)} durations for {len(self.prompts)} prompts.",
-                "Give one duration, or one per prompt.",
+                "Give one duration, or one per prompt.", field="durations",
             )
         self.durations = [check_duration(d) for d in self.durations]
-        if not self.seeds:
-            raise bad_request("No seed given.", "Pass at least one integer seed, e.g. --seeds 0.")
-        for seed in self.seeds:
-            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-                raise bad_request(f"Seed {seed!r} is not a non-negative integer.", "Use whole numbers like 0,1,2.")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise bad_request(f"steps must be an integer >= 1, got {self.steps!r}.", "The official setting is 50.")
-        if not isinstance(self.cfg_scale, (int, float)) or not math.isfinite(self.cfg_scale) or self.cfg_scale <= 0:
+        self._check_seeds()
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise bad_request(
-                f"cfg must be a number > 0, got {self.cfg_scale!r}.", "The official setting is 5.0; 1.0 turns guidance off."
+                f"steps must be an integer >= 1 and at most {MAX_STEPS}, got {self.steps!r}.",
+                "The official setting is 50; more than about 100 changes nothing visible.", field="steps",
+            )
+        cfg = self.cfg_scale
+        if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg) or not 0 < cfg <= MAX_CFG:
+            raise bad_request(
+                f"cfg must be a number > 0 and at most {MAX_CFG:g}, got {cfg!r}.",
+                "The official setting is 5.0; 1.0 turns guidance off.", field="cfg_scale",
+            )
+        clips = len(self.prompts) * len(self.seeds)
+        if clips > MAX_CLIPS_PER_JOB:
+            raise bad_request(
+                f"{len(self.prompts)} prompts x {len(self.seeds)} seeds make {clips} clips; one job makes at most "
+                f"{MAX_CLIPS_PER_JOB}.", "Split the work into several jobs, or use fewer seeds.", field="seeds",
             )
         return self
+
+    def _check_prompts(self) -> None:
+        if not isinstance(self.prompts, list) or not self.prompts:
+            raise bad_request("No prompt given.", "Describe the motion, e.g. \"a person jumps twice\".", field="prompts")
+        if len(self.prompts) > MAX_PROMPTS_PER_JOB:
+            raise bad_request(
+                f"{len(self.prompts)} prompts in one job; the limit is {MAX_PROMPTS_PER_JOB}.",
+                "Split the prompt list into several jobs (or files).", field="prompts",
+            )
+        for index, prompt in enumerate(self.prompts):
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise bad_request(
+                    f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\".",
+                    field="prompts",
+                )
+        self.prompts = [prompt.strip() for prompt in self.prompts]
+
+    def _check_seeds(self) -> None:
+        if not self.seeds:
+            raise bad_request("No seed given.", "Pass at least one integer seed, e.g. --seeds 0.", field="seeds")
+        if len(self.seeds) > MAX_SEEDS_PER_JOB:
+            raise bad_request(
+                f"{len(self.seeds)} seeds in one job; the limit is {MAX_SEEDS_PER_JOB}.",
+                "Use fewer seeds, or split them over several jobs.", field="seeds",
+            )
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise bad_request(
+                    f"Seed {seed!r} is not a whole number from 0 to 2^63-1.", "Use whole numbers like 0,1,2.", field="seeds"
+                )
+        repeated = sorted(seed for seed, count in Counter(self.seeds).items() if count > 1)
+        if repeated:
+            raise bad_request(
+                f"Seed {', '.join(map(str, repeated))} is given more than once; a seed repeats the same clip.",
+                "List each seed once, e.g. 0,1,2.", field="seeds",
+            )
 
 
 def check_duration(duration: object) -> float:
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
-        raise bad_request(f"Duration {duration!r} is not a number of seconds.", "Use e.g. 4 or 4.5.")
+        raise bad_request(f"Duration {duration!r} is not a number of seconds.", "Use e.g. 4 or 4.5.", field="durations")
     if not MIN_DURATION <= duration <= MAX_DURATION:
         raise bad_request(
             f"Duration {duration:g} s is outside {MIN_DURATION:g}-{MAX_DURATION:g} s.",
             f"The model makes clips of {MIN_DURATION:g} to {MAX_DURATION:g} seconds (20 to 360 frames at 30 fps).",
+            field="durations",
         )
     return float(duration)
 
 
 def parse_seeds(text: str) -> list[int]:
-    """"0,1,2" or "0-3" (inclusive) to a list of seeds."""
+    """"0,1,2" or "0-3" (inclusive) to a list of seeds; a range is sized before it is expanded, so "0-99999999999"
+    is refused at once instead of filling memory."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
         try:
             if re.fullmatch(r"\d+-\d+", part):
                 low, high = (int(x) for x in part.split("-"))
+                if high < low:
+                    raise bad_request(f"Seed range {part} runs backwards.", f"Write it as {high}-{low}.", field="seeds")
+                if len(seeds) + high - low + 1 > MAX_SEEDS_PER_JOB:
+                    raise bad_request(
+                        f"--seeds {text} gives more than {MAX_SEEDS_PER_JOB} seeds, the limit of one job.",
+                        "Use a shorter range, or split it over several runs.", field="seeds",
+                    )
                 seeds.extend(range(low, high + 1))
             else:
                 seeds.append(int(part))
         except ValueError:
-            raise bad_request(f"Seed {part!r} is not an integer.", "Write seeds as 0,1,2 or as a range 0-3.") from None
+            raise bad_request(
+                f"Seed {part!r} is not an integer.", "Write seeds as 0,1,2 or as a range 0-3.", field="seeds"
+            ) from None
     return seeds
 
 

@@ -6,8 +6,12 @@ numpy and scipy only (no torch), so results can be decoded and checked anywhere.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from scipy.signal import savgol_filter
@@ -179,13 +183,13 @@ class MotionClip:
         }
 
     def save(self, path: str | Path, fmt: str = "npz") -> Path:
+        """Write the clip as .npz or .json; the file appears whole or not at all (see write_atomically)."""
         path = Path(path)
         if fmt == "npz":
-            with path.open("wb") as handle:
-                np.savez(handle, **self.arrays())
+            write_atomically(path, lambda handle: np.savez(handle, **self.arrays()))
         elif fmt == "json":
-            data = {key: value.tolist() for key, value in self.arrays().items()}
-            path.write_text(json.dumps(data))
+            text = json.dumps({key: value.tolist() for key, value in self.arrays().items()})
+            write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
         else:
             raise ValueError(f"unknown format {fmt!r}")
         return path
@@ -203,6 +207,46 @@ class MotionClip:
             prompt=str(data["prompt"]), seed=int(data["seed"]), duration=float(data["duration"]),
             model_id=str(data["model_id"]), fps=int(data["fps"]),
         )
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the same folder, flushed to disk, then renamed over ``path``: whoever reads
+    ``path`` (or a kill at any moment) finds the previous file or the whole new one, never a truncated one. A kill
+    can leave a hidden ``.hymotion-*.partial`` file beside it, never a broken file under the real name."""
+    descriptor, scratch = tempfile.mkstemp(prefix=".hymotion-", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0600 would hide the clip from other users
+                os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask (only readable by setting it), so the file gets the permissions a plain open() gives."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable; file systems that cannot sync a folder are left as they are."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def decode_latent(

@@ -17,10 +17,10 @@ import ipaddress
 import json
 import os
 import re
+import socket
+import threading
 import unicodedata
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 
 from .jobs import ADVISED_MAX_WORDS, MAX_DURATION, MIN_DURATION
@@ -40,6 +40,8 @@ PROMPTER_URL_ENV = "HYMOTION_PROMPTER_URL"
 PROMPTER_MODEL_ENV = "HYMOTION_PROMPTER_MODEL"
 PROMPTER_KEY_ENV = "HYMOTION_PROMPTER_KEY"
 PROMPTER_TIMEOUT_S = 10.0
+MAX_REPLY_BYTES = 1 << 20
+OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HYMOTION_OFFLINE")
 
 # Warning codes: stable, the add-on and tests match on them.
 TOO_LONG = "too_long"
@@ -473,17 +475,26 @@ def endpoint_is_local(base_url: str) -> bool:
         return False
 
 
+def offline_requested() -> bool:
+    """HF_HUB_OFFLINE or HYMOTION_OFFLINE set to a true value: the backend contacts nothing off this machine."""
+    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in OFFLINE_ENVS)
+
+
 def rewrite_prompt(
     prompt: str,
     base_url: str | None = None,
     model: str | None = None,
     api_key: str | None = None,
     timeout: float = PROMPTER_TIMEOUT_S,
+    online: bool | None = None,
 ) -> tuple[RewrittenPrompt | None, str]:
     """Ask the configured prompter to rewrite ``prompt`` and estimate its duration.
 
     Returns ``(result, "")`` on success and ``(None, reason)`` otherwise: unset, unreachable, slow or nonsensical
     endpoints are normal (the feature is optional), so nothing here raises; the caller keeps the user's prompt.
+    Only http(s) endpoints are asked; ``online`` False (default: not offline_requested(), the add-on passes Blender's
+    online access) allows loopback endpoints only. The whole exchange ends within ``timeout`` seconds, an answer
+    over MAX_REPLY_BYTES is refused, and redirects are not followed, so the key never reaches another host.
     """
     base_url = (base_url or os.environ.get(PROMPTER_URL_ENV, "")).strip()
     model = (model or os.environ.get(PROMPTER_MODEL_ENV, "")).strip()
@@ -498,6 +509,11 @@ def rewrite_prompt(
     url = base_url.rstrip("/")
     if not url.endswith("/chat/completions"):
         url += "/chat/completions"
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None, f"prompt rewriter URL {base_url} is not an http:// or https:// address"
+    if not (not offline_requested() if online is None else online) and not endpoint_is_local(url):
+        return None, f"offline: the prompt rewriter at {url} is not on this machine, so it is not asked"
     body = json.dumps({
         "model": model,
         "messages": [{"role": "user", "content": _REWRITE_INSTRUCTIONS.format(prompt=prompt.strip())}],
@@ -506,18 +522,65 @@ def rewrite_prompt(
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError as error:
-        return None, f"prompt rewriter at {url} answered HTTP {error.code}"
+        status, answer = _post(parts, body, headers, timeout)
+    except TimeoutError:
+        return None, f"prompt rewriter at {url} unreachable (no whole answer within {timeout:g} s)"
     except (OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         return None, f"prompt rewriter at {url} unreachable ({reason})"
+    if 300 <= status < 400:
+        return None, f"prompt rewriter at {url} answered HTTP {status} (a redirect); set {PROMPTER_URL_ENV} to the " \
+            "final address (redirects are not followed, so the key stays with the host you named)"
+    if status != 200:
+        return None, f"prompt rewriter at {url} answered HTTP {status}"
+    if len(answer) > MAX_REPLY_BYTES:
+        return None, f"prompt rewriter at {url} answered more than {MAX_REPLY_BYTES} bytes"
+    try:
+        payload = json.loads(answer.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return None, f"prompt rewriter at {url} did not answer JSON"
     return _parse_rewrite(payload, url)
+
+
+def _post(parts: urllib.parse.SplitResult, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    """One POST whose whole exchange (connect, send, headers, body) ends by ``timeout``: a timer shuts the socket at
+    the deadline, so a server that trickles bytes cannot hold it. Reads at most MAX_REPLY_BYTES + 1 bytes."""
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+    connected: list[socket.socket] = []
+
+    def expire() -> None:
+        expired.set()
+        for sock in connected:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    deadline = threading.Timer(timeout, expire)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        connection.connect()
+        connected.append(connection.sock)  # kept: http.client drops its own reference once the response is read
+        if expired.is_set():
+            raise TimeoutError
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read(MAX_REPLY_BYTES + 1)
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError from None
+        raise
+    finally:
+        deadline.cancel()
+        connection.close()
+    if expired.is_set():
+        raise TimeoutError
+    return response.status, answer
 
 
 def _parse_rewrite(payload: object, url: str) -> tuple[RewrittenPrompt | None, str]:

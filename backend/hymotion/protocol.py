@@ -27,6 +27,10 @@ from .errors import BAD_REQUEST, HyMotionError
 
 PROTOCOL_VERSION = 1
 MAX_REQUEST_BYTES = 1 << 20
+# The deepest real message (hello -> models -> one model -> missing) nests 4 levels; anything far deeper is refused
+# before it can exhaust the decoder's recursion.
+MAX_NESTING = 16
+DEFAULT_HINT = "Each message and its fields are described in docs/protocol.md."
 STAGES = ("loading", "encoding", "sampling", "decoding")
 ARRAY_DTYPE = "<f4"
 
@@ -36,8 +40,7 @@ class ProtocolError(HyMotionError):
     they could be read, so the refusal can be addressed to the request (and, for ``generate``, to its job)."""
 
     def __init__(self, message: str, hint: str = "", field: str | None = None, request_id: str | None = None) -> None:
-        super().__init__(BAD_REQUEST, message, hint)
-        self.field = field
+        super().__init__(BAD_REQUEST, message, hint or DEFAULT_HINT, field)
         self.request_id = request_id
         self.request_type: str | None = None
 
@@ -390,10 +393,13 @@ def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) ->
             raise ProtocolError("The line is not valid UTF-8.", "Send UTF-8 JSON, one object per line.") from None
     try:
         payload = json.loads(line, parse_constant=_reject_constant)
+    except RecursionError:
+        raise _too_deep() from None
     except ValueError as error:
         raise ProtocolError(
             f"The line is not valid JSON ({error}).", "Send one complete JSON object per line, ending with a newline."
         ) from None
+    _check_plain(payload)
     if not isinstance(payload, dict):
         raise ProtocolError("The line must hold a JSON object.", "Send e.g. {\"type\": \"ping\", \"id\": \"1\"}.")
     request_id = payload.get("id") if isinstance(payload.get("id"), str) else None
@@ -415,6 +421,45 @@ def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) ->
         error.request_type = message_type
         raise
     return message
+
+
+def _too_deep() -> ProtocolError:
+    return ProtocolError(
+        f"The line nests objects or lists more than {MAX_NESTING} levels deep.",
+        "Send the flat objects docs/protocol.md describes.",
+    )
+
+
+def _check_plain(payload: Any) -> None:
+    """Refuse nesting past MAX_NESTING and strings (keys included) that are not valid Unicode, such as a lone
+    surrogate written as an escape ("\\ud800"): such a string could never be written back out as UTF-8.
+
+    Walks with its own stack, so no input can exhaust Python's recursion."""
+    stack = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_NESTING:
+                raise _too_deep()
+            items = value.items() if isinstance(value, dict) else ((None, item) for item in value)
+            for key, item in items:
+                if key is not None:
+                    _check_text(key)
+                stack.append((item, depth + 1))
+        elif isinstance(value, str):
+            _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            "The line holds a string that is not valid Unicode (a lone surrogate such as \\ud800).",
+            "Encode text as UTF-8; escape only whole characters (surrogate pairs together).",
+        ) from None
 
 
 def _reject_constant(name: str) -> None:

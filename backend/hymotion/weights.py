@@ -20,6 +20,7 @@ QWEN_REPO_ID = "Qwen/Qwen3-8B"
 CLIP_REPO_ID = "openai/clip-vit-large-patch14"
 VARIANT_FOLDERS = {"lite": "HY-Motion-1.0-Lite", "standard": "HY-Motion-1.0"}
 TEXT_ENCODER_FOLDERS = {QWEN_REPO_ID: "Qwen3-8B", CLIP_REPO_ID: "clip-vit-large-patch14"}
+PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TEXT_ENCODER_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "merges.txt", "vocab.json"]
 
 
@@ -78,9 +79,26 @@ def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFil
         qwen = cached_snapshot(QWEN_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
         clip = cached_snapshot(CLIP_REPO_ID, TEXT_ENCODER_PATTERNS) or Path("/nonexistent")
     for name, folder in ((QWEN_REPO_ID, qwen), (CLIP_REPO_ID, clip)):
-        if not (folder / "config.json").is_file():
-            raise _missing(f"Text encoder {name}", variant, model_dir)
+        check_text_encoder_folder(name, folder, variant, model_dir)
     return ModelFiles(variant, model_folder, qwen, clip)
+
+
+def check_text_encoder_folder(repo_id: str, folder: Path, variant: str, model_dir) -> None:
+    """A text encoder folder must hold config.json and safetensors weights. Pickled weights (pytorch_model.bin and
+    the like) are refused by name before anything opens them: a pickle can run code, and transformers would load one."""
+    if not (folder / "config.json").is_file():
+        raise _missing(f"Text encoder {repo_id}", variant, model_dir)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLED_WEIGHT_SUFFIXES)
+    if not pickled:
+        raise _missing(f"Text encoder {repo_id} (its .safetensors weights)", variant, model_dir)
+    raise HyMotionError(
+        BAD_CHECKPOINT,
+        f"Text encoder {repo_id} in {folder} holds only pickled weights ({', '.join(pickled[:3])}); this backend "
+        "loads .safetensors weights only, since a pickle can run code.",
+        f"Fetch the safetensors files with: {download_command(variant, model_dir)}",
+    )
 
 
 def checked_variant_folder(folder: Path) -> Path:
@@ -100,6 +118,7 @@ def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) 
         found[repo_id] = local if (local / "config.json").is_file() else cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
         if found[repo_id] is None:
             raise _missing(f"Text encoder {repo_id}", "lite", model_dir)
+        check_text_encoder_folder(repo_id, found[repo_id], "lite", model_dir)
     return ModelFiles("custom", folder, found[QWEN_REPO_ID], found[CLIP_REPO_ID])
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from hymotion import skeleton
 from hymotion.cli import main
+from hymotion.jobs import MAX_PROMPTS_PER_JOB
 from hymotion.model.tiny import TINY_WARNING
 from hymotion.motion import MotionClip
 
@@ -146,6 +147,14 @@ BAD_ARGUMENTS = {
     "negative cfg": (["a person walks", "--cfg", "-2"], "cfg must be a number > 0"),
     "nan cfg": (["a person walks", "--cfg", "nan"], "cfg must be a number > 0"),
     "no prompt": ([], "No prompt given"),
+    "steps over the limit": (["a person walks", "--steps", "1001"], "at most 1000"),
+    "steps past 64 bits": (["a person walks", "--steps", str(2**63)], "at most 1000"),
+    "cfg over the limit": (["a person walks", "--cfg", "1e308"], "at most 100"),
+    "seed range past memory": (["a person walks", "--seeds", "0-99999999999"], "more than 1000 seeds"),
+    "seed range past the limit": (["a person walks", "--seeds", "0-100000"], "more than 1000 seeds"),
+    "seed past 64 bits": (["a person walks", "--seeds", str(2**63)], "2^63-1"),
+    "repeated seed": (["a person walks", "--seeds", "0,0"], "Seed 0 is given more than once"),
+    "backwards seed range": (["a person walks", "--seeds", "5-3"], "runs backwards"),
 }
 
 
@@ -156,6 +165,20 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, fast_tiny, case):
     assert_user_error(code, err, fragment)
     assert fast_tiny == [], "nothing is loaded for a request that cannot run"
     assert not list(tmp_path.glob("*.npz"))
+
+
+def test_prompt_file_over_the_prompt_limit_exits_2_before_loading(tmp_path, capsys, fast_tiny):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a person walks {n}\n" for n in range(MAX_PROMPTS_PER_JOB + 1)))
+    code, err = run(["generate", "--prompts", prompts, "--out-dir", tmp_path / "clips"], capsys)
+    assert_user_error(code, err, f"the limit is {MAX_PROMPTS_PER_JOB}")
+    assert fast_tiny == []
+
+
+def test_an_output_name_too_long_for_the_file_system_exits_2(tmp_path, capsys, fast_tiny):
+    code, err = run([*TINY_WALK, "--out", tmp_path / ("x" * 300 + ".npz")], capsys)
+    assert_user_error(code, err, "too long")
+    assert fast_tiny == [], "refused before the model loads"
 
 
 def test_missing_prompt_file_exits_2(tmp_path, capsys, fast_tiny):

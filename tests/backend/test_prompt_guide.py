@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -155,6 +156,9 @@ class _StubPrompter:
         self.requests: list[tuple[str, dict, dict]] = []
         self.hang = threading.Event()
         self.release = threading.Event()
+        self.redirect_to: str | None = None
+        self.trickle_bytes = 0
+        self.padding = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -164,11 +168,33 @@ class _StubPrompter:
                 if stub.hang.is_set():
                     stub.release.wait(timeout=10)
                     return
-                answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": stub.content}}]})
+                if stub.redirect_to:
+                    self.send_response(302)
+                    self.send_header("Location", stub.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                content = stub.content + " " * stub.padding
+                answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
                 self.send_response(stub.status)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
-                self.wfile.write(answer.encode())
+                try:
+                    self._trickle(stub.trickle_bytes)
+                    self.wfile.write(answer)
+                except OSError:
+                    return
+
+            def _trickle(self, count: int) -> None:
+                """``count`` spaces (valid JSON whitespace) one every TRICKLE_GAP_S: each read gets data long before
+                any per-read timeout."""
+                gap = threading.Event()
+                for _ in range(count):
+                    if stub.release.is_set():
+                        return
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    gap.wait(TRICKLE_GAP_S)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -185,6 +211,10 @@ class _StubPrompter:
         self.server.server_close()
 
 
+TRICKLE_GAP_S = 0.2
+TRICKLE_BYTES = 30
+
+
 @pytest.fixture
 def prompter() -> Iterator[_StubPrompter]:
     stub = _StubPrompter()
@@ -194,7 +224,8 @@ def prompter() -> Iterator[_StubPrompter]:
 
 @pytest.fixture(autouse=True)
 def _no_prompter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (prompt_guide.PROMPTER_URL_ENV, prompt_guide.PROMPTER_MODEL_ENV, prompt_guide.PROMPTER_KEY_ENV):
+    for name in (prompt_guide.PROMPTER_URL_ENV, prompt_guide.PROMPTER_MODEL_ENV, prompt_guide.PROMPTER_KEY_ENV,
+                 *prompt_guide.OFFLINE_ENVS):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -268,3 +299,52 @@ def test_endpoint_is_local_only_for_loopback() -> None:
     assert prompt_guide.endpoint_is_local("http://localhost:8000/v1")
     assert prompt_guide.endpoint_is_local("http://[::1]:8000/v1")
     assert not prompt_guide.endpoint_is_local("https://example.org/v1")
+
+
+def test_rewriter_asks_only_http_endpoints() -> None:
+    for url in ("file:///etc/passwd", "ftp://127.0.0.1/v1", "127.0.0.1:8000/v1"):
+        result, reason = rewrite_prompt("a person waves", base_url=url, model="m")
+        assert result is None and "http://" in reason, url
+
+
+def test_rewriter_follows_no_redirect_so_the_key_never_reaches_another_host(prompter: _StubPrompter) -> None:
+    other_host = _StubPrompter()
+    try:
+        other_host.content = '{"duration": 90, "short_caption": "A person waves."}'
+        prompter.redirect_to = other_host.url.replace("127.0.0.1", "localhost") + "/chat/completions"
+        result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m", api_key="secret-key")
+        assert result is None and "302" in reason and "redirect" in reason
+        assert other_host.requests == [], "the redirect target was never asked, so it never saw the key"
+    finally:
+        other_host.close()
+
+
+def test_rewriter_gives_up_at_its_deadline_even_when_bytes_keep_trickling(prompter: _StubPrompter) -> None:
+    """The answer trickles for TRICKLE_BYTES x TRICKLE_GAP_S = 6 s; the deadline of 1 s holds for the whole exchange
+    (3 s allows for a loaded machine; the old per-read timeout waited for all 6 s)."""
+    prompter.content = '{"duration": 90, "short_caption": "A person waves."}'
+    prompter.trickle_bytes = TRICKLE_BYTES
+    started = time.monotonic()
+    result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m", timeout=1.0)
+    assert time.monotonic() - started < 3.0
+    assert result is None and "within 1 s" in reason
+
+
+def test_rewriter_refuses_an_answer_over_the_size_cap(prompter: _StubPrompter) -> None:
+    prompter.content = '{"duration": 90, "short_caption": "A person waves."}'
+    prompter.padding = 2 * prompt_guide.MAX_REPLY_BYTES
+    result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m")
+    assert result is None and f"more than {prompt_guide.MAX_REPLY_BYTES} bytes" in reason
+
+
+def test_rewriter_offline_asks_no_remote_endpoint_but_still_a_local_one(
+    prompter: _StubPrompter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result, reason = rewrite_prompt("a person waves", base_url="http://192.0.2.1/v1", model="m")
+    assert result is None and reason.startswith("offline")
+    result, reason = rewrite_prompt("a person waves", base_url="https://192.0.2.1/v1", model="m", online=False)
+    assert result is None and reason.startswith("offline")
+    prompter.content = '{"duration": 90, "short_caption": "A person waves."}'
+    result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m")
+    assert result is not None and reason == ""

@@ -14,13 +14,15 @@ from typing import Callable
 import numpy as np
 
 from hymotion import skeleton
+from hymotion.jobs import MAX_STEPS
 from hymotion.protocol import Event, ProtocolError, ResultEvent, decode_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER_ENV = "HYMOTION_TEST_MARKER"
 TINY_ARGS = ["--model", "tiny-random", "--device", "cpu"]
 EVENT_TIMEOUT_S = 60.0
-LONG_JOB_STEPS = 1_000_000
+# The most steps a job may have: on the tiny model at least ~10 s, far longer than any test takes to cancel it.
+LONG_JOB_STEPS = MAX_STEPS
 
 
 def load_client_module() -> ModuleType:

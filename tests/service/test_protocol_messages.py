@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from hymotion import protocol
+from hymotion import errors, protocol
+from hymotion.errors import HyMotionError
 from hymotion.protocol import (
     FloatArray,
     GenerateRequest,
@@ -143,3 +144,15 @@ print("ok")
     finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("code", sorted(errors.DEFAULT_HINTS))
+def test_an_error_raised_without_a_hint_gets_its_codes_default(code: str) -> None:
+    """53 error events once reached users with an empty hint; now none can."""
+    assert HyMotionError(code, "Something went wrong.").hint == errors.DEFAULT_HINTS[code] != ""
+    assert ProtocolError("Field 'x' is wrong.").hint
+
+
+def test_every_error_code_has_a_default_hint() -> None:
+    codes = {value for name, value in vars(errors).items() if name.isupper() and isinstance(value, str)}
+    assert codes == set(errors.DEFAULT_HINTS)

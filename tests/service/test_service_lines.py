@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
 from typing import Iterator
 
 import pytest
 
+from hymotion.jobs import MAX_PROMPTS_PER_JOB, MAX_SEEDS_PER_JOB
 from hymotion.protocol import MAX_REQUEST_BYTES
 from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
+
+EXIT_AFTER_EOF_S = 2.0
 
 # The real service, with a model loader that first writes to stdout the way careless libraries do (print, and C code
 # writing to fd 1 directly).
@@ -52,6 +57,10 @@ def _reply(backend: RawBackend, data: bytes):
         (b'{"type": "cancel", "id": "c", "job": "no-such-job"}\n', "job", "c"),
         (b'{"type": "auth", "id": "a", "token": "x"}\n', "type", "a"),
         (b"x" * (MAX_REQUEST_BYTES + 10) + b"\n", None, None),
+        (b'{"type": "ping", "id": "\\ud800"}\n', None, None),
+        (b'{"type": "ping", "id": "p", "\\udc00": 1}\n', None, None),
+        (b"[" * 1000 + b"]" * 1000 + b"\n", None, None),
+        (b'{"type": "ping", "id": ' + b"[" * 100_000 + b"\n", None, None),
     ],
 )
 def test_a_bad_line_gets_an_error_and_the_server_keeps_serving(backend, data, field, request_id) -> None:
@@ -60,6 +69,27 @@ def test_a_bad_line_gets_an_error_and_the_server_keeps_serving(backend, data, fi
     assert error.job is None
     assert error.message and error.hint
     assert _reply(backend, b'{"type": "ping", "id": "after"}\n').id == "after"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"steps": 2**31}, "steps"),
+        ({"steps": 10**15}, "steps"),
+        ({"steps": 2**63}, "steps"),
+        ({"cfg_scale": 1e308}, "cfg_scale"),
+        ({"seeds": list(range(MAX_SEEDS_PER_JOB + 1))}, "seeds"),
+        ({"seeds": [0, 0]}, "seeds"),
+        ({"prompts": ["a person jumps"] * (MAX_PROMPTS_PER_JOB + 1)}, "prompts"),
+        ({"durations": [13]}, "durations"),
+    ],
+)
+def test_a_generate_past_a_limit_is_refused_at_once_naming_its_field(backend, fields, field) -> None:
+    request = {"type": "generate", "id": "big", "prompts": ["a person jumps"], **fields}
+    error = _reply(backend, json.dumps(request).encode() + b"\n")
+    assert (error.TYPE, error.code, error.field, error.job) == ("error", "bad_request", field, "big")
+    assert error.hint
+    assert _reply(backend, b'{"type": "status", "id": "s"}\n').queue == [], "nothing was queued"
 
 
 def test_a_line_written_in_pieces_is_read_once_whole(backend) -> None:
@@ -94,4 +124,19 @@ def test_cancel_takes_effect_within_one_sampling_step(backend) -> None:
     acknowledged = next(i for i, event in enumerate(events) if event.TYPE == "ack" and event.id == "stop")
     late_steps = [e for e in events[acknowledged:] if e.TYPE == "progress" and e.stage == "sampling"]
     assert len(late_steps) <= 1, "at most the step already running when the cancel arrived may still report"
-    assert events[-1].code == "cancelled"
+    assert events[-1].code == "cancelled" and events[-1].hint
+
+
+def test_after_a_lone_surrogate_the_backend_still_answers_and_stdin_eof_ends_it_within_2_s(backend_env) -> None:
+    """The issue-17 reproduction: this line used to kill the stdin reader, so nothing was answered afterwards and the
+    process outlived its closed stdin. 2 s is the promise in docs/protocol.md; an idle backend exits in about 0.1 s."""
+    server = RawBackend([sys.executable, "-m", "hymotion.service", "--stdio", *TINY_ARGS], backend_env)
+    assert server.next_event().TYPE == "hello"
+    server.send(b'{"type":"ping","id":"\\ud800"}\n{"type":"ping","id":"x"}\n')
+    assert server.next_event().code == "bad_request"
+    assert server.next_event().TYPE == "pong"
+    server.process.stdin.close()
+    started = time.monotonic()
+    server.process.wait(timeout=EXIT_AFTER_EOF_S)
+    assert time.monotonic() - started < EXIT_AFTER_EOF_S
+    assert server.close() == 0

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..errors import BAD_CHECKPOINT, HyMotionError
+from ..motion import LATENT_DIM
 from .transformer import HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,25 @@ def load_stats(folder: Path, pipeline: dict[str, torch.Tensor], config_path: Pat
     for candidate in (folder / stats_dir, folder.parent / stats_dir, folder / "stats"):
         mean, std = candidate / "Mean.npy", candidate / "Std.npy"
         if mean.is_file() and std.is_file():
-            pipeline["mean"] = torch.from_numpy(np.load(mean, allow_pickle=False).astype(np.float32)).flatten()
-            pipeline["std"] = torch.from_numpy(np.load(std, allow_pickle=False).astype(np.float32)).flatten()
+            pipeline["mean"], pipeline["std"] = _read_statistic(mean), _read_statistic(std)
             return
     raise _bad(f"No normalisation statistics: the checkpoint has no mean/std and no Mean.npy/Std.npy was found "
                f"under {folder / stats_dir}.", "Put the official stats/Mean.npy and stats/Std.npy next to config.yml.")
+
+
+def _read_statistic(path: Path) -> torch.Tensor:
+    """One of Mean.npy / Std.npy: a plain array of LATENT_DIM numbers; a pickled or damaged file is refused by name."""
+    try:
+        values = np.load(path, allow_pickle=False)
+        flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    except (OSError, ValueError, TypeError, EOFError) as error:
+        raise _bad(f"{path} is not a plain numpy array of numbers ({error}).",
+                   f"Replace it with the official stats/{path.name}; pickled .npy files are never loaded.") from None
+    if flat.size != LATENT_DIM or not np.isfinite(flat).all():
+        raise _bad(f"{path} holds {flat.size} numbers{'' if np.isfinite(flat).all() else ' (some not finite)'}; "
+                   f"the model's statistics are {LATENT_DIM} finite numbers.",
+                   f"Replace it with the official stats/{path.name}.")
+    return torch.from_numpy(flat.copy())
 
 
 def load_official(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedModel:

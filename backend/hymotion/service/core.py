@@ -1,38 +1,27 @@
-"""`hymotion serve`: a long-lived backend that keeps the model warm and streams motion to the Blender add-on.
+"""The job core of ``hymotion serve``: one queue, one worker thread that runs jobs in order, and the answer to every
+request line, whichever transport (stdio.py, tcp.py) the line came from.
 
-Requests arrive as protocol lines (hymotion.protocol) on stdin, or on loopback TCP connections that authenticate with
-a token. A single worker thread runs jobs in order while the reading side keeps answering ``status``, ``ping`` and
-``cancel``. The model loads at the first ``generate`` and stays loaded; ``hello`` goes out before torch is imported.
-
-Only protocol lines ever reach the real stdout: at start the protocol output is moved to a private copy of fd 1, and
-fd 1 itself (plus ``sys.stdout``) is pointed at stderr, so a library's print cannot corrupt the stream. The process
-exits when stdin closes, when its parent process dies, on ``shutdown`` and on SIGTERM/SIGINT.
+A client is a :class:`Connection`: ``send`` only queues a line and the connection's own writer thread writes it, so
+neither the worker nor another client ever waits on a client that stopped reading. The model loads at the first
+``generate`` and stays loaded; nothing here imports torch before that.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import gc
-import hmac
-import ipaddress
 import logging
 import os
-import secrets
-import signal
-import socket
 import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from . import __version__, errors
-from .errors import HyMotionError
-from .paths import user_cache_dir
-from .protocol import (
+from .. import __version__, errors
+from ..errors import HyMotionError
+from ..protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     AckEvent,
@@ -60,52 +49,132 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .jobs import GenerationSettings
-    from .motion import MotionClip
-    from .pipeline import MotionPipeline
+    from ..jobs import GenerationSettings
+    from ..motion import MotionClip
+    from ..pipeline import MotionPipeline
 
 log = logging.getLogger("hymotion.service")
 
 PARENT_POLL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 15.0
-AUTH_TIMEOUT_S = 10.0
-KEPT_LOG_FILES = 20
-TOKEN_ENV = "HYMOTION_TOKEN"
+# About 50 full-length (12 s) results: far more than a reading client ever has in flight.
+MAX_PENDING_BYTES = 16 << 20
+LAGGARD_GRACE_S = 10.0
+CLOSE_DRAIN_S = 5.0
 
 
 # ---------------------------------------------------------------- connections
 
 
 class Connection:
-    """One client. ``send`` may be called from any thread; each line is written whole under one lock."""
+    """One client. ``send`` only queues the line; this connection's own writer thread does the write, so a thread
+    that answers other clients or runs jobs never waits on a client that stopped reading.
 
-    def __init__(self, name: str, stream: BinaryIO) -> None:
+    Past ``max_pending_bytes`` of unsent lines, a droppable client (TCP) is told why, given LAGGARD_GRACE_S to read
+    that last line, and hung up on; its jobs stop. The stdio client (the only one, the add-on's reader thread) is
+    never dropped: its senders wait instead (back-pressure), except ``wait=False`` sends, which are small replies
+    queued under the service's lock.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stream: BinaryIO,
+        droppable: bool = False,
+        hang_up: Callable[[], None] | None = None,
+        max_pending_bytes: int | None = None,
+    ) -> None:
         self.name = name
         self._stream = stream
-        self._lock = threading.Lock()
+        self._droppable = droppable
+        self._hang_up = hang_up or (lambda: None)
+        self._max_pending = max_pending_bytes or MAX_PENDING_BYTES
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._pending = 0
+        self._ending = False
+        self._changed = threading.Condition()
         self.closed = threading.Event()
+        self._writer = threading.Thread(target=self._write_lines, name=f"hymotion-send {name}", daemon=True)
+        self._writer.start()
 
-    def send(self, event: Event) -> bool:
+    def send(self, event: Event, wait: bool = True) -> bool:
+        """Queue one line; False if the client is gone (or was just dropped for falling behind)."""
         line = encode(event)
-        with self._lock:
-            if self.closed.is_set():
+        with self._changed:
+            if self.closed.is_set() or self._ending:
                 return False
+            if self._pending and self._pending + len(line) > self._max_pending:
+                if self._droppable:
+                    self._drop_behind()
+                    return False
+                if wait:
+                    self._changed.wait_for(lambda: self.closed.is_set() or self._pending + len(line) <= self._max_pending)
+                    if self.closed.is_set():
+                        return False
+            self._outbox.append(line)
+            self._pending += len(line)
+            self._changed.notify_all()
+        return True
+
+    def _drop_behind(self) -> None:
+        """Called under the lock: forget what is queued, queue the reason, stop the client's jobs, hang up later."""
+        unsent = self._pending
+        reason = encode(ErrorEvent(
+            code=errors.CANCELLED,
+            message=f"This client fell {unsent} bytes of events behind, so the backend closes the connection and "
+            "cancels its jobs.",
+            hint="Read events as they arrive (keep a thread reading the socket), or ask for fewer results per job.",
+        ))
+        self._pending -= sum(map(len, self._outbox))
+        self._outbox.clear()
+        self._outbox.append(reason)
+        self._pending += len(reason)
+        self._ending = True
+        self.closed.set()
+        self._changed.notify_all()
+        log.warning("%s: fell %d bytes behind; disconnecting it", self.name, unsent)
+        timer = threading.Timer(LAGGARD_GRACE_S, self._hang_up)
+        timer.daemon = True
+        timer.start()
+
+    def _write_lines(self) -> None:
+        """The writer thread: one line at a time, taken off the queue first (it counts as pending until written)."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._outbox or self._ending)
+                if not self._outbox:
+                    break
+                line = self._outbox.popleft()
             try:
                 self._stream.write(line)
                 self._stream.flush()
             except (OSError, ValueError):
                 log.info("%s: client gone while writing", self.name)
-                self.closed.set()
-                return False
-        return True
+                with self._changed:
+                    self.closed.set()
+                    self._outbox.clear()
+                    self._pending = 0
+                    self._changed.notify_all()
+                break
+            with self._changed:
+                self._pending -= len(line)
+                self._changed.notify_all()
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+        self._hang_up()
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, timeout: float = CLOSE_DRAIN_S) -> None:
+        """Accept no more lines, give the writer ``timeout`` seconds to deliver what is queued, then hang up."""
+        with self._changed:
+            self._ending = True
+            self._changed.notify_all()
+        self._writer.join(timeout)
+        if self._writer.is_alive():
             self.closed.set()
-            try:
-                self._stream.close()
-            except OSError:
-                pass
+            self._hang_up()
+            self._writer.join(timeout)
 
 
 # ---------------------------------------------------------------- jobs and the service
@@ -147,6 +216,7 @@ class Service:
         self._loading = False
         self._stopping = False
         self._pipeline: MotionPipeline | None = None
+        self._connections: set[Connection] = set()
         self.stop_requested = threading.Event()
         self._worker = threading.Thread(target=self._work, name="hymotion-worker", daemon=True)
 
@@ -170,7 +240,7 @@ class Service:
                 self._current.cancel_requested.set()
             self._lock.notify_all()
         for job in dropped:
-            job.connection.send(_cancelled_event(job, "The backend is shutting down."))
+            job.connection.send(_cancelled_event(job, "The backend is shutting down."), wait=False)
         self._worker.join(timeout)
         if self._worker.is_alive():
             log.error("the worker did not stop within %.0f s", timeout)
@@ -216,6 +286,8 @@ class Service:
             refused_job = isinstance(request, GenerateRequest) or getattr(error, "request_type", None) == "generate"
             job = request_id if refused_job and field_name != "id" else None
             connection.send(_error_event(error, id=request_id, job=job, field=field_name))
+        except Exception as error:  # noqa: BLE001 - no line may end the reader: it answers every one
+            connection.send(_error_event(self._unexpected(error)))
 
     def _dispatch(self, connection: Connection, request: Any) -> None:
         if isinstance(request, GenerateRequest):
@@ -245,7 +317,8 @@ class Service:
             job = Job(request.id, connection, settings, request.plan)
             self._queue.append(job)
             position = len(self._queue) - 1 + (self._current is not None)
-            connection.send(QueuedEvent(id=request.id, job=request.id, position=position))
+            # Queued before the worker can see the job, so it always precedes the job's first progress event.
+            connection.send(QueuedEvent(id=request.id, job=request.id, position=position), wait=False)
             self._lock.notify_all()
 
     def _cancel(self, connection: Connection, request: CancelRequest) -> None:
@@ -269,9 +342,21 @@ class Service:
         if queued is not None:
             connection.send(_cancelled_event(queued, "The job was cancelled before it started."))
 
+    def attach(self, connection: Connection) -> None:
+        """A client that may now send requests; its lines are delivered before the process exits."""
+        with self._lock:
+            self._connections.add(connection)
+
+    def close_connections(self, timeout: float = CLOSE_DRAIN_S) -> None:
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.close(timeout)
+
     def drop_connection(self, connection: Connection) -> None:
         """A TCP client went away: its jobs are of no use to anyone."""
         with self._lock:
+            self._connections.discard(connection)
             self._queue = collections.deque(job for job in self._queue if job.connection is not connection)
             if self._current is not None and self._current.connection is connection:
                 self._current.cancel_requested.set()
@@ -362,7 +447,7 @@ class Service:
                 f"Out of memory with the {self._plan_name()} plan: {error}",
                 "Pick a leaner plan (stream or cpu), shorter clips or fewer seeds per job.",
             )
-        log.error("job failed:\n%s", traceback.format_exc())
+        log.error("failed:\n%s", traceback.format_exc())
         where = f"; the log is at {self.options.log_file}" if self.options.log_file else ""
         return HyMotionError(
             errors.INTERNAL,
@@ -383,7 +468,7 @@ class Service:
         return self._pipeline
 
     def _check_plan(self, plan: str) -> None:
-        from . import memory
+        from .. import memory
 
         try:
             if self.options.device is None:
@@ -398,7 +483,7 @@ class Service:
         with self._lock:
             self._loading = True
         try:
-            from .pipeline import load_pipeline
+            from ..pipeline import load_pipeline
 
             self._pipeline = load_pipeline(
                 model=self.options.model,
@@ -431,7 +516,7 @@ class Service:
             return pipeline.plan
         if self.options.plan != "auto":
             return self.options.plan
-        from . import memory
+        from .. import memory
 
         _, vram_free, vram_total = self._device_report()
         variant = "standard" if self.options.model == "standard" else "lite"
@@ -456,34 +541,25 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
 
 
 def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
-    """GenerationSettings from a request, each rule checked alone first so that a refusal names its field."""
-    from .jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
+    """GenerationSettings from a request, checked by hymotion.jobs (the CLI's rules and limits too)."""
+    from ..jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
 
-    values = {
-        "prompts": request.prompts,
-        "durations": request.durations if request.durations is not None else [DEFAULT_DURATION],
-        "seeds": request.seeds if request.seeds is not None else [0],
-        "cfg_scale": request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG,
-        "steps": request.steps if request.steps is not None else DEFAULT_STEPS,
-        "smoothing": request.smoothing if request.smoothing is not None else True,
-    }
-    valid_prompt = "a person stands"
-    for name in ("prompts", "durations", "seeds", "cfg_scale", "steps"):
-        trial = {"prompts": [valid_prompt], "durations": [DEFAULT_DURATION], name: values[name]}
-        if name == "durations":
-            trial["prompts"] = [valid_prompt] * max(1, len(values[name]))
-        try:
-            GenerationSettings(**trial).validate()
-        except HyMotionError as error:
-            raise ProtocolError(error.message, error.hint, field=name, request_id=request.id) from None
+    settings = GenerationSettings(
+        prompts=request.prompts,
+        durations=request.durations if request.durations is not None else [DEFAULT_DURATION],
+        seeds=request.seeds if request.seeds is not None else [0],
+        cfg_scale=request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG,
+        steps=request.steps if request.steps is not None else DEFAULT_STEPS,
+        smoothing=request.smoothing if request.smoothing is not None else True,
+    )
     try:
-        return GenerationSettings(**values).validate()
+        return settings.validate()
     except HyMotionError as error:
-        raise ProtocolError(error.message, error.hint, field="durations", request_id=request.id) from None
+        raise ProtocolError(error.message, error.hint, field=error.field, request_id=request.id) from None
 
 
 def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
-    from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
+    from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
 
     return ResultEvent(
         job=job_id,
@@ -507,7 +583,7 @@ def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
 
 def _model_availability(model_dir: str | None) -> list[ModelAvailability]:
     """Which released variants are on disk, and the command that fetches a missing one."""
-    from . import weights
+    from .. import weights
 
     found = []
     for variant in weights.VARIANT_FOLDERS:
@@ -563,11 +639,12 @@ def _nvml_device_report(device: str | None) -> tuple[str | None, int | None, int
         pynvml.nvmlShutdown()
 
 
-# ---------------------------------------------------------------- front ends
+# ---------------------------------------------------------------- the line loop every transport runs
 
 
-def _read_lines(stream: BinaryIO, handle: Callable[[bytes], None], too_long: Callable[[], None]) -> None:
-    """Feed complete lines to ``handle`` until EOF; a line over the size limit is skipped whole and reported."""
+def serve_lines(service: Service, connection: Connection, stream: BinaryIO) -> None:
+    """Answer each complete request line of ``stream`` until EOF; a line over the size limit is skipped whole and
+    refused. Every non-blank line gets exactly one answer (a reply or an error), whatever bytes it holds."""
     while True:
         line = stream.readline(MAX_REQUEST_BYTES + 1)
         if not line:
@@ -575,12 +652,12 @@ def _read_lines(stream: BinaryIO, handle: Callable[[bytes], None], too_long: Cal
         if len(line) > MAX_REQUEST_BYTES and not line.endswith(b"\n"):
             while line and not line.endswith(b"\n"):
                 line = stream.readline(MAX_REQUEST_BYTES)
-            too_long()
+            connection.send(_too_long_event())
             continue
         if not line.endswith(b"\n"):
             log.info("input ended inside a line; %d bytes ignored", len(line))
             return
-        handle(line)
+        service.handle_line(connection, line)
 
 
 def _too_long_event() -> ErrorEvent:
@@ -591,246 +668,7 @@ def _too_long_event() -> ErrorEvent:
     )
 
 
-def _serve_stdio(service: Service, parent: int) -> None:
-    """Move the protocol off fds 0/1 so that nothing but protocol lines can reach the client, then serve.
-
-    ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned.
-    """
-    protocol_in = os.fdopen(os.dup(0), "rb")
-    connection = Connection("stdio", os.fdopen(os.dup(1), "wb"))
-    _route_standard_streams_away()
-
-    def read() -> None:
-        _read_lines(
-            protocol_in,
-            lambda line: service.handle_line(connection, line),
-            lambda: connection.send(_too_long_event()),
-        )
-        service.request_stop("stdin closed")
-
-    def watch_parent() -> None:
-        while os.getppid() == parent:
-            if service.stop_requested.wait(PARENT_POLL_S):
-                return
-        service.request_stop("parent process gone")
-
-    threading.Thread(target=watch_parent, name="hymotion-parent", daemon=True).start()
-    connection.send(service.hello())
-    threading.Thread(target=read, name="hymotion-stdin", daemon=True).start()
-    _wait_for_stop(service)
-
-
-def _route_standard_streams_away() -> None:
-    """fd 0 reads nothing, fd 1 and sys.stdout write to stderr: what libraries print can never pass for protocol."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-
-def _serve_tcp(service: Service, host: str, port: int, token: str) -> None:
-    _route_standard_streams_away()
-    server = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
-    server.settimeout(PARENT_POLL_S)
-    bound_host, bound_port = server.getsockname()[:2]
-    print(f"hymotion serve: listening on {bound_host}:{bound_port}", file=sys.stderr, flush=True)
-    log.info("listening on %s:%s", bound_host, bound_port)
-    with server:
-        while not service.stop_requested.is_set():
-            try:
-                client, address = server.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(
-                target=_serve_socket, args=(service, client, address, token), name="hymotion-client", daemon=True
-            ).start()
-
-
-def _serve_socket(service: Service, client: socket.socket, address: Any, token: str) -> None:
-    name = f"tcp {address[0]}:{address[1]}"
-    client.settimeout(AUTH_TIMEOUT_S)
-    reader = client.makefile("rb")
-    connection = Connection(name, client.makefile("wb"))
-    try:
-        first = reader.readline(MAX_REQUEST_BYTES + 1)
-        if not _authenticated(first, token):
-            log.warning("%s: refused (no valid token)", name)
-            connection.send(
-                ErrorEvent(
-                    code=errors.BAD_REQUEST,
-                    message="The first line must be an auth request with the server's token.",
-                    hint=f"Send {{\"type\": \"auth\", \"token\": ...}}; the token is in the server's token file "
-                    f"or its {TOKEN_ENV} environment variable.",
-                    field="token",
-                )
-            )
-            return
-        client.settimeout(None)
-        log.info("%s: connected", name)
-        connection.send(service.hello())
-        _read_lines(
-            reader,
-            lambda line: service.handle_line(connection, line),
-            lambda: connection.send(_too_long_event()),
-        )
-    except OSError as error:
-        log.info("%s: %s", name, error)
-    finally:
-        log.info("%s: disconnected", name)
-        service.drop_connection(connection)
-        connection.close()
-        reader.close()
-        client.close()
-
-
-def _authenticated(line: bytes, token: str) -> bool:
-    try:
-        request = decode_request(line)
-    except ProtocolError:
-        return False
-    return isinstance(request, AuthRequest) and hmac.compare_digest(request.token.encode(), token.encode())
-
-
-def _wait_for_stop(service: Service) -> None:
+def wait_for_stop(service: Service) -> None:
     """Block the main thread in short waits, so that SIGTERM/SIGINT handlers get to run."""
     while not service.stop_requested.wait(PARENT_POLL_S):
         continue
-
-
-# ---------------------------------------------------------------- set-up, arguments, entry point
-
-
-def _set_up_logging(log_file: str | None) -> str | None:
-    """Log to stderr and to a file (the newest few are kept); returns the file's path, None if it cannot be written."""
-    logger = logging.getLogger("hymotion")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(formatter)
-    logger.addHandler(console)
-    logging.captureWarnings(True)
-    warnings_logger = logging.getLogger("py.warnings")
-    warnings_logger.propagate = False
-    warnings_logger.addHandler(console)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(log_file) if log_file else user_cache_dir() / "logs" / f"serve-{stamp}-{os.getpid()}.log"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
-    except OSError as error:
-        logger.warning("cannot write the log file %s (%s); logging to stderr only", path, error)
-        return None
-    handler.setFormatter(formatter)
-    logger.addHandler(handler)
-    warnings_logger.addHandler(handler)
-    if not log_file:
-        for old in sorted(path.parent.glob("serve-*.log"), key=lambda p: p.stat().st_mtime)[:-KEPT_LOG_FILES]:
-            old.unlink(missing_ok=True)
-    return str(path)
-
-
-def parse_listen_address(text: str, allow_remote: bool) -> tuple[str, int]:
-    """"127.0.0.1:8765" or "[::1]:8765" to (host, port); a non-loopback host needs ``allow_remote``."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise errors.bad_request(f"--listen {text!r} is not HOST:PORT.", "Write it as 127.0.0.1:8765.")
-    if not allow_remote and not _is_loopback(host):
-        raise errors.bad_request(
-            f"Refusing to listen on {host}: it is not a loopback address, so other machines could connect.",
-            "Use 127.0.0.1, or pass --allow-remote if you mean it (the token is then the only protection and traffic "
-            "is not encrypted: tunnel it through ssh instead where you can).",
-        )
-    return host, int(port_text)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
-
-
-def _write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        if hasattr(os, "fchmod"):
-            os.fchmod(handle.fileno(), 0o600)
-        handle.write(token + "\n")
-
-
-def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    transport = parser.add_mutually_exclusive_group()
-    transport.add_argument("--stdio", action="store_true", help="speak the protocol on stdin/stdout (the default)")
-    transport.add_argument("--listen", metavar="HOST:PORT", help="speak the protocol over TCP, e.g. 127.0.0.1:8765")
-    parser.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow --listen on a non-loopback address (token-protected, unencrypted)",
-    )
-    parser.add_argument(
-        "--token-file",
-        help=f"where --listen writes its token, mode 0600 (default: the cache folder; {TOKEN_ENV} sets the token)",
-    )
-    parser.add_argument("--model", default="lite", help="model variant, as for generate (default: lite)")
-    parser.add_argument("--model-dir", help="folder holding the weights (default: the download folder)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream or cpu (default: auto)")
-    parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
-    parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
-
-
-def serve_main(args: argparse.Namespace) -> int:
-    """Run the service until it is told to stop; 0 on a clean stop, 2 for bad arguments.
-
-    Once torch is loaded a clean stop ends the process right here (os._exit after flushing the logs): Python's own
-    teardown of torch takes seconds, and the user is waiting for the GPU to be free or for a restart.
-    """
-    parent = os.getppid()
-    log_file = _set_up_logging(args.log_file)
-    options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
-    log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
-             args.model)
-    try:
-        address = parse_listen_address(args.listen, args.allow_remote) if args.listen else None
-    except HyMotionError as error:
-        print(f"hymotion serve: {error}", file=sys.stderr)
-        return 2
-    service = Service(options)
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signal_number, lambda number, _frame: service.request_stop(f"signal {number}"))
-    service.start()
-    if address is None:
-        _serve_stdio(service, parent)
-    else:
-        token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
-        token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
-        _write_token(token_file, token)
-        print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)
-        _serve_tcp(service, *address, token)
-    stopped = service.stop()
-    log.info("stopped")
-    logging.shutdown()
-    sys.stderr.flush()
-    if not stopped or "torch" in sys.modules:
-        os._exit(0)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hymotion serve", description="Serve HY-Motion generation to a client.")
-    add_serve_arguments(parser)
-    return serve_main(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

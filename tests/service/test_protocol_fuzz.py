@@ -1,0 +1,193 @@
+"""Fuzzing the protocol decoder and the service's line loop with Hypothesis: whatever bytes a line holds (arbitrary
+bytes, arbitrary JSON, message-shaped JSON, deep nesting, invalid UTF-8 or lone surrogates), it gets exactly one answer,
+every error is a ``bad_request`` with a hint, and the service still answers a ping afterwards.
+
+Two levels: the decoder and ``serve_lines`` in this process (many examples, milliseconds each), and the real
+``serve --stdio`` process fed batches of the same lines through its stdin. Example counts are fixed so CI stays fast;
+docs/protocol.md's reliability section quotes the totals (IN_PROCESS_LINES + PROCESS_LINES).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hymotion.errors import DEFAULT_HINTS
+from hymotion.protocol import REQUEST_TYPES, Event, ProtocolError, decode_event, decode_request
+from hymotion.service import Connection, ServeOptions, Service, serve_lines
+from service_helpers import TINY_ARGS, RawBackend, service_argv
+
+IN_PROCESS_EXAMPLES = 250
+PROCESS_EXAMPLES = 25
+LINES_PER_BATCH = 20
+STRATEGIES = 6
+IN_PROCESS_LINES = IN_PROCESS_EXAMPLES * STRATEGIES
+PROCESS_LINES = PROCESS_EXAMPLES * LINES_PER_BATCH
+DIRECT_ANSWERS = {"error", "pong", "status", "queued", "ack"}
+
+# Any Unicode code point, lone surrogates made common: json.dumps writes them as \udxxx escapes, as a careless client
+# would, and they decode to strings that cannot be written back out as UTF-8.
+any_text = st.text(st.characters(exclude_categories=()) | st.characters(categories=["Cs"]), max_size=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+def _message_shaped(types: list[str]) -> st.SearchStrategy[dict]:
+    """Objects with a real message type and a mix of real and made-up fields, so decoding gets past the type check."""
+    fields = st.sampled_from(["id", "job", "token", "prompts", "durations", "seeds", "cfg_scale", "steps", "plan"])
+    return st.builds(
+        lambda kind, extra: {"type": kind, **extra},
+        st.sampled_from(types),
+        st.dictionaries(fields | any_text, json_values, max_size=5),
+    )
+
+
+def _deeply_nested() -> st.SearchStrategy[bytes]:
+    shapes = st.sampled_from([(b"[", b"]"), (b'{"a":', b"}"), (b'{"type":"ping","id":', b"}")])
+    return st.builds(lambda depth, shape: shape[0] * depth + b"1" + shape[1] * depth, st.integers(1, 20_000), shapes)
+
+
+def _lone_surrogates(types: list[str]) -> st.SearchStrategy[bytes]:
+    """A real message whose id, or one field name, is a lone surrogate escape (the issue-17 wedge)."""
+    escape = st.integers(0xD800, 0xDFFF).map(lambda code: f"\\u{code:04x}")
+    return st.builds(
+        lambda kind, text, as_key: (
+            f'{{"type": "{kind}", "{text}": "x"}}' if as_key else f'{{"type": "{kind}", "id": "{text}"}}'
+        ).encode(),
+        st.sampled_from(types), escape, st.booleans(),
+    )
+
+
+def _one_line(data: bytes) -> bytes:
+    return data.replace(b"\n", b" ") + b"\n"
+
+
+def _lines(types: list[str]) -> dict[str, st.SearchStrategy[bytes]]:
+    return {
+        "bytes": st.binary(max_size=300).map(_one_line),
+        "json": json_values.map(lambda value: _one_line(json.dumps(value).encode())),
+        "messages": _message_shaped(types).map(lambda value: _one_line(json.dumps(value).encode())),
+        "nested": _deeply_nested().map(_one_line),
+        "lone surrogates": _lone_surrogates(types).map(_one_line),
+        "invalid utf-8": st.builds(
+            lambda raw: b'{"type": "ping", "id": "' + raw + b'"}\n',
+            st.binary(min_size=1, max_size=8).filter(_not_utf8).map(lambda raw: raw.replace(b"\n", b" ")),
+        ),
+    }
+
+
+def _not_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+class _Sink:
+    """A client's end of the connection: keeps what the server writes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _answers(lines: list[bytes]) -> list[Event]:
+    """What one fresh service (worker not started: a valid generate only queues) writes back for these lines."""
+    import io
+
+    service = Service(ServeOptions(model="tiny-random", device="cpu"))
+    sink = _Sink()
+    connection = Connection("fuzz", sink)
+    serve_lines(service, connection, io.BytesIO(b"".join(lines)))
+    connection.close(timeout=10)
+    return [decode_event(line) for line in bytes(sink.data).splitlines()]
+
+
+def _check_answer(event: Event) -> None:
+    assert event.TYPE in DIRECT_ANSWERS, event
+    if event.TYPE == "error":
+        assert event.code == "bad_request", event
+        assert event.hint.strip(), f"an error without a hint: {event}"
+        assert event.hint != DEFAULT_HINTS["internal"]
+
+
+def _check_decoder(line: bytes) -> None:
+    """The decoder alone: a message or a ProtocolError, never another exception."""
+    try:
+        decode_request(line)
+    except ProtocolError as error:
+        assert error.hint
+
+
+@pytest.mark.parametrize("kind", sorted(_lines(list(REQUEST_TYPES))))
+def test_every_fuzzed_line_gets_one_answer_and_the_service_still_answers_a_ping(kind: str) -> None:
+    @settings(max_examples=IN_PROCESS_EXAMPLES, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(_lines(list(REQUEST_TYPES))[kind])
+    def property_holds(line: bytes) -> None:
+        _check_decoder(line)
+        answers = _answers([line, b'{"type": "ping", "id": "after"}\n'])
+        expected = 1 if line.strip() else 0
+        assert len(answers) == expected + 1, answers
+        for answer in answers[:expected]:
+            _check_answer(answer)
+        assert (answers[-1].TYPE, answers[-1].id) == ("pong", "after")
+
+    property_holds()
+
+
+# ---------------------------------------------------------------- the real process
+
+
+@pytest.fixture(scope="module")
+def backend(backend_env) -> Iterator[RawBackend]:
+    server = RawBackend(service_argv("--stdio", *TINY_ARGS), backend_env)
+    assert server.next_event().TYPE == "hello"
+    yield server
+    assert server.close() == 0
+    assert server.unreadable == [], "only protocol lines may reach stdout"
+
+
+# generate would start real jobs (more events than one answer), shutdown would end the process under test.
+PROCESS_TYPES = [kind for kind in REQUEST_TYPES if kind not in ("generate", "shutdown")]
+any_line = st.one_of(*_lines(PROCESS_TYPES).values())
+
+
+@settings(max_examples=PROCESS_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
+                                 HealthCheck.filter_too_much])
+@given(st.lists(any_line, min_size=LINES_PER_BATCH, max_size=LINES_PER_BATCH))
+def test_the_stdio_process_answers_each_fuzzed_line_once_and_then_a_ping(backend: RawBackend, lines: list[bytes]) -> None:
+    for line in lines:
+        backend.send(line)
+    marker = f"ping-after-{id(lines)}"
+    backend.send(json.dumps({"type": "ping", "id": marker}).encode() + b"\n")
+    answers = backend.events_until(lambda event: event.TYPE == "pong" and event.id == marker)
+    assert len(answers) - 1 == sum(1 for line in lines if line.strip()), answers
+    for answer in answers[:-1]:
+        _check_answer(answer)
+    assert backend.process.poll() is None, "the backend must survive every line"
+
+
+def test_the_fuzz_totals_quoted_in_the_docs_match_the_settings() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert f"{IN_PROCESS_LINES + PROCESS_LINES:,} fuzzed lines" in text, sys.modules[__name__].__doc__

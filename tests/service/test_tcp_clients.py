@@ -1,0 +1,189 @@
+"""TCP clients that misbehave: one that stops reading stalls nobody and is dropped with a reason, a login trickled
+byte by byte still ends at the deadline, connections are capped, short tokens and remote addresses are called out.
+
+The server runs in this process (``serve_tcp`` on a loopback socket) with a stand-in pipeline that makes clips
+instantly, so the tests control sizes and deadlines exactly; the last two tests start the real command.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import types
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from hymotion.service import core, tcp
+from hymotion.errors import CANCELLED, HyMotionError
+from hymotion.jobs import frames_for_duration
+from hymotion.motion import MotionClip
+from hymotion.protocol import Event, decode_event
+from hymotion.service import ServeOptions, Service
+from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
+from service_helpers import TINY_ARGS, service_argv
+
+TOKEN = "a-test-token-of-32-characters-xx"
+REPLY_TIMEOUT_S = 30.0
+# Answers to a reading client come in milliseconds; 5 s is far past that and far below the 15-60 s stalls of the bug.
+STALL_BOUND_S = 5.0
+CAP_RETRIES = 50
+SMALL_QUEUE_BYTES = 1 << 20
+# Twelve-second clips are about 250 KB on the wire each: 200 of them are 50 MB, far past the 1 MiB queue bound plus
+# what the kernel buffers of a client that reads nothing can hold.
+FLOOD = {"prompts": ["a person walks"], "durations": [12.0], "seeds": list(range(200)), "steps": 1}
+
+
+class InstantPipeline:
+    """Stands in for MotionPipeline: one clip per prompt x seed, at once, and honours cancellation."""
+
+    plan = "cpu"
+    device = "cpu"
+    variant = "lite"
+
+    def describe(self) -> dict:
+        return {"plan": self.plan}
+
+    def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None):
+        for index, (prompt, duration) in enumerate(zip(settings.prompts, settings.durations)):
+            frames = frames_for_duration(duration)
+            for seed in settings.seeds:
+                if should_cancel():
+                    raise HyMotionError(CANCELLED, "The job was cancelled.")
+                rotations = np.tile(np.array([1.0, 0, 0, 0], dtype=np.float32), (frames, 22, 1))
+                yield MotionClip(np.zeros((frames, 3)), rotations, np.zeros((frames, 22, 3)), prompt=prompt,
+                                 seed=seed, duration=duration, prompt_index=index, plan=self.plan)
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[int]:
+    """A TCP service in this process; yields its port."""
+    monkeypatch.setitem(sys.modules, "hymotion.pipeline", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
+    monkeypatch.setattr(core, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
+    service = Service(ServeOptions(model="tiny-random", device="cpu"))
+    service.start()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    thread = threading.Thread(target=serve_tcp, args=(service, listener, TOKEN), daemon=True)
+    thread.start()
+    yield port
+    service.request_stop("test over")
+    thread.join(REPLY_TIMEOUT_S)
+    assert service.stop()
+    service.close_connections(timeout=1.0)
+
+
+class Client:
+    def __init__(self, port: int, receive_buffer: int | None = None) -> None:
+        self.socket = socket.socket()
+        if receive_buffer:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.socket.settimeout(REPLY_TIMEOUT_S)
+        self.socket.connect(("127.0.0.1", port))
+        self.lines = self.socket.makefile("rb")
+
+    def send(self, message: dict) -> None:
+        self.socket.sendall(json.dumps(message).encode() + b"\n")
+
+    def next(self) -> Event:
+        line = self.lines.readline()
+        assert line, "the server hung up"
+        return decode_event(line)
+
+    def login(self) -> Event:
+        self.send({"type": "auth", "token": TOKEN})
+        return self.next()
+
+    def rest(self) -> list[bytes]:
+        """Every line until the server hangs up."""
+        return self.lines.readlines()
+
+    def close(self) -> None:
+        self.lines.close()
+        self.socket.close()
+
+
+def test_a_client_that_stops_reading_stalls_no_one_and_is_dropped_with_a_reason(server) -> None:
+    stalled = Client(server, receive_buffer=4096)
+    assert stalled.login().TYPE == "hello"
+    stalled.send({"type": "generate", "id": "flood", **FLOOD})
+
+    other = Client(server)
+    assert other.login().TYPE == "hello"
+    other.socket.settimeout(STALL_BOUND_S)
+    other.send({"type": "status", "id": "s"})
+    assert other.next().TYPE == "status"
+    other.send({"type": "generate", "id": "small", "prompts": ["a person waves"], "durations": [1.0], "steps": 1})
+    events = [other.next()]
+    while events[-1].TYPE not in ("done", "error"):
+        events.append(other.next())
+    assert (events[0].TYPE, events[-1].TYPE) == ("queued", "done"), "the other client's job ran meanwhile"
+    other.close()
+
+    lines = stalled.rest()
+    last = decode_event(lines[-1])
+    assert (last.TYPE, last.code) == ("error", "cancelled") and "behind" in last.message and last.hint
+    results = [line for line in lines if b'"type":"result"' in line]
+    assert len(results) < len(FLOOD["seeds"]), "the stalled client's job was cut short"
+    stalled.close()
+
+
+def test_the_login_deadline_counts_from_the_connection_not_the_last_byte(server, monkeypatch) -> None:
+    monkeypatch.setattr(tcp, "AUTH_TIMEOUT_S", 1.0)
+    client = Client(server)
+    login = json.dumps({"type": "auth", "token": TOKEN}).encode() + b"\n"
+    # One byte every 0.1 s: each arrives well inside the deadline, the whole line (~50 bytes) takes 5 s.
+    gap = threading.Event()
+    for byte in login:
+        try:
+            client.socket.sendall(bytes([byte]))
+        except OSError:
+            break
+        gap.wait(0.1)
+    lines = client.rest()
+    assert [(event.TYPE, event.field) for event in map(decode_event, lines)] == [("error", "token")]
+    client.close()
+
+
+def test_connections_past_the_cap_are_refused_with_a_reason(server) -> None:
+    idle = [Client(server) for _ in range(MAX_CONNECTIONS)]
+    extra = Client(server)
+    refusal = extra.next()
+    assert (refusal.TYPE, refusal.code) == ("error", "bad_request") and str(MAX_CONNECTIONS) in refusal.message
+    assert extra.rest() == []
+    extra.close()
+    idle.pop().close()
+    # The slot frees once the server has read the closed connection's end: a new client may arrive just before.
+    for _ in range(CAP_RETRIES):
+        freed = Client(server)
+        first = freed.login()
+        if first.TYPE == "hello":
+            break
+        freed.close()
+    assert first.TYPE == "hello", "a closed connection frees its slot"
+    for client in [*idle, freed]:
+        client.close()
+
+
+def test_a_token_shorter_than_16_characters_is_refused(backend_env) -> None:
+    finished = subprocess.run(
+        service_argv("--listen", "127.0.0.1:0", *TINY_ARGS), env={**backend_env, "HYMOTION_TOKEN": "short"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "at least 16" in finished.stderr and "hint:" in finished.stderr
+
+
+def test_allow_remote_warns_and_an_address_it_cannot_bind_is_a_clear_error(backend_env) -> None:
+    """192.0.2.1 (TEST-NET-1) is never an address of this machine: the warning shows, the bind fails cleanly."""
+    finished = subprocess.run(
+        service_argv("--listen", "192.0.2.1:0", "--allow-remote", *TINY_ARGS), env=backend_env,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert finished.returncode == 2
+    assert "warning: listening on 192.0.2.1" in finished.stderr and "not encrypted" in finished.stderr
+    assert "cannot listen on 192.0.2.1:0" in finished.stderr and "Traceback" not in finished.stderr
