@@ -12,13 +12,8 @@ import os
 import bpy
 import numpy as np
 from hymotion.body_mesh import BodyMesh
-from hymotion.skeleton import (
-    BODY_JOINT_NAMES,
-    SMPLX_JOINT_NAMES,
-    SMPLX_PARENTS,
-    SMPLX_REST_POSITIONS,
-    y_up_to_z_up,
-)
+from hymotion.rotations import y_up_to_z_up
+from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from mathutils import Vector
 
 RIG_PROPERTY = "hymotion_rig"
