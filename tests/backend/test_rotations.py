@@ -35,7 +35,8 @@ def elementary_rotation(axis: str, angle: float) -> np.ndarray:
 
 def test_y_up_to_z_up_puts_model_up_on_blender_up_and_forward_on_minus_y():
     up, forward, left = np.eye(3)[1], np.eye(3)[2], np.eye(3)[0]
-    np.testing.assert_array_equal(rotations.y_up_to_z_up(np.stack([up, forward, left])), [[0, 0, 1], [0, -1, 0], [1, 0, 0]])
+    converted = rotations.y_up_to_z_up(np.stack([up, forward, left]))
+    np.testing.assert_array_equal(converted, [[0, 0, 1], [0, -1, 0], [1, 0, 0]])
     vectors = np.random.default_rng(0).normal(size=(10, 3))
     np.testing.assert_allclose(vectors @ rotations.Y_UP_TO_Z_UP.T, rotations.y_up_to_z_up(vectors), atol=EXACT)
     assert np.linalg.det(rotations.Y_UP_TO_Z_UP) == pytest.approx(1.0)
