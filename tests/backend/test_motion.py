@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from backend_helpers import axis_angle_quaternion, random_unit_quaternions
 
 from hymotion import motion, skeleton
 from hymotion.motion import MotionClip
@@ -53,17 +54,6 @@ def decode_plain(features: np.ndarray, **options):
     """Decode with mean 0 and std 1 so the latent is the feature vector itself."""
     options = {"smoothing": False, "align_ground": False} | options
     return motion.decode_latent(features, np.zeros(motion.LATENT_DIM), np.ones(motion.LATENT_DIM), **options)
-
-
-def random_unit_quaternions(rng: np.random.Generator, shape) -> np.ndarray:
-    q = rng.normal(size=tuple(shape) + (4,))
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def axis_angle_quaternion(axis, angle) -> np.ndarray:
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    angle = np.asarray(angle, float)[..., None]
-    return np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis], axis=-1)
 
 
 def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

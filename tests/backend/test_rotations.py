@@ -4,23 +4,13 @@ import math
 
 import numpy as np
 import pytest
+from backend_helpers import axis_angle_quaternion, random_unit_quaternions
 
 from hymotion import rotations
 
 # float64 numpy on fixed inputs: closed-form results on O(1) values take a few dozen operations, so rounding stays
 # below ~1e-14 (unit roundoff 1.1e-16); 1e-12 keeps 100x margin. Nothing here iterates.
 EXACT = 1e-12
-
-
-def random_unit_quaternions(rng: np.random.Generator, shape) -> np.ndarray:
-    q = rng.normal(size=tuple(shape) + (4,))
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def axis_angle_quaternion(axis, angle) -> np.ndarray:
-    axis = np.asarray(axis, float) / np.linalg.norm(axis)
-    angle = np.asarray(angle, float)[..., None]
-    return np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis], axis=-1)
 
 
 def elementary_rotation(axis: str, angle: float) -> np.ndarray:
