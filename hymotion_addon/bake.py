@@ -17,6 +17,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 from hymotion.errors import bad_request
+from hymotion.rotations import continuous_quaternions
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS
 
 from . import motion_math
@@ -107,7 +108,7 @@ def bake_motion(
         translation = motion_math.without_horizontal_motion(translation)
 
     rest = _body_rest_matrices(armature)
-    local_rotations = motion_math.continuous_quaternions(motion_math.bone_local_rotations(rotations, rest))
+    local_rotations = continuous_quaternions(motion_math.bone_local_rotations(rotations, rest))
     root_location = motion_math.bone_local_translation(translation, rest[0])
 
     action = new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)

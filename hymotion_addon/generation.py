@@ -22,7 +22,6 @@ from . import bake, rig
 from .backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 from .client import BACKEND_RESTARTS_HINT
 
-RIG_NAME = "SMPLX"
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
                 "decoding": "Decoding"}
@@ -266,7 +265,7 @@ class Run:
 
     def _target_armature(self) -> bpy.types.Object:
         if self.armature is None:
-            self.armature = rig.build_armature(self.collection, name=RIG_NAME, with_mesh=self.spec.with_mesh)
+            self.armature = rig.build_armature(self.collection, with_mesh=self.spec.with_mesh)
         elif self.armature.name not in bpy.data.objects:
             raise bad_request("The target armature was deleted during generation.", "Generate again.")
         return self.armature

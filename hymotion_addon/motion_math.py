@@ -10,7 +10,12 @@ import re
 
 import numpy as np
 from hymotion.errors import bad_request
-from hymotion.skeleton import FPS, NUM_BODY_JOINTS, y_up_to_z_up
+from hymotion.rotations import y_up_to_z_up
+from hymotion.skeleton import FPS, NUM_BODY_JOINTS
+
+# Re-exported only for retarget_math and retarget, which still take it from here: once they import it from
+# hymotion.rotations, this line goes (issue 15).
+from hymotion.rotations import continuous_quaternions  # noqa: F401
 
 ACTION_NAME_PREFIX = "HYM_"
 _MAX_PROMPT_CHARS_IN_NAME = 40
@@ -39,21 +44,6 @@ def validated_clip(translation: np.ndarray, rotations: np.ndarray) -> tuple[np.n
     if (norms < 1e-8).any():
         raise bad_request("Some joint rotations are zero quaternions.", "Pass unit quaternions (w, x, y, z).")
     return translation, rotations / norms
-
-
-def continuous_quaternions(quaternions: np.ndarray) -> np.ndarray:
-    """Flip signs along the first (time) axis so consecutive keys lie in one hemisphere.
-
-    q and -q are the same rotation, but F-curves interpolate components, so a sign flip between two keys would
-    swing the bone through a full turn between them.
-    """
-    q = np.array(quaternions, dtype=np.float64)
-    if q.shape[0] < 2:
-        return q
-    dots = np.sum(q[1:] * q[:-1], axis=-1)
-    flips = np.where(dots < 0.0, -1.0, 1.0)
-    signs = np.concatenate([np.ones_like(flips[:1]), np.cumprod(flips, axis=0)], axis=0)
-    return q * signs[..., None]
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from hymotion.prompt_guide import suggest_duration
 
 from . import backend_setup, generation, preferences, properties, rig
 from .backend_manager import MANAGER
-from .properties import BATCH_SOURCE_ITEMS, FPS_MODE_ITEMS, NLA_LAYOUT_ITEMS, TARGET_ITEMS, HYMOTION_PG_settings
+from .properties import HYMOTION_PG_settings, generation_property
 
 TIMER_INTERVAL_S = 0.1
 SETUP_POLL_S = 0.5
@@ -44,27 +44,22 @@ def _settings(context: bpy.types.Context) -> HYMOTION_PG_settings:
     return context.scene.hymotion
 
 
-# ---------------------------------------------------------------- generation
+# --- generation -----------------------------------------------------------------------------------------------------
 
 
 class _GenerationProperties:
     """Operator properties that override the panel's settings when given (never remembered between calls)."""
 
-    duration: bpy.props.FloatProperty(
-        name="Duration", description="Seconds; 0 estimates it from the prompt", default=0.0, min=0.0,
-        options={"SKIP_SAVE"},
-    )
-    seeds: bpy.props.StringProperty(name="Seeds", description="e.g. 0 or 0,1,2 or 0-3", options={"SKIP_SAVE"})
-    cfg: bpy.props.FloatProperty(name="CFG Scale", default=5.0, min=0.1, options={"SKIP_SAVE"})
-    steps: bpy.props.IntProperty(name="Steps", default=50, min=1, options={"SKIP_SAVE"})
-    smoothing: bpy.props.BoolProperty(name="Smoothing", default=True, options={"SKIP_SAVE"})
-    target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW", options={"SKIP_SAVE"})
-    with_mesh: bpy.props.BoolProperty(name="Add Body Mesh", default=False, options={"SKIP_SAVE"})
-    fps_mode: bpy.props.EnumProperty(
-        name="Frame Rate", items=FPS_MODE_ITEMS, default="RESAMPLE", options={"SKIP_SAVE"}
-    )
-    in_place: bpy.props.BoolProperty(name="In Place", default=False, options={"SKIP_SAVE"})
-    start_frame: bpy.props.IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"})
+    duration: generation_property("duration", for_operator=True)
+    seeds: generation_property("seeds", for_operator=True)
+    cfg: generation_property("cfg", for_operator=True)
+    steps: generation_property("steps", for_operator=True)
+    smoothing: generation_property("smoothing", for_operator=True)
+    target: generation_property("target", for_operator=True)
+    with_mesh: generation_property("with_mesh", for_operator=True)
+    fps_mode: generation_property("fps_mode", for_operator=True)
+    in_place: generation_property("in_place", for_operator=True)
+    start_frame: generation_property("start_frame", for_operator=True)
 
 
 class _GenerationOperator(_GenerationProperties):
@@ -213,12 +208,10 @@ class HYMOTION_OT_batch_bake(_GenerationOperator, bpy.types.Operator):
     bl_idname = "hymotion.batch_bake"
     bl_label = "Batch Bake"
 
-    source: bpy.props.EnumProperty(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT", options={"SKIP_SAVE"})
+    source: generation_property("batch_source", for_operator=True)
     text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
     filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
-    nla_layout: bpy.props.EnumProperty(
-        name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE", options={"SKIP_SAVE"}
-    )
+    nla_layout: generation_property("nla_layout", for_operator=True)
 
     def prompt_text(self, context: bpy.types.Context) -> tuple[str, str]:
         """The prompt list and a name for it in messages."""
@@ -299,7 +292,7 @@ class HYMOTION_OT_stop_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-# ---------------------------------------------------------------- presets and history
+# --- presets and history --------------------------------------------------------------------------------------------
 
 
 class HYMOTION_OT_preset_load(bpy.types.Operator):
@@ -424,7 +417,7 @@ class HYMOTION_OT_history_clear(bpy.types.Operator):
         return {"FINISHED"}
 
 
-# ---------------------------------------------------------------- SMPL-X body
+# --- SMPL-X body ----------------------------------------------------------------------------------------------------
 
 
 class HYMOTION_OT_add_smplx_body(bpy.types.Operator):
@@ -461,7 +454,7 @@ class HYMOTION_OT_add_smplx_body(bpy.types.Operator):
         return {"FINISHED"}
 
 
-# ---------------------------------------------------------------- backend set-up (preferences)
+# --- backend set-up (preferences) -----------------------------------------------------------------------------------
 
 
 def _watch_setup_tasks() -> float | None:

@@ -6,6 +6,9 @@ when these were methods of the registered class).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import bpy
 from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_DURATION
 from hymotion.presets import GenerationPreset
@@ -41,6 +44,60 @@ def _enum_items(names: tuple[str, ...], descriptions: dict[str, tuple[str, str]]
 FPS_MODE_ITEMS = _enum_items(bake.FPS_MODES, FPS_MODE_DESCRIPTIONS)
 NLA_LAYOUT_ITEMS = _enum_items(bake.NLA_MODES, NLA_LAYOUT_DESCRIPTIONS)
 
+# Every setting a generation takes, defined once for the panel (scene.hymotion) and the Generate and Batch Bake
+# operators that can override it: the bpy property type and its arguments. Defaults and limits come from
+# hymotion.jobs where it defines them; a new limit there goes into its row here.
+GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "duration": (bpy.props.FloatProperty, dict(
+        name="Duration", description="Clip length in seconds; 0 estimates it from the prompt (shown under the prompt)",
+        default=0.0, min=0.0, max=MAX_DURATION, step=50, precision=2, unit="NONE",
+    )),
+    "seeds": (bpy.props.StringProperty, dict(
+        name="Seeds", description="One Action per seed: e.g. 0, or 0,1,2, or 0-3 for four variations", default="0",
+    )),
+    "cfg": (bpy.props.FloatProperty, dict(
+        name="CFG Scale",
+        description="How strongly the motion follows the prompt (official: 5.0; 1.0 turns guidance off)",
+        default=DEFAULT_CFG, min=0.1, soft_min=1.0, soft_max=10.0, max=30.0,
+    )),
+    "steps": (bpy.props.IntProperty, dict(
+        name="Steps", description="Sampling steps (official: 50; fewer is faster and rougher)",
+        default=DEFAULT_STEPS, min=1, soft_max=100, max=1000,
+    )),
+    "smoothing": (bpy.props.BoolProperty, dict(
+        name="Smoothing", description="The official temporal smoothing of joint rotations", default=True,
+    )),
+    "target": (bpy.props.EnumProperty, dict(name="Target", items=TARGET_ITEMS, default="NEW")),
+    "with_mesh": (bpy.props.BoolProperty, dict(
+        name="Add Body Mesh",
+        description="Give a new armature a simple blocky body, so the motion shows without any licensed body model",
+        default=False,
+    )),
+    "fps_mode": (bpy.props.EnumProperty, dict(name="Frame Rate", items=FPS_MODE_ITEMS, default="RESAMPLE")),
+    "in_place": (bpy.props.BoolProperty, dict(
+        name="In Place", description="Remove the horizontal root motion, keep the height", default=False,
+    )),
+    "start_frame": (bpy.props.IntProperty, dict(name="Start Frame", description="Frame of the first key", default=1)),
+    "batch_source": (bpy.props.EnumProperty, dict(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")),
+    "nla_layout": (bpy.props.EnumProperty, dict(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")),
+}
+
+
+def generation_property(setting: str, for_operator: bool = False) -> Any:
+    """The bpy property of one GENERATION_SETTINGS row, for the panel or (``for_operator``) an operator.
+
+    An operator's copy is never saved between calls, and its upper limit is only the slider's end: a script that
+    passes a larger value then gets hymotion.jobs' clear error instead of a value clamped without a word.
+    """
+    kind, arguments = GENERATION_SETTINGS[setting]
+    arguments = dict(arguments)
+    if for_operator:
+        arguments["options"] = {"SKIP_SAVE"}
+        if "max" in arguments:
+            upper = arguments.pop("max")
+            arguments["soft_max"] = min(upper, arguments.get("soft_max", upper))
+    return kind(**arguments)
+
 
 class HYMOTION_PG_history_item(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(name="Prompt")
@@ -53,40 +110,17 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
         name="Prompt",
         description="What the body does, in English, e.g. 'a person walks forward, then turns left and waves'",
     )
-    duration: bpy.props.FloatProperty(
-        name="Duration",
-        description="Clip length in seconds; 0 estimates it from the prompt (shown under the prompt)",
-        default=0.0, min=0.0, max=MAX_DURATION, step=50, precision=2, unit="NONE",
-    )
-    seeds: bpy.props.StringProperty(
-        name="Seeds",
-        description="One Action per seed: e.g. 0, or 0,1,2, or 0-3 for four variations",
-        default="0",
-    )
-    cfg: bpy.props.FloatProperty(
-        name="CFG Scale",
-        description="How strongly the motion follows the prompt (official: 5.0; 1.0 turns guidance off)",
-        default=DEFAULT_CFG, min=0.1, soft_min=1.0, soft_max=10.0, max=30.0,
-    )
-    steps: bpy.props.IntProperty(
-        name="Steps", description="Sampling steps (official: 50; fewer is faster and rougher)",
-        default=DEFAULT_STEPS, min=1, soft_max=100, max=1000,
-    )
-    smoothing: bpy.props.BoolProperty(
-        name="Smoothing", description="The official temporal smoothing of joint rotations", default=True
-    )
-    target: bpy.props.EnumProperty(name="Target", items=TARGET_ITEMS, default="NEW")
-    with_mesh: bpy.props.BoolProperty(
-        name="Add Body Mesh",
-        description="Give a new armature a simple blocky body, so the motion shows without any licensed body model",
-        default=False,
-    )
-    fps_mode: bpy.props.EnumProperty(name="Frame Rate", items=FPS_MODE_ITEMS, default="RESAMPLE")
-    in_place: bpy.props.BoolProperty(
-        name="In Place", description="Remove the horizontal root motion, keep the height", default=False
-    )
-    start_frame: bpy.props.IntProperty(name="Start Frame", description="Frame of the first key", default=1)
-    batch_source: bpy.props.EnumProperty(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")
+    duration: generation_property("duration")
+    seeds: generation_property("seeds")
+    cfg: generation_property("cfg")
+    steps: generation_property("steps")
+    smoothing: generation_property("smoothing")
+    target: generation_property("target")
+    with_mesh: generation_property("with_mesh")
+    fps_mode: generation_property("fps_mode")
+    in_place: generation_property("in_place")
+    start_frame: generation_property("start_frame")
+    batch_source: generation_property("batch_source")
     batch_text: bpy.props.PointerProperty(
         name="Text", type=bpy.types.Text,
         description="Text datablock with one prompt per line; '4.5 | prompt' sets that line's duration",
@@ -95,7 +129,7 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
         name="File", subtype="FILE_PATH",
         description="Text file with one prompt per line; '4.5 | prompt' sets that line's duration",
     )
-    nla_layout: bpy.props.EnumProperty(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")
+    nla_layout: generation_property("nla_layout")
     preset_name: bpy.props.StringProperty(name="Preset Name", description="Name to save the current settings under")
     history: bpy.props.CollectionProperty(type=HYMOTION_PG_history_item)
     history_index: bpy.props.IntProperty(name="History", default=0)

@@ -12,15 +12,11 @@ import os
 import bpy
 import numpy as np
 from hymotion.body_mesh import BodyMesh
-from hymotion.skeleton import (
-    BODY_JOINT_NAMES,
-    SMPLX_JOINT_NAMES,
-    SMPLX_PARENTS,
-    SMPLX_REST_POSITIONS,
-    y_up_to_z_up,
-)
+from hymotion.rotations import y_up_to_z_up
+from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from mathutils import Vector
 
+RIG_NAME = "SMPLX"  # the name a new armature gets
 RIG_PROPERTY = "hymotion_rig"
 RIG_VERSION = 1
 BODY_MESH_PROPERTY = "hymotion_rig_mesh"
@@ -109,7 +105,7 @@ def _is_editable_in_view_layer(collection: bpy.types.Collection, view_layer: bpy
 
 def build_armature(
     context_or_collection: bpy.types.Context | bpy.types.Collection,
-    name: str = "SMPLX",
+    name: str = RIG_NAME,
     with_mesh: bool = False,
 ) -> bpy.types.Object:
     """Create the 55-bone SMPL-X armature object, linked to the given (or the context's) collection.

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from . import skeleton
+from .rotations import continuous_quaternions, matrix_to_quaternion
 
 LATENT_DIM = 201
 STD_FLOOR = 1e-3
@@ -62,40 +63,13 @@ def matrix_to_rot6d(matrix: np.ndarray) -> np.ndarray:
     return matrix[..., :, :2].reshape(matrix.shape[:-2] + (6,))
 
 
-def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) to unit quaternions (w, x, y, z) with w >= 0, numerically stable for every rotation."""
-    m = matrix
-    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
-    candidates = np.stack(
-        [
-            np.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-            np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2], m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-            np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2], m[..., 1, 2] + m[..., 2, 1]], -1),
-            np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1),
-        ],
-        axis=-2,
-    )
-    diagonal = np.stack([trace, m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]], axis=-1)
-    best = np.take_along_axis(candidates, np.argmax(diagonal, axis=-1)[..., None, None], axis=-2)[..., 0, :]
-    q = best / np.linalg.norm(best, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
-
-
-def make_continuous(quaternions: np.ndarray) -> np.ndarray:
-    """Flip signs along time so consecutive quaternions lie in the same hemisphere; (..., F, J, 4), time axis -3."""
-    steps = np.sign(np.sum(quaternions[..., 1:, :, :] * quaternions[..., :-1, :, :], axis=-1))
-    steps[steps == 0] = 1
-    signs = np.concatenate([np.ones_like(steps[..., :1, :]), np.cumprod(steps, axis=-2)], axis=-2)
-    return quaternions * signs[..., None]
-
-
 def smooth_quaternions(quaternions: np.ndarray) -> np.ndarray:
     """Gaussian smoothing (sigma 1 frame, edge-padded) as a weighted quaternion average (Markley's eigenvector method).
 
     (..., F, J, 4) with time on axis -3, so a batch of clips of equal length is smoothed in one call. Each window is
     sign-aligned to its centre frame before averaging.
     """
-    q = make_continuous(quaternions)
+    q = continuous_quaternions(quaternions, axis=-3)
     radius = SMOOTHING_RADIUS
     offsets = np.arange(-radius, radius + 1)
     weights = np.exp(-0.5 * (offsets / SMOOTHING_SIGMA) ** 2)
@@ -259,7 +233,7 @@ def decode_latent(
     features = denormalize(np.asarray(latent, dtype=np.float64), mean, std)
     translation = features[..., 0:3]
     rot6d = features[..., 3:135].reshape(features.shape[:-1] + (skeleton.NUM_BODY_JOINTS, 6))
-    quaternions = make_continuous(matrix_to_quaternion(rot6d_to_matrix(rot6d)))
+    quaternions = continuous_quaternions(matrix_to_quaternion(rot6d_to_matrix(rot6d)), axis=-3)
     if smoothing:
         quaternions = smooth_quaternions(quaternions)
         translation = smooth_translation(translation)

@@ -1,6 +1,7 @@
 """The skeleton both sides use: SMPL-X joint names, parents, rest offsets, forward kinematics.
 
-This module imports nothing but numpy so the Blender add-on can use it too.
+This module imports nothing but numpy (and the numpy-only :mod:`hymotion.rotations`) so the Blender add-on can use
+it too.
 
 Where the rest offsets come from
 --------------------------------
@@ -16,12 +17,15 @@ SMPL-X has three more joints than SMPL-H (jaw and two eyes). The model never dri
 position for them, so ``FACE_JOINT_OFFSETS`` places them by hand relative to the head (an approximation, documented as
 such); they exist so users can attach face rigs.
 
-Coordinates here are the model's (Y-up). Blender is Z-up: :func:`y_up_to_z_up` is the one conversion.
+Coordinates here are the model's (Y-up). Blender is Z-up: :func:`hymotion.rotations.y_up_to_z_up` is the one
+conversion.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .rotations import quaternion_to_matrix
 
 FPS = 30
 
@@ -147,21 +151,6 @@ for _array in (SMPLX_REST_POSITIONS, BODY_REST_OFFSETS, SMPLX_REST_OFFSETS):
     _array.setflags(write=False)
 
 
-def quaternion_to_matrix(quaternions: np.ndarray) -> np.ndarray:
-    """(..., 4) unit quaternions (w, x, y, z) to (..., 3, 3) rotation matrices."""
-    q = np.asarray(quaternions, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        axis=-1,
-    ).reshape(q.shape[:-1] + (3, 3))
-
-
 def forward_kinematics(
     rotations: np.ndarray,
     translation: np.ndarray,
@@ -185,8 +174,3 @@ def forward_kinematics(
             positions[..., joint, :] = positions[..., parent, :] + world_rot[..., parent, :, :] @ offsets[joint]
     return positions
 
-
-def y_up_to_z_up(vectors: np.ndarray) -> np.ndarray:
-    """Model space (Y-up, +Z forward) to Blender space (Z-up, character facing -Y): (x, y, z) -> (x, -z, y)."""
-    v = np.asarray(vectors)
-    return np.stack([v[..., 0], -v[..., 2], v[..., 1]], axis=-1)

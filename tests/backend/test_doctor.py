@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hymotion import doctor
-from hymotion.doctor import FAIL, OK, WARN, Finding, NvmlReport, GpuInfo, GpuProcess
+from hymotion import doctor, gpu_info, weights
+from hymotion.doctor import FAIL, OK, WARN, Finding, GpuInfo, GpuProcess, NvmlReport, environment, hub
 from hymotion.errors import WEIGHTS_MISSING, HyMotionError
 
 LFS_POINTER = (
@@ -57,8 +57,8 @@ def model_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _no_gpu_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_read_nvml", lambda: "nvidia-ml-py is not installed")
-    monkeypatch.setattr(doctor, "_hub_listing", lambda repo_id: pytest.fail(f"asked the hub for {repo_id}"))
+    monkeypatch.setattr(gpu_info, "read_nvml", lambda: "nvidia-ml-py is not installed")
+    monkeypatch.setattr(hub, "listing", lambda repo_id: pytest.fail(f"asked the hub for {repo_id}"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
@@ -155,7 +155,7 @@ def test_size_differing_from_the_hub_listing_is_truncation(model_dir: Path, monk
                           for path in (model_dir / "Qwen3-8B").iterdir()},
         "tencent/HY-Motion-1.0": {},
     }
-    monkeypatch.setattr(doctor, "_hub_listing", lambda repo_id: listings[repo_id])
+    monkeypatch.setattr(hub, "listing", lambda repo_id: listings[repo_id])
     findings = _checks(model_dir, online=True)
     assert findings["hub"].data == {"online": True}
     assert findings["weights:Qwen3-8B"].status == OK
@@ -167,13 +167,13 @@ def test_size_differing_from_the_hub_listing_is_truncation(model_dir: Path, monk
 def test_hash_check_compares_with_the_hub_sha256(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     weights_file = model_dir / "clip-vit-large-patch14" / "model.safetensors"
     listing = {"model.safetensors": {"size": weights_file.stat().st_size, "sha256": "0" * 64}}
-    monkeypatch.setattr(doctor, "_hub_listing", lambda repo_id: listing if "clip" in repo_id else {})
+    monkeypatch.setattr(hub, "listing", lambda repo_id: listing if "clip" in repo_id else {})
     finding = _checks(model_dir, online=True, verify_hashes=True)["weights:clip-vit-large-patch14"]
     assert finding.status == FAIL and "checksum differs" in finding.detail
 
 
 def test_unreachable_hub_falls_back_to_offline_checks(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_hub_listing", lambda repo_id: "ConnectError: no route")
+    monkeypatch.setattr(hub, "listing", lambda repo_id: "ConnectError: no route")
     findings = _checks(model_dir, online=True)
     assert "hub not reachable" in findings["hub"].detail
     assert findings["weights:HY-Motion-1.0-Lite"].status == OK
@@ -215,7 +215,7 @@ def test_broken_optional_variant_only_warns(model_dir: Path) -> None:
 
 
 def test_missing_torch_fails_with_both_install_commands(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_import_torch", lambda: "ModuleNotFoundError: No module named 'torch'")
+    monkeypatch.setattr(environment, "import_torch", lambda: "ModuleNotFoundError: No module named 'torch'")
     findings = _checks(model_dir, tiny_smoke=True, real_smoke=True)
     torch_finding = findings["torch"]
     assert torch_finding.status == FAIL
@@ -228,10 +228,10 @@ def test_cpu_only_torch_next_to_an_nvidia_gpu_is_named(model_dir: Path, monkeypa
     browser = GpuProcess(pid=4242, name="chrome", used_bytes=3 * doctor.GIB)
     gpu = GpuInfo(index=0, name="NVIDIA GeForce RTX 4070", total_bytes=12 * doctor.GIB, free_bytes=8 * doctor.GIB,
                   processes=[browser])
-    monkeypatch.setattr(doctor, "_read_nvml", lambda: NvmlReport("560.35", "12.6", [gpu]))
+    monkeypatch.setattr(gpu_info, "read_nvml", lambda: NvmlReport("560.35", "12.6", [gpu]))
     fake_torch = SimpleNamespace(__version__="2.13.0+cpu", version=SimpleNamespace(cuda=None),
                                  cuda=SimpleNamespace(is_available=lambda: False))
-    monkeypatch.setattr(doctor, "_import_torch", lambda: fake_torch)
+    monkeypatch.setattr(environment, "import_torch", lambda: fake_torch)
     findings = _checks(model_dir)
     assert findings["cuda"].status == WARN and "CPU-only build" in findings["cuda"].detail
     assert doctor.TORCH_CUDA_INSTALL in findings["cuda"].advice
@@ -244,10 +244,10 @@ def test_cpu_only_torch_next_to_an_nvidia_gpu_is_named(model_dir: Path, monkeypa
 def test_driver_too_old_for_the_torch_cuda_build_is_named(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gpu = GpuInfo(index=0, name="NVIDIA GeForce GTX 1080", total_bytes=8 * doctor.GIB, free_bytes=8 * doctor.GIB,
                   processes=[])
-    monkeypatch.setattr(doctor, "_read_nvml", lambda: NvmlReport("470.82", "11.4", [gpu]))
+    monkeypatch.setattr(gpu_info, "read_nvml", lambda: NvmlReport("470.82", "11.4", [gpu]))
     fake_torch = SimpleNamespace(__version__="2.13.0", version=SimpleNamespace(cuda="12.8"),
                                  cuda=SimpleNamespace(is_available=lambda: False))
-    monkeypatch.setattr(doctor, "_import_torch", lambda: fake_torch)
+    monkeypatch.setattr(environment, "import_torch", lambda: fake_torch)
     findings = _checks(model_dir)
     assert findings["cuda"].status == WARN
     assert "driver is too old" in findings["cuda"].advice
@@ -269,7 +269,7 @@ def test_failing_smoke_run_is_a_failure_with_the_pipeline_hint(
     def refuse(*args, **kwargs):
         raise HyMotionError(WEIGHTS_MISSING, "HY-Motion lite is not downloaded.", "Run: hymotion download")
 
-    monkeypatch.setattr(doctor, "_import_pipeline", lambda state: SimpleNamespace(load_pipeline=refuse))
+    monkeypatch.setattr(environment, "import_pipeline", lambda state: SimpleNamespace(load_pipeline=refuse))
     findings = _checks(model_dir, tiny_smoke=True, real_smoke=True)
     for name in ("smoke:tiny", "smoke:real"):
         assert findings[name].status == FAIL
@@ -330,8 +330,8 @@ def test_hugging_face_cache_layout_is_checked_without_model_dir(
     partial = cache / "models--Qwen--Qwen3-8B" / "blobs" / "0123abcd.incomplete"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"\0" * 10)
-    monkeypatch.setattr(doctor.weights, "cached_snapshot", lambda repo_id: snapshots[repo_id])
-    monkeypatch.setattr(doctor, "_hub_cache_dir", lambda: cache)
+    monkeypatch.setattr(weights, "cached_snapshot", lambda repo_id: snapshots[repo_id])
+    monkeypatch.setattr(hub, "cache_dir", lambda: cache)
     findings = {finding.name: finding for finding in doctor.run_checks(tiny_smoke=False)}
     assert findings["weights:HY-Motion-1.0-Lite"].status == OK
     qwen = findings["weights:Qwen3-8B"]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from blender_helpers import action_fcurves, evaluated_heads, random_unit_quaternions
 from hymotion.errors import BAD_REQUEST, HyMotionError
-from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics, y_up_to_z_up
+from hymotion.rotations import y_up_to_z_up
+from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
 from hymotion_addon import bake, motion_math, rig
 
 # Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8

@@ -1,4 +1,5 @@
-"""The bake's numpy math on its own: slerp, resampling, sign continuity, rest-frame conversion, names."""
+"""The bake's numpy math on its own: slerp, resampling, rest-frame conversion, names (sign continuity and the other
+rotation helpers are hymotion.rotations', tested in tests/backend/test_rotations.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import numpy as np
 import pytest
 from blender_helpers import random_unit_quaternions
 from hymotion.errors import HyMotionError
-from hymotion.skeleton import NUM_BODY_JOINTS, quaternion_to_matrix, y_up_to_z_up
+from hymotion.rotations import Y_UP_TO_Z_UP, quaternion_to_matrix, y_up_to_z_up
+from hymotion.skeleton import NUM_BODY_JOINTS
 from hymotion_addon import motion_math
-
-Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 
 # float64 numpy throughout: closed-form results on O(1) values round by ~1e-15, so 1e-12 keeps 1000x margin. Angles
 # from arccos near a dot product of 1 lose precision as sqrt(roundoff): 1e-8 rad, so those compare at 1e-7.
@@ -35,17 +35,6 @@ def test_slerp_takes_the_short_way_and_survives_equal_inputs(rng):
     q0 = random_unit_quaternions(rng, (20,))
     np.testing.assert_allclose(motion_math.slerp(q0, -q0, np.full(20, 0.3)), q0, atol=EXACT)
     np.testing.assert_allclose(motion_math.slerp(q0, q0, np.full(20, 0.7)), q0, atol=EXACT)
-
-
-def test_continuous_quaternions_keep_rotations_and_remove_sign_flips(rng):
-    base = random_unit_quaternions(rng, (1, 3))
-    steps = np.cumsum(rng.normal(scale=0.05, size=(40, 3, 4)), axis=0)
-    smooth = base + steps
-    smooth /= np.linalg.norm(smooth, axis=-1, keepdims=True)
-    flipped = smooth * rng.choice([-1.0, 1.0], size=(40, 3, 1))
-    fixed = motion_math.continuous_quaternions(flipped)
-    assert (np.sum(fixed[1:] * fixed[:-1], axis=-1) > 0).all()
-    np.testing.assert_allclose(quaternion_to_matrix(fixed), quaternion_to_matrix(flipped), atol=EXACT)
 
 
 @pytest.mark.parametrize("frames, target_fps, expected", [(360, 24, 288), (120, 60, 240), (31, 24, 25), (1, 24, 1)])

@@ -17,6 +17,7 @@ from e2e_helpers import (
     configure_preferences,
     extension,  # noqa: F401  (fixture)
 )
+from hymotion import jobs
 from hymotion.errors import HyMotionError
 from hymotion.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
 from hymotion.protocol import ProgressEvent
@@ -45,7 +46,7 @@ def draw_panels(context=None) -> RecordingLayout:
     return layout
 
 
-# ---------------------------------------------------------------- panels
+# --- panels ---------------------------------------------------------------------------------------------------------
 
 
 def test_every_panel_polls_true_in_a_scene_and_lives_in_the_sidebar_tab(scene):
@@ -141,7 +142,7 @@ def test_the_preferences_draw_with_licences_and_offline_advice(scene):
         assert "online access is off" in text
 
 
-# ---------------------------------------------------------------- operators refuse bad input
+# --- operators refuse bad input -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -159,6 +160,34 @@ def test_generate_reports_bad_input_and_makes_nothing(scene, arguments, message)
     assert not bpy.data.objects and not bpy.data.actions
 
 
+def test_panel_and_operators_take_each_generation_setting_from_one_table(scene):
+    """Same label, default and lower limit on the panel and on both operators; the panel's upper limit is only the
+    operators' slider end, so a script's too-large value reaches the backend's check (see the test above)."""
+    settings = addon_module("properties").GENERATION_SETTINGS
+    panel = scene.hymotion.bl_rna.properties
+    operators = [op.get_rna_type().properties for op in (bpy.ops.hymotion.generate, bpy.ops.hymotion.batch_bake)]
+    operator_names = {"batch_source": "source"}
+    checked = set()
+    for setting in settings:
+        for properties in operators:
+            prop = properties.get(operator_names.get(setting, setting))
+            if prop is None:
+                continue
+            checked.add(setting)
+            expected = panel[setting]
+            described = (prop.name, prop.description, prop.default)
+            assert described == (expected.name, expected.description, expected.default), setting
+            assert prop.is_skip_save, f"{setting}: an operator's value must not be remembered between calls"
+            if expected.type in {"FLOAT", "INT"}:
+                assert (prop.hard_min, prop.soft_min) == (expected.hard_min, expected.soft_min), setting
+                assert prop.soft_max == min(expected.soft_max, expected.hard_max), setting
+                unbounded = {"INT": 2**31 - 1, "FLOAT": 3.4028234663852886e38}[expected.type]  # bpy's defaults
+                assert prop.hard_max == pytest.approx(unbounded), f"{setting}: an operator would clamp silently"
+    assert checked == set(settings)
+    assert (scene.hymotion.cfg, scene.hymotion.steps) == (jobs.DEFAULT_CFG, jobs.DEFAULT_STEPS)
+    assert panel["duration"].hard_max == pytest.approx(jobs.MAX_DURATION)
+
+
 def test_generate_without_a_backend_says_how_to_install_it(scene):
     addon_preferences().backend_python = ""
     with pytest.raises(RuntimeError, match="(?s)backend is not installed.*Install Backend"):
@@ -172,7 +201,7 @@ def test_batch_bake_needs_a_prompt_list(scene):
         bpy.ops.hymotion.batch_bake(source="FILE", filepath="/nonexistent/prompts.txt")
 
 
-# ---------------------------------------------------------------- presets and history
+# --- presets and history --------------------------------------------------------------------------------------------
 
 
 def preset_menu_entries(menu_name: str) -> list[str]:
@@ -240,7 +269,7 @@ def test_history_keeps_recent_prompts_once_newest_first(scene):
     assert bpy.ops.hymotion.history_clear() == {"FINISHED"} and len(settings.history) == 0
 
 
-# ---------------------------------------------------------------- backend set-up
+# --- backend set-up -------------------------------------------------------------------------------------------------
 
 
 def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):

@@ -18,6 +18,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..skeleton import FPS
+
 NORM_EPS = 1e-6
 ROPE_THETA = 10000.0
 OFFICIAL_TRAIN_FRAMES = 360
@@ -328,7 +330,7 @@ class HunyuanMotionMMDiT(ModelMixin, ConfigMixin):
         if num_layers % 3:
             raise ValueError(f"num_layers must be divisible by 3 (a third are double-stream blocks), got {num_layers}")
         self.head_dim = feat_dim // num_heads
-        self.band = int(round(narrowband_length * 30.0))
+        self.band = int(round(narrowband_length * FPS))
         self.input_encoder = nn.Linear(input_dim, feat_dim)
         self.ctxt_encoder = nn.Linear(ctxt_input_dim, feat_dim)
         self.vtxt_encoder = MLPEncoder(vtxt_input_dim, feat_dim)

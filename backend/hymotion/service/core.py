@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from .. import __version__, errors
+from .. import __version__, errors, gpu_info
 from ..errors import HyMotionError
 from ..protocol import (
     MAX_REQUEST_BYTES,
@@ -529,7 +529,7 @@ class Service:
             return _torch_device_report(self._pipeline.device)
         if (self.options.device or "").startswith("cpu"):
             return "cpu", None, None
-        return _nvml_device_report(self.options.device)
+        return gpu_info.device_report(self.options.device)
 
 
 def _cancelled_event(job: Job, message: str) -> ErrorEvent:
@@ -609,34 +609,6 @@ def _torch_device_report(device: str) -> tuple[str | None, int | None, int | Non
     index = torch.device(device).index or 0
     free, total = torch.cuda.mem_get_info(index)
     return torch.cuda.get_device_name(index), int(free), int(total)
-
-
-def _nvml_device_report(device: str | None) -> tuple[str | None, int | None, int | None]:
-    """The GPU that ``device`` (default cuda:0) will be, through NVML: cheap, no CUDA context; None where unknown."""
-    try:
-        import pynvml
-    except ImportError:
-        return None, None, None
-    index = int(device.split(":")[1]) if device and device.startswith("cuda:") else 0
-    visible = [entry.strip() for entry in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if entry.strip()]
-    physical = visible[index] if index < len(visible) else str(index)
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # noqa: BLE001 - no NVIDIA driver: torch will run on the CPU
-        return "cpu", None, None
-    try:
-        handle = (
-            pynvml.nvmlDeviceGetHandleByIndex(int(physical))
-            if physical.isdigit()
-            else pynvml.nvmlDeviceGetHandleByUUID(physical)
-        )
-        name = pynvml.nvmlDeviceGetName(handle)
-        memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        return (name.decode() if isinstance(name, bytes) else name), int(memory.free), int(memory.total)
-    except Exception:  # noqa: BLE001 - hidden or odd devices: report them as unknown rather than fail the hello
-        return None, None, None
-    finally:
-        pynvml.nvmlShutdown()
 
 
 # ---------------------------------------------------------------- the line loop every transport runs
