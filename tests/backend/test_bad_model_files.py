@@ -6,7 +6,6 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 
@@ -63,12 +62,6 @@ def test_statistics_of_the_wrong_size_or_not_finite_are_bad_checkpoint(tmp_path,
     with pytest.raises(HyMotionError) as caught:
         load_stats(folder, {}, folder / "config.yml")
     assert caught.value.code == "bad_checkpoint" and "Mean.npy" in caught.value.message
-
-
-@pytest.fixture
-def empty_hub_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
 def test_a_pickled_text_encoder_bin_exits_2_naming_it_and_is_never_unpickled(tmp_path, capsys, empty_hub_cache):

@@ -4,7 +4,6 @@ import json
 import logging
 import os
 
-import huggingface_hub.constants
 import numpy as np
 import pytest
 
@@ -28,11 +27,7 @@ def run(argv, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.fixture(autouse=True)
-def empty_hub_cache(tmp_path, monkeypatch):
-    """Weights are looked up in an empty private Hugging Face cache, never the machine's, and nothing is downloaded."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("empty_hub_cache")
 
 
 @pytest.fixture
