@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hymotion.errors import bad_request
+from hymotion.presets import write_text_atomically
 from hymotion.skeleton import BODY_JOINT_NAMES
 
 PRESET_FORMAT = "hymotion-bone-map"
@@ -92,10 +93,9 @@ class BoneMapping:
 
 
 def save_preset(mapping: BoneMapping, path: str | Path) -> Path:
-    """Write a mapping as a JSON preset (the folder is created if needed)."""
+    """Write a mapping as a JSON preset, atomically like every preset (the folder is created if needed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mapping.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(path, json.dumps(mapping.to_dict(), indent=2) + "\n")
     return path
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from hymotion.errors import bad_request
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
-from . import bake, bone_mapping, motion_math, retarget_math, rig
+from . import bake, bone_mapping, motion_math, retarget_feet, retarget_math, rig
 from .bone_mapping import BoneInfo, BoneMapping
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
@@ -277,7 +277,7 @@ def bake_onto_rig(
     scene: bpy.types.Scene | None = None,
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
-    contact_settings: retarget_math.ContactSettings = retarget_math.ContactSettings(),
+    contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -312,16 +312,10 @@ def bake_onto_rig(
     _check_hips_can_move(target_armature, plan)
 
     translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
-    result = retarget_math.retarget(
-        plan,
-        translation,
-        rotations,
-        in_place=in_place,
-        root_motion=root_motion,
-        feet_cleanup=feet_cleanup,
-        fps=target_fps,
-        contact_settings=contact_settings,
-    )
+    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
+    if feet_cleanup and plan.legs:
+        retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
+    result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
     action["hymotion_target_rig"] = target_armature.name

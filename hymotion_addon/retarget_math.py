@@ -20,12 +20,11 @@ armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retar
 Every frame, a mapped bone's world rotation is then ``Q^T G O (Q B)`` with B its rest matrix and O its rest
 alignment: it turns from its aligned rest exactly as the source joint turns from the T-pose, so in world space it
 points where its source bone points. Pose-bone (local) rotations follow from the world rotations down the target's
-own hierarchy (:func:`retarget`), with unmapped bones left at rest. The root follows the source pelvis scaled by the
+own hierarchy (:func:`solve_keys`), with unmapped bones left at rest. The root follows the source pelvis scaled by the
 hip-height ratio; the clip's lowest foot point lands on the target's floor (armature-space height 0).
 
-Feet: :func:`detect_contacts` finds contacts from the source's foot height and speed; :func:`retarget` with
-``feet_cleanup`` pins each ankle during its contacts (two-bone IK on thigh and shin, smooth blend in and out, never
-below the ankle's standing height) so the foot neither slides nor sinks. :func:`contact_drift` measures sliding.
+:func:`transfer` computes what every bone should do, :func:`solve_keys` the pose-bone keys that do it. In between,
+:func:`.retarget_feet.clean_feet` may plant the feet (the feet live in their own module).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hymotion.errors import bad_request
-from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, FPS, quaternion_to_matrix
+from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, quaternion_to_matrix
 
 from .motion_math import continuous_quaternions, validated_clip
 
@@ -43,13 +42,13 @@ EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
 _JOINT_INDEX = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
 _PELVIS = _JOINT_INDEX["pelvis"]
-_LEGS = (
+LEGS = (
     tuple(_JOINT_INDEX[name] for name in ("left_hip", "left_knee", "left_ankle")),
     tuple(_JOINT_INDEX[name] for name in ("right_hip", "right_knee", "right_ankle")),
 )
-_ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
-_TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
-_FOOT_JOINTS = _ANKLES + _TOES
+ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
+TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
+FOOT_JOINTS = ANKLES + TOES
 _UP_LANDMARKS = tuple(_JOINT_INDEX[name] for name in ("neck", "head", "spine3", "spine2", "spine1"))
 _SIDE_PAIRS = tuple(
     (_JOINT_INDEX[f"left_{name}"], _JOINT_INDEX[f"right_{name}"])
@@ -62,8 +61,6 @@ _SOURCE_LEFT = np.array([1.0, 0.0, 0.0])
 _MAX_AXIS_SNAP_DEGREES = 30.0
 _MAX_OWN_AXIS_SWING_DEGREES = 45.0
 _MIN_DIRECTION = 1e-6
-_IK_REACH = 0.9999
-_HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
 
 
 @dataclass(frozen=True)
@@ -126,16 +123,6 @@ class TargetSkeleton:
 
 
 @dataclass(frozen=True)
-class ContactSettings:
-    """When a source foot joint counts as planted, and how pinning blends in and out."""
-
-    height_tolerance: float = 0.05  # metres above the joint's standing height
-    speed_tolerance: float = 0.6  # metres per second, horizontal
-    min_frames: int = 3
-    blend_frames: int = 4
-
-
-@dataclass(frozen=True)
 class RetargetPlan:
     """Everything computed once per (rig, mapping): rest alignment, axes, hip-height scale, the bones to solve."""
 
@@ -170,28 +157,39 @@ class RetargetResult:
     location_bones: np.ndarray  # (L,) target bone indices that get location keys
     locations: np.ndarray  # (F, L, 3) pose-bone locations
     desired: np.ndarray  # (F, K, 4, 4) armature-space pose matrices of the keyed bones
-    contacts: np.ndarray | None  # (F, 2) left/right ankle contacts when feet cleanup ran
+
+
+@dataclass
+class Transfer:
+    """Per solved bone, what the frames ask of it (armature space): a world rotation, a position, a ground offset;
+    plus the source joints' positions (F, 22, 3) the feet cleanup reads contacts from."""
+
+    rotations: dict[int, np.ndarray]
+    positions: dict[int, np.ndarray]
+    offsets: dict[int, np.ndarray]
+    root_motion: str
+    source_positions: np.ndarray
 
 
 # --- small rotation helpers -------------------------------------------------------------------------------------
 
 
-def _normalized(vectors: np.ndarray) -> np.ndarray:
+def normalized(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotations (..., 3, 3) turning directions a into b (..., 3); half turns pick a perpendicular axis."""
-    a = _normalized(np.asarray(a, dtype=np.float64))
-    b = _normalized(np.asarray(b, dtype=np.float64))
+    a = normalized(np.asarray(a, dtype=np.float64))
+    b = normalized(np.asarray(b, dtype=np.float64))
     axis = np.cross(a, b)
     sine = np.linalg.norm(axis, axis=-1)
     cosine = np.sum(a * b, axis=-1)
     opposite = (sine < 1e-9) & (cosine < 0.0)
     if np.any(opposite):
         helper = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
-        perpendicular = _normalized(np.cross(a, helper))
+        perpendicular = normalized(np.cross(a, helper))
         axis = np.where(opposite[..., None], perpendicular, axis)
         sine = np.where(opposite, 1.0, sine)
     unit_axis = axis / np.maximum(sine, 1e-12)[..., None]
@@ -329,30 +327,7 @@ def plan_retarget(
         (joint, bone) for bone, joint in (followers or {}).items()
         if joint in primary and bone in target.names and bone not in primary.values()
     ]
-    unknown_joints = [joint for joint, _ in pairs if joint not in _JOINT_INDEX]
-    if unknown_joints:
-        raise bad_request(
-            f"Unknown source joints in the bone mapping: {', '.join(unknown_joints)}.",
-            f"Map only the SMPL-X body joints: {', '.join(BODY_JOINT_NAMES)}.",
-        )
-    missing = [bone for _, bone in pairs if bone not in target.names]
-    if missing:
-        raise bad_request(
-            f"The bone mapping names bones the rig does not have: {', '.join(missing[:5])}.",
-            "Run Detect Mapping again or fix those entries in the mapping list.",
-        )
-    bones_used = [bone for _, bone in pairs]
-    doubles = sorted({bone for bone in bones_used if bones_used.count(bone) > 1})
-    if doubles:
-        raise bad_request(
-            f"Bones mapped to more than one source joint: {', '.join(doubles)}.",
-            "Give every target bone at most one source joint.",
-        )
-    if not any(joint == "pelvis" for joint, _ in pairs):
-        raise bad_request(
-            "The bone mapping has no bone for the pelvis, so the body cannot be placed.",
-            "Map the rig's hips (pelvis) bone, e.g. 'Hips', 'pelvis' or Rigify's 'torso'.",
-        )
+    check_mapping(pairs, target.names)
     pairs.sort(key=lambda pair: _JOINT_INDEX[pair[0]])
     bone_of_joint = {_JOINT_INDEX[joint]: target.index(bone) for joint, bone in pairs}
     pairs += sorted(extra, key=lambda pair: _JOINT_INDEX[pair[0]])
@@ -375,8 +350,8 @@ def plan_retarget(
         aligned[slot] = alignment @ rest_q[bone]
 
     hips = bone_of_joint[_PELVIS]
-    source_feet = [joint for joint in _FOOT_JOINTS if joint in bone_of_joint]
-    source_toe_level = float(min(source.heads[joint, 2] for joint in _FOOT_JOINTS))
+    source_feet = [joint for joint in FOOT_JOINTS if joint in bone_of_joint]
+    source_toe_level = float(min(source.heads[joint, 2] for joint in FOOT_JOINTS))
     if source_feet:
         target_toe_level = float(min(heads_q[bone_of_joint[joint], 2] for joint in source_feet))
         source_mapped_level = float(min(source.heads[joint, 2] for joint in source_feet))
@@ -391,23 +366,13 @@ def plan_retarget(
             "Check the mapping of the pelvis, ankle and foot bones (the rig should stand upright in its rest pose).",
         )
 
-    root = -1
-    if root_bone:
-        if root_bone not in target.names:
-            raise bad_request(f"The rig has no bone named '{root_bone}' for root motion.", "Pick the rig's root bone.")
-        root = target.index(root_bone)
-        if root in bone_of_joint.values():
-            raise bad_request(
-                f"Bone '{root_bone}' is mapped to a body joint, so it cannot also carry the root motion.",
-                "Pick the bone above the hips (often called 'root'), or use root motion on the hips.",
-            )
-
+    root = _root_index(target, root_bone, bone_of_joint)
     needed = set(bones.tolist())
     for bone in list(needed) + ([root] if root >= 0 else []):
         needed.add(bone)
         needed.update(target.ancestors(bone))
     legs, leg_joints = [], []
-    for leg in _LEGS:
+    for leg in LEGS:
         if all(joint in bone_of_joint for joint in leg):
             legs.append(tuple(bone_of_joint[joint] for joint in leg))
             leg_joints.append(leg)
@@ -428,6 +393,49 @@ def plan_retarget(
         leg_joints=tuple(leg_joints),
         mapping=primary,
     )
+
+
+def _root_index(target: TargetSkeleton, root_bone: str | None, bone_of_joint: dict[int, int]) -> int:
+    """Target index of the bone carrying ground motion in ROOT_BONE mode, -1 for none; refused if it is mapped."""
+    if not root_bone:
+        return -1
+    if root_bone not in target.names:
+        raise bad_request(f"The rig has no bone named '{root_bone}' for root motion.", "Pick the rig's root bone.")
+    root = target.index(root_bone)
+    if root in bone_of_joint.values():
+        raise bad_request(
+            f"Bone '{root_bone}' is mapped to a body joint, so it cannot also carry the root motion.",
+            "Pick the bone above the hips (often called 'root'), or use root motion on the hips.",
+        )
+    return root
+
+
+def check_mapping(pairs: list[tuple[str, str]], bone_names) -> None:
+    """Refuse a mapping (source joint, target bone) pairs that cannot be retargeted, saying what to fix."""
+    unknown_joints = [joint for joint, _ in pairs if joint not in _JOINT_INDEX]
+    if unknown_joints:
+        raise bad_request(
+            f"Unknown source joints in the bone mapping: {', '.join(unknown_joints)}.",
+            f"Map only the SMPL-X body joints: {', '.join(BODY_JOINT_NAMES)}.",
+        )
+    missing = [bone for _, bone in pairs if bone not in bone_names]
+    if missing:
+        raise bad_request(
+            f"The bone mapping names bones the rig does not have: {', '.join(missing[:5])}.",
+            "Run Detect Mapping again or fix those entries in the mapping list.",
+        )
+    bones_used = [bone for _, bone in pairs]
+    doubles = sorted({bone for bone in bones_used if bones_used.count(bone) > 1})
+    if doubles:
+        raise bad_request(
+            f"Bones mapped to more than one source joint: {', '.join(doubles)}.",
+            "Give every target bone at most one source joint.",
+        )
+    if not any(joint == "pelvis" for joint, _ in pairs):
+        raise bad_request(
+            "The bone mapping has no bone for the pelvis, so the body cannot be placed.",
+            "Map the rig's hips (pelvis) bone, e.g. 'Hips', 'pelvis' or Rigify's 'torso'.",
+        )
 
 
 def _rest_alignment(
@@ -458,7 +466,7 @@ def _rest_alignment(
     parent_joint = BODY_PARENTS[joint]
     inherited = aligned_by_joint.get(parent_joint, np.eye(3))
     own_axis = inherited @ rest_q[bone][:, 1]
-    cosine = np.dot(_normalized(own_axis), _normalized(source_direction))
+    cosine = np.dot(normalized(own_axis), normalized(source_direction))
     if cosine >= np.cos(np.radians(_MAX_OWN_AXIS_SWING_DEGREES)):
         return rotation_between(own_axis, source_direction) @ inherited
     return inherited
@@ -485,8 +493,8 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
     )
     if up is None or left is None or np.linalg.norm(up) < _MIN_DIRECTION or np.linalg.norm(left) < _MIN_DIRECTION:
         return np.eye(3)
-    up = _normalized(up)
-    left = _normalized(left - np.dot(left, up) * up)
+    up = normalized(up)
+    left = normalized(left - np.dot(left, up) * up)
     target_frame = np.stack([left, np.cross(up, left), up], axis=1)
     source_frame = np.stack([_SOURCE_LEFT, np.cross(_SOURCE_UP, _SOURCE_LEFT), _SOURCE_UP], axis=1)
     estimate = source_frame @ target_frame.T
@@ -504,18 +512,16 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
 # --- retargeting --------------------------------------------------------------------------------------------------
 
 
-def retarget(
+def transfer(
     plan: RetargetPlan,
     translation: np.ndarray,
     rotations: np.ndarray,
     *,
     in_place: bool = False,
     root_motion: str = "HIPS",
-    feet_cleanup: bool = False,
-    fps: float = FPS,
-    contact_settings: ContactSettings = ContactSettings(),
-) -> RetargetResult:
-    """Pose-bone keys for the target rig from a source clip (translation (F, 3), rotations (F, 22, 4), model frame).
+) -> Transfer:
+    """What every solved bone of the target should do, from a source clip (translation (F, 3), rotations
+    (F, 22, 4), model frame): mapped bones turn like their source joints, the hips follow the scaled pelvis.
 
     root_motion 'HIPS' puts all motion on the hips bone; 'ROOT_BONE' moves the plan's root bone along the ground
     (horizontal part of the hips' motion) and leaves the hips the rest. `in_place` drops the horizontal motion.
@@ -530,32 +536,38 @@ def retarget(
     translation, rotations = validated_clip(translation, rotations)
     world, positions = source_world(translation, rotations, plan.source_rest)
     frames = world.shape[0]
-    axes_t = plan.axes.T
-
-    mapped_world = axes_t @ world[:, plan.joints] @ plan.aligned_rest
+    mapped_world = plan.axes.T @ world[:, plan.joints] @ plan.aligned_rest
 
     pelvis = positions[:, _PELVIS]
-    source_floor = _source_floor(positions, plan.source_rest)
+    floor = source_floor(positions, plan.source_rest)
     rest_pelvis = plan.source_rest.heads[_PELVIS]
     hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
     hips_q = np.empty((frames, 3))
     hips_q[:, :2] = hips_rest_q[:2] + plan.scale * (pelvis[:, :2] - rest_pelvis[:2])
-    hips_q[:, 2] = plan.target_toe_level + plan.scale * (pelvis[:, 2] - source_floor)
+    hips_q[:, 2] = plan.target_toe_level + plan.scale * (pelvis[:, 2] - floor)
     if in_place:
         hips_q[:, :2] = hips_rest_q[:2]
     ground_motion = np.zeros((frames, 3))
     if root_motion == "ROOT_BONE":
         ground_motion[:, :2] = hips_q[:, :2] - hips_rest_q[:2]
 
-    wishes = _wishes(plan, mapped_world, hips_q @ plan.axes, ground_motion @ plan.axes)
-    contacts = None
-    if feet_cleanup and plan.legs:
-        contacts = detect_contacts(positions, fps, plan.source_rest, contact_settings)
-        _clean_feet(plan, wishes, contacts, contact_settings)
-    keyed = _keyed_bones(plan, root_motion)
-    posed = _pose_matrices(plan, wishes)
+    offsets = {plan.root: ground_motion @ plan.axes} if plan.root >= 0 else {}
+    return Transfer(
+        rotations={int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)},
+        positions={plan.hips: hips_q @ plan.axes},
+        offsets=offsets,
+        root_motion=root_motion,
+        source_positions=positions,
+    )
+
+
+def solve_keys(plan: RetargetPlan, wishes: Transfer) -> RetargetResult:
+    """Pose-bone keys (rotations for every mapped bone, locations for the hips and root) that give the transfer's
+    armature-space poses down the target's own hierarchy."""
+    keyed = _keyed_bones(plan, wishes.root_motion)
+    posed = pose_matrices(plan, wishes)
     bases = _bases(plan, posed, keyed)
-    location_bones = np.array([plan.hips] + ([plan.root] if root_motion == "ROOT_BONE" else []))
+    location_bones = np.array([plan.hips] + ([plan.root] if wishes.root_motion == "ROOT_BONE" else []))
     order = {bone: slot for slot, bone in enumerate(keyed)}
     rotation_keys = continuous_quaternions(matrix_to_quaternion(bases[:, :, :3, :3]))
     locations = np.stack([bases[:, order[bone], :3, 3] for bone in location_bones], axis=1)
@@ -566,15 +578,14 @@ def retarget(
         location_bones=location_bones,
         locations=locations,
         desired=desired_keyed,
-        contacts=contacts,
     )
 
 
-def _source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
+def source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
     """Height at which the source's lowest foot joint stands: the clip's lowest foot point, as a toe height."""
-    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
-    standing = np.array([source.heads[joint, 2] - toe_level for joint in _FOOT_JOINTS])
-    return float(np.min(positions[:, list(_FOOT_JOINTS), 2] - standing))
+    toe_level = min(source.heads[joint, 2] for joint in FOOT_JOINTS)
+    standing = np.array([source.heads[joint, 2] - toe_level for joint in FOOT_JOINTS])
+    return float(np.min(positions[:, list(FOOT_JOINTS), 2] - standing))
 
 
 def _keyed_bones(plan: RetargetPlan, root_motion: str) -> list[int]:
@@ -584,24 +595,7 @@ def _keyed_bones(plan: RetargetPlan, root_motion: str) -> list[int]:
     return sorted(keyed)
 
 
-@dataclass
-class _Wishes:
-    """Per solved bone, what the frames ask of it (armature space): a world rotation, a position, a ground offset."""
-
-    rotations: dict[int, np.ndarray]
-    positions: dict[int, np.ndarray]
-    offsets: dict[int, np.ndarray]
-
-
-def _wishes(
-    plan: RetargetPlan, mapped_world: np.ndarray, hips_position: np.ndarray, ground_motion: np.ndarray
-) -> _Wishes:
-    rotations = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
-    offsets = {plan.root: ground_motion} if plan.root >= 0 else {}
-    return _Wishes(rotations=rotations, positions={plan.hips: hips_position}, offsets=offsets)
-
-
-def _pose_matrices(plan: RetargetPlan, wishes: _Wishes) -> dict[int, np.ndarray]:
+def pose_matrices(plan: RetargetPlan, wishes: Transfer) -> dict[int, np.ndarray]:
     """Armature-space pose matrices (F, 4, 4) of every solved bone, down the hierarchy, unmapped bones at rest."""
     target = plan.target
     frames = wishes.positions[plan.hips].shape[0]
@@ -636,182 +630,3 @@ def _bases(plan: RetargetPlan, posed: dict[int, np.ndarray], keyed: list[int]) -
     return bases
 
 
-# --- feet -----------------------------------------------------------------------------------------------------------
-
-
-def detect_contacts(
-    positions: np.ndarray, fps: float, source: SourceSkeleton, settings: ContactSettings = ContactSettings()
-) -> np.ndarray:
-    """Left/right ankle contacts (F, 2) from the source: near its standing height and slow over the ground.
-
-    Gaps of one frame are closed and contacts shorter than `min_frames` dropped, so pinning never flickers.
-    """
-    floor = _source_floor(positions, source)
-    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
-    contacts = np.zeros((positions.shape[0], 2), dtype=bool)
-    for side, ankle in enumerate(_ANKLES):
-        standing = floor + source.heads[ankle, 2] - toe_level
-        height = positions[:, ankle, 2] - standing
-        speed = _horizontal_speed(positions[:, ankle], fps)
-        raw = (height < settings.height_tolerance) & (speed < settings.speed_tolerance)
-        contacts[:, side] = _clean_mask(raw, settings.min_frames)
-    return contacts
-
-
-def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
-    if track.shape[0] < 2:
-        return np.zeros(track.shape[0])
-    velocity = np.gradient(track[:, :2], axis=0) * fps
-    return np.linalg.norm(velocity, axis=-1)
-
-
-def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of True as (start, stop) half-open frame ranges."""
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
-def _clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
-    cleaned = mask.copy()
-    gaps = _segments(~cleaned)
-    for start, stop in gaps:
-        if stop - start == 1 and start > 0 and stop < len(cleaned):
-            cleaned[start:stop] = True
-    for start, stop in _segments(cleaned):
-        if stop - start < min_frames:
-            cleaned[start:stop] = False
-    return cleaned
-
-
-def _pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: pin weight (1 in a contact, smoothstep down over `blend_frames` outside) and its segment index."""
-    frames = mask.shape[0]
-    segments = _segments(mask)
-    weight = np.zeros(frames)
-    owner = np.full(frames, -1)
-    index = np.arange(frames)
-    for number, (start, stop) in enumerate(segments):
-        distance = np.maximum(np.maximum(start - index, index - (stop - 1)), 0)
-        ramp = np.clip(1.0 - distance / (blend_frames + 1.0), 0.0, 1.0)
-        ramp = ramp * ramp * (3.0 - 2.0 * ramp)
-        better = ramp > weight
-        weight = np.where(better, ramp, weight)
-        owner = np.where(better, number, owner)
-    return weight, owner
-
-
-def _clean_feet(plan: RetargetPlan, wishes: _Wishes, contacts: np.ndarray, settings: ContactSettings) -> None:
-    """Pin each ankle during its contacts: lower the hips where a leg could not reach its pin, then two-bone IK."""
-    posed = _pose_matrices(plan, wishes)
-    goals = []
-    for leg, joints in zip(plan.legs, plan.leg_joints):
-        side = 0 if joints == _LEGS[0] else 1
-        goal = _ankle_goal(plan, posed, leg, contacts[:, side], settings)
-        if goal is not None:
-            goals.append((leg, *goal))
-    if not goals:
-        return
-    drop = np.max([_hips_drop(plan, posed, leg, goal, weight) for leg, goal, weight in goals], axis=0)
-    if np.any(drop > 0.0):
-        wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * plan.axes[2]
-        posed = _pose_matrices(plan, wishes)
-    for leg, goal, weight in goals:
-        _two_bone_ik(plan, wishes, posed, leg, goal, weight)
-
-
-def _leg_lengths(plan: RetargetPlan, leg: tuple[int, int, int]) -> tuple[float, float]:
-    thigh, shin, foot = leg
-    heads = plan.target.rest[:, :3, 3]
-    return float(np.linalg.norm(heads[shin] - heads[thigh])), float(np.linalg.norm(heads[foot] - heads[shin]))
-
-
-def _ankle_goal(
-    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], contact: np.ndarray,
-    settings: ContactSettings,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Where the ankle should be (F, 3, source frame) and how strongly (F,): at its contact's mean position, never
-    below its standing height, blended in and out around each contact."""
-    segments = _segments(contact)
-    if not segments:
-        return None
-    foot = leg[2]
-    ankle = posed[foot][:, :3, 3] @ plan.axes.T
-    standing_height = float((plan.axes @ plan.target.rest[foot, :3, 3])[2])
-    pins = np.array([ankle[start:stop].mean(axis=0) for start, stop in segments])
-    pins[:, 2] = np.maximum(pins[:, 2], standing_height)
-    weight, owner = _pin_weights(contact, settings.blend_frames)
-    return ankle + weight[:, None] * (pins[np.maximum(owner, 0)] - ankle), weight
-
-
-def _hips_drop(
-    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], goal: np.ndarray,
-    weight: np.ndarray,
-) -> np.ndarray:
-    """How far (F,) the hips must come down so the leg reaches its goal: with a slightly bent knee, or as straight as
-    the source already had it (a goal the leg reaches as it is never moves the hips)."""
-    upper, lower = _leg_lengths(plan, leg)
-    hip = posed[leg[0]][:, :3, 3] @ plan.axes.T
-    ankle = posed[leg[2]][:, :3, 3] @ plan.axes.T
-    reach = np.maximum(_HIPS_DROP_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))
-    horizontal = np.linalg.norm(goal[:, :2] - hip[:, :2], axis=-1)
-    vertical = hip[:, 2] - goal[:, 2]
-    allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
-    return np.where(weight > 0.0, np.maximum(vertical - allowed, 0.0), 0.0)
-
-
-def _two_bone_ik(
-    plan: RetargetPlan,
-    wishes: _Wishes,
-    posed: dict[int, np.ndarray],
-    leg: tuple[int, int, int],
-    goal: np.ndarray,
-    weight: np.ndarray,
-) -> None:
-    """Turn thigh and shin so the ankle lands on `goal`, knee in its own bending plane; the foot keeps its rotation."""
-    thigh, shin, foot = leg
-    axes = plan.axes
-    hip = posed[thigh][:, :3, 3] @ axes.T
-    knee = posed[shin][:, :3, 3] @ axes.T
-    ankle = posed[foot][:, :3, 3] @ axes.T
-    upper, lower = _leg_lengths(plan, leg)
-    reach = goal - hip
-    distance = np.linalg.norm(reach, axis=-1)
-    longest = np.maximum(_IK_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))  # no bend forced
-    clamped = np.clip(distance, abs(upper - lower) + 1e-6, longest)
-    direction = reach / np.maximum(distance, 1e-12)[:, None]
-    goal = hip + direction * clamped[:, None]
-
-    bend = knee - hip
-    bend = bend - np.sum(bend * direction, axis=-1, keepdims=True) * direction
-    thigh_forward = (axes @ wishes.rotations[thigh])[:, :, 2]
-    fallback = thigh_forward - np.sum(thigh_forward * direction, axis=-1, keepdims=True) * direction
-    bend = _normalized(np.where(np.linalg.norm(bend, axis=-1, keepdims=True) > 1e-6, bend, fallback))
-    along = (upper**2 - lower**2 + clamped**2) / (2.0 * clamped)
-    height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
-    new_knee = hip + direction * along[:, None] + bend * height[:, None]
-
-    active = (weight > 0.0)[:, None, None]
-    turn_thigh = rotation_between(knee - hip, new_knee - hip)
-    turned_shin = (turn_thigh @ (ankle - knee)[:, :, None])[:, :, 0]
-    turn_shin = rotation_between(turned_shin, goal - new_knee) @ turn_thigh
-    identity = np.eye(3)
-    turn_thigh = np.where(active, turn_thigh, identity)
-    turn_shin = np.where(active, turn_shin, identity)
-    wishes.rotations[thigh] = axes.T @ turn_thigh @ axes @ wishes.rotations[thigh]
-    wishes.rotations[shin] = axes.T @ turn_shin @ axes @ wishes.rotations[shin]
-
-
-def contact_drift(track: np.ndarray, contacts: np.ndarray) -> float:
-    """Mean horizontal distance a point travels per contact frame (units of `track`); 0 for a perfectly planted foot.
-
-    `track` (F, 3) is the point's position in a Z-up frame, `contacts` (F,) marks its contact frames.
-    """
-    total, steps = 0.0, 0
-    for start, stop in _segments(np.asarray(contacts, dtype=bool)):
-        if stop - start < 2:
-            continue
-        moves = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
-        total += float(moves.sum())
-        steps += stop - start - 1
-    return total / steps if steps else 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from hymotion_addon import retarget, retarget_math
+from hymotion_addon import retarget, retarget_feet, retarget_math
 
 FRAMES = 90
 
@@ -18,7 +18,7 @@ def source_positions(translation, rotations) -> np.ndarray:
 
 def test_contacts_are_the_stance_phases_of_a_walk():
     translation, rotations, stance = rigs.walk_clip(FRAMES)
-    contacts = retarget_math.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
+    contacts = retarget_feet.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
     for side in (0, 1):
         found = contacts[:, side]
         assert (found & stance[:, side]).sum() >= 0.9 * stance[:, side].sum()
@@ -28,11 +28,11 @@ def test_contacts_are_the_stance_phases_of_a_walk():
 def test_a_foot_lifted_or_moving_fast_is_not_in_contact():
     translation, rotations, _ = rigs.walk_clip(FRAMES, slip=3.0)  # the body races ahead: planted feet skate
     positions = source_positions(translation, rotations)
-    contacts = retarget_math.detect_contacts(positions, 30.0, retarget.source_skeleton())
+    contacts = retarget_feet.detect_contacts(positions, 30.0, retarget.source_skeleton())
     assert not contacts.any()
     translation, rotations, _ = rigs.walk_clip(FRAMES)
     translation[:, 1] += 0.2 * (np.arange(FRAMES) >= 45)  # jumps up half-way: the clip's floor is its lowest point
-    contacts = retarget_math.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
+    contacts = retarget_feet.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
     assert contacts[:40].any() and not contacts[46:].any()
 
 
@@ -48,7 +48,7 @@ def test_cleanup_pins_planted_feet_on_a_sliding_walk(scene, rig_name, slip):
     translation, rotations, _ = rigs.walk_clip(FRAMES, slip=slip)
     mapping = retarget.detect_mapping(armature).mapped()
     ankles = [mapping["left_ankle"], mapping["right_ankle"]]
-    contacts = retarget_math.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
+    contacts = retarget_feet.detect_contacts(source_positions(translation, rotations), 30.0, retarget.source_skeleton())
 
     retarget.bake_onto_rig(armature, translation, rotations, mapping)
     before = ankle_tracks(armature, ankles)
@@ -57,8 +57,8 @@ def test_cleanup_pins_planted_feet_on_a_sliding_walk(scene, rig_name, slip):
 
     standing = [armature.data.bones[name].head_local[2] for name in ankles]  # the rig's object is at the origin
     for side in (0, 1):
-        drift_before = retarget_math.contact_drift(before[:, side], contacts[:, side])
-        drift_after = retarget_math.contact_drift(after[:, side], contacts[:, side])
+        drift_before = retarget_feet.contact_drift(before[:, side], contacts[:, side])
+        drift_after = retarget_feet.contact_drift(after[:, side], contacts[:, side])
         print(f"{rig_name} slip {slip} side {side}: {drift_before * 1e3:.2f} -> {drift_after * 1e3:.3f} mm/frame")
         assert drift_before > 0.004  # the walk really slides
         assert drift_after < 0.05 * drift_before
@@ -87,5 +87,5 @@ def test_contact_drift_measures_travel_during_contacts_only():
     track = np.zeros((6, 3))
     track[:, 0] = [0.0, 0.0, 0.1, 0.3, 0.3, 1.3]
     contacts = np.array([True, True, True, False, True, True])
-    assert retarget_math.contact_drift(track, contacts) == pytest.approx((0.0 + 0.1 + 1.0) / 3)
-    assert retarget_math.contact_drift(track, np.zeros(6, dtype=bool)) == 0.0
+    assert retarget_feet.contact_drift(track, contacts) == pytest.approx((0.0 + 0.1 + 1.0) / 3)
+    assert retarget_feet.contact_drift(track, np.zeros(6, dtype=bool)) == 0.0
