@@ -64,5 +64,8 @@ class HYMOTION_OT_export_animation(bpy.types.Operator):
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
+        except OSError as error:  # whatever the file system says, as a report, never a traceback
+            self.report({"ERROR"}, f"Could not export to {self.filepath}: {error}. Pick a folder you can write to.")
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Exported {len(files)} file(s): {', '.join(str(path) for path in files[:3])}")
         return {"FINISHED"}

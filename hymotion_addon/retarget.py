@@ -30,6 +30,10 @@ _REFINE_TOLERANCE = 1e-4  # radians (and armature units for locations); keys are
 _MAX_REFINE_PASSES = 16
 _PLAN_CACHE_SIZE = 8
 _plan_cache: OrderedDict = OrderedDict()
+# The options' defaults, one definition for the console API and the panel (retarget_ui reads them).
+DEFAULT_FEET_CLEANUP = True
+DEFAULT_ROOT_MOTION = "HIPS"
+DEFAULT_IN_PLACE = False
 
 
 # --- reading rigs ---------------------------------------------------------------------------------------------------
@@ -269,9 +273,9 @@ def bake_onto_rig(
     seed: int = 0,
     model: str = "",
     duration: float | None = None,
-    in_place: bool = False,
-    feet_cleanup: bool = False,
-    root_motion: str = "HIPS",
+    in_place: bool = DEFAULT_IN_PLACE,
+    feet_cleanup: bool = DEFAULT_FEET_CLEANUP,
+    root_motion: str = DEFAULT_ROOT_MOTION,
     root_bone: str | None = None,
     start_frame: int = 1,
     scene: bpy.types.Scene | None = None,
@@ -319,6 +323,7 @@ def bake_onto_rig(
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
     action["hymotion_target_rig"] = target_armature.name
+    action.use_fake_user = True  # like a generated one: the rig's previous Action, or this one, is never lost
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
     writer = _KeyWriter(action, target_armature, frames)
@@ -442,6 +447,12 @@ def _action_fcurves(action: bpy.types.Action, armature: bpy.types.Object | None 
     return curves
 
 
+def _fcurve_bone(fcurve: bpy.types.FCurve) -> str | None:
+    """The pose bone an F-curve animates, None for other channels."""
+    path = fcurve.data_path
+    return path[len('pose.bones["'):path.index('"]')] if path.startswith('pose.bones["') else None
+
+
 def clip_from_action(
     smplx_armature: bpy.types.Object, action: bpy.types.Action
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -460,19 +471,20 @@ def clip_from_action(
         raise bad_request(
             f"'{smplx_armature.name}' has no active Action to retarget.", "Generate a motion or pick an Action first."
         )
+    joint_index = {name: number for number, name in enumerate(BODY_JOINT_NAMES)}
+    body_curves = [fcurve for fcurve in _action_fcurves(action, smplx_armature) if _fcurve_bone(fcurve) in joint_index]
+    if not any(len(fcurve.keyframe_points) for fcurve in body_curves):
+        raise bad_request(
+            f"The Action '{action.name}' has no keys on the SMPL-X body bones, so there is no motion to retarget.",
+            "Pick an Action HY-Motion generated on this armature (or key the SMPL-X bones first).",
+        )
     start, end = (int(round(value)) for value in action.frame_range)
     frames = np.arange(start, end + 1)
     local = np.zeros((frames.size, NUM_BODY_JOINTS, 4))
     local[..., 0] = 1.0
     location = np.zeros((frames.size, 3))
-    joint_index = {name: number for number, name in enumerate(BODY_JOINT_NAMES)}
-    for fcurve in _action_fcurves(action, smplx_armature):
-        path = fcurve.data_path
-        if not path.startswith('pose.bones["'):
-            continue
-        bone = path[len('pose.bones["'):path.index('"]')]
-        if bone not in joint_index:
-            continue
+    for fcurve in body_curves:
+        path, bone = fcurve.data_path, _fcurve_bone(fcurve)
         values = np.array([fcurve.evaluate(float(frame)) for frame in frames])
         if path.endswith(".rotation_quaternion"):
             local[:, joint_index[bone], fcurve.array_index] = values

@@ -92,14 +92,18 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
             ("HIPS", "On the Hips", "The hips bone carries all of the motion; a root bone stays still"),
             ("ROOT_BONE", "On the Root Bone", "The root bone slides along the ground, the hips only move up and down"),
         ),
-        default="HIPS",
+        default=retarget.DEFAULT_ROOT_MOTION,
     )
     root_bone: StringProperty(name="Root Bone", description="Bone above the hips that carries the ground motion")
-    in_place: BoolProperty(name="In Place", description="Drop the horizontal motion; the character moves on the spot")
+    in_place: BoolProperty(
+        name="In Place",
+        description="Drop the horizontal motion; the character moves on the spot",
+        default=retarget.DEFAULT_IN_PLACE,
+    )
     feet_cleanup: BoolProperty(
         name="Clean Up Feet",
         description="Pin each foot while it touches the ground, so it neither slides nor sinks",
-        default=True,
+        default=retarget.DEFAULT_FEET_CLEANUP,
     )
     scope: EnumProperty(
         name="Actions",
@@ -333,8 +337,6 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
         if target.type != "ARMATURE":
             self.report({"ERROR"}, f"'{target.name}' is not an armature; pick your character's rig as Target Rig.")
             return {"CANCELLED"}
-        if not settings.bone_map:
-            store_mapping(settings, retarget.detect_mapping(target))
         if settings.scope == "ALL":
             actions = _hymotion_actions(source)
         else:
@@ -351,6 +353,8 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
         }
         made = []
         try:
+            if not settings.bone_map:
+                store_mapping(settings, retarget.detect_mapping(target))
             mapping = mapping_from_settings(settings)
             for action in actions:
                 made.append(retarget.retarget_action(source, target, action, mapping, **options))

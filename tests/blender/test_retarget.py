@@ -378,3 +378,38 @@ def test_operator_retargets_the_active_action_or_every_hymotion_action_as_nla_st
     strips = [strip for track in target.animation_data.nla_tracks for strip in track.strips]
     assert [strip.action["hymotion_prompt"] for strip in strips] == ["second", "first"]
     assert target.animation_data.action is None
+
+
+def test_an_empty_action_is_refused_and_nothing_is_lost(retarget_settings):
+    bpy.context.scene.render.fps = 30
+    smplx = rig.build_armature(bpy.context)
+    target = RIGS["mixamo"]()
+    settings = retarget_settings
+    settings.source_armature, settings.target_armature = smplx, target
+    bake.bake_motion(smplx, *random_clip(4), prompt="earlier", seed=1)
+    assert bpy.ops.hymotion.retarget_action() == {"FINISHED"}
+    previous = target.animation_data.action
+    assert previous.use_fake_user  # kept in the file even once the rig plays another Action
+
+    smplx.animation_data.action = bpy.data.actions.new("Empty")
+    actions_before = {action.name for action in bpy.data.actions}
+    with pytest.raises(RuntimeError, match="no keys on the SMPL-X body bones"):
+        bpy.ops.hymotion.retarget_action()
+    with pytest.raises(HyMotionError, match="no keys on the SMPL-X body bones") as caught:
+        retarget.retarget_action(smplx, target)
+    assert caught.value.hint
+    assert target.animation_data.action == previous
+    assert {action.name for action in bpy.data.actions} == actions_before  # no one-frame T-pose Action made
+
+
+def test_the_console_api_and_the_panel_share_their_defaults(retarget_settings):
+    import inspect
+
+    from hymotion_addon import api, retarget_ui
+
+    signature = inspect.signature(retarget.bake_onto_rig).parameters
+    panel = retarget_ui.HYMOTION_PG_retarget.bl_rna.properties
+    for option in ("feet_cleanup", "in_place", "root_motion"):
+        assert signature[option].default == panel[option].default, option
+    assert signature["feet_cleanup"].default is True  # the panel's Clean Up Feet is on, so is the API's
+    assert api.retarget_action is retarget.retarget_action
