@@ -15,13 +15,13 @@ armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retar
 * per mapped bone a rest alignment: the smallest rotation that turns the target bone's rest direction (toward the
   bone mapped to the source joint's child, else its own tail) into the source bone's T-pose direction. A-pose arms,
   bent rest knees, rolls and bone axis conventions all end up in this one constant matrix;
-* ``scale``: the ratio of hip heights (hips above the lowest foot joint, both at rest).
+* ``scale``: the ratio of leg lengths (hip to knee to ankle at rest, measured the same way on both).
 
 Every frame, a mapped bone's world rotation is then ``Q^T G O (Q B)`` with B its rest matrix and O its rest
 alignment: it turns from its aligned rest exactly as the source joint turns from the T-pose, so in world space it
 points where its source bone points. Pose-bone (local) rotations follow from the world rotations down the target's
-own hierarchy (:func:`solve_keys`), with unmapped bones left at rest. The root follows the source pelvis scaled by the
-hip-height ratio; the clip's lowest foot point lands on the target's floor (armature-space height 0).
+own hierarchy (:func:`solve_keys`), with unmapped bones left at rest. The target's hip joints follow the source's,
+scaled by the leg-length ratio (:func:`_hips_positions`); the clip's lowest foot point lands on the target's floor.
 
 :func:`transfer` computes what every bone should do, :func:`solve_keys` the pose-bone keys that do it. In between,
 :func:`.retarget_feet.clean_feet` may plant the feet (the feet live in their own module).
@@ -49,6 +49,7 @@ LEGS = (
 ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
 TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
 FOOT_JOINTS = ANKLES + TOES
+_HIP_JOINTS = (_JOINT_INDEX["left_hip"], _JOINT_INDEX["right_hip"])
 _UP_LANDMARKS = tuple(_JOINT_INDEX[name] for name in ("neck", "head", "spine3", "spine2", "spine1"))
 _SIDE_PAIRS = tuple(
     (_JOINT_INDEX[f"left_{name}"], _JOINT_INDEX[f"right_{name}"])
@@ -124,15 +125,17 @@ class TargetSkeleton:
 
 @dataclass(frozen=True)
 class RetargetPlan:
-    """Everything computed once per (rig, mapping): rest alignment, axes, hip-height scale, the bones to solve."""
+    """Everything computed once per (rig, mapping): rest alignment, axes, leg-length scale, the bones to solve."""
 
     target: TargetSkeleton
     joints: np.ndarray  # (M,) source joint of each mapped bone
     bones: np.ndarray  # (M,) target bone index of each mapped joint
     axes: np.ndarray  # (3, 3) Q: target armature space -> source frame
     aligned_rest: np.ndarray  # (M, 3, 3) O (Q B): each mapped bone's rest, aligned to the T-pose, source frame
-    scale: float
+    scale: float  # target leg length over source leg length (hip to ankle along the chain, rest)
     hips: int  # target bone index of the pelvis
+    anchor_joints: tuple[int, ...]  # source joints whose midpoint the target's matching bones follow (the hips)
+    target_anchor: np.ndarray  # (3,) midpoint of the target bones mapped to them at rest, source frame
     root: int  # target bone index carrying ground motion in ROOT_BONE mode, -1 if none
     solve_order: np.ndarray  # target bones whose pose is computed (mapped bones, their ancestors, root)
     source_rest: SourceSkeleton
@@ -350,21 +353,20 @@ def plan_retarget(
         aligned[slot] = alignment @ rest_q[bone]
 
     hips = bone_of_joint[_PELVIS]
-    source_feet = [joint for joint in FOOT_JOINTS if joint in bone_of_joint]
     source_toe_level = float(min(source.heads[joint, 2] for joint in FOOT_JOINTS))
-    if source_feet:
-        target_toe_level = float(min(heads_q[bone_of_joint[joint], 2] for joint in source_feet))
-        source_mapped_level = float(min(source.heads[joint, 2] for joint in source_feet))
-        scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_mapped_level)
-        target_toe_level += scale * (source_toe_level - source_mapped_level)
-    else:
-        scale = heads_q[hips, 2] / (source.heads[_PELVIS, 2] - source_toe_level)
-        target_toe_level = 0.0
+    target_toe_level = _target_toe_level(source, heads_q, bone_of_joint, source_toe_level)
+    scale = _leg_length_ratio(source, heads_q, bone_of_joint)
+    if scale is None:  # no whole leg mapped: hip heights above the feet stand in for leg lengths
+        scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_toe_level)
     if not np.isfinite(scale) or scale <= 1e-6:
         raise bad_request(
             "The rig's hips are not above its feet, so the motion cannot be scaled to it.",
             "Check the mapping of the pelvis, ankle and foot bones (the rig should stand upright in its rest pose).",
         )
+    anchor_joints = tuple(joint for joint in _HIP_JOINTS if joint in bone_of_joint)
+    if len(anchor_joints) < len(_HIP_JOINTS):
+        anchor_joints = (_PELVIS,)
+    anchor_bones = [bone_of_joint[joint] for joint in anchor_joints]
 
     root = _root_index(target, root_bone, bone_of_joint)
     needed = set(bones.tolist())
@@ -384,6 +386,8 @@ def plan_retarget(
         aligned_rest=aligned,
         scale=float(scale),
         hips=hips,
+        anchor_joints=anchor_joints,
+        target_anchor=heads_q[anchor_bones].mean(axis=0),
         root=root,
         solve_order=np.array(sorted(needed)),
         source_rest=source,
@@ -393,6 +397,33 @@ def plan_retarget(
         leg_joints=tuple(leg_joints),
         mapping=primary,
     )
+
+
+def _target_toe_level(
+    source: SourceSkeleton, heads_q: np.ndarray, bone_of_joint: dict[int, int], source_toe_level: float
+) -> float:
+    """Rest height (source-frame z) at which the target's feet stand: its lowest mapped foot joint."""
+    mapped = [joint for joint in FOOT_JOINTS if joint in bone_of_joint]
+    if not mapped:
+        return 0.0
+    return float(min(heads_q[bone_of_joint[joint], 2] for joint in mapped))
+
+
+def _leg_length_ratio(source: SourceSkeleton, heads_q: np.ndarray, bone_of_joint: dict[int, int]) -> float | None:
+    """Target leg length over the source's, each the hip-to-knee plus knee-to-ankle distance at rest, averaged over
+    the legs mapped whole; None when no leg is. Measured the same way on both, so it does not depend on where a rig
+    puts its hips bone."""
+    ratios = []
+    for leg in LEGS:
+        if all(joint in bone_of_joint for joint in leg):
+            target = [heads_q[bone_of_joint[joint]] for joint in leg]
+            rest = [source.heads[joint] for joint in leg]
+            ratios.append(_chain_length(target) / _chain_length(rest))
+    return float(np.mean(ratios)) if ratios else None
+
+
+def _chain_length(points: list[np.ndarray]) -> float:
+    return float(sum(np.linalg.norm(b - a) for a, b in zip(points, points[1:])))
 
 
 def _root_index(target: TargetSkeleton, root_bone: str | None, bone_of_joint: dict[int, int]) -> int:
@@ -538,13 +569,9 @@ def transfer(
     frames = world.shape[0]
     mapped_world = plan.axes.T @ world[:, plan.joints] @ plan.aligned_rest
 
-    pelvis = positions[:, _PELVIS]
-    floor = source_floor(positions, plan.source_rest)
-    rest_pelvis = plan.source_rest.heads[_PELVIS]
+    rotations_by_bone = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
+    hips_q = _hips_positions(plan, positions, plan.axes @ rotations_by_bone[plan.hips])
     hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
-    hips_q = np.empty((frames, 3))
-    hips_q[:, :2] = hips_rest_q[:2] + plan.scale * (pelvis[:, :2] - rest_pelvis[:2])
-    hips_q[:, 2] = plan.target_toe_level + plan.scale * (pelvis[:, 2] - floor)
     if in_place:
         hips_q[:, :2] = hips_rest_q[:2]
     ground_motion = np.zeros((frames, 3))
@@ -553,12 +580,32 @@ def transfer(
 
     offsets = {plan.root: ground_motion @ plan.axes} if plan.root >= 0 else {}
     return Transfer(
-        rotations={int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)},
+        rotations=rotations_by_bone,
         positions={plan.hips: hips_q @ plan.axes},
         offsets=offsets,
         root_motion=root_motion,
         source_positions=positions,
     )
+
+
+def _hips_positions(plan: RetargetPlan, positions: np.ndarray, hips_rotation: np.ndarray) -> np.ndarray:
+    """Where the hips bone goes (F, 3, source frame) so that the target's hip joints (the anchor: the midpoint of its
+    thighs) follow the source's, scaled by the leg-length ratio about the rest pose:
+
+        anchor_target(t) = anchor_target_rest + scale * (anchor_source(t) - anchor_source_standing)
+
+    where the source's standing anchor is its rest anchor, set on the clip's floor. The hips bone then sits where its
+    rest offset to the anchor, turned as the hips turn (`hips_rotation`, F x 3 x 3, source frame), puts it."""
+    source = plan.source_rest
+    joints = list(plan.anchor_joints)
+    anchor = positions[:, joints].mean(axis=1)
+    standing = source.heads[joints].mean(axis=0)
+    standing[2] += source_floor(positions, source) - plan.source_toe_level
+    target_anchor = plan.target_anchor + plan.scale * (anchor - standing)
+    hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
+    hips_rest_rotation = plan.axes @ plan.target.rest[plan.hips, :3, :3]
+    offset = hips_rest_rotation.T @ (plan.target_anchor - hips_rest_q)  # anchor in the hips bone's own frame
+    return target_anchor - hips_rotation @ offset
 
 
 def solve_keys(plan: RetargetPlan, wishes: Transfer) -> RetargetResult:
