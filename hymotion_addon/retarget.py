@@ -34,6 +34,7 @@ _plan_cache: OrderedDict = OrderedDict()
 DEFAULT_FEET_CLEANUP = True
 DEFAULT_ROOT_MOTION = "HIPS"
 DEFAULT_IN_PLACE = False
+RESIDUAL_REPORT_DEGREES = 1.0  # bones turned further than this from their source direction are reported
 
 
 # --- reading rigs ---------------------------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ def target_skeleton(armature: bpy.types.Object) -> retarget_math.TargetSkeleton:
         parents=np.array([index[bone.parent.name] if bone.parent else -1 for bone in order]),
         rest=rest,
         plain=plain,
+        lengths=np.array([bone.length for bone in order]),
     )
 
 
@@ -317,13 +319,14 @@ def bake_onto_rig(
 
     translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
     wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
-    if feet_cleanup and plan.legs:
-        retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
+    transferred = dict(wishes.rotations)
+    contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings) if feet_cleanup else None
     result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
     action["hymotion_target_rig"] = target_armature.name
     action.use_fake_user = True  # like a generated one: the rig's previous Action, or this one, is never lost
+    _store_quality(action, plan, result, transferred, wishes, contacts)
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
     writer = _KeyWriter(action, target_armature, frames)
@@ -343,6 +346,43 @@ def bake_onto_rig(
     if plan.needs_evaluation:
         _refine_with_blender(scene, target_armature, plan, result, writer)
     return action
+
+
+def _store_quality(
+    action: bpy.types.Action,
+    plan: retarget_math.RetargetPlan,
+    result: retarget_math.RetargetResult,
+    transferred: dict[int, np.ndarray],
+    wishes: retarget_math.Transfer,
+    contacts: np.ndarray | None,
+) -> None:
+    """Put what the user should know on the Action: per bone, how far (degrees) the feet cleanup turned it away from
+    its source direction where that is over 1 degree (``hymotion_residual_degrees``), and per foot contact its slide,
+    penetration and hover in the rig's units (``hymotion_contacts``: "left heel 12-40" -> [slide, penetration,
+    hover]), both from the solved pose."""
+    names = plan.target.names
+    residual = {}
+    for bone, wanted in transferred.items():
+        cosine = (np.trace(np.swapaxes(wanted, -1, -2) @ wishes.rotations[bone], axis1=-2, axis2=-1) - 1.0) / 2.0
+        worst = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))).max())
+        if worst > RESIDUAL_REPORT_DEGREES:
+            residual[names[bone]] = round(worst, 2)
+    action["hymotion_residual_degrees"] = residual
+    if contacts is None:
+        return
+    matrices = {int(bone): result.desired[:, slot] for slot, bone in enumerate(result.keyed_bones)}
+    reports = retarget_feet.measure_contacts(plan, matrices, contacts)
+    action["hymotion_contacts"] = {
+        f"{report.side} {report.point} {report.start}-{report.stop}": [report.slide, report.penetration, report.hover]
+        for report in reports
+    }
+
+
+def residual_summary(action: bpy.types.Action, limit: int = 4) -> str:
+    """The bones turned more than 1 degree from their source direction, worst first, for a report ('' for none)."""
+    residual = dict(action.get("hymotion_residual_degrees", {}))
+    worst = sorted(residual.items(), key=lambda item: -item[1])[:limit]
+    return ", ".join(f"{bone} {degrees:.1f}°" for bone, degrees in worst)
 
 
 def _check_hips_can_move(armature: bpy.types.Object, plan: retarget_math.RetargetPlan) -> None:

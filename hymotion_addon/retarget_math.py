@@ -97,6 +97,7 @@ class TargetSkeleton:
     parents: np.ndarray
     rest: np.ndarray
     plain: np.ndarray = None
+    lengths: np.ndarray = None  # bone lengths (head to tail), armature units; ones where not given
 
     def __post_init__(self) -> None:
         parents = np.asarray(self.parents, dtype=np.int64)
@@ -106,6 +107,8 @@ class TargetSkeleton:
         object.__setattr__(self, "rest", np.asarray(self.rest, dtype=np.float64))
         plain = np.ones(len(self.names), dtype=bool) if self.plain is None else np.asarray(self.plain, dtype=bool)
         object.__setattr__(self, "plain", plain)
+        lengths = np.ones(len(self.names)) if self.lengths is None else np.asarray(self.lengths, dtype=np.float64)
+        object.__setattr__(self, "lengths", lengths)
         relative = self.rest.copy()  # each bone's rest in its parent's rest frame (its own rest at the top)
         has_parent = parents >= 0
         relative[has_parent] = _rigid_inverse(self.rest[parents[has_parent]]) @ self.rest[has_parent]
@@ -172,6 +175,7 @@ class Transfer:
     offsets: dict[int, np.ndarray]
     root_motion: str
     source_positions: np.ndarray
+    source_world: np.ndarray  # (F, 22, 3, 3) the source joints' world rotations
 
 
 # --- small rotation helpers -------------------------------------------------------------------------------------
@@ -585,6 +589,7 @@ def transfer(
         offsets=offsets,
         root_motion=root_motion,
         source_positions=positions,
+        source_world=world,
     )
 
 

@@ -367,6 +367,13 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             self.report({"INFO"}, f"Retargeted '{actions[0].name}' onto '{target.name}' as '{made[0].name}'.")
         else:
             self.report({"INFO"}, f"Retargeted {len(made)} Actions onto '{target.name}' as NLA strips.")
+        residual = retarget.residual_summary(made[0])
+        if residual:
+            self.report(
+                {"WARNING"},
+                f"Feet cleanup turned these bones away from the source to plant the feet: {residual} (per bone in "
+                "the Action's 'hymotion_residual_degrees'). Turn Clean Up Feet off to keep every bone on the source.",
+            )
         return {"FINISHED"}
 
 
