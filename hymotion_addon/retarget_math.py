@@ -62,6 +62,7 @@ _SOURCE_LEFT = np.array([1.0, 0.0, 0.0])
 _MAX_AXIS_SNAP_DEGREES = 30.0
 _MAX_OWN_AXIS_SWING_DEGREES = 45.0
 _MIN_DIRECTION = 1e-6
+_TAIL_REACH = 0.25  # a child bone whose head is this close to a bone's tail (in bone lengths) continues its chain
 
 
 @dataclass(frozen=True)
@@ -349,9 +350,11 @@ def plan_retarget(
     direction_child = source.direction_children()
     aligned_by_joint: dict[int, np.ndarray] = {}
     aligned = np.empty((len(joints), 3, 3))
+    followers_from = len(primary)
     for slot, (joint, bone) in enumerate(zip(joints, bones)):
         alignment = _rest_alignment(
-            source, target, joint, bone, bone_of_joint, direction_child[joint], heads_q, rest_q, aligned_by_joint
+            source, target, joint, bone, bone_of_joint, direction_child[joint], heads_q, rest_q, aligned_by_joint,
+            follower=slot >= followers_from,
         )
         aligned_by_joint.setdefault(joint, alignment)
         aligned[slot] = alignment @ rest_q[bone]
@@ -483,18 +486,25 @@ def _rest_alignment(
     heads_q: np.ndarray,
     rest_q: np.ndarray,
     aligned_by_joint: dict[int, np.ndarray],
+    follower: bool = False,
 ) -> np.ndarray:
     """O for one mapped bone: the rotation that brings its rest (source frame) to the source's T-pose.
 
-    Where the bone mapped to the source joint's child hangs below this bone, the segment between their heads is
+    Where the bone mapped to the source joint's child hangs below this bone, or starts at its tail (Rigify's upper
+    arm, which hangs from helper bones beside the shoulder control), the segment between their heads is
     turned onto the source segment (fixing A-poses, bent rest knees, leaning spines whatever the bone's own axes).
     Otherwise (a leaf like the hand or head, or a control like Rigify's torso whose children hang elsewhere) the bone
     takes its parent joint's alignment, plus a swing of its own Y axis when that axis already points within 45 degrees
     of the source bone (a hand bone along the forearm), and never a larger one (a torso control pointing backward
-    stays as it is).
+    stays as it is). A follower (a second bone of the joint) only counts children that hang below it: it turns with
+    its joint's own bone, whose chain the child continues.
     """
     source_direction = source.tails[joint] - source.heads[joint]
-    if child >= 0 and child in bone_of_joint and bone in target.ancestors(bone_of_joint[child]):
+    continues = child >= 0 and child in bone_of_joint and (
+        bone in target.ancestors(bone_of_joint[child])
+        if follower else _points_at(target, heads_q, rest_q, bone, bone_of_joint[child])
+    )
+    if continues:
         segment = heads_q[bone_of_joint[child]] - heads_q[bone]
         if np.linalg.norm(segment) > _MIN_DIRECTION:
             return rotation_between(segment, source_direction)
@@ -505,6 +515,15 @@ def _rest_alignment(
     if cosine >= np.cos(np.radians(_MAX_OWN_AXIS_SWING_DEGREES)):
         return rotation_between(own_axis, source_direction) @ inherited
     return inherited
+
+
+def _points_at(target: TargetSkeleton, heads_q: np.ndarray, rest_q: np.ndarray, bone: int, child: int) -> bool:
+    """Whether `child` continues `bone`'s chain: it hangs below it, or its head lies within a quarter of the bone's
+    length of the bone's tail (so the bone points at it, within about 15 degrees)."""
+    if bone in target.ancestors(child):
+        return True
+    tail = heads_q[bone] + rest_q[bone][:, 1] * target.lengths[bone]
+    return bool(np.linalg.norm(heads_q[child] - tail) < _TAIL_REACH * target.lengths[bone])
 
 
 def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndarray:

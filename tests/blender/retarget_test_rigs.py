@@ -359,12 +359,20 @@ def is_descendant(armature: bpy.types.Object, bone: str, ancestor: str) -> bool:
     return False
 
 
+def continues_chain(armature, bone: str, child: str) -> bool:
+    """The child bone hangs below the bone, or starts within a quarter of its length of its tail (Rigify's upper arm
+    beside its shoulder control): then the bone's direction is the one from its head to the child's head."""
+    bones = armature.data.bones
+    gap = np.linalg.norm(np.array(bones[child].head_local) - np.array(bones[bone].tail_local))
+    return is_descendant(armature, child, bone) or gap < 0.25 * bones[bone].length
+
+
 def direction_errors(armature, mapping: dict[str, str], translation, rotations, frame_offset: int = 1,
                      frames=(0,)) -> dict[str, float]:
     """Worst angle (degrees) per mapped joint between the target bone's world direction and its source bone's.
 
     A target bone's direction runs from its head to the head of the bone mapped to the source joint's chain child
-    when that bone hangs below it, else along its own axis (head to tail); the source's from the joint to its child,
+    when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's from the joint to its child,
     or along the SMPL-X rig's leaf bone.
     """
     from hymotion_addon import retarget
@@ -381,7 +389,7 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
             index = JOINT[joint]
             child = children[index]
             child_joint = BODY_JOINT_NAMES[child] if child >= 0 else None
-            if child_joint in mapping and is_descendant(armature, mapping[child_joint], bone):
+            if child_joint in mapping and continues_chain(armature, bone, mapping[child_joint]):
                 target_direction = by_name[mapping[child_joint]][:3, 3] - by_name[bone][:3, 3]
                 source_direction = positions[frame, child] - positions[frame, index]
             else:
