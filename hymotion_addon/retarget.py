@@ -153,6 +153,11 @@ def resolve_mapping(armature: bpy.types.Object, mapping) -> BoneMapping:
     )
 
 
+def _keyable(armature: bpy.types.Object, bone: str) -> bool:
+    """No active constraint or driver overrides this bone's keys."""
+    return not _active_constraints(armature.pose.bones[bone]) and bone not in _driven_bones(armature)
+
+
 def _check_keyable(armature: bpy.types.Object, mapping: BoneMapping) -> None:
     """Mapped bones must obey keys: a constraint or driver on them would override the motion."""
     driven = _driven_bones(armature)
@@ -189,7 +194,13 @@ def plan_for(
                 "Run Detect Mapping for this rig, or load a preset made for it.",
             )
         followers = bone_mapping.followers_for(mapping, target.names)
-        plan = retarget_math.plan_retarget(source_skeleton(), target, mapping.mapped(), root_bone, followers)
+        controls = {
+            control: joint for control, joint in bone_mapping.ik_controls_for(mapping, target.names).items()
+            if _keyable(armature, control)
+        }
+        plan = retarget_math.plan_retarget(
+            source_skeleton(), target, mapping.mapped(), root_bone, followers, controls
+        )
         _plan_cache[key] = plan
         while len(_plan_cache) > _PLAN_CACHE_SIZE:
             _plan_cache.popitem(last=False)
@@ -432,7 +443,13 @@ def _refine_with_blender(
     location_slots = {int(bone): slot for slot, bone in enumerate(result.location_bones)}
     rotations = result.rotations.copy()
     locations = result.locations.copy()
-    desired = result.desired
+    desired = result.desired.copy()
+    columns = {int(bone): column for column, bone in enumerate(result.keyed_bones)}
+    rest = plan.target.rest
+    followers = [  # IK controls follow where Blender puts their limb bones, which numpy's rest chain cannot tell
+        (columns[control], columns[followed], np.linalg.inv(rest[followed]) @ rest[control])
+        for control, followed in plan.ik_controls
+    ]
     frames = writer.frames
     original_frame = scene.frame_current
     window_manager = bpy.context.window_manager
@@ -446,6 +463,8 @@ def _refine_with_blender(
             for bone, slot in location_slots.items():
                 basis[:, list(result.keyed_bones).index(bone), :3, 3] = locations[:, slot]
             evaluated = _pose_matrices(scene, armature, frames)[:, keyed]
+            for control, followed, offset in followers:
+                desired[:, control] = evaluated[:, followed] @ offset
             parent_like = evaluated @ np.linalg.inv(basis)
             parent_rotation = _orthonormal(parent_like[..., :3, :3])
             new_rotation = np.swapaxes(parent_rotation, -1, -2) @ desired[..., :3, :3]

@@ -148,6 +148,7 @@ class RetargetPlan:
     legs: tuple[tuple[int, int, int], ...]  # (thigh, shin, foot) target bones of the fully mapped legs
     leg_joints: tuple[tuple[int, int, int], ...]
     mapping: dict[str, str] = field(default_factory=dict)  # joint -> bone, followers left out
+    ik_controls: tuple[tuple[int, int], ...] = ()  # (IK control, the mapped bone it follows) target indices
 
     @property
     def needs_evaluation(self) -> bool:
@@ -322,12 +323,14 @@ def plan_retarget(
     mapping: dict[str, str],
     root_bone: str | None = None,
     followers: dict[str, str] | None = None,
+    ik_controls: dict[str, str] | None = None,
 ) -> RetargetPlan:
     """Rest alignment for a rig and mapping (source joint name -> target bone name), computed once.
 
     `root_bone` names the bone that carries the ground motion in ROOT_BONE mode (it must not be a mapped bone).
     `followers` ({bone: source joint}) are extra bones that turn like a joint already mapped to another bone, for
     rigs that split one body part over two controls (Rigify's hips region hangs from its own FK bone).
+    `ik_controls` ({bone: source joint}) are IK targets and poles that follow the bone mapped to that joint.
     """
     pairs = [(joint, bone) for joint, bone in mapping.items() if bone]
     primary = dict(pairs)
@@ -376,8 +379,13 @@ def plan_retarget(
     anchor_bones = [bone_of_joint[joint] for joint in anchor_joints]
 
     root = _root_index(target, root_bone, bone_of_joint)
+    controls = tuple(
+        (target.index(control), bone_of_joint[_JOINT_INDEX[joint]])
+        for control, joint in sorted((ik_controls or {}).items())
+        if control in target.names and _JOINT_INDEX.get(joint) in bone_of_joint
+    )
     needed = set(bones.tolist())
-    for bone in list(needed) + ([root] if root >= 0 else []):
+    for bone in list(needed) + ([root] if root >= 0 else []) + [control for control, _ in controls]:
         needed.add(bone)
         needed.update(target.ancestors(bone))
     legs, leg_joints = [], []
@@ -403,6 +411,7 @@ def plan_retarget(
         legs=tuple(legs),
         leg_joints=tuple(leg_joints),
         mapping=primary,
+        ik_controls=controls,
     )
 
 
@@ -637,8 +646,14 @@ def solve_keys(plan: RetargetPlan, wishes: Transfer) -> RetargetResult:
     armature-space poses down the target's own hierarchy."""
     keyed = _keyed_bones(plan, wishes.root_motion)
     posed = pose_matrices(plan, wishes)
+    rest = plan.target.rest
+    for control, followed in plan.ik_controls:  # keeps its rest offset to the bone it follows
+        posed[control] = posed[followed] @ (_rigid_inverse(rest[followed]) @ rest[control])
     bases = _bases(plan, posed, keyed)
-    location_bones = np.array([plan.hips] + ([plan.root] if wishes.root_motion == "ROOT_BONE" else []))
+    location_bones = np.array(
+        [plan.hips] + ([plan.root] if wishes.root_motion == "ROOT_BONE" else [])
+        + [control for control, _ in plan.ik_controls]
+    )
     order = {bone: slot for slot, bone in enumerate(keyed)}
     rotation_keys = continuous_quaternions(matrix_to_quaternion(bases[:, :, :3, :3]))
     locations = np.stack([bases[:, order[bone], :3, 3] for bone in location_bones], axis=1)
@@ -660,7 +675,7 @@ def source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
 
 
 def _keyed_bones(plan: RetargetPlan, root_motion: str) -> list[int]:
-    keyed = plan.bones.tolist()
+    keyed = plan.bones.tolist() + [control for control, _ in plan.ik_controls]
     if root_motion == "ROOT_BONE":
         keyed.append(plan.root)
     return sorted(keyed)
