@@ -374,6 +374,8 @@ def _store_quality(
     names = plan.target.names
     residual = {}
     for bone, wanted in transferred.items():
+        if wishes.rotations[bone] is wanted:  # untouched by the cleanup
+            continue
         cosine = (np.trace(np.swapaxes(wanted, -1, -2) @ wishes.rotations[bone], axis1=-2, axis2=-1) - 1.0) / 2.0
         worst = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))).max())
         if worst > RESIDUAL_REPORT_DEGREES:

@@ -410,11 +410,13 @@ def _points(foot: Foot, ankle: np.ndarray, rotation: np.ndarray, toe_rotation: n
     return np.stack([heel, ball, tip], axis=1)
 
 
-def foot_point_tracks(plan: RetargetPlan, matrices: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+def foot_point_tracks(
+    plan: RetargetPlan, matrices: dict[int, np.ndarray], feet: list[Foot] | None = None
+) -> dict[int, np.ndarray]:
     """Per side, heel, ball and toe tip (F, 3, 3, source frame) from armature-space pose matrices (F, 4, 4) of the
     foot and toe bones (from numpy or from Blender's evaluation)."""
     tracks = {}
-    for foot in plan_feet(plan):
+    for foot in feet if feet is not None else plan_feet(plan):
         ankle = matrices[foot.foot][:, :3, 3] @ plan.axes.T
         rotation = plan.axes @ matrices[foot.foot][:, :3, :3]
         toe = plan.axes @ matrices[foot.toe][:, :3, :3] if foot.toe >= 0 else None
@@ -429,7 +431,7 @@ def measure_contacts(
     target's foot points from pose matrices as :func:`foot_point_tracks` takes them."""
     reports = []
     feet = {foot.side: foot for foot in plan_feet(plan)}
-    for side, points in foot_point_tracks(plan, matrices).items():
+    for side, points in foot_point_tracks(plan, matrices, list(feet.values())).items():
         depth = np.max(feet[side].floors - points[..., 2], axis=1)
         for point, name in enumerate(POINTS):
             track = points[:, point]
