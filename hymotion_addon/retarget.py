@@ -4,7 +4,8 @@ The entry point is :func:`bake_onto_rig` (a generated clip as numpy arrays) and 
 already baked onto the SMPL-X armature). Both build one Action on the target rig with a key on every frame for each
 mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
 and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
-the motion drives the FK controls).
+the motion drives the FK controls). The rig's known IK controls are keyed to follow their limbs, so switching to IK
+keeps the motion. The numpy work is :mod:`.retarget_math` (the transfer) and :mod:`.retarget_feet` (the feet).
 
 Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
 rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
