@@ -148,21 +148,6 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
     return weight, owner
 
 
-def contact_drift(track: np.ndarray, contacts: np.ndarray) -> float:
-    """Mean horizontal distance a point travels per contact frame (units of `track`); 0 for a perfectly planted foot.
-
-    `track` (F, 3) is the point's position in a Z-up frame, `contacts` (F,) marks its contact frames.
-    """
-    total, steps = 0.0, 0
-    for start, stop in segments(np.asarray(contacts, dtype=bool)):
-        if stop - start < 2:
-            continue
-        moves = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
-        total += float(moves.sum())
-        steps += stop - start - 1
-    return total / steps if steps else 0.0
-
-
 # --- leg IK ---------------------------------------------------------------------------------------------------------
 
 

@@ -364,7 +364,7 @@ def plan_retarget(
 
     hips = bone_of_joint[_PELVIS]
     source_toe_level = float(min(source.heads[joint, 2] for joint in FOOT_JOINTS))
-    target_toe_level = _target_toe_level(source, heads_q, bone_of_joint, source_toe_level)
+    target_toe_level = _target_toe_level(heads_q, bone_of_joint)
     scale = _leg_length_ratio(source, heads_q, bone_of_joint)
     if scale is None:  # no whole leg mapped: hip heights above the feet stand in for leg lengths
         scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_toe_level)
@@ -415,9 +415,7 @@ def plan_retarget(
     )
 
 
-def _target_toe_level(
-    source: SourceSkeleton, heads_q: np.ndarray, bone_of_joint: dict[int, int], source_toe_level: float
-) -> float:
+def _target_toe_level(heads_q: np.ndarray, bone_of_joint: dict[int, int]) -> float:
     """Rest height (source-frame z) at which the target's feet stand: its lowest mapped foot joint."""
     mapped = [joint for joint in FOOT_JOINTS if joint in bone_of_joint]
     if not mapped:
