@@ -7,6 +7,11 @@ extension (the repository name, ``user_default`` here, is the one shown in Prefe
     from bl_ext.user_default.hymotion.hymotion_addon import api
     actions = api.generate("a person jumps twice", duration=3.0, seeds=(0, 1))
 
+:func:`retarget_action` puts an Action baked on the SMPL-X armature onto your own rig, with the same defaults as the
+panel's Retarget to Rig (docs/retarget-export.md)::
+
+    action = api.retarget_action(bpy.data.objects["SMPLX"], bpy.data.objects["Armature"])
+
 docs/blender.md has more, including the import path when running from a source checkout.
 """
 
@@ -20,8 +25,9 @@ from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.prompt_guide import suggest_duration
 
 from . import generation, preferences, rig
+from .retarget import retarget_action
 
-__all__ = ["GenerationError", "HyMotionError", "generate"]
+__all__ = ["GenerationError", "HyMotionError", "generate", "retarget_action"]
 
 
 class GenerationError(HyMotionError):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hymotion.errors import bad_request
+from hymotion.presets import write_text_atomically
 from hymotion.skeleton import BODY_JOINT_NAMES
 
 PRESET_FORMAT = "hymotion-bone-map"
@@ -92,10 +93,9 @@ class BoneMapping:
 
 
 def save_preset(mapping: BoneMapping, path: str | Path) -> Path:
-    """Write a mapping as a JSON preset (the folder is created if needed)."""
+    """Write a mapping as a JSON preset, atomically like every preset (the folder is created if needed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mapping.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_text_atomically(path, json.dumps(mapping.to_dict(), indent=2) + "\n")
     return path
 
 
@@ -207,6 +207,18 @@ _MIN_CONVENTION_MATCHES = 10
 # Extra bones that turn with a mapped joint where a convention splits one body part over two controls: Rigify's hips
 # region and legs hang from 'spine_fk', below the lower-back FK control, so it follows the pelvis.
 FOLLOWERS: dict[str, dict[str, str]] = {"rigify": {"spine_fk": "pelvis"}}
+# IK controls baked along with the FK motion, so switching a limb to IK keeps it: each follows the bone mapped to its
+# joint, keeping their rest offset (a foot IK target sits on the foot, a knee pole stays in front of the knee).
+# Rigify's arm IK controls and its thigh_ik are left out: their parents (the parent switch of hand_ik, the swing
+# helper of thigh_ik) depend on the controls themselves, so no key for them can be solved against Blender's
+# evaluation (the solve diverges).
+IK_CONTROLS: dict[str, dict[str, str]] = {
+    "rigify": _sided({"ankle": "foot_ik.{s}", "foot": "toe_ik.{s}", "hip": "thigh_ik_target.{s}"}, "L", "R"),
+    "auto_rig_pro": _sided({
+        "ankle": "c_foot_ik.{s}", "wrist": "c_hand_ik.{s}", "hip": "c_leg_pole.{s}", "shoulder": "c_arms_pole.{s}",
+    }, "l", "r"),
+    "ue5": _sided({"ankle": "ik_foot_{s}", "wrist": "ik_hand_{s}"}, "l", "r"),
+}
 # Bones the convention's joints never use but whose presence tells the conventions apart.
 _CONVENTION_MARKERS = {"ue5": ("spine_04", "spine_05"), "ue4": ()}
 _MIXAMO_NAMESPACE = re.compile(r"^(.*?)Hips$")
@@ -508,6 +520,21 @@ def followers_for(mapping: BoneMapping, bone_names) -> dict[str, str]:
                 if bone in names and bone not in used and mapping.bones.get(joint)
             })
     return followers
+
+
+def ik_controls_for(mapping: BoneMapping, bone_names) -> dict[str, str]:
+    """{IK control: joint} for the IK controls of any known rig that the rig has, where their joint is mapped."""
+    names = set(bone_names)
+    used = set(mapping.mapped().values())
+    controls = {}
+    for table in IK_CONTROLS.values():
+        for joint, patterns in table.items():
+            if not mapping.bones.get(joint):
+                continue
+            for control in patterns.split("|"):
+                if control in names and control not in used:
+                    controls[control] = joint
+    return controls
 
 
 def root_bone_candidate(bones: list[BoneInfo], mapping: BoneMapping) -> str | None:

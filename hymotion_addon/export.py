@@ -3,7 +3,8 @@
 Works for the SMPL-X armature and for any rig a clip was retargeted onto. One file per Action, or all the chosen
 Actions in one file (FBX and glTF: one take/animation per Action, named after it; BVH holds a single motion per
 file). Blender's FBX importer starts takes one frame late unless its Animation Offset is set to 0. Every export
-leaves the scene as it found it: active Action and slot, NLA mute states, frame range, selection, active object.
+leaves the scene as it found it: active Action and slot, NLA mute states, frame range, selection, active object
+and its mode (an export from Pose Mode returns to Pose Mode). A file that cannot be written is a clear report.
 
 Defaults per target application (written down in docs/retarget-export.md):
 
@@ -20,6 +21,7 @@ glTF/GLB: Y-up, sampled on every frame, no key reduction. BVH: native rotation o
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from pathlib import Path
 
@@ -172,6 +174,8 @@ def export_animation(
         )
     if not path.parent.is_dir():
         raise bad_request(f"The folder {path.parent} does not exist.", "Pick an existing folder to export into.")
+    if not os.access(path.parent, os.W_OK):
+        raise _unwritable(path, "the folder is read-only")
     ensure_exporter(file_format)
 
     groups = [[action] for action in actions] if one_file_per_action else [actions]
@@ -246,13 +250,33 @@ def _export_takes(
 
 
 def _call(operator, **settings) -> None:
-    """Run an exporter with the settings this Blender's version of it knows, and fail with its own message."""
+    """Run an exporter with the settings this Blender's version of it knows, and fail with its own message.
+
+    An exporter that cannot write its file (read-only folder, full disk, a folder of that name) raises its OSError
+    inside the operator, which Blender hands on as a RuntimeError carrying the traceback: turned into a report."""
     known = {prop.identifier for prop in operator.get_rna_type().properties}
-    result = operator(**{key: value for key, value in settings.items() if key in known})
+    try:
+        result = operator(**{key: value for key, value in settings.items() if key in known})
+    except (OSError, RuntimeError) as error:
+        raise _unwritable(Path(settings["filepath"]), _last_line(str(error))) from None
     if "FINISHED" not in result:
         raise bad_request(
             f"Blender's exporter ({operator.idname_py()}) did not finish.", "See Blender's Info log for its reason."
         )
+
+
+def _unwritable(path: Path, reason: str):
+    return bad_request(
+        f"Could not write {path}: {reason}.",
+        "Pick a folder you can write to (and a file name that is not a folder), with free disk space, then export "
+        "again.",
+    )
+
+
+def _last_line(text: str) -> str:
+    """The error itself from an operator's message, without the traceback lines before it."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("Error: ") if lines else "the exporter failed"
 
 
 def _select_for_export(armature: bpy.types.Object, include_meshes: bool) -> None:
@@ -276,6 +300,7 @@ def _preserved_state(armature: bpy.types.Object, scene: bpy.types.Scene):
     view_layer = bpy.context.view_layer
     selection = [obj for obj in view_layer.objects if obj.select_get()]
     active = view_layer.objects.active
+    mode = active.mode if active is not None else "OBJECT"
     frame_range = (scene.frame_start, scene.frame_end, scene.frame_current)
     anim_data = armature.animation_data
     action = anim_data.action if anim_data else None
@@ -298,3 +323,5 @@ def _preserved_state(armature: bpy.types.Object, scene: bpy.types.Scene):
         for obj in view_layer.objects:
             obj.select_set(obj in selection)
         view_layer.objects.active = active
+        if active is not None and active.mode != mode:
+            bpy.ops.object.mode_set(mode=mode)  # back to Pose (or Edit) Mode where the export started

@@ -4,7 +4,8 @@ The entry point is :func:`bake_onto_rig` (a generated clip as numpy arrays) and 
 already baked onto the SMPL-X armature). Both build one Action on the target rig with a key on every frame for each
 mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
 and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
-the motion drives the FK controls).
+the motion drives the FK controls). The rig's known IK controls are keyed to follow their limbs, so switching to IK
+keeps the motion. The numpy work is :mod:`.retarget_math` (the transfer) and :mod:`.retarget_feet` (the feet).
 
 Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
 rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
@@ -21,7 +22,7 @@ import numpy as np
 from hymotion.errors import bad_request
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
-from . import bake, bone_mapping, motion_math, retarget_math, rig
+from . import bake, bone_mapping, motion_math, retarget_feet, retarget_math, rig
 from .bone_mapping import BoneInfo, BoneMapping
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
@@ -30,6 +31,11 @@ _REFINE_TOLERANCE = 1e-4  # radians (and armature units for locations); keys are
 _MAX_REFINE_PASSES = 16
 _PLAN_CACHE_SIZE = 8
 _plan_cache: OrderedDict = OrderedDict()
+# The options' defaults, one definition for the console API and the panel (retarget_ui reads them).
+DEFAULT_FEET_CLEANUP = True
+DEFAULT_ROOT_MOTION = "HIPS"
+DEFAULT_IN_PLACE = False
+RESIDUAL_REPORT_DEGREES = 1.0  # bones turned further than this from their source direction are reported
 
 
 # --- reading rigs ---------------------------------------------------------------------------------------------------
@@ -124,6 +130,7 @@ def target_skeleton(armature: bpy.types.Object) -> retarget_math.TargetSkeleton:
         parents=np.array([index[bone.parent.name] if bone.parent else -1 for bone in order]),
         rest=rest,
         plain=plain,
+        lengths=np.array([bone.length for bone in order]),
     )
 
 
@@ -145,6 +152,11 @@ def resolve_mapping(armature: bpy.types.Object, mapping) -> BoneMapping:
         f"A bone mapping must be a dict of SMPL-X joint -> bone name, not {type(mapping).__name__}.",
         "Pass e.g. {'pelvis': 'Hips', 'left_hip': 'LeftUpLeg', ...}, or None to detect it.",
     )
+
+
+def _keyable(armature: bpy.types.Object, bone: str) -> bool:
+    """No active constraint or driver overrides this bone's keys."""
+    return not _active_constraints(armature.pose.bones[bone]) and bone not in _driven_bones(armature)
 
 
 def _check_keyable(armature: bpy.types.Object, mapping: BoneMapping) -> None:
@@ -183,7 +195,13 @@ def plan_for(
                 "Run Detect Mapping for this rig, or load a preset made for it.",
             )
         followers = bone_mapping.followers_for(mapping, target.names)
-        plan = retarget_math.plan_retarget(source_skeleton(), target, mapping.mapped(), root_bone, followers)
+        controls = {
+            control: joint for control, joint in bone_mapping.ik_controls_for(mapping, target.names).items()
+            if _keyable(armature, control)
+        }
+        plan = retarget_math.plan_retarget(
+            source_skeleton(), target, mapping.mapped(), root_bone, followers, controls
+        )
         _plan_cache[key] = plan
         while len(_plan_cache) > _PLAN_CACHE_SIZE:
             _plan_cache.popitem(last=False)
@@ -269,15 +287,15 @@ def bake_onto_rig(
     seed: int = 0,
     model: str = "",
     duration: float | None = None,
-    in_place: bool = False,
-    feet_cleanup: bool = False,
-    root_motion: str = "HIPS",
+    in_place: bool = DEFAULT_IN_PLACE,
+    feet_cleanup: bool = DEFAULT_FEET_CLEANUP,
+    root_motion: str = DEFAULT_ROOT_MOTION,
     root_bone: str | None = None,
     start_frame: int = 1,
     scene: bpy.types.Scene | None = None,
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
-    contact_settings: retarget_math.ContactSettings = retarget_math.ContactSettings(),
+    contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -312,19 +330,15 @@ def bake_onto_rig(
     _check_hips_can_move(target_armature, plan)
 
     translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
-    result = retarget_math.retarget(
-        plan,
-        translation,
-        rotations,
-        in_place=in_place,
-        root_motion=root_motion,
-        feet_cleanup=feet_cleanup,
-        fps=target_fps,
-        contact_settings=contact_settings,
-    )
+    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
+    transferred = dict(wishes.rotations)
+    contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings) if feet_cleanup else None
+    result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
     action["hymotion_target_rig"] = target_armature.name
+    action.use_fake_user = True  # like a generated one: the rig's previous Action, or this one, is never lost
+    _store_quality(action, plan, result, transferred, wishes, contacts)
 
     frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
     writer = _KeyWriter(action, target_armature, frames)
@@ -344,6 +358,45 @@ def bake_onto_rig(
     if plan.needs_evaluation:
         _refine_with_blender(scene, target_armature, plan, result, writer)
     return action
+
+
+def _store_quality(
+    action: bpy.types.Action,
+    plan: retarget_math.RetargetPlan,
+    result: retarget_math.RetargetResult,
+    transferred: dict[int, np.ndarray],
+    wishes: retarget_math.Transfer,
+    contacts: np.ndarray | None,
+) -> None:
+    """Put what the user should know on the Action: per bone, how far (degrees) the feet cleanup turned it away from
+    its source direction where that is over 1 degree (``hymotion_residual_degrees``), and per foot contact its slide,
+    penetration and hover in the rig's units (``hymotion_contacts``: "left heel 12-40" -> [slide, penetration,
+    hover]), both from the solved pose."""
+    names = plan.target.names
+    residual = {}
+    for bone, wanted in transferred.items():
+        if wishes.rotations[bone] is wanted:  # untouched by the cleanup
+            continue
+        cosine = (np.trace(np.swapaxes(wanted, -1, -2) @ wishes.rotations[bone], axis1=-2, axis2=-1) - 1.0) / 2.0
+        worst = float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))).max())
+        if worst > RESIDUAL_REPORT_DEGREES:
+            residual[names[bone]] = round(worst, 2)
+    action["hymotion_residual_degrees"] = residual
+    if contacts is None:
+        return
+    matrices = {int(bone): result.desired[:, slot] for slot, bone in enumerate(result.keyed_bones)}
+    reports = retarget_feet.measure_contacts(plan, matrices, contacts)
+    action["hymotion_contacts"] = {
+        f"{report.side} {report.point} {report.start}-{report.stop}": [report.slide, report.penetration, report.hover]
+        for report in reports
+    }
+
+
+def residual_summary(action: bpy.types.Action, limit: int = 4) -> str:
+    """The bones turned more than 1 degree from their source direction, worst first, for a report ('' for none)."""
+    residual = dict(action.get("hymotion_residual_degrees", {}))
+    worst = sorted(residual.items(), key=lambda item: -item[1])[:limit]
+    return ", ".join(f"{bone} {degrees:.1f}°" for bone, degrees in worst)
 
 
 def _check_hips_can_move(armature: bpy.types.Object, plan: retarget_math.RetargetPlan) -> None:
@@ -393,7 +446,13 @@ def _refine_with_blender(
     location_slots = {int(bone): slot for slot, bone in enumerate(result.location_bones)}
     rotations = result.rotations.copy()
     locations = result.locations.copy()
-    desired = result.desired
+    desired = result.desired.copy()
+    columns = {int(bone): column for column, bone in enumerate(result.keyed_bones)}
+    rest = plan.target.rest
+    followers = [  # IK controls follow where Blender puts their limb bones, which numpy's rest chain cannot tell
+        (columns[control], columns[followed], np.linalg.inv(rest[followed]) @ rest[control])
+        for control, followed in plan.ik_controls
+    ]
     frames = writer.frames
     original_frame = scene.frame_current
     window_manager = bpy.context.window_manager
@@ -407,6 +466,8 @@ def _refine_with_blender(
             for bone, slot in location_slots.items():
                 basis[:, list(result.keyed_bones).index(bone), :3, 3] = locations[:, slot]
             evaluated = _pose_matrices(scene, armature, frames)[:, keyed]
+            for control, followed, offset in followers:
+                desired[:, control] = evaluated[:, followed] @ offset
             parent_like = evaluated @ np.linalg.inv(basis)
             parent_rotation = _orthonormal(parent_like[..., :3, :3])
             new_rotation = np.swapaxes(parent_rotation, -1, -2) @ desired[..., :3, :3]
@@ -448,6 +509,12 @@ def _action_fcurves(action: bpy.types.Action, armature: bpy.types.Object | None 
     return curves
 
 
+def _fcurve_bone(fcurve: bpy.types.FCurve) -> str | None:
+    """The pose bone an F-curve animates, None for other channels."""
+    path = fcurve.data_path
+    return path[len('pose.bones["'):path.index('"]')] if path.startswith('pose.bones["') else None
+
+
 def clip_from_action(
     smplx_armature: bpy.types.Object, action: bpy.types.Action
 ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -466,19 +533,20 @@ def clip_from_action(
         raise bad_request(
             f"'{smplx_armature.name}' has no active Action to retarget.", "Generate a motion or pick an Action first."
         )
+    joint_index = {name: number for number, name in enumerate(BODY_JOINT_NAMES)}
+    body_curves = [fcurve for fcurve in _action_fcurves(action, smplx_armature) if _fcurve_bone(fcurve) in joint_index]
+    if not any(len(fcurve.keyframe_points) for fcurve in body_curves):
+        raise bad_request(
+            f"The Action '{action.name}' has no keys on the SMPL-X body bones, so there is no motion to retarget.",
+            "Pick an Action HY-Motion generated on this armature (or key the SMPL-X bones first).",
+        )
     start, end = (int(round(value)) for value in action.frame_range)
     frames = np.arange(start, end + 1)
     local = np.zeros((frames.size, NUM_BODY_JOINTS, 4))
     local[..., 0] = 1.0
     location = np.zeros((frames.size, 3))
-    joint_index = {name: number for number, name in enumerate(BODY_JOINT_NAMES)}
-    for fcurve in _action_fcurves(action, smplx_armature):
-        path = fcurve.data_path
-        if not path.startswith('pose.bones["'):
-            continue
-        bone = path[len('pose.bones["'):path.index('"]')]
-        if bone not in joint_index:
-            continue
+    for fcurve in body_curves:
+        path, bone = fcurve.data_path, _fcurve_bone(fcurve)
         values = np.array([fcurve.evaluate(float(frame)) for frame in frames])
         if path.endswith(".rotation_quaternion"):
             local[:, joint_index[bone], fcurve.array_index] = values

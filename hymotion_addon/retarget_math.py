@@ -15,17 +15,16 @@ armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retar
 * per mapped bone a rest alignment: the smallest rotation that turns the target bone's rest direction (toward the
   bone mapped to the source joint's child, else its own tail) into the source bone's T-pose direction. A-pose arms,
   bent rest knees, rolls and bone axis conventions all end up in this one constant matrix;
-* ``scale``: the ratio of hip heights (hips above the lowest foot joint, both at rest).
+* ``scale``: the ratio of leg lengths (hip to knee to ankle at rest, measured the same way on both).
 
 Every frame, a mapped bone's world rotation is then ``Q^T G O (Q B)`` with B its rest matrix and O its rest
 alignment: it turns from its aligned rest exactly as the source joint turns from the T-pose, so in world space it
 points where its source bone points. Pose-bone (local) rotations follow from the world rotations down the target's
-own hierarchy (:func:`retarget`), with unmapped bones left at rest. The root follows the source pelvis scaled by the
-hip-height ratio; the clip's lowest foot point lands on the target's floor (armature-space height 0).
+own hierarchy (:func:`solve_keys`), with unmapped bones left at rest. The target's hip joints follow the source's,
+scaled by the leg-length ratio (:func:`_hips_positions`); the clip's lowest foot point lands on the target's floor.
 
-Feet: :func:`detect_contacts` finds contacts from the source's foot height and speed; :func:`retarget` with
-``feet_cleanup`` pins each ankle during its contacts (two-bone IK on thigh and shin, smooth blend in and out, never
-below the ankle's standing height) so the foot neither slides nor sinks. :func:`contact_drift` measures sliding.
+:func:`transfer` computes what every bone should do, :func:`solve_keys` the pose-bone keys that do it. In between,
+:func:`.retarget_feet.clean_feet` may plant the feet (the feet live in their own module).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hymotion.errors import bad_request
-from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, FPS, quaternion_to_matrix
+from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, quaternion_to_matrix
 
 from .motion_math import continuous_quaternions, validated_clip
 
@@ -43,13 +42,14 @@ EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
 _JOINT_INDEX = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
 _PELVIS = _JOINT_INDEX["pelvis"]
-_LEGS = (
+LEGS = (
     tuple(_JOINT_INDEX[name] for name in ("left_hip", "left_knee", "left_ankle")),
     tuple(_JOINT_INDEX[name] for name in ("right_hip", "right_knee", "right_ankle")),
 )
-_ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
-_TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
-_FOOT_JOINTS = _ANKLES + _TOES
+ANKLES = (_JOINT_INDEX["left_ankle"], _JOINT_INDEX["right_ankle"])
+TOES = (_JOINT_INDEX["left_foot"], _JOINT_INDEX["right_foot"])
+FOOT_JOINTS = ANKLES + TOES
+_HIP_JOINTS = (_JOINT_INDEX["left_hip"], _JOINT_INDEX["right_hip"])
 _UP_LANDMARKS = tuple(_JOINT_INDEX[name] for name in ("neck", "head", "spine3", "spine2", "spine1"))
 _SIDE_PAIRS = tuple(
     (_JOINT_INDEX[f"left_{name}"], _JOINT_INDEX[f"right_{name}"])
@@ -62,8 +62,7 @@ _SOURCE_LEFT = np.array([1.0, 0.0, 0.0])
 _MAX_AXIS_SNAP_DEGREES = 30.0
 _MAX_OWN_AXIS_SWING_DEGREES = 45.0
 _MIN_DIRECTION = 1e-6
-_IK_REACH = 0.9999
-_HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
+_TAIL_REACH = 0.25  # a child bone whose head is this close to a bone's tail (in bone lengths) continues its chain
 
 
 @dataclass(frozen=True)
@@ -99,6 +98,7 @@ class TargetSkeleton:
     parents: np.ndarray
     rest: np.ndarray
     plain: np.ndarray = None
+    lengths: np.ndarray = None  # bone lengths (head to tail), armature units; ones where not given
 
     def __post_init__(self) -> None:
         parents = np.asarray(self.parents, dtype=np.int64)
@@ -108,6 +108,8 @@ class TargetSkeleton:
         object.__setattr__(self, "rest", np.asarray(self.rest, dtype=np.float64))
         plain = np.ones(len(self.names), dtype=bool) if self.plain is None else np.asarray(self.plain, dtype=bool)
         object.__setattr__(self, "plain", plain)
+        lengths = np.ones(len(self.names)) if self.lengths is None else np.asarray(self.lengths, dtype=np.float64)
+        object.__setattr__(self, "lengths", lengths)
         relative = self.rest.copy()  # each bone's rest in its parent's rest frame (its own rest at the top)
         has_parent = parents >= 0
         relative[has_parent] = _rigid_inverse(self.rest[parents[has_parent]]) @ self.rest[has_parent]
@@ -126,26 +128,18 @@ class TargetSkeleton:
 
 
 @dataclass(frozen=True)
-class ContactSettings:
-    """When a source foot joint counts as planted, and how pinning blends in and out."""
-
-    height_tolerance: float = 0.05  # metres above the joint's standing height
-    speed_tolerance: float = 0.6  # metres per second, horizontal
-    min_frames: int = 3
-    blend_frames: int = 4
-
-
-@dataclass(frozen=True)
 class RetargetPlan:
-    """Everything computed once per (rig, mapping): rest alignment, axes, hip-height scale, the bones to solve."""
+    """Everything computed once per (rig, mapping): rest alignment, axes, leg-length scale, the bones to solve."""
 
     target: TargetSkeleton
     joints: np.ndarray  # (M,) source joint of each mapped bone
     bones: np.ndarray  # (M,) target bone index of each mapped joint
     axes: np.ndarray  # (3, 3) Q: target armature space -> source frame
     aligned_rest: np.ndarray  # (M, 3, 3) O (Q B): each mapped bone's rest, aligned to the T-pose, source frame
-    scale: float
+    scale: float  # target leg length over source leg length (hip to ankle along the chain, rest)
     hips: int  # target bone index of the pelvis
+    anchor_joints: tuple[int, ...]  # source joints whose midpoint the target's matching bones follow (the hips)
+    target_anchor: np.ndarray  # (3,) midpoint of the target bones mapped to them at rest, source frame
     root: int  # target bone index carrying ground motion in ROOT_BONE mode, -1 if none
     solve_order: np.ndarray  # target bones whose pose is computed (mapped bones, their ancestors, root)
     source_rest: SourceSkeleton
@@ -154,6 +148,7 @@ class RetargetPlan:
     legs: tuple[tuple[int, int, int], ...]  # (thigh, shin, foot) target bones of the fully mapped legs
     leg_joints: tuple[tuple[int, int, int], ...]
     mapping: dict[str, str] = field(default_factory=dict)  # joint -> bone, followers left out
+    ik_controls: tuple[tuple[int, int], ...] = ()  # (IK control, the mapped bone it follows) target indices
 
     @property
     def needs_evaluation(self) -> bool:
@@ -170,28 +165,40 @@ class RetargetResult:
     location_bones: np.ndarray  # (L,) target bone indices that get location keys
     locations: np.ndarray  # (F, L, 3) pose-bone locations
     desired: np.ndarray  # (F, K, 4, 4) armature-space pose matrices of the keyed bones
-    contacts: np.ndarray | None  # (F, 2) left/right ankle contacts when feet cleanup ran
+
+
+@dataclass
+class Transfer:
+    """Per solved bone, what the frames ask of it (armature space): a world rotation, a position, a ground offset;
+    plus the source joints' positions (F, 22, 3) the feet cleanup reads contacts from."""
+
+    rotations: dict[int, np.ndarray]
+    positions: dict[int, np.ndarray]
+    offsets: dict[int, np.ndarray]
+    root_motion: str
+    source_positions: np.ndarray
+    source_world: np.ndarray  # (F, 22, 3, 3) the source joints' world rotations
 
 
 # --- small rotation helpers -------------------------------------------------------------------------------------
 
 
-def _normalized(vectors: np.ndarray) -> np.ndarray:
+def normalized(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotations (..., 3, 3) turning directions a into b (..., 3); half turns pick a perpendicular axis."""
-    a = _normalized(np.asarray(a, dtype=np.float64))
-    b = _normalized(np.asarray(b, dtype=np.float64))
+    a = normalized(np.asarray(a, dtype=np.float64))
+    b = normalized(np.asarray(b, dtype=np.float64))
     axis = np.cross(a, b)
     sine = np.linalg.norm(axis, axis=-1)
     cosine = np.sum(a * b, axis=-1)
     opposite = (sine < 1e-9) & (cosine < 0.0)
     if np.any(opposite):
         helper = np.where(np.abs(a[..., :1]) < 0.9, np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
-        perpendicular = _normalized(np.cross(a, helper))
+        perpendicular = normalized(np.cross(a, helper))
         axis = np.where(opposite[..., None], perpendicular, axis)
         sine = np.where(opposite, 1.0, sine)
     unit_axis = axis / np.maximum(sine, 1e-12)[..., None]
@@ -316,12 +323,14 @@ def plan_retarget(
     mapping: dict[str, str],
     root_bone: str | None = None,
     followers: dict[str, str] | None = None,
+    ik_controls: dict[str, str] | None = None,
 ) -> RetargetPlan:
     """Rest alignment for a rig and mapping (source joint name -> target bone name), computed once.
 
     `root_bone` names the bone that carries the ground motion in ROOT_BONE mode (it must not be a mapped bone).
     `followers` ({bone: source joint}) are extra bones that turn like a joint already mapped to another bone, for
     rigs that split one body part over two controls (Rigify's hips region hangs from its own FK bone).
+    `ik_controls` ({bone: source joint}) are IK targets and poles that follow the bone mapped to that joint.
     """
     pairs = [(joint, bone) for joint, bone in mapping.items() if bone]
     primary = dict(pairs)
@@ -329,13 +338,132 @@ def plan_retarget(
         (joint, bone) for bone, joint in (followers or {}).items()
         if joint in primary and bone in target.names and bone not in primary.values()
     ]
+    check_mapping(pairs, target.names)
+    pairs.sort(key=lambda pair: _JOINT_INDEX[pair[0]])
+    bone_of_joint = {_JOINT_INDEX[joint]: target.index(bone) for joint, bone in pairs}
+    pairs += sorted(extra, key=lambda pair: _JOINT_INDEX[pair[0]])
+    joints = np.array([_JOINT_INDEX[joint] for joint, _ in pairs])
+    bones = np.array([target.index(bone) for _, bone in pairs])
+    heads = target.rest[:, :3, 3]
+
+    axes = _axis_alignment(heads, bone_of_joint)
+    heads_q = heads @ axes.T
+    rest_q = axes @ target.rest[:, :3, :3]
+
+    direction_child = source.direction_children()
+    aligned_by_joint: dict[int, np.ndarray] = {}
+    aligned = np.empty((len(joints), 3, 3))
+    followers_from = len(primary)
+    for slot, (joint, bone) in enumerate(zip(joints, bones)):
+        alignment = _rest_alignment(
+            source, target, joint, bone, bone_of_joint, direction_child[joint], heads_q, rest_q, aligned_by_joint,
+            follower=slot >= followers_from,
+        )
+        aligned_by_joint.setdefault(joint, alignment)
+        aligned[slot] = alignment @ rest_q[bone]
+
+    hips = bone_of_joint[_PELVIS]
+    source_toe_level = float(min(source.heads[joint, 2] for joint in FOOT_JOINTS))
+    target_toe_level = _target_toe_level(heads_q, bone_of_joint)
+    scale = _leg_length_ratio(source, heads_q, bone_of_joint)
+    if scale is None:  # no whole leg mapped: hip heights above the feet stand in for leg lengths
+        scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_toe_level)
+    if not np.isfinite(scale) or scale <= 1e-6:
+        raise bad_request(
+            "The rig's hips are not above its feet, so the motion cannot be scaled to it.",
+            "Check the mapping of the pelvis, ankle and foot bones (the rig should stand upright in its rest pose).",
+        )
+    anchor_joints = tuple(joint for joint in _HIP_JOINTS if joint in bone_of_joint)
+    if len(anchor_joints) < len(_HIP_JOINTS):
+        anchor_joints = (_PELVIS,)
+    anchor_bones = [bone_of_joint[joint] for joint in anchor_joints]
+
+    root = _root_index(target, root_bone, bone_of_joint)
+    controls = tuple(
+        (target.index(control), bone_of_joint[_JOINT_INDEX[joint]])
+        for control, joint in sorted((ik_controls or {}).items())
+        if control in target.names and _JOINT_INDEX.get(joint) in bone_of_joint
+    )
+    needed = set(bones.tolist())
+    for bone in list(needed) + ([root] if root >= 0 else []) + [control for control, _ in controls]:
+        needed.add(bone)
+        needed.update(target.ancestors(bone))
+    legs, leg_joints = [], []
+    for leg in LEGS:
+        if all(joint in bone_of_joint for joint in leg):
+            legs.append(tuple(bone_of_joint[joint] for joint in leg))
+            leg_joints.append(leg)
+    return RetargetPlan(
+        target=target,
+        joints=joints,
+        bones=bones,
+        axes=axes,
+        aligned_rest=aligned,
+        scale=float(scale),
+        hips=hips,
+        anchor_joints=anchor_joints,
+        target_anchor=heads_q[anchor_bones].mean(axis=0),
+        root=root,
+        solve_order=np.array(sorted(needed)),
+        source_rest=source,
+        target_toe_level=target_toe_level,
+        source_toe_level=source_toe_level,
+        legs=tuple(legs),
+        leg_joints=tuple(leg_joints),
+        mapping=primary,
+        ik_controls=controls,
+    )
+
+
+def _target_toe_level(heads_q: np.ndarray, bone_of_joint: dict[int, int]) -> float:
+    """Rest height (source-frame z) at which the target's feet stand: its lowest mapped foot joint."""
+    mapped = [joint for joint in FOOT_JOINTS if joint in bone_of_joint]
+    if not mapped:
+        return 0.0
+    return float(min(heads_q[bone_of_joint[joint], 2] for joint in mapped))
+
+
+def _leg_length_ratio(source: SourceSkeleton, heads_q: np.ndarray, bone_of_joint: dict[int, int]) -> float | None:
+    """Target leg length over the source's, each the hip-to-knee plus knee-to-ankle distance at rest, averaged over
+    the legs mapped whole; None when no leg is. Measured the same way on both, so it does not depend on where a rig
+    puts its hips bone."""
+    ratios = []
+    for leg in LEGS:
+        if all(joint in bone_of_joint for joint in leg):
+            target = [heads_q[bone_of_joint[joint]] for joint in leg]
+            rest = [source.heads[joint] for joint in leg]
+            ratios.append(_chain_length(target) / _chain_length(rest))
+    return float(np.mean(ratios)) if ratios else None
+
+
+def _chain_length(points: list[np.ndarray]) -> float:
+    return float(sum(np.linalg.norm(b - a) for a, b in zip(points, points[1:])))
+
+
+def _root_index(target: TargetSkeleton, root_bone: str | None, bone_of_joint: dict[int, int]) -> int:
+    """Target index of the bone carrying ground motion in ROOT_BONE mode, -1 for none; refused if it is mapped."""
+    if not root_bone:
+        return -1
+    if root_bone not in target.names:
+        raise bad_request(f"The rig has no bone named '{root_bone}' for root motion.", "Pick the rig's root bone.")
+    root = target.index(root_bone)
+    if root in bone_of_joint.values():
+        raise bad_request(
+            f"Bone '{root_bone}' is mapped to a body joint, so it cannot also carry the root motion.",
+            "Pick the bone above the hips (often called 'root'), or use root motion on the hips.",
+        )
+    return root
+
+
+def check_mapping(pairs: list[tuple[str, str]], bone_names) -> None:
+    """Refuse a mapping (source joint, target bone) pairs that cannot be retargeted, saying what to fix."""
     unknown_joints = [joint for joint, _ in pairs if joint not in _JOINT_INDEX]
     if unknown_joints:
         raise bad_request(
             f"Unknown source joints in the bone mapping: {', '.join(unknown_joints)}.",
             f"Map only the SMPL-X body joints: {', '.join(BODY_JOINT_NAMES)}.",
         )
-    missing = [bone for _, bone in pairs if bone not in target.names]
+    missing = [bone for _, bone in pairs if bone not in bone_names]
     if missing:
         raise bad_request(
             f"The bone mapping names bones the rig does not have: {', '.join(missing[:5])}.",
@@ -353,81 +481,6 @@ def plan_retarget(
             "The bone mapping has no bone for the pelvis, so the body cannot be placed.",
             "Map the rig's hips (pelvis) bone, e.g. 'Hips', 'pelvis' or Rigify's 'torso'.",
         )
-    pairs.sort(key=lambda pair: _JOINT_INDEX[pair[0]])
-    bone_of_joint = {_JOINT_INDEX[joint]: target.index(bone) for joint, bone in pairs}
-    pairs += sorted(extra, key=lambda pair: _JOINT_INDEX[pair[0]])
-    joints = np.array([_JOINT_INDEX[joint] for joint, _ in pairs])
-    bones = np.array([target.index(bone) for _, bone in pairs])
-    heads = target.rest[:, :3, 3]
-
-    axes = _axis_alignment(heads, bone_of_joint)
-    heads_q = heads @ axes.T
-    rest_q = axes @ target.rest[:, :3, :3]
-
-    direction_child = source.direction_children()
-    aligned_by_joint: dict[int, np.ndarray] = {}
-    aligned = np.empty((len(joints), 3, 3))
-    for slot, (joint, bone) in enumerate(zip(joints, bones)):
-        alignment = _rest_alignment(
-            source, target, joint, bone, bone_of_joint, direction_child[joint], heads_q, rest_q, aligned_by_joint
-        )
-        aligned_by_joint.setdefault(joint, alignment)
-        aligned[slot] = alignment @ rest_q[bone]
-
-    hips = bone_of_joint[_PELVIS]
-    source_feet = [joint for joint in _FOOT_JOINTS if joint in bone_of_joint]
-    source_toe_level = float(min(source.heads[joint, 2] for joint in _FOOT_JOINTS))
-    if source_feet:
-        target_toe_level = float(min(heads_q[bone_of_joint[joint], 2] for joint in source_feet))
-        source_mapped_level = float(min(source.heads[joint, 2] for joint in source_feet))
-        scale = (heads_q[hips, 2] - target_toe_level) / (source.heads[_PELVIS, 2] - source_mapped_level)
-        target_toe_level += scale * (source_toe_level - source_mapped_level)
-    else:
-        scale = heads_q[hips, 2] / (source.heads[_PELVIS, 2] - source_toe_level)
-        target_toe_level = 0.0
-    if not np.isfinite(scale) or scale <= 1e-6:
-        raise bad_request(
-            "The rig's hips are not above its feet, so the motion cannot be scaled to it.",
-            "Check the mapping of the pelvis, ankle and foot bones (the rig should stand upright in its rest pose).",
-        )
-
-    root = -1
-    if root_bone:
-        if root_bone not in target.names:
-            raise bad_request(f"The rig has no bone named '{root_bone}' for root motion.", "Pick the rig's root bone.")
-        root = target.index(root_bone)
-        if root in bone_of_joint.values():
-            raise bad_request(
-                f"Bone '{root_bone}' is mapped to a body joint, so it cannot also carry the root motion.",
-                "Pick the bone above the hips (often called 'root'), or use root motion on the hips.",
-            )
-
-    needed = set(bones.tolist())
-    for bone in list(needed) + ([root] if root >= 0 else []):
-        needed.add(bone)
-        needed.update(target.ancestors(bone))
-    legs, leg_joints = [], []
-    for leg in _LEGS:
-        if all(joint in bone_of_joint for joint in leg):
-            legs.append(tuple(bone_of_joint[joint] for joint in leg))
-            leg_joints.append(leg)
-    return RetargetPlan(
-        target=target,
-        joints=joints,
-        bones=bones,
-        axes=axes,
-        aligned_rest=aligned,
-        scale=float(scale),
-        hips=hips,
-        root=root,
-        solve_order=np.array(sorted(needed)),
-        source_rest=source,
-        target_toe_level=target_toe_level,
-        source_toe_level=source_toe_level,
-        legs=tuple(legs),
-        leg_joints=tuple(leg_joints),
-        mapping=primary,
-    )
 
 
 def _rest_alignment(
@@ -440,28 +493,44 @@ def _rest_alignment(
     heads_q: np.ndarray,
     rest_q: np.ndarray,
     aligned_by_joint: dict[int, np.ndarray],
+    follower: bool = False,
 ) -> np.ndarray:
     """O for one mapped bone: the rotation that brings its rest (source frame) to the source's T-pose.
 
-    Where the bone mapped to the source joint's child hangs below this bone, the segment between their heads is
+    Where the bone mapped to the source joint's child hangs below this bone, or starts at its tail (Rigify's upper
+    arm, which hangs from helper bones beside the shoulder control), the segment between their heads is
     turned onto the source segment (fixing A-poses, bent rest knees, leaning spines whatever the bone's own axes).
     Otherwise (a leaf like the hand or head, or a control like Rigify's torso whose children hang elsewhere) the bone
     takes its parent joint's alignment, plus a swing of its own Y axis when that axis already points within 45 degrees
     of the source bone (a hand bone along the forearm), and never a larger one (a torso control pointing backward
-    stays as it is).
+    stays as it is). A follower (a second bone of the joint) only counts children that hang below it: it turns with
+    its joint's own bone, whose chain the child continues.
     """
     source_direction = source.tails[joint] - source.heads[joint]
-    if child >= 0 and child in bone_of_joint and bone in target.ancestors(bone_of_joint[child]):
+    continues = child >= 0 and child in bone_of_joint and (
+        bone in target.ancestors(bone_of_joint[child])
+        if follower else _points_at(target, heads_q, rest_q, bone, bone_of_joint[child])
+    )
+    if continues:
         segment = heads_q[bone_of_joint[child]] - heads_q[bone]
         if np.linalg.norm(segment) > _MIN_DIRECTION:
             return rotation_between(segment, source_direction)
     parent_joint = BODY_PARENTS[joint]
     inherited = aligned_by_joint.get(parent_joint, np.eye(3))
     own_axis = inherited @ rest_q[bone][:, 1]
-    cosine = np.dot(_normalized(own_axis), _normalized(source_direction))
+    cosine = np.dot(normalized(own_axis), normalized(source_direction))
     if cosine >= np.cos(np.radians(_MAX_OWN_AXIS_SWING_DEGREES)):
         return rotation_between(own_axis, source_direction) @ inherited
     return inherited
+
+
+def _points_at(target: TargetSkeleton, heads_q: np.ndarray, rest_q: np.ndarray, bone: int, child: int) -> bool:
+    """Whether `child` continues `bone`'s chain: it hangs below it, or its head lies within a quarter of the bone's
+    length of the bone's tail (so the bone points at it, within about 15 degrees)."""
+    if bone in target.ancestors(child):
+        return True
+    tail = heads_q[bone] + rest_q[bone][:, 1] * target.lengths[bone]
+    return bool(np.linalg.norm(heads_q[child] - tail) < _TAIL_REACH * target.lengths[bone])
 
 
 def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndarray:
@@ -485,8 +554,8 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
     )
     if up is None or left is None or np.linalg.norm(up) < _MIN_DIRECTION or np.linalg.norm(left) < _MIN_DIRECTION:
         return np.eye(3)
-    up = _normalized(up)
-    left = _normalized(left - np.dot(left, up) * up)
+    up = normalized(up)
+    left = normalized(left - np.dot(left, up) * up)
     target_frame = np.stack([left, np.cross(up, left), up], axis=1)
     source_frame = np.stack([_SOURCE_LEFT, np.cross(_SOURCE_UP, _SOURCE_LEFT), _SOURCE_UP], axis=1)
     estimate = source_frame @ target_frame.T
@@ -504,18 +573,16 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
 # --- retargeting --------------------------------------------------------------------------------------------------
 
 
-def retarget(
+def transfer(
     plan: RetargetPlan,
     translation: np.ndarray,
     rotations: np.ndarray,
     *,
     in_place: bool = False,
     root_motion: str = "HIPS",
-    feet_cleanup: bool = False,
-    fps: float = FPS,
-    contact_settings: ContactSettings = ContactSettings(),
-) -> RetargetResult:
-    """Pose-bone keys for the target rig from a source clip (translation (F, 3), rotations (F, 22, 4), model frame).
+) -> Transfer:
+    """What every solved bone of the target should do, from a source clip (translation (F, 3), rotations
+    (F, 22, 4), model frame): mapped bones turn like their source joints, the hips follow the scaled pelvis.
 
     root_motion 'HIPS' puts all motion on the hips bone; 'ROOT_BONE' moves the plan's root bone along the ground
     (horizontal part of the hips' motion) and leaves the hips the rest. `in_place` drops the horizontal motion.
@@ -530,32 +597,61 @@ def retarget(
     translation, rotations = validated_clip(translation, rotations)
     world, positions = source_world(translation, rotations, plan.source_rest)
     frames = world.shape[0]
-    axes_t = plan.axes.T
+    mapped_world = plan.axes.T @ world[:, plan.joints] @ plan.aligned_rest
 
-    mapped_world = axes_t @ world[:, plan.joints] @ plan.aligned_rest
-
-    pelvis = positions[:, _PELVIS]
-    source_floor = _source_floor(positions, plan.source_rest)
-    rest_pelvis = plan.source_rest.heads[_PELVIS]
+    rotations_by_bone = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
+    hips_q = _hips_positions(plan, positions, plan.axes @ rotations_by_bone[plan.hips])
     hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
-    hips_q = np.empty((frames, 3))
-    hips_q[:, :2] = hips_rest_q[:2] + plan.scale * (pelvis[:, :2] - rest_pelvis[:2])
-    hips_q[:, 2] = plan.target_toe_level + plan.scale * (pelvis[:, 2] - source_floor)
     if in_place:
         hips_q[:, :2] = hips_rest_q[:2]
     ground_motion = np.zeros((frames, 3))
     if root_motion == "ROOT_BONE":
         ground_motion[:, :2] = hips_q[:, :2] - hips_rest_q[:2]
 
-    wishes = _wishes(plan, mapped_world, hips_q @ plan.axes, ground_motion @ plan.axes)
-    contacts = None
-    if feet_cleanup and plan.legs:
-        contacts = detect_contacts(positions, fps, plan.source_rest, contact_settings)
-        _clean_feet(plan, wishes, contacts, contact_settings)
-    keyed = _keyed_bones(plan, root_motion)
-    posed = _pose_matrices(plan, wishes)
+    offsets = {plan.root: ground_motion @ plan.axes} if plan.root >= 0 else {}
+    return Transfer(
+        rotations=rotations_by_bone,
+        positions={plan.hips: hips_q @ plan.axes},
+        offsets=offsets,
+        root_motion=root_motion,
+        source_positions=positions,
+        source_world=world,
+    )
+
+
+def _hips_positions(plan: RetargetPlan, positions: np.ndarray, hips_rotation: np.ndarray) -> np.ndarray:
+    """Where the hips bone goes (F, 3, source frame) so that the target's hip joints (the anchor: the midpoint of its
+    thighs) follow the source's, scaled by the leg-length ratio about the rest pose:
+
+        anchor_target(t) = anchor_target_rest + scale * (anchor_source(t) - anchor_source_standing)
+
+    where the source's standing anchor is its rest anchor, set on the clip's floor. The hips bone then sits where its
+    rest offset to the anchor, turned as the hips turn (`hips_rotation`, F x 3 x 3, source frame), puts it."""
+    source = plan.source_rest
+    joints = list(plan.anchor_joints)
+    anchor = positions[:, joints].mean(axis=1)
+    standing = source.heads[joints].mean(axis=0)
+    standing[2] += source_floor(positions, source) - plan.source_toe_level
+    target_anchor = plan.target_anchor + plan.scale * (anchor - standing)
+    hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
+    hips_rest_rotation = plan.axes @ plan.target.rest[plan.hips, :3, :3]
+    offset = hips_rest_rotation.T @ (plan.target_anchor - hips_rest_q)  # anchor in the hips bone's own frame
+    return target_anchor - hips_rotation @ offset
+
+
+def solve_keys(plan: RetargetPlan, wishes: Transfer) -> RetargetResult:
+    """Pose-bone keys (rotations for every mapped bone, locations for the hips and root) that give the transfer's
+    armature-space poses down the target's own hierarchy."""
+    keyed = _keyed_bones(plan, wishes.root_motion)
+    posed = pose_matrices(plan, wishes)
+    rest = plan.target.rest
+    for control, followed in plan.ik_controls:  # keeps its rest offset to the bone it follows
+        posed[control] = posed[followed] @ (_rigid_inverse(rest[followed]) @ rest[control])
     bases = _bases(plan, posed, keyed)
-    location_bones = np.array([plan.hips] + ([plan.root] if root_motion == "ROOT_BONE" else []))
+    location_bones = np.array(
+        [plan.hips] + ([plan.root] if wishes.root_motion == "ROOT_BONE" else [])
+        + [control for control, _ in plan.ik_controls]
+    )
     order = {bone: slot for slot, bone in enumerate(keyed)}
     rotation_keys = continuous_quaternions(matrix_to_quaternion(bases[:, :, :3, :3]))
     locations = np.stack([bases[:, order[bone], :3, 3] for bone in location_bones], axis=1)
@@ -566,42 +662,24 @@ def retarget(
         location_bones=location_bones,
         locations=locations,
         desired=desired_keyed,
-        contacts=contacts,
     )
 
 
-def _source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
+def source_floor(positions: np.ndarray, source: SourceSkeleton) -> float:
     """Height at which the source's lowest foot joint stands: the clip's lowest foot point, as a toe height."""
-    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
-    standing = np.array([source.heads[joint, 2] - toe_level for joint in _FOOT_JOINTS])
-    return float(np.min(positions[:, list(_FOOT_JOINTS), 2] - standing))
+    toe_level = min(source.heads[joint, 2] for joint in FOOT_JOINTS)
+    standing = np.array([source.heads[joint, 2] - toe_level for joint in FOOT_JOINTS])
+    return float(np.min(positions[:, list(FOOT_JOINTS), 2] - standing))
 
 
 def _keyed_bones(plan: RetargetPlan, root_motion: str) -> list[int]:
-    keyed = plan.bones.tolist()
+    keyed = plan.bones.tolist() + [control for control, _ in plan.ik_controls]
     if root_motion == "ROOT_BONE":
         keyed.append(plan.root)
     return sorted(keyed)
 
 
-@dataclass
-class _Wishes:
-    """Per solved bone, what the frames ask of it (armature space): a world rotation, a position, a ground offset."""
-
-    rotations: dict[int, np.ndarray]
-    positions: dict[int, np.ndarray]
-    offsets: dict[int, np.ndarray]
-
-
-def _wishes(
-    plan: RetargetPlan, mapped_world: np.ndarray, hips_position: np.ndarray, ground_motion: np.ndarray
-) -> _Wishes:
-    rotations = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
-    offsets = {plan.root: ground_motion} if plan.root >= 0 else {}
-    return _Wishes(rotations=rotations, positions={plan.hips: hips_position}, offsets=offsets)
-
-
-def _pose_matrices(plan: RetargetPlan, wishes: _Wishes) -> dict[int, np.ndarray]:
+def pose_matrices(plan: RetargetPlan, wishes: Transfer) -> dict[int, np.ndarray]:
     """Armature-space pose matrices (F, 4, 4) of every solved bone, down the hierarchy, unmapped bones at rest."""
     target = plan.target
     frames = wishes.positions[plan.hips].shape[0]
@@ -636,182 +714,3 @@ def _bases(plan: RetargetPlan, posed: dict[int, np.ndarray], keyed: list[int]) -
     return bases
 
 
-# --- feet -----------------------------------------------------------------------------------------------------------
-
-
-def detect_contacts(
-    positions: np.ndarray, fps: float, source: SourceSkeleton, settings: ContactSettings = ContactSettings()
-) -> np.ndarray:
-    """Left/right ankle contacts (F, 2) from the source: near its standing height and slow over the ground.
-
-    Gaps of one frame are closed and contacts shorter than `min_frames` dropped, so pinning never flickers.
-    """
-    floor = _source_floor(positions, source)
-    toe_level = min(source.heads[joint, 2] for joint in _FOOT_JOINTS)
-    contacts = np.zeros((positions.shape[0], 2), dtype=bool)
-    for side, ankle in enumerate(_ANKLES):
-        standing = floor + source.heads[ankle, 2] - toe_level
-        height = positions[:, ankle, 2] - standing
-        speed = _horizontal_speed(positions[:, ankle], fps)
-        raw = (height < settings.height_tolerance) & (speed < settings.speed_tolerance)
-        contacts[:, side] = _clean_mask(raw, settings.min_frames)
-    return contacts
-
-
-def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
-    if track.shape[0] < 2:
-        return np.zeros(track.shape[0])
-    velocity = np.gradient(track[:, :2], axis=0) * fps
-    return np.linalg.norm(velocity, axis=-1)
-
-
-def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Runs of True as (start, stop) half-open frame ranges."""
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
-def _clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
-    cleaned = mask.copy()
-    gaps = _segments(~cleaned)
-    for start, stop in gaps:
-        if stop - start == 1 and start > 0 and stop < len(cleaned):
-            cleaned[start:stop] = True
-    for start, stop in _segments(cleaned):
-        if stop - start < min_frames:
-            cleaned[start:stop] = False
-    return cleaned
-
-
-def _pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: pin weight (1 in a contact, smoothstep down over `blend_frames` outside) and its segment index."""
-    frames = mask.shape[0]
-    segments = _segments(mask)
-    weight = np.zeros(frames)
-    owner = np.full(frames, -1)
-    index = np.arange(frames)
-    for number, (start, stop) in enumerate(segments):
-        distance = np.maximum(np.maximum(start - index, index - (stop - 1)), 0)
-        ramp = np.clip(1.0 - distance / (blend_frames + 1.0), 0.0, 1.0)
-        ramp = ramp * ramp * (3.0 - 2.0 * ramp)
-        better = ramp > weight
-        weight = np.where(better, ramp, weight)
-        owner = np.where(better, number, owner)
-    return weight, owner
-
-
-def _clean_feet(plan: RetargetPlan, wishes: _Wishes, contacts: np.ndarray, settings: ContactSettings) -> None:
-    """Pin each ankle during its contacts: lower the hips where a leg could not reach its pin, then two-bone IK."""
-    posed = _pose_matrices(plan, wishes)
-    goals = []
-    for leg, joints in zip(plan.legs, plan.leg_joints):
-        side = 0 if joints == _LEGS[0] else 1
-        goal = _ankle_goal(plan, posed, leg, contacts[:, side], settings)
-        if goal is not None:
-            goals.append((leg, *goal))
-    if not goals:
-        return
-    drop = np.max([_hips_drop(plan, posed, leg, goal, weight) for leg, goal, weight in goals], axis=0)
-    if np.any(drop > 0.0):
-        wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * plan.axes[2]
-        posed = _pose_matrices(plan, wishes)
-    for leg, goal, weight in goals:
-        _two_bone_ik(plan, wishes, posed, leg, goal, weight)
-
-
-def _leg_lengths(plan: RetargetPlan, leg: tuple[int, int, int]) -> tuple[float, float]:
-    thigh, shin, foot = leg
-    heads = plan.target.rest[:, :3, 3]
-    return float(np.linalg.norm(heads[shin] - heads[thigh])), float(np.linalg.norm(heads[foot] - heads[shin]))
-
-
-def _ankle_goal(
-    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], contact: np.ndarray,
-    settings: ContactSettings,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Where the ankle should be (F, 3, source frame) and how strongly (F,): at its contact's mean position, never
-    below its standing height, blended in and out around each contact."""
-    segments = _segments(contact)
-    if not segments:
-        return None
-    foot = leg[2]
-    ankle = posed[foot][:, :3, 3] @ plan.axes.T
-    standing_height = float((plan.axes @ plan.target.rest[foot, :3, 3])[2])
-    pins = np.array([ankle[start:stop].mean(axis=0) for start, stop in segments])
-    pins[:, 2] = np.maximum(pins[:, 2], standing_height)
-    weight, owner = _pin_weights(contact, settings.blend_frames)
-    return ankle + weight[:, None] * (pins[np.maximum(owner, 0)] - ankle), weight
-
-
-def _hips_drop(
-    plan: RetargetPlan, posed: dict[int, np.ndarray], leg: tuple[int, int, int], goal: np.ndarray,
-    weight: np.ndarray,
-) -> np.ndarray:
-    """How far (F,) the hips must come down so the leg reaches its goal: with a slightly bent knee, or as straight as
-    the source already had it (a goal the leg reaches as it is never moves the hips)."""
-    upper, lower = _leg_lengths(plan, leg)
-    hip = posed[leg[0]][:, :3, 3] @ plan.axes.T
-    ankle = posed[leg[2]][:, :3, 3] @ plan.axes.T
-    reach = np.maximum(_HIPS_DROP_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))
-    horizontal = np.linalg.norm(goal[:, :2] - hip[:, :2], axis=-1)
-    vertical = hip[:, 2] - goal[:, 2]
-    allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
-    return np.where(weight > 0.0, np.maximum(vertical - allowed, 0.0), 0.0)
-
-
-def _two_bone_ik(
-    plan: RetargetPlan,
-    wishes: _Wishes,
-    posed: dict[int, np.ndarray],
-    leg: tuple[int, int, int],
-    goal: np.ndarray,
-    weight: np.ndarray,
-) -> None:
-    """Turn thigh and shin so the ankle lands on `goal`, knee in its own bending plane; the foot keeps its rotation."""
-    thigh, shin, foot = leg
-    axes = plan.axes
-    hip = posed[thigh][:, :3, 3] @ axes.T
-    knee = posed[shin][:, :3, 3] @ axes.T
-    ankle = posed[foot][:, :3, 3] @ axes.T
-    upper, lower = _leg_lengths(plan, leg)
-    reach = goal - hip
-    distance = np.linalg.norm(reach, axis=-1)
-    longest = np.maximum(_IK_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))  # no bend forced
-    clamped = np.clip(distance, abs(upper - lower) + 1e-6, longest)
-    direction = reach / np.maximum(distance, 1e-12)[:, None]
-    goal = hip + direction * clamped[:, None]
-
-    bend = knee - hip
-    bend = bend - np.sum(bend * direction, axis=-1, keepdims=True) * direction
-    thigh_forward = (axes @ wishes.rotations[thigh])[:, :, 2]
-    fallback = thigh_forward - np.sum(thigh_forward * direction, axis=-1, keepdims=True) * direction
-    bend = _normalized(np.where(np.linalg.norm(bend, axis=-1, keepdims=True) > 1e-6, bend, fallback))
-    along = (upper**2 - lower**2 + clamped**2) / (2.0 * clamped)
-    height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
-    new_knee = hip + direction * along[:, None] + bend * height[:, None]
-
-    active = (weight > 0.0)[:, None, None]
-    turn_thigh = rotation_between(knee - hip, new_knee - hip)
-    turned_shin = (turn_thigh @ (ankle - knee)[:, :, None])[:, :, 0]
-    turn_shin = rotation_between(turned_shin, goal - new_knee) @ turn_thigh
-    identity = np.eye(3)
-    turn_thigh = np.where(active, turn_thigh, identity)
-    turn_shin = np.where(active, turn_shin, identity)
-    wishes.rotations[thigh] = axes.T @ turn_thigh @ axes @ wishes.rotations[thigh]
-    wishes.rotations[shin] = axes.T @ turn_shin @ axes @ wishes.rotations[shin]
-
-
-def contact_drift(track: np.ndarray, contacts: np.ndarray) -> float:
-    """Mean horizontal distance a point travels per contact frame (units of `track`); 0 for a perfectly planted foot.
-
-    `track` (F, 3) is the point's position in a Z-up frame, `contacts` (F,) marks its contact frames.
-    """
-    total, steps = 0.0, 0
-    for start, stop in _segments(np.asarray(contacts, dtype=bool)):
-        if stop - start < 2:
-            continue
-        moves = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
-        total += float(moves.sum())
-        steps += stop - start - 1
-    return total / steps if steps else 0.0

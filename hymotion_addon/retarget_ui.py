@@ -1,4 +1,5 @@
-"""Sidebar sub-panel, bone-mapping list, presets and operators for retargeting and exporting.
+"""Sidebar sub-panel, bone-mapping list, presets and operators for retargeting (the export operator has its own
+module, :mod:`.export_operator`; its class is registered from :data:`classes` here).
 
 Registration: register :data:`classes` in order, then call :func:`register_properties` (it hangs
 ``Scene.hymotion_retarget`` on the scene); undo with :func:`unregister_properties`, then the classes in reverse.
@@ -16,7 +17,7 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntPropert
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.skeleton import BODY_JOINT_NAMES
 
-from . import bake, bone_mapping, export, retarget, rig
+from . import bake, bone_mapping, export, export_operator, preferences, retarget, rig
 from .bone_mapping import BoneMapping
 
 PRESET_FOLDER = "bone_maps"
@@ -27,12 +28,9 @@ _PRESET_SUFFIX = ".json"
 
 
 def preset_directory() -> Path:
-    """The folder mapping presets are saved in: the extension's user folder (survives updates), else the user's
-    Blender presets folder when the add-on runs outside the extension system."""
-    package = __package__.rsplit(".", 1)[0] if __package__ and "." in __package__ else ""
-    if package.startswith("bl_ext.") and hasattr(bpy.utils, "extension_path_user"):
-        return Path(bpy.utils.extension_path_user(package, path=PRESET_FOLDER, create=True))
-    return Path(bpy.utils.user_resource("SCRIPTS", path=f"presets/hymotion/{PRESET_FOLDER}", create=True))
+    """The folder mapping presets are saved in, inside the add-on's user folder (survives updates, follows
+    $HYMOTION_USER_DIR)."""
+    return preferences.user_dir() / PRESET_FOLDER
 
 
 def preset_path(name: str) -> Path:
@@ -94,14 +92,18 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
             ("HIPS", "On the Hips", "The hips bone carries all of the motion; a root bone stays still"),
             ("ROOT_BONE", "On the Root Bone", "The root bone slides along the ground, the hips only move up and down"),
         ),
-        default="HIPS",
+        default=retarget.DEFAULT_ROOT_MOTION,
     )
     root_bone: StringProperty(name="Root Bone", description="Bone above the hips that carries the ground motion")
-    in_place: BoolProperty(name="In Place", description="Drop the horizontal motion; the character moves on the spot")
+    in_place: BoolProperty(
+        name="In Place",
+        description="Drop the horizontal motion; the character moves on the spot",
+        default=retarget.DEFAULT_IN_PLACE,
+    )
     feet_cleanup: BoolProperty(
         name="Clean Up Feet",
         description="Pin each foot while it touches the ground, so it neither slides nor sinks",
-        default=True,
+        default=retarget.DEFAULT_FEET_CLEANUP,
     )
     scope: EnumProperty(
         name="Actions",
@@ -195,7 +197,7 @@ def _settings(context) -> HYMOTION_PG_retarget:
     return context.scene.hymotion_retarget
 
 
-class HYMOTION_OT_detect_mapping(bpy.types.Operator):
+class HYMOTION_OT_detect_bone_mapping(bpy.types.Operator):
     """Find which bones of the target rig play the SMPL-X body joints, from their names and the hierarchy"""
 
     bl_idname = "hymotion.detect_bone_mapping"
@@ -232,7 +234,7 @@ class HYMOTION_OT_detect_mapping(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class HYMOTION_OT_save_mapping_preset(bpy.types.Operator):
+class HYMOTION_OT_save_bone_map_preset(bpy.types.Operator):
     """Save the bone mapping as a preset, to reuse it for this rig in other files"""
 
     bl_idname = "hymotion.save_bone_map_preset"
@@ -261,7 +263,7 @@ class HYMOTION_OT_save_mapping_preset(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class HYMOTION_OT_load_mapping_preset(bpy.types.Operator):
+class HYMOTION_OT_load_bone_map_preset(bpy.types.Operator):
     """Load a saved bone mapping preset into the list"""
 
     bl_idname = "hymotion.load_bone_map_preset"
@@ -335,8 +337,6 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
         if target.type != "ARMATURE":
             self.report({"ERROR"}, f"'{target.name}' is not an armature; pick your character's rig as Target Rig.")
             return {"CANCELLED"}
-        if not settings.bone_map:
-            store_mapping(settings, retarget.detect_mapping(target))
         if settings.scope == "ALL":
             actions = _hymotion_actions(source)
         else:
@@ -353,6 +353,8 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
         }
         made = []
         try:
+            if not settings.bone_map:
+                store_mapping(settings, retarget.detect_mapping(target))
             mapping = mapping_from_settings(settings)
             for action in actions:
                 made.append(retarget.retarget_action(source, target, action, mapping, **options))
@@ -365,62 +367,13 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             self.report({"INFO"}, f"Retargeted '{actions[0].name}' onto '{target.name}' as '{made[0].name}'.")
         else:
             self.report({"INFO"}, f"Retargeted {len(made)} Actions onto '{target.name}' as NLA strips.")
-        return {"FINISHED"}
-
-
-class HYMOTION_OT_export(bpy.types.Operator):
-    """Export the rig and its animation with Blender's own FBX, glTF or BVH exporter"""
-
-    bl_idname = "hymotion.export_animation"
-    bl_label = "Export Animation"
-    bl_options = {"REGISTER"}
-
-    filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
-    filter_glob: StringProperty(default="*.fbx;*.glb;*.gltf;*.bvh", options={"HIDDEN"})
-
-    @classmethod
-    def poll(cls, context):
-        return hasattr(context.scene, "hymotion_retarget")
-
-    def _armature(self, context):
-        settings = _settings(context)
-        return settings.target_armature if settings.export_rig == "TARGET" else settings.source_armature
-
-    def invoke(self, context, event):
-        armature = self._armature(context)
-        if armature is None:
-            self.report({"ERROR"}, "Pick the rig to export (Target Rig or the SMPL-X Source) first.")
-            return {"CANCELLED"}
-        if not self.filepath:
-            folder = Path(bpy.path.abspath("//")) if bpy.data.is_saved else Path.home()
-            extension = export.EXTENSIONS[_settings(context).export_format]
-            self.filepath = str(folder / f"{bpy.path.clean_name(armature.name)}{extension}")
-        context.window_manager.fileselect_add(self)
-        return {"RUNNING_MODAL"}
-
-    def execute(self, context):
-        settings = _settings(context)
-        armature = self._armature(context)
-        if armature is None:
-            self.report({"ERROR"}, "Pick the rig to export (Target Rig or the SMPL-X Source) first.")
-            return {"CANCELLED"}
-        if not self.filepath:
-            self.report({"ERROR"}, "Choose a file to export to.")
-            return {"CANCELLED"}
-        try:
-            actions = export.rig_actions(armature) if settings.export_all_actions else None
-            files = export.export_animation(
-                armature,
-                self.filepath,
-                file_format=settings.export_format,
-                target=settings.export_target,
-                actions=actions,
-                one_file_per_action=settings.export_one_file_per_action,
+        residual = retarget.residual_summary(made[0])
+        if residual:
+            self.report(
+                {"WARNING"},
+                f"Feet cleanup turned these bones away from the source to plant the feet: {residual} (per bone in "
+                "the Action's 'hymotion_residual_degrees'). Turn Clean Up Feet off to keep every bone on the source.",
             )
-        except HyMotionError as error:
-            self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Exported {len(files)} file(s): {', '.join(str(path) for path in files[:3])}")
         return {"FINISHED"}
 
 
@@ -436,7 +389,7 @@ class HYMOTION_MT_bone_map_presets(bpy.types.Menu):
         if not names:
             layout.label(text="No presets saved yet", icon="INFO")
         for name in names:
-            layout.operator(HYMOTION_OT_load_mapping_preset.bl_idname, text=name).name = name
+            layout.operator(HYMOTION_OT_load_bone_map_preset.bl_idname, text=name).name = name
 
 
 # --- panel ----------------------------------------------------------------------------------------------------------
@@ -469,9 +422,9 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             column.label(text="Not an armature", icon="ERROR")
 
         row = layout.row(align=True)
-        row.operator(HYMOTION_OT_detect_mapping.bl_idname, icon="VIEWZOOM")
+        row.operator(HYMOTION_OT_detect_bone_mapping.bl_idname, icon="VIEWZOOM")
         row.menu(HYMOTION_MT_bone_map_presets.bl_idname, text="", icon="PRESET")
-        row.operator(HYMOTION_OT_save_mapping_preset.bl_idname, text="", icon="ADD")
+        row.operator(HYMOTION_OT_save_bone_map_preset.bl_idname, text="", icon="ADD")
 
         if settings.bone_map:
             unmapped = sum(1 for item in settings.bone_map if not item.bone)
@@ -501,18 +454,18 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             column.prop(settings, "export_target")
         column.prop(settings, "export_all_actions")
         column.prop(settings, "export_one_file_per_action")
-        box.operator(HYMOTION_OT_export.bl_idname, icon="EXPORT")
+        box.operator(export_operator.HYMOTION_OT_export_animation.bl_idname, icon="EXPORT")
 
 
 classes: tuple[type, ...] = (
     HYMOTION_PG_bone_map_item,
     HYMOTION_PG_retarget,
     HYMOTION_UL_bone_map,
-    HYMOTION_OT_detect_mapping,
-    HYMOTION_OT_save_mapping_preset,
-    HYMOTION_OT_load_mapping_preset,
+    HYMOTION_OT_detect_bone_mapping,
+    HYMOTION_OT_save_bone_map_preset,
+    HYMOTION_OT_load_bone_map_preset,
     HYMOTION_OT_retarget_action,
-    HYMOTION_OT_export,
+    export_operator.HYMOTION_OT_export_animation,
     HYMOTION_MT_bone_map_presets,
     HYMOTION_PT_retarget,
 )

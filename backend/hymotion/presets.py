@@ -157,16 +157,22 @@ class PresetStore:
         return dict(document["presets"])
 
     def _write(self, presets: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"schema": SCHEMA, "presets": presets}, indent=2, sort_keys=True, allow_nan=False)
-        descriptor, scratch = tempfile.mkstemp(prefix=".presets-", suffix=".json", dir=self.path.parent)
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text + "\n")
-            os.replace(scratch, self.path)
-        except BaseException:
-            Path(scratch).unlink(missing_ok=True)
-            raise
+        write_text_atomically(self.path, text + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a file through a scratch file in the same folder and a rename, so a reader (or a second Blender saving
+    at the same time) never sees it half-written. The folder is created if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, scratch = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 def _refuse_constant(name: str) -> float:

@@ -206,6 +206,59 @@ def arp_a_pose_bones(scale: float = 1.2) -> list[RigBone]:
     return bones + body
 
 
+def mixamo_a_pose_bones(scale: float = 1.05, rng: np.random.Generator | None = None) -> list[RigBone]:
+    """The Mixamo skeleton in an A-pose (arms 40 degrees down), every bone rolled at random, and other proportions:
+    shins 8 % longer, thighs 4 % shorter, the hips bone 6 cm above the hip joints' line."""
+    rng = rng or np.random.default_rng(12)
+    bones = mixamo_bones(scale=scale)
+    joints = humanoid_joints(scale=scale, arm_drop_degrees=40.0, arm_scale=1.05)
+    for side, _, word, _ in SIDES:
+        hip, knee, ankle = (joints[f"{side}_{part}"] for part in ("hip", "knee", "ankle"))
+        new_knee = hip + 0.96 * (knee - hip)
+        shift = new_knee + 1.08 * (ankle - knee) - ankle
+        for bone in bones:
+            if bone.name == f"mixamorig:{word}UpLeg":
+                bone.tail = new_knee
+            elif bone.name == f"mixamorig:{word}Leg":
+                bone.head, bone.tail = new_knee, ankle + shift
+            elif bone.name.startswith(f"mixamorig:{word}") and any(
+                    part in bone.name for part in ("Foot", "Toe")):
+                bone.head, bone.tail = bone.head + shift, bone.tail + shift
+        arm_names = {"Arm": "elbow", "ForeArm": "wrist"}
+        for bone in bones:
+            for suffix, child in arm_names.items():
+                if bone.name == f"mixamorig:{word}{suffix}":
+                    start = "shoulder" if suffix == "Arm" else "elbow"
+                    bone.head, bone.tail = joints[f"{side}_{start}"], joints[f"{side}_{child}"]
+            if bone.name == f"mixamorig:{word}Hand":
+                along = joints[f"{side}_wrist"] - joints[f"{side}_elbow"]
+                bone.head = joints[f"{side}_wrist"]
+                bone.tail = bone.head + 0.08 * scale * along / np.linalg.norm(along)
+    lift = np.array([0.0, 0.0, 0.06])
+    bones[0].head = bones[0].head + lift
+    for bone in bones:
+        bone.roll = float(rng.uniform(-math.pi, math.pi))
+    # the fingers would hang off the moved hands: this rig goes without them
+    return [bone for bone in bones if "Hand" not in bone.name or bone.name.endswith("Hand")]
+
+
+def arp_ik_bones(scale: float = 1.2) -> list[RigBone]:
+    """The Auto-Rig Pro control rig of :func:`arp_a_pose_bones` with its IK controls: foot and hand IK targets at the
+    ankles and wrists and the knee and elbow poles in front of and behind the limbs, all under the trajectory root."""
+    bones = arp_a_pose_bones(scale)
+    by_name = {bone.name: bone for bone in bones}
+    for _, _, _, small in SIDES:
+        ankle, wrist = by_name[f"c_foot_fk.{small}"], by_name[f"c_hand_fk.{small}"]
+        knee, elbow = by_name[f"c_leg_fk.{small}"], by_name[f"c_forearm_fk.{small}"]
+        bones.append(RigBone(f"c_foot_ik.{small}", "c_traj", ankle.head, ankle.head + [0.0, -0.12 * scale, 0.0]))
+        bones.append(RigBone(f"c_hand_ik.{small}", "c_traj", wrist.head, wrist.tail))
+        pole = knee.head + np.array([0.0, -0.4 * scale, 0.0])
+        bones.append(RigBone(f"c_leg_pole.{small}", "c_traj", pole, pole + [0.0, 0.0, 0.05 * scale]))
+        pole = elbow.head + np.array([0.0, 0.4 * scale, 0.0])
+        bones.append(RigBone(f"c_arms_pole.{small}", "c_traj", pole, pole + [0.0, 0.0, 0.05 * scale]))
+    return bones
+
+
 def generic_unusual_roll_bones(scale: float = 0.8) -> list[RigBone]:
     """Generic names; rolls of 90/180/-135 degrees, spine bones pointing forward instead of up, mixed rotation modes."""
     joints = humanoid_joints(scale=scale)
@@ -306,12 +359,20 @@ def is_descendant(armature: bpy.types.Object, bone: str, ancestor: str) -> bool:
     return False
 
 
+def continues_chain(armature, bone: str, child: str) -> bool:
+    """The child bone hangs below the bone, or starts within a quarter of its length of its tail (Rigify's upper arm
+    beside its shoulder control): then the bone's direction is the one from its head to the child's head."""
+    bones = armature.data.bones
+    gap = np.linalg.norm(np.array(bones[child].head_local) - np.array(bones[bone].tail_local))
+    return is_descendant(armature, child, bone) or gap < 0.25 * bones[bone].length
+
+
 def direction_errors(armature, mapping: dict[str, str], translation, rotations, frame_offset: int = 1,
                      frames=(0,)) -> dict[str, float]:
     """Worst angle (degrees) per mapped joint between the target bone's world direction and its source bone's.
 
     A target bone's direction runs from its head to the head of the bone mapped to the source joint's chain child
-    when that bone hangs below it, else along its own axis (head to tail); the source's from the joint to its child,
+    when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's from the joint to its child,
     or along the SMPL-X rig's leaf bone.
     """
     from hymotion_addon import retarget
@@ -328,7 +389,7 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
             index = JOINT[joint]
             child = children[index]
             child_joint = BODY_JOINT_NAMES[child] if child >= 0 else None
-            if child_joint in mapping and is_descendant(armature, mapping[child_joint], bone):
+            if child_joint in mapping and continues_chain(armature, bone, mapping[child_joint]):
                 target_direction = by_name[mapping[child_joint]][:3, 3] - by_name[bone][:3, 3]
                 source_direction = positions[frame, child] - positions[frame, index]
             else:
@@ -447,3 +508,196 @@ def bone_infos_of(bones: list[RigBone]):
     from hymotion_addon.bone_mapping import BoneInfo
 
     return [BoneInfo(bone.name, bone.parent, tuple(bone.head), tuple(bone.tail)) for bone in bones]
+
+
+# --- gaits: walk, run, jump, turn with planted heels and balls ------------------------------------------------------
+
+
+@dataclass
+class Stance:
+    """One foot on the ground, seconds: it lands at t0 pitched `first` (toes up < 0: on the heel; toes down > 0: on
+    the ball) and rolls flat by t1, stays flat to t2, then rolls to pitch `last` about the ball by t3 and lifts."""
+
+    t0: float
+    t1: float
+    t2: float
+    t3: float
+    ankle: np.ndarray  # (2,) horizontal ankle position while flat, Blender frame
+    heading: float = 0.0
+    first: float = -0.3
+    last: float = 0.6
+
+
+def _rz(angle: np.ndarray) -> np.ndarray:
+    return retarget_math.axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
+
+
+def _rx(angle: np.ndarray) -> np.ndarray:
+    return retarget_math.axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
+
+
+def _smooth(s: np.ndarray) -> np.ndarray:
+    s = np.clip(s, 0.0, 1.0)
+    return s * s * (3.0 - 2.0 * s)
+
+
+def _foot_track(stances: list[Stance], times: np.ndarray, heads: np.ndarray, side: int, lift: float):
+    """Ankle goal (F, 3), foot pitch and heading (F,), toe pitch (F,), heel/ball contacts (F, 2) of one foot."""
+    ankle_joint, ball_joint = JOINT[f"{SIDES[side][0]}_ankle"], JOINT[f"{SIDES[side][0]}_foot"]
+    floor = heads[[JOINT["left_foot"], JOINT["right_foot"]], 2].min()
+    heel_offset = np.array([0.0, 0.0, floor - heads[ankle_joint, 2]])
+    ball_offset = heads[ball_joint] - heads[ankle_joint]
+
+    def pose(stance: Stance, t: float):
+        """Ankle, pitch and contacts of a stance at time t (inside it)."""
+        turn = _rz(stance.heading)
+        flat_ankle = np.array([*stance.ankle, heads[ankle_joint, 2]])
+        heel_pin, ball_pin = flat_ankle + turn @ heel_offset, flat_ankle + turn @ ball_offset
+        if t < stance.t1:
+            pitch = stance.first * (1.0 - _smooth((t - stance.t0) / (stance.t1 - stance.t0)))
+        elif t < stance.t2:
+            pitch = 0.0
+        else:
+            pitch = stance.last * _smooth((t - stance.t2) / (stance.t3 - stance.t2))
+        rotation = turn @ _rx(pitch)
+        on_heel = pitch <= 0.0
+        ankle = heel_pin - rotation @ heel_offset if on_heel else ball_pin - rotation @ ball_offset
+        return ankle, pitch, (pitch <= 0.0, pitch >= 0.0)
+
+    frames = times.size
+    ankle, pitch, heading, toe = np.zeros((frames, 3)), np.zeros(frames), np.zeros(frames), np.zeros(frames)
+    contacts = np.zeros((frames, 2), dtype=bool)
+    for row, t in enumerate(times):
+        current = next((stance for stance in stances if stance.t0 <= t < stance.t3), None)
+        if current is not None:
+            ankle[row], pitch[row], contacts[row] = pose(current, t)
+            heading[row] = current.heading
+            toe[row] = 0.0  # the toe lies flat on the ground while the ball is down
+            continue
+        before = [stance for stance in stances if stance.t3 <= t]
+        after = [stance for stance in stances if stance.t0 > t]
+        if not before or not after:
+            edge = before[-1] if before else after[0]
+            ankle[row], pitch[row], _ = pose(edge, edge.t3 - 1e-6 if before else edge.t0)
+            heading[row] = edge.heading
+            toe[row] = 0.0
+            continue
+        start, end = before[-1], after[0]
+        s = (t - start.t3) / (end.t0 - start.t3)
+        a0, p0, _ = pose(start, start.t3 - 1e-6)
+        a1, p1, _ = pose(end, end.t0)
+        ankle[row] = a0 + _smooth(s) * (a1 - a0) + np.array([0.0, 0.0, lift * np.sin(np.pi * s)])
+        pitch[row] = p0 + s * (p1 - p0)
+        heading[row] = start.heading + s * (end.heading - start.heading)
+        toe[row] = pitch[row] * _smooth((s - 0.3) / 0.4)  # the toe leaves the ground flat, then follows the foot
+    return ankle, pitch, heading, toe, contacts
+
+
+def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
+    """A synthetic `kind` ('walk', 'run', 'jump', 'turn') whose source feet really plant: ankle goals designed first
+    (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
+    (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
+    from hymotion_addon import retarget, retarget_feet
+
+    source = retarget.source_skeleton()
+    heads = source.heads
+    times = np.arange(int(round(seconds * fps))) / fps
+    pelvis, heading, stances, lift = _gait_design(kind, times, heads)
+    frames = times.size
+    body = _rz(heading)
+    rotations = np.zeros((frames, len(BODY_JOINT_NAMES), 3, 3))
+    rotations[:] = np.eye(3)
+    rotations[:, JOINT["pelvis"]] = body
+    contacts = np.zeros((frames, 2, 2), dtype=bool)
+    tracks = [_foot_track(stances[side], times, heads, side, lift) for side in range(2)]
+    pelvis = _reachable_pelvis(pelvis, body, tracks, heads)
+    for side, (ankle_goal, pitch, foot_heading, toe_pitch, contact) in enumerate(tracks):
+        name = SIDES[side][0]
+        hip_joint, knee_joint, ankle_joint = (JOINT[f"{name}_{part}"] for part in ("hip", "knee", "ankle"))
+        thigh_world = body @ _rx(-0.3)
+        shin_world = body @ _rx(0.3)
+        hip = pelvis + body @ (heads[hip_joint] - heads[JOINT["pelvis"]])
+        knee = hip + thigh_world @ (heads[knee_joint] - heads[hip_joint])
+        ankle = knee + shin_world @ (heads[ankle_joint] - heads[knee_joint])
+        upper = float(np.linalg.norm(heads[knee_joint] - heads[hip_joint]))
+        lower = float(np.linalg.norm(heads[ankle_joint] - heads[knee_joint]))
+        forward = body @ np.array([0.0, -1.0, 0.0])
+        turn_thigh, turn_shin = retarget_feet.two_bone_ik(
+            hip, knee, ankle, ankle_goal, upper, lower, forward, np.ones(frames, dtype=bool))
+        thigh_world, shin_world = turn_thigh @ thigh_world, turn_shin @ shin_world
+        foot_world = _rz(foot_heading) @ _rx(pitch)
+        toe_world = _rz(foot_heading) @ _rx(toe_pitch)
+        rotations[:, hip_joint] = np.swapaxes(body, -1, -2) @ thigh_world
+        rotations[:, knee_joint] = np.swapaxes(thigh_world, -1, -2) @ shin_world
+        rotations[:, ankle_joint] = np.swapaxes(shin_world, -1, -2) @ foot_world
+        rotations[:, JOINT[f"{name}_foot"]] = np.swapaxes(foot_world, -1, -2) @ toe_world
+        contacts[:, side] = contact
+    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # Blender -> model frame
+    model_rotations = to_model @ rotations @ to_model.T
+    quaternions = retarget_math.matrix_to_quaternion(model_rotations)
+    translation = (pelvis - heads[JOINT["pelvis"]]) @ to_model.T
+    return translation, quaternions, contacts
+
+
+def _reachable_pelvis(pelvis: np.ndarray, body: np.ndarray, tracks, heads: np.ndarray) -> np.ndarray:
+    """The pelvis lowered where a planted foot's ankle would be out of the leg's reach (98 % of its length)."""
+    pelvis = pelvis.copy()
+    for side, (ankle_goal, _, _, _, contact) in enumerate(tracks):
+        name = SIDES[side][0]
+        hip_joint, knee_joint, ankle_joint = (JOINT[f"{name}_{part}"] for part in ("hip", "knee", "ankle"))
+        reach = 0.98 * (np.linalg.norm(heads[knee_joint] - heads[hip_joint])
+                        + np.linalg.norm(heads[ankle_joint] - heads[knee_joint]))
+        hip = pelvis + body @ (heads[hip_joint] - heads[JOINT["pelvis"]])
+        horizontal = np.linalg.norm(ankle_goal[:, :2] - hip[:, :2], axis=-1)
+        highest = ankle_goal[:, 2] + np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
+        excess = np.where(contact.any(axis=1), np.maximum(hip[:, 2] - highest, 0.0), 0.0)
+        pelvis[:, 2] -= excess
+    return pelvis
+
+
+def _gait_design(kind: str, times: np.ndarray, heads: np.ndarray):
+    """Pelvis path (F, 3), body heading (F,), stances per side and swing lift for a gait."""
+    standing = heads[JOINT["pelvis"]].copy()
+    offsets = [heads[JOINT[f"{side}_ankle"], :2] - standing[:2] for side, *_ in SIDES]
+    if kind in ("walk", "run", "turn"):
+        speed, cycle, stance_part, lift, dip = {"walk": (1.2, 1.1, 0.6, 0.08, 0.04),
+                                                "run": (3.0, 0.72, 0.36, 0.15, 0.10),
+                                                "turn": (0.8, 1.2, 0.6, 0.07, 0.04)}[kind]
+        turn_rate = np.radians(90.0) / times[-1] if kind == "turn" else 0.0
+        heading = turn_rate * times
+        forward = np.stack([np.sin(heading), -np.cos(heading)], axis=1)  # facing -Y, turning left
+        ground = np.concatenate([[0.0], np.cumsum(speed / (times.size / times[-1]) * np.ones(times.size - 1))])
+        position = np.cumsum(np.concatenate([[np.zeros(2)], forward[1:] * np.diff(ground)[:, None]]), axis=0)
+        pelvis = np.column_stack([position + standing[:2], np.full(times.size, standing[2] - dip)])
+        pelvis[:, 2] += 0.5 * dip * np.cos(4.0 * np.pi * times / cycle)
+        stances = [[], []]
+        for side in range(2):
+            start = -cycle * (0.5 * side)
+            while start < times[-1] + cycle:
+                t0, t3 = start, start + stance_part * cycle
+                middle = (t0 + t3) / 2.0
+                at = int(np.clip(round(middle / times[-1] * (times.size - 1)), 0, times.size - 1))
+                spot = position[at] + (forward[at] - forward[at]) + standing[:2]
+                spot = spot + _rz(heading[at])[:2, :2] @ offsets[side]
+                if kind == "run":
+                    spot = spot + (middle - times[at]) * speed * forward[at]
+                span = t3 - t0
+                stances[side].append(Stance(t0, t0 + 0.12 * span, t0 + 0.55 * span, t3, spot, float(heading[at])))
+                start += cycle
+        return pelvis, heading, stances, lift
+    if kind == "jump":
+        heading = np.zeros(times.size)
+        takeoff, landing, forward = 1.2, 1.75, 0.4
+        crouch = 0.2 * (_smooth((times - 0.5) / 0.5) * (times < takeoff)
+                        + (1.0 - _smooth((times - landing) / 0.8)) * (times >= landing))
+        flight = np.clip((times - takeoff) / (landing - takeoff), 0.0, 1.0)
+        rise = np.where((times >= takeoff) & (times < landing), 0.35 * np.sin(np.pi * flight), 0.0)
+        pelvis = np.column_stack([np.full(times.size, standing[0]),
+                                  standing[1] - forward * _smooth(flight),
+                                  standing[2] - 0.02 - crouch + rise])
+        stances = [[Stance(-1.0, -0.9, takeoff - 0.2, takeoff, offsets[side] + standing[:2], first=0.0, last=0.7),
+                    Stance(landing, landing + 0.12, times[-1] + 1.0, times[-1] + 1.1,
+                           offsets[side] + standing[:2] + np.array([0.0, -forward]), first=0.4, last=0.0)]
+                   for side in range(2)]
+        return pelvis, heading, stances, 0.3
+    raise ValueError(f"Unknown gait {kind!r}")

@@ -223,3 +223,12 @@ def test_detect_save_and_load_operators_fill_the_list_and_reuse_presets(retarget
     assert settings.bone_map[BODY_JOINT_NAMES.index("left_knee")].bone == "calf_l"
     with pytest.raises(RuntimeError, match="No bone mapping preset"):
         bpy.ops.hymotion.load_bone_map_preset(name="Nothing Here")
+
+
+def test_presets_live_in_the_add_ons_user_folder_and_are_written_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYMOTION_USER_DIR", str(tmp_path / "user"))
+    assert retarget_ui.preset_directory() == tmp_path / "user" / retarget_ui.PRESET_FOLDER
+    path = bone_mapping.save_preset(BoneMapping(bones={"pelvis": "Hips"}), retarget_ui.preset_path("Hero"))
+    assert path.parent == tmp_path / "user" / retarget_ui.PRESET_FOLDER
+    assert [entry.name for entry in path.parent.iterdir()] == ["Hero.json"]  # no scratch file left behind
+    assert bone_mapping.load_preset(path).bones["pelvis"] == "Hips"

@@ -232,3 +232,42 @@ def test_export_operator_writes_the_chosen_rig(scene, tmp_path, file_format):
         assert sorted(path.name for path in tmp_path.iterdir()) == [f"hero_jump.{extension}", f"hero_walk.{extension}"]
     finally:
         rigs.unregister_retarget_ui(registered)
+
+
+def test_a_file_that_cannot_be_written_is_a_clear_report_not_a_traceback(scene, tmp_path, monkeypatch):
+    scene.render.fps = 30
+    armature = rigs.build_rig("Armature", rigs.mixamo_bones())
+    retarget.bake_onto_rig(armature, *random_clip(3, seed=6))
+    (tmp_path / "taken.fbx").mkdir()  # the exporter's open() meets a folder: an OSError inside Blender's operator
+    with pytest.raises(HyMotionError, match="Could not write .*taken.fbx") as caught:
+        export.export_animation(armature, tmp_path / "taken.fbx")
+    assert "Traceback" not in str(caught.value) and "writ" in caught.value.hint
+    monkeypatch.setattr(export.os, "access", lambda path, mode: False)  # as a read-only folder answers (not root)
+    with pytest.raises(HyMotionError, match="the folder is read-only"):
+        export.export_animation(armature, tmp_path / "hero.fbx")
+    assert not (tmp_path / "hero.fbx").exists()
+
+
+def test_the_export_operator_reports_an_unwritable_file_without_a_traceback(scene, tmp_path):
+    registered = rigs.register_retarget_ui()
+    try:
+        bpy.context.scene.render.fps = 30
+        armature = rigs.build_rig("Armature", rigs.mixamo_bones())
+        retarget.bake_onto_rig(armature, *random_clip(3, seed=7))
+        bpy.context.scene.hymotion_retarget.target_armature = armature
+        (tmp_path / "taken.fbx").mkdir()
+        with pytest.raises(RuntimeError, match="Could not write") as caught:  # an operator's ERROR report, in a script
+            bpy.ops.hymotion.export_animation(filepath=str(tmp_path / "taken.fbx"))
+        assert "Traceback" not in str(caught.value)
+    finally:
+        rigs.unregister_retarget_ui(registered)
+
+
+def test_an_export_started_in_pose_mode_returns_to_pose_mode(scene, tmp_path):
+    scene.render.fps = 30
+    armature = rigs.build_rig("Armature", rigs.mixamo_bones())
+    retarget.bake_onto_rig(armature, *random_clip(3, seed=8))
+    bpy.context.view_layer.objects.active = armature
+    bpy.ops.object.mode_set(mode="POSE")
+    assert export.export_animation(armature, tmp_path / "posed.fbx")[0].is_file()
+    assert armature.mode == "POSE" and bpy.context.view_layer.objects.active == armature

@@ -1,0 +1,434 @@
+"""Feet in numpy only: where the source's heels and toes touch the ground, and planting the target's feet there.
+
+The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do; :func:`clean_feet`
+then changes the legs of that :class:`~.retarget_math.Transfer` before the keys are solved.
+
+Contacts (:func:`detect_contacts`) are found separately for the heel (a point under the ankle, on the floor at rest)
+and the ball of the foot (the toe joint), from their height over the clip's floor and their speed. Their overlap
+gives each stance its phases: heel-strike (heel only), flat (both), heel-off (ball only), then toe-off.
+
+Planting (:func:`clean_feet`): each stance gets one anchor, a flat foot placement (ankle position and heading) fitted
+to the transferred foot. During the stance the foot keeps the source's pitch and roll, turned to the anchor's heading
+and levelled while both heel and ball touch; it pivots about whichever of its pinned heel and ball is lower, so it
+rolls about the heel at heel-strike and about the toe at heel-off, and the toe bone lies flat while the ball is down.
+Outside stances, heel, ball and toe tip are lifted above the floor where the transfer would push them through it. Two-bone
+IK (thigh and shin, knee in its own bending plane) brings the ankle to its goal, the hips lowered first where a leg
+cannot reach; the weights blend in and out over a few frames. :func:`measure_contacts` reports per contact how far
+the planted point slid, how deep any foot point went below the floor and how high the planted point hovered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hymotion.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
+
+from .motion_math import slerp
+from .retarget_math import (
+    LEGS,
+    TOES,
+    RetargetPlan,
+    Transfer,
+    axis_angle_matrix,
+    matrix_to_quaternion,
+    normalized,
+    pose_matrices,
+    rotation_between,
+    source_floor,
+)
+
+_IK_REACH = 0.9999
+_HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
+_SOURCE_FORWARD = np.array([0.0, -1.0, 0.0])
+POINTS = ("heel", "ball")
+
+
+@dataclass(frozen=True)
+class ContactSettings:
+    """When a source heel or ball counts as planted, and how pinning blends in and out."""
+
+    height_tolerance: float = 0.02  # metres above the point's standing height
+    speed_tolerance: float = 0.5  # metres per second, horizontal
+    min_frames: int = 3
+    blend_frames: int = 4
+    flat_blend_frames: int = 2  # the foot levels out over this many frames where heel and ball both touch
+    flat_tilt_degrees: tuple[float, float] = (3.0, 8.0)  # levelled fully below the first sole tilt, not above the second
+
+
+@dataclass(frozen=True)
+class ContactReport:
+    """One contact of one foot point (heel or ball), measured on the result: the planted point's horizontal travel
+    over the contact (slide), the deepest any point of that foot went below the floor during it (penetration), the
+    planted point's highest height above its floor level during it (hover); target units."""
+
+    side: str
+    point: str
+    start: int
+    stop: int
+    slide: float
+    penetration: float
+    hover: float
+
+
+# --- contacts -------------------------------------------------------------------------------------------------------
+
+
+def source_foot_points(positions: np.ndarray, world: np.ndarray, source) -> np.ndarray:
+    """Heel and ball positions (F, 2 sides, 2 points, 3) of the source body (a SourceSkeleton): the ball is the toe
+    joint, the heel the point under the ankle at the toe joint's rest height, carried by the ankle's rotation."""
+    points = np.empty((positions.shape[0], 2, 2, 3))
+    toe_level = min(source.heads[toe, 2] for toe in TOES)
+    for side, (_, _, ankle) in enumerate(LEGS):
+        heel_offset = np.array([0.0, 0.0, toe_level - source.heads[ankle, 2]])  # T-pose: world rotation is identity
+        points[:, side, 0] = positions[:, ankle] + world[:, ankle] @ heel_offset
+        points[:, side, 1] = positions[:, TOES[side]]
+    return points
+
+
+def detect_contacts(
+    positions: np.ndarray, world: np.ndarray, fps: float, source, settings: ContactSettings = ContactSettings()
+) -> np.ndarray:
+    """Heel and ball contacts (F, 2 sides, 2 points: heel, ball) of the source: the point near the clip's floor and
+    slow over the ground. Gaps of one frame are closed and contacts shorter than `min_frames` dropped, so pinning
+    never flickers."""
+    points = source_foot_points(positions, world, source)
+    floor = source_floor(positions, source)
+    toe_level = min(source.heads[toe, 2] for toe in TOES)
+    contacts = np.zeros(points.shape[:3], dtype=bool)
+    for side in range(2):
+        for point in range(2):
+            track = points[:, side, point]
+            height = track[:, 2] - floor - (0.0 if point == 0 else source.heads[TOES[side], 2] - toe_level)
+            raw = (height < settings.height_tolerance) & (_horizontal_speed(track, fps) < settings.speed_tolerance)
+            contacts[:, side, point] = _clean_mask(raw, settings.min_frames)
+    return contacts
+
+
+def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
+    """Per frame, the slower of the steps into and out of it: a point that lands (or lifts) is slow on that frame."""
+    if track.shape[0] < 2:
+        return np.zeros(track.shape[0])
+    steps = np.linalg.norm(np.diff(track[:, :2], axis=0), axis=-1) * fps
+    return np.minimum(np.append(steps[:1], steps), np.append(steps, steps[-1:]))
+
+
+def segments(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of True as (start, stop) half-open frame ranges."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+
+
+def _clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
+    cleaned = mask.copy()
+    gaps = segments(~cleaned)
+    for start, stop in gaps:
+        if stop - start == 1 and start > 0 and stop < len(cleaned):
+            cleaned[start:stop] = True
+    for start, stop in segments(cleaned):
+        if stop - start < min_frames:
+            cleaned[start:stop] = False
+    return cleaned
+
+
+def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: pin weight (1 in a contact, smoothstep down over `blend_frames` outside) and its segment index."""
+    frames = mask.shape[0]
+    weight = np.zeros(frames)
+    owner = np.full(frames, -1)
+    index = np.arange(frames)
+    for number, (start, stop) in enumerate(segments(mask)):
+        distance = np.maximum(np.maximum(start - index, index - (stop - 1)), 0)
+        ramp = np.clip(1.0 - distance / (blend_frames + 1.0), 0.0, 1.0)
+        ramp = ramp * ramp * (3.0 - 2.0 * ramp)
+        better = ramp > weight
+        weight = np.where(better, ramp, weight)
+        owner = np.where(better, number, owner)
+    return weight, owner
+
+
+# --- leg IK ---------------------------------------------------------------------------------------------------------
+
+
+def hips_drop(
+    hip: np.ndarray, ankle: np.ndarray, goal: np.ndarray, weight: np.ndarray, upper: float, lower: float
+) -> np.ndarray:
+    """How far (F,) the hips must come down so the leg reaches its goal: with a slightly bent knee, or as straight as
+    the source already had it (a goal the leg reaches as it is never moves the hips). Positions (F, 3), Z up."""
+    reach = np.maximum(_HIPS_DROP_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))
+    horizontal = np.linalg.norm(goal[:, :2] - hip[:, :2], axis=-1)
+    vertical = hip[:, 2] - goal[:, 2]
+    allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
+    return np.where(weight > 0.0, np.maximum(vertical - allowed, 0.0), 0.0)
+
+
+def two_bone_ik(
+    hip: np.ndarray,
+    knee: np.ndarray,
+    ankle: np.ndarray,
+    goal: np.ndarray,
+    upper: float,
+    lower: float,
+    thigh_forward: np.ndarray,
+    active: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """World-space turns (F, 3, 3) of thigh and shin that bring the ankle onto `goal`, the knee in its own bending
+    plane (`thigh_forward` decides where the leg is straight); identity where not `active`."""
+    reach = goal - hip
+    distance = np.linalg.norm(reach, axis=-1)
+    longest = np.maximum(_IK_REACH * (upper + lower), np.linalg.norm(ankle - hip, axis=-1))  # no bend forced
+    clamped = np.clip(distance, abs(upper - lower) + 1e-6, longest)
+    direction = reach / np.maximum(distance, 1e-12)[:, None]
+    goal = hip + direction * clamped[:, None]
+
+    bend = knee - hip
+    bend = bend - np.sum(bend * direction, axis=-1, keepdims=True) * direction
+    fallback = thigh_forward - np.sum(thigh_forward * direction, axis=-1, keepdims=True) * direction
+    bend = normalized(np.where(np.linalg.norm(bend, axis=-1, keepdims=True) > 1e-6, bend, fallback))
+    along = (upper**2 - lower**2 + clamped**2) / (2.0 * clamped)
+    height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
+    new_knee = hip + direction * along[:, None] + bend * height[:, None]
+
+    turn_thigh = rotation_between(knee - hip, new_knee - hip)
+    turned_shin = (turn_thigh @ (ankle - knee)[:, :, None])[:, :, 0]
+    turn_shin = rotation_between(turned_shin, goal - new_knee) @ turn_thigh
+    mask = np.asarray(active, dtype=bool)[:, None, None]
+    identity = np.eye(3)
+    return np.where(mask, turn_thigh, identity), np.where(mask, turn_shin, identity)
+
+
+# --- planting the target's feet -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Foot:
+    """One target leg for planting: its bones, lengths, and the foot's contact points at rest.
+
+    Offsets are in the bones' own frames (heel and ball in the foot bone's, the toe tip in the toe bone's); floors
+    are the points' rest heights in the source frame (a rig stands on its floor at rest)."""
+
+    side: int
+    thigh: int
+    shin: int
+    foot: int
+    toe: int  # -1 where the toe joint is not mapped (the ball is then the heel)
+    slot: int  # the foot bone's slot in the plan's mapped bones
+    upper: float
+    lower: float
+    heel: np.ndarray
+    ball: np.ndarray
+    tip: np.ndarray
+    floors: np.ndarray  # (3,) heel, ball, tip
+
+
+def plan_feet(plan: RetargetPlan) -> list[Foot]:
+    """The plan's fully mapped legs as :class:`Foot` records."""
+    target, axes = plan.target, plan.axes
+    heads = target.rest[:, :3, 3] @ axes.T
+    rest = axes @ target.rest[:, :3, :3]
+    feet = []
+    for leg, joints in zip(plan.legs, plan.leg_joints):
+        side = LEGS.index(joints)
+        thigh, shin, foot = leg
+        toe_name = plan.mapping.get(BODY_JOINT_NAMES[TOES[side]])
+        toe = target.index(toe_name) if toe_name else -1
+        heel = np.array([heads[foot, 0], heads[foot, 1], plan.target_toe_level])
+        ball = heads[toe] if toe >= 0 else heel
+        tip = ball + (rest[toe][:, 1] * target.lengths[toe] if toe >= 0 else 0.0)
+        feet.append(Foot(
+            side=side, thigh=thigh, shin=shin, foot=foot, toe=toe,
+            slot=int(np.flatnonzero(plan.bones == foot)[0]),
+            upper=float(np.linalg.norm(heads[shin] - heads[thigh])),
+            lower=float(np.linalg.norm(heads[foot] - heads[shin])),
+            heel=rest[foot].T @ (heel - heads[foot]),
+            ball=rest[foot].T @ (ball - heads[foot]),
+            tip=np.array([0.0, target.lengths[toe] if toe >= 0 else 0.0, 0.0]),
+            floors=np.array([heel[2], ball[2], tip[2]]),
+        ))
+    return feet
+
+
+def clean_feet(
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+) -> np.ndarray:
+    """Plant the target's feet where the source's heels and balls touch (see the module docstring). Changes `wishes`
+    in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
+    contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
+    feet = plan_feet(plan)
+    if not feet:
+        return contacts
+    axes = plan.axes
+    posed = pose_matrices(plan, wishes)
+    planted = []
+    for foot in feet:
+        ankle = posed[foot.foot][:, :3, 3] @ axes.T
+        rotation = axes @ wishes.rotations[foot.foot]
+        toe_rotation = axes @ wishes.rotations[foot.toe] if foot.toe >= 0 else None
+        planted.append((foot, *_plant(plan, foot, ankle, rotation, toe_rotation, contacts[:, foot.side], settings)))
+    drops = []
+    for foot, goal, active, _, _ in planted:
+        hip, ankle = (posed[bone][:, :3, 3] @ axes.T for bone in (foot.thigh, foot.foot))
+        drops.append(hips_drop(hip, ankle, goal, active, foot.upper, foot.lower))
+    drop = np.max(drops, axis=0)
+    if np.any(drop > 0.0):
+        wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * axes[2]
+        posed = pose_matrices(plan, wishes)
+    for foot, goal, active, foot_rotation, toe_rotation in planted:
+        hip, knee, ankle = (posed[bone][:, :3, 3] @ axes.T for bone in (foot.thigh, foot.shin, foot.foot))
+        thigh_forward = (axes @ wishes.rotations[foot.thigh])[:, :, 2]
+        turn_thigh, turn_shin = two_bone_ik(hip, knee, ankle, goal, foot.upper, foot.lower, thigh_forward, active)
+        wishes.rotations[foot.thigh] = axes.T @ turn_thigh @ axes @ wishes.rotations[foot.thigh]
+        wishes.rotations[foot.shin] = axes.T @ turn_shin @ axes @ wishes.rotations[foot.shin]
+        wishes.rotations[foot.foot] = axes.T @ foot_rotation
+        if foot.toe >= 0:
+            wishes.rotations[foot.toe] = axes.T @ toe_rotation
+    return contacts
+
+
+def _plant(
+    plan: RetargetPlan,
+    foot: Foot,
+    ankle: np.ndarray,
+    rotation: np.ndarray,
+    toe_rotation: np.ndarray | None,
+    contact: np.ndarray,
+    settings: ContactSettings,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Ankle goal (F, 3), where IK acts (F,), foot and toe world rotations (F, 3, 3), source frame, for one foot
+    whose heel and ball contacts are `contact` (F, 2)."""
+    rest = plan.axes @ plan.target.rest[:, :3, :3]
+    foot_rest = rest[foot.foot]
+    stance = contact.any(axis=1)
+    weight, owner = pin_weights(stance, settings.blend_frames)
+    flat, _ = pin_weights(contact.all(axis=1), settings.flat_blend_frames)
+    source_like = rotation @ np.swapaxes(plan.aligned_rest[foot.slot], -1, -2)  # the source ankle's turn from rest
+    heading = _heading(source_like)
+    tilt = axis_angle_matrix(np.array([0.0, 0.0, 1.0]), -heading) @ source_like
+    identity = np.broadcast_to(np.eye(3), tilt.shape)
+    tilt_degrees = np.degrees(np.arccos(np.clip(tilt[:, 2, 2], -1.0, 1.0)))  # the sole's angle to the floor
+    nearly_level = np.clip((settings.flat_tilt_degrees[1] - tilt_degrees) / np.ptp(settings.flat_tilt_degrees), 0, 1)
+    tilt = _blend(tilt, identity, flat * nearly_level)  # level while heel and ball both touch, the sole nearly flat
+
+    anchor_heading, anchor_ankle = _anchors(stance, contact, heading, ankle)
+    anchor_ankle[:, 2] = (plan.target.rest[foot.foot, :3, 3] @ plan.axes.T)[2]
+    stance_index = np.maximum(owner, 0)
+    turn = axis_angle_matrix(np.array([0.0, 0.0, 1.0]), anchor_heading[stance_index])
+    planted = turn @ tilt @ foot_rest
+    flat_foot = turn @ foot_rest
+    ankle_at_rest = anchor_ankle[stance_index]
+    heel_pin = ankle_at_rest + flat_foot @ foot.heel
+    ball_pin = ankle_at_rest + flat_foot @ foot.ball
+    by_heel = heel_pin - planted @ foot.heel
+    by_ball = ball_pin - planted @ foot.ball
+    pivoted = np.where((by_heel[:, 2] >= by_ball[:, 2])[:, None], by_heel, by_ball)  # the lower point carries it
+
+    nearest = _nearest_in(stance)  # outside a stance, the correction its last (or first) frame needed fades out
+    goal = ankle + weight[:, None] * (pivoted - ankle)[nearest]
+    correction = planted @ np.swapaxes(rotation, -1, -2)
+    foot_rotation = _blend(identity, correction[nearest], weight) @ rotation
+    new_toe = None
+    if toe_rotation is not None:
+        ball_down = contact[:, 1]
+        toe_down, _ = pin_weights(ball_down, settings.blend_frames)
+        toe_correction = (turn @ rest[foot.toe]) @ np.swapaxes(toe_rotation, -1, -2)
+        new_toe = _blend(identity, toe_correction[_nearest_in(ball_down)], toe_down) @ toe_rotation
+    lift = _below_floor(foot, goal, foot_rotation, new_toe)
+    goal[:, 2] += lift
+    return goal, (weight > 0.0) | (lift > 0.0), foot_rotation, new_toe
+
+
+def _nearest_in(mask: np.ndarray) -> np.ndarray:
+    """For every frame, the nearest frame where `mask` holds (itself where it does; 0 where it never does)."""
+    inside = np.flatnonzero(mask)
+    if inside.size == 0:
+        return np.zeros(mask.shape[0], dtype=np.int64)
+    frames = np.arange(mask.shape[0])
+    after = np.clip(np.searchsorted(inside, frames), 0, inside.size - 1)
+    before = np.clip(after - 1, 0, inside.size - 1)
+    closer_before = np.abs(frames - inside[before]) < np.abs(inside[after] - frames)
+    return np.where(closer_before, inside[before], inside[after])
+
+
+def _heading(rotations: np.ndarray) -> np.ndarray:
+    """Heading angle (F,) about +Z of the direction the source's foot faces (-Y at rest)."""
+    forward = rotations @ _SOURCE_FORWARD
+    return np.arctan2(forward[:, 0], -forward[:, 1])
+
+
+def _anchors(
+    stance: np.ndarray, contact: np.ndarray, heading: np.ndarray, ankle: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per stance: the heading and ankle position of its flat foot, averaged over the frames where heel and ball
+    both touch (over the whole stance when they never do)."""
+    runs = segments(stance)
+    headings = np.zeros(max(len(runs), 1))
+    positions = np.zeros((max(len(runs), 1), 3))
+    for number, (start, stop) in enumerate(runs):
+        frames = np.arange(start, stop)
+        both = frames[contact[start:stop].all(axis=1)]
+        chosen = both if both.size else frames
+        headings[number] = np.arctan2(np.sin(heading[chosen]).mean(), np.cos(heading[chosen]).mean())
+        positions[number] = ankle[chosen].mean(axis=0)
+    return headings, positions
+
+
+def _blend(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Rotations (F, 3, 3) turned from `start` toward `end` by `weight` (F,), along the shortest arc."""
+    mixed = slerp(matrix_to_quaternion(start), matrix_to_quaternion(end), weight)
+    return quaternion_to_matrix(mixed)
+
+
+def _below_floor(
+    foot: Foot, ankle: np.ndarray, rotation: np.ndarray, toe_rotation: np.ndarray | None
+) -> np.ndarray:
+    """How far (F,) the ankle must rise so that no point of the foot (heel, ball, toe tip) is below the floor."""
+    heights = _points(foot, ankle, rotation, toe_rotation)[..., 2]
+    return np.maximum(np.max(foot.floors - heights, axis=1), 0.0)
+
+
+def _points(foot: Foot, ankle: np.ndarray, rotation: np.ndarray, toe_rotation: np.ndarray | None) -> np.ndarray:
+    """Heel, ball and toe tip (F, 3, 3) of a foot whose ankle is at `ankle` turned by `rotation` (source frame)."""
+    heel = ankle + rotation @ foot.heel
+    ball = ankle + rotation @ foot.ball
+    tip = ball + (toe_rotation @ foot.tip if toe_rotation is not None else 0.0)
+    return np.stack([heel, ball, tip], axis=1)
+
+
+def foot_point_tracks(
+    plan: RetargetPlan, matrices: dict[int, np.ndarray], feet: list[Foot] | None = None
+) -> dict[int, np.ndarray]:
+    """Per side, heel, ball and toe tip (F, 3, 3, source frame) from armature-space pose matrices (F, 4, 4) of the
+    foot and toe bones (from numpy or from Blender's evaluation)."""
+    tracks = {}
+    for foot in feet if feet is not None else plan_feet(plan):
+        ankle = matrices[foot.foot][:, :3, 3] @ plan.axes.T
+        rotation = plan.axes @ matrices[foot.foot][:, :3, :3]
+        toe = plan.axes @ matrices[foot.toe][:, :3, :3] if foot.toe >= 0 else None
+        tracks[foot.side] = _points(foot, ankle, rotation, toe)
+    return tracks
+
+
+def measure_contacts(
+    plan: RetargetPlan, matrices: dict[int, np.ndarray], contacts: np.ndarray
+) -> list[ContactReport]:
+    """Slide, penetration and hover of every heel and ball contact (see :class:`ContactReport`), measured on the
+    target's foot points from pose matrices as :func:`foot_point_tracks` takes them."""
+    reports = []
+    feet = {foot.side: foot for foot in plan_feet(plan)}
+    for side, points in foot_point_tracks(plan, matrices, list(feet.values())).items():
+        depth = np.max(feet[side].floors - points[..., 2], axis=1)
+        for point, name in enumerate(POINTS):
+            track = points[:, point]
+            for start, stop in segments(contacts[:, side, point]):
+                steps = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
+                reports.append(ContactReport(
+                    side=("left", "right")[side],
+                    point=name,
+                    start=start,
+                    stop=stop,
+                    slide=float(steps.sum()),
+                    penetration=float(max(depth[start:stop].max(), 0.0)),
+                    hover=float(max((track[start:stop, 2] - feet[side].floors[point]).max(), 0.0)),
+                ))
+    return reports
