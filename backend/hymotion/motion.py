@@ -105,7 +105,8 @@ def make_continuous(quaternions: np.ndarray) -> np.ndarray:
     """Flip signs along time so consecutive quaternions lie in the same hemisphere; (..., F, J, 4), time axis -3."""
     steps = np.sign(np.sum(quaternions[..., 1:, :, :] * quaternions[..., :-1, :, :], axis=-1))
     steps[steps == 0] = 1
-    signs = np.concatenate([np.ones_like(steps[..., :1, :]), np.cumprod(steps, axis=-2)], axis=-2)
+    first = np.ones(quaternions.shape[:-3] + (1,) + quaternions.shape[-2:-1])  # also for a single frame
+    signs = np.concatenate([first, np.cumprod(steps, axis=-2)], axis=-2)
     return quaternions * signs[..., None]
 
 
