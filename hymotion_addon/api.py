@@ -20,8 +20,9 @@ from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.prompt_guide import suggest_duration
 
 from . import generation, preferences, rig
+from .sequence import import_clip, make_cyclic, save_pose
 
-__all__ = ["GenerationError", "HyMotionError", "generate"]
+__all__ = ["GenerationError", "HyMotionError", "generate", "import_clip", "make_cyclic", "save_pose"]
 
 
 class GenerationError(HyMotionError):
