@@ -98,7 +98,8 @@ def read_clip(path: str | Path) -> dict:
             with np.load(path, allow_pickle=False) as npz:
                 data = {key: npz[key] for key in npz.files}
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise bad_request(f"Cannot read {path}: {error}.", "Pick a .npz or .json written by hymotion generate.") from None
+        raise bad_request(f"Cannot read {path}: {error}.",
+                          "Pick a .npz or .json written by hymotion generate.") from None
     names = tuple(str(name) for name in np.asarray(data.get("joint_names", [])).reshape(-1))
     if names != skeleton.BODY_JOINT_NAMES or "translation" not in data or "rotations" not in data:
         raise bad_request(f"{path} is not a HY-Motion clip (its joints are not the 22 SMPL-X body joints).",

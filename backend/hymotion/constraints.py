@@ -396,8 +396,8 @@ def _check_skeleton(data: dict, path: Path) -> None:
     names = tuple(str(name) for name in np.asarray(data["joint_names"]).reshape(-1))
     if names != skeleton.BODY_JOINT_NAMES:
         raise bad_request(
-            f"{path} is not this model's skeleton: its joints are {', '.join(names[:4])}… ({len(names)}), expected the "
-            f"{skeleton.NUM_BODY_JOINTS} SMPL-X body joints ({', '.join(skeleton.BODY_JOINT_NAMES[:4])}…).",
+            f"{path} is not this model's skeleton: its joints are {', '.join(names[:4])}… ({len(names)}), "
+            f"expected the {skeleton.NUM_BODY_JOINTS} SMPL-X body joints ({', '.join(skeleton.BODY_JOINT_NAMES[:4])}…).",
             "Use a clip made by HY-Motion (hymotion generate, or exported from an HY-Motion armature).",
         )
     if "parents" in data and tuple(int(p) for p in np.asarray(data["parents"]).reshape(-1)) != skeleton.BODY_PARENTS:

@@ -287,7 +287,9 @@ class MotionPipeline:
 
             # 4. Denoise the batch (Euler steps of the guided velocity).
             latents = self._with_step_down(
-                lambda: self._sample(batch, settings, embeddings, progress, should_cancel, number, len(batches), pinned),
+                lambda: self._sample(
+                    batch, settings, embeddings, progress, should_cancel, number, len(batches), pinned
+                ),
                 warn,
             )
 

@@ -8,10 +8,12 @@ float32 rounding: clips are stored as float32 (quaternion components to 6e-8, tr
 m) and the canonical-frame move is float64; so 1e-4 (rotation-matrix entries) and 1e-3 m keep a margin above 100x.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+import torch
 from backend_helpers import settings
 
 from hymotion import constraints, motion, skeleton
@@ -19,6 +21,7 @@ from hymotion.cli import main
 from hymotion.constraints import MotionConstraint, Placement, Pose, Segment
 from hymotion.errors import HyMotionError
 from hymotion.jobs import frames_for_duration
+from hymotion.pipeline import load_pipeline
 
 ROTATION_TOLERANCE = 1e-4
 ROOT_TOLERANCE = 1e-3  # metres
@@ -54,7 +57,8 @@ def walk(tiny_pipeline):
 def random_pose(seed: int) -> Pose:
     rng = np.random.default_rng(seed)
     rotations = rng.normal(size=(1, skeleton.NUM_BODY_JOINTS, 4))
-    return Pose(rng.normal(size=(1, 3)) + [0.0, 1.0, 0.0], rotations / np.linalg.norm(rotations, axis=-1, keepdims=True))
+    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
+    return Pose(rng.normal(size=(1, 3)) + [0.0, 1.0, 0.0], rotations)
 
 
 # ---------------------------------------------------------------- features and the canonical frame
@@ -125,6 +129,34 @@ def test_unconstrained_generation_is_unchanged_by_constrained_runs(tiny_pipeline
     after = generate(tiny_pipeline, seeds=(3,))[0]
     for name in ("translation", "rotations", "positions"):
         np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
+
+
+def constrained_clips(pipeline, walk):
+    constraint = MotionConstraint(start=Pose(walk.translation[-4:], walk.rotations[-4:]),
+                                  end=Pose(walk.translation[30], walk.rotations[30]))
+    return generate(pipeline, constraint, prompts=("a person walks", "a person turns"), durations=(1.0, 2.0),
+                    seeds=(0, 1), smoothing=False)
+
+
+def test_gpu_plan_placement_decodes_constrained_clips_as_the_cpu_plan(tiny_pipeline, walk, tmp_path):
+    """The GPU plans decode in torch (motion_torch, ground alignment off here); run on the CPU in fp32 they must
+    give the cpu plan's clips. Same fp32 arithmetic up to summation order; decoding the tiny model's noise latents
+    turns that into a few 1e-5 (FP32_DECODED in test_pipeline.py), so 1e-4 keeps >= 3x margin."""
+    gpu_plan = load_pipeline("tiny-random", plan="gpu", device="cpu", cache_dir=tmp_path / "gpu", precision="fp32")
+    for ours, reference in zip(constrained_clips(gpu_plan, walk), constrained_clips(tiny_pipeline, walk), strict=True):
+        np.testing.assert_allclose(ours.positions, reference.positions, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_constrained_batches_on_the_cuda_graph_equal_the_eager_steps(walk, tmp_path):
+    """The put-back runs between graph replays on the graph's own buffer: same clips as without the graph (fp32;
+    kernels may sum in another order: FP32_ACROSS_KERNELS in test_plans_cuda.py)."""
+    graphed = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path / "g", precision="fp32")
+    eager = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path / "e", precision="fp32")
+    eager._plan = dataclasses.replace(eager._plan, cuda_graph=False)
+    for ours, reference in zip(constrained_clips(graphed, walk), constrained_clips(eager, walk), strict=True):
+        np.testing.assert_allclose(ours.positions, reference.positions, atol=1e-4)
+    assert graphed._graphs, "the gpu plan must capture its step even with a constraint"
 
 
 # ---------------------------------------------------------------- continue
