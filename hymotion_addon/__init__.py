@@ -7,7 +7,7 @@ an atexit shutdown, and the backend also leaves by itself when its parent proces
 
 import bpy
 
-from . import backend_manager, generation, operators, panels, preferences, properties, retarget_ui
+from . import backend_manager, generation, operators, panels, preferences, properties, retarget_ui, sequence_ops
 
 classes: tuple[type, ...] = (
     *properties.classes,
@@ -15,6 +15,7 @@ classes: tuple[type, ...] = (
     *operators.classes,
     *panels.classes,
     *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
+    *sequence_ops.classes,
 )
 
 

@@ -26,8 +26,9 @@ from hymotion.prompt_guide import suggest_duration
 
 from . import generation, preferences, rig
 from .retarget import retarget_action
+from .sequence import import_clip, make_cyclic, save_pose
 
-__all__ = ["GenerationError", "HyMotionError", "generate", "retarget_action"]
+__all__ = ["GenerationError", "HyMotionError", "generate", "import_clip", "make_cyclic", "retarget_action", "save_pose"]
 
 
 class GenerationError(HyMotionError):

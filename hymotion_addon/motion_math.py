@@ -143,3 +143,26 @@ def action_name(prompt: str, seed: int) -> str:
 def clip_duration(frames: int, fps: float = FPS) -> float:
     """Duration in seconds of a clip of `frames` frames, as the generator counts it (frames = duration * fps)."""
     return round(frames / fps, 3)
+
+
+def z_up_to_y_up(vectors: np.ndarray) -> np.ndarray:
+    """The inverse of ``y_up_to_z_up``: Blender (x, y, z) -> model (x, z, -y)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.stack([v[..., 0], v[..., 2], -v[..., 1]], axis=-1)
+
+
+def model_rotations(bone_rotations: np.ndarray, bone_rest_matrices: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`bone_local_rotations`: pose-bone quaternions (..., J, 4) to model-frame local rotations,
+    (w, v') -> (w, C^T B^-T v'). B^-T rather than B: Blender's float32 rest matrices are orthonormal only to ~1e-5,
+    and this undoes exactly what the bake did with B^T."""
+    bone_rotations = np.asarray(bone_rotations, dtype=np.float64)
+    inverse = np.linalg.inv(np.swapaxes(np.asarray(bone_rest_matrices, dtype=np.float64), -1, -2))
+    vector = np.einsum("jab,...jb->...ja", inverse, bone_rotations[..., 1:])
+    return np.concatenate([bone_rotations[..., :1], z_up_to_y_up(vector)], axis=-1)
+
+
+def model_translation(location: np.ndarray, root_rest_matrix: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`bone_local_translation`: the root pose-bone's location l to model translation,
+    C^T (l B^-1)."""
+    inverse = np.linalg.inv(np.asarray(root_rest_matrix, dtype=np.float64))
+    return z_up_to_y_up(np.asarray(location, dtype=np.float64) @ inverse)

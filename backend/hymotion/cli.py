@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out-dir", help="output folder (one file per prompt and seed)")
     generate.add_argument("--format", choices=FORMATS, help="file format (default: from --out's suffix, else npz)")
     _add_model_arguments(generate)
+    _add_constraint_arguments(generate)
 
     download = commands.add_parser("download", help="fetch the model and both text encoders")
     download.add_argument("--variant", choices=("lite", "standard"), default="lite")
@@ -162,6 +163,8 @@ def _describe_plan(report: dict) -> str:
 def run_generate(args) -> int:
     from .prompt_guide import analyse, suggest_duration
 
+    if args.timeline:
+        return run_timeline(args)
     if args.prompt and args.prompts:
         raise bad_request("Give either a prompt or --prompts FILE, not both.",
                           "Put every prompt in the file, or drop --prompts.")
@@ -180,6 +183,7 @@ def run_generate(args) -> int:
         prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
         smoothing=not args.no_smoothing,
     ).validate()
+    constraint = _constraint_from_args(args, settings.durations)
     args.format = _output_format(args)
     paths = _output_paths(args, settings.prompts, settings.seeds)
     for index, prompt in enumerate(settings.prompts):
@@ -205,7 +209,8 @@ def run_generate(args) -> int:
     written = 0
     try:
         for clip in pipeline.generate(
-            settings, on_progress=on_progress, on_warning=lambda m: print(f"warning: {m}", file=sys.stderr)
+            settings, on_progress=on_progress, on_warning=lambda m: print(f"warning: {m}", file=sys.stderr),
+            constraint=constraint,
         ):
             path = paths[(clip.prompt_index, clip.seed)]
             try:
@@ -217,6 +222,78 @@ def run_generate(args) -> int:
     finally:
         bar.close()
     print(f"{written} motion file(s) written.", file=sys.stderr)
+    return 0
+
+
+def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
+    known = generate.add_argument_group("known frames (continue, in-between, loop, timeline; docs/blender.md)")
+    known.add_argument("--start-from", metavar="FILE[:FRAME]",
+                       help="start in the pose of FRAME (0-based, -1 = last, the default) of a motion file")
+    known.add_argument("--context-frames", type=_integer, metavar="N",
+                       help="with --start-from: the N frames ending at FRAME guide the start (default 1); "
+                            f"with --timeline: frames each segment continues from (default {TIMELINE_CONTEXT})")
+    known.add_argument("--end-at", metavar="FILE[:FRAME]", help="end in the pose of FRAME of a motion file")
+    known.add_argument("--loop", action="store_true", help="the last frame equals the first (for a Cycles modifier)")
+    known.add_argument("--timeline", metavar="FILE",
+                       help="one continuous motion from lines '4.5 | prompt', each continuing the previous")
+
+
+TIMELINE_CONTEXT = 10
+
+
+def _constraint_from_args(args, durations: list[float]):
+    """The known frames asked for, read and checked before any model is loaded (None: none asked for)."""
+    from .constraints import MotionConstraint, load_context
+
+    if args.context_frames is not None and not (args.start_from or args.timeline):
+        raise bad_request("--context-frames needs --start-from or --timeline.", "Add --start-from FILE.npz.")
+    start = load_context(args.start_from, args.context_frames or 1) if args.start_from else None
+    end = load_context(args.end_at) if args.end_at else None
+    if start is None and end is None and not args.loop:
+        return None
+    constraint = MotionConstraint(start=start, end=end, loop=args.loop)
+    if not args.timeline:
+        constraint.check(durations)
+    return constraint
+
+
+def run_timeline(args) -> int:
+    """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
+    from .constraints import Segment, check_timeline, generate_timeline
+    from .prompt_guide import suggest_duration
+
+    if args.prompt or args.prompts:
+        raise bad_request("--timeline takes its prompts from the file.", "Drop the prompt and --prompts.")
+    if args.loop:
+        raise bad_request("--loop does not combine with --timeline.", "Loop a single clip instead.")
+    lines = read_prompt_file(args.timeline)
+    segments = [Segment(line.prompt, line.duration or suggest_duration(line.prompt)) for line in lines]
+    constraint = _constraint_from_args(args, [segment.duration for segment in segments])
+    start, end = (constraint.start, constraint.end) if constraint is not None else (None, None)
+    context_frames = args.context_frames or TIMELINE_CONTEXT
+    if context_frames < 1:
+        raise bad_request(f"--context-frames must be at least 1, got {context_frames}.", "Use e.g. 10.")
+    check_timeline(segments, context_frames, start)
+    settings = GenerationSettings([s.prompt for s in segments], [s.duration for s in segments],
+                                  parse_seeds(args.seeds), args.cfg, args.steps).validate()
+    args.format = _output_format(args)
+    paths = _output_paths(args, [Path(args.timeline).stem], settings.seeds)
+
+    from .pipeline import load_pipeline
+
+    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir)
+    print(_describe_plan(pipeline.describe()), file=sys.stderr)
+    for clip in generate_timeline(
+        pipeline, segments, settings.seeds, steps=args.steps, cfg_scale=args.cfg, smoothing=not args.no_smoothing,
+        context_frames=context_frames, start=start, end=end,
+        on_warning=lambda m: print(f"warning: {m}", file=sys.stderr),
+    ):
+        path = paths[(0, clip.seed)]
+        try:
+            clip.save(path, args.format)
+        except OSError as error:
+            raise bad_request(f"Cannot write {path}: {error.strerror}.", "Check the output location.") from None
+        print(f"wrote {path} ({clip.frames} frames, {len(segments)} segments, seed {clip.seed})", file=sys.stderr)
     return 0
 
 

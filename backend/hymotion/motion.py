@@ -49,6 +49,30 @@ def denormalize(latent: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.nda
     return latent * std + mean
 
 
+def normalize(features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`denormalize`: constant channels (std below 1e-3) get 0, which decodes to their mean."""
+    usable = std >= STD_FLOOR
+    return np.where(usable, (features - mean) / np.where(usable, std, 1.0), 0.0)
+
+
+def encode_features(translation: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+    """Poses to the model's 201 features (not normalised), the inverse of decoding: root translation (..., 3) and
+    local quaternions (..., 22, 4) give [translation, 22 rot6d, 22 joint positions by forward kinematics].
+
+    The positions are the world positions the decoder's forward kinematics gives for the same pose (translation
+    included), never zeros: the training data holds real positions there, so zeros would be a pose the model never
+    saw.
+    """
+    translation = np.asarray(translation, dtype=np.float64)
+    rotations = np.asarray(rotations, dtype=np.float64)
+    rot6d = matrix_to_rot6d(skeleton.quaternion_to_matrix(rotations))
+    positions = skeleton.forward_kinematics(rotations, translation)
+    leading = translation.shape[:-1]
+    return np.concatenate(
+        [translation, rot6d.reshape(leading + (-1,)), positions.reshape(leading + (-1,))], axis=-1
+    )
+
+
 def rot6d_to_matrix(rot6d: np.ndarray) -> np.ndarray:
     """(..., 6) read as a (3, 2) matrix whose columns are the first two matrix columns before Gram-Schmidt."""
     pairs = rot6d.reshape(rot6d.shape[:-1] + (3, 2))

@@ -150,10 +150,10 @@ def ground_height(positions: Tensor) -> Tensor:
 
 
 def decode_latents(
-    latents: Tensor, mean: Tensor, std: Tensor, smoothing: bool = True
+    latents: Tensor, mean: Tensor, std: Tensor, smoothing: bool = True, align_ground: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, F, 201) normalised latents of equal length to float32 numpy (translation, rotations, positions), as
-    ``motion.decode_latent`` computes them (ground-aligned)."""
+    ``motion.decode_latent`` computes them (ground-aligned unless ``align_ground`` is off)."""
     features = denormalize(latents.double(), mean.double(), std.double())
     translation = features[..., 0:3]
     rot6d = features[..., 3:135].reshape(features.shape[:-1] + (skeleton.NUM_BODY_JOINTS, 6))
@@ -162,8 +162,9 @@ def decode_latents(
         quaternions = smooth_quaternions(quaternions)
         translation = smooth_translation(translation)
     positions = forward_kinematics(quaternions, translation)
-    lowest = ground_height(positions)[..., None]
-    up = torch.tensor([0.0, 1.0, 0.0], dtype=lowest.dtype, device=lowest.device)
-    translation = translation - lowest[..., None] * up
-    positions = positions - lowest[..., None, None] * up
+    if align_ground:
+        lowest = ground_height(positions)[..., None]
+        up = torch.tensor([0.0, 1.0, 0.0], dtype=lowest.dtype, device=lowest.device)
+        translation = translation - lowest[..., None] * up
+        positions = positions - lowest[..., None, None] * up
     return tuple(array.float().cpu().numpy() for array in (translation, quaternions, positions))

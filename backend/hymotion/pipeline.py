@@ -22,7 +22,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 import torch
 
-from . import memory, motion, motion_torch, weights
+from . import constraints, memory, motion, motion_torch, weights
 from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
 from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
 from .model.loading import LoadedModel, load_model_folder
@@ -75,6 +75,39 @@ class _SampleBatch:
             (self.layout.refiner_mask, other.layout.refiner_mask), (self.layout.text_valid, other.layout.text_valid),
         ):
             mine.copy_(theirs)
+
+
+@dataclass
+class _LatentConstraint:
+    """``constraints.LatentTargets`` of a batch as tensors on the sampling device (see :meth:`put_back`)."""
+
+    target: torch.Tensor  # (B, L, 201) normalised known latents
+    weight: torch.Tensor  # (B, L, 201) 1 = pinned, ramp, 0 = free
+    nearest: torch.Tensor  # (B, L, 201) index of the pinned frame whose correction each frame takes
+    noise: torch.Tensor  # (B, L, 201) the clip's initial noise
+    follow: list[tuple[int, int, int]]  # (row, source, frame): frame's target is the running estimate of source
+
+    @classmethod
+    def build(cls, targets: list[constraints.LatentTargets], noise: torch.Tensor) -> "_LatentConstraint":
+        def stack(name: str, dtype: torch.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.stack([getattr(t, name) for t in targets]), dtype=dtype, device=noise.device)
+
+        nearest = stack("nearest", torch.long)[..., None].expand(noise.shape).contiguous()
+        follow = [(row, *t.follow) for row, t in enumerate(targets) if t.follow is not None]
+        return cls(stack("target", noise.dtype), stack("weight", noise.dtype), nearest, noise, follow)
+
+    def put_back(self, x: torch.Tensor, previous: torch.Tensor | None, t: torch.Tensor, t_next: torch.Tensor) -> None:
+        """After the step from ``t`` to ``t_next``: pinned frames onto the flow path t·x_known + (1 − t)·noise
+        (exactly), the frames beside them moved by their nearest pinned frame's correction times the ramp weight."""
+        target = self.target
+        if self.follow:
+            estimate = previous + (1 - t) * (x - previous) / (t_next - t)  # where this step's velocity ends at t = 1
+            target = target.clone()
+            for row, source, frame in self.follow:
+                target[row, frame] = estimate[row, source]
+        path = t_next * target + (1 - t_next) * self.noise
+        correction = torch.gather(path - x, 1, self.nearest)
+        x.copy_(torch.where(self.weight == 1, path, x + self.weight * correction))
 
 
 class _GraphedStep:
@@ -214,13 +247,19 @@ class MotionPipeline:
         on_progress: ProgressCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
         on_warning: Callable[[str], None] | None = None,
+        constraint: constraints.MotionConstraint | None = None,
     ) -> Iterator[motion.MotionClip]:
-        """Yield one clip per prompt x seed, in order, each batch as soon as it is decoded."""
+        """Yield one clip per prompt x seed, in order, each batch as soon as it is decoded. ``constraint`` pins known
+        frames (start, end, loop) for every clip; None samples exactly as the official pipeline."""
         progress = on_progress or (lambda stage, step, total: None)
         warn = on_warning or (lambda message: warnings.warn(message, stacklevel=3))
 
         # 1. Check inputs.
         settings.validate()
+        pinned = None
+        if constraint is not None:
+            pinned = constraints.prepare(constraint, settings, self._mean, self._std)
+            settings = pinned.sample_settings(settings)
         for index, prompt in enumerate(settings.prompts):
             words = len(prompt.split())
             if words > ADVISED_MAX_WORDS:
@@ -246,16 +285,23 @@ class MotionPipeline:
 
             # 4. Denoise the batch (Euler steps of the guided velocity).
             latents = self._with_step_down(
-                lambda: self._sample(batch, settings, embeddings, progress, should_cancel, number, len(batches)), warn
+                lambda: self._sample(
+                    batch, settings, embeddings, progress, should_cancel, number, len(batches), pinned
+                ),
+                warn,
             )
 
-            # 5. Decode on the sampling device and hand the clips out.
+            # 5. Decode on the sampling device and hand the clips out (pinned poses met exactly, moved to the world).
             progress("decoding", number, len(batches))
-            yield from self._decode(batch, latents, settings)
+            if pinned is None:
+                yield from self._decode(batch, latents, settings)
+            else:
+                for clip in self._decode(batch, latents, settings, align_ground=pinned.align_ground):
+                    yield pinned.finish(clip, pinned.durations[clip.prompt_index])
         progress("decoding", len(batches), len(batches))
 
     def _decode(
-        self, batch: list[_Sample], latents: torch.Tensor, settings: GenerationSettings
+        self, batch: list[_Sample], latents: torch.Tensor, settings: GenerationSettings, align_ground: bool = True
     ) -> Iterator[motion.MotionClip]:
         """Clips of equal length decode together: in torch on the device for the GPU plans, in numpy on the cpu plan."""
         frames = [frames_for_duration(settings.durations[sample.prompt_index]) for sample in batch]
@@ -265,10 +311,12 @@ class MotionPipeline:
             same_length = latents[rows, :length]
             if self._plan.needs_cuda:
                 arrays = motion_torch.decode_latents(
-                    same_length, self.conditioning["mean"], self.conditioning["std"], settings.smoothing
+                    same_length, self.conditioning["mean"], self.conditioning["std"], settings.smoothing, align_ground
                 )
             else:
-                arrays = motion.decode_latent(same_length.cpu().numpy(), self._mean, self._std, settings.smoothing)
+                arrays = motion.decode_latent(
+                    same_length.cpu().numpy(), self._mean, self._std, settings.smoothing, align_ground
+                )
             for position, row in enumerate(rows):
                 decoded[row] = tuple(array[position].astype(np.float32) for array in arrays)
         for row, sample in enumerate(batch):
@@ -361,12 +409,24 @@ class MotionPipeline:
         should_cancel: Callable[[], bool] | None,
         chunk_index: int,
         chunk_count: int,
+        pinned: constraints.PreparedConstraint | None = None,
     ) -> torch.Tensor:
-        """Denoise one batch from its seeds' noise; returns the (B, frames, 201) latents on the sampling device."""
+        """Denoise one batch from its seeds' noise; returns the (B, frames, 201) latents on the sampling device.
+
+        With ``pinned``, the known frames are put back after every step. On the GPU plans that runs eagerly between
+        replays of the captured step, on the same static buffer: a few elementwise kernels per step, while the graph
+        (and its cache key) stays the unconstrained one, so constrained and free batches share graphs.
+        """
         with torch.no_grad():
             state, advance = self._stepper(self._prepare(chunk, settings, embeddings), settings.cfg_scale)
-            state.x.copy_(self.initial_noise([sample.seed for sample in chunk], state.x.shape[1]))
+            noise = self.initial_noise([sample.seed for sample in chunk], state.x.shape[1])
+            state.x.copy_(noise)
             times = torch.linspace(0, 1, settings.steps + 1, device=self.device)
+            known = None
+            if pinned is not None:
+                frames = [frames_for_duration(settings.durations[sample.prompt_index]) for sample in chunk]
+                targets = [pinned.latent_targets(count, state.x.shape[1]) for count in frames]
+                known = _LatentConstraint.build(targets, noise)
         total = settings.steps * chunk_count
         for step in range(settings.steps):
             if should_cancel is not None and should_cancel():
@@ -374,7 +434,10 @@ class MotionPipeline:
             with torch.no_grad():
                 state.t.copy_(times[step].expand_as(state.t))
                 state.dt.copy_(times[step + 1] - times[step])
+                previous = state.x.clone() if known is not None and known.follow else None
                 advance()
+                if known is not None:
+                    known.put_back(state.x, previous, times[step], times[step + 1])
             progress("sampling", chunk_index * settings.steps + step + 1, total)
         return state.x.clone()
 

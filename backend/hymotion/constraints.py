@@ -1,0 +1,486 @@
+"""Known frames inside a generation: continue from a pose, in-between two poses, loops, and timelines longer than
+one clip. numpy and scipy only (no torch): the sampler in ``pipeline.py`` applies what this module prepares.
+
+One mechanism serves all four. Some frames of the clip are *pinned*: their 201 features are built from a pose
+(:func:`motion.encode_features`: translation, 22 rot6d and the 22 forward-kinematics positions, normalised with the
+model's mean and std). After every Euler step the sampler puts each pinned frame back on the flow path the model was
+trained on, ``x_t = t·x_known + (1 − t)·noise`` with the clip's own initial noise, so at t = 1 the pinned latent is
+the known one. Frames within ``RAMP_FRAMES`` of a pinned frame get the same correction scaled by a ramp (offset
+blending, as in an animation layer): the seam is not a hard cut, and the pinned frame itself is met exactly. A loop
+pins its last frame to its first (the model's current estimate of it, step by step), horizontal root position left
+free so the walk's drift stays. Decoding (smoothing) moves a pinned frame slightly; :func:`pin_poses` puts the
+decoded pose back exactly with the same ramp.
+
+The canonical frame. The training convention is not published. We assume the one of the AMASS/HumanML3D
+processing that SMPL text-to-motion data sets share: a clip starts with the pelvis joint on the vertical axis
+(horizontal origin) facing +Z, height kept. Evidence: the official joint template is a T-pose facing +Z (``skeleton``),
+the official decoder adds the translation to the template pelvis, and the ComfyUI port makes the same assumption. The
+pose a clip is conditioned on is moved there (:class:`Placement`), and the result is moved back so the new motion
+continues the old one's position and heading exactly; the move is a rigid turn about the vertical axis plus a
+horizontal shift, so it changes nothing about the motion itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from . import motion, skeleton
+from .errors import bad_request
+from .jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
+from .rotations import continuous_quaternions, matrix_to_quaternion
+from .skeleton import FPS
+
+RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
+MIN_LOOP_FRAMES = FPS  # a loop shorter than 1 s repeats too fast to read as a cycle
+REST_PELVIS = skeleton.BODY_REST_POSITIONS[0]
+_POSITIONS = 3 + 6 * skeleton.NUM_BODY_JOINTS  # first joint-position channel (135)
+HORIZONTAL_CHANNELS = np.array(
+    [0, 2] + [_POSITIONS + 3 * joint + axis for joint in range(skeleton.NUM_BODY_JOINTS) for axis in (0, 2)]
+)
+_FRAME_SUFFIX = re.compile(r"^(?P<path>.+?):(?P<frame>-?\d+)$")
+
+
+@dataclass
+class Pose:
+    """Consecutive frames of motion in model space (Y-up, metres): root translation (N, 3), local quaternions
+    (N, 22, 4) w, x, y, z, in skeleton.BODY_JOINT_NAMES order."""
+
+    translation: np.ndarray
+    rotations: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.translation = np.asarray(self.translation, dtype=np.float64).reshape(-1, 3)
+        self.rotations = np.asarray(self.rotations, dtype=np.float64).reshape(-1, skeleton.NUM_BODY_JOINTS, 4)
+        if len(self.translation) != len(self.rotations) or not len(self.translation):
+            raise bad_request(
+                f"A pose needs as many translations as rotation sets, got {len(self.translation)} and "
+                f"{len(self.rotations)}.", "Pass (N, 3) translations and (N, 22, 4) quaternions, N >= 1.",
+            )
+        if not (np.isfinite(self.translation).all() and np.isfinite(self.rotations).all()):
+            raise bad_request("A pose holds NaN or infinite numbers.", "Pass finite translations and quaternions.")
+        norms = np.linalg.norm(self.rotations, axis=-1)
+        if (norms < 1e-6).any():
+            raise bad_request("A pose holds a zero quaternion.", "Rotations are unit quaternions (w, x, y, z).")
+        self.rotations = self.rotations / norms[..., None]
+
+    @property
+    def frames(self) -> int:
+        return len(self.translation)
+
+    def frame(self, index: int) -> "Pose":
+        return Pose(self.translation[index], self.rotations[index])
+
+
+@dataclass
+class MotionConstraint:
+    """What a generation must meet. ``start``: the clip begins with these frames (its first output frame is the
+    last of them, earlier ones are context the model sees and the output leaves out). ``end``: one pose the clip
+    ends in. ``loop``: the last frame equals the first (root height and rotations; the horizontal drift stays)."""
+
+    start: Pose | None = None
+    end: Pose | None = None
+    loop: bool = False
+
+    @property
+    def context(self) -> int:
+        """Frames sampled before the output's first frame."""
+        return self.start.frames - 1 if self.start is not None else 0
+
+    def check(self, durations: Sequence[float]) -> None:
+        """Refuse what cannot be met, before any sampling."""
+        if self.start is None and self.end is None and not self.loop:
+            raise bad_request("The constraint pins nothing.", "Give a start pose, an end pose or loop=True.")
+        if self.end is not None and self.end.frames != 1:
+            raise bad_request(f"The end pose must be one frame, got {self.end.frames}.", "Pass a single pose.")
+        if self.loop and self.end is not None:
+            raise bad_request("A loop ends where it starts, so it cannot also end at another pose.",
+                              "Drop the end pose (--end-at), or drop the loop.")
+        for duration in durations:
+            frames = frames_for_duration(duration)
+            if self.loop and frames < MIN_LOOP_FRAMES:
+                raise bad_request(
+                    f"A loop of {duration:g} s is shorter than {MIN_LOOP_FRAMES / FPS:g} s.",
+                    "Make the loop at least 1 s long (--duration 1 or more).",
+                )
+            if frames + self.context > TRAIN_FRAMES:
+                raise bad_request(
+                    f"{self.context + 1} context frames and a {duration:g} s clip need {frames + self.context} "
+                    f"frames; the model makes at most {TRAIN_FRAMES} ({TRAIN_FRAMES / FPS:g} s).",
+                    f"Use fewer context frames or at most {(TRAIN_FRAMES - self.context) / FPS:.2f} s.",
+                )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A turn by ``yaw`` (radians) about the vertical axis through the origin, then a horizontal ``offset``:
+    canonical frame -> world. The canonical frame of a pose has its pelvis joint on the vertical axis, facing +Z."""
+
+    yaw: float = 0.0
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def of(cls, pose: Pose) -> "Placement":
+        """The placement that carries ``pose``'s canonical version back onto it (its first frame decides)."""
+        pelvis = REST_PELVIS + pose.translation[0]
+        return cls(heading(pose.rotations[0]), (float(pelvis[0]), 0.0, float(pelvis[2])))
+
+    def to_world(self, translation: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _turn_and_shift(translation, rotations, self.yaw, np.zeros(3), np.asarray(self.offset))
+
+    def to_canonical(self, translation: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _turn_and_shift(translation, rotations, -self.yaw, -np.asarray(self.offset), np.zeros(3))
+
+    def pose_to_canonical(self, pose: Pose) -> Pose:
+        return Pose(*self.to_canonical(pose.translation, pose.rotations))
+
+
+def heading(rotations: np.ndarray) -> float:
+    """Yaw (radians, about +Y) of the body's forward axis: the pelvis's +Z (the rest pose faces +Z) projected on the
+    ground. A body lying face up or down has no horizontal forward; then its head direction (pelvis +Y) decides."""
+    root = skeleton.quaternion_to_matrix(np.asarray(rotations)[0])
+    forward = root[:, 2]
+    if math.hypot(forward[0], forward[2]) < 1e-3:
+        forward = root[:, 1]
+    return math.atan2(forward[0], forward[2])
+
+
+def _yaw_matrix(yaw: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _turn_and_shift(
+    translation: np.ndarray, rotations: np.ndarray, yaw: float, before: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Move whole bodies rigidly: pelvis p -> R(yaw)·(p + before) + after, root rotation -> R(yaw)·root."""
+    turn = _yaw_matrix(yaw)
+    pelvis = REST_PELVIS + np.asarray(translation, dtype=np.float64)
+    moved = (pelvis + before) @ turn.T + after - REST_PELVIS
+    rotations = np.array(rotations, dtype=np.float64)
+    root = turn @ skeleton.quaternion_to_matrix(rotations[..., 0, :])
+    rotations[..., 0, :] = matrix_to_quaternion(root)
+    return moved, rotations
+
+
+def ramp_weights(pinned: Sequence[int], frames: int, ramp: int = RAMP_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: how much of its nearest pinned frame's correction it takes (1 on pinned frames, falling linearly
+    to 0 over ``ramp`` frames beside them) and which pinned frame that is."""
+    pinned = np.asarray(pinned, dtype=np.int64)
+    distance = np.abs(np.arange(frames)[:, None] - pinned[None, :])
+    nearest = pinned[np.argmin(distance, axis=1)]
+    weights = np.clip(1.0 - distance.min(axis=1) / (ramp + 1), 0.0, 1.0)
+    return weights, nearest
+
+
+@dataclass
+class Pin:
+    """One pinned frame of the sampled clip. ``features`` are normalised latents (None: the frame follows frame
+    ``follows``, a loop's free start); ``channels`` marks the features that are pinned."""
+
+    frame: int
+    translation: np.ndarray | None
+    rotations: np.ndarray | None
+    features: np.ndarray | None
+    channels: np.ndarray
+    follows: int | None = None
+
+
+@dataclass
+class LatentTargets:
+    """What the sampler puts back for one clip of ``len(weight)`` frames: ``target`` (L, 201) normalised latents,
+    ``weight`` (L, 201) 1 = pinned (met exactly), between 0 and 1 = ramp, 0 = free; ``nearest`` (L,) the pinned frame
+    whose correction each frame takes; ``follow`` (source, frame) when a frame's target is the sampler's running
+    estimate of another frame (a loop), else None."""
+
+    target: np.ndarray
+    weight: np.ndarray
+    nearest: np.ndarray
+    follow: tuple[int, int] | None
+
+
+@dataclass
+class PreparedConstraint:
+    """A constraint moved to the canonical frame and turned into pins, for one generation."""
+
+    constraint: MotionConstraint
+    placement: Placement
+    start: Pose | None
+    end: Pose | None
+    mean: np.ndarray
+    std: np.ndarray
+    durations: list[float] = field(default_factory=list)
+
+    @property
+    def context(self) -> int:
+        return self.constraint.context
+
+    @property
+    def align_ground(self) -> bool:
+        """Only an unanchored clip (a loop alone) is moved to the ground; a pinned pose decides the height."""
+        return self.start is None and self.end is None
+
+    def sample_settings(self, settings: GenerationSettings) -> GenerationSettings:
+        """The settings the sampler runs: each clip lengthened by the context frames."""
+        lengths = [(frames_for_duration(d) + self.context) / FPS for d in settings.durations]
+        return replace(settings, durations=lengths)
+
+    def pins(self, frames: int) -> list[Pin]:
+        """Pinned frames of a sampled clip of ``frames`` frames (context included)."""
+        every = np.ones(motion.LATENT_DIM, dtype=bool)
+        pins: list[Pin] = []
+        if self.start is not None:
+            for index in range(self.start.frames):
+                pins.append(self._pin(index, self.start.frame(index), every))
+        if self.end is not None:
+            pins.append(self._pin(frames - 1, self.end, every))
+        if self.constraint.loop:
+            looped = np.ones(motion.LATENT_DIM, dtype=bool)
+            looped[HORIZONTAL_CHANNELS] = False
+            first = self.context
+            if self.start is not None:
+                pin = self._pin(frames - 1, self.start.frame(first), looped)
+            else:
+                pin = Pin(frames - 1, None, None, None, looped, follows=first)
+            pins.append(pin)
+        return pins
+
+    def _pin(self, frame: int, pose: Pose, channels: np.ndarray) -> Pin:
+        features = motion.normalize(motion.encode_features(pose.translation, pose.rotations), self.mean, self.std)
+        return Pin(frame, pose.translation[0], pose.rotations[0], features[0], channels)
+
+    def latent_targets(self, frames: int, length: int) -> LatentTargets:
+        """Sampler tensors for a clip of ``frames`` frames in a batch padded to ``length``."""
+        pins = self.pins(frames)
+        weights, nearest = ramp_weights([pin.frame for pin in pins], frames)
+        by_frame = {pin.frame: pin for pin in pins}
+        target = np.zeros((length, motion.LATENT_DIM), dtype=np.float32)
+        weight = np.zeros((length, motion.LATENT_DIM), dtype=np.float32)
+        follow = None
+        for frame in range(frames):
+            pin = by_frame[int(nearest[frame])]
+            weight[frame] = weights[frame] * pin.channels
+        for pin in pins:
+            if pin.features is not None:
+                target[pin.frame] = pin.features
+            else:
+                follow = (pin.follows, pin.frame)
+        nearest_padded = np.arange(length)
+        nearest_padded[:frames] = nearest
+        return LatentTargets(target, weight, nearest_padded, follow)
+
+    def finish(self, clip: motion.MotionClip, duration: float) -> motion.MotionClip:
+        """A decoded clip (canonical frame, context included) with every pinned frame met exactly, moved back to
+        the world, the context left out."""
+        translation, rotations = pin_poses(clip.translation, clip.rotations, self.pins(clip.frames))
+        translation, rotations = self.placement.to_world(translation, rotations)
+        translation, rotations = translation[self.context :], continuous_quaternions(rotations[self.context :], axis=-3)
+        return replace(
+            clip, translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
+            positions=skeleton.forward_kinematics(rotations, translation).astype(np.float32), duration=duration,
+        )
+
+
+def prepare(
+    constraint: MotionConstraint, settings: GenerationSettings, mean: np.ndarray, std: np.ndarray
+) -> PreparedConstraint:
+    """Check ``constraint`` against the settings and move its poses to the canonical frame of its anchor (the
+    clip's first output frame when a start is given, else the end pose; a loop alone stays where the model puts it)."""
+    constraint.check(settings.durations)
+    start, end = constraint.start, constraint.end
+    if start is not None:
+        placement = Placement.of(start.frame(start.frames - 1))
+    elif end is not None:
+        placement = Placement.of(end)
+    else:
+        placement = Placement()
+    return PreparedConstraint(
+        constraint, placement,
+        placement.pose_to_canonical(start) if start is not None else None,
+        placement.pose_to_canonical(end) if end is not None else None,
+        mean, std, list(settings.durations),
+    )
+
+
+def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded (F, 3) translation and (F, 22, 4) rotations with each pinned frame set to its pose and the frames
+    beside it moved by the same correction along the ramp (rotations: the fraction of the correcting rotation).
+    A loop's last frame gets its first frame's rotations and root height."""
+    translation = np.asarray(translation, dtype=np.float64).copy()
+    matrices = skeleton.quaternion_to_matrix(rotations)
+    frames = len(translation)
+    weights, nearest = ramp_weights([pin.frame for pin in pins], frames)
+    turns, shifts = {}, {}
+    for pin in pins:
+        source = pin.follows if pin.follows is not None else None
+        wanted_rotations = skeleton.quaternion_to_matrix(rotations[source] if source is not None else pin.rotations)
+        wanted_translation = translation[source] if source is not None else pin.translation
+        turns[pin.frame] = Rotation.from_matrix(
+            (wanted_rotations @ np.swapaxes(matrices[pin.frame], -1, -2)).reshape(-1, 3, 3)
+        ).as_rotvec()
+        axes = pin.channels[:3].astype(np.float64)
+        shifts[pin.frame] = (wanted_translation - translation[pin.frame]) * axes
+    for frame in np.flatnonzero(weights > 0):
+        anchor = int(nearest[frame])
+        turn = Rotation.from_rotvec(weights[frame] * turns[anchor]).as_matrix()
+        matrices[frame] = turn @ matrices[frame]
+        translation[frame] += weights[frame] * shifts[anchor]
+    return translation, continuous_quaternions(matrix_to_quaternion(matrices), axis=-3)
+
+
+# ---------------------------------------------------------------- context files
+
+
+def split_frame(spec: str) -> tuple[Path, int | None]:
+    """"clip.npz:12" -> (clip.npz, 12); "clip.npz" -> (clip.npz, None). A path ending in ':<digits>' that exists as a
+    file is read as a path."""
+    match = _FRAME_SUFFIX.match(spec)
+    if match and not Path(spec).is_file():
+        return Path(match["path"]), int(match["frame"])
+    return Path(spec), None
+
+
+def load_context(spec: str, frames: int = 1) -> Pose:
+    """``frames`` consecutive frames of a motion file (.npz or .json as ``hymotion generate`` writes them) ending at
+    FRAME (0-based, negative counts from the end; default the last), checked to be this model's skeleton."""
+    path, frame = split_frame(spec)
+    data = _read_motion_file(path)
+    _check_skeleton(data, path)
+    translation = np.asarray(data["translation"], dtype=np.float64)
+    rotations = np.asarray(data["rotations"], dtype=np.float64)
+    count = len(translation)
+    if rotations.shape != (count, skeleton.NUM_BODY_JOINTS, 4) or translation.shape != (count, 3) or not count:
+        raise bad_request(
+            f"{path} holds translation {list(translation.shape)} and rotations {list(rotations.shape)}; expected "
+            f"(F, 3) and (F, {skeleton.NUM_BODY_JOINTS}, 4) with F >= 1.", "Use a file written by hymotion generate.",
+        )
+    last = count - 1 if frame is None else frame
+    if not -count <= last < count:
+        raise bad_request(f"{path} has frames 0-{count - 1}; frame {frame} is out of range.",
+                          f"Pick a frame from 0 to {count - 1} (or -1 for the last), e.g. {path}:{count - 1}.")
+    last %= count
+    if frames < 1:
+        raise bad_request(f"The number of context frames must be at least 1, got {frames}.", "Use e.g. 1 or 10.")
+    if last + 1 < frames:
+        raise bad_request(
+            f"{frames} context frames ending at frame {last} of {path} would start before its first frame.",
+            f"Use at most {last + 1} context frames, or a later frame.",
+        )
+    return Pose(translation[last + 1 - frames : last + 1], rotations[last + 1 - frames : last + 1])
+
+
+def _read_motion_file(path: Path) -> dict:
+    if not path.is_file():
+        raise bad_request(f"Motion file {path} does not exist.", "Give a .npz or .json written by hymotion generate.")
+    try:
+        if path.suffix.lower() == ".json":
+            return {key: np.asarray(value) for key, value in json.loads(path.read_text(encoding="utf-8")).items()}
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise bad_request(f"Cannot read motion file {path}: {error}.",
+                          "Give a .npz or .json written by hymotion generate.") from None
+
+
+def _check_skeleton(data: dict, path: Path) -> None:
+    """The file's joints, parents and rest offsets must be this model's (SMPL-X body, wooden rest pose)."""
+    missing = [key for key in ("joint_names", "translation", "rotations") if key not in data]
+    if missing:
+        raise bad_request(f"{path} has no {', '.join(missing)}.", "Use a motion file written by hymotion generate.")
+    names = tuple(str(name) for name in np.asarray(data["joint_names"]).reshape(-1))
+    if names != skeleton.BODY_JOINT_NAMES:
+        raise bad_request(
+            f"{path} is not this model's skeleton: its joints are {', '.join(names[:4])}… ({len(names)}), "
+            f"expected the {skeleton.NUM_BODY_JOINTS} SMPL-X body joints ({', '.join(skeleton.BODY_JOINT_NAMES[:4])}…).",
+            "Use a clip made by HY-Motion (hymotion generate, or exported from an HY-Motion armature).",
+        )
+    if "parents" in data and tuple(int(p) for p in np.asarray(data["parents"]).reshape(-1)) != skeleton.BODY_PARENTS:
+        raise bad_request(f"{path} has other joint parents than this model's skeleton.",
+                          "Use a clip made by HY-Motion.")
+    # Rest offsets are stored as float32: 1e-5 m is far above that rounding (6e-8 m at 1 m) and far below any real
+    # difference between skeletons (millimetres at least).
+    if "rest_offsets" in data and not np.allclose(
+        np.asarray(data["rest_offsets"], dtype=np.float64), skeleton.BODY_REST_OFFSETS, atol=1e-5
+    ):
+        raise bad_request(f"{path} has another rest pose (bone lengths) than this model's skeleton.",
+                          "Use a clip made by HY-Motion, not one retargeted to another body.")
+
+
+# ---------------------------------------------------------------- timelines
+
+
+@dataclass
+class Segment:
+    prompt: str
+    duration: float
+
+
+def check_timeline(segments: Sequence[Segment], context_frames: int, start: Pose | None) -> None:
+    if not segments:
+        raise bad_request("The timeline holds no lines.", "Write one '4.5 | prompt' line per segment.")
+    for number, segment in enumerate(segments, start=1):
+        frames = frames_for_duration(segment.duration)
+        # Segments after the first sample one more frame (the seam frame, which the previous segment already has).
+        extra = (start.frames - 1 if start is not None else 0) if number == 1 else context_frames
+        if frames + extra > TRAIN_FRAMES:
+            raise bad_request(
+                f"Timeline line {number} ({segment.duration:g} s) and its {extra} context frames need "
+                f"{frames + extra} frames; the model makes at most {TRAIN_FRAMES}.",
+                f"Split the line in two, or make it at most {(TRAIN_FRAMES - extra) / FPS:.2f} s.",
+            )
+
+
+def generate_timeline(
+    pipeline,
+    segments: Sequence[Segment],
+    seeds: Sequence[int],
+    *,
+    steps: int,
+    cfg_scale: float,
+    smoothing: bool = True,
+    context_frames: int = 10,
+    start: Pose | None = None,
+    end: Pose | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> Iterator[motion.MotionClip]:
+    """One continuous clip per seed: each segment is generated from the last ``context_frames`` frames of the motion
+    so far (the first from ``start`` when given), its first frame being the previous segment's last one (the seam,
+    kept once), so the clip has the sum of the segments' frames. ``end``: the last segment ends in that pose."""
+    check_timeline(segments, context_frames, start)
+    for seed in seeds:
+        translation = rotations = None
+        for number, segment in enumerate(segments):
+            frames = frames_for_duration(segment.duration)
+            if translation is None:
+                context, length = start, frames
+            else:
+                take = min(context_frames, len(translation))
+                context, length = Pose(translation[-take:], rotations[-take:]), frames + 1
+            last = number == len(segments) - 1
+            constraint = MotionConstraint(start=context, end=end if last else None)
+            settings = GenerationSettings([segment.prompt], [length / FPS], [seed], cfg_scale, steps, smoothing)
+            use = constraint if (context is not None or constraint.end is not None) else None
+            (clip,) = pipeline.generate(settings, on_progress, should_cancel, on_warning, constraint=use)
+            new_translation, new_rotations = clip.translation.astype(np.float64), clip.rotations.astype(np.float64)
+            if translation is None:
+                translation, rotations = new_translation, new_rotations
+            else:
+                translation = np.concatenate([translation, new_translation[1:]])
+                rotations = np.concatenate([rotations, new_rotations[1:]])
+        rotations = continuous_quaternions(rotations, axis=-3)
+        yield motion.MotionClip(
+            translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
+            positions=skeleton.forward_kinematics(rotations, translation).astype(np.float32),
+            prompt=" | ".join(segment.prompt for segment in segments), seed=seed,
+            duration=len(translation) / FPS, model_id=pipeline.model_id, plan=pipeline.plan,
+            extra={"segments": [(segment.prompt, segment.duration) for segment in segments]},
+        )
