@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
 GRAPH_CACHE_SIZE = 4
+# A CUDA graph is captured per shape (about a second each). On the graphed plans lengths are rounded up to these steps,
+# so a new prompt or duration replays a graph captured before: padded frames and text tokens are masked keys, which
+# changes no result (see model/transformer.py), at the cost of at most a second of frames and 31 tokens more work.
+GRAPH_FRAME_STEP = 30
+GRAPH_TOKEN_STEP = 32
 # Prompt embeddings kept in memory (at most 128 Qwen tokens x 4096 bf16 = 1 MiB each, usually a quarter of that) and
 # how many new prompts one encoder pass takes: a group always fits in memory with room for a batch's repeats.
 RECENT_EMBEDDINGS = 512
@@ -338,6 +343,10 @@ class MotionPipeline:
             draws.append(torch.randn((1, train_frames, latent_dim), generator=generator, device=self.device))
         return torch.cat(draws)[:, :frames]
 
+    @property
+    def _graphed(self) -> bool:
+        return self._plan.cuda_graph and self.device.type == "cuda"
+
     def _prepare(
         self, chunk: list[_Sample], settings: GenerationSettings, embeddings: dict[str, PromptEmbedding]
     ) -> _SampleBatch:
@@ -345,6 +354,9 @@ class MotionPipeline:
         ctxts = [embeddings[settings.prompts[index]].ctxt for index, _ in chunk]
         motion_len = self.settings.train_frames if self.official_padding else max(frames)
         text_len = self.settings.max_text_tokens if self.official_padding else max(len(c) for c in ctxts)
+        if self._graphed:
+            motion_len = min(-(-motion_len // GRAPH_FRAME_STEP) * GRAPH_FRAME_STEP, self.settings.train_frames)
+            text_len = min(-(-text_len // GRAPH_TOKEN_STEP) * GRAPH_TOKEN_STEP, self.settings.max_text_tokens)
         batch = len(chunk)
         dim = ctxts[0].shape[-1]
         ctxt = torch.zeros(batch, text_len, dim, dtype=torch.float32)
@@ -386,7 +398,7 @@ class MotionPipeline:
 
     def _stepper(self, inputs: _SampleBatch, cfg_scale: float) -> tuple[_SampleBatch, Callable[[], None]]:
         """The buffers to fill and the function that advances them one step (a CUDA graph on the GPU plans)."""
-        if not (self._plan.cuda_graph and self.device.type == "cuda"):
+        if not self._graphed:
             return inputs, lambda: self._euler_step(inputs, cfg_scale)
         key = (tuple(inputs.x.shape), tuple(inputs.ctxt.shape), inputs.guided, cfg_scale)
         step = self._graphs.get(key)

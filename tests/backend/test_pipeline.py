@@ -253,3 +253,26 @@ def test_more_distinct_prompts_than_memory_holds_complete_in_order(tiny_pipeline
     assert [clip.prompt for clip in clips] == prompts
     assert counter.encoded == distinct, "each distinct prompt encoded once, in groups, repeats read back from disk"
     assert max(held) <= 6
+
+
+def test_graph_shape_buckets_pad_frames_and_tokens_without_changing_the_motion(tiny_pipeline, monkeypatch):
+    options = dict(prompts=("a person walks forward", "someone jumps twice then waves"), durations=(1.0, 2.5),
+                   seeds=(0, 7), steps=3)
+    exact = generate(tiny_pipeline, **options)
+    shapes = []
+    prepare = MotionPipeline._prepare
+
+    def recording_prepare(self, *args):
+        batch = prepare(self, *args)
+        shapes.append((batch.x.shape[1], batch.ctxt.shape[1]))
+        return batch
+
+    monkeypatch.setattr(MotionPipeline, "_graphed", property(lambda self: True))
+    eager = lambda self, inputs, cfg: (inputs, lambda: self._euler_step(inputs, cfg))  # noqa: E731
+    monkeypatch.setattr(MotionPipeline, "_stepper", eager)
+    monkeypatch.setattr(MotionPipeline, "_prepare", recording_prepare)
+    padded = generate(tiny_pipeline, **options)
+    assert shapes == [(90, 32)], "2.5 s (75 frames) rounds up to 3 s; a short prompt's tokens to 32"
+    for a, b in zip(exact, padded, strict=True):
+        assert b.frames == frames_for_duration(options["durations"][b.prompt_index])
+        assert_clips_close(a, b)
