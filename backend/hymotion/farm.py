@@ -612,13 +612,13 @@ class _FarmRun:
                     idle.clear()
                 for library in self._ready_libraries():
                     baking[bake.remote(str(self.out), library, blender, bpy_python)] = (library, 0)
-                refs = [*running, *starting, *baking]
-                if not refs:
-                    break
                 stalled = self.units and not running and not idle
                 if stalled and not starting:
                     self._fail_units(self._no_worker_reason(start_errors))
                     continue
+                refs = [*running, *starting, *baking]
+                if not refs:
+                    break
                 timeout = max(0.0, start_timeout - (time.monotonic() - waiting_since)) if stalled else None
                 ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
                 if not ready:
@@ -718,6 +718,7 @@ class _FarmRun:
         """A failed unit runs once more, on another worker where there is one; then its missing clips fail."""
         if unit.attempt == 0:
             self.summary.units_retried += 1
+            self.summary.notes.append(f"a unit of {len(unit.clips)} clips runs again after: {reason}")
             self.units.appendleft(_Unit(unit.clips, attempt=1, avoid=number))
         else:
             for clip in unit.clips:
