@@ -94,11 +94,12 @@ def scaling(runs: list[dict]) -> list[dict]:
     rows = []
     for run in runs[1:]:
         row = {"workers": run["workers"]}
-        for measure in ("clips_per_s_end_to_end", "clips_per_s_steady"):
+        for kind in ("end_to_end", "steady"):
+            measure = f"clips_per_s_{kind}"
             if run[measure] and base[measure]:
                 speedup = run[measure] / base[measure]
-                row[f"speedup_{measure[len('clips_per_s_'):]}"] = round(speedup, 3)
-                row[f"efficiency_{measure[len('clips_per_s_'):]}"] = round(speedup / run["workers"] * base["workers"], 3)
+                row[f"speedup_{kind}"] = round(speedup, 3)
+                row[f"efficiency_{kind}"] = round(speedup * base["workers"] / run["workers"], 3)
         rows.append(row)
     return rows
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import INTERNAL, HyMotionError, bad_request
+from .memory import PLAN_CHOICES
 from .jobs import (
     DEFAULT_CFG,
     DEFAULT_DURATION,
@@ -43,8 +44,6 @@ from .jobs import (
     parse_seeds,
     read_prompt_file,
 )
-
-log = logging.getLogger(__name__)
 
 CLIPS_FOLDER = "clips"
 LIBRARIES_FOLDER = "libraries"
@@ -165,7 +164,8 @@ def _split_seeds(text: str, where: str) -> tuple[str, list[int] | None]:
         raise bad_request(f"{where}: {error.message}",
                           "Write a line's own seeds as: 4 | a person jumps | seeds 0-3") from None
     if not prompt:
-        raise bad_request(f"{where}: the prompt before '| seeds' is empty.", "Write it as: 4 | a person jumps | seeds 0-3")
+        raise bad_request(f"{where}: the prompt before '| seeds' is empty.",
+                          "Write it as: 4 | a person jumps | seeds 0-3")
     return prompt, seeds
 
 
@@ -393,7 +393,9 @@ class FarmSummary:
                          f"{len(self.libraries_failed)} failed, {len(self.libraries_waiting)} waiting for failed clips")
         if self.units_retried or self.workers_lost:
             lines.append(f"{self.units_retried} unit(s) retried, {self.workers_lost} worker(s) lost")
-        lines += [f"failed {key}: {reason}" for key, reason in self.failed.items()]
+        for reason, count in collections.Counter(self.failed.values()).items():
+            example = next(key for key, why in self.failed.items() if why == reason)
+            lines.append(f"{count} clip(s) failed ({example}{', …' if count > 1 else ''}): {reason}")
         lines += [f"library {file} failed: {reason}" for file, reason in self.libraries_failed.items()]
         lines += [f"bad line: {line['message']}" + (f" ({line['hint']})" if line["hint"] else "")
                   for line in self.bad_lines]
@@ -444,13 +446,16 @@ def farm(
     _check_generation(seed_list, steps, cfg)
     if duration is not None:
         check_duration(duration)
+    if plan not in PLAN_CHOICES:
+        raise bad_request(f"Unknown memory plan {plan!r}.", f"Use one of {', '.join(PLAN_CHOICES)}.")
     for name, value in (("unit_size", unit_size), ("blend_every", blend_every), ("workers", workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise bad_request(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}.",
                               "Leave it out for the default.")
     clips, bad_lines = read_farm_prompts(prompts, seed_list, duration)
-    settings = FarmSettings(_model_setting(model), model_dir, plan, cache_dir or str(out / EMBEDDINGS_FOLDER), steps,
-                            cfg, smoothing)
+    settings = FarmSettings(_model_setting(model), _absolute(model_dir), plan,
+                            _absolute(cache_dir) or str(out / EMBEDDINGS_FOLDER), steps, cfg, smoothing)
+    blender, bpy_python = (_absolute(path) if path and os.sep in path else path for path in (blender, bpy_python))
     _prepare_out(out, settings)
     if blend_every is not None and address is None:
         from .bake_cli import blender_command
@@ -458,6 +463,8 @@ def farm(
         blender_command(blender, bpy_python)  # no Blender: fail now, not after hours of generation
     for error in bad_lines:
         print(f"warning: {error.message}" + (f" (hint: {error.hint})" if error.hint else ""), file=sys.stderr)
+    if settings.model == "tiny-random":
+        print("The tiny-random model has random weights: every clip it makes is noise.", file=sys.stderr)
 
     remove_partial_files(out)
     previous = _read_previous_index(out)
@@ -478,10 +485,15 @@ def farm(
     return run.summary
 
 
+def _absolute(path: str | None) -> str | None:
+    """Workers may run in another folder (or on another machine with the same mounts): hand them absolute paths."""
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
 def _model_setting(model: str) -> str:
     from .weights import VARIANT_FOLDERS
 
-    return model if model in VARIANT_FOLDERS or model == "tiny-random" else str(Path(model).expanduser().resolve())
+    return model if model in VARIANT_FOLDERS or model == "tiny-random" else _absolute(model)
 
 
 def _prepare_out(out: Path, settings: FarmSettings) -> None:
@@ -570,6 +582,7 @@ class _FarmRun:
         self.reasons: dict[str, str] = {}
         self.clip_times: list[float] = []
         self.actors: dict[int, Any] = {}
+        self.workers_ready = 0
 
     def plan(self, unit_size: int, libraries: list[Library], previous: dict[str, list[str]]) -> None:
         todo = [clip for clip in self.clips if clip.key not in self.existing]
@@ -600,7 +613,7 @@ class _FarmRun:
         running: dict[Any, tuple[int, _Unit]] = {}
         baking: dict[Any, tuple[Library, int]] = {}
         start_errors: list[dict] = []
-        waiting_since = time.monotonic()
+        stalled_since: float | None = None  # when units last started waiting with no worker to run them
         bar = tqdm(total=sum(len(unit.clips) for unit in self.units), unit="clip", desc="farm", file=sys.stderr,
                    disable=not self.show_progress, dynamic_ncols=True)
         try:
@@ -612,14 +625,15 @@ class _FarmRun:
                     idle.clear()
                 for library in self._ready_libraries():
                     baking[bake.remote(str(self.out), library, blender, bpy_python)] = (library, 0)
-                stalled = self.units and not running and not idle
+                stalled = bool(self.units) and not running and not idle
                 if stalled and not starting:
-                    self._fail_units(self._no_worker_reason(start_errors))
+                    self._fail_units(self._no_worker_left(start_errors))
                     continue
                 refs = [*running, *starting, *baking]
                 if not refs:
                     break
-                timeout = max(0.0, start_timeout - (time.monotonic() - waiting_since)) if stalled else None
+                stalled_since = (stalled_since or time.monotonic()) if stalled else None
+                timeout = max(0.0, start_timeout - (time.monotonic() - stalled_since)) if stalled else None
                 ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
                 if not ready:
                     self._fail_units(f"no worker became ready within {start_timeout:.0f} s (are the GPUs busy, or "
@@ -628,7 +642,6 @@ class _FarmRun:
                 ref = ready[0]
                 if ref in starting:
                     self._on_started(ray, starting.pop(ref), ref, idle, start_errors)
-                    waiting_since = time.monotonic()
                 elif ref in running:
                     number, unit = running.pop(ref)
                     bar.update(self._on_unit_done(ray, ref, number, unit, idle, starting))
@@ -649,6 +662,9 @@ class _FarmRun:
         gpus = int(resources.get("GPU", 0))
         cpus = max(1, int(resources.get("CPU", 1)))
         on_gpu = gpus > 0 and self.settings.plan != "cpu"
+        if not on_gpu and self.settings.plan not in ("auto", "cpu"):
+            raise bad_request(f"--plan {self.settings.plan} needs GPUs, and the Ray cluster has none.",
+                              "Use --plan auto (CPU workers here), or start Ray on machines with GPUs.")
         wanted = workers or (gpus if on_gpu else max(1, cpus // CPU_CORES_PER_WORKER))
         count = min(wanted, len(self.units))
         if on_gpu:
@@ -687,6 +703,7 @@ class _FarmRun:
             self._lose_worker(ray, number, f"worker {number} could not load the model: {info['error']['message']}")
             return
         idle.append(number)
+        self.workers_ready += 1
         self.summary.notes.append(f"worker {number}: pid {info['pid']} on {info['host']}, plan {info['plan']} "
                                   f"({info['device']})")
 
@@ -734,9 +751,10 @@ class _FarmRun:
         self.summary.notes.append(reason)
         ray.kill(self.actors.pop(number))
 
-    @staticmethod
-    def _no_worker_reason(start_errors: list[dict]) -> str:
-        if start_errors:
+    def _no_worker_left(self, start_errors: list[dict]) -> str:
+        """Why the waiting units cannot run. If no worker could load the model, that error (with its hint) ends the
+        run: it is the user's to fix (weights missing, a wrong --model), and every unit would meet it."""
+        if start_errors and not self.workers_ready:
             first = start_errors[0]
             raise HyMotionError(first["code"], first["message"], first["hint"])
         return "every worker died; the Ray logs (/tmp/ray/session_latest/logs on each machine) say why"

@@ -148,6 +148,7 @@ def test_a_folder_made_with_other_settings_is_refused(tmp_path):
     (["prompts.txt", "--unit-size", "0"], "--unit-size must be a whole number >= 1"),
     (["prompts.txt", "--seeds", "a"], "Seed 'a' is not an integer"),
     (["prompts.txt", "--duration", "30"], "outside 0.67-12 s"),
+    (["prompts.txt", "--plan", "fast"], "Unknown memory plan 'fast'"),
 ])
 def test_bad_arguments_exit_2_with_a_hint_before_ray_starts(tmp_path, capsys, monkeypatch, arguments, message):
     monkeypatch.chdir(tmp_path)

@@ -150,3 +150,19 @@ def test_a_model_no_worker_can_load_stops_the_run_with_the_workers_error(local_r
         farm(prompts, tmp_path / "out", **{**FAST, "model": str(tmp_path / "no-such-model")})
     assert raised.value.code in USER_ERROR_CODES  # exit code 2 from the command line
     assert "no-such-model" in raised.value.message and raised.value.hint
+
+
+def test_the_command_joins_a_running_cluster_by_its_address(local_ray, tmp_path):
+    """`hymotion farm --address` as on a cluster: a second process connects to this test's Ray and leaves it up."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a person waves\n2 | a person bows | seeds 4,5\n", encoding="utf-8")
+    address = local_ray.get_runtime_context().gcs_address
+    completed = subprocess.run(
+        [sys.executable, "-m", "hymotion.cli", "farm", str(prompts), "--out", str(tmp_path / "out"), "--address",
+         address, "--model", "tiny-random", "--steps", "1", "--workers", "1", "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "3 made, 0 skipped" in completed.stderr
+    assert len(clip_files(tmp_path / "out")) == 3
+    assert local_ray.is_initialized() and local_ray.cluster_resources()["CPU"] == 3
