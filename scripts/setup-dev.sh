@@ -11,7 +11,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e "backend[test]" bpy==5.0.1 "setuptools>=77"
+.venv/bin/python -m pip install -q -e "backend[test,farm]" bpy==5.0.1 "setuptools>=77"
 
 "$PYTHON" -m venv .venv-blender42
 .venv-blender42/bin/python -m pip install -q --upgrade pip

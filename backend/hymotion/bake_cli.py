@@ -294,7 +294,10 @@ def _end_process_group(process: subprocess.Popen) -> None:
 
 
 def bake_library(manifest: dict[str, Any]) -> None:
-    """Build the rig, bake one Action per clip and save the file. Runs in Blender (bpy), called by _BLENDER_SCRIPT."""
+    """Build the rig, bake one Action per clip and save the file. Runs in Blender (bpy), called by _BLENDER_SCRIPT.
+
+    A clip's optional "action" names its Action (``hymotion farm`` does, so its index knows every name); else the
+    name comes from the prompt and seed."""
     import bpy
     import numpy as np
 
@@ -310,6 +313,7 @@ def bake_library(manifest: dict[str, Any]) -> None:
         action = bake.bake_motion(
             armature, translation, rotations, prompt=clip["prompt"], seed=clip["seed"], model=clip["model"],
             duration=clip["duration"], scene=scene, start_frame=1, in_place=manifest["in_place"],
+            name=clip.get("action"),
         )
         action.use_fake_user = True
         end = action.frame_range[1]

@@ -1,4 +1,4 @@
-"""The ``hymotion`` command: generate, download, convert, body-mesh, serve, doctor, bench.
+"""The ``hymotion`` command: generate, download, convert, body-mesh, serve, doctor, bench, farm.
 
 User errors exit with code 2 and a message plus a hint, never a traceback. Only results go to files; progress,
 warnings and the chosen plan go to stderr.
@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="measure memory and speed per plan at real sizes (random weights)")
     add_bench_arguments(bench)
+
+    from .farm import add_farm_arguments
+
+    farm = commands.add_parser("farm", help="many prompts x seeds on every GPU (Ray), resumable, into .blend libraries")
+    add_farm_arguments(farm)
     return parser
 
 
@@ -347,6 +352,10 @@ def _dispatch(args) -> int:
         from .bench import bench_main
 
         return bench_main(args)
+    if args.command == "farm":
+        from .farm import farm_main
+
+        return farm_main(args)
     run = {"generate": run_generate, "download": run_download, "convert": run_convert, "body-mesh": run_body_mesh}
     return run[args.command](args)
 

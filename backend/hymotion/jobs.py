@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,31 +160,48 @@ class PromptLine:
     line_number: int
 
 
-def parse_prompt_lines(text: str, source: str = "prompt list") -> list[PromptLine]:
-    """One prompt per line; "4.5 | prompt" sets that line's duration; blank lines and lines starting with # are skipped."""
+def parse_prompt_lines(
+    text: str, source: str = "prompt list", on_bad_line: Callable[[HyMotionError], None] | None = None
+) -> list[PromptLine]:
+    """One prompt per line; "4.5 | prompt" sets that line's duration; blank lines and lines starting with # are skipped.
+
+    A bad line raises, naming its line number; with ``on_bad_line`` it is handed that error and skipped instead, so a
+    long list runs with the lines that are fine.
+    """
     lines: list[PromptLine] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        match = _DURATION_PREFIX.match(line)
-        duration = None
-        if match:
-            duration = float(match["duration"])
-            line = match["prompt"].strip()
-            try:
-                check_duration(duration)
-            except HyMotionError as error:
-                raise bad_request(f"{source}, line {number}: {error.message}", error.hint) from None
-            if not line:
-                raise bad_request(f"{source}, line {number}: the prompt after '|' is empty.", "Write it as: 4.5 | a person jumps")
-        lines.append(PromptLine(line, duration, number))
+        try:
+            lines.append(_parse_prompt_line(line, number, source))
+        except HyMotionError as error:
+            if on_bad_line is None:
+                raise
+            on_bad_line(error)
     if not lines:
         raise bad_request(f"{source} holds no prompts.", "Write one prompt per line, optionally as '4.5 | prompt'.")
     return lines
 
 
-def read_prompt_file(path: str | Path) -> list[PromptLine]:
+def _parse_prompt_line(line: str, number: int, source: str) -> PromptLine:
+    match = _DURATION_PREFIX.match(line)
+    duration = None
+    if match:
+        duration = float(match["duration"])
+        line = match["prompt"].strip()
+        try:
+            check_duration(duration)
+        except HyMotionError as error:
+            raise bad_request(f"{source}, line {number}: {error.message}", error.hint) from None
+        if not line:
+            raise bad_request(f"{source}, line {number}: the prompt after '|' is empty.", "Write it as: 4.5 | a person jumps")
+    return PromptLine(line, duration, number)
+
+
+def read_prompt_file(
+    path: str | Path, on_bad_line: Callable[[HyMotionError], None] | None = None
+) -> list[PromptLine]:
     path = Path(path)
     if not path.is_file():
         raise bad_request(f"Prompt file {path} does not exist.", "Check the path, or pass the prompt directly.")
@@ -191,4 +209,4 @@ def read_prompt_file(path: str | Path) -> list[PromptLine]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise bad_request(f"Cannot read prompt file {path}: {error}.", "Save it as UTF-8 text.") from None
-    return parse_prompt_lines(text, source=str(path))
+    return parse_prompt_lines(text, source=str(path), on_bad_line=on_bad_line)
