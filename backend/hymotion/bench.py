@@ -121,12 +121,18 @@ class _HostMemoryPeaks:
         self.sample()
 
 
-def _timed(pipe, prompts: list[str], synchronize) -> float:
+def _timed(pipe, prompts: list[str], synchronize, stages: dict | None = None) -> float:
+    """Seconds for one call; ``stages`` gets the time from the start to the first event of each stage."""
     from .jobs import GenerationSettings
 
     synchronize()
     begin = time.perf_counter()
-    list(pipe.generate(GenerationSettings(list(prompts), [5.0], [0])))
+
+    def on_progress(stage: str, step: int, total: int) -> None:
+        if stages is not None:
+            stages.setdefault(stage, round(time.perf_counter() - begin, 2))
+
+    list(pipe.generate(GenerationSettings(list(prompts), [5.0], [0]), on_progress=on_progress))
     return time.perf_counter() - begin
 
 
@@ -137,6 +143,7 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     from .pipeline import load_pipeline
     from .weights import VARIANT_FOLDERS
 
+    imported = time.monotonic()
     plan, _, cap = spec.partition("@")
     cuda = torch.cuda.is_available() and plan != "cpu"
     if cuda and cap:
@@ -150,8 +157,14 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     )
     if baseline:
         pipe.cache = None  # the official pipeline encodes the prompt on every request
-    first_new = _timed(pipe, BENCH_PROMPTS[:1], synchronize)
-    result = {"plan": spec, "first_clip_s": round(time.monotonic() - started, 2), "first_new_prompt_s": round(first_new, 2)}
+    loaded = time.monotonic()
+    stages: dict = {}
+    first_new = _timed(pipe, BENCH_PROMPTS[:1], synchronize, stages)
+    result = {
+        "plan": spec, "first_clip_s": round(time.monotonic() - started, 2), "first_new_prompt_s": round(first_new, 2),
+        "start_up_s": {"imports": round(imported - started, 2), "load_pipeline": round(loaded - imported, 2),
+                       "first_call_stages": stages},
+    }
     if plan != "cpu":
         result["new_prompt_s"] = [round(_timed(pipe, [prompt], synchronize), 3) for prompt in BENCH_PROMPTS[1:4]]
         result["eight_new_prompts_s"] = round(_timed(pipe, BENCH_PROMPTS[4:12], synchronize), 2)

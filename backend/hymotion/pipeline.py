@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -24,7 +25,7 @@ import torch
 
 from . import constraints, memory, motion, motion_torch, weights
 from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
-from .jobs import ADVISED_MAX_WORDS, GenerationSettings, frames_for_duration
+from .jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
 from .model.loading import LoadedModel, load_model_folder
 from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache, load_qwen_base
 from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
@@ -128,7 +129,8 @@ class _GraphedStep:
                 step()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: the text encoder may be loading onto the GPU from another thread meanwhile (see warm_up)
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             step()
 
     def __call__(self) -> None:
@@ -155,6 +157,7 @@ class MotionPipeline:
         self.settings = model.settings
         self._text_encoder_loader = text_encoder_loader
         self._text_encoder: TextEncoder | None = None
+        self._text_encoder_lock = threading.Lock()
         self.encoder_identity = encoder_identity
         self.model_id = model_id
         self.variant = variant
@@ -195,11 +198,32 @@ class MotionPipeline:
             torch.cuda.empty_cache()
 
     def text_encoder(self) -> TextEncoder:
-        if self._text_encoder is None:
-            encoder = self._text_encoder_loader()
-            memory.place_text_encoder(encoder, self._plan, self.device)
-            self._text_encoder = encoder
-        return self._text_encoder
+        with self._text_encoder_lock:
+            if self._text_encoder is None:
+                encoder = self._text_encoder_loader()
+                memory.place_text_encoder(encoder, self._plan, self.device)
+                self._text_encoder = encoder
+            return self._text_encoder
+
+    def warm_up(self) -> None:
+        """Get the first click ready: on the gpu plan the text encoder starts loading onto the GPU in the background
+        while the CUDA graph of the default request (one clip of DEFAULT_DURATION, a short prompt) is captured."""
+        if not self._graphed:
+            return
+        if self._plan.text_placement == "resident":
+            threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
+        config = self.transformer.config
+        placeholder = PromptEmbedding(torch.zeros(1, config.ctxt_input_dim), torch.zeros(config.vtxt_input_dim))
+        default = GenerationSettings([""], [DEFAULT_DURATION], [0], cfg_scale=DEFAULT_CFG)
+        with torch.no_grad():
+            self._stepper(self._prepare([_Sample(0, 0)], default, {"": placeholder}), default.cfg_scale)
+
+    def _load_text_encoder_quietly(self) -> None:
+        """Background loading; a failure (say, out of memory) is left to the first encode, which steps down."""
+        try:
+            self.text_encoder()
+        except Exception as error:  # noqa: BLE001 - reported when the first prompt is encoded
+            log.info("loading the text encoder ahead failed, retried at the first prompt: %s", error)
 
     def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
         """Embeddings from memory, then the disk cache, then the text encoder (one pass for all that are missing).
@@ -532,5 +556,6 @@ def load_pipeline(
     pipeline = MotionPipeline(
         loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding, precision
     )
+    pipeline.warm_up()
     log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)
     return pipeline

@@ -60,3 +60,13 @@ def test_offload_plan_returns_text_encoder_to_host_after_encoding(tmp_path):
     pipe, _ = clips_for(tmp_path, "offload")
     qwen = pipe.text_encoder().qwen_model
     assert next(qwen.parameters()).device.type == "cpu"
+
+
+def test_new_prompts_and_durations_replay_the_graph_captured_at_start_up(tmp_path):
+    from hymotion.jobs import DEFAULT_DURATION
+
+    pipe = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path)
+    assert len(pipe._graphs) == 1, "load_pipeline captures the default request's graph"
+    for prompt, duration in (("a person waves", DEFAULT_DURATION), ("someone kicks with the left leg", 3.6)):
+        list(pipe.generate(settings((prompt,), (duration,), seeds=(0,), steps=2)))
+    assert len(pipe._graphs) == 1, "another short prompt and a duration in the same second reuse it"
