@@ -159,7 +159,16 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
         pipe.cache = None  # the official pipeline encodes the prompt on every request
     loaded = time.monotonic()
     stages: dict = {}
+    peaks: dict[str, float] = {}
+
+    def stage_peak(name: str) -> None:
+        if cuda:
+            peaks[name] = round(torch.cuda.max_memory_allocated() / GIB, 2)
+            torch.cuda.reset_peak_memory_stats()
+
+    stage_peak("load")
     first_new = _timed(pipe, BENCH_PROMPTS[:1], synchronize, stages)
+    stage_peak("first_new_prompt")
     result = {
         "plan": spec, "first_clip_s": round(time.monotonic() - started, 2), "first_new_prompt_s": round(first_new, 2),
         "start_up_s": {"imports": round(imported - started, 2), "load_pipeline": round(loaded - imported, 2),
@@ -167,9 +176,12 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     }
     if plan != "cpu":
         result["new_prompt_s"] = [round(_timed(pipe, [prompt], synchronize), 3) for prompt in BENCH_PROMPTS[1:4]]
+        stage_peak("new_prompts")
         result["eight_new_prompts_s"] = round(_timed(pipe, BENCH_PROMPTS[4:12], synchronize), 2)
+        stage_peak("eight_new_prompts")
     cached = [_timed(pipe, BENCH_PROMPTS[:1], synchronize) for _ in range(repeats if plan != "cpu" else 1)]
     result["cached_s"] = round(statistics.median(cached), 3)
+    stage_peak("cached")
     if plan != "cpu":
         batch = BENCH_PROMPTS[:prompts] if not baseline else BENCH_PROMPTS[:BASELINE_THROUGHPUT_CALLS]
         pipe.encode(batch)
@@ -179,12 +191,14 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
             _timed(pipe, batch, synchronize)  # capture this batch shape once
             elapsed = _timed(pipe, batch, synchronize)
         result["throughput_clips_per_s"] = round(len(batch) / elapsed, 1)
+        stage_peak("throughput")
     host.stop()
     result.update(
         ran_on_plan=pipe.plan,
         host_rss_anonymous_gib=round(host.anonymous / GIB, 2),
         host_rss_file_gib=round(host.file_backed / GIB, 2),
-        gpu_peak_alloc_gib=round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else 0.0,
+        gpu_peak_alloc_gib=max(peaks.values(), default=0.0),
+        gpu_peak_alloc_by_stage_gib=peaks,
     )
     return result
 
