@@ -28,6 +28,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
+    parser.add_argument("--precision", choices=("bf16", "fp32"),
+                        help="the DiT's number format (default: bf16 on GPU plans; fp32 computes as the official code)")
 
 
 def _integer(text: str) -> int:
@@ -201,7 +203,7 @@ def run_generate(args) -> int:
 
     from .pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir)
+    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision)
     print(_describe_plan(pipeline.describe()), file=sys.stderr)
     bar = tqdm(total=1, desc="starting", file=sys.stderr, leave=False)
 
@@ -286,7 +288,7 @@ def run_timeline(args) -> int:
 
     from .pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir)
+    pipeline = load_pipeline(args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision)
     print(_describe_plan(pipeline.describe()), file=sys.stderr)
     for clip in generate_timeline(
         pipeline, segments, settings.seeds, steps=args.steps, cfg_scale=args.cfg, smoothing=not args.no_smoothing,

@@ -182,6 +182,7 @@ class MotionPipeline:
 
     def switch_plan(self, name: str) -> None:
         """Place the models for ``name``; also how an out-of-memory error steps down."""
+        name = memory.RETIRED_PLANS.get(name, name)
         plan = memory.PLANS[name]
         self.device = self._accelerator if plan.needs_cuda else torch.device("cpu")
         self._graphs.clear()

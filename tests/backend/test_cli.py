@@ -35,7 +35,8 @@ def fast_tiny(monkeypatch, tiny_pipeline):
     """Reuse the session's tiny pipeline instead of building one per command."""
     requested = []
 
-    def load_pipeline(model, model_dir=None, plan="auto", device=None, cache_dir=None, official_padding=False):
+    def load_pipeline(model, model_dir=None, plan="auto", device=None, cache_dir=None, official_padding=False,
+                      precision=None):
         requested.append(model)
         assert model == "tiny-random"
         return tiny_pipeline
@@ -271,3 +272,21 @@ def test_missing_weights_in_the_hub_cache_name_the_download_command(tmp_path, ca
                      tmp_path / "x.npz"], capsys)
     assert_user_error(code, err, "hymotion download --variant standard")
 
+
+
+def test_precision_fp32_reaches_the_pipeline_and_bad_values_exit_2(tmp_path, capsys, monkeypatch):
+    from hymotion import pipeline as pipeline_module
+
+    chosen = []
+    load = pipeline_module.load_pipeline
+
+    def recording_load(*args, **kwargs):
+        chosen.append(kwargs.get("precision"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "load_pipeline", recording_load)
+    code, err = run(["generate", "--model", "tiny-random", "--plan", "cpu", "a person walks", "--precision", "fp32",
+                     "--out", tmp_path / "x.npz", "--steps", 1, "--duration", 1, "--cache-dir", tmp_path / "c"], capsys)
+    assert code == 0 and chosen == ["fp32"], err
+    code, err = run(["generate", "a person walks", "--precision", "fp16"], capsys)
+    assert code == 2 and "invalid choice: 'fp16'" in err

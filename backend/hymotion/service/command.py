@@ -77,6 +77,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
     parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), help="the DiT's number format (default: the plan's)")
 
 
 def serve_main(args: argparse.Namespace) -> int:
@@ -87,7 +88,9 @@ def serve_main(args: argparse.Namespace) -> int:
     """
     parent = os.getppid()
     log_file = _set_up_logging(args.log_file)
-    options = ServeOptions(args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file)
+    options = ServeOptions(
+        args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file, precision=args.precision
+    )
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
              args.model)
     try:

@@ -203,6 +203,7 @@ class ServeOptions:
     device: str | None = None
     cache_dir: str | None = None
     log_file: str | None = None
+    precision: str | None = None
 
 
 class Service:
@@ -491,6 +492,7 @@ class Service:
                 plan=plan,
                 device=self.options.device,
                 cache_dir=self.options.cache_dir,
+                precision=self.options.precision,
             )
         finally:
             with self._lock:
