@@ -20,6 +20,14 @@ from collections import OrderedDict
 import bpy
 import numpy as np
 from hymotion.errors import bad_request
+from hymotion.rotations import (
+    Y_UP_TO_Z_UP,
+    continuous_quaternions,
+    matrix_to_quaternion,
+    quaternion_to_axis_angle,
+    quaternion_to_euler,
+    quaternion_to_matrix,
+)
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from . import bake, bone_mapping, motion_math, retarget_feet, retarget_math, rig
@@ -239,9 +247,9 @@ class _KeyWriter:
         if mode == "QUATERNION":
             values = quaternions
         elif mode == "AXIS_ANGLE":
-            values = retarget_math.quaternion_to_axis_angle(quaternions)
+            values = quaternion_to_axis_angle(quaternions)
         else:
-            values = retarget_math.quaternion_to_euler(quaternions, mode)
+            values = quaternion_to_euler(quaternions, mode)
         self._write(bone, ROTATION_PATHS.get(mode, _EULER_PATH), values)
 
     def location(self, bone: str, locations: np.ndarray) -> None:
@@ -461,7 +469,7 @@ def _refine_with_blender(
         for number in range(_MAX_REFINE_PASSES):
             window_manager.progress_update(number)
             basis = np.zeros(desired.shape)
-            basis[..., :3, :3] = retarget_math.quaternion_to_matrix(rotations)
+            basis[..., :3, :3] = quaternion_to_matrix(rotations)
             basis[..., 3, 3] = 1.0
             for bone, slot in location_slots.items():
                 basis[:, list(result.keyed_bones).index(bone), :3, 3] = locations[:, slot]
@@ -471,7 +479,7 @@ def _refine_with_blender(
             parent_like = evaluated @ np.linalg.inv(basis)
             parent_rotation = _orthonormal(parent_like[..., :3, :3])
             new_rotation = np.swapaxes(parent_rotation, -1, -2) @ desired[..., :3, :3]
-            new_quaternions = motion_math.continuous_quaternions(retarget_math.matrix_to_quaternion(new_rotation))
+            new_quaternions = continuous_quaternions(matrix_to_quaternion(new_rotation))
             change = np.abs(np.sum(new_quaternions * rotations, axis=-1))
             worst = float(np.max(2.0 * np.arccos(np.clip(change, 0.0, 1.0))))
             new_locations = locations.copy()
@@ -554,7 +562,7 @@ def clip_from_action(
             location[:, fcurve.array_index] = values
     bones = smplx_armature.data.bones
     rest = np.array([np.array(bones[name].matrix_local)[:3, :3] for name in BODY_JOINT_NAMES])
-    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # inverse of y_up_to_z_up
+    to_model = Y_UP_TO_Z_UP.T
     vectors = np.einsum("ab,jbc,fjc->fja", to_model, rest, local[..., 1:])
     rotations = np.concatenate([local[..., :1], vectors], axis=-1)
     translation = location @ rest[0].T @ to_model.T

@@ -53,11 +53,7 @@ BACKEND_BLENDER_IMPORTS = {
 # Modules that speak the protocol but need json for something else, with the reason (stale entries fail).
 JSON_IN_PROTOCOL_MODULES: dict[str, str] = {}
 # Known pairs of equal function bodies, with the reason (stale entries fail). Keys are sorted "path:function" pairs.
-SAME_BODY_PAIRS = {
-    tuple(sorted((f"backend/hymotion/rotations.py:{name}", f"hymotion_addon/retarget_math.py:{name}"))): (
-        "retarget_math switches to hymotion.rotations in its split (issue 15 point 3)")
-    for name in ("axis_angle_matrix", "quaternion_to_axis_angle", "quaternion_to_euler")
-}
+SAME_BODY_PAIRS: dict[tuple[str, str], str] = {}
 # Bodies smaller than this many AST nodes may repeat: a one-line check such as an operator's ``poll`` (5 nodes in
 # retarget_ui) belongs to each class.
 MIN_BODY_NODES = 10

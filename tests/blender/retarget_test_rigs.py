@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import addon_utils
 import bpy
 import numpy as np
+from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
 from hymotion.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import retarget_math, rig
 
@@ -529,11 +530,11 @@ class Stance:
 
 
 def _rz(angle: np.ndarray) -> np.ndarray:
-    return retarget_math.axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
+    return axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
 
 
 def _rx(angle: np.ndarray) -> np.ndarray:
-    return retarget_math.axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
+    return axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
 
 
 def _smooth(s: np.ndarray) -> np.ndarray:
@@ -632,9 +633,9 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
         rotations[:, ankle_joint] = np.swapaxes(shin_world, -1, -2) @ foot_world
         rotations[:, JOINT[f"{name}_foot"]] = np.swapaxes(foot_world, -1, -2) @ toe_world
         contacts[:, side] = contact
-    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # Blender -> model frame
+    to_model = Y_UP_TO_Z_UP.T  # Blender -> model frame
     model_rotations = to_model @ rotations @ to_model.T
-    quaternions = retarget_math.matrix_to_quaternion(model_rotations)
+    quaternions = matrix_to_quaternion(model_rotations)
     translation = (pelvis - heads[JOINT["pelvis"]]) @ to_model.T
     return translation, quaternions, contacts
 

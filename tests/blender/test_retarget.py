@@ -12,6 +12,7 @@ import pytest
 import retarget_test_rigs as rigs
 from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
 from hymotion.errors import BAD_REQUEST, HyMotionError
+from hymotion.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, bone_mapping, retarget, retarget_math, rig
 
@@ -295,12 +296,12 @@ def test_result_is_a_plain_tagged_action_keyed_in_each_bones_rotation_mode(scene
     assert max(errors.values()) <= MAX_DEGREES
 
 
-@pytest.mark.parametrize("order", retarget_math.EULER_ORDERS)
+@pytest.mark.parametrize("order", EULER_ORDERS)
 def test_euler_keys_match_blenders_own_conversion(order, rng):
     from mathutils import Euler, Quaternion
 
     quaternions = random_unit_quaternions(rng, (5,))
-    angles = retarget_math.quaternion_to_euler(quaternions, order)
+    angles = quaternion_to_euler(quaternions, order)
     for quaternion, euler in zip(quaternions, angles):
         expected = Quaternion(quaternion).to_matrix()
         got = Euler(euler, order).to_matrix()
