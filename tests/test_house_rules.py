@@ -45,11 +45,7 @@ IN_BLENDER = frozenset({"numpy"}) | BLENDER_MODULES
 
 # Functions allowed to import Blender inside the backend, with the reason. An entry that no longer imports Blender
 # fails the test, so this list cannot go stale.
-BACKEND_BLENDER_IMPORTS = {
-    ("hymotion.bake_cli", "bake_library"): (
-        "runs inside Blender (hymotion-bake); issue 15 point 4 moves it to the add-on"),
-    ("hymotion.bake_cli", "_addon_modules"): "loads the add-on inside Blender for bake_library; goes with it (point 4)",
-}
+BACKEND_BLENDER_IMPORTS: dict[tuple[str, str], str] = {}
 # Modules that speak the protocol but need json for something else, with the reason (stale entries fail).
 JSON_IN_PROTOCOL_MODULES: dict[str, str] = {}
 # Known pairs of equal function bodies, with the reason (stale entries fail). Keys are sorted "path:function" pairs.
