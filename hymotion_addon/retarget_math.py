@@ -184,7 +184,7 @@ class Transfer:
     source_world: np.ndarray  # (F, 22, 3, 3) the source joints' world rotations
 
 
-# --- small rotation helpers -------------------------------------------------------------------------------------
+# --- small rotation helpers -----------------------------------------------------------------------------------------
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
@@ -220,7 +220,7 @@ def _rigid_inverse(matrices: np.ndarray) -> np.ndarray:
     return inverse
 
 
-# --- source motion ----------------------------------------------------------------------------------------------
+# --- source motion --------------------------------------------------------------------------------------------------
 
 
 def source_world(
@@ -249,7 +249,7 @@ def source_world(
     return world, positions
 
 
-# --- planning -----------------------------------------------------------------------------------------------------
+# --- planning -------------------------------------------------------------------------------------------------------
 
 
 def plan_retarget(
@@ -505,7 +505,7 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
     return estimate
 
 
-# --- retargeting --------------------------------------------------------------------------------------------------
+# --- retargeting ----------------------------------------------------------------------------------------------------
 
 
 def transfer(

@@ -11,7 +11,8 @@ naming the file, the line and what to do:
   writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
   messages with protocol.encode / decode_request / decode_event, never with json;
 * no two functions anywhere in the repository (tests and tools included) have the same body, once docstrings,
-  argument annotations and the function's own name are set aside: one definition of each thing.
+  argument annotations and the function's own name are set aside: one definition of each thing;
+* a section comment has one style everywhere: ``# --- title ---...``.
 
 Imports under ``if TYPE_CHECKING:`` never run and are skipped; imports inside functions count, since they run when the
 function is called, and so do ``importlib.import_module("name")`` calls with a literal name. Every exception is listed
@@ -367,3 +368,28 @@ def test_the_body_fingerprint_ignores_names_docstrings_and_annotations_only(sour
     first, second = ast.parse(source).body
     assert (body_fingerprint(first)[0] == body_fingerprint(second)[0]) is duplicated
     assert body_fingerprint(first)[1] >= MIN_BODY_NODES
+
+
+SECTION_COMMENT = re.compile(r"\s*# ?-{3,}")
+SECTION_STYLE = re.compile(r"\s*# --- \S(.*\S)? -{3,}")
+
+
+def test_section_comments_have_one_style():
+    problems = [
+        f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
+        for path in python_sources()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if SECTION_COMMENT.match(line) and not SECTION_STYLE.fullmatch(line)
+    ]
+    assert not problems, "Write section comments as '# --- title ---...' (dashes to the line's end):\n  " + "\n  ".join(
+        problems)
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("# --- the driver ----------", True),
+    ("    # --- internals ---", True),
+    ("# ---------------- the driver", False),
+    ("    # ---- internals", False),
+])
+def test_the_section_comment_rule_tells_the_styles_apart(line, kept):
+    assert bool(SECTION_COMMENT.match(line)) and bool(SECTION_STYLE.fullmatch(line)) is kept

@@ -148,7 +148,7 @@ def observe_actions():
         observers.remove(callback)
 
 
-# ---------------------------------------------------------------- a layout that checks what is drawn
+# --- a layout that checks what is drawn -----------------------------------------------------------------------------
 
 
 _LABEL_ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())

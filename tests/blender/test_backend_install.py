@@ -42,7 +42,7 @@ NVIDIA_DRIVER = "NVIDIA driver found (/usr/bin/nvidia-smi)"
 BLOCKING_MARK = "stand-in pipeline: waiting to be cancelled"
 
 
-# ---------------------------------------------------------------- the stand-in packages
+# --- the stand-in packages ------------------------------------------------------------------------------------------
 
 
 TORCH_SOURCE = """
@@ -225,7 +225,7 @@ def panel_text() -> str:
     return layout.text()
 
 
-# ---------------------------------------------------------------- installs
+# --- installs -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("driver", ["", NVIDIA_DRIVER], ids=["no-nvidia-driver", "nvidia-driver"])
@@ -324,7 +324,7 @@ def test_cancel_stops_the_install_and_removes_the_environment_and_temporary_file
     assert "The last install was cancelled" in preferences_text() and "Backend: install cancelled" in panel_text()
 
 
-# ---------------------------------------------------------------- what is checked before anything runs
+# --- what is checked before anything runs ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -408,7 +408,7 @@ def test_the_tooltip_gives_this_machines_build_and_the_measured_sizes(machine):
     assert addon_module("operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
 
 
-# ---------------------------------------------------------------- progress in words
+# --- progress in words ----------------------------------------------------------------------------------------------
 
 
 PIP_TORCH_OUTPUT = [  # what pip 23 prints into a pipe (no terminal: its bar is drawn once, when a download ends)

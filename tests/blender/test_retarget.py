@@ -82,7 +82,7 @@ def test_bones_turn_between_frames_exactly_as_their_source_joints(scene, rig_nam
         assert rotation_angle_degrees(turned, expected).max() <= MAX_DEGREES
 
 
-# --- Rigify -----------------------------------------------------------------------------------------------------------
+# --- Rigify ---------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

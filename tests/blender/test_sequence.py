@@ -111,7 +111,7 @@ def test_saving_the_pose_of_another_armature_is_refused(scene, tmp_path):
         sequence.save_pose(other, tmp_path / "pose.npz", scene=scene)
 
 
-# ---------------------------------------------------------------- through the operators
+# --- through the operators ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
