@@ -184,11 +184,10 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     stage_peak("cached")
     if plan != "cpu":
         batch = BENCH_PROMPTS[:prompts] if not baseline else BENCH_PROMPTS[:BASELINE_THROUGHPUT_CALLS]
-        pipe.encode(batch)
         if baseline:  # one prompt per call, as the official pipeline takes them
             elapsed = sum(_timed(pipe, [prompt], synchronize) for prompt in batch)
         else:
-            _timed(pipe, batch, synchronize)  # capture this batch shape once
+            _timed(pipe, batch, synchronize)  # encode these prompts and capture this batch shape once
             elapsed = _timed(pipe, batch, synchronize)
         result["throughput_clips_per_s"] = round(len(batch) / elapsed, 1)
         stage_peak("throughput")
@@ -261,9 +260,10 @@ def _run_child(spec: str, args, work: Path) -> dict:
                "--warm-repeats", str(args.warm_repeats), "--json-out", str(out)]
     environment = {**os.environ, "HYMOTION_BENCH_STARTED": repr(time.monotonic())}
     completed = subprocess.run(command, env=environment, capture_output=True, text=True)
+    (work / f"bench-{spec}.log").write_text(completed.stderr)
     if completed.returncode != 0 or not out.is_file():
         tail = " ".join(completed.stderr.strip().splitlines()[-3:])
-        return {"plan": spec, "error": f"exit {completed.returncode}: {tail[-300:]}"}
+        return {"plan": spec, "error": f"exit {completed.returncode}: {tail[-300:]} (log: {work}/bench-{spec}.log)"}
     return json.loads(out.read_text())
 
 

@@ -206,17 +206,25 @@ class MotionPipeline:
             return self._text_encoder
 
     def warm_up(self) -> None:
-        """Get the first click ready: on the gpu plan the text encoder starts loading onto the GPU in the background
-        while the CUDA graph of the default request (one clip of DEFAULT_DURATION, a short prompt) is captured."""
+        """Get the first click ready: capture the CUDA graph of the default request (one clip of DEFAULT_DURATION, a
+        short prompt), then on the gpu plan start loading the text encoder onto the GPU in the background. Neither
+        may fail the start: without memory for them, the first request captures or loads (and steps down) itself."""
         if not self._graphed:
             return
-        if self._plan.text_placement == "resident":
-            threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
         config = self.transformer.config
         placeholder = PromptEmbedding(torch.zeros(1, config.ctxt_input_dim), torch.zeros(config.vtxt_input_dim))
         default = GenerationSettings([""], [DEFAULT_DURATION], [0], cfg_scale=DEFAULT_CFG)
-        with torch.no_grad():
-            self._stepper(self._prepare([_Sample(0, 0)], default, {"": placeholder}), default.cfg_scale)
+        try:
+            with torch.no_grad():
+                self._stepper(self._prepare([_Sample(0, 0)], default, {"": placeholder}), default.cfg_scale)
+        except Exception as error:
+            if not memory.is_out_of_memory(error):
+                raise
+            log.info("no memory to capture the default graph ahead; the first request will: %s", error)
+            self._graphs.clear()
+            torch.cuda.empty_cache()
+        if self._plan.text_placement == "resident":
+            threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
 
     def _load_text_encoder_quietly(self) -> None:
         """Background loading; a failure (say, out of memory) is left to the first encode, which steps down."""
@@ -245,30 +253,28 @@ class MotionPipeline:
         return answer
 
     def _with_step_down(self, work: Callable[[], _Result], on_warning: Callable[[str], None]) -> _Result:
-        """Run ``work``; after a CUDA out-of-memory error move to the next leaner plan and run it once more."""
-        try:
-            return work()
-        except Exception as error:
-            if not memory.is_out_of_memory(error):
-                raise
-            failed = self.plan
-        lower = memory.next_plan(failed)
-        self._graphs.clear()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if lower is None:
-            raise HyMotionError(OUT_OF_MEMORY, f"Out of memory on plan {failed!r}.", "Close other GPU programs.")
-        on_warning(f"Out of GPU memory on plan {failed!r}; retrying on plan {lower!r}.")
-        self.switch_plan(lower)
-        try:
-            return work()
-        except Exception as error:
-            if not memory.is_out_of_memory(error):
-                raise
-        raise HyMotionError(
-            OUT_OF_MEMORY, f"Out of memory on plan {failed!r} and again on {lower!r}.",
-            "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
-        )
+        """Run ``work``; after each CUDA out-of-memory error move down the plan ladder (gpu, stream, cpu) and run it
+        again, until it completes or the last plan fails too."""
+        failed: list[str] = []
+        while True:
+            try:
+                return work()
+            except Exception as error:
+                if not memory.is_out_of_memory(error):
+                    raise
+            # Outside the except block, so the error's traceback no longer holds the failed attempt's GPU tensors.
+            failed.append(self.plan)
+            self._graphs.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            lower = memory.next_plan(self.plan)
+            if lower is None:
+                raise HyMotionError(
+                    OUT_OF_MEMORY, f"Out of memory on plan {' and then '.join(map(repr, failed))}.",
+                    "Close other programs using the GPU, use fewer seeds or prompts per run, or pass --plan cpu.",
+                )
+            on_warning(f"Out of GPU memory on plan {self.plan!r}; retrying on plan {lower!r}.")
+            self.switch_plan(lower)
 
     def generate(
         self,

@@ -276,3 +276,29 @@ def test_graph_shape_buckets_pad_frames_and_tokens_without_changing_the_motion(t
     for a, b in zip(exact, padded, strict=True):
         assert b.frames == frames_for_duration(options["durations"][b.prompt_index])
         assert_clips_close(a, b)
+
+
+def test_many_new_prompts_are_encoded_in_bounded_passes_with_the_same_features(tiny_pipeline, monkeypatch):
+    from hymotion.model import text_encoder as text_encoder_module
+
+    encoder = tiny_pipeline.text_encoder()
+    prompts = [f"a person walks {count} steps" for count in range(6)]
+    alone = [encoder.encode([prompt])[0] for prompt in prompts]
+    longest = max(len(ids) for ids in encoder.qwen_tokenizer([text_encoder_module.chat_text(
+        encoder.qwen_tokenizer, prompt) for prompt in prompts])["input_ids"])
+    monkeypatch.setattr(text_encoder_module, "MAX_TOKENS_PER_PASS", 2 * longest)
+    passes = []
+    hook = encoder.qwen_model.register_forward_pre_hook(
+        lambda module, args, kwargs: passes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        together = encoder.encode(prompts)
+    finally:
+        hook.remove()
+    assert [rows for rows, _ in passes] == [2, 2, 2] and all(rows * length <= 2 * longest for rows, length in passes)
+    # Right padding and causal attention keep each prompt's real tokens independent of its pass; the tiny Qwen runs in
+    # bf16, where another batch size may round a value differently: a few bf16 ulps (2^-8 relative each) after its
+    # two layers, so 2^-5 relative keeps >= 3x margin.
+    for one, batched in zip(alone, together, strict=True):
+        torch.testing.assert_close(batched.ctxt.float(), one.ctxt.float(), rtol=2**-5, atol=2**-5)
+        torch.testing.assert_close(batched.vtxt, one.vtxt, rtol=1e-5, atol=1e-5)  # fp32 CLIP: order only, ~1e-7

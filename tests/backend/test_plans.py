@@ -150,6 +150,27 @@ def test_out_of_memory_steps_down_one_plan_and_keeps_every_clip(tmp_path, monkey
     assert any("retrying on plan 'stream'" in w for w in warnings)
 
 
+def test_out_of_memory_on_every_gpu_plan_walks_down_to_the_cpu_plan(tmp_path, monkeypatch):
+    pipe = load_pipeline("tiny-random", plan="gpu", device="cpu", cache_dir=tmp_path)
+    original = pipe._sample
+    failed_on = []
+
+    def fail_on_gpu_plans(*args, **kwargs):
+        if pipe.plan != "cpu":
+            failed_on.append(pipe.plan)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "_sample", fail_on_gpu_plans)
+    warnings = []
+    clips = list(pipe.generate(settings(PROMPTS[:1], (1.0,), seeds=(0,), steps=2), on_warning=warnings.append))
+    assert failed_on == ["gpu", "stream"] and pipe.plan == "cpu" and clips[0].plan == "cpu"
+    assert [w for w in warnings if "retrying" in w] == [
+        "Out of GPU memory on plan 'gpu'; retrying on plan 'stream'.",
+        "Out of GPU memory on plan 'stream'; retrying on plan 'cpu'.",
+    ]
+
+
 def test_auto_plan_follows_free_vram(monkeypatch):
     monkeypatch.setattr(memory, "cuda_memory", lambda: None)
     gib = memory.GIB

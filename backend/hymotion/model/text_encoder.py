@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 QWEN_REPO_ID = "Qwen/Qwen3-8B"
 CLIP_REPO_ID = "openai/clip-vit-large-patch14"
 MAX_TEXT_TOKENS = 128
+# One Qwen pass takes prompts while (prompts x longest padded length) stays under this: about 4 GB of activations per
+# 16k tokens on Qwen3-8B in bf16 (MLP and attention of one layer), so a pass peaks near 1 GB however many prompts are
+# new. Real prompts are about 100 tokens with the template: some 40 prompts a pass.
+MAX_TOKENS_PER_PASS = 4096
 CLIP_MAX_TOKENS = 77
 
 # Interface constant the released weights were trained with; it must match byte for byte.
@@ -83,11 +87,25 @@ class TextEncoder:
         self.execution_device = torch.device("cpu")
         self.streamer = None
 
-    @torch.no_grad()
     def encode(self, prompts: list[str]) -> list[PromptEmbedding]:
-        device = self.execution_device
+        """Prompts in passes of at most MAX_TOKENS_PER_PASS padded tokens, so activations stay bounded."""
         texts = [chat_text(self.qwen_tokenizer, prompt) for prompt in prompts]
         untruncated = self.qwen_tokenizer(texts, add_special_tokens=True)["input_ids"]
+        sizes = [min(len(ids), self.crop_start + MAX_TEXT_TOKENS) for ids in untruncated]
+        embeddings: list[PromptEmbedding] = []
+        start = 0
+        while start < len(prompts):
+            end = start + 1
+            while end < len(prompts) and (end + 1 - start) * max(sizes[start : end + 1]) <= MAX_TOKENS_PER_PASS:
+                end += 1
+            truncated = [len(ids) > self.crop_start + MAX_TEXT_TOKENS for ids in untruncated[start:end]]
+            embeddings += self._encode_pass(prompts[start:end], texts[start:end], truncated)
+            start = end
+        return embeddings
+
+    @torch.no_grad()
+    def _encode_pass(self, prompts: list[str], texts: list[str], truncated: list[bool]) -> list[PromptEmbedding]:
+        device = self.execution_device
         batch = self.qwen_tokenizer(
             texts,
             truncation=True,
@@ -106,12 +124,13 @@ class TextEncoder:
         pooled = self.clip_model(
             input_ids=clip_batch["input_ids"], attention_mask=clip_batch["attention_mask"]
         ).pooler_output
-        embeddings = []
-        for index, prompt in enumerate(prompts):
-            truncated = len(untruncated[index]) > self.crop_start + MAX_TEXT_TOKENS
-            ctxt = hidden[index, self.crop_start : self.crop_start + lengths[index]]
-            embeddings.append(PromptEmbedding(ctxt.cpu().clone(), pooled[index].float().cpu().clone(), truncated))
-        return embeddings
+        return [
+            PromptEmbedding(
+                hidden[index, self.crop_start : self.crop_start + lengths[index]].cpu().clone(),
+                pooled[index].float().cpu().clone(), truncated[index],
+            )
+            for index in range(len(prompts))
+        ]
 
     def _clip_device(self) -> torch.device:
         return next(self.clip_model.parameters()).device
