@@ -19,8 +19,8 @@ from hymotion.jobs import GenerationSettings
 from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, ResultEvent, WarningEvent
 
 from . import bake, rig
-from .backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
-from .client import BACKEND_RESTARTS_HINT
+from .core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
+from .core.client import BACKEND_RESTARTS_HINT
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",

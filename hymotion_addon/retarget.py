@@ -1,11 +1,11 @@
-"""Put a HY-Motion clip on the animator's own rig as a plain Action (the bpy side of :mod:`.retarget_math`).
+"""Put a HY-Motion clip on the animator's own rig as a plain Action (the bpy side of :mod:`.core.retarget_math`).
 
 The entry point is :func:`bake_onto_rig` (a generated clip as numpy arrays) and :func:`retarget_action` (an Action
 already baked onto the SMPL-X armature). Both build one Action on the target rig with a key on every frame for each
 mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
 and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
 the motion drives the FK controls). The rig's known IK controls are keyed to follow their limbs, so switching to IK
-keeps the motion. The numpy work is :mod:`.retarget_math` (the transfer) and :mod:`.retarget_feet` (the feet).
+keeps the motion. The numpy work is :mod:`.core.retarget_math` (the transfer) and :mod:`.core.retarget_feet` (the feet).
 
 Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
 rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
@@ -30,8 +30,9 @@ from hymotion.rotations import (
 )
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
-from . import bake, bone_mapping, motion_math, retarget_feet, retarget_math, rig
-from .bone_mapping import BoneInfo, BoneMapping
+from . import bake, rig
+from .core import bone_mapping, motion_math, retarget_feet, retarget_math
+from .core.bone_mapping import BoneInfo, BoneMapping
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
 _EULER_PATH = "rotation_euler"
@@ -65,7 +66,7 @@ def _check_armature(armature: bpy.types.Object) -> None:
 
 
 def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:
-    """The rig's bones as plain records for :mod:`.bone_mapping` (armature space, rest pose)."""
+    """The rig's bones as plain records for :mod:`.core.bone_mapping` (armature space, rest pose)."""
     _check_armature(armature)
     return [
         BoneInfo(
@@ -79,7 +80,7 @@ def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:
 
 
 def detect_mapping(armature: bpy.types.Object) -> BoneMapping:
-    """Detect which bones of `armature` play the 22 SMPL-X body joints (see :mod:`.bone_mapping`)."""
+    """Detect which bones of `armature` play the 22 SMPL-X body joints (see :mod:`.core.bone_mapping`)."""
     return bone_mapping.detect_mapping(bone_infos(armature))
 
 
@@ -529,7 +530,7 @@ def clip_from_action(
     """Read a clip back from an Action baked onto the SMPL-X armature: translation (F, 3), rotations (F, 22, 4) in
     the model frame, one frame per scene frame over the Action's range, and the first frame.
 
-    The inverse of :func:`.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
+    The inverse of :func:`.core.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
     model frame, the pelvis location l is the translation C^T B l. Channels the Action does not key read as rest.
     """
     if not rig.is_hymotion_armature(smplx_armature):

@@ -7,6 +7,8 @@ naming the file, the line and what to do:
   through the hymotion modules it imports, followed transitively: the backend wheel is installed into Blender without
   its dependencies, and Blender ships numpy only;
 * the backend (backend/hymotion) never imports Blender's modules;
+* the add-on's core (hymotion_addon/core) never reaches Blender's modules either, directly, through each other or
+  through the packages above it, so plain Python can import and test it (tests/addon);
 * a protocol message is made only by hymotion/protocol.py: message classes are defined there alone, no other module
   writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
   messages with protocol.encode / decode_request / decode_event, never with json;
@@ -222,6 +224,24 @@ def test_the_backend_never_imports_blender():
     )
     stale = set(BACKEND_BLENDER_IMPORTS) - used
     assert not stale, f"These entries import Blender no more; delete them from BACKEND_BLENDER_IMPORTS: {stale}"
+
+
+CORE_PACKAGE = "hymotion_addon.core"
+
+
+def test_the_addon_core_never_reaches_blender():
+    core = [name for name in sorted(modules()) if name == CORE_PACKAGE or name.startswith(CORE_PACKAGE + ".")]
+    assert len(core) > 1, f"{CORE_PACKAGE} and its modules are where this rule looks"
+    found: dict[str, list[str]] = {}
+    for name in core:
+        for external, chain in external_reach(name).items():
+            if external in BLENDER_MODULES:
+                found.setdefault(chain[-1], chain)
+    problems = [" <- ".join(reversed(chain)) for chain in found.values()]
+    assert not problems, (
+        f"{CORE_PACKAGE} runs without Blender (tests/addon imports it in plain Python): move the code that needs bpy "
+        "to a module of hymotion_addon/ beside it, or import bpy there lazily:\n  " + "\n  ".join(problems)
+    )
 
 
 @cache

@@ -15,7 +15,8 @@ import bpy
 import numpy as np
 from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
 from hymotion.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import retarget_math, rig
+from hymotion_addon import rig
+from hymotion_addon.core import retarget_math
 
 SIDES = (("left", "L", "Left", "l"), ("right", "R", "Right", "r"))
 JOINT = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
@@ -506,7 +507,7 @@ def unregister_retarget_ui(registered: list[type]) -> None:
 
 def bone_infos_of(bones: list[RigBone]):
     """The pure-Python BoneInfo records of a rig spec (no Blender objects needed)."""
-    from hymotion_addon.bone_mapping import BoneInfo
+    from hymotion_addon.core.bone_mapping import BoneInfo
 
     return [BoneInfo(bone.name, bone.parent, tuple(bone.head), tuple(bone.tail)) for bone in bones]
 
@@ -598,7 +599,8 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
     """A synthetic `kind` ('walk', 'run', 'jump', 'turn') whose source feet really plant: ankle goals designed first
     (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
     (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
-    from hymotion_addon import retarget, retarget_feet
+    from hymotion_addon import retarget
+    from hymotion_addon.core import retarget_feet
 
     source = retarget.source_skeleton()
     heads = source.heads

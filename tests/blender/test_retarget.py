@@ -10,11 +10,13 @@ import bpy
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
+from addon_helpers import random_unit_quaternions
+from blender_helpers import action_fcurves, new_empty_file
 from hymotion.errors import BAD_REQUEST, HyMotionError
 from hymotion.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import bake, bone_mapping, retarget, retarget_math, rig
+from hymotion_addon import bake, retarget, rig
+from hymotion_addon.core import bone_mapping, retarget_math
 
 MAX_DEGREES = 1.0
 JOINT = rigs.JOINT
