@@ -1,17 +1,18 @@
 """HY-Motion extension entry point: Blender loads the repository root as the extension package.
 
-All of the add-on lives in hymotion_addon/; this file only hands registration over to it. The import happens inside
-the functions so that tools which import this file without Blender (pytest collecting the repository) do not need bpy.
+All of the add-on lives in hymotion_addon/; this file only hands registration over to hymotion_addon.registration.
+The import happens inside the functions so that tools which import this file without Blender (pytest collecting the
+repository) do not need bpy.
 """
 
 
 def register() -> None:
-    from . import hymotion_addon
+    from .hymotion_addon import registration
 
-    hymotion_addon.register()
+    registration.register()
 
 
 def unregister() -> None:
-    from . import hymotion_addon
+    from .hymotion_addon import registration
 
-    hymotion_addon.unregister()
+    registration.unregister()

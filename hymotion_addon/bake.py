@@ -2,7 +2,7 @@
 
 Input is plain numpy: root translation (F, 3) and local joint quaternions (F, 22, 4, w x y z) in the model's Y-up
 frame at 30 fps, joints in :data:`hymotion.skeleton.BODY_JOINT_NAMES` order. The conversion to each bone's rest frame
-is in :mod:`.motion_math`; this module only writes F-curves.
+is in :mod:`.core.motion_math`; this module only writes F-curves.
 
 Keys are written with ``keyframe_points.add`` + ``foreach_set`` (no per-key Python) on every frame, with LINEAR
 interpolation: with a key on every frame there is nothing for Bezier handles to smooth, evaluating at a frame gives
@@ -20,7 +20,7 @@ from hymotion.errors import bad_request
 from hymotion.rotations import continuous_quaternions
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS
 
-from . import motion_math
+from .core import motion_math
 from .rig import is_hymotion_armature
 
 FPS_MODES = ("RESAMPLE", "SET_SCENE_FPS")

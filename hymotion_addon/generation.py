@@ -19,8 +19,8 @@ from hymotion.jobs import GenerationSettings
 from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, ResultEvent, WarningEvent
 
 from . import bake, rig
-from .backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
-from .client import BACKEND_RESTARTS_HINT
+from .core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
+from .core.client import BACKEND_RESTARTS_HINT
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
@@ -104,7 +104,7 @@ class Run:
     def cancelled(self) -> bool:
         return self.finished and self.cancel_requested and (self.error is None or self.error.code == errors.CANCELLED)
 
-    # ---- driving
+    # --- driving ----------------------------------------------------------------------------------------------------
 
     def begin(self, wait: bool) -> None:
         """Start the backend if needed and send the job (now, or on a later update once the backend is ready)."""
@@ -168,7 +168,7 @@ class Run:
         self.cancel_requested = True
         self._finish(HyMotionError(errors.CANCELLED, reason, "Generate again when ready."))
 
-    # ---- progress, for the status bar and the panel
+    # --- progress, for the status bar and the panel -----------------------------------------------------------------
 
     @property
     def fraction(self) -> float:
@@ -184,7 +184,7 @@ class Run:
         steps = f" {self.step}/{self.total}" if self.stage == "sampling" and self.total else ""
         return f"HY-Motion: {label}{steps} · {len(self.actions)}/{self.expected} clips · Esc to cancel"
 
-    # ---- internals
+    # --- internals --------------------------------------------------------------------------------------------------
 
     def _submit_when_ready(self, wait: float = 0.0) -> None:
         if self.manager.status().state == STARTING and wait > 0:
@@ -286,7 +286,7 @@ class Run:
         if self.error is None:
             self.error = error
 
-    # ---- the sentence the operator reports
+    # --- the sentence the operator reports --------------------------------------------------------------------------
 
     def summary(self) -> str:
         made = f"{len(self.actions)} of {self.expected} Action{'s' if self.expected != 1 else ''}"

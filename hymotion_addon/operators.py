@@ -18,8 +18,9 @@ from hymotion.jobs import parse_prompt_lines, parse_seeds
 from hymotion.presets import BUILTIN_PRESETS, PresetStore
 from hymotion.prompt_guide import suggest_duration
 
-from . import backend_setup, generation, preferences, properties, rig
-from .backend_manager import MANAGER
+from . import generation, preferences, properties, rig
+from .core import backend_setup
+from .core.backend_manager import MANAGER
 from .properties import HYMOTION_PG_settings, generation_property
 
 TIMER_INTERVAL_S = 0.1

@@ -11,8 +11,9 @@ import functools
 import bpy
 from hymotion.prompt_guide import PromptAdvice, analyse
 
-from . import backend_manager, backend_setup, generation, preferences, rig
-from .backend_manager import MANAGER
+from . import generation, preferences, rig
+from .core import backend_manager, backend_setup
+from .core.backend_manager import MANAGER
 from .preferences import draw_wrapped
 
 SIDEBAR_COLUMNS = 42

@@ -1,11 +1,11 @@
-"""Put a HY-Motion clip on the animator's own rig as a plain Action (the bpy side of :mod:`.retarget_math`).
+"""Put a HY-Motion clip on the animator's own rig as a plain Action (the bpy side of :mod:`.core.retarget_math`).
 
 The entry point is :func:`bake_onto_rig` (a generated clip as numpy arrays) and :func:`retarget_action` (an Action
 already baked onto the SMPL-X armature). Both build one Action on the target rig with a key on every frame for each
 mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
 and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
 the motion drives the FK controls). The rig's known IK controls are keyed to follow their limbs, so switching to IK
-keeps the motion. The numpy work is :mod:`.retarget_math` (the transfer) and :mod:`.retarget_feet` (the feet).
+keeps the motion. The numpy work is :mod:`.core.retarget_math` (the transfer) and :mod:`.core.retarget_feet` (the feet).
 
 Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
 rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
@@ -20,10 +20,19 @@ from collections import OrderedDict
 import bpy
 import numpy as np
 from hymotion.errors import bad_request
+from hymotion.rotations import (
+    Y_UP_TO_Z_UP,
+    continuous_quaternions,
+    matrix_to_quaternion,
+    quaternion_to_axis_angle,
+    quaternion_to_euler,
+    quaternion_to_matrix,
+)
 from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
-from . import bake, bone_mapping, motion_math, retarget_feet, retarget_math, rig
-from .bone_mapping import BoneInfo, BoneMapping
+from . import bake, rig
+from .core import bone_mapping, motion_math, retarget_feet, retarget_math
+from .core.bone_mapping import BoneInfo, BoneMapping
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
 _EULER_PATH = "rotation_euler"
@@ -57,7 +66,7 @@ def _check_armature(armature: bpy.types.Object) -> None:
 
 
 def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:
-    """The rig's bones as plain records for :mod:`.bone_mapping` (armature space, rest pose)."""
+    """The rig's bones as plain records for :mod:`.core.bone_mapping` (armature space, rest pose)."""
     _check_armature(armature)
     return [
         BoneInfo(
@@ -71,7 +80,7 @@ def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:
 
 
 def detect_mapping(armature: bpy.types.Object) -> BoneMapping:
-    """Detect which bones of `armature` play the 22 SMPL-X body joints (see :mod:`.bone_mapping`)."""
+    """Detect which bones of `armature` play the 22 SMPL-X body joints (see :mod:`.core.bone_mapping`)."""
     return bone_mapping.detect_mapping(bone_infos(armature))
 
 
@@ -239,9 +248,9 @@ class _KeyWriter:
         if mode == "QUATERNION":
             values = quaternions
         elif mode == "AXIS_ANGLE":
-            values = retarget_math.quaternion_to_axis_angle(quaternions)
+            values = quaternion_to_axis_angle(quaternions)
         else:
-            values = retarget_math.quaternion_to_euler(quaternions, mode)
+            values = quaternion_to_euler(quaternions, mode)
         self._write(bone, ROTATION_PATHS.get(mode, _EULER_PATH), values)
 
     def location(self, bone: str, locations: np.ndarray) -> None:
@@ -461,7 +470,7 @@ def _refine_with_blender(
         for number in range(_MAX_REFINE_PASSES):
             window_manager.progress_update(number)
             basis = np.zeros(desired.shape)
-            basis[..., :3, :3] = retarget_math.quaternion_to_matrix(rotations)
+            basis[..., :3, :3] = quaternion_to_matrix(rotations)
             basis[..., 3, 3] = 1.0
             for bone, slot in location_slots.items():
                 basis[:, list(result.keyed_bones).index(bone), :3, 3] = locations[:, slot]
@@ -471,7 +480,7 @@ def _refine_with_blender(
             parent_like = evaluated @ np.linalg.inv(basis)
             parent_rotation = _orthonormal(parent_like[..., :3, :3])
             new_rotation = np.swapaxes(parent_rotation, -1, -2) @ desired[..., :3, :3]
-            new_quaternions = motion_math.continuous_quaternions(retarget_math.matrix_to_quaternion(new_rotation))
+            new_quaternions = continuous_quaternions(matrix_to_quaternion(new_rotation))
             change = np.abs(np.sum(new_quaternions * rotations, axis=-1))
             worst = float(np.max(2.0 * np.arccos(np.clip(change, 0.0, 1.0))))
             new_locations = locations.copy()
@@ -521,7 +530,7 @@ def clip_from_action(
     """Read a clip back from an Action baked onto the SMPL-X armature: translation (F, 3), rotations (F, 22, 4) in
     the model frame, one frame per scene frame over the Action's range, and the first frame.
 
-    The inverse of :func:`.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
+    The inverse of :func:`.core.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
     model frame, the pelvis location l is the translation C^T B l. Channels the Action does not key read as rest.
     """
     if not rig.is_hymotion_armature(smplx_armature):
@@ -554,7 +563,7 @@ def clip_from_action(
             location[:, fcurve.array_index] = values
     bones = smplx_armature.data.bones
     rest = np.array([np.array(bones[name].matrix_local)[:3, :3] for name in BODY_JOINT_NAMES])
-    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # inverse of y_up_to_z_up
+    to_model = Y_UP_TO_Z_UP.T
     vectors = np.einsum("ab,jbc,fjc->fja", to_model, rest, local[..., 1:])
     rotations = np.concatenate([local[..., :1], vectors], axis=-1)
     translation = location @ rest[0].T @ to_model.T

@@ -17,8 +17,9 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntPropert
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.skeleton import BODY_JOINT_NAMES
 
-from . import bake, bone_mapping, export, export_operator, preferences, retarget, rig
-from .bone_mapping import BoneMapping
+from . import bake, export, export_operator, preferences, retarget, rig
+from .core import bone_mapping
+from .core.bone_mapping import BoneMapping
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"

@@ -13,7 +13,8 @@ import numpy as np
 from hymotion import skeleton
 from hymotion.errors import bad_request
 
-from . import bake, motion_math, rig
+from . import bake, rig
+from .core import motion_math
 
 CONTEXT_MODEL_ID = "blender-pose"
 

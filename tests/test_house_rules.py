@@ -7,11 +7,14 @@ naming the file, the line and what to do:
   through the hymotion modules it imports, followed transitively: the backend wheel is installed into Blender without
   its dependencies, and Blender ships numpy only;
 * the backend (backend/hymotion) never imports Blender's modules;
+* the add-on's core (hymotion_addon/core) never reaches Blender's modules either, directly, through each other or
+  through the packages above it, so plain Python can import and test it (tests/addon);
 * a protocol message is made only by hymotion/protocol.py: message classes are defined there alone, no other module
   writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
   messages with protocol.encode / decode_request / decode_event, never with json;
 * no two functions anywhere in the repository (tests and tools included) have the same body, once docstrings,
-  argument annotations and the function's own name are set aside: one definition of each thing.
+  argument annotations and the function's own name are set aside: one definition of each thing;
+* a section comment has one style everywhere: ``# --- title ---...``.
 
 Imports under ``if TYPE_CHECKING:`` never run and are skipped; imports inside functions count, since they run when the
 function is called, and so do ``importlib.import_module("name")`` calls with a literal name. Every exception is listed
@@ -45,19 +48,11 @@ IN_BLENDER = frozenset({"numpy"}) | BLENDER_MODULES
 
 # Functions allowed to import Blender inside the backend, with the reason. An entry that no longer imports Blender
 # fails the test, so this list cannot go stale.
-BACKEND_BLENDER_IMPORTS = {
-    ("hymotion.bake_cli", "bake_library"): (
-        "runs inside Blender (hymotion-bake); issue 15 point 4 moves it to the add-on"),
-    ("hymotion.bake_cli", "_addon_modules"): "loads the add-on inside Blender for bake_library; goes with it (point 4)",
-}
+BACKEND_BLENDER_IMPORTS: dict[tuple[str, str], str] = {}
 # Modules that speak the protocol but need json for something else, with the reason (stale entries fail).
 JSON_IN_PROTOCOL_MODULES: dict[str, str] = {}
 # Known pairs of equal function bodies, with the reason (stale entries fail). Keys are sorted "path:function" pairs.
-SAME_BODY_PAIRS = {
-    tuple(sorted((f"backend/hymotion/rotations.py:{name}", f"hymotion_addon/retarget_math.py:{name}"))): (
-        "retarget_math switches to hymotion.rotations in its split (issue 15 point 3)")
-    for name in ("axis_angle_matrix", "quaternion_to_axis_angle", "quaternion_to_euler")
-}
+SAME_BODY_PAIRS: dict[tuple[str, str], str] = {}
 # Bodies smaller than this many AST nodes may repeat: a one-line check such as an operator's ``poll`` (5 nodes in
 # retarget_ui) belongs to each class.
 MIN_BODY_NODES = 10
@@ -231,6 +226,24 @@ def test_the_backend_never_imports_blender():
     assert not stale, f"These entries import Blender no more; delete them from BACKEND_BLENDER_IMPORTS: {stale}"
 
 
+CORE_PACKAGE = "hymotion_addon.core"
+
+
+def test_the_addon_core_never_reaches_blender():
+    core = [name for name in sorted(modules()) if name == CORE_PACKAGE or name.startswith(CORE_PACKAGE + ".")]
+    assert len(core) > 1, f"{CORE_PACKAGE} and its modules are where this rule looks"
+    found: dict[str, list[str]] = {}
+    for name in core:
+        for external, chain in external_reach(name).items():
+            if external in BLENDER_MODULES:
+                found.setdefault(chain[-1], chain)
+    problems = [" <- ".join(reversed(chain)) for chain in found.values()]
+    assert not problems, (
+        f"{CORE_PACKAGE} runs without Blender (tests/addon imports it in plain Python): move the code that needs bpy "
+        "to a module of hymotion_addon/ beside it, or import bpy there lazily:\n  " + "\n  ".join(problems)
+    )
+
+
 @cache
 def protocol_registry() -> tuple[frozenset[str], frozenset[str]]:
     """(message class names, message ``type`` values), from hymotion.protocol itself."""
@@ -375,3 +388,28 @@ def test_the_body_fingerprint_ignores_names_docstrings_and_annotations_only(sour
     first, second = ast.parse(source).body
     assert (body_fingerprint(first)[0] == body_fingerprint(second)[0]) is duplicated
     assert body_fingerprint(first)[1] >= MIN_BODY_NODES
+
+
+SECTION_COMMENT = re.compile(r"\s*# ?-{3,}")
+SECTION_STYLE = re.compile(r"\s*# --- \S(.*\S)? -{3,}")
+
+
+def test_section_comments_have_one_style():
+    problems = [
+        f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
+        for path in python_sources()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if SECTION_COMMENT.match(line) and not SECTION_STYLE.fullmatch(line)
+    ]
+    assert not problems, "Write section comments as '# --- title ---...' (dashes to the line's end):\n  " + "\n  ".join(
+        problems)
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("# --- the driver ----------", True),
+    ("    # --- internals ---", True),
+    ("# ---------------- the driver", False),
+    ("    # ---- internals", False),
+])
+def test_the_section_comment_rule_tells_the_styles_apart(line, kept):
+    assert bool(SECTION_COMMENT.match(line)) and bool(SECTION_STYLE.fullmatch(line)) is kept

@@ -3,9 +3,10 @@
     hymotion-bake prompts.txt --out library.blend [--blender /path/to/blender] [--model lite] [--steps 50]
 
 The motions are generated here, in this Python (the one the backend is installed in), and saved as .npz files in a
-scratch folder. Then Blender runs in the background - the ``blender`` executable given with --blender, else the
-``bpy`` module of a Python that has it - and builds the SMPL-X rig with the add-on's own rig and bake code, one Action
-per prompt (kept with a fake user, the prompt stored on it), and saves the file.
+scratch folder beside a job file. Then Blender runs in the background - the ``blender`` executable given with
+--blender, else the ``bpy`` module of a Python that has it - and the add-on's ``library_bake`` reads the job: it
+builds the SMPL-X rig, bakes one Action per prompt (kept with a fake user, the prompt stored on it) and saves the file.
+This module only prepares the job and launches Blender; it never runs add-on code itself.
 
 Without downloaded weights (and no --model), the tiny random model is used and the output says plainly that its
 motion is noise. User errors exit with code 2 and a hint.
@@ -23,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
@@ -38,21 +38,33 @@ NOISE_NOTICE = (
 NLA_CHOICES = ("none", "sequence", "stack")
 BLENDER_TIMEOUT_S = 600
 OUTPUT_TAIL_LINES = 30
-RIG_NAME = "SMPLX"
 
-# Runs inside Blender: load the hymotion package this command comes from (unless Blender already has one, e.g. from
-# the installed extension's wheel) without putting the whole backend environment on Blender's sys.path, then bake.
+# The launch script Blender runs with the job file's path as its last argument. It makes the hymotion package this
+# command comes from importable (unless Blender already has one, e.g. from the installed extension's wheel) without
+# putting the whole backend environment on Blender's sys.path, finds the add-on (the job's addon_dir, else the
+# extension enabled in that Blender) and hands the job to the add-on's library_bake.
 _BLENDER_SCRIPT = """
-import importlib.util, json, sys
-manifest = json.load(open(sys.argv[-1], encoding="utf-8"))
+import importlib, importlib.util, json, sys
+job_path = sys.argv[-1]
+job = json.load(open(job_path, encoding="utf-8"))
 if "hymotion" not in sys.modules and importlib.util.find_spec("hymotion") is None:
-    init = manifest["hymotion_package"] + "/__init__.py"
-    spec = importlib.util.spec_from_file_location("hymotion", init, submodule_search_locations=[manifest["hymotion_package"]])
+    init = job["hymotion_package"] + "/__init__.py"
+    spec = importlib.util.spec_from_file_location("hymotion", init, submodule_search_locations=[job["hymotion_package"]])
     package = importlib.util.module_from_spec(spec)
     sys.modules["hymotion"] = package
     spec.loader.exec_module(package)
-from hymotion.bake_cli import bake_library
-bake_library(manifest)
+if job["addon_dir"]:
+    sys.path.append(job["addon_dir"])
+    addon = "hymotion_addon"
+else:
+    import addon_utils
+    extensions = [module.__name__ for module in addon_utils.modules()
+                  if module.__name__.rpartition(".")[2] == "hymotion"]
+    if not extensions:
+        raise RuntimeError("The HY-Motion add-on is not installed in this Blender: "
+                           "install the extension, or pass --addon-dir.")
+    addon = extensions[0] + ".hymotion_addon"
+importlib.import_module(addon + ".library_bake").run_job(job_path)
 """
 
 
@@ -122,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         run_blender(blender, manifest_path)
     if not out.is_file():
         raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
-    print(f"wrote {out}: rig '{RIG_NAME}' and {len(clips)} Action(s) ({model})", file=sys.stderr)
+    print(f"wrote {out}: the SMPL-X rig and {len(clips)} Action(s) ({model})", file=sys.stderr)
     return 0
 
 
@@ -288,58 +300,6 @@ def _end_process_group(process: subprocess.Popen) -> None:
     process.wait()
     for stream in (process.stdout, process.stderr):
         stream.close()
-
-
-# ---------------------------------------------------------------- inside Blender
-
-
-def bake_library(manifest: dict[str, Any]) -> None:
-    """Build the rig, bake one Action per clip and save the file. Runs in Blender (bpy), called by _BLENDER_SCRIPT.
-
-    A clip's optional "action" names its Action (``hymotion farm`` does, so its index knows every name); else the
-    name comes from the prompt and seed."""
-    import bpy
-    import numpy as np
-
-    rig, bake = _addon_modules(manifest.get("addon_dir"))
-    bpy.ops.wm.read_homefile(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.fps, scene.render.fps_base = int(manifest["fps"]), 1.0
-    armature = rig.build_armature(scene.collection, name=RIG_NAME, with_mesh=manifest["with_mesh"])
-    last_frame = 1
-    for clip in manifest["clips"]:
-        with np.load(clip["path"], allow_pickle=False) as data:
-            translation, rotations = data["translation"], data["rotations"]
-        action = bake.bake_motion(
-            armature, translation, rotations, prompt=clip["prompt"], seed=clip["seed"], model=clip["model"],
-            duration=clip["duration"], scene=scene, start_frame=1, in_place=manifest["in_place"],
-            name=clip.get("action"),
-        )
-        action.use_fake_user = True
-        end = action.frame_range[1]
-        if manifest["nla"]:
-            end = bake.push_to_nla(armature, action, manifest["nla"]).frame_end
-        last_frame = max(last_frame, int(np.ceil(end)))
-    scene.frame_start, scene.frame_end = 1, last_frame  # playback covers the whole layout: every clip, every strip
-    bpy.ops.wm.save_as_mainfile(filepath=manifest["out"])
-
-
-def _addon_modules(addon_dir: str | None):
-    """The add-on's rig and bake modules: from the given folder, else from an enabled extension named hymotion."""
-    import importlib
-
-    if addon_dir:
-        sys.path.append(addon_dir)
-        return importlib.import_module("hymotion_addon.rig"), importlib.import_module("hymotion_addon.bake")
-    import addon_utils
-
-    for module in addon_utils.modules():
-        if module.__name__.rpartition(".")[2] == "hymotion":
-            package = f"{module.__name__}.hymotion_addon"
-            return importlib.import_module(f"{package}.rig"), importlib.import_module(f"{package}.bake")
-    raise RuntimeError(
-        "The HY-Motion add-on is not installed in this Blender: install the extension, or pass --addon-dir."
-    )
 
 
 if __name__ == "__main__":

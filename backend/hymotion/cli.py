@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--steps", type=_integer, default=DEFAULT_STEPS, help="sampling steps (default: 50)")
     generate.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale (default: 5.0; 1 = off)")
     generate.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
+    generate.add_argument("--rewrite", action="store_true",
+                          help="have the prompt rewriter of HYMOTION_PROMPTER_URL / _MODEL rephrase (and translate) "
+                          "each prompt and estimate its duration; the original is kept in the file")
     generate.add_argument("--out", help="output file for a single prompt (default: <prompt>.npz)")
     generate.add_argument("--out-dir", help="output folder (one file per prompt and seed)")
     generate.add_argument("--format", choices=FORMATS, help="file format (default: from --out's suffix, else npz)")
@@ -171,6 +174,9 @@ def run_generate(args) -> int:
     from .prompt_guide import analyse, suggest_duration
 
     if args.timeline:
+        if args.rewrite:
+            raise bad_request("--rewrite rewrites the prompt or --prompts file, not a --timeline's segments.",
+                              "Drop --rewrite, or write the segments' prompts as the model likes them.")
         return run_timeline(args)
     if args.prompt and args.prompts:
         raise bad_request("Give either a prompt or --prompts FILE, not both.",
@@ -185,6 +191,9 @@ def run_generate(args) -> int:
         raise bad_request("No prompt given.", 'Try: hymotion generate "a person jumps twice" --duration 4')
     if args.duration is not None:
         check_duration(args.duration)
+    originals = list(prompts)
+    if args.rewrite:
+        prompts, durations = _rewrite_prompts(prompts, durations)
     durations = [d if d is not None else suggest_duration(p) for p, d in zip(prompts, durations)]
     settings = GenerationSettings(
         prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
@@ -192,7 +201,7 @@ def run_generate(args) -> int:
     ).validate()
     constraint = _constraint_from_args(args, settings.durations)
     args.format = _output_format(args)
-    paths = _output_paths(args, settings.prompts, settings.seeds)
+    paths = _output_paths(args, originals, settings.seeds)  # named after the user's words, rewritten or not
     for index, prompt in enumerate(settings.prompts):
         for note in analyse(prompt).warnings:
             print(f"warning: prompt {index + 1}: {note.message} {note.suggestion}".rstrip(), file=sys.stderr)
@@ -220,6 +229,8 @@ def run_generate(args) -> int:
             constraint=constraint,
         ):
             path = paths[(clip.prompt_index, clip.seed)]
+            if clip.prompt != originals[clip.prompt_index]:
+                clip.original_prompt = originals[clip.prompt_index]
             try:
                 clip.save(path, args.format)
             except OSError as error:
@@ -230,6 +241,32 @@ def run_generate(args) -> int:
         bar.close()
     print(f"{written} motion file(s) written.", file=sys.stderr)
     return 0
+
+
+def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple[list[str], list[float | None]]:
+    """--rewrite: each prompt as the configured prompter rephrases it, its duration estimate filling a duration the
+    user left open; a prompt the prompter cannot rewrite (unreachable, slow, nonsense) stays as written. Every
+    rewrite and every reason goes to stderr. Only an unconfigured prompter is an error: the user asked for it."""
+    from .prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV, prompter_configured, rewrite_prompt
+
+    if not prompter_configured():
+        raise bad_request(
+            "--rewrite needs a prompt rewriter, and none is configured.",
+            f"Set {PROMPTER_URL_ENV} to an OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) and "
+            f"{PROMPTER_MODEL_ENV} to the served model's name (docs/troubleshooting.md), or drop --rewrite.",
+        )
+    rewritten, new_durations = [], []
+    for number, (prompt, duration) in enumerate(zip(prompts, durations), start=1):
+        result, reason = rewrite_prompt(prompt)
+        if result is None:
+            print(f"rewrite: prompt {number} kept as written: {reason}", file=sys.stderr)
+            rewritten.append(prompt)
+            new_durations.append(duration)
+            continue
+        print(f"rewrite: prompt {number}: {result.prompt} ({result.duration:g} s by the rewriter)", file=sys.stderr)
+        rewritten.append(result.prompt)
+        new_durations.append(duration if duration is not None else result.duration)
+    return rewritten, new_durations
 
 
 def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:

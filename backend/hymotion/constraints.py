@@ -335,7 +335,7 @@ def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -
     return translation, continuous_quaternions(matrix_to_quaternion(matrices), axis=-3)
 
 
-# ---------------------------------------------------------------- context files
+# --- context files --------------------------------------------------------------------------------------------------
 
 
 def split_frame(spec: str) -> tuple[Path, int | None]:
@@ -413,7 +413,7 @@ def _check_skeleton(data: dict, path: Path) -> None:
                           "Use a clip made by HY-Motion, not one retargeted to another body.")
 
 
-# ---------------------------------------------------------------- timelines
+# --- timelines ------------------------------------------------------------------------------------------------------
 
 
 @dataclass

@@ -63,7 +63,7 @@ INDEX_COLUMNS = ("id", "line", "prompt", "seed", "duration", "file", "library", 
 _SEEDS_FIELD = re.compile(r"^(?P<prompt>.*?)\s*\|\s*seeds?\s*:?\s*(?P<seeds>[^|]*)$", re.IGNORECASE)
 
 
-# ------------------------------------------------------------------ the work, planned without Ray
+# --- the work, planned without Ray ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def remove_partial_files(out: Path) -> int:
     return removed
 
 
-# ------------------------------------------------------------------ on the workers (Ray actors and tasks)
+# --- on the workers (Ray actors and tasks) --------------------------------------------------------------------------
 
 
 class FarmWorker:
@@ -346,7 +346,7 @@ def bake_farm_library(out: str, library: Library, blender: str | None, bpy_pytho
     return {"file": library.file, "error": None}
 
 
-# ------------------------------------------------------------------ the driver
+# --- the driver -----------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -845,7 +845,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-# ------------------------------------------------------------------ command line
+# --- command line ---------------------------------------------------------------------------------------------------
 
 
 def add_farm_arguments(parser: argparse.ArgumentParser) -> None:

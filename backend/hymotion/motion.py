@@ -160,13 +160,15 @@ class MotionClip:
     plan: str = ""
     fps: int = skeleton.FPS
     extra: dict = field(default_factory=dict)
+    original_prompt: str = ""  # the user's words when a prompt rewriter changed them (hymotion generate --rewrite)
 
     @property
     def frames(self) -> int:
         return len(self.translation)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        """The saved fields; ``original_prompt`` only for a rewritten prompt, so other files keep their fields."""
+        arrays = {
             "fps": np.asarray(self.fps),
             "joint_names": np.asarray(skeleton.BODY_JOINT_NAMES),
             "parents": np.asarray(skeleton.BODY_PARENTS),
@@ -179,6 +181,9 @@ class MotionClip:
             "duration": np.asarray(self.duration),
             "model_id": np.asarray(self.model_id),
         }
+        if self.original_prompt:
+            arrays["original_prompt"] = np.asarray(self.original_prompt)
+        return arrays
 
     def save(self, path: str | Path, fmt: str = "npz") -> Path:
         """Write the clip as .npz or .json; the file appears whole or not at all (see write_atomically)."""
@@ -203,7 +208,7 @@ class MotionClip:
         return cls(
             translation=data["translation"], rotations=data["rotations"], positions=data["positions"],
             prompt=str(data["prompt"]), seed=int(data["seed"]), duration=float(data["duration"]),
-            model_id=str(data["model_id"]), fps=int(data["fps"]),
+            model_id=str(data["model_id"]), fps=int(data["fps"]), original_prompt=str(data.get("original_prompt", "")),
         )
 
 

@@ -137,7 +137,7 @@ class Event(Message):
     pass
 
 
-# ---------------------------------------------------------------- requests (client -> server)
+# --- requests (client -> server) ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -193,7 +193,7 @@ class ShutdownRequest(Request):
     id: str
 
 
-# ---------------------------------------------------------------- events (server -> client)
+# --- events (server -> client) --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -362,7 +362,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 TERMINAL_JOB_EVENTS = ("done", "error")
 
 
-# ---------------------------------------------------------------- encoding and decoding
+# --- encoding and decoding ------------------------------------------------------------------------------------------
 
 
 def encode(message: Message) -> bytes:

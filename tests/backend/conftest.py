@@ -1,5 +1,8 @@
+from collections.abc import Iterator
+
 import huggingface_hub
 import pytest
+from backend_helpers import StubPrompter
 
 from hymotion.pipeline import load_pipeline
 
@@ -16,3 +19,11 @@ def empty_hub_cache(tmp_path, monkeypatch):
     """Weights are looked up in an empty private Hugging Face cache, never the machine's, and nothing is downloaded."""
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture
+def prompter() -> Iterator[StubPrompter]:
+    """A prompt rewriter on 127.0.0.1 that answers what the test sets; shut down after the test."""
+    stub = StubPrompter()
+    yield stub
+    stub.close()

@@ -6,12 +6,14 @@ import os
 
 import numpy as np
 import pytest
+from backend_helpers import StubPrompter
 
 from hymotion import skeleton
 from hymotion.cli import main
 from hymotion.jobs import MAX_PROMPTS_PER_JOB
 from hymotion.model.tiny import TINY_WARNING
 from hymotion.motion import MotionClip
+from hymotion.prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV
 
 TINY_WALK = ("generate", "--model", "tiny-random", "a person walks", "--duration", "1")
 FIELDS = {"fps", "joint_names", "parents", "rest_offsets", "translation", "rotations", "positions", "prompt", "seed",
@@ -151,6 +153,7 @@ BAD_ARGUMENTS = {
     "seed past 64 bits": (["a person walks", "--seeds", str(2**63)], "2^63-1"),
     "repeated seed": (["a person walks", "--seeds", "0,0"], "Seed 0 is given more than once"),
     "backwards seed range": (["a person walks", "--seeds", "5-3"], "runs backwards"),
+    "rewrite of a timeline": (["--timeline", "segments.txt", "--rewrite"], "not a --timeline's segments"),
 }
 
 
@@ -161,6 +164,64 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, fast_tiny, case):
     assert_user_error(code, err, fragment)
     assert fast_tiny == [], "nothing is loaded for a request that cannot run"
     assert not list(tmp_path.glob("*.npz"))
+
+
+def use_prompter(monkeypatch, prompter: StubPrompter, content: str = "", status: int = 200) -> None:
+    """Point --rewrite at the loopback stub, answering ``content`` with HTTP ``status``."""
+    monkeypatch.setenv(PROMPTER_URL_ENV, prompter.url)
+    monkeypatch.setenv(PROMPTER_MODEL_ENV, "prompter")
+    prompter.content, prompter.status = content, status
+
+
+def test_rewrite_generates_the_rewritten_prompt_and_keeps_the_original_in_the_file(
+    tmp_path, capsys, fast_tiny, prompter, monkeypatch
+):
+    use_prompter(monkeypatch, prompter, '{"duration": 45, "short_caption": "A person walks forward, then waves."}')
+    out = tmp_path / "x.npz"
+    code, err = run(["generate", "--model", "tiny-random", "persona camina y saluda", "--rewrite", "--out", out,
+                     "--steps", 1], capsys)
+    assert code == 0, err
+    assert "rewrite: prompt 1: A person walks forward, then waves. (1.5 s by the rewriter)" in err
+    assert "persona camina y saluda" in prompter.requests[0][2]["messages"][0]["content"]
+    data = read_npz(out)
+    assert set(data) == FIELDS | {"original_prompt"}
+    assert (str(data["prompt"]), str(data["original_prompt"])) == (
+        "A person walks forward, then waves.", "persona camina y saluda")
+    assert float(data["duration"]) == 1.5 and len(data["translation"]) == 45  # the rewriter's 45 frames at 30 fps
+    assert MotionClip.load(out).original_prompt == "persona camina y saluda"
+
+
+def test_rewrite_keeps_a_duration_the_user_gave_and_names_files_after_the_users_words(
+    tmp_path, capsys, fast_tiny, prompter, monkeypatch
+):
+    use_prompter(monkeypatch, prompter, '{"duration": 300, "short_caption": "A person jumps twice."}')
+    code, err = run(["generate", "--model", "tiny-random", "jump jump", "--rewrite", "--duration", 1,
+                     "--out-dir", tmp_path, "--steps", 1], capsys)
+    assert code == 0, err
+    data = read_npz(tmp_path / "jump_jump.npz")
+    assert (str(data["prompt"]), float(data["duration"])) == ("A person jumps twice.", 1.0)
+
+
+def test_rewrite_falls_back_to_the_prompt_as_written_when_the_rewriter_fails(
+    tmp_path, capsys, fast_tiny, prompter, monkeypatch
+):
+    use_prompter(monkeypatch, prompter, status=500)
+    out = tmp_path / "x.npz"
+    code, err = run(["generate", "--model", "tiny-random", "a person waves", "--rewrite", "--out", out,
+                     "--duration", 1, "--steps", 1], capsys)
+    assert code == 0, err
+    assert "rewrite: prompt 1 kept as written: prompt rewriter at" in err and "HTTP 500" in err
+    data = read_npz(out)
+    assert set(data) == FIELDS and str(data["prompt"]) == "a person waves"
+
+
+def test_rewrite_without_a_configured_rewriter_exits_2_before_loading(tmp_path, capsys, fast_tiny, monkeypatch):
+    monkeypatch.delenv(PROMPTER_URL_ENV, raising=False)
+    monkeypatch.delenv(PROMPTER_MODEL_ENV, raising=False)
+    code, err = run(["generate", "--model", "tiny-random", "a person waves", "--rewrite", "--out",
+                     tmp_path / "x.npz"], capsys)
+    assert_user_error(code, err, "--rewrite needs a prompt rewriter", PROMPTER_URL_ENV, PROMPTER_MODEL_ENV)
+    assert fast_tiny == []
 
 
 def test_prompt_file_over_the_prompt_limit_exits_2_before_loading(tmp_path, capsys, fast_tiny):

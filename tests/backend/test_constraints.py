@@ -61,7 +61,7 @@ def random_pose(seed: int) -> Pose:
     return Pose(rng.normal(size=(1, 3)) + [0.0, 1.0, 0.0], rotations)
 
 
-# ---------------------------------------------------------------- features and the canonical frame
+# --- features and the canonical frame -------------------------------------------------------------------------------
 
 
 def test_pose_features_decode_back_to_the_pose_and_hold_its_joint_positions():
@@ -106,7 +106,7 @@ def test_ramp_is_one_on_pinned_frames_and_falls_to_zero_beside_them():
     assert list(nearest[:5]) == [0, 1, 1, 1, 1] and list(nearest[-4:]) == [19, 19, 19, 19]
 
 
-# ---------------------------------------------------------------- the sampler
+# --- the sampler ----------------------------------------------------------------------------------------------------
 
 
 def test_sampler_alone_puts_the_pinned_latents_exactly(tiny_pipeline, walk, monkeypatch):
@@ -159,7 +159,7 @@ def test_constrained_batches_on_the_cuda_graph_equal_the_eager_steps(walk, tmp_p
     assert graphed._graphs, "the gpu plan must capture its step even with a constraint"
 
 
-# ---------------------------------------------------------------- continue
+# --- continue -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("context", [1, 8])
@@ -178,7 +178,7 @@ def test_continued_clip_is_not_the_context_held_still(tiny_pipeline, walk):
     assert np.abs(clip.positions[-1] - clip.positions[0]).max() > 0.05
 
 
-# ---------------------------------------------------------------- in-between
+# --- in-between -----------------------------------------------------------------------------------------------------
 
 
 def test_in_between_starts_and_ends_in_the_given_poses_for_every_clip_of_a_batch(tiny_pipeline, walk):
@@ -197,7 +197,7 @@ def test_end_pose_alone_is_met_in_the_world(tiny_pipeline, walk):
     assert_same_pose(clip, -1, walk.translation[30], walk.rotations[30])
 
 
-# ---------------------------------------------------------------- loop
+# --- loop -----------------------------------------------------------------------------------------------------------
 
 
 def test_loop_ends_in_its_first_pose_with_the_horizontal_drift_kept(tiny_pipeline):
@@ -215,7 +215,7 @@ def test_loop_from_a_start_pose_begins_and_ends_in_it(tiny_pipeline, walk):
     np.testing.assert_allclose(matrices(clip.rotations[-1]), matrices(walk.rotations[-1]), atol=ROTATION_TOLERANCE)
 
 
-# ---------------------------------------------------------------- timeline
+# --- timeline -------------------------------------------------------------------------------------------------------
 
 
 def test_timeline_is_the_sum_of_its_lines_and_every_seam_is_the_pose_it_continues(tiny_pipeline):
@@ -242,7 +242,7 @@ def test_timeline_of_a_minute_is_one_clip_of_1800_frames(tiny_pipeline):
     assert np.isfinite(clip.positions).all()
 
 
-# ---------------------------------------------------------------- refusals
+# --- refusals -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("constraint, durations, words", [
@@ -295,7 +295,7 @@ def test_bad_context_files_are_refused_with_a_hint(tmp_path, walk, spec, frames,
     assert error.value.hint
 
 
-# ---------------------------------------------------------------- the command line
+# --- the command line -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture

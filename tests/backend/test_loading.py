@@ -138,7 +138,7 @@ def test_missing_null_embedding_is_named():
     assert caught.value.code == BAD_CHECKPOINT
 
 
-# --- real round trips at tiny size ------------------------------------------------------------------------------
+# --- real round trips at tiny size ----------------------------------------------------------------------------------
 
 
 def official_config(**network_overrides) -> dict:

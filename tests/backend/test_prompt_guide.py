@@ -3,14 +3,11 @@ optional and never raises."""
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from backend_helpers import TRICKLE_BYTES, TRICKLE_GAP_S, StubPrompter
 
 from hymotion import prompt_guide
 from hymotion.jobs import MAX_DURATION, MIN_DURATION
@@ -147,81 +144,6 @@ def test_analyse_includes_the_duration_suggestion() -> None:
     assert analyse("a person walks, then jumps").duration == explain_duration("a person walks, then jumps")
 
 
-class _StubPrompter:
-    """A local OpenAI-compatible chat endpoint that answers what the test tells it to."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.content = ""
-        self.requests: list[tuple[str, dict, dict]] = []
-        self.hang = threading.Event()
-        self.release = threading.Event()
-        self.redirect_to: str | None = None
-        self.trickle_bytes = 0
-        self.padding = 0
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append((self.path, dict(self.headers), body))
-                if stub.hang.is_set():
-                    stub.release.wait(timeout=10)
-                    return
-                if stub.redirect_to:
-                    self.send_response(302)
-                    self.send_header("Location", stub.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                content = stub.content + " " * stub.padding
-                answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-                self.send_response(stub.status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                try:
-                    self._trickle(stub.trickle_bytes)
-                    self.wfile.write(answer)
-                except OSError:
-                    return
-
-            def _trickle(self, count: int) -> None:
-                """``count`` spaces (valid JSON whitespace) one every TRICKLE_GAP_S: each read gets data long before
-                any per-read timeout."""
-                gap = threading.Event()
-                for _ in range(count):
-                    if stub.release.is_set():
-                        return
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                    gap.wait(TRICKLE_GAP_S)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-TRICKLE_GAP_S = 0.2
-TRICKLE_BYTES = 30
-
-
-@pytest.fixture
-def prompter() -> Iterator[_StubPrompter]:
-    stub = _StubPrompter()
-    yield stub
-    stub.close()
-
-
 @pytest.fixture(autouse=True)
 def _no_prompter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (prompt_guide.PROMPTER_URL_ENV, prompt_guide.PROMPTER_MODEL_ENV, prompt_guide.PROMPTER_KEY_ENV,
@@ -229,7 +151,7 @@ def _no_prompter_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_rewriter_returns_the_caption_and_duration_from_the_endpoint(prompter: _StubPrompter) -> None:
+def test_rewriter_returns_the_caption_and_duration_from_the_endpoint(prompter: StubPrompter) -> None:
     prompter.content = '<think>x</think>```json\n{"duration": 150, "short_caption": "A person walks, then waves."}\n```'
     result, reason = rewrite_prompt("persona camina y saluda", base_url=prompter.url, model="prompter", api_key="k")
     assert reason == ""
@@ -244,7 +166,7 @@ def test_rewriter_returns_the_caption_and_duration_from_the_endpoint(prompter: _
 
 
 def test_rewriter_reads_its_configuration_from_the_environment(
-    prompter: _StubPrompter, monkeypatch: pytest.MonkeyPatch
+    prompter: StubPrompter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prompter.content = '{"duration": 9000, "short_caption": "A person runs."}'
     monkeypatch.setenv(prompt_guide.PROMPTER_URL_ENV, prompter.url + "/chat/completions")
@@ -271,7 +193,7 @@ def test_rewriter_unreachable_endpoint_falls_back() -> None:
     assert result is None and "unreachable" in reason
 
 
-def test_rewriter_timeout_falls_back(prompter: _StubPrompter) -> None:
+def test_rewriter_timeout_falls_back(prompter: StubPrompter) -> None:
     prompter.hang.set()
     result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m", timeout=0.3)
     assert result is None and "unreachable" in reason
@@ -287,7 +209,7 @@ def test_rewriter_timeout_falls_back(prompter: _StubPrompter) -> None:
     ],
 )
 def test_rewriter_bad_answers_fall_back_with_a_reason(
-    prompter: _StubPrompter, status: int, content: str, expected: str
+    prompter: StubPrompter, status: int, content: str, expected: str
 ) -> None:
     prompter.status, prompter.content = status, content
     result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m")
@@ -307,8 +229,8 @@ def test_rewriter_asks_only_http_endpoints() -> None:
         assert result is None and "http://" in reason, url
 
 
-def test_rewriter_follows_no_redirect_so_the_key_never_reaches_another_host(prompter: _StubPrompter) -> None:
-    other_host = _StubPrompter()
+def test_rewriter_follows_no_redirect_so_the_key_never_reaches_another_host(prompter: StubPrompter) -> None:
+    other_host = StubPrompter()
     try:
         other_host.content = '{"duration": 90, "short_caption": "A person waves."}'
         prompter.redirect_to = other_host.url.replace("127.0.0.1", "localhost") + "/chat/completions"
@@ -319,7 +241,7 @@ def test_rewriter_follows_no_redirect_so_the_key_never_reaches_another_host(prom
         other_host.close()
 
 
-def test_rewriter_gives_up_at_its_deadline_even_when_bytes_keep_trickling(prompter: _StubPrompter) -> None:
+def test_rewriter_gives_up_at_its_deadline_even_when_bytes_keep_trickling(prompter: StubPrompter) -> None:
     """The answer trickles for TRICKLE_BYTES x TRICKLE_GAP_S = 6 s; the deadline of 1 s holds for the whole exchange
     (3 s allows for a loaded machine; the old per-read timeout waited for all 6 s)."""
     prompter.content = '{"duration": 90, "short_caption": "A person waves."}'
@@ -330,7 +252,7 @@ def test_rewriter_gives_up_at_its_deadline_even_when_bytes_keep_trickling(prompt
     assert result is None and "within 1 s" in reason
 
 
-def test_rewriter_refuses_an_answer_over_the_size_cap(prompter: _StubPrompter) -> None:
+def test_rewriter_refuses_an_answer_over_the_size_cap(prompter: StubPrompter) -> None:
     prompter.content = '{"duration": 90, "short_caption": "A person waves."}'
     prompter.padding = 2 * prompt_guide.MAX_REPLY_BYTES
     result, reason = rewrite_prompt("a person waves", base_url=prompter.url, model="m")
@@ -338,7 +260,7 @@ def test_rewriter_refuses_an_answer_over_the_size_cap(prompter: _StubPrompter) -
 
 
 def test_rewriter_offline_asks_no_remote_endpoint_but_still_a_local_one(
-    prompter: _StubPrompter, monkeypatch: pytest.MonkeyPatch
+    prompter: StubPrompter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     result, reason = rewrite_prompt("a person waves", base_url="http://192.0.2.1/v1", model="m")

@@ -21,11 +21,6 @@ def new_empty_file() -> None:
         bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
-def random_unit_quaternions(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    quaternions = rng.normal(size=shape + (4,))
-    return quaternions / np.linalg.norm(quaternions, axis=-1, keepdims=True)
-
-
 def evaluated_heads(armature: bpy.types.Object, bone_names, frame: int) -> np.ndarray:
     """World positions of the named bones' heads at `frame`, from the evaluated depsgraph."""
     bpy.context.scene.frame_set(frame)

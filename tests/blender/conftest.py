@@ -12,8 +12,10 @@ import pytest
 from blender_helpers import new_empty_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The repository root (hymotion_addon) and the add-on's bpy-free test helpers (tests/addon/addon_helpers.py).
+for folder in (REPO_ROOT, REPO_ROOT / "tests" / "addon"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 
 @pytest.fixture

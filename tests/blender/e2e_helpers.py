@@ -66,7 +66,7 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
     package = load_extension_package()
     package.__time__ = os.path.getmtime(package.__file__)  # else addon_utils "reloads" it by a name it cannot find
     assert addon_utils.enable(PACKAGE_NAME, default_set=True) is not None
-    manager = addon_module("backend_manager").MANAGER
+    manager = addon_module("core.backend_manager").MANAGER
     try:
         configure_preferences(backend_python)
         yield importlib.import_module(f"{PACKAGE_NAME}.hymotion_addon")
@@ -148,7 +148,7 @@ def observe_actions():
         observers.remove(callback)
 
 
-# ---------------------------------------------------------------- a layout that checks what is drawn
+# --- a layout that checks what is drawn -----------------------------------------------------------------------------
 
 
 _LABEL_ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import addon_utils
 import bpy
 import numpy as np
+from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
 from hymotion.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import retarget_math, rig
+from hymotion_addon import rig
+from hymotion_addon.core import retarget_math
 
 SIDES = (("left", "L", "Left", "l"), ("right", "R", "Right", "r"))
 JOINT = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
@@ -505,7 +507,7 @@ def unregister_retarget_ui(registered: list[type]) -> None:
 
 def bone_infos_of(bones: list[RigBone]):
     """The pure-Python BoneInfo records of a rig spec (no Blender objects needed)."""
-    from hymotion_addon.bone_mapping import BoneInfo
+    from hymotion_addon.core.bone_mapping import BoneInfo
 
     return [BoneInfo(bone.name, bone.parent, tuple(bone.head), tuple(bone.tail)) for bone in bones]
 
@@ -529,11 +531,11 @@ class Stance:
 
 
 def _rz(angle: np.ndarray) -> np.ndarray:
-    return retarget_math.axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
+    return axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
 
 
 def _rx(angle: np.ndarray) -> np.ndarray:
-    return retarget_math.axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
+    return axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
 
 
 def _smooth(s: np.ndarray) -> np.ndarray:
@@ -597,7 +599,8 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
     """A synthetic `kind` ('walk', 'run', 'jump', 'turn') whose source feet really plant: ankle goals designed first
     (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
     (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
-    from hymotion_addon import retarget, retarget_feet
+    from hymotion_addon import retarget
+    from hymotion_addon.core import retarget_feet
 
     source = retarget.source_skeleton()
     heads = source.heads
@@ -632,9 +635,9 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
         rotations[:, ankle_joint] = np.swapaxes(shin_world, -1, -2) @ foot_world
         rotations[:, JOINT[f"{name}_foot"]] = np.swapaxes(foot_world, -1, -2) @ toe_world
         contacts[:, side] = contact
-    to_model = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # Blender -> model frame
+    to_model = Y_UP_TO_Z_UP.T  # Blender -> model frame
     model_rotations = to_model @ rotations @ to_model.T
-    quaternions = retarget_math.matrix_to_quaternion(model_rotations)
+    quaternions = matrix_to_quaternion(model_rotations)
     translation = (pelvis - heads[JOINT["pelvis"]]) @ to_model.T
     return translation, quaternions, contacts
 

@@ -34,7 +34,6 @@ from e2e_helpers import (
     extension,  # noqa: F401  (fixture)
     load_extension_package,
 )
-from hymotion.errors import HyMotionError
 
 INSTALL_TIMEOUT_S = 180.0  # one install here takes about 10 s (venv 5 s, two tiny pip installs, the check); 18x margin
 CANCEL_TIMEOUT_S = 20.0  # cancel = SIGTERM to the check's process group + removing a ~20 MB venv: < 2 s here, 10x
@@ -42,7 +41,7 @@ NVIDIA_DRIVER = "NVIDIA driver found (/usr/bin/nvidia-smi)"
 BLOCKING_MARK = "stand-in pipeline: waiting to be cancelled"
 
 
-# ---------------------------------------------------------------- the stand-in packages
+# --- the stand-in packages ------------------------------------------------------------------------------------------
 
 
 TORCH_SOURCE = """
@@ -166,7 +165,7 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
     """A fresh user folder, Linux without an NVIDIA driver, pip isolated, and preferences that install from the
     stand-in indexes. ``machine(backend=…, driver=…)`` sets the backend wheel the extension carries and the driver
     (and the preferences again, e.g. after the add-on was registered anew)."""
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     preferences = addon_module("preferences")
     monkeypatch.setenv("HYMOTION_USER_DIR", str(tmp_path / "user"))
     for name in [key for key in os.environ if key.startswith("PIP_")]:
@@ -199,7 +198,7 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
 def press_install_and_run_the_timer(on_tick=None):
     """Press Install Backend, then call the add-on's timer function until it returns None (nothing left to watch),
     as Blender's event loop would; returns the task and the (fraction, stage) pairs seen on the way."""
-    setup, operators = addon_module("backend_setup"), addon_module("operators")
+    setup, operators = addon_module("core.backend_setup"), addon_module("operators")
     assert bpy.ops.hymotion.install_backend() == {"FINISHED"}
     task = setup.tasks["install"]
     seen = []
@@ -225,14 +224,14 @@ def panel_text() -> str:
     return layout.text()
 
 
-# ---------------------------------------------------------------- installs
+# --- installs -------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("driver", ["", NVIDIA_DRIVER], ids=["no-nvidia-driver", "nvidia-driver"])
 def test_install_picks_the_build_from_the_driver_and_counts_as_installed_only_after_the_check(machine, driver):
     machine(driver=driver)
     preferences = addon_module("preferences")
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     expected_build = "CUDA build" if driver else "CPU build"
     before = preferences_text()
     assert f"PyTorch: {expected_build}" in before and (driver or "No NVIDIA driver found") in before
@@ -262,7 +261,7 @@ def test_a_failed_install_never_looks_installed_and_says_so_after_a_restart(mach
     the next install starts from an empty environment folder."""
     machine(backend="missing_dependency")
     preferences = addon_module("preferences")
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     task, _ = press_install_and_run_the_timer()
     assert task.succeeded is False
     assert task.message.startswith("Installing the HY-Motion backend failed") and str(task.log_path) in task.message
@@ -305,7 +304,7 @@ def test_a_torch_that_breaks_on_import_fails_the_check(machine, stand_ins):
 def test_cancel_stops_the_install_and_removes_the_environment_and_temporary_files(machine):
     machine(backend="blocking")
     preferences = addon_module("preferences")
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     cancelled_at = []
 
     def cancel_once_the_check_blocks(task) -> None:
@@ -324,7 +323,7 @@ def test_cancel_stops_the_install_and_removes_the_environment_and_temporary_file
     assert "The last install was cancelled" in preferences_text() and "Backend: install cancelled" in panel_text()
 
 
-# ---------------------------------------------------------------- what is checked before anything runs
+# --- what is checked before anything runs ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -339,59 +338,8 @@ def test_install_refuses_remote_sources_offline_and_bad_quoting_before_writing_a
     with pytest.raises(RuntimeError, match=message):
         bpy.ops.hymotion.install_backend()
     preferences = addon_module("preferences")
-    assert "install" not in addon_module("backend_setup").tasks
+    assert "install" not in addon_module("core.backend_setup").tasks
     assert preferences.install_record() is None and not preferences.venv_dir().exists()
-
-
-def test_remote_sources_count_every_web_address_and_the_default_index():
-    remote_sources = addon_module("backend_setup").remote_sources
-    assert remote_sources(["--no-index", "--find-links", "https://example.invalid/w"]) == ["https://example.invalid/w"]
-    assert remote_sources(["--no-index", "--find-links=https://example.invalid/w"]) == [
-        "--find-links=https://example.invalid/w"]
-    assert remote_sources(["-ihttp://127.0.0.1:1/simple"]) == ["-ihttp://127.0.0.1:1/simple"]
-    assert remote_sources(["--no-index", "git+https://example.invalid/x.git"]) == ["git+https://example.invalid/x.git"]
-    assert remote_sources(["--no-index", "--find-links", "/wheels"], "https://example.invalid/cpu") == [
-        "https://example.invalid/cpu"]
-    assert remote_sources(["--no-index", "--find-links", "/wheels"]) == []
-    assert remote_sources(["--index-url", "file:///mirror/simple"], "file:///cpu") == []
-    assert remote_sources([])[0].startswith("pip's default package index")
-
-
-def test_bad_quoting_in_extra_pip_arguments_is_a_user_error_with_a_hint():
-    setup = addon_module("backend_setup")
-    assert setup.parse_pip_arguments('--find-links "/path/with spaces"') == ["--find-links", "/path/with spaces"]
-    assert setup.parse_pip_arguments('--find-links "D:\\my wheels" -f D:\\w', windows=True) == [
-        "--find-links", "D:\\my wheels", "-f", "D:\\w"]
-    for windows in (False, True):
-        with pytest.raises(HyMotionError) as raised:
-            setup.parse_pip_arguments("--find-links '/unclosed", windows=windows)
-        assert raised.value.code == "bad_request" and "Close the quote" in raised.value.hint
-
-
-@pytest.mark.parametrize("system, driver, expected_kind, needs_index", [
-    ("Linux", "", "CPU", "PyTorch CPU Index"),
-    ("Linux", NVIDIA_DRIVER, "CUDA", ""),
-    ("Windows", "", "CPU", ""),
-    ("Windows", NVIDIA_DRIVER, "CUDA", "PyTorch CUDA Index"),
-    ("Darwin", NVIDIA_DRIVER, "DEFAULT", ""),
-])
-def test_the_torch_build_follows_the_system_and_the_nvidia_driver(system, driver, expected_kind, needs_index):
-    setup = addon_module("backend_setup")
-    build = setup.choose_torch_build(system, driver)
-    assert build.kind == expected_kind and build.reason
-    assert (needs_index in build.missing) if needs_index else build.missing == ""
-    given = setup.choose_torch_build(system, driver, cpu_index_url=" file:///cpu ", cuda_index_url="file:///cuda")
-    assert given.missing == "" and given.index_url == {"CPU": "file:///cpu", "CUDA": "file:///cuda"}.get(
-        expected_kind, "")
-
-
-def test_the_user_can_override_the_build_and_the_driver_is_found_by_either_sign():
-    setup = addon_module("backend_setup")
-    assert setup.choose_torch_build("Linux", NVIDIA_DRIVER, override="CPU").kind == "CPU"
-    assert setup.choose_torch_build("Linux", "", override="CUDA").kind == "CUDA"
-    assert setup.detect_nvidia_driver("/usr/bin/nvidia-smi", False) == "NVIDIA driver found (/usr/bin/nvidia-smi)"
-    assert setup.detect_nvidia_driver(None, True) == f"NVIDIA driver found ({setup.PROC_NVIDIA_DRIVER})"
-    assert setup.detect_nvidia_driver(None, False) == ""
 
 
 def test_an_install_missing_its_torch_index_is_refused_with_what_to_paste(machine):
@@ -408,43 +356,9 @@ def test_the_tooltip_gives_this_machines_build_and_the_measured_sizes(machine):
     assert addon_module("operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
 
 
-# ---------------------------------------------------------------- progress in words
-
-
-PIP_TORCH_OUTPUT = [  # what pip 23 prints into a pipe (no terminal: its bar is drawn once, when a download ends)
-    "Collecting torch",
-    "  Downloading torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl.metadata (29 kB)",
-    "  Downloading torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl (191.8 MB)",
-    "     " + "━" * 40 + " 95.9/191.8 MB 52.1 MB/s eta 0:00:02",
-    "Collecting sympy>=1.13.3 (from torch)",
-    "  Downloading sympy-1.14.0-py3-none-any.whl (8.0 MB)",
-    "Installing collected packages: sympy, torch",
-]
-
-
-def test_pip_progress_moves_with_bytes_then_installed_packages_in_whole_words():
-    setup = addon_module("backend_setup")
-    progress = setup.PipProgress()
-    fractions, phases = [], []
-    for line in PIP_TORCH_OUTPUT:
-        progress.read(line)
-        fractions.append(progress.fraction())
-        phases.append(progress.phase)
-    assert phases[2] == "downloading torch (191.8 MB)"
-    assert fractions[3] == pytest.approx(0.6 * 95.9 / 191.8)
-    assert fractions[4] == fractions[5] == pytest.approx(0.6)  # a new download grows the total: the bar waits
-    assert phases[6].startswith("unpacking and installing 2 packages (sympy, torch)")
-    assert progress.fraction(1) == pytest.approx(0.8) and fractions == sorted(fractions)
-    progress.read("Successfully installed sympy-1.14.0 torch-2.13.0+cpu")
-    assert progress.fraction() == 1.0
-    long_line = "word " * 40 + "unbreakable" * 3
-    shortened = setup.words(long_line, 60)
-    assert len(shortened) <= 60 and shortened.endswith(" …") and set(shortened[:-2].split()) == {"word"}
-
-
 def test_the_check_program_runs_the_real_backend_and_reports_versions_and_device(tmp_path):
     """The stand-ins mimic the backend's API that the check step uses; this runs it on the real one."""
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     environment = {**os.environ, "HYMOTION_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([BACKEND_PYTHON, "-c", setup.CHECK_PROGRAM, setup.CHECK_PROMPT], capture_output=True,
                             text=True, env=environment, timeout=300)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from blender_helpers import action_fcurves, evaluated_heads, random_unit_quaternions
+from addon_helpers import random_unit_quaternions
+from blender_helpers import action_fcurves, evaluated_heads
 from hymotion.errors import BAD_REQUEST, HyMotionError
 from hymotion.rotations import y_up_to_z_up
 from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
-from hymotion_addon import bake, motion_math, rig
+from hymotion_addon import bake, rig
+from hymotion_addon.core import motion_math
 
 # Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8
 # float32 rotation products (pelvis to wrist) applied to offsets, plus a translation of up to ~2 m here: at most

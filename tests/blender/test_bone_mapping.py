@@ -1,42 +1,16 @@
-"""Bone mapping: detection for each naming convention, side and prefix variants, fuzzy names, the hierarchy
-fallback, presets, and the panel's detect / save / load operators."""
+"""Bone mapping on rigs built in Blender: detection for each naming convention, side and prefix variants, fuzzy names,
+the hierarchy fallback, and the panel's detect / save / load operators (name parsing and the preset file format are
+tested without Blender in tests/addon/test_bone_names_and_presets.py)."""
 
 from __future__ import annotations
-
-import json
 
 import bpy
 import pytest
 import retarget_test_rigs as rigs
-from hymotion.errors import HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import bone_mapping, retarget, retarget_ui
-from hymotion_addon.bone_mapping import BoneMapping, detect_mapping, parse_bone_name
-
-
-@pytest.mark.parametrize(
-    "name, side, core",
-    [
-        ("mixamorig:LeftUpLeg", "L", "upleg"),
-        ("mixamorig1:RightHand", "R", "hand"),
-        ("DEF-thigh.L", "L", "thigh"),
-        ("upper_arm_fk.R", "R", "upperarm"),
-        ("c_thigh_fk.l", "L", "thigh"),
-        ("c_root_master.x", None, "rootmaster"),
-        ("thigh_l", "L", "thigh"),
-        ("Bip01 L Thigh", "L", "thigh"),
-        ("CC_Base_R_Calf", "R", "calf"),
-        ("J_Bip_L_UpperArm", "L", "upperarm"),
-        ("J_Bip_C_Hips", None, "hips"),
-        ("UpperLegLeft", "L", "upperleg"),
-        ("left_knee", "L", "knee"),
-        ("L_Hip", "L", "hip"),
-        ("Leg_R", "R", "leg"),
-        ("spine_01", None, "spine01"),
-    ],
-)
-def test_bone_names_split_into_side_and_core_word(name, side, core):
-    assert parse_bone_name(name) == bone_mapping.ParsedName(side=side, core=core)
+from hymotion_addon import retarget, retarget_ui
+from hymotion_addon.core import bone_mapping
+from hymotion_addon.core.bone_mapping import BoneMapping, detect_mapping
 
 
 def expected_mapping(names: dict[str, str]) -> dict[str, str]:
@@ -165,30 +139,6 @@ def test_joints_a_rig_does_not_have_stay_unmapped():
     mapping = detect_mapping(rigs.bone_infos_of(bones))
     assert set(mapping.unmapped()) == {"left_foot", "right_foot", "neck"}
     assert mapping.bones["head"] == "Head"
-
-
-def test_preset_round_trip_and_bad_presets(tmp_path):
-    mapping = BoneMapping(bones={"pelvis": "Hips", "left_hip": "LeftUpLeg"}, convention="mixamo")
-    path = bone_mapping.save_preset(mapping, tmp_path / "rigs" / "hero.json")
-    loaded = bone_mapping.load_preset(path)
-    assert loaded.bones == mapping.bones and loaded.convention == "mixamo"
-    assert loaded.unmapped() == [joint for joint in BODY_JOINT_NAMES if joint not in ("pelvis", "left_hip")]
-    assert loaded.missing_bones(["Hips"]) == ["left_hip"]
-
-    (tmp_path / "other.json").write_text(json.dumps({"format": "something-else"}))
-    with pytest.raises(HyMotionError, match="not a HY-Motion bone mapping preset"):
-        bone_mapping.load_preset(tmp_path / "other.json")
-    (tmp_path / "broken.json").write_text("{not json")
-    with pytest.raises(HyMotionError, match="Cannot read the preset"):
-        bone_mapping.load_preset(tmp_path / "broken.json")
-    with pytest.raises(HyMotionError, match="No bone mapping preset"):
-        bone_mapping.load_preset(tmp_path / "missing.json")
-    newer = dict(mapping.to_dict(), version=bone_mapping.PRESET_VERSION + 1)
-    (tmp_path / "newer.json").write_text(json.dumps(newer))
-    with pytest.raises(HyMotionError, match="newer HY-Motion"):
-        bone_mapping.load_preset(tmp_path / "newer.json")
-    with pytest.raises(HyMotionError, match="Unknown source joints"):
-        BoneMapping(bones={"tail": "Tail"})
 
 
 @pytest.fixture

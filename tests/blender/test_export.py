@@ -10,7 +10,8 @@ import bpy
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
+from addon_helpers import random_unit_quaternions
+from blender_helpers import action_fcurves, new_empty_file
 from hymotion.errors import HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, export, retarget, rig

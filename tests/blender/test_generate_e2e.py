@@ -34,7 +34,7 @@ def scene(extension):
 
 
 def backend_pid() -> int:
-    return addon_module("backend_manager").MANAGER.pid
+    return addon_module("core.backend_manager").MANAGER.pid
 
 
 class FakeEvent:
@@ -70,7 +70,7 @@ def modal_operator_class():
 
 def test_modal_generate_starts_the_backend_shows_progress_and_esc_keeps_finished_actions(scene):
     """The module's first test: the backend is not running yet, so the modal run also starts it without blocking."""
-    generation, manager = addon_module("generation"), addon_module("backend_manager").MANAGER
+    generation, manager = addon_module("generation"), addon_module("core.backend_manager").MANAGER
     assert manager.status().state == "STOPPED"
     settings = scene.hymotion
     settings.prompt, settings.duration, settings.seeds = "a person waves", 1.0, SEEDS_OVER_TWO_BATCHES
@@ -154,7 +154,7 @@ def test_cancel_keeps_the_finished_actions(scene, observe_actions):
     kept = hymotion_actions()
     assert 1 <= len(kept) < 5
     assert all(keyframe_counts(action) == {30} for action in kept)
-    assert backend_pid() == pid and addon_module("backend_manager").MANAGER.status().state == "READY"
+    assert backend_pid() == pid and addon_module("core.backend_manager").MANAGER.status().state == "READY"
 
 
 def test_killed_backend_is_reported_earlier_actions_stay_and_the_next_run_restarts_it(scene, observe_actions):
@@ -178,7 +178,7 @@ def test_killed_backend_is_reported_earlier_actions_stay_and_the_next_run_restar
     assert earlier.name in bpy.data.actions and keyframe_counts(earlier) == {30}
     made_before_the_kill = [action for action in hymotion_actions() if action != earlier]
     assert 1 <= len(made_before_the_kill) < 5
-    status = addon_module("backend_manager").MANAGER.status()
+    status = addon_module("core.backend_manager").MANAGER.status()
     assert status.state == "ERROR" and status.error.code == "backend_died"
     assert status.error.hint.startswith("Generate again: the backend restarts by itself.")
 

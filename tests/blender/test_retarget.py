@@ -10,10 +10,13 @@ import bpy
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from blender_helpers import action_fcurves, new_empty_file, random_unit_quaternions
+from addon_helpers import random_unit_quaternions
+from blender_helpers import action_fcurves, new_empty_file
 from hymotion.errors import BAD_REQUEST, HyMotionError
+from hymotion.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import bake, bone_mapping, retarget, retarget_math, rig
+from hymotion_addon import bake, retarget, rig
+from hymotion_addon.core import bone_mapping, retarget_math
 
 MAX_DEGREES = 1.0
 JOINT = rigs.JOINT
@@ -81,7 +84,7 @@ def test_bones_turn_between_frames_exactly_as_their_source_joints(scene, rig_nam
         assert rotation_angle_degrees(turned, expected).max() <= MAX_DEGREES
 
 
-# --- Rigify -----------------------------------------------------------------------------------------------------------
+# --- Rigify ---------------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -295,12 +298,12 @@ def test_result_is_a_plain_tagged_action_keyed_in_each_bones_rotation_mode(scene
     assert max(errors.values()) <= MAX_DEGREES
 
 
-@pytest.mark.parametrize("order", retarget_math.EULER_ORDERS)
+@pytest.mark.parametrize("order", EULER_ORDERS)
 def test_euler_keys_match_blenders_own_conversion(order, rng):
     from mathutils import Euler, Quaternion
 
     quaternions = random_unit_quaternions(rng, (5,))
-    angles = retarget_math.quaternion_to_euler(quaternions, order)
+    angles = quaternion_to_euler(quaternions, order)
     for quaternion, euler in zip(quaternions, angles):
         expected = Quaternion(quaternion).to_matrix()
         got = Euler(euler, order).to_matrix()

@@ -9,7 +9,8 @@ import importlib.util
 import bpy
 import numpy as np
 import pytest
-from blender_helpers import action_fcurves, evaluated_heads, random_unit_quaternions
+from addon_helpers import random_unit_quaternions
+from blender_helpers import action_fcurves, evaluated_heads
 from e2e_helpers import addon_module, enabled_extension
 from hymotion.errors import HyMotionError
 from hymotion.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
@@ -111,7 +112,7 @@ def test_saving_the_pose_of_another_armature_is_refused(scene, tmp_path):
         sequence.save_pose(other, tmp_path / "pose.npz", scene=scene)
 
 
-# ---------------------------------------------------------------- through the operators
+# --- through the operators ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

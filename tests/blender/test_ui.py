@@ -31,7 +31,7 @@ def scene(extension):
     yield scene
     generation = addon_module("generation")
     generation.active_run = None
-    addon_module("backend_manager").MANAGER.shutdown()
+    addon_module("core.backend_manager").MANAGER.shutdown()
     configure_preferences()
 
 
@@ -273,7 +273,7 @@ def test_history_keeps_recent_prompts_once_newest_first(scene):
 
 
 def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     cuda = setup.choose_torch_build("Windows", "NVIDIA driver found", cuda_index_url=" https://example.invalid/cuda ")
     steps = setup.install_steps("/usr/bin/python3", tmp_path / "env", tmp_path / "backend", cuda,
                                 extra_pip_args=["--no-index"])
@@ -290,7 +290,7 @@ def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):
 
 
 def test_the_package_source_is_the_checkout_else_the_newest_wheel(tmp_path):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     assert setup.backend_package_source(tmp_path) is None
     (tmp_path / "wheels").mkdir()
     wheel = tmp_path / "wheels" / "hymotion-0.1.0-py3-none-any.whl"
@@ -302,7 +302,7 @@ def test_the_package_source_is_the_checkout_else_the_newest_wheel(tmp_path):
 
 
 def test_a_setup_task_logs_every_step_and_keeps_a_json_answer_apart(tmp_path):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     steps = [
         setup.Step("Say hello", [sys.executable, "-c", "print('hello from step one')"]),
         setup.Step("Answer", [sys.executable, "-c", "import sys; print('{\"report_text\": \"all good\"}');"
@@ -319,7 +319,7 @@ def test_a_setup_task_logs_every_step_and_keeps_a_json_answer_apart(tmp_path):
 
 
 def test_a_failing_setup_step_says_which_step_how_and_where_the_log_is(tmp_path):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     steps = [setup.Step("Installing PyTorch", [sys.executable, "-c", "raise SystemExit('no torch wheel here')"]),
              setup.Step("Never reached", [sys.executable, "-c", "pass"])]
     task = setup.CommandTask("install", "Installing", steps, tmp_path / "install.log").start()
@@ -331,7 +331,7 @@ def test_a_failing_setup_step_says_which_step_how_and_where_the_log_is(tmp_path)
 
 
 def test_a_cancelled_setup_task_stops_its_command(tmp_path):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     steps = [setup.Step("Waiting", [sys.executable, "-c", "import time; time.sleep(600)"])]
     task = setup.CommandTask("install", "Installing", steps, tmp_path / "install.log").start()
     task.cancel()
@@ -349,7 +349,7 @@ def test_install_backend_refuses_to_download_while_online_access_is_off(scene):
 
 
 def test_the_doctor_report_shows_in_the_preferences_and_copies_to_the_clipboard(scene):
-    setup = addon_module("backend_setup")
+    setup = addon_module("core.backend_setup")
     assert bpy.ops.hymotion.doctor() == {"FINISHED"}
     task = setup.tasks["doctor"]
     assert task.wait(300) and task.succeeded, task.message

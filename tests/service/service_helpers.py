@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import queue
 import subprocess
 import sys
@@ -26,11 +26,10 @@ LONG_JOB_STEPS = MAX_STEPS
 
 
 def load_client_module() -> ModuleType:
-    """hymotion_addon/client.py by path: the package's __init__ imports bpy, the client needs none of it."""
-    spec = importlib.util.spec_from_file_location("hymotion_addon_client", REPO_ROOT / "hymotion_addon" / "client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The add-on's client, hymotion_addon.core.client: the core sub-package imports no bpy, so it loads here."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module("hymotion_addon.core.client")
 
 
 def service_argv(*extra: str) -> list[str]:

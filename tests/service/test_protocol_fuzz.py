@@ -153,7 +153,7 @@ def test_every_fuzzed_line_gets_one_answer_and_the_service_still_answers_a_ping(
     property_holds()
 
 
-# ---------------------------------------------------------------- the real process
+# --- the real process -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -63,7 +63,7 @@ LAGGARD_GRACE_S = 10.0
 CLOSE_DRAIN_S = 5.0
 
 
-# ---------------------------------------------------------------- connections
+# --- connections ----------------------------------------------------------------------------------------------------
 
 
 class Connection:
@@ -177,7 +177,7 @@ class Connection:
             self._writer.join(timeout)
 
 
-# ---------------------------------------------------------------- jobs and the service
+# --- jobs and the service -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -221,7 +221,7 @@ class Service:
         self.stop_requested = threading.Event()
         self._worker = threading.Thread(target=self._work, name="hymotion-worker", daemon=True)
 
-    # ---- lifecycle
+    # --- lifecycle --------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._worker.start()
@@ -249,7 +249,7 @@ class Service:
         self._release_pipeline()
         return True
 
-    # ---- requests
+    # --- requests ---------------------------------------------------------------------------------------------------
 
     def hello(self) -> HelloEvent:
         device, vram_free, vram_total = self._device_report()
@@ -387,7 +387,7 @@ class Service:
     def _jobs(self) -> list[Job]:
         return list(self._queue) + ([self._current] if self._current else [])
 
-    # ---- the worker
+    # --- the worker -------------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
@@ -613,7 +613,7 @@ def _torch_device_report(device: str) -> tuple[str | None, int | None, int | Non
     return torch.cuda.get_device_name(index), int(free), int(total)
 
 
-# ---------------------------------------------------------------- the line loop every transport runs
+# --- the line loop every transport runs -----------------------------------------------------------------------------
 
 
 def serve_lines(service: Service, connection: Connection, stream: BinaryIO) -> None:

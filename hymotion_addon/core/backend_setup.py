@@ -7,7 +7,7 @@ environment counts as installed only once the check step (torch imported, one ti
 backend will use) has passed and written its findings there; a failed or cancelled install is remembered there too, so
 Blender says so after a restart.
 
-Pure Python (no bpy): the operators in operators.py start these tasks and the preferences draw their state.
+Pure Python (no bpy): the operators in hymotion_addon/operators.py start these tasks, its preferences draw their state.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def backend_package_source(extension_root: str | os.PathLike) -> Path | None:
     return wheels[-1] if wheels else None
 
 
-# ---------------------------------------------------------------- Extra pip Arguments and online access
+# --- Extra pip Arguments and online access --------------------------------------------------------------------------
 
 
 def parse_pip_arguments(text: str, windows: bool = os.name == "nt") -> list[str]:
@@ -103,7 +103,7 @@ def remote_sources(extra_pip_args: Sequence[str], torch_index_url: str = "") -> 
     return remote
 
 
-# ---------------------------------------------------------------- which PyTorch build
+# --- which PyTorch build --------------------------------------------------------------------------------------------
 
 
 AUTO, CPU_BUILD, CUDA_BUILD, DEFAULT_BUILD = "AUTO", "CPU", "CUDA", "DEFAULT"
@@ -208,7 +208,7 @@ def choose_torch_build(system: str, nvidia_driver: str, override: str = AUTO, cp
     return TorchBuild(kind, reason, index_url, setting, missing)
 
 
-# ---------------------------------------------------------------- what an install runs
+# --- what an install runs -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ def subprocess_environment() -> dict[str, str]:
     return environment
 
 
-# ---------------------------------------------------------------- what pip is doing, in words
+# --- what pip is doing, in words ------------------------------------------------------------------------------------
 
 
 _SIZE_UNITS = {"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
@@ -426,7 +426,7 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-# ---------------------------------------------------------------- running the steps
+# --- running the steps ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -634,7 +634,7 @@ def _lines(stream: IO[bytes]):
         yield pending.decode("utf-8", "replace")
 
 
-# ---------------------------------------------------------------- the install and its remembered outcome
+# --- the install and its remembered outcome -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

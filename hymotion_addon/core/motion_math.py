@@ -13,10 +13,6 @@ from hymotion.errors import bad_request
 from hymotion.rotations import y_up_to_z_up
 from hymotion.skeleton import FPS, NUM_BODY_JOINTS
 
-# Re-exported only for retarget_math and retarget, which still take it from here: once they import it from
-# hymotion.rotations, this line goes (issue 15).
-from hymotion.rotations import continuous_quaternions  # noqa: F401
-
 ACTION_NAME_PREFIX = "HYM_"
 _MAX_PROMPT_CHARS_IN_NAME = 40
 

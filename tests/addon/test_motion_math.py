@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blender_helpers import random_unit_quaternions
+from addon_helpers import random_unit_quaternions
 from hymotion.errors import HyMotionError
 from hymotion.rotations import Y_UP_TO_Z_UP, quaternion_to_matrix, y_up_to_z_up
 from hymotion.skeleton import NUM_BODY_JOINTS
-from hymotion_addon import motion_math
+from hymotion_addon.core import motion_math
 
 # float64 numpy throughout: closed-form results on O(1) values round by ~1e-15, so 1e-12 keeps 1000x margin. Angles
 # from arccos near a dot product of 1 lose precision as sqrt(roundoff): 1e-8 rad, so those compare at 1e-7.

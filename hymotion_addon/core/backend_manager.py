@@ -58,7 +58,7 @@ class BackendManager:
         self._error: HyMotionError | None = None
         self._starter: threading.Thread | None = None
 
-    # ---- state
+    # --- state ------------------------------------------------------------------------------------------------------
 
     def status(self) -> BackendStatus:
         """The current state; a backend that died while idle shows as ERROR with its last output."""
@@ -79,7 +79,7 @@ class BackendManager:
         client = self._client
         return client.pid if client is not None else None
 
-    # ---- starting and stopping
+    # --- starting and stopping --------------------------------------------------------------------------------------
 
     def ensure_started(self, config: BackendConfig, wait: bool) -> None:
         """Make a backend with ``config`` ready: nothing to do if it is, else (re)start it.
@@ -146,7 +146,7 @@ class BackendManager:
         if client is not None:
             client.shutdown(SHUTDOWN_TIMEOUT_S)
 
-    # ---- jobs
+    # --- jobs -------------------------------------------------------------------------------------------------------
 
     def client(self) -> BackendClient:
         """The ready client; raises backend_died when there is none (the caller then reports it)."""

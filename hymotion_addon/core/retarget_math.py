@@ -3,9 +3,9 @@
 Frames and conventions
 ----------------------
 The source is the SMPL-X body in Blender space (Z-up, metres, facing -Y, the character's left at +X), posed by
-local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`.bake` takes them. Its rest
-pose is the T-pose of :mod:`hymotion.skeleton`, where every joint's world rotation is the identity, so a source
-joint's world rotation G is also its rotation *relative to its rest*.
+local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.bake` takes
+them. Its rest pose is the T-pose of :mod:`hymotion.skeleton`, where every joint's world rotation is the identity, so
+a source joint's world rotation G is also its rotation *relative to its rest*.
 
 The target is any armature, described by its bones' rest matrices in armature space (:class:`TargetSkeleton`). Its
 armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retarget` aligns it once per mapping:
@@ -33,12 +33,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hymotion.errors import bad_request
-from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, quaternion_to_matrix
+from hymotion.rotations import (
+    Y_UP_TO_Z_UP,
+    axis_angle_matrix,
+    continuous_quaternions,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
+from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
-from .motion_math import continuous_quaternions, validated_clip
+from .motion_math import validated_clip
 
 ROOT_MOTION_MODES = ("HIPS", "ROOT_BONE")
-EULER_ORDERS = ("XYZ", "XZY", "YXZ", "YZX", "ZXY", "ZYX")
 
 _JOINT_INDEX = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
 _PELVIS = _JOINT_INDEX["pelvis"]
@@ -55,8 +61,6 @@ _SIDE_PAIRS = tuple(
     (_JOINT_INDEX[f"left_{name}"], _JOINT_INDEX[f"right_{name}"])
     for name in ("hip", "shoulder", "collar", "knee", "elbow", "ankle", "wrist")
 )
-# Model (Y-up) to Blender (Z-up) as a matrix: (x, y, z) -> (x, -z, y), the same map as skeleton.y_up_to_z_up.
-_Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _SOURCE_UP = np.array([0.0, 0.0, 1.0])
 _SOURCE_LEFT = np.array([1.0, 0.0, 0.0])
 _MAX_AXIS_SNAP_DEGREES = 30.0
@@ -180,7 +184,7 @@ class Transfer:
     source_world: np.ndarray  # (F, 22, 3, 3) the source joints' world rotations
 
 
-# --- small rotation helpers -------------------------------------------------------------------------------------
+# --- small rotation helpers -----------------------------------------------------------------------------------------
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
@@ -206,75 +210,6 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return axis_angle_matrix(unit_axis, angle)
 
 
-def axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """Rodrigues: rotations (..., 3, 3) by `angle` radians about unit `axis` (..., 3)."""
-    x, y, z = np.moveaxis(np.asarray(axis, dtype=np.float64), -1, 0)
-    zero = np.zeros_like(x)
-    cross = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=-1).reshape(x.shape + (3, 3))
-    angle = np.asarray(angle, dtype=np.float64)[..., None, None]
-    identity = np.broadcast_to(np.eye(3), cross.shape)
-    return identity + np.sin(angle) * cross + (1.0 - np.cos(angle)) * (cross @ cross)
-
-
-def matrix_to_quaternion(matrices: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) to unit quaternions (..., 4, w x y z), each from its largest component (stable)."""
-    m = np.asarray(matrices, dtype=np.float64).reshape(-1, 3, 3)
-    m00, m01, m02 = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
-    m10, m11, m12 = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
-    m20, m21, m22 = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
-    squares = np.stack(
-        [1.0 + m00 + m11 + m22, 1.0 + m00 - m11 - m22, 1.0 - m00 + m11 - m22, 1.0 - m00 - m11 + m22], axis=-1
-    )
-    largest = np.argmax(squares, axis=-1)
-    quaternions = np.empty((m.shape[0], 4))
-    # (index of the largest component, then the other three as sums/differences of off-diagonal pairs)
-    cases = (
-        (0, ((1, m21 - m12), (2, m02 - m20), (3, m10 - m01))),
-        (1, ((0, m21 - m12), (2, m01 + m10), (3, m02 + m20))),
-        (2, ((0, m02 - m20), (1, m01 + m10), (3, m12 + m21))),
-        (3, ((0, m10 - m01), (1, m02 + m20), (2, m12 + m21))),
-    )
-    for component, others in cases:
-        rows = largest == component
-        if not rows.any():
-            continue
-        root = 0.5 * np.sqrt(squares[rows, component])
-        quaternions[rows, component] = root
-        for other, pair in others:
-            quaternions[rows, other] = pair[rows] * (0.25 / root)
-    quaternions /= np.linalg.norm(quaternions, axis=-1, keepdims=True)
-    return quaternions.reshape(np.shape(matrices)[:-2] + (4,))
-
-
-def quaternion_to_euler(quaternions: np.ndarray, order: str) -> np.ndarray:
-    """Quaternions (F, ..., 4) to Blender Euler angles (F, ..., 3: x, y, z) for `order`, unwrapped along time.
-
-    Blender's order names the axis applied first: 'XYZ' is R = Rz Ry Rx. With axes (i, j, k) in that order and e = +1
-    for a cyclic order, the middle angle is asin(-e R[k, i]), the first atan2(e R[k, j], R[k, k]) and the last
-    atan2(e R[j, i], R[i, i]).
-    """
-    if order not in EULER_ORDERS:
-        raise ValueError(f"Unknown Euler order {order!r}")
-    first, middle, last = ("XYZ".index(axis) for axis in order)
-    parity = 1.0 if (first, middle, last) in ((0, 1, 2), (1, 2, 0), (2, 0, 1)) else -1.0
-    m = quaternion_to_matrix(quaternions)
-    angles = np.empty(m.shape[:-1])
-    angles[..., middle] = np.arcsin(np.clip(-parity * m[..., last, first], -1.0, 1.0))
-    angles[..., first] = np.arctan2(parity * m[..., last, middle], m[..., last, last])
-    angles[..., last] = np.arctan2(parity * m[..., middle, first], m[..., first, first])
-    return np.unwrap(angles, axis=0)
-
-
-def quaternion_to_axis_angle(quaternions: np.ndarray) -> np.ndarray:
-    """Quaternions (..., 4) to Blender's axis-angle layout (..., 4: angle, x, y, z)."""
-    q = np.asarray(quaternions, dtype=np.float64)
-    q = np.where(q[..., :1] < 0.0, -q, q)
-    sine = np.linalg.norm(q[..., 1:], axis=-1)
-    angle = 2.0 * np.arctan2(sine, q[..., 0])
-    axis = np.where(sine[..., None] > 1e-9, q[..., 1:] / np.maximum(sine, 1e-12)[..., None], [0.0, 1.0, 0.0])
-    return np.concatenate([angle[..., None], axis], axis=-1)
-
-
 def _rigid_inverse(matrices: np.ndarray) -> np.ndarray:
     """Inverse of rigid 4x4 transforms (rotation + translation)."""
     inverse = np.zeros_like(matrices)
@@ -285,7 +220,7 @@ def _rigid_inverse(matrices: np.ndarray) -> np.ndarray:
     return inverse
 
 
-# --- source motion ----------------------------------------------------------------------------------------------
+# --- source motion --------------------------------------------------------------------------------------------------
 
 
 def source_world(
@@ -297,12 +232,12 @@ def source_world(
     model-to-Blender axis change applied once (C R C^T on every local rotation).
     """
     quaternions = np.asarray(rotations, dtype=np.float64)
-    blender_axes = np.concatenate([quaternions[..., :1], quaternions[..., 1:] @ _Y_UP_TO_Z_UP.T], axis=-1)
+    blender_axes = np.concatenate([quaternions[..., :1], quaternions[..., 1:] @ Y_UP_TO_Z_UP.T], axis=-1)
     local = quaternion_to_matrix(blender_axes)  # C R C^T: a conjugated quaternion keeps w and turns its vector part
     frames = local.shape[0]
     world = np.empty_like(local)
     positions = np.empty((frames, len(BODY_PARENTS), 3))
-    root_offset = np.asarray(translation, dtype=np.float64) @ _Y_UP_TO_Z_UP.T
+    root_offset = np.asarray(translation, dtype=np.float64) @ Y_UP_TO_Z_UP.T
     for joint, parent in enumerate(BODY_PARENTS):
         if parent < 0:
             world[:, joint] = local[:, joint]
@@ -314,7 +249,7 @@ def source_world(
     return world, positions
 
 
-# --- planning -----------------------------------------------------------------------------------------------------
+# --- planning -------------------------------------------------------------------------------------------------------
 
 
 def plan_retarget(
@@ -570,7 +505,7 @@ def _axis_alignment(heads: np.ndarray, bone_of_joint: dict[int, int]) -> np.ndar
     return estimate
 
 
-# --- retargeting --------------------------------------------------------------------------------------------------
+# --- retargeting ----------------------------------------------------------------------------------------------------
 
 
 def transfer(

@@ -214,7 +214,7 @@ class _ClientBase:
         self._ids = itertools.count(1)
         self._prefix = uuid.uuid4().hex[:8]
 
-    # ---- public API
+    # --- public API -------------------------------------------------------------------------------------------------
 
     @property
     def alive(self) -> bool:
@@ -333,7 +333,7 @@ class _ClientBase:
         self._finish(session, timeout)
         return code
 
-    # ---- internals
+    # --- internals --------------------------------------------------------------------------------------------------
 
     def _finish(self, session: _Session, timeout: float) -> None:
         """Let the reader see the end of the stream, then release the pipes."""

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from hymotion.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
+from hymotion.rotations import axis_angle_matrix, matrix_to_quaternion, quaternion_to_matrix
+from hymotion.skeleton import BODY_JOINT_NAMES
 
 from .motion_math import slerp
 from .retarget_math import (
@@ -30,8 +31,6 @@ from .retarget_math import (
     TOES,
     RetargetPlan,
     Transfer,
-    axis_angle_matrix,
-    matrix_to_quaternion,
     normalized,
     pose_matrices,
     rotation_between,
