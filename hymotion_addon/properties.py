@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bpy
-from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_DURATION
+from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_CFG, MAX_DURATION, MAX_STEPS
 from hymotion.presets import GenerationPreset
 
 from . import bake
@@ -58,11 +58,11 @@ GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "cfg": (bpy.props.FloatProperty, dict(
         name="CFG Scale",
         description="How strongly the motion follows the prompt (official: 5.0; 1.0 turns guidance off)",
-        default=DEFAULT_CFG, min=0.1, soft_min=1.0, soft_max=10.0, max=30.0,
+        default=DEFAULT_CFG, min=0.1, soft_min=1.0, soft_max=10.0, max=MAX_CFG,
     )),
     "steps": (bpy.props.IntProperty, dict(
         name="Steps", description="Sampling steps (official: 50; fewer is faster and rougher)",
-        default=DEFAULT_STEPS, min=1, soft_max=100, max=1000,
+        default=DEFAULT_STEPS, min=1, soft_max=100, max=MAX_STEPS,
     )),
     "smoothing": (bpy.props.BoolProperty, dict(
         name="Smoothing", description="The official temporal smoothing of joint rotations", default=True,
