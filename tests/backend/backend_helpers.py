@@ -1,8 +1,11 @@
 """Shared helpers for the backend tests (a module of its own: every test folder has a conftest.py)."""
 
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 
@@ -92,3 +95,23 @@ class StubPrompter:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+
+def run_guardless_script(folder, plan: str, device: str) -> str:
+    """Run a plain script, as library users write them (no ``if __name__ == "__main__":`` guard), in a fresh Python;
+    returns its last line: the clip count and how many child processes are alive at the end."""
+    script = Path(folder) / "make_motion.py"
+    script.write_text(
+        "import multiprocessing\n"
+        "from hymotion.jobs import GenerationSettings\n"
+        "from hymotion.pipeline import load_pipeline\n"
+        f"pipeline = load_pipeline('tiny-random', plan={plan!r}, device={device!r}, cache_dir={str(folder)!r})\n"
+        "settings = GenerationSettings(['a person waves', 'a person sits'], [1.0, 1.0], [0, 1], steps=2)\n"
+        "clips = list(pipeline.generate(settings))\n"
+        "print('clips', len(clips), 'children', len(multiprocessing.active_children()))\n",
+        encoding="utf-8",
+    )
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=folder)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout.strip().splitlines()[-1]

@@ -5,31 +5,11 @@ guard-less script cannot survive. Here the GPU plans' placement runs on the CPU 
 decoding path as on a CUDA device: the plan, not the device, chooses it.
 """
 
-import subprocess
-import sys
-import textwrap
-
-GUARDLESS_SCRIPT = textwrap.dedent(
-    """
-    import multiprocessing
-    from hymotion.jobs import GenerationSettings
-    from hymotion.pipeline import load_pipeline
-
-    pipeline = load_pipeline("tiny-random", plan="{plan}", device="cpu", cache_dir="{cache}")
-    settings = GenerationSettings(["a person waves", "a person sits"], [1.0, 1.0], [0, 1], steps=2)
-    clips = list(pipeline.generate(settings))
-    print("clips", len(clips), "children", len(multiprocessing.active_children()))
-    """
-)
+from backend_helpers import run_guardless_script
 
 
 def test_a_script_without_main_guard_generates_on_a_gpu_plan(tmp_path):
-    script = tmp_path / "make_motion.py"
-    script.write_text(GUARDLESS_SCRIPT.format(plan="gpu", cache=tmp_path / "cache"), encoding="utf-8")
-    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                               cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.strip().splitlines()[-1] == "clips 4 children 0"
+    assert run_guardless_script(tmp_path, "gpu", "cpu") == "clips 4 children 0"
 
 
 def test_gpu_plans_decode_on_the_sampling_device_and_the_cpu_plan_in_numpy(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from backend_helpers import settings
+from backend_helpers import run_guardless_script, settings
 
 from hymotion.pipeline import load_pipeline
 
@@ -70,3 +70,7 @@ def test_new_prompts_and_durations_replay_the_graph_captured_at_start_up(tmp_pat
     for prompt, duration in (("a person waves", DEFAULT_DURATION), ("someone kicks with the left leg", 3.6)):
         list(pipe.generate(settings((prompt,), (duration,), seeds=(0,), steps=2)))
     assert len(pipe._graphs) == 1, "another short prompt and a duration in the same second reuse it"
+
+
+def test_a_script_without_main_guard_generates_on_the_gpu(tmp_path):
+    assert run_guardless_script(tmp_path, "gpu", "cuda") == "clips 4 children 0"
