@@ -8,7 +8,7 @@ from typing import Iterator
 import pytest
 
 from hymotion.errors import HyMotionError
-from hymotion.protocol import Event, is_terminal
+from hymotion.protocol import PROTOCOL_VERSION, Event, is_terminal
 from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
 
 
@@ -37,7 +37,7 @@ def collect(client, jobs: list[str]) -> list[Event]:
 
 def test_hello_describes_the_backend_before_any_model_loads(client) -> None:
     hello = client.hello
-    assert hello.protocol == 1 and hello.pid == client.pid
+    assert hello.protocol == PROTOCOL_VERSION and hello.pid == client.pid
     assert hello.model == "tiny-random" and hello.plan == "auto"
     assert {model.name for model in hello.models} == {"lite", "standard"}
     for model in hello.models:
