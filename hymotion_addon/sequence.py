@@ -1,19 +1,25 @@
 """Beyond one clip, on the Blender side: read the rig's pose as the model sees it, write it as a context file for
 ``hymotion generate --start-from/--end-at``, bring a generated clip back onto the same armature, and make a loop
-cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip").
+cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip"); :func:`known_frames` turns
+the rig's poses into the request's constraint and :func:`place_results` puts what comes back where it belongs, for
+the panel's operators and ``api.generate`` alike.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 from hymotion import skeleton
 from hymotion.errors import bad_request
+from hymotion.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration, parse_prompt_lines
+from hymotion.prompt_guide import suggest_duration
+from hymotion.protocol import FloatArray, GenerateConstraint, PoseFrames
 
-from . import bake, motion_math, rig
+from . import bake, generation, motion_math, rig
 
 CONTEXT_MODEL_ID = "blender-pose"
 
@@ -149,6 +155,189 @@ def action_fcurves(action: bpy.types.Action):
         return [fcurve for layer in action.layers for strip in layer.strips for bag in strip.channelbags
                 for fcurve in bag.fcurves]
     return list(action.fcurves)
+
+
+# ---------------------------------------------------------------- generating with known frames (through the backend)
+
+
+@dataclass
+class KnownFrames:
+    """What a generation with known frames asks the backend for, and where its results go. ``start_frame``: where
+    each Action's first frame lands; ``between``: an in-between's two frames, the result written into ``action``
+    (the armature's active Action) between them; ``loop``: the results get Cycles modifiers."""
+
+    constraint: GenerateConstraint
+    start_frame: int
+    duration: float | None = None
+    between: tuple[int, int] | None = None
+    action: bpy.types.Action | None = None
+    loop: bool = False
+
+
+def known_frames(armature: bpy.types.Object | None, scene: bpy.types.Scene, *, start_from: int | None = None,
+                 end_at: int | None = None, loop: bool = False, context_frames: int = 1,
+                 duration: float | None = None, start_frame: int = 1) -> KnownFrames:
+    """The constraint for a clip that starts in ``armature``'s pose at scene frame ``start_from`` (the
+    ``context_frames`` model frames ending there guide it) and/or ends in its pose at ``end_at``, or loops.
+
+    With both frames it is an in-between: the duration is their gap and the result is written into the active
+    Action between them. With ``end_at`` alone the clip (of ``duration`` s) is placed to end on that frame. Bad
+    frames or a missing armature are refused before anything is sent."""
+    if start_from is None and end_at is None:
+        if not loop:
+            raise bad_request("Nothing is pinned.", "Give a start frame, an end frame or loop=True.")
+        return KnownFrames(GenerateConstraint(loop=True), start_frame, loop=True)
+    if armature is None:
+        raise bad_request("Starting from or ending at a pose needs the HY-Motion armature that holds it.",
+                          "Select that armature (or pass armature=...).")
+    _check(armature)
+    fps = bake.scene_fps(scene)
+    for frame in (start_from, end_at):
+        if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int)):
+            raise bad_request(f"Frame {frame!r} is not a whole number.", "Pass scene frames as integers, e.g. 24.")
+    if start_from is not None and end_at is not None:
+        if loop:
+            raise bad_request("A loop ends where it starts, so it cannot also end at another pose.",
+                              "Drop the end frame, or drop the loop.")
+        action = active_action(armature)
+        first, last = (int(round(value)) for value in action.frame_range)
+        if not first <= start_from < end_at <= last:
+            raise bad_request(
+                f"In-between frames {start_from} and {end_at} must lie within the active Action '{action.name}' "
+                f"(frames {first}-{last}), the first before the second.",
+                f"Pick two frames from {first} to {last}, e.g. {first} and {last}.",
+            )
+        frames = round((end_at - start_from) * skeleton.FPS / fps) + 1
+        if not MIN_FRAMES <= frames <= TRAIN_FRAMES:
+            raise bad_request(
+                f"Frames {start_from} and {end_at} are {(end_at - start_from) / fps:.2f} s apart; an in-between spans "
+                f"{(MIN_FRAMES - 1) / skeleton.FPS:.2f} to {(TRAIN_FRAMES - 1) / skeleton.FPS:.2f} s.",
+                "Pick two frames closer together or further apart.",
+            )
+        constraint = GenerateConstraint(start=pose_message(armature, start_from, 1, scene),
+                                        end=pose_message(armature, end_at, 1, scene))
+        return KnownFrames(constraint, start_from, frames / skeleton.FPS, (start_from, end_at), action)
+    if start_from is not None:
+        start = pose_message(armature, start_from, context_frames, scene)
+        return KnownFrames(GenerateConstraint(start=start, loop=loop), start_from, loop=loop)
+    if loop:
+        raise bad_request("A loop ends where it starts, so it cannot also end at another pose.",
+                          "Drop the end frame, or drop the loop.")
+    if duration is None:
+        raise bad_request("Ending at a pose needs the clip's duration, to know where it starts.", "Pass a duration.")
+    frames = frames_for_duration(duration)
+    first = end_at - int(round((frames - 1) * fps / skeleton.FPS))
+    return KnownFrames(GenerateConstraint(end=pose_message(armature, end_at, 1, scene)), first)
+
+
+def pose_message(armature: bpy.types.Object, frame: int, frames: int, scene: bpy.types.Scene) -> PoseFrames:
+    """:func:`pose_frames` as the protocol carries it."""
+    translation, rotations = pose_frames(armature, frame, frames, scene)
+    return PoseFrames(FloatArray.from_numpy(translation), FloatArray.from_numpy(rotations))
+
+
+def active_action(armature: bpy.types.Object) -> bpy.types.Action:
+    _check(armature)
+    action = armature.animation_data.action if armature.animation_data is not None else None
+    if action is None:
+        raise bad_request(f"'{armature.name}' has no active Action to take the poses from.",
+                          "Generate or key a motion on it first.")
+    return action
+
+
+def place_results(known: KnownFrames, armature: bpy.types.Object | None,
+                  actions: list[bpy.types.Action]) -> list[bpy.types.Action]:
+    """After the run: an in-between's result written into its Action (which is returned instead), loops cycled."""
+    if known.between is not None and actions:
+        (generated,) = actions
+        write_between(known.action, generated, armature, *known.between)
+        return [known.action]
+    if known.loop:
+        for action in actions:
+            make_cyclic(action, armature)
+    return actions
+
+
+def write_between(action: bpy.types.Action, generated: bpy.types.Action, armature: bpy.types.Object, first: int,
+                  last: int) -> None:
+    """Replace ``action``'s keys strictly between frames ``first`` and ``last`` with those of ``generated`` (a clip
+    baked from ``first`` to ``last``), make ``action`` active again and remove ``generated``. Quaternion signs are
+    matched to the keys on either side, so no interpolation passes through a flipped sign."""
+    anim_data = armature.animation_data
+    anim_data.action = action
+    if bake.uses_slotted_actions():
+        anim_data.action_slot = bake.slot_for(action, armature)
+    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)}
+    paths = sorted({path for path, _ in new})
+    for path in paths:
+        size = 1 + max(index for other, index in new if other == path)
+        bone = armature.path_resolve(path.rpartition(".")[0])
+        fallback = np.array(getattr(bone, path.rpartition(".")[2]), dtype=np.float64)
+        old = [_fcurve_for(action, armature, path, index, bone.name, fallback[index], first, last)
+               for index in range(size)]
+        keys = np.array([[point.co for point in new[(path, index)].keyframe_points] for index in range(size)])
+        if path.endswith("rotation_quaternion"):
+            at_first = np.array([curve.evaluate(first) for curve in old])
+            keys[:, :, 1] *= np.sign(np.dot(keys[:, 0, 1], at_first)) or 1.0
+            if np.dot(keys[:, -1, 1], [curve.evaluate(last) for curve in old]) < 0:
+                for curve in old:
+                    for point in curve.keyframe_points:
+                        if point.co.x >= last:
+                            point.co.y, point.handle_left.y, point.handle_right.y = (
+                                -point.co.y, -point.handle_left.y, -point.handle_right.y)
+        for curve, curve_keys in zip(old, keys):
+            points = curve.keyframe_points
+            for index in reversed(range(len(points))):
+                if first < points[index].co.x < last:
+                    points.remove(points[index], fast=True)
+            for frame, value in curve_keys:
+                if first < frame < last:
+                    points.insert(frame, value, options={"FAST"}).interpolation = "LINEAR"
+            curve.update()
+    bpy.data.actions.remove(generated)
+
+
+def _fcurve_for(action: bpy.types.Action, armature: bpy.types.Object, path: str, index: int, group: str,
+                value: float, first: int, last: int) -> bpy.types.FCurve:
+    """The Action's F-curve for (path, index); one it lacked is made, keyed at ``first`` and ``last`` with the value
+    the bone holds without it, so the frames outside stay as they were."""
+    if bake.uses_slotted_actions():
+        existing = next((c for c in action_fcurves(action) if (c.data_path, c.array_index) == (path, index)), None)
+        curve = existing or action.fcurve_ensure_for_datablock(armature, path, index=index, group_name=group)
+    else:
+        existing = action.fcurves.find(path, index=index)
+        curve = existing or action.fcurves.new(path, index=index, action_group=group)
+    if existing is None:
+        for frame in (first, last):
+            curve.keyframe_points.insert(frame, value, options={"FAST"})
+    return curve
+
+
+def sequence_on_nla(armature: bpy.types.Object, before: bpy.types.Action | None, after: bpy.types.Action,
+                    frame: int) -> bpy.types.NlaTrack:
+    """One new NLA track with ``before`` up to the frame before ``frame`` and ``after`` from ``frame`` on, so the
+    continued motion plays on without a jump; the active Action is unassigned, as Blender's Push Down does."""
+    anim_data = armature.animation_data or armature.animation_data_create()
+    track = anim_data.nla_tracks.new()
+    track.name = bake.NLA_TRACK_NAME
+    strips = []
+    if before is not None and int(round(before.frame_range[0])) < frame:
+        strip = track.strips.new(before.name, int(round(before.frame_range[0])), before)
+        strip.action_frame_end = min(strip.action_frame_end, frame - 1)
+        strips.append(strip)
+    strips.append(track.strips.new(after.name, frame, after))
+    for strip in strips:
+        if "action_slot" in strip.bl_rna.properties and strip.action_slot is None and len(strip.action.slots):
+            strip.action_slot = bake.slot_for(strip.action, armature)
+    anim_data.action = None
+    return track
+
+
+def timeline_clips(text: str, source: str, duration: float = 0.0) -> list[generation.Clip]:
+    """The segments of a ``seconds | prompt`` timeline; a line without seconds takes ``duration`` (> 0) or an
+    estimate from its prompt. A malformed line is refused naming its number."""
+    return [generation.Clip(line.prompt, line.duration or (duration if duration > 0 else suggest_duration(line.prompt)))
+            for line in parse_prompt_lines(text, source=source)]
 
 
 def _check(armature: bpy.types.Object) -> None:
