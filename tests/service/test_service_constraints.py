@@ -179,3 +179,26 @@ def test_malformed_constraints_are_refused_by_the_protocol_naming_the_field(clie
     with pytest.raises(ProtocolError) as decoded:
         decode_request(json.dumps(payload))
     assert decoded.value.field == field and decoded.value.request_id == "raw"
+
+
+def test_a_generate_that_fails_unexpectedly_before_queueing_still_ends_its_job(monkeypatch):
+    """Whatever breaks while a generate is taken (here: checking its constraint), the error carries the job id, so a
+    client waiting on that job (the add-on's run) ends instead of waiting forever."""
+    import io
+
+    from hymotion.protocol import decode_event
+    from hymotion.service import Connection, ServeOptions, Service, core, serve_lines
+
+    def broken(request, settings):
+        raise RuntimeError("the constraint check broke")
+
+    monkeypatch.setattr(core, "_constraint_from_request", broken)
+    written = io.BytesIO()
+    written.close = lambda: None  # the connection closes its stream when done; keep the bytes readable
+    connection = Connection("test", written)
+    serve_lines(Service(ServeOptions(model="tiny-random", device="cpu")), connection,
+                io.BytesIO(encode(GenerateRequest(id="job-x", prompts=["a person waves"]))))
+    connection.close(timeout=10)
+    (event,) = [decode_event(line) for line in written.getvalue().splitlines()]
+    assert (event.TYPE, event.code, event.id, event.job) == ("error", "internal", "job-x", "job-x")
+    assert "the constraint check broke" in event.message

@@ -292,7 +292,9 @@ class Service:
             job = request_id if refused_job and field_name != "id" else None
             connection.send(_error_event(error, id=request_id, job=job, field=field_name))
         except Exception as error:  # noqa: BLE001 - no line may end the reader: it answers every one
-            connection.send(_error_event(self._unexpected(error)))
+            request_id = getattr(request, "id", None)
+            job = request_id if isinstance(request, GenerateRequest) else None
+            connection.send(_error_event(self._unexpected(error), id=request_id, job=job))
 
     def _dispatch(self, connection: Connection, request: Any) -> None:
         if isinstance(request, GenerateRequest):
@@ -596,7 +598,7 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
             segments = [Segment(prompt, duration) for prompt, duration in zip(settings.prompts, settings.durations)]
             check_timeline(segments, TIMELINE_CONTEXT, constraint.start)
     except HyMotionError as error:
-        field_name = error.field or "constraint"
+        field_name = error.field or ("timeline" if request.timeline else "constraint")
         raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
     return constraint
 
