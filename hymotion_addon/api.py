@@ -29,7 +29,7 @@ from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.prompt_guide import suggest_duration
 
-from . import generation, preferences, rig, sequence
+from . import generation, known_frames, preferences, rig, sequence
 from .retarget import retarget_action
 from .sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 
@@ -101,7 +101,7 @@ def generate(
         durations = _durations(prompt_list, duration)
         if end_at is not None and start_from is None and len(set(durations)) > 1:
             raise bad_request("Clips ending on one frame need one duration.", "Pass a single duration.")
-        known = sequence.known_frames(
+        known = known_frames.known_frames(
             armature, bpy.context.scene, start_from=start_from, end_at=end_at, loop=loop,
             context_frames=context_frames, duration=durations[0], start_frame=start_frame,
         )

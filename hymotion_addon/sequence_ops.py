@@ -10,7 +10,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import parse_seeds
 
-from . import bake, generation, rig, sequence
+from . import bake, generation, known_frames, rig, sequence
 from .operators import HYMOTION_OT_batch_bake, _common_spec_fields, _GenerationOperator
 from .properties import generation_property
 
@@ -27,7 +27,7 @@ class _KnownFramesOperator(_GenerationOperator):
     prompt: bpy.props.StringProperty(name="Prompt", description="What the body does (default: the panel's)",
                                      options={"SKIP_SAVE"})
 
-    def known(self, context: bpy.types.Context, armature: bpy.types.Object | None) -> sequence.KnownFrames:
+    def known(self, context: bpy.types.Context, armature: bpy.types.Object | None) -> known_frames.KnownFrames:
         raise NotImplementedError
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
@@ -89,7 +89,7 @@ class HYMOTION_OT_continue_pose(_KnownFramesOperator, bpy.types.Operator):
 
     def known(self, context, armature):
         self._before = armature.animation_data.action if armature.animation_data else None
-        return sequence.known_frames(armature, context.scene, start_from=context.scene.frame_current,
+        return known_frames.known_frames(armature, context.scene, start_from=context.scene.frame_current,
                                      context_frames=self.context_frames)
 
     def after(self, context, run):
@@ -111,7 +111,7 @@ class HYMOTION_OT_inbetween(_KnownFramesOperator, bpy.types.Operator):
         return _active_hymotion_armature(context)
 
     def known(self, context, armature):
-        return sequence.known_frames(armature, context.scene, start_from=self.frame_start, end_at=self.frame_end)
+        return known_frames.known_frames(armature, context.scene, start_from=self.frame_start, end_at=self.frame_end)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         scene = context.scene
@@ -134,7 +134,7 @@ class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
     bl_label = "Generate Loop"
 
     def known(self, context, armature):
-        return sequence.known_frames(armature, context.scene, loop=True,
+        return known_frames.known_frames(armature, context.scene, loop=True,
                                      start_frame=int(self.value(context, "start_frame")))
 
 

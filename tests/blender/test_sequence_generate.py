@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from blender_helpers import action_fcurves, evaluated_heads, random_unit_quaternions
 from e2e_helpers import (
+    RecordingLayout,
     addon_module,
     clear_scene,
     extension,  # noqa: F401  (fixture)
@@ -128,6 +129,16 @@ def test_timeline_from_a_text_bakes_one_action_of_the_summed_length(scene, fps):
     (action,) = hymotion_actions()
     assert keyframe_counts(action) == {round((1.0 + 0.8) * fps)}
     assert action["hymotion_prompt"] == "a person walks | a person sits down"
+
+
+@pytest.mark.parametrize(("source", "field"), [("TEXT", "batch_text"), ("FILE", "batch_file")])
+def test_the_section_offers_the_four_generating_buttons_and_the_timelines_source(scene, source, field):
+    scene.hymotion.batch_source = source
+    layout = RecordingLayout()
+    addon_module("sequence_ops").draw_sequence(layout, bpy.context)
+    assert layout.operators()[:4] == ["hymotion.continue_pose", "hymotion.inbetween", "hymotion.generate_loop",
+                                      "hymotion.generate_timeline"]
+    assert ("prop", field) in layout.calls
 
 
 # ---------------------------------------------------------------- bad input: a report, nothing baked

@@ -10,8 +10,6 @@ margin above 100x.
 from __future__ import annotations
 
 import json
-import sys
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -33,16 +31,6 @@ from service_helpers import EVENT_TIMEOUT_S, check_result_arrays
 ROTATION_TOLERANCE = 1e-4
 ROOT_TOLERANCE = 1e-3  # metres
 STEPS = 2
-
-
-@pytest.fixture(scope="module")
-def client(client_module, backend_env) -> Iterator:
-    backend = client_module.BackendClient(
-        sys.executable, client_module.service_args(model="tiny-random", device="cpu"), env=backend_env
-    )
-    backend.start(timeout=EVENT_TIMEOUT_S)
-    yield backend
-    assert backend.shutdown() == 0
 
 
 def run(client, prompts, **fields) -> list:

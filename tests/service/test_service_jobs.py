@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Iterator
 
 import pytest
 
 from hymotion.errors import HyMotionError
 from hymotion.protocol import PROTOCOL_VERSION, Event, is_terminal
 from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
-
-
-@pytest.fixture(scope="module")
-def client(client_module, backend_env) -> Iterator:
-    """One warm backend shared by this module's tests, as the add-on keeps one for a Blender session."""
-    backend = client_module.BackendClient(
-        sys.executable, client_module.service_args(model="tiny-random", device="cpu"), env=backend_env
-    )
-    backend.start(timeout=EVENT_TIMEOUT_S)
-    yield backend
-    assert backend.shutdown() == 0
 
 
 def collect(client, jobs: list[str]) -> list[Event]:
