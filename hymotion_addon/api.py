@@ -12,11 +12,16 @@ panel's Retarget to Rig (docs/retarget-export.md)::
 
     action = api.retarget_action(bpy.data.objects["SMPLX"], bpy.data.objects["Armature"])
 
+Known frames (docs/blender.md, "Beyond one clip"): ``generate(..., armature=rig, start_from=scene.frame_current)``
+continues from the rig's pose, ``start_from=20, end_at=80`` in-betweens two poses of its Action (written into it),
+``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action.
+
 docs/blender.md has more, including the import path when running from a source checkout.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import bpy
@@ -24,11 +29,12 @@ from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.prompt_guide import suggest_duration
 
-from . import generation, preferences, rig
+from . import generation, known_frames, preferences, rig, sequence
 from .retarget import retarget_action
-from .sequence import import_clip, make_cyclic, save_pose
+from .sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 
-__all__ = ["GenerationError", "HyMotionError", "generate", "import_clip", "make_cyclic", "retarget_action", "save_pose"]
+__all__ = ["GenerationError", "HyMotionError", "generate", "generate_timeline", "import_clip", "make_cyclic",
+           "retarget_action", "save_pose", "sequence_on_nla"]
 
 
 class GenerationError(HyMotionError):
@@ -56,6 +62,10 @@ def generate(
     nla_layout: str | None = None,
     with_mesh: bool = False,
     on_action: generation.ActionObserver | None = None,
+    start_from: int | None = None,
+    end_at: int | None = None,
+    loop: bool = False,
+    context_frames: int = 1,
 ) -> list[bpy.types.Action]:
     """Generate one Action per prompt x seed, bake them and return them in order (prompt-major).
 
@@ -65,25 +75,43 @@ def generate(
     Action onto the NLA. ``on_action(run, action)`` is called right after each Action is baked. ``timeout`` (seconds,
     after the backend is up) cancels the job when it runs longer.
 
+    Known frames, from ``armature``'s evaluated pose: ``start_from`` (a scene frame) starts each clip in that pose,
+    its Action starting on that frame (``context_frames`` model frames ending there guide it); ``end_at`` ends it in
+    that pose, its Action ending on that frame. Both: an in-between of one prompt and seed, its duration the gap,
+    written into the armature's active Action between the frames (that Action is returned). ``loop``: the last
+    frame equals the first, and every Action gets Cycles modifiers.
+
     Raises :class:`GenerationError` (a HyMotionError with ``code``, ``message``, ``hint`` and the ``actions`` made so
     far) when the backend fails, dies or the run times out, and HyMotionError ``bad_request`` for bad arguments.
     """
     prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompt_list or not all(isinstance(prompt, str) for prompt in prompt_list):
         raise bad_request("prompts must be a prompt or a list of prompts (text).", 'e.g. generate("a person waves")')
-    durations = _durations(prompt_list, duration)
-    if armature is not None and not rig.is_hymotion_armature(armature):
-        raise bad_request(
-            f"'{getattr(armature, 'name', armature)}' is not an SMPL-X armature made by HY-Motion.",
-            "Pass one built by the add-on, or armature=None for a new one.",
+    _check_armature(armature)
+    seed_list = _seeds(seeds)
+    known = None
+    if start_from is not None or end_at is not None or loop:
+        if start_from is not None and end_at is not None and (len(prompt_list) > 1 or len(seed_list) > 1
+                                                              or duration is not None):
+            raise bad_request("An in-between is one prompt and one seed, its duration the gap between the frames.",
+                              "Pass one prompt, one seed and duration=None.")
+        if in_place and (start_from is not None or end_at is not None):
+            raise bad_request("in_place drops the root's travel, so the clip could not start or end where the rig "
+                              "is.", "Use in_place=False with start_from / end_at.")
+        durations = _durations(prompt_list, duration)
+        if end_at is not None and start_from is None and len(set(durations)) > 1:
+            raise bad_request("Clips ending on one frame need one duration.", "Pass a single duration.")
+        known = known_frames.known_frames(
+            armature, bpy.context.scene, start_from=start_from, end_at=end_at, loop=loop,
+            context_frames=context_frames, duration=durations[0], start_frame=start_frame,
         )
-    config = preferences.backend_config()
-    if config is None:
-        raise preferences.not_installed_error()
-    context = bpy.context
+        start_frame = known.start_frame
+        durations = [known.duration] if known.duration is not None else durations
+    else:
+        durations = _durations(prompt_list, duration)
     spec = generation.RunSpec(
         clips=[generation.Clip(prompt, seconds) for prompt, seconds in zip(prompt_list, durations)],
-        seeds=_seeds(seeds),
+        seeds=seed_list,
         cfg=cfg,
         steps=steps,
         smoothing=smoothing,
@@ -92,7 +120,68 @@ def generate(
         start_frame=start_frame,
         nla_layout=nla_layout,
         with_mesh=with_mesh,
+        constraint=known.constraint if known is not None else None,
     )
+    run = _run(spec, armature, timeout, on_action)
+    return sequence.place_results(known, run.armature, run.actions) if known is not None else run.actions
+
+
+def generate_timeline(
+    timeline: str | Path | bpy.types.Text,
+    seeds: int | str | Iterable[int] = (0,),
+    cfg: float = DEFAULT_CFG,
+    steps: int = DEFAULT_STEPS,
+    smoothing: bool = True,
+    armature: bpy.types.Object | None = None,
+    in_place: bool = False,
+    timeout: float | None = None,
+    *,
+    duration: float = 0.0,
+    fps_mode: str = "RESAMPLE",
+    start_frame: int = 1,
+    nla_layout: str | None = None,
+    with_mesh: bool = False,
+    on_action: generation.ActionObserver | None = None,
+) -> list[bpy.types.Action]:
+    """Bake a timeline as ONE continuous Action per seed: ``timeline`` holds lines ``seconds | prompt`` (the text
+    itself, a Text datablock or a Path to a file); each segment continues from the one before, seams blended, so the
+    Action's length is the sum of the lines. A line without seconds takes ``duration`` (> 0) or an estimate. A
+    malformed line raises ``bad_request`` naming it, before anything runs. Other arguments as :func:`generate`."""
+    if isinstance(timeline, bpy.types.Text):
+        text, source = timeline.as_string(), f"Text '{timeline.name}'"
+    elif isinstance(timeline, Path):
+        try:
+            text, source = timeline.read_text(encoding="utf-8"), str(timeline)
+        except (OSError, UnicodeDecodeError) as error:
+            raise bad_request(f"Cannot read the timeline {timeline}: {error}.", "Check the path; save it as UTF-8.")
+    elif isinstance(timeline, str):
+        text, source = timeline, "timeline"
+    else:
+        raise bad_request("timeline must be its text, a Text datablock or a Path.", 'e.g. "2 | a person walks"')
+    _check_armature(armature)
+    spec = generation.RunSpec(
+        clips=sequence.timeline_clips(text, source, duration), seeds=_seeds(seeds), cfg=cfg, steps=steps,
+        smoothing=smoothing, fps_mode=fps_mode, in_place=in_place, start_frame=start_frame, nla_layout=nla_layout,
+        with_mesh=with_mesh, timeline=True,
+    )
+    return _run(spec, armature, timeout, on_action).actions
+
+
+def _check_armature(armature: bpy.types.Object | None) -> None:
+    if armature is not None and not rig.is_hymotion_armature(armature):
+        raise bad_request(
+            f"'{getattr(armature, 'name', armature)}' is not an SMPL-X armature made by HY-Motion.",
+            "Pass one built by the add-on, or armature=None for a new one.",
+        )
+
+
+def _run(spec: generation.RunSpec, armature: bpy.types.Object | None, timeout: float | None,
+         on_action: generation.ActionObserver | None) -> generation.Run:
+    """Run ``spec`` on the session's backend until done; GenerationError when it did not finish."""
+    config = preferences.backend_config()
+    if config is None:
+        raise preferences.not_installed_error()
+    context = bpy.context
     run = generation.Run(
         spec, config, context.scene, context.collection or context.scene.collection, armature, on_action=on_action
     )
@@ -100,7 +189,7 @@ def generate(
     run.run_until_done(timeout)
     if run.error is not None:
         raise GenerationError(run.error, run.actions)
-    return run.actions
+    return run
 
 
 def _durations(prompts: list[str], duration: float | Sequence[float] | None) -> list[float]:

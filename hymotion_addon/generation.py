@@ -16,7 +16,7 @@ import bpy
 from hymotion import errors
 from hymotion.errors import HyMotionError, bad_request
 from hymotion.jobs import GenerationSettings
-from hymotion.protocol import DoneEvent, ErrorEvent, Event, ProgressEvent, ResultEvent, WarningEvent
+from hymotion.protocol import DoneEvent, ErrorEvent, Event, GenerateConstraint, ProgressEvent, ResultEvent, WarningEvent
 
 from . import bake, rig
 from .core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
@@ -41,7 +41,8 @@ class Clip:
 @dataclass
 class RunSpec:
     """What to generate and how to bake it. ``nla_layout`` None leaves each Action assigned (Generate); SEQUENCE or
-    STACK pushes each onto the NLA (Batch Bake)."""
+    STACK pushes each onto the NLA (Batch Bake). ``constraint`` pins known frames; ``timeline`` makes the clips one
+    continuous motion per seed (one Action each)."""
 
     clips: list[Clip]
     seeds: list[int]
@@ -53,6 +54,8 @@ class RunSpec:
     start_frame: int = 1
     nla_layout: str | None = None
     with_mesh: bool = False
+    constraint: GenerateConstraint | None = None
+    timeline: bool = False
 
     def settings(self) -> GenerationSettings:
         """The request as the backend will check it, checked here first so mistakes never reach the backend."""
@@ -98,7 +101,7 @@ class Run:
 
     @property
     def expected(self) -> int:
-        return len(self.spec.clips) * len(self.spec.seeds)
+        return len(self.spec.seeds) * (1 if self.spec.timeline else len(self.spec.clips))
 
     @property
     def cancelled(self) -> bool:
@@ -208,6 +211,8 @@ class Run:
                 cfg_scale=settings.cfg_scale,
                 steps=settings.steps,
                 smoothing=settings.smoothing,
+                constraint=self.spec.constraint,
+                timeline=self.spec.timeline or None,
             )
         except HyMotionError as error:
             self._finish(error)

@@ -1,20 +1,28 @@
 """Beyond one clip, on the Blender side: read the rig's pose as the model sees it, write it as a context file for
 ``hymotion generate --start-from/--end-at``, bring a generated clip back onto the same armature, and make a loop
-cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip").
+cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip"); ``known_frames.py`` turns
+the rig's poses into the request's constraint and :func:`place_results` puts what comes back where it belongs, for
+the panel's operators and ``api.generate`` alike.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
 from hymotion import skeleton
 from hymotion.errors import bad_request
+from hymotion.jobs import parse_prompt_lines
+from hymotion.prompt_guide import suggest_duration
 
-from . import bake, rig
+from . import bake, generation, rig
 from .core import motion_math
+
+if TYPE_CHECKING:
+    from .known_frames import KnownFrames
 
 CONTEXT_MODEL_ID = "blender-pose"
 
@@ -150,6 +158,113 @@ def action_fcurves(action: bpy.types.Action):
         return [fcurve for layer in action.layers for strip in layer.strips for bag in strip.channelbags
                 for fcurve in bag.fcurves]
     return list(action.fcurves)
+
+
+# --- generating with known frames (through the backend) -------------------------------------------------------------
+
+
+def active_action(armature: bpy.types.Object) -> bpy.types.Action:
+    _check(armature)
+    action = armature.animation_data.action if armature.animation_data is not None else None
+    if action is None:
+        raise bad_request(f"'{armature.name}' has no active Action to take the poses from.",
+                          "Generate or key a motion on it first.")
+    return action
+
+
+def place_results(known: KnownFrames, armature: bpy.types.Object | None,
+                  actions: list[bpy.types.Action]) -> list[bpy.types.Action]:
+    """After the run: an in-between's result written into its Action (which is returned instead), loops cycled."""
+    if known.between is not None and actions:
+        (generated,) = actions
+        write_between(known.action, generated, armature, *known.between)
+        return [known.action]
+    if known.loop:
+        for action in actions:
+            make_cyclic(action, armature)
+    return actions
+
+
+def write_between(action: bpy.types.Action, generated: bpy.types.Action, armature: bpy.types.Object, first: int,
+                  last: int) -> None:
+    """Replace ``action``'s keys strictly between frames ``first`` and ``last`` with those of ``generated`` (a clip
+    baked from ``first`` to ``last``), make ``action`` active again and remove ``generated``. Quaternion signs are
+    matched to the keys on either side, so no interpolation passes through a flipped sign."""
+    anim_data = armature.animation_data
+    anim_data.action = action
+    if bake.uses_slotted_actions():
+        anim_data.action_slot = bake.slot_for(action, armature)
+    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)}
+    paths = sorted({path for path, _ in new})
+    for path in paths:
+        size = 1 + max(index for other, index in new if other == path)
+        bone = armature.path_resolve(path.rpartition(".")[0])
+        fallback = np.array(getattr(bone, path.rpartition(".")[2]), dtype=np.float64)
+        old = [_fcurve_for(action, armature, path, index, bone.name, fallback[index], first, last)
+               for index in range(size)]
+        keys = np.array([[point.co for point in new[(path, index)].keyframe_points] for index in range(size)])
+        if path.endswith("rotation_quaternion"):
+            at_first = np.array([curve.evaluate(first) for curve in old])
+            keys[:, :, 1] *= np.sign(np.dot(keys[:, 0, 1], at_first)) or 1.0
+            if np.dot(keys[:, -1, 1], [curve.evaluate(last) for curve in old]) < 0:
+                for curve in old:
+                    for point in curve.keyframe_points:
+                        if point.co.x >= last:
+                            point.co.y, point.handle_left.y, point.handle_right.y = (
+                                -point.co.y, -point.handle_left.y, -point.handle_right.y)
+        for curve, curve_keys in zip(old, keys):
+            points = curve.keyframe_points
+            for index in reversed(range(len(points))):
+                if first < points[index].co.x < last:
+                    points.remove(points[index], fast=True)
+            for frame, value in curve_keys:
+                if first < frame < last:
+                    points.insert(frame, value, options={"FAST"}).interpolation = "LINEAR"
+            curve.update()
+    bpy.data.actions.remove(generated)
+
+
+def _fcurve_for(action: bpy.types.Action, armature: bpy.types.Object, path: str, index: int, group: str,
+                value: float, first: int, last: int) -> bpy.types.FCurve:
+    """The Action's F-curve for (path, index); one it lacked is made, keyed at ``first`` and ``last`` with the value
+    the bone holds without it, so the frames outside stay as they were."""
+    if bake.uses_slotted_actions():
+        existing = next((c for c in action_fcurves(action) if (c.data_path, c.array_index) == (path, index)), None)
+        curve = existing or action.fcurve_ensure_for_datablock(armature, path, index=index, group_name=group)
+    else:
+        existing = action.fcurves.find(path, index=index)
+        curve = existing or action.fcurves.new(path, index=index, action_group=group)
+    if existing is None:
+        for frame in (first, last):
+            curve.keyframe_points.insert(frame, value, options={"FAST"})
+    return curve
+
+
+def sequence_on_nla(armature: bpy.types.Object, before: bpy.types.Action | None, after: bpy.types.Action,
+                    frame: int) -> bpy.types.NlaTrack:
+    """One new NLA track with ``before`` up to the frame before ``frame`` and ``after`` from ``frame`` on, so the
+    continued motion plays on without a jump; the active Action is unassigned, as Blender's Push Down does."""
+    anim_data = armature.animation_data or armature.animation_data_create()
+    track = anim_data.nla_tracks.new()
+    track.name = bake.NLA_TRACK_NAME
+    strips = []
+    if before is not None and int(round(before.frame_range[0])) < frame:
+        strip = track.strips.new(before.name, int(round(before.frame_range[0])), before)
+        strip.action_frame_end = min(strip.action_frame_end, frame - 1)
+        strips.append(strip)
+    strips.append(track.strips.new(after.name, frame, after))
+    for strip in strips:
+        if "action_slot" in strip.bl_rna.properties and strip.action_slot is None and len(strip.action.slots):
+            strip.action_slot = bake.slot_for(strip.action, armature)
+    anim_data.action = None
+    return track
+
+
+def timeline_clips(text: str, source: str, duration: float = 0.0) -> list[generation.Clip]:
+    """The segments of a ``seconds | prompt`` timeline; a line without seconds takes ``duration`` (> 0) or an
+    estimate from its prompt. A malformed line is refused naming its number."""
+    return [generation.Clip(line.prompt, line.duration or (duration if duration > 0 else suggest_duration(line.prompt)))
+            for line in parse_prompt_lines(text, source=source)]
 
 
 def _check(armature: bpy.types.Object) -> None:

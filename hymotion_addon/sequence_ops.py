@@ -1,18 +1,161 @@
-"""Operators and the sidebar section for working beyond one clip: save the rig's pose for ``hymotion generate
---start-from/--end-at``, import a generated clip at the current frame, make a loop cycle (docs/blender.md)."""
+"""Operators and the sidebar section for working beyond one clip: generate starting from the rig's current pose,
+in-between two poses of its Action, a loop, a timeline as one Action (through the backend, like Generate: modal, Esc
+cancels); save the rig's pose for ``hymotion generate --start-from/--end-at``, import a generated clip at the current
+frame, make a loop cycle (docs/blender.md)."""
 
 from __future__ import annotations
 
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
-from hymotion.errors import HyMotionError
+from hymotion.errors import HyMotionError, bad_request
+from hymotion.jobs import parse_seeds
 
-from . import generation, rig, sequence
+from . import bake, generation, known_frames, rig, sequence
+from .operators import HYMOTION_OT_batch_bake, _common_spec_fields, _GenerationOperator
+from .properties import generation_property
 
 
 def _armature(context) -> bpy.types.Object | None:
     obj = context.active_object
     return obj if rig.is_hymotion_armature(obj) else None
+
+
+class _KnownFramesOperator(_GenerationOperator):
+    """Generate the panel's prompt (first seed) with known frames taken from the rig, then put the result where it
+    belongs (:func:`sequence.place_results`)."""
+
+    prompt: bpy.props.StringProperty(name="Prompt", description="What the body does (default: the panel's)",
+                                     options={"SKIP_SAVE"})
+
+    def known(self, context: bpy.types.Context, armature: bpy.types.Object | None) -> known_frames.KnownFrames:
+        raise NotImplementedError
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        prompt = self.value(context, "prompt").strip()
+        if not prompt:
+            raise bad_request("The prompt is empty.", "Describe the motion, e.g. 'a person sits down'.")
+        armature = self.target_armature(context)
+        self._known = self.known(context, armature)
+        fields = _common_spec_fields(self, context)
+        fields["start_frame"] = self._known.start_frame
+        if self._known.constraint.start is not None or self._known.constraint.end is not None:
+            # The pinned pose is where the rig is, at the scene's frames: the clip keeps its travel and timing.
+            fields.update(in_place=False, fps_mode="RESAMPLE")
+        return generation.RunSpec(
+            clips=[generation.Clip(prompt, self._known.duration or self.duration_for(context, prompt))],
+            seeds=parse_seeds(self.value(context, "seeds"))[:1], constraint=self._known.constraint, **fields,
+        )
+
+    def conclude(self, context: bpy.types.Context, run: generation.Run) -> set[str]:
+        if run.actions and run.error is None and not run.cancel_requested:
+            try:
+                run.actions[:] = sequence.place_results(self._known, run.armature, run.actions)
+                self.after(context, run)
+            except HyMotionError as error:
+                self.report({"ERROR"}, str(error))
+        return super().conclude(context, run)
+
+    def after(self, context: bpy.types.Context, run: generation.Run) -> None:
+        """Anything more once the results are placed."""
+
+
+def _active_hymotion_armature(context: bpy.types.Context) -> bpy.types.Object:
+    armature = _armature(context)
+    if armature is None:
+        name = f"'{context.active_object.name}'" if context.active_object is not None else "Nothing"
+        raise bad_request(f"{name} is not an SMPL-X armature made by HY-Motion.",
+                          "Select the HY-Motion armature whose pose the motion starts from (generate once to get one).")
+    return armature
+
+
+class HYMOTION_OT_continue_pose(_KnownFramesOperator, bpy.types.Operator):
+    """Generate the prompt starting in the active HY-Motion armature's pose at the current frame; the new Action
+    starts at that frame, where the old motion is. Esc cancels"""
+
+    bl_idname = "hymotion.continue_pose"
+    bl_label = "Start from Current Pose"
+
+    context_frames: bpy.props.IntProperty(
+        name="Context Frames", default=10, min=1, max=120,
+        description="Frames ending at the current one (1/30 s apart) the new motion continues from",
+    )
+    to_nla: bpy.props.BoolProperty(
+        name="Sequence on NLA", default=False,
+        description="Lay the old Action (up to the current frame) and the new one on one NLA track, seamlessly",
+    )
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object:
+        return _active_hymotion_armature(context)
+
+    def known(self, context, armature):
+        self._before = armature.animation_data.action if armature.animation_data else None
+        return known_frames.known_frames(armature, context.scene, start_from=context.scene.frame_current,
+                                     context_frames=self.context_frames)
+
+    def after(self, context, run):
+        if self.to_nla:
+            sequence.sequence_on_nla(run.armature, self._before, run.actions[0], self._known.start_frame)
+
+
+class HYMOTION_OT_inbetween(_KnownFramesOperator, bpy.types.Operator):
+    """Generate the prompt from the active Action's pose at one frame to its pose at another and write it into the
+    Action between them. Esc cancels"""
+
+    bl_idname = "hymotion.inbetween"
+    bl_label = "In-between"
+
+    frame_start: bpy.props.IntProperty(name="From Frame", description="The pose the motion starts in")
+    frame_end: bpy.props.IntProperty(name="To Frame", description="The pose the motion ends in")
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object:
+        return _active_hymotion_armature(context)
+
+    def known(self, context, armature):
+        return known_frames.known_frames(armature, context.scene, start_from=self.frame_start, end_at=self.frame_end)
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        scene = context.scene
+        if not self.properties.is_property_set("frame_start"):
+            self.frame_start = scene.frame_current
+        if not self.properties.is_property_set("frame_end"):
+            self.frame_end = self.frame_start + round(bake.scene_fps(scene))
+        return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        self.layout.prop(self, "frame_start")
+        self.layout.prop(self, "frame_end")
+
+
+class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
+    """Generate the prompt as a loop (its last frame is its first) and add Cycles modifiers, so it repeats and a walk
+    carries on. Esc cancels"""
+
+    bl_idname = "hymotion.generate_loop"
+    bl_label = "Generate Loop"
+
+    def known(self, context, armature):
+        return known_frames.known_frames(armature, context.scene, loop=True,
+                                     start_frame=int(self.value(context, "start_frame")))
+
+
+class HYMOTION_OT_generate_timeline(_GenerationOperator, bpy.types.Operator):
+    """Generate the lines of a 'seconds | prompt' list (the Batch panel's text or file) one after the other as ONE
+    continuous Action, each continuing from the one before. Esc cancels"""
+
+    bl_idname = "hymotion.generate_timeline"
+    bl_label = "Timeline"
+
+    source: generation_property("batch_source", for_operator=True)
+    text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
+    filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
+    prompt_text = HYMOTION_OT_batch_bake.prompt_text
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        text, source = self.prompt_text(context)
+        return generation.RunSpec(
+            clips=sequence.timeline_clips(text, source, float(self.value(context, "duration"))),
+            seeds=parse_seeds(self.value(context, "seeds"))[:1], timeline=True, **_common_spec_fields(self, context),
+        )
 
 
 class HYMOTION_OT_save_pose(bpy.types.Operator, ExportHelper):
@@ -109,13 +252,26 @@ class HYMOTION_PT_sequence(bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        layout = self.layout
-        column = layout.column(align=True)
-        column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
-        column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
-        column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="FILE_REFRESH")
-        layout.label(text="Generate with hymotion generate --start-from / --end-at / --loop / --timeline.")
+        draw_sequence(self.layout, context)
 
 
-classes: tuple[type, ...] = (HYMOTION_OT_save_pose, HYMOTION_OT_import_clip, HYMOTION_OT_make_cyclic,
-                             HYMOTION_PT_sequence)
+def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """Generate with known frames (the main panel's prompt and settings), then the file-based tools."""
+    settings = context.scene.hymotion
+    column = layout.column(align=True)
+    column.operator(HYMOTION_OT_continue_pose.bl_idname, icon="FORWARD")
+    column.operator(HYMOTION_OT_inbetween.bl_idname, icon="ARROW_LEFTRIGHT")
+    column.operator(HYMOTION_OT_generate_loop.bl_idname, icon="FILE_REFRESH")
+    column = layout.column(align=True)
+    column.prop(settings, "batch_source", expand=True)
+    column.prop(settings, "batch_text" if settings.batch_source == "TEXT" else "batch_file", text="")
+    column.operator(HYMOTION_OT_generate_timeline.bl_idname, icon="SEQ_SEQUENCER")
+    column = layout.column(align=True)
+    column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
+    column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
+    column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="FILE_REFRESH")
+
+
+classes: tuple[type, ...] = (HYMOTION_OT_continue_pose, HYMOTION_OT_inbetween, HYMOTION_OT_generate_loop,
+                             HYMOTION_OT_generate_timeline, HYMOTION_OT_save_pose, HYMOTION_OT_import_clip,
+                             HYMOTION_OT_make_cyclic, HYMOTION_PT_sequence)

@@ -270,6 +270,8 @@ def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple
 
 
 def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
+    from .constraints import TIMELINE_CONTEXT
+
     known = generate.add_argument_group("known frames (continue, in-between, loop, timeline; docs/blender.md)")
     known.add_argument("--start-from", metavar="FILE[:FRAME]",
                        help="start in the pose of FRAME (0-based, -1 = last, the default) of a motion file")
@@ -281,8 +283,6 @@ def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
     known.add_argument("--timeline", metavar="FILE",
                        help="one continuous motion from lines '4.5 | prompt', each continuing the previous")
 
-
-TIMELINE_CONTEXT = 10
 
 
 def _constraint_from_args(args, durations: list[float]):
@@ -303,7 +303,7 @@ def _constraint_from_args(args, durations: list[float]):
 
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
-    from .constraints import Segment, check_timeline, generate_timeline
+    from .constraints import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
     from .prompt_guide import suggest_duration
 
     if args.prompt or args.prompts:

@@ -40,6 +40,7 @@ from .skeleton import FPS
 
 RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
 MIN_LOOP_FRAMES = FPS  # a loop shorter than 1 s repeats too fast to read as a cycle
+TIMELINE_CONTEXT = 10  # frames each timeline segment continues from: a third of a second of motion
 REST_PELVIS = skeleton.BODY_REST_POSITIONS[0]
 _POSITIONS = 3 + 6 * skeleton.NUM_BODY_JOINTS  # first joint-position channel (135)
 HORIZONTAL_CHANNELS = np.array(

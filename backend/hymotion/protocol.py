@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from .errors import BAD_REQUEST, HyMotionError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: generate's constraint and timeline fields
 MAX_REQUEST_BYTES = 1 << 20
 # The deepest real message (hello -> models -> one model -> missing) nests 4 levels; anything far deeper is refused
 # before it can exhaust the decoder's recursion.
@@ -150,8 +150,56 @@ class AuthRequest(Request):
 
 
 @dataclass
+class PoseFrames:
+    """Consecutive frames of a pose in the model's space (as in ``result``): root ``translation`` (N, 3) and local
+    ``rotations`` (N, joints, 4), w, x, y, z. The backend checks the joint count against its skeleton."""
+
+    translation: FloatArray
+    rotations: FloatArray
+
+    def check(self, path: str) -> None:
+        frames = self.translation.shape[0] if self.translation.shape else 0
+        if len(self.translation.shape) != 2 or self.translation.shape[1] != 3 or frames < 1:
+            raise ProtocolError(
+                f"Field '{path}.translation' has shape {list(self.translation.shape)}, expected [frames, 3] with "
+                "frames >= 1.", "Send the root translation of each frame, as in a result event.",
+                field=f"{path}.translation",
+            )
+        if len(self.rotations.shape) != 3 or self.rotations.shape[0] != frames or self.rotations.shape[2] != 4:
+            raise ProtocolError(
+                f"Field '{path}.rotations' has shape {list(self.rotations.shape)}, expected [{frames}, joints, 4] "
+                "(one quaternion w, x, y, z per joint for each frame of translation).",
+                "Send as many rotation sets as translations, as in a result event.", field=f"{path}.rotations",
+            )
+
+
+@dataclass
+class GenerateConstraint:
+    """Known frames of every clip of a job (docs/blender.md, "Beyond one clip"). ``start``: the clip begins in the
+    last of these frames (earlier ones are context the model sees); ``end``: one frame the clip ends in; ``loop``:
+    the last frame equals the first. With ``timeline``, ``start`` and ``end`` apply to the first and last segment."""
+
+    start: PoseFrames | None = None
+    end: PoseFrames | None = None
+    loop: bool = False
+
+    def check(self) -> None:
+        if self.start is not None:
+            self.start.check("constraint.start")
+        if self.end is not None:
+            self.end.check("constraint.end")
+            if self.end.translation.shape[0] != 1:
+                raise ProtocolError(
+                    f"Field 'constraint.end' holds {self.end.translation.shape[0]} frames; an end pose is one frame.",
+                    "Send the single pose the clip should end in.", field="constraint.end",
+                )
+
+
+@dataclass
 class GenerateRequest(Request):
-    """Queue a job; its id is also the job id. Fields left out take the backend's defaults (hymotion.jobs)."""
+    """Queue a job; its id is also the job id. Fields left out take the backend's defaults (hymotion.jobs).
+    ``timeline`` true makes each seed's clips one continuous motion: the prompts in order, each continuing the one
+    before, sent as one result per seed."""
 
     TYPE: ClassVar[str] = "generate"
     id: str
@@ -162,10 +210,14 @@ class GenerateRequest(Request):
     steps: int | None = None
     smoothing: bool | None = None
     plan: str | None = None
+    constraint: GenerateConstraint | None = None
+    timeline: bool | None = None
 
     def check(self) -> None:
         if not self.id:
             raise ProtocolError("Field 'id' must not be empty.", field="id")
+        if self.constraint is not None:
+            self.constraint.check()
 
 
 @dataclass

@@ -36,6 +36,7 @@ from hymotion.protocol import (
     CancelRequest,
     ErrorEvent,
     Event,
+    GenerateConstraint,
     GenerateRequest,
     HelloEvent,
     PingRequest,
@@ -236,10 +237,13 @@ class _ClientBase:
         smoothing: bool | None = None,
         plan: str | None = None,
         job: str | None = None,
+        constraint: GenerateConstraint | None = None,
+        timeline: bool | None = None,
     ) -> str:
         """Queue a generation and return its job id at once; its events arrive through poll_events / iter_events.
 
-        Fields left as None take the backend's defaults. Raises ``bad_request`` naming the field for a malformed
+        ``constraint`` pins known frames (start, end, loop); ``timeline`` makes the prompts one continuous motion
+        per seed (docs/protocol.md). Fields left as None take the backend's defaults. Raises ``bad_request`` naming the field for a malformed
         request, ``backend_died`` when the backend is not running.
         """
         request = GenerateRequest(
@@ -251,6 +255,8 @@ class _ClientBase:
             steps=steps,
             smoothing=smoothing,
             plan=plan,
+            constraint=constraint,
+            timeline=timeline,
         )
         with self._changed:
             self._open_jobs.add(request.id)

@@ -67,3 +67,16 @@ def client_module():
     from service_helpers import load_client_module
 
     return load_client_module()
+
+
+@pytest.fixture(scope="module")
+def client(client_module, backend_env) -> Iterator:
+    """One warm backend (tiny model, CPU) shared by a module's tests, as the add-on keeps one for a Blender session."""
+    from service_helpers import EVENT_TIMEOUT_S
+
+    backend = client_module.BackendClient(
+        sys.executable, client_module.service_args(model="tiny-random", device="cpu"), env=backend_env
+    )
+    backend.start(timeout=EVENT_TIMEOUT_S)
+    yield backend
+    assert backend.shutdown() == 0

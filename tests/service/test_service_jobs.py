@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from typing import Iterator
 
 import pytest
 
 from hymotion.errors import HyMotionError
-from hymotion.protocol import Event, is_terminal
+from hymotion.protocol import PROTOCOL_VERSION, Event, is_terminal
 from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
-
-
-@pytest.fixture(scope="module")
-def client(client_module, backend_env) -> Iterator:
-    """One warm backend shared by this module's tests, as the add-on keeps one for a Blender session."""
-    backend = client_module.BackendClient(
-        sys.executable, client_module.service_args(model="tiny-random", device="cpu"), env=backend_env
-    )
-    backend.start(timeout=EVENT_TIMEOUT_S)
-    yield backend
-    assert backend.shutdown() == 0
 
 
 def collect(client, jobs: list[str]) -> list[Event]:
@@ -37,7 +24,7 @@ def collect(client, jobs: list[str]) -> list[Event]:
 
 def test_hello_describes_the_backend_before_any_model_loads(client) -> None:
     hello = client.hello
-    assert hello.protocol == 1 and hello.pid == client.pid
+    assert hello.protocol == PROTOCOL_VERSION and hello.pid == client.pid
     assert hello.model == "tiny-random" and hello.plan == "auto"
     assert {model.name for model in hello.models} == {"lite", "standard"}
     for model in hello.models:

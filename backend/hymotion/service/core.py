@@ -31,11 +31,13 @@ from ..protocol import (
     ErrorEvent,
     Event,
     FloatArray,
+    GenerateConstraint,
     GenerateRequest,
     HelloEvent,
     ModelAvailability,
     PingRequest,
     PongEvent,
+    PoseFrames,
     ProgressEvent,
     ProtocolError,
     QueuedEvent,
@@ -49,6 +51,7 @@ from ..protocol import (
 )
 
 if TYPE_CHECKING:
+    from ..constraints import MotionConstraint, Pose
     from ..jobs import GenerationSettings
     from ..motion import MotionClip
     from ..pipeline import MotionPipeline
@@ -186,6 +189,8 @@ class Job:
     connection: Connection
     settings: GenerationSettings
     plan: str | None
+    constraint: MotionConstraint | None = None
+    timeline: bool = False
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     stage: str | None = None
     step: int | None = None
@@ -288,7 +293,9 @@ class Service:
             job = request_id if refused_job and field_name != "id" else None
             connection.send(_error_event(error, id=request_id, job=job, field=field_name))
         except Exception as error:  # noqa: BLE001 - no line may end the reader: it answers every one
-            connection.send(_error_event(self._unexpected(error)))
+            request_id = getattr(request, "id", None)
+            job = request_id if isinstance(request, GenerateRequest) else None
+            connection.send(_error_event(self._unexpected(error), id=request_id, job=job))
 
     def _dispatch(self, connection: Connection, request: Any) -> None:
         if isinstance(request, GenerateRequest):
@@ -305,6 +312,7 @@ class Service:
 
     def _submit(self, connection: Connection, request: GenerateRequest) -> None:
         settings = _settings_from_request(request)
+        constraint = _constraint_from_request(request, settings)
         with self._lock:
             if self._stopping:
                 raise HyMotionError(errors.CANCELLED, "The backend is shutting down.", "Start it again.")
@@ -315,7 +323,7 @@ class Service:
                     field="id",
                     request_id=request.id,
                 )
-            job = Job(request.id, connection, settings, request.plan)
+            job = Job(request.id, connection, settings, request.plan, constraint, bool(request.timeline))
             self._queue.append(job)
             position = len(self._queue) - 1 + (self._current is not None)
             # Queued before the worker can see the job, so it always precedes the job's first progress event.
@@ -419,9 +427,21 @@ class Service:
                 log.warning("job %s: %s", job.id, message)
                 job.connection.send(WarningEvent(job=job.id, message=message))
 
-            clips = pipeline.generate(
-                job.settings, on_progress=on_progress, should_cancel=job.should_stop, on_warning=on_warning
-            )
+            if job.timeline:
+                from ..constraints import TIMELINE_CONTEXT, Segment, generate_timeline
+
+                settings = job.settings
+                clips = generate_timeline(
+                    pipeline, [Segment(p, d) for p, d in zip(settings.prompts, settings.durations)], settings.seeds,
+                    steps=settings.steps, cfg_scale=settings.cfg_scale, smoothing=settings.smoothing,
+                    context_frames=TIMELINE_CONTEXT, start=job.constraint.start, end=job.constraint.end,
+                    on_progress=on_progress, should_cancel=job.should_stop, on_warning=on_warning,
+                )
+            else:
+                clips = pipeline.generate(
+                    job.settings, on_progress=on_progress, should_cancel=job.should_stop, on_warning=on_warning,
+                    constraint=job.constraint,
+                )
             try:
                 for clip in clips:
                     job.connection.send(_result_event(job.id, sent, clip))
@@ -558,6 +578,50 @@ def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
         return settings.validate()
     except HyMotionError as error:
         raise ProtocolError(error.message, error.hint, field=error.field, request_id=request.id) from None
+
+
+def _constraint_from_request(request: GenerateRequest, settings: GenerationSettings) -> MotionConstraint | None:
+    """The request's known frames, checked against the model's skeleton and the clips' durations now, so a
+    constraint that cannot be met is refused before the job is queued (None: an unconstrained job)."""
+    if request.constraint is None and not request.timeline:
+        return None
+    from ..constraints import TIMELINE_CONTEXT, MotionConstraint, Segment, check_timeline
+
+    spec = request.constraint or GenerateConstraint()
+    try:
+        constraint = MotionConstraint(
+            _pose(spec.start, "constraint.start"), _pose(spec.end, "constraint.end"), spec.loop
+        )
+        if not request.timeline:
+            constraint.check(settings.durations)
+        elif spec.loop:
+            raise errors.bad_request("A timeline cannot loop.", "Loop a single clip, or drop loop.", field="timeline")
+        else:
+            segments = [Segment(prompt, duration) for prompt, duration in zip(settings.prompts, settings.durations)]
+            check_timeline(segments, TIMELINE_CONTEXT, constraint.start)
+    except HyMotionError as error:
+        field_name = error.field or ("timeline" if request.timeline else "constraint")
+        raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
+    return constraint
+
+
+def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
+    from ..constraints import Pose
+    from ..skeleton import BODY_JOINT_NAMES
+
+    if frames is None:
+        return None
+    joints = frames.rotations.shape[1]
+    if joints != len(BODY_JOINT_NAMES):
+        raise errors.bad_request(
+            f"Field '{path}.rotations' holds {joints} joints; this model's skeleton has {len(BODY_JOINT_NAMES)}.",
+            f"Send the {len(BODY_JOINT_NAMES)} SMPL-X body joints in the order of a result's joint_names.",
+            field=f"{path}.rotations",
+        )
+    try:
+        return Pose(frames.translation.to_numpy(), frames.rotations.to_numpy())
+    except HyMotionError as error:
+        raise errors.bad_request(f"Field '{path}': {error.message}", error.hint, field=path) from None
 
 
 def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
