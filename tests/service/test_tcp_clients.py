@@ -48,7 +48,7 @@ class InstantPipeline:
     def describe(self) -> dict:
         return {"plan": self.plan}
 
-    def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None):
+    def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None, constraint=None):
         for index, (prompt, duration) in enumerate(zip(settings.prompts, settings.durations)):
             frames = frames_for_duration(duration)
             for seed in settings.seeds:
