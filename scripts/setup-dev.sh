@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Development and CI set-up: two virtual environments beside the sources.
-#   .venv            Python 3.11, CPU torch, the backend (editable, with test extras), Blender 5.0.1 as the bpy module
+#   .venv            Python 3.11, CPU torch, the backend (editable, with its test and farm (Ray) extras), Blender 5.0.1
 #   .venv-blender42  Python 3.11, Blender 4.2 LTS as the bpy module, the backend's light modules (no torch)
 # Users install a CUDA build of torch instead (see README.md). Re-running is safe.
 set -euo pipefail

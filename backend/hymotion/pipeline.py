@@ -41,7 +41,8 @@ GRAPH_CACHE_SIZE = 4
 GRAPH_FRAME_STEP = 30
 GRAPH_TOKEN_STEP = 32
 # Prompt embeddings kept in memory (at most 128 Qwen tokens x 4096 bf16 = 1 MiB each, usually a quarter of that) and
-# how many new prompts one encoder pass takes: a group always fits in memory with room for a batch's repeats.
+# how many new prompts are encoded together (the text encoder runs them in passes of bounded size): a group always
+# fits in memory with room for a batch's repeats.
 RECENT_EMBEDDINGS = 512
 ENCODE_GROUP = 256
 _Result = TypeVar("_Result")
