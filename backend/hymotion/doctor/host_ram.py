@@ -1,4 +1,4 @@
-"""Host RAM: the offload, stream and cpu plans keep the text encoder (Qwen3-8B) there."""
+"""Host RAM: the weights are read from their memory-mapped files, so free RAM decides whether they stay cached."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def _windows_memory() -> tuple[int, int] | None:
 
 
 def _host_ram_needed(memory: ModuleType | None, variant: str) -> int:
-    """Bytes of RAM the text encoder and DiT occupy while they wait on the host (offload, stream and cpu plans)."""
+    """Bytes of RAM that keep every weight file in the page cache, plus the process's own memory: with less, the
+    system re-reads Qwen3's files from disk for each new prompt (slower, never failing)."""
     if memory is None:
         qwen, lite = DOWNLOAD_SIZE_ESTIMATES["Qwen3-8B"], DOWNLOAD_SIZE_ESTIMATES["HY-Motion-1.0-Lite"]
         return qwen + 2 * lite + HOST_RAM_OVERHEAD
@@ -75,6 +76,7 @@ def check_host_ram(state: State) -> Finding:
     detail = f"{gib(available)} available of {gib(total)}"
     if available < needed:
         return Finding("ram", WARN, detail + f"; the text encoder and model need about {gib(needed)} on the host",
-                       "Close programs before generating; on the gpu plan the weights pass through RAM only while "
-                       "loading, the other plans keep the text encoder (Qwen3-8B) there.", data)
+                       "Generation still works: the weights are read from their files, and with less free RAM "
+                       "than they take, each new prompt re-reads them from disk (seconds on an SSD). Close programs "
+                       "to keep them cached.", data)
     return Finding("ram", OK, detail, data=data)
