@@ -22,9 +22,13 @@ DEFAULT_HINTS = {
     BAD_REQUEST: "Check the values against `hymotion generate --help` or docs/protocol.md.",
     WEIGHTS_MISSING: "Run `hymotion download`, or point --model-dir at a folder that holds the weights.",
     BAD_CHECKPOINT: "Re-download the weights with `hymotion download`; `hymotion doctor` checks the files.",
-    OUT_OF_MEMORY: "Pick a leaner plan (offload, stream or cpu), shorter clips or fewer seeds per job.",
+    OUT_OF_MEMORY: "Pick a leaner plan (stream or cpu), shorter clips or fewer seeds per job.",
     CANCELLED: "Results already sent stay valid; submit the job again to redo it.",
-    BACKEND_DIED: "Start the backend again; the end of its log says why it stopped.",
+    # the add-on starts a new backend at the next Generate, with nothing for the user to do
+    BACKEND_DIED: (
+        "Generate again: the backend restarts by itself. If it keeps stopping, run the Doctor report in the add-on "
+        "preferences."
+    ),
     INTERNAL: "This is a bug; please report it with the backend log.",
 }
 

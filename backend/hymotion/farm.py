@@ -861,7 +861,7 @@ def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
     parser.add_argument("--model", default="lite", help="lite, standard, tiny-random or a model folder (default: lite)")
     parser.add_argument("--model-dir", help="folder holding the weights, the same path on every machine")
-    parser.add_argument("--plan", default="auto", help="memory plan per worker: auto, gpu, offload, stream, cpu")
+    parser.add_argument("--plan", default="auto", help="memory plan per worker: auto, gpu, stream, cpu")
     parser.add_argument("--cache-dir", help="prompt-embedding cache (default: OUT/embeddings, shared by all workers)")
     parser.add_argument("--workers", type=int, help="pipeline workers (default: one per GPU; without GPUs, one per "
                         f"{CPU_CORES_PER_WORKER} cores)")

@@ -64,13 +64,15 @@ PLANS = {
 PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 
 
+def check_precision(precision: str | None) -> None:
+    if precision is not None and precision not in PRECISIONS:
+        raise HyMotionError(BAD_REQUEST, f"Unknown precision {precision!r}.", f"Use one of {', '.join(PRECISIONS)}.")
+
+
 def dit_dtype(plan: Plan, precision: str | None = None) -> str:
     """The torch dtype name the DiT runs in: ``precision`` when given, else the plan's own."""
-    if precision is None:
-        return plan.dit_dtype
-    if precision not in PRECISIONS:
-        raise HyMotionError(BAD_REQUEST, f"Unknown precision {precision!r}.", f"Use one of {', '.join(PRECISIONS)}.")
-    return PRECISIONS[precision]
+    check_precision(precision)
+    return plan.dit_dtype if precision is None else PRECISIONS[precision]
 
 
 def next_plan(name: str) -> str | None:

@@ -531,7 +531,7 @@ def load_pipeline(
     ``precision`` ("bf16" or "fp32") overrides the plan's DiT number format (bf16 on the GPU plans, fp32 on cpu).
     """
     started = time.perf_counter()
-    memory.dit_dtype(memory.PLANS["cpu"], precision)  # an unknown precision fails before any loading
+    memory.check_precision(precision)  # before any loading
     plan = memory.RETIRED_PLANS.get(plan, plan)
     if model == "tiny-random":
         from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder

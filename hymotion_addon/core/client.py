@@ -53,10 +53,7 @@ from hymotion.protocol import (
 )
 
 # What helps after the backend died: the add-on starts a new one at the next Generate, with nothing for the user to do.
-BACKEND_RESTARTS_HINT = (
-    "Generate again: the backend restarts by itself. If it keeps stopping, run the Doctor report in the add-on "
-    "preferences."
-)
+BACKEND_RESTARTS_HINT = errors.DEFAULT_HINTS[errors.BACKEND_DIED]
 
 STDERR_TAIL_LINES = 20
 EXIT_WAIT_S = 5.0

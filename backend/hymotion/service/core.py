@@ -466,7 +466,7 @@ class Service:
             return HyMotionError(
                 errors.OUT_OF_MEMORY,
                 f"Out of memory with the {self._plan_name()} plan: {error}",
-                "Pick a leaner plan (stream or cpu), shorter clips or fewer seeds per job.",
+                errors.DEFAULT_HINTS[errors.OUT_OF_MEMORY],
             )
         log.error("failed:\n%s", traceback.format_exc())
         where = f"; the log is at {self.options.log_file}" if self.options.log_file else ""
