@@ -209,11 +209,12 @@ _MIN_CONVENTION_MATCHES = 10
 FOLLOWERS: dict[str, dict[str, str]] = {"rigify": {"spine_fk": "pelvis"}}
 # IK controls baked along with the FK motion, so switching a limb to IK keeps it: each follows the bone mapped to its
 # joint, keeping their rest offset (a foot IK target sits on the foot, a knee pole stays in front of the knee).
-# Rigify's arm IK controls and its thigh_ik are left out: their parents (the parent switch of hand_ik, the swing
-# helper of thigh_ik) depend on the controls themselves, so no key for them can be solved against Blender's
-# evaluation (the solve diverges).
+# Rigify's thigh_ik and upper_arm_ik root its IK chains: they are solved so that the IK comes out where FK is.
 IK_CONTROLS: dict[str, dict[str, str]] = {
-    "rigify": _sided({"ankle": "foot_ik.{s}", "foot": "toe_ik.{s}", "hip": "thigh_ik_target.{s}"}, "L", "R"),
+    "rigify": _sided({
+        "ankle": "foot_ik.{s}", "foot": "toe_ik.{s}", "hip": "thigh_ik_target.{s}|thigh_ik.{s}",
+        "wrist": "hand_ik.{s}", "shoulder": "upper_arm_ik_target.{s}|upper_arm_ik.{s}",
+    }, "L", "R"),
     "auto_rig_pro": _sided({
         "ankle": "c_foot_ik.{s}", "wrist": "c_hand_ik.{s}", "hip": "c_leg_pole.{s}", "shoulder": "c_arms_pole.{s}",
     }, "l", "r"),
