@@ -5,7 +5,8 @@ already baked onto the SMPL-X armature). Both build one Action on the target rig
 mapped bone, written in the bone's own rotation mode, and nothing else on the rig changes: no constraints are added,
 and the rig's custom properties are only keyed inside the Action (Rigify's IK/FK switches are keyed to FK, since
 the motion drives the FK controls). The rig's known IK controls are keyed to follow their limbs, so switching to IK
-keeps the motion (for an IK chain rooted at a keyed control, its second bone's starting pose is keyed too). The numpy work is :mod:`.core.retarget_math` (the transfer) and :mod:`.core.retarget_feet` (the feet).
+keeps the motion (for an IK chain rooted at a keyed control, its second bone's starting pose is keyed too). The
+numpy work is :mod:`.core.retarget_math` (the transfer) and :mod:`.core.retarget_feet` (the feet).
 
 Rigs whose mapped bones hang below constrained helper bones (Rigify's MCH bones, for instance) cannot be solved from
 rest matrices alone: there the numpy solution is written first and then corrected against Blender's own evaluation,
