@@ -11,7 +11,12 @@ Per rig and motion (target units are metres, shown in cm; every figure read from
   hover    highest the planted heel/ball floats during its contact, cleanup on
   slide    largest horizontal slide of a planted heel or ball over one contact, cleanup off / on
   legs     thigh and shin direction change made by the cleanup, mean / max degrees
-  stride   hip-joint travel against the source's travel times the leg-length ratio, percent off
+  least    the least slide-off any hips path could give with every bone on its source direction: half the largest
+           drift between two points planted at once (heel or ball of each foot), which no hips motion can undo
+  stride   hip-joint travel (the hips follow the target's planted feet) against the source's travel times the
+           leg-length ratio, percent off
+  accel    largest horizontal acceleration of the hips bone, following the planted feet / on the leg-length-scaled
+           source path, m/s^2
   bones    largest direction error of any mapped bone against its source bone, cleanup off (Rigify: clavicles
            measured head to the upper arm's head), degrees
   time     the whole bake_onto_rig call, cleanup on, ms
@@ -95,6 +100,8 @@ def measure(armature, motion: str, seconds: float) -> dict[str, float]:
     source_hips = source[:, [rigs.JOINT["left_hip"], rigs.JOINT["right_hip"]]].mean(axis=1)
     source_travel = np.linalg.norm(source_hips[-1, :2] - source_hips[0, :2])
     stride = (100.0 * (hips_off / (leg_ratio * source_travel) - 1.0)) if source_travel > 0.05 else 0.0
+    least = least_slide(retarget_feet.foot_point_tracks(plan, by_bone(off)), truth)
+    accel_planted, accel_scaled = hips_accelerations(plan, translation, rotations)
     return {
         "pen": 100.0 * max(depth, 0.0),
         "hover": 100.0 * max(hover, 0.0),
@@ -102,10 +109,41 @@ def measure(armature, motion: str, seconds: float) -> dict[str, float]:
         "slide_on": 100.0 * max(report.slide for report in reports_on),
         "legs_mean": float(leg_change.mean()),
         "legs_max": float(leg_change.max()),
+        "least": 100.0 * least,
         "stride": stride,
+        "accel": (accel_planted, accel_scaled),
         "bones": max(bones.values()),
         "time": elapsed,
     }
+
+
+def least_slide(tracks: dict[int, np.ndarray], contacts: np.ndarray) -> float:
+    """Half the largest path length, over the frames two contacts of different feet share, of the horizontal vector
+    between their points (target FK, every bone on its source direction): the hips move both points alike, so the
+    two contacts' slides add up to at least that, and one of them slides at least half of it."""
+    worst = 0.0
+    for heel_or_ball in range(2):
+        for other in range(2):
+            shared = contacts[:, 0, heel_or_ball] & contacts[:, 1, other]
+            between = tracks[0][:, heel_or_ball, :2] - tracks[1][:, other, :2]
+            for start, stop in retarget_feet.segments(shared):
+                drift = np.linalg.norm(np.diff(between[start:stop], axis=0), axis=-1).sum()
+                worst = max(worst, 0.5 * float(drift))
+    return worst
+
+
+def hips_accelerations(plan, translation, rotations, fps: float = 30.0) -> tuple[float, float]:
+    """Largest horizontal acceleration (m/s^2) of the hips bone following the target's planted feet, and on the
+    leg-length-scaled source path (numpy, cleanup off)."""
+    wishes = retarget_math.transfer(plan, translation, rotations)
+    scaled = wishes.positions[plan.hips] @ plan.axes.T
+    retarget_feet.follow_planted_feet(plan, wishes, fps)
+    planted = wishes.positions[plan.hips] @ plan.axes.T
+
+    def largest(path):
+        return float(np.linalg.norm(np.diff(path[:, :2], n=2, axis=0), axis=-1).max() * fps * fps)
+
+    return largest(planted), largest(scaled)
 
 
 def joint_bones(plan) -> dict[int, int]:
@@ -147,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rigs", default=",".join(RIGS))
     args = parser.parse_args(argv)
     print(f"Blender {bpy.app.version_string}, CPU: {cpu_name()}, {args.seconds:g} s clips at 30 fps")
-    header = (f"| rig | motion | pen (cm) | hover (cm) | slide off / on (cm) | legs mean / max (deg) | stride (%) "
-              f"| bones (deg) | time (ms) |")
+    header = (f"| rig | motion | pen (cm) | hover (cm) | slide off / on (cm) | least (cm) | legs mean / max (deg) "
+              f"| stride (%) | accel (m/s²) | bones (deg) | time (ms) |")
     print(header)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 11)
     for name in args.rigs.split(","):
         rigs.new_empty_file() if hasattr(rigs, "new_empty_file") else bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.context.scene.render.fps = 30
@@ -158,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         for motion in MOTIONS:
             row = measure(armature, motion, args.seconds)
             print(f"| {name} | {motion} | {row['pen']:.2f} | {row['hover']:.2f} | {row['slide_off']:.2f} / "
-                  f"{row['slide_on']:.2f} | {row['legs_mean']:.1f} / {row['legs_max']:.1f} | {row['stride']:+.2f} "
-                  f"| {row['bones']:.2f} | {row['time']:.0f} |", flush=True)
+                  f"{row['slide_on']:.2f} | {row['least']:.2f} | {row['legs_mean']:.1f} / {row['legs_max']:.1f} "
+                  f"| {row['stride']:+.2f} | {row['accel'][0]:.1f} / {row['accel'][1]:.1f} | {row['bones']:.2f} "
+                  f"| {row['time']:.0f} |", flush=True)
     return 0
 
 

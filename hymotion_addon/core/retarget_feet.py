@@ -1,7 +1,9 @@
 """Feet in numpy only: where the source's heels and toes touch the ground, and planting the target's feet there.
 
-The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do; :func:`clean_feet`
-then changes the legs of that :class:`~.retarget_math.Transfer` before the keys are solved.
+The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do;
+:func:`follow_planted_feet` then moves the hips along the ground so that the target's own feet, turned exactly like
+the source's, stay where they touch (the stride fits the target's legs), and :func:`clean_feet` may change the legs
+of that :class:`~.retarget_math.Transfer` before the keys are solved.
 
 Contacts (:func:`detect_contacts`) are found separately for the heel (a point under the ankle, on the floor at rest)
 and the ball of the foot (the toe joint), from their height over the clip's floor and their speed. Their overlap
@@ -34,6 +36,7 @@ from .retarget_math import (
     normalized,
     pose_matrices,
     rotation_between,
+    set_hips_path,
     source_floor,
 )
 
@@ -41,6 +44,7 @@ _IK_REACH = 0.9999
 _HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
 _SOURCE_FORWARD = np.array([0.0, -1.0, 0.0])
 POINTS = ("heel", "ball")
+_PHASE_FLOOR = 1e-3  # a contact's share at its very first frame: only breaks ties where no contact is settled yet
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,22 @@ def detect_contacts(
     slow over the ground. Gaps of one frame are closed and contacts shorter than `min_frames` dropped, so pinning
     never flickers."""
     points = source_foot_points(positions, world, source)
-    floor = source_floor(positions, source)
-    toe_level = min(source.heads[toe, 2] for toe in TOES)
+    heights = _heights(points, positions, source)
     contacts = np.zeros(points.shape[:3], dtype=bool)
     for side in range(2):
         for point in range(2):
-            track = points[:, side, point]
-            height = track[:, 2] - floor - (0.0 if point == 0 else source.heads[TOES[side], 2] - toe_level)
-            raw = (height < settings.height_tolerance) & (_horizontal_speed(track, fps) < settings.speed_tolerance)
+            speed = _horizontal_speed(points[:, side, point], fps)
+            raw = (heights[:, side, point] < settings.height_tolerance) & (speed < settings.speed_tolerance)
             contacts[:, side, point] = _clean_mask(raw, settings.min_frames)
     return contacts
+
+
+def _heights(points: np.ndarray, positions: np.ndarray, source) -> np.ndarray:
+    """Heights (F, 2, 2) of the source's heels and balls (`points`, from :func:`source_foot_points`) over where each
+    stands at rest on the clip's floor."""
+    toe_level = min(source.heads[toe, 2] for toe in TOES)
+    standing = np.array([[0.0, source.heads[toe, 2] - toe_level] for toe in TOES])
+    return points[..., 2] - source_floor(positions, source) - standing
 
 
 def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
@@ -145,6 +155,90 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
         weight = np.where(better, ramp, weight)
         owner = np.where(better, number, owner)
     return weight, owner
+
+
+# --- the hips follow the target's planted feet ------------------------------------------------------------------
+
+
+def follow_planted_feet(
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+) -> np.ndarray:
+    """Move the hips horizontally so that, with every bone turned exactly like the source, the target's own planted
+    heels and balls stay put (the stride then fits the target's legs); height and rotations are left alone.
+
+    Per frame step, each heel or ball contact asks for the hips step that keeps that point of the target's FK foot
+    where it is (and, in the frames its pin weight blends in and out, that moves it as the source's point moves,
+    scaled); with no contact, the hips take the transfer's step (the source's, scaled by the leg-length ratio). The
+    steps are blended: contacts carry ``grounded`` (the largest pin weight), shared among them by pin weight times
+    the square of the phase (:func:`contact_phase`: 0 at a contact's first and last frame, 1 a few frames in) times
+    the confidence (:func:`_confidence`: on the floor and still), and the scaled step carries the rest. So on two
+    planted feet the one that just landed takes over from the one about to lift, mostly where their phases cross
+    (the square sharpens the hand-over: with other leg proportions the two cannot both stay put, and the sharper the
+    hand-over, the less each slides), and of heel and ball the one still on the floor counts. Every weight changes
+    smoothly, so the hips' velocity has no jump from a weight; it changes as fast as the planted leg's own
+    kinematics ask. Nothing changes in place (`in_place`).
+    Changes `wishes` in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
+    contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
+    feet = plan_feet(plan)
+    if wishes.in_place or not feet or contacts.shape[0] < 2:
+        return contacts
+    hips = wishes.positions[plan.hips] @ plan.axes.T
+    tracks = foot_point_tracks(plan, pose_matrices(plan, wishes), feet)
+    source_points = source_foot_points(wishes.source_positions, wishes.source_world, plan.source_rest)
+    heights = _heights(source_points, wishes.source_positions, plan.source_rest)
+    steps, pins, phases = [], [], []
+    for foot in feet:
+        for point in range(len(POINTS)):
+            mask = contacts[:, foot.side, point]
+            if not mask.any():
+                continue
+            phase = _midpoints(contact_phase(mask, settings.blend_frames))
+            offset = tracks[foot.side][:, point, :2] - hips[:, :2]  # from the hips: the bones' rotations alone
+            scaled = plan.scale * np.diff(source_points[:, foot.side, point, :2], axis=0)
+            steps.append((1.0 - phase)[:, None] * scaled - np.diff(offset, axis=0))
+            pins.append(_midpoints(pin_weights(mask, settings.blend_frames)[0]))
+            sure = _confidence(heights[:, foot.side, point], source_points[:, foot.side, point], fps, settings)
+            phases.append(phase**2 * _midpoints(sure))
+    if not steps:
+        return contacts
+    pins, phases = np.array(pins), np.array(phases)
+    grounded = pins.max(axis=0)
+    share = pins * (phases + _PHASE_FLOOR)
+    share = share / np.maximum(share.sum(axis=0), 1e-12)
+    free = np.diff(hips[:, :2], axis=0)
+    blended = (1.0 - grounded)[:, None] * free + np.einsum("cf,cfd->fd", grounded * share, np.array(steps))
+    hips[1:, :2] = hips[0, :2] + np.cumsum(blended, axis=0)
+    set_hips_path(plan, wishes, hips)
+    return contacts
+
+
+def contact_phase(mask: np.ndarray, ramp_frames: int) -> np.ndarray:
+    """Per frame, how far inside its contact a point is (F,): 0 outside a contact, rising by smoothstep to 1 over its
+    first `ramp_frames` + 1 frames and falling back to 0 over its last; a contact running into the clip's start or
+    end has no ramp there."""
+    frames = mask.shape[0]
+    phase = np.zeros(frames)
+    index = np.arange(frames)
+    for start, stop in segments(mask):
+        inside = index[start:stop]
+        since = inside - start + 1 if start > 0 else np.full(inside.size, np.inf)
+        until = stop - inside if stop < frames else np.full(inside.size, np.inf)
+        ramp = np.clip(np.minimum(since, until) / (ramp_frames + 1.0), 0.0, 1.0)
+        phase[start:stop] = ramp * ramp * (3.0 - 2.0 * ramp)
+    return phase
+
+
+def _confidence(heights: np.ndarray, track: np.ndarray, fps: float, settings: ContactSettings) -> np.ndarray:
+    """How surely a source point is planted, per frame (F,): 1 on the floor and still, falling linearly to 0 at the
+    contact thresholds of height and horizontal speed."""
+    low = np.clip(1.0 - heights / settings.height_tolerance, 0.0, 1.0)
+    still = np.clip(1.0 - _horizontal_speed(track, fps) / settings.speed_tolerance, 0.0, 1.0)
+    return low * still
+
+
+def _midpoints(values: np.ndarray) -> np.ndarray:
+    """Per frame step (F - 1,), the mean of the values at its two ends."""
+    return 0.5 * (values[1:] + values[:-1])
 
 
 # --- leg IK ---------------------------------------------------------------------------------------------------------

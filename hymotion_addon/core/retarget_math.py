@@ -182,6 +182,7 @@ class Transfer:
     root_motion: str
     source_positions: np.ndarray
     source_world: np.ndarray  # (F, 22, 3, 3) the source joints' world rotations
+    in_place: bool = False
 
 
 # --- small rotation helpers -----------------------------------------------------------------------------------------
@@ -531,27 +532,35 @@ def transfer(
         )
     translation, rotations = validated_clip(translation, rotations)
     world, positions = source_world(translation, rotations, plan.source_rest)
-    frames = world.shape[0]
     mapped_world = plan.axes.T @ world[:, plan.joints] @ plan.aligned_rest
 
     rotations_by_bone = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
     hips_q = _hips_positions(plan, positions, plan.axes @ rotations_by_bone[plan.hips])
-    hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
     if in_place:
-        hips_q[:, :2] = hips_rest_q[:2]
-    ground_motion = np.zeros((frames, 3))
-    if root_motion == "ROOT_BONE":
-        ground_motion[:, :2] = hips_q[:, :2] - hips_rest_q[:2]
-
-    offsets = {plan.root: ground_motion @ plan.axes} if plan.root >= 0 else {}
-    return Transfer(
+        hips_q[:, :2] = (plan.axes @ plan.target.rest[plan.hips, :3, 3])[:2]
+    wishes = Transfer(
         rotations=rotations_by_bone,
-        positions={plan.hips: hips_q @ plan.axes},
-        offsets=offsets,
+        positions={},
+        offsets={},
         root_motion=root_motion,
         source_positions=positions,
         source_world=world,
+        in_place=in_place,
     )
+    set_hips_path(plan, wishes, hips_q)
+    return wishes
+
+
+def set_hips_path(plan: RetargetPlan, wishes: Transfer, hips_q: np.ndarray) -> None:
+    """Put the hips bone at `hips_q` (F, 3, source frame); in ROOT_BONE mode the root bone carries its horizontal
+    travel from the rest spot (the hips keep their absolute place, so they move with the root)."""
+    frames = hips_q.shape[0]
+    wishes.positions[plan.hips] = hips_q @ plan.axes
+    ground_motion = np.zeros((frames, 3))
+    if wishes.root_motion == "ROOT_BONE":
+        ground_motion[:, :2] = hips_q[:, :2] - (plan.axes @ plan.target.rest[plan.hips, :3, 3])[:2]
+    if plan.root >= 0:
+        wishes.offsets[plan.root] = ground_motion @ plan.axes
 
 
 def _hips_positions(plan: RetargetPlan, positions: np.ndarray, hips_rotation: np.ndarray) -> np.ndarray:

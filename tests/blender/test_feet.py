@@ -73,7 +73,9 @@ def test_planted_heels_and_balls_stay_put_on_the_floor(planted):
     slides_before = [report.slide for report in retarget_feet.measure_contacts(plan, before, truth)]
     reports = retarget_feet.measure_contacts(plan, after, truth)
     assert len(reports) == len(slides_before) >= 4
-    assert max(slides_before) > 0.01  # other proportions: without cleanup a planted point slides over 1 cm
+    # other proportions: with every bone on its source direction, two planted feet cannot both stay put while the
+    # weight passes from one to the other, so without cleanup some point slides further than the 2 mm allowed below
+    assert max(slides_before) > 0.004
     for report in reports:
         # 2 mm per contact: the target; the detector may join a contact a frame after the truth does, when
         # the point still moves by at most ~1 mm (it lands at near zero speed)

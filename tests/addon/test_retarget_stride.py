@@ -1,0 +1,139 @@
+"""The hips follow the target's own planted feet (retarget_feet.follow_planted_feet), in numpy without Blender: a rig
+whose thigh-to-shin ratio differs from the SMPL-X body keeps a planted foot put while every bone keeps the source's
+rotation, and with no foot on the ground the hips keep the source's path scaled by the leg-length ratio."""
+
+from __future__ import annotations
+
+import numpy as np
+from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion, y_up_to_z_up
+from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_POSITIONS
+from hymotion_addon.core import retarget_feet, retarget_math
+
+JOINT = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
+FPS = 30.0
+FRAMES = 60
+# float64 throughout: a planted point is the sum of ~60 hips steps of ~1 cm and FK over ~1 m of bones, each rounding
+# by ~1e-16 relative, so it stays put to ~1e-14 m; 1e-9 m keeps a margin of 10^5 and still catches any real slide
+# (the leg-length-scaled path slides this rig's foot by centimetres, asserted below)
+EXACT = 1e-9
+
+
+def source_skeleton() -> retarget_math.SourceSkeleton:
+    """The SMPL-X body at rest in Blender space; bone tails at the chain child (the spine's for pelvis and spine3),
+    leaves pointing on along their parent bone, as the add-on's armature has them."""
+    heads = y_up_to_z_up(BODY_REST_POSITIONS)
+    tails = heads.copy()
+    chain = {"pelvis": "spine1", "spine3": "neck"}
+    for joint, name in enumerate(BODY_JOINT_NAMES):
+        children = [child for child, parent in enumerate(BODY_PARENTS) if parent == joint]
+        if name in chain:
+            tails[joint] = heads[JOINT[chain[name]]]
+        elif len(children) == 1:
+            tails[joint] = heads[children[0]]
+        else:
+            along = heads[joint] - heads[BODY_PARENTS[joint]]
+            tails[joint] = heads[joint] + 0.1 * along / np.linalg.norm(along)
+    return retarget_math.SourceSkeleton(heads=heads, tails=tails)
+
+
+def long_shinned_plan(source: retarget_math.SourceSkeleton) -> retarget_math.RetargetPlan:
+    """The SMPL-X body 10 % larger with its knees 6 cm higher (thigh about 15 % shorter, shin 15 % longer, so the
+    thigh-to-shin ratio falls from about 0.95 to 0.7), bones along the world axes."""
+    heads = source.heads * 1.1
+    for side in ("left", "right"):
+        heads[JOINT[f"{side}_knee"], 2] += 0.06
+    rest = np.repeat(np.eye(4)[None], len(BODY_JOINT_NAMES), axis=0)
+    rest[:, :3, 3] = heads
+    target = retarget_math.TargetSkeleton(names=BODY_JOINT_NAMES, parents=np.array(BODY_PARENTS), rest=rest)
+    return retarget_math.plan_retarget(source, target, {name: name for name in BODY_JOINT_NAMES})
+
+
+def leg_clip(source: retarget_math.SourceSkeleton, planted: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two seconds of a body rocking over its bending left leg while the right leg swings high, in the model frame.
+
+    planted: the left foot stays flat and put (its heel held in place by the root translation); otherwise the whole
+    body also drifts forward at 1 m/s, faster than a planted point may move, so no foot is ever in contact."""
+    seconds = np.arange(FRAMES) / FPS
+    wave = np.sin(2.0 * np.pi * seconds / 2.0)
+    thigh, knee = 0.35 * wave, 0.6 + 0.4 * wave  # left hip flexion and knee bend, radians
+    world = np.repeat(np.eye(3)[None, None], len(BODY_JOINT_NAMES), axis=1).repeat(FRAMES, axis=0)
+    side_turns = {"left": (thigh, knee), "right": (0.6 + 0.3 * wave, np.full(FRAMES, 1.3))}
+    for side, (hip_angle, knee_angle) in side_turns.items():
+        x = np.array([1.0, 0.0, 0.0])
+        world[:, JOINT[f"{side}_hip"]] = axis_angle_matrix(x, hip_angle)  # flexion turns the thigh forward (-Y)
+        world[:, JOINT[f"{side}_knee"]] = axis_angle_matrix(x, hip_angle - knee_angle)
+        world[:, JOINT[f"{side}_ankle"]] = world[:, JOINT[f"{side}_foot"]] = np.eye(3)  # feet level
+    local = world.copy()
+    for joint, parent in enumerate(BODY_PARENTS):
+        if parent >= 0:
+            local[:, joint] = np.swapaxes(world[:, parent], -1, -2) @ world[:, joint]
+    to_model = Y_UP_TO_Z_UP.T
+    rotations = matrix_to_quaternion(to_model @ local @ to_model.T)
+    _, positions = retarget_math.source_world(np.zeros((FRAMES, 3)), rotations, source)
+    heel = positions[:, JOINT["left_ankle"]] + np.array([0.0, 0.0, source.heads[JOINT["left_foot"], 2]
+                                                         - source.heads[JOINT["left_ankle"], 2]])
+    offset = heel[0] - heel  # Blender frame: the root moves so the left heel stays where it started
+    if not planted:
+        offset[:, 1] -= 1.0 * seconds
+    return offset @ Y_UP_TO_Z_UP, rotations
+
+
+def foot_points(plan: retarget_math.RetargetPlan, wishes: retarget_math.Transfer) -> dict[int, np.ndarray]:
+    return retarget_feet.foot_point_tracks(plan, retarget_math.pose_matrices(plan, wishes))
+
+
+def test_a_planted_foot_stays_put_on_other_leg_proportions_and_no_bone_turns():
+    source = source_skeleton()
+    plan = long_shinned_plan(source)
+    translation, rotations = leg_clip(source, planted=True)
+    wishes = retarget_math.transfer(plan, translation, rotations)
+    scaled_hips = wishes.positions[plan.hips].copy()
+    scaled_feet = foot_points(plan, wishes)
+    turns = {bone: rotation.copy() for bone, rotation in wishes.rotations.items()}
+
+    contacts = retarget_feet.follow_planted_feet(plan, wishes, FPS)
+
+    assert contacts[:, 0].all() and not contacts[:, 1].any()  # the designed contacts: left heel and ball, always
+    for bone, rotation in turns.items():
+        np.testing.assert_array_equal(wishes.rotations[bone], rotation)  # every bone keeps the source's turn
+    np.testing.assert_array_equal(wishes.positions[plan.hips][:, 2], scaled_hips[:, 2])  # height as it was
+    planted = foot_points(plan, wishes)[0][:, :2, :2]  # left heel and ball, horizontal
+    np.testing.assert_allclose(planted, np.broadcast_to(planted[:1], planted.shape), atol=EXACT)
+    scaled = scaled_feet[0][:, :2, :2]
+    assert np.ptp(scaled, axis=0).max() > 0.02  # scaled by leg length alone, this rig's planted foot slid
+
+
+def test_with_no_foot_on_the_ground_the_hips_keep_the_scaled_source_path():
+    source = source_skeleton()
+    plan = long_shinned_plan(source)
+    translation, rotations = leg_clip(source, planted=False)
+    wishes = retarget_math.transfer(plan, translation, rotations)
+    scaled_hips = wishes.positions[plan.hips].copy()
+
+    contacts = retarget_feet.follow_planted_feet(plan, wishes, FPS)
+
+    assert not contacts.any()
+    np.testing.assert_allclose(wishes.positions[plan.hips], scaled_hips, atol=EXACT)
+    assert np.ptp(scaled_hips[:, 1]) > 1.5  # ~1.1 x 1 m/s x 2 s of travel, kept as it was
+
+
+def test_in_place_keeps_the_hips_over_their_rest_spot():
+    source = source_skeleton()
+    plan = long_shinned_plan(source)
+    translation, rotations = leg_clip(source, planted=True)
+    wishes = retarget_math.transfer(plan, translation, rotations, in_place=True)
+    before = wishes.positions[plan.hips].copy()
+    retarget_feet.follow_planted_feet(plan, wishes, FPS)
+    np.testing.assert_array_equal(wishes.positions[plan.hips], before)
+    np.testing.assert_allclose(before[:, :2], np.broadcast_to(plan.target.rest[plan.hips, :2, 3], (FRAMES, 2)))
+
+
+def test_the_contact_phase_ramps_in_and_out_smoothly_and_not_at_the_clip_edges():
+    mask = np.zeros(30, dtype=bool)
+    mask[:6] = mask[10:20] = mask[24:] = True
+    phase = retarget_feet.contact_phase(mask, 2)
+    assert (phase[~mask] == 0.0).all()
+    np.testing.assert_allclose(phase[10:13], phase[17:20][::-1])  # symmetric ramps over the first and last 3 frames
+    assert 0.0 < phase[10] < phase[11] < 1.0 and (phase[12:18] == 1.0).all()
+    assert phase[0] == phase[1] == 1.0 and phase[4] < 1.0  # the first contact starts with the clip: no ramp in
+    assert phase[-1] == phase[-2] == 1.0 and phase[25] < 1.0  # the last runs into the clip's end: no ramp out
