@@ -1,6 +1,7 @@
 """Where the DiT step's GPU time goes: real-size random DiT, eager vs CUDA graph, and the top kernels.
 
-Usage (on a CUDA machine): python benchmarks/profile_step.py --variant lite --batch 2 128
+Usage (on a CUDA machine): python benchmarks/profile_step.py --variant lite --batch 2 128 [--compile MODE]
+``--compile`` times the same step with ``torch.compile`` (MODE as torch.compile takes it), compile time included.
 """
 
 import argparse
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[2, 128])
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--text", type=int, default=24)
+    parser.add_argument("--compile", help="also time torch.compile(model, mode=COMPILE), e.g. max-autotune-no-cudagraphs")
     args = parser.parse_args()
     model = HunyuanMotionMMDiT(**DIT_SHAPES[args.variant])
     randomize_parameters(model, torch.Generator().manual_seed(0))
@@ -64,6 +66,23 @@ def main() -> None:
                 model(x, ctxt, vtxt, t, layout)
                 torch.cuda.synchronize()
             print(profile.key_averages().table(sort_by="cuda_time_total", row_limit=15))
+            if args.compile:
+                compiled = torch.compile(model, mode=args.compile, dynamic=False)
+                begin = time.perf_counter()
+                compiled(x, ctxt, vtxt, t, layout)
+                torch.cuda.synchronize()
+                compile_s = time.perf_counter() - begin
+                with torch.cuda.stream(side):
+                    compiled(x, ctxt, vtxt, t, layout)
+                torch.cuda.current_stream().wait_stream(side)
+                compiled_graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(compiled_graph):
+                    compiled(x, ctxt, vtxt, t, layout)
+                compiled_replay = timed(compiled_graph.replay, 20)
+                difference = (compiled(x, ctxt, vtxt, t, layout).float() - model(x, ctxt, vtxt, t, layout).float()).abs()
+                print(f"batch {batch}: compiled ({args.compile}) graph {compiled_replay * 1e3:.2f} ms per step, "
+                      f"{flops / compiled_replay / 1e12:.0f} TFLOP/s; compile {compile_s:.1f} s; "
+                      f"max |compiled - eager| {difference.max().item():.3g}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ weights. Each plan then runs in a fresh process, as the add-on's backend does, a
 - cached: median latency of a prompt whose embedding is cached;
 - host RAM: peak RSS, anonymous (the process's own memory) and file-backed (memory-mapped weights, evictable);
 - GPU: peak allocated; throughput: 64 cached prompts x 5 s in one call.
-``--memory-cap GIB`` caps the process's CUDA memory (``set_per_process_memory_fraction``), as a small card would: an
+``PLAN+compile`` runs the DiT through ``torch.compile`` (its compile time counts in the first clip).
+``PLAN@GIB`` caps the process's CUDA memory (``set_per_process_memory_fraction``), as a small card would: an
 out-of-memory error then steps down the plan ladder for real, and the row says which plan finished.
 A baseline row runs the official configuration (fp32 DiT on 360 padded frames and 128 text tokens, the causal LM with
 every hidden state, everything resident, no prompt cache) in the same run, for side-by-side ratios.
@@ -49,7 +50,8 @@ DIT_SHAPES = {"lite": dict(feat_dim=1024, num_layers=18, num_heads=16), "standar
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=("lite", "standard"), default="lite")
     parser.add_argument("--plans", default="official-baseline,gpu,stream",
-                        help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6 (cpu is slow at real size)")
+                        help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6; PLAN+compile uses torch.compile "
+                        "(cpu is slow at real size)")
     parser.add_argument("--work-dir", help="where the random real-size weights are written (default: a temp dir)")
     parser.add_argument("--throughput-prompts", type=int, default=64)
     parser.add_argument("--warm-repeats", type=int, default=5)
@@ -145,6 +147,7 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
 
     imported = time.monotonic()
     plan, _, cap = spec.partition("@")
+    plan, _, option = plan.partition("+")
     cuda = torch.cuda.is_available() and plan != "cpu"
     if cuda and cap:
         torch.cuda.set_per_process_memory_fraction(float(cap) * GIB / torch.cuda.get_device_properties(0).total_memory)
@@ -154,6 +157,7 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     pipe = load_pipeline(
         str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan=plan, device="cuda" if cuda else "cpu",
         cache_dir=tempfile.mkdtemp(prefix=f"hymotion-bench-{plan}-"), official_padding=baseline,
+        compile_dit=option == "compile",
     )
     if baseline:
         pipe.cache = None  # the official pipeline encodes the prompt on every request

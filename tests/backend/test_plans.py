@@ -190,3 +190,17 @@ def test_unknown_or_impossible_plan_is_a_clear_error(monkeypatch):
         memory.choose_plan("turbo")
     with pytest.raises(Exception, match="needs a CUDA GPU"):
         memory.choose_plan("gpu")
+
+
+def test_compiled_dit_gives_the_eager_motion(tmp_path):
+    """--compile only fuses kernels: in fp32 the motion equals the eager cpu plan's within FP32_PLACEMENT (fused
+    elementwise kernels keep intermediates in registers and may sum in another order, a few fp32 ulps per stage)."""
+    one_shape = settings(PROMPTS[:1], (2.0,), seeds=(0, 1), smoothing=False)  # each new shape compiles again
+    eager = list(load_pipeline("tiny-random", plan="cpu", device="cpu", cache_dir=tmp_path / "eager",
+                               precision="fp32").generate(one_shape))
+    compiled_pipe = load_pipeline("tiny-random", plan="gpu", device="cpu", cache_dir=tmp_path / "compiled",
+                                  precision="fp32", compile_dit=True)
+    assert compiled_pipe._forward is not compiled_pipe.transformer
+    compiled = list(compiled_pipe.generate(one_shape))
+    for a, b in zip(eager, compiled, strict=True):
+        np.testing.assert_allclose(a.positions, b.positions, atol=FP32_PLACEMENT)

@@ -78,6 +78,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
     parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="the DiT's number format (default: the plan's)")
+    parser.add_argument("--compile", action="store_true", dest="compile_dit",
+                        help="torch.compile the DiT on GPU plans: faster for large batches after a minute of compiling")
 
 
 def serve_main(args: argparse.Namespace) -> int:
@@ -89,7 +91,8 @@ def serve_main(args: argparse.Namespace) -> int:
     parent = os.getppid()
     log_file = _set_up_logging(args.log_file)
     options = ServeOptions(
-        args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file, precision=args.precision
+        args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file, precision=args.precision,
+        compile_dit=args.compile_dit,
     )
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
              args.model)

@@ -209,6 +209,7 @@ class ServeOptions:
     cache_dir: str | None = None
     log_file: str | None = None
     precision: str | None = None
+    compile_dit: bool = False
 
 
 class Service:
@@ -513,6 +514,7 @@ class Service:
                 device=self.options.device,
                 cache_dir=self.options.cache_dir,
                 precision=self.options.precision,
+                compile_dit=self.options.compile_dit,
             )
         finally:
             with self._lock:
