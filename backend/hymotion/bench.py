@@ -57,6 +57,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-repeats", type=int, default=5)
     parser.add_argument("--precision-prompts", type=int, default=0,
                         help="also compare bf16 against fp32 on the gpu plan over this many prompts")
+    parser.add_argument("--cpu-reference-prompts", type=int, default=0,
+                        help="also compare the GPU plans in fp32 against the cpu plan over this many prompts")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one plan's measurement, in its own process
 
@@ -207,8 +209,8 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     return result
 
 
-def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
-    """bf16 against fp32 on the gpu plan over ``prompts`` prompts (5 s, one seed): joint positions in metres."""
+def compare_runs(model_dir: Path, variant: str, prompts: int, runs: dict[str, dict]) -> dict:
+    """Joint positions (prompts x 5 s, one seed) from each named ``load_pipeline`` configuration, one after another."""
     import numpy as np
     import torch
 
@@ -217,16 +219,35 @@ def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
     from .weights import VARIANT_FOLDERS
 
     settings = GenerationSettings(BENCH_PROMPTS[:prompts], [5.0], [0])
-    cache = tempfile.mkdtemp(prefix="hymotion-bench-precision-")
-    clips = {}
-    for precision in ("fp32", "bf16"):
-        pipe = load_pipeline(str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan="gpu",
-                             device="cuda", cache_dir=cache, precision=precision)
-        clips[precision] = [clip.positions for clip in pipe.generate(settings)]
+    cache = tempfile.mkdtemp(prefix="hymotion-bench-compare-")
+    positions = {}
+    for name, options in runs.items():
+        pipe = load_pipeline(str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, cache_dir=cache, **options)
+        positions[name] = np.stack([clip.positions for clip in pipe.generate(settings)])
         del pipe
         torch.cuda.empty_cache()
-    deviation = np.abs(np.stack(clips["bf16"]) - np.stack(clips["fp32"]))
+    return positions
+
+
+def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
+    """bf16 against fp32 on the gpu plan: joint positions in metres."""
+    runs = {precision: dict(plan="gpu", device="cuda", precision=precision) for precision in ("fp32", "bf16")}
+    clips = compare_runs(model_dir, variant, prompts, runs)
+    deviation = abs(clips["bf16"] - clips["fp32"])
     return {"prompts": prompts, "bf16_vs_fp32_mean_m": float(deviation.mean()), "bf16_vs_fp32_max_m": float(deviation.max())}
+
+
+def compare_with_cpu_plan(model_dir: Path, variant: str, prompts: int) -> dict:
+    """The GPU plans in fp32 against the cpu plan (the official computation): joint positions in metres."""
+    runs = {plan: dict(plan=plan, device="cuda", precision="fp32") for plan in ("gpu", "stream")}
+    runs["cpu"] = dict(plan="cpu", device="cpu")
+    clips = compare_runs(model_dir, variant, prompts, runs)
+    report: dict = {"prompts": prompts}
+    for plan in ("gpu", "stream"):
+        deviation = abs(clips[plan] - clips["cpu"])
+        report[f"{plan}_fp32_vs_cpu_mean_m"] = float(deviation.mean())
+        report[f"{plan}_fp32_vs_cpu_max_m"] = float(deviation.max())
+    return report
 
 
 def environment() -> dict:
@@ -285,7 +306,7 @@ def bench_main(args) -> int:
     print(f"writing random {args.variant} weights under {work} ...", file=sys.stderr)
     write_random_weights(work, args.variant)
     report = {"environment": environment(), "variant": args.variant, "results": []}
-    for spec in args.plans.split(","):
+    for spec in filter(None, args.plans.split(",")):
         print(f"measuring plan {spec} ...", file=sys.stderr)
         report["results"].append(_run_child(spec, args, work))
         print(json.dumps(report["results"][-1]), file=sys.stderr)
@@ -294,6 +315,9 @@ def bench_main(args) -> int:
     if args.precision_prompts:
         report["precision"] = compare_precisions(work, args.variant, args.precision_prompts)
         print(json.dumps(report["precision"]), file=sys.stderr)
+    if args.cpu_reference_prompts:
+        report["cpu_reference"] = compare_with_cpu_plan(work, args.variant, args.cpu_reference_prompts)
+        print(json.dumps(report["cpu_reference"]), file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
     print(f"{args.variant}, {report['environment']}\n\n{markdown_table(report['results'])}")

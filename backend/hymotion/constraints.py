@@ -30,7 +30,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from . import motion, skeleton
 from .errors import bad_request
@@ -314,6 +313,8 @@ def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -
     """Decoded (F, 3) translation and (F, 22, 4) rotations with each pinned frame set to its pose and the frames
     beside it moved by the same correction along the ramp (rotations: the fraction of the correcting rotation).
     A loop's last frame gets its first frame's rotations and root height."""
+    from scipy.spatial.transform import Rotation  # here, not at the top: it slows the backend's start
+
     translation = np.asarray(translation, dtype=np.float64).copy()
     matrices = skeleton.quaternion_to_matrix(rotations)
     frames = len(translation)

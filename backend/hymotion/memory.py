@@ -148,7 +148,7 @@ def place_text_encoder(encoder, plan: Plan, device) -> None:
     """Put Qwen3 and CLIP where the plan wants them, starting from their host weights whatever the last plan did."""
     import torch
 
-    from .layer_streaming import LayerStreamer
+    from .layer_streaming import LayerStreamer, upload
 
     if encoder.streamer is not None:
         encoder.streamer.detach()
@@ -157,7 +157,9 @@ def place_text_encoder(encoder, plan: Plan, device) -> None:
         model.load_state_dict(host_state, assign=True)
         model.to("cpu")  # the buffers that are not in the state dict (rotary tables, position ids); weights stay put
     if plan.text_placement == "resident":
-        encoder.qwen_model.to(device)
+        if torch.device(device).type == "cuda":
+            encoder.qwen_model.load_state_dict(upload(encoder.qwen_host_state, device), assign=True)
+        encoder.qwen_model.to(device)  # what the state dict leaves out (rotary tables); the weights are there
         encoder.clip_model.to(device)
         encoder.execution_device = torch.device(device)
     elif plan.text_placement == "stream":

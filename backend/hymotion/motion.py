@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from . import skeleton
 from .rotations import continuous_quaternions, matrix_to_quaternion
@@ -136,6 +135,8 @@ def smooth_translation(translation: np.ndarray) -> np.ndarray:
     the model) pass through."""
     if translation.shape[-2] < TRANSLATION_WINDOW:
         return translation
+    from scipy.signal import savgol_filter  # here, not at the top: scipy.signal adds ~0.8 s to the backend's start
+
     return savgol_filter(translation, TRANSLATION_WINDOW, TRANSLATION_ORDER, axis=-2, mode="interp")
 
 

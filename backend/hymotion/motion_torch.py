@@ -12,7 +12,6 @@ import functools
 
 import numpy as np
 import torch
-from scipy.signal import savgol_filter
 
 from . import motion, skeleton
 
@@ -101,9 +100,23 @@ def dominant_eigenvector(matrices: Tensor, initial: Tensor) -> Tensor:
 
 @functools.lru_cache(maxsize=32)
 def _savgol_operator(frames: int) -> np.ndarray:
-    """The (F, F) matrix of scipy's Savitzky-Golay filter with mode='interp': the filter is linear, so filtering
-    the identity gives its matrix, edges included."""
-    return savgol_filter(np.eye(frames), motion.TRANSLATION_WINDOW, motion.TRANSLATION_ORDER, axis=0, mode="interp")
+    """The (F, F) matrix of ``motion.smooth_translation`` (scipy's Savitzky-Golay filter, mode='interp').
+
+    The filter is a least-squares polynomial fit over each window: with V the window's Vandermonde matrix, V·V⁺ maps
+    the window's samples to the fitted values at its positions. Interior frames take its centre row; 'interp' fits
+    the first and last windows and evaluates them at the edge frames. Built in numpy because importing scipy.signal
+    costs the backend's start about 0.7 s; tests/backend/test_motion_torch.py checks it against scipy.
+    """
+    window, order = motion.TRANSLATION_WINDOW, motion.TRANSLATION_ORDER
+    half = window // 2
+    vandermonde = np.vander(np.arange(window, dtype=np.float64) - half, order + 1, increasing=True)
+    fit = vandermonde @ np.linalg.pinv(vandermonde)
+    operator = np.zeros((frames, frames))
+    for frame in range(half, frames - half):
+        operator[frame, frame - half : frame + half + 1] = fit[half]
+    operator[:half, :window] = fit[:half]
+    operator[frames - half :, frames - window :] = fit[half + 1 :]
+    return operator
 
 
 def smooth_translation(translation: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion import memory
+from hymotion import layer_streaming, memory
 from hymotion.errors import HyMotionError
 from hymotion.model.tiny import build_tiny_model
 from hymotion.pipeline import load_pipeline
@@ -111,6 +111,22 @@ def test_stream_plan_runs_each_layer_from_one_of_two_slots_and_keeps_host_weight
     assert streamer._slots == [], "the slots go back after encoding"
     host = encoder.qwen_host_state["layers.0.mlp.up_proj.weight"]
     assert layers[0].mlp.up_proj.weight.data_ptr() == host.data_ptr(), "between prompts the layers hold host weights"
+
+
+def test_upload_copies_every_dtype_and_splits_tensors_larger_than_its_staging(monkeypatch):
+    """The gpu plan's Qwen upload, run on the CPU device: exact copies (bytes moved, no arithmetic)."""
+    monkeypatch.setattr(layer_streaming, "UPLOAD_STAGING_BYTES", 1000)
+    generator = torch.Generator().manual_seed(0)
+    tensors = {
+        "larger_than_staging": torch.randn(40, 30, generator=generator).to(torch.bfloat16),  # 2400 bytes: 3 pieces
+        "float32": torch.randn(7, generator=generator),
+        "transposed": torch.randn(5, 6, generator=generator).t(),
+        "integers": torch.arange(9),
+    }
+    uploaded = layer_streaming.upload(tensors, torch.device("cpu"))
+    assert list(uploaded) == list(tensors)
+    for name, tensor in tensors.items():
+        assert uploaded[name].dtype == tensor.dtype and torch.equal(uploaded[name], tensor), name
 
 
 def test_qwen_weights_are_the_memory_mapped_files(tmp_path):

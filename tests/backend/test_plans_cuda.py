@@ -50,6 +50,20 @@ def test_offload_and_stream_match_gpu_plan_on_cuda(tmp_path):
         assert_positions_close(reference, clips_for(tmp_path, plan, precision="fp32")[1])
 
 
+def test_compiled_dit_in_its_cuda_graph_gives_the_eager_motion(tmp_path):
+    _, reference = clips_for(tmp_path, "gpu", precision="fp32")
+    pipe, compiled = clips_for(tmp_path / "compiled", "gpu", precision="fp32", compile_dit=True)
+    assert pipe._forward is not pipe.transformer and pipe._graphs
+    assert_positions_close(reference, compiled)
+
+
+def test_gpu_plan_uploads_qwen_and_clip_onto_the_gpu(tmp_path):
+    pipe, _ = clips_for(tmp_path, "gpu")
+    encoder = pipe.text_encoder()
+    devices = {p.device.type for model in (encoder.qwen_model, encoder.clip_model) for p in model.parameters()}
+    assert devices == {"cuda"}
+
+
 def test_trimmed_run_matches_official_padded_run_on_cuda(tmp_path):
     _, trimmed = clips_for(tmp_path, "official-baseline")
     _, padded = clips_for(tmp_path, "official-baseline", official_padding=True)
