@@ -57,8 +57,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warm-repeats", type=int, default=5)
     parser.add_argument("--precision-prompts", type=int, default=0,
                         help="also compare bf16 against fp32 on the gpu plan over this many prompts")
-    parser.add_argument("--cpu-reference-prompts", type=int, default=0,
-                        help="also compare the GPU plans in fp32 against the cpu plan over this many prompts")
+    parser.add_argument("--official-reference-prompts", type=int, default=0,
+                        help="also compare the GPU plans in fp32 against the official computation over this many prompts")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one plan's measurement, in its own process
 
@@ -237,16 +237,18 @@ def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
     return {"prompts": prompts, "bf16_vs_fp32_mean_m": float(deviation.mean()), "bf16_vs_fp32_max_m": float(deviation.max())}
 
 
-def compare_with_cpu_plan(model_dir: Path, variant: str, prompts: int) -> dict:
-    """The GPU plans in fp32 against the cpu plan (the official computation): joint positions in metres."""
+def compare_with_official(model_dir: Path, variant: str, prompts: int) -> dict:
+    """The GPU plans in fp32 against the official computation (fp32 DiT on 360 padded frames and 128 text tokens), on
+    the same GPU: the same noise (the official configs draw it on the GPU, so a CPU run has other noise) and the same
+    embeddings (one shared cache), so what differs is only what our pipeline computes differently. Metres."""
     runs = {plan: dict(plan=plan, device="cuda", precision="fp32") for plan in ("gpu", "stream")}
-    runs["cpu"] = dict(plan="cpu", device="cpu")
+    runs["official"] = dict(plan="official-baseline", device="cuda", official_padding=True)
     clips = compare_runs(model_dir, variant, prompts, runs)
     report: dict = {"prompts": prompts}
     for plan in ("gpu", "stream"):
-        deviation = abs(clips[plan] - clips["cpu"])
-        report[f"{plan}_fp32_vs_cpu_mean_m"] = float(deviation.mean())
-        report[f"{plan}_fp32_vs_cpu_max_m"] = float(deviation.max())
+        deviation = abs(clips[plan] - clips["official"])
+        report[f"{plan}_fp32_vs_official_mean_m"] = float(deviation.mean())
+        report[f"{plan}_fp32_vs_official_max_m"] = float(deviation.max())
     return report
 
 
@@ -315,9 +317,9 @@ def bench_main(args) -> int:
     if args.precision_prompts:
         report["precision"] = compare_precisions(work, args.variant, args.precision_prompts)
         print(json.dumps(report["precision"]), file=sys.stderr)
-    if args.cpu_reference_prompts:
-        report["cpu_reference"] = compare_with_cpu_plan(work, args.variant, args.cpu_reference_prompts)
-        print(json.dumps(report["cpu_reference"]), file=sys.stderr)
+    if args.official_reference_prompts:
+        report["official_reference"] = compare_with_official(work, args.variant, args.official_reference_prompts)
+        print(json.dumps(report["official_reference"]), file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
     print(f"{args.variant}, {report['environment']}\n\n{markdown_table(report['results'])}")

@@ -214,14 +214,13 @@ class MotionPipeline:
             return self._text_encoder
 
     def warm_up(self) -> None:
-        """Get the first click ready: on the GPU plans start loading the text encoder (Qwen3 onto the GPU, or set up
-        for streaming) on a background thread, and meanwhile capture the CUDA graph of the default request (one clip
-        of DEFAULT_DURATION, a short prompt). Neither may fail the start: without memory for them, the first request
+        """Get the first click ready: capture the CUDA graph of the default request (one clip of DEFAULT_DURATION, a
+        short prompt), then start loading the text encoder (Qwen3 onto the GPU, or set up for streaming) on a
+        background thread. Not both at once: both are Python-bound, and sharing the GIL made them twice as slow as in
+        turn (benchmarks/start_up_profile.py). Neither may fail the start: without memory for them, the first request
         captures or loads (and steps down) itself."""
         if not self._graphed:
             return
-        if self._plan.text_placement in ("resident", "stream"):
-            threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
         config = self.transformer.config
         placeholder = PromptEmbedding(torch.zeros(1, config.ctxt_input_dim), torch.zeros(config.vtxt_input_dim))
         default = GenerationSettings([""], [DEFAULT_DURATION], [0], cfg_scale=DEFAULT_CFG)
@@ -234,6 +233,8 @@ class MotionPipeline:
             log.info("no memory to capture the default graph ahead; the first request will: %s", error)
             self._graphs.clear()
             torch.cuda.empty_cache()
+        if self._plan.text_placement in ("resident", "stream"):
+            threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
 
     def _load_text_encoder_quietly(self) -> None:
         """Background loading; a failure (say, out of memory) is left to the first encode, which steps down."""
