@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary("bake_onto_rig, feet cleanup (the figure)", times))
     print(summary("  first call (rest alignment computed)", first))
     print(summary("  without feet cleanup", without_feet))
-    print(summary("  numpy part only (transfer, hips path, feet, keys)", numpy_only))
+    print(summary("  numpy part (transfer, hips, feet, keys)", numpy_only))
     verdict = "PASS" if statistics.median(times) < TARGET_MS else "FAIL"
     print(f"target < {TARGET_MS:.0f} ms: {verdict}")
 

@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             trade_offs.append((name, motion, row["trade_off"]))
     print()
     print("Cleanup off, hips settling over tau seconds (lambda = (tau x 30)^2): slide (cm) / accel (m/s²)")
-    print("| rig | motion | " + " | ".join(f"τ {settle:g} s, λ {(settle * 30.0) ** 2:g}" for settle in settle_times) + " |")
+    columns = " | ".join(f"τ {settle:g} s, λ {(settle * 30.0) ** 2:g}" for settle in settle_times)
+    print(f"| rig | motion | {columns} |")
     print("|" + "---|" * (len(settle_times) + 2))
     for name, motion, figures in trade_offs:
         print(f"| {name} | {motion} | " + " | ".join(f"{slide:.2f} / {accel:.1f}" for slide, accel in figures) + " |")

@@ -261,27 +261,26 @@ def smooth_hips_path(
 def _solve_pentadiagonal(
     diagonal: np.ndarray, first: np.ndarray, second: np.ndarray, right: np.ndarray
 ) -> np.ndarray:
-    """Solve A x = right for a symmetric positive definite A given by its main, first and second diagonals (banded
-    Cholesky, A = L L^T; numpy has no banded solver and a dense one costs O(F^3))."""
+    """Solve A x = right (F, columns) for a symmetric positive definite A given by its main, first and second
+    diagonals: banded Cholesky, A = L L^T, in O(F) (numpy has no banded solver; a dense one costs O(F^3))."""
     size = diagonal.shape[0]
     a0, a1, a2 = diagonal.tolist(), first.tolist() + [0.0], second.tolist() + [0.0, 0.0]
-    l0, l1, l2 = [0.0] * size, [0.0] * (size + 1), [0.0] * (size + 2)  # L[i, i], L[i + 1, i], L[i + 2, i]
+    # L[i, i], L[i + 1, i], L[i + 2, i] at list index i + 2; two leading zeros stand for the rows above the first
+    l0, l1, l2 = [1.0] * (size + 2), [0.0] * (size + 2), [0.0] * (size + 2)
     for i in range(size):
-        below1 = l1[i - 1] if i >= 1 else 0.0
-        below2 = l2[i - 2] if i >= 2 else 0.0
-        pivot = (a0[i] - below1 * below1 - below2 * below2) ** 0.5
-        l0[i] = pivot
-        l1[i] = (a1[i] - (l2[i - 1] * l1[i - 1] if i >= 1 else 0.0)) / pivot
-        l2[i] = a2[i] / pivot
+        k = i + 2
+        l0[k] = (a0[i] - l1[k - 1] ** 2 - l2[k - 2] ** 2) ** 0.5
+        l1[k] = (a1[i] - l2[k - 1] * l1[k - 1]) / l0[k]
+        l2[k] = a2[i] / l0[k]
     solution = np.empty_like(right)
     for column in range(right.shape[1]):
-        b = right[:, column].tolist()
-        y = [0.0] * size
-        for i in range(size):
-            y[i] = (b[i] - (l1[i - 1] * y[i - 1] if i >= 1 else 0.0) - (l2[i - 2] * y[i - 2] if i >= 2 else 0.0)) / l0[i]
+        y = [0.0] * (size + 2)
+        for i, value in enumerate(right[:, column].tolist()):
+            k = i + 2
+            y[k] = (value - l1[k - 1] * y[k - 1] - l2[k - 2] * y[k - 2]) / l0[k]
         x = [0.0] * (size + 2)
         for i in range(size - 1, -1, -1):
-            x[i] = (y[i] - l1[i] * x[i + 1] - l2[i] * x[i + 2]) / l0[i]
+            x[i] = (y[i + 2] - l1[i + 2] * x[i + 1] - l2[i + 2] * x[i + 2]) / l0[i + 2]
         solution[:, column] = x[:size]
     return solution
 

@@ -143,6 +143,27 @@ def test_where_the_planted_leg_asks_for_a_sudden_change_the_hips_add_only_a_boun
     assert horizontal_accelerations(paths["default"]).max() <= bound
 
 
+def test_the_hips_path_is_the_least_squares_solution_of_its_stated_objective():
+    rng = np.random.default_rng(7)
+    frames, stiffness, anchor = 40, 5.0, 0.01
+    scaled = rng.normal(size=(frames, 2))
+    steps = rng.normal(size=(3, frames - 1, 2))
+    weights = rng.random((3, frames - 1))
+
+    path = retarget_feet.smooth_hips_path(scaled, steps, weights, stiffness, anchor)
+
+    # the objective's residuals stacked as rows over the change d = path - scaled, solved by numpy's least squares
+    first, second = np.diff(np.eye(frames), axis=0), np.diff(np.eye(frames), n=2, axis=0)
+    rows = [np.sqrt(weights[c])[:, None] * first for c in range(3)] + [np.sqrt(stiffness) * second,
+                                                                      np.sqrt(anchor) * np.eye(frames)]
+    wanted = [np.sqrt(weights[c])[:, None] * (steps[c] - np.diff(scaled, axis=0)) for c in range(3)]
+    wanted += [np.zeros((frames - 2, 2)), np.zeros((frames, 2))]
+    change = np.linalg.lstsq(np.concatenate(rows), np.concatenate(wanted), rcond=None)[0]
+    # the normal matrix's condition number is at most (4 x 3 + 16 x stiffness + anchor) / anchor ~ 1e4, so both
+    # solvers agree to ~1e4 x 1e-16 relative on values of ~1; 1e-9 leaves a margin of 10^3
+    np.testing.assert_allclose(path, scaled + change, atol=1e-9)
+
+
 def test_with_no_foot_on_the_ground_the_hips_keep_the_scaled_source_path():
     source = source_skeleton()
     plan = long_shinned_plan(source)
