@@ -61,9 +61,9 @@ class ContactSettings:
     # How long the hips take to change the speed the planted feet ask of them (:func:`follow_planted_feet`). Without
     # cleanup every bone keeps its source turn, so the path alone keeps feet put: 0.1 s, the weight-acceptance time
     # after heel strike, over which a body really changes its speed; a sudden wish J (m/s) then adds at most about
-    # J / (2 x 0.1 s) of acceleration, 2.5 m/s^2 (a walker's fore-aft ground force, 0.25 g) for J = 0.5 m/s, the
-    # largest the test rigs ask. With cleanup its IK holds the feet, so the path only takes the feet's stride: half a
-    # second, a step, and nothing within a step is added.
+    # J / (2 x 0.1 s) of acceleration: 2.5 m/s^2 (a walker's fore-aft ground force, 0.25 g) for the J = 0.5 m/s of a
+    # leg about 6 % off the source's proportions at heel strike. With cleanup its IK holds the feet, so the path only
+    # takes the feet's stride: half a second, a step, and nothing within a step is added.
     hips_settle_seconds: float = 0.1
     hips_settle_seconds_cleanup: float = 0.5
     hips_anchor_seconds: float = 10.0  # the path drifts freely from the scaled one over this long, not over more
