@@ -15,18 +15,23 @@ Per rig and motion (target units are metres, shown in cm; every figure read from
            drift between two points planted at once (heel or ball of each foot), which no hips motion can undo
   stride   hip-joint travel (the hips follow the target's planted feet) against the source's travel times the
            leg-length ratio, percent off
-  accel    largest horizontal acceleration of the hips bone, following the planted feet / on the leg-length-scaled
-           source path, m/s^2
+  accel    largest horizontal acceleration of the hips bone, m/s^2: its path with cleanup off / with cleanup on / the
+           leg-length-scaled source path (numpy)
   bones    largest direction error of any mapped bone against its source bone, cleanup off (Rigify: clavicles
            measured head to the upper arm's head), degrees
   time     the whole bake_onto_rig call, cleanup on, ms
 
-    python benchmarks/retarget_quality.py [--seconds 4] [--rigs rigify,mixamo,arp,ue5]
+A second table shows the trade-off the hips path makes with cleanup off (retarget_feet.smooth_hips_path): for a few
+settle times tau (acceleration weight lambda = (tau x fps)^2), the largest planted-point slide and the largest
+horizontal hips acceleration, from numpy's poses (the same as Blender's on these rigs to the digits shown).
+
+    python benchmarks/retarget_quality.py [--seconds 4] [--rigs rigify,mixamo,arp,ue5] [--settle 0,0.03,0.1,0.3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -59,7 +64,7 @@ def evaluated(armature, names: list[str], frames: int) -> np.ndarray:
         np.array(armature.matrix_world))
 
 
-def measure(armature, motion: str, seconds: float) -> dict[str, float]:
+def measure(armature, motion: str, seconds: float, settle_times: list[float]) -> dict:
     translation, rotations, truth = rigs.gait_clip(motion, seconds)
     frames = translation.shape[0]
     mapping = retarget.detect_mapping(armature)
@@ -101,7 +106,6 @@ def measure(armature, motion: str, seconds: float) -> dict[str, float]:
     source_travel = np.linalg.norm(source_hips[-1, :2] - source_hips[0, :2])
     stride = (100.0 * (hips_off / (leg_ratio * source_travel) - 1.0)) if source_travel > 0.05 else 0.0
     least = least_slide(retarget_feet.foot_point_tracks(plan, by_bone(off)), truth)
-    accel_planted, accel_scaled = hips_accelerations(plan, translation, rotations)
     return {
         "pen": 100.0 * max(depth, 0.0),
         "hover": 100.0 * max(hover, 0.0),
@@ -111,7 +115,8 @@ def measure(armature, motion: str, seconds: float) -> dict[str, float]:
         "legs_max": float(leg_change.max()),
         "least": 100.0 * least,
         "stride": stride,
-        "accel": (accel_planted, accel_scaled),
+        "accel": hips_accelerations(plan, translation, rotations),
+        "trade_off": [settle_trade_off(plan, translation, rotations, truth, settle) for settle in settle_times],
         "bones": max(bones.values()),
         "time": elapsed,
     }
@@ -132,18 +137,32 @@ def least_slide(tracks: dict[int, np.ndarray], contacts: np.ndarray) -> float:
     return worst
 
 
-def hips_accelerations(plan, translation, rotations, fps: float = 30.0) -> tuple[float, float]:
-    """Largest horizontal acceleration (m/s^2) of the hips bone following the target's planted feet, and on the
-    leg-length-scaled source path (numpy, cleanup off)."""
+def largest_acceleration(plan, wishes, fps: float = 30.0) -> float:
+    """Largest horizontal acceleration (m/s^2) of the hips bone of a transfer."""
+    path = wishes.positions[plan.hips] @ plan.axes.T
+    return float(np.linalg.norm(np.diff(path[:, :2], n=2, axis=0), axis=-1).max() * fps * fps)
+
+
+def hips_accelerations(plan, translation, rotations, fps: float = 30.0) -> tuple[float, float, float]:
+    """Largest horizontal acceleration (m/s^2) of the hips bone on its path with cleanup off, with cleanup on, and on
+    the leg-length-scaled source path (numpy)."""
+    scaled = retarget_math.transfer(plan, translation, rotations)
+    figures = []
+    for cleanup in (False, True):
+        wishes = retarget_math.transfer(plan, translation, rotations)
+        retarget_feet.follow_planted_feet(plan, wishes, fps, cleanup=cleanup)
+        figures.append(largest_acceleration(plan, wishes, fps))
+    return figures[0], figures[1], largest_acceleration(plan, scaled, fps)
+
+
+def settle_trade_off(plan, translation, rotations, contacts, settle: float, fps: float = 30.0) -> tuple[float, float]:
+    """Largest planted-point slide (cm) and hips acceleration (m/s^2) with cleanup off, the hips path settling over
+    `settle` seconds (numpy poses)."""
+    settings = dataclasses.replace(retarget_feet.ContactSettings(), hips_settle_seconds=settle)
     wishes = retarget_math.transfer(plan, translation, rotations)
-    scaled = wishes.positions[plan.hips] @ plan.axes.T
-    retarget_feet.follow_planted_feet(plan, wishes, fps)
-    planted = wishes.positions[plan.hips] @ plan.axes.T
-
-    def largest(path):
-        return float(np.linalg.norm(np.diff(path[:, :2], n=2, axis=0), axis=-1).max() * fps * fps)
-
-    return largest(planted), largest(scaled)
+    retarget_feet.follow_planted_feet(plan, wishes, fps, settings)
+    reports = retarget_feet.measure_contacts(plan, retarget_math.pose_matrices(plan, wishes), contacts)
+    return 100.0 * max(report.slide for report in reports), largest_acceleration(plan, wishes, fps)
 
 
 def joint_bones(plan) -> dict[int, int]:
@@ -183,22 +202,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rigs", default=",".join(RIGS))
+    parser.add_argument("--settle", default="0,0.03,0.1,0.3", help="settle times (s) for the trade-off table")
     args = parser.parse_args(argv)
+    settle_times = [float(value) for value in args.settle.split(",")]
     print(f"Blender {bpy.app.version_string}, CPU: {cpu_name()}, {args.seconds:g} s clips at 30 fps")
     header = (f"| rig | motion | pen (cm) | hover (cm) | slide off / on (cm) | least (cm) | legs mean / max (deg) "
-              f"| stride (%) | accel (m/s²) | bones (deg) | time (ms) |")
+              f"| stride (%) | accel off / on / scaled (m/s²) | bones (deg) | time (ms) |")
     print(header)
     print("|" + "---|" * 11)
+    trade_offs = []
     for name in args.rigs.split(","):
         rigs.new_empty_file() if hasattr(rigs, "new_empty_file") else bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.context.scene.render.fps = 30
         armature = RIGS[name]()
         for motion in MOTIONS:
-            row = measure(armature, motion, args.seconds)
+            row = measure(armature, motion, args.seconds, settle_times)
+            accel = " / ".join(f"{value:.1f}" for value in row["accel"])
             print(f"| {name} | {motion} | {row['pen']:.2f} | {row['hover']:.2f} | {row['slide_off']:.2f} / "
                   f"{row['slide_on']:.2f} | {row['least']:.2f} | {row['legs_mean']:.1f} / {row['legs_max']:.1f} "
-                  f"| {row['stride']:+.2f} | {row['accel'][0]:.1f} / {row['accel'][1]:.1f} | {row['bones']:.2f} "
-                  f"| {row['time']:.0f} |", flush=True)
+                  f"| {row['stride']:+.2f} | {accel} | {row['bones']:.2f} | {row['time']:.0f} |", flush=True)
+            trade_offs.append((name, motion, row["trade_off"]))
+    print()
+    print("Cleanup off, hips settling over tau seconds (lambda = (tau x 30)^2): slide (cm) / accel (m/s²)")
+    columns = " | ".join(f"τ {settle:g} s, λ {(settle * 30.0) ** 2:g}" for settle in settle_times)
+    print(f"| rig | motion | {columns} |")
+    print("|" + "---|" * (len(settle_times) + 2))
+    for name, motion, figures in trade_offs:
+        print(f"| {name} | {motion} | " + " | ".join(f"{slide:.2f} / {accel:.1f}" for slide, accel in figures) + " |")
     return 0
 
 

@@ -343,7 +343,7 @@ def bake_onto_rig(
 
     translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
     wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
-    retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
+    retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings, cleanup=feet_cleanup)
     transferred = dict(wishes.rotations)
     contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings) if feet_cleanup else None
     result = retarget_math.solve_keys(plan, wishes)

@@ -2,8 +2,9 @@
 
 The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do;
 :func:`follow_planted_feet` then moves the hips along the ground so that the target's own feet, turned exactly like
-the source's, stay where they touch (the stride fits the target's legs), and :func:`clean_feet` may change the legs
-of that :class:`~.retarget_math.Transfer` before the keys are solved.
+the source's, stay where they touch (the stride fits the target's legs) as far as a smooth path allows (one banded
+least-squares solve over the clip, :func:`smooth_hips_path`), and :func:`clean_feet` may change the legs of that
+:class:`~.retarget_math.Transfer` before the keys are solved.
 
 Contacts (:func:`detect_contacts`) are found separately for the heel (a point under the ankle, on the floor at rest)
 and the ball of the foot (the toe joint), from their height over the clip's floor and their speed. Their overlap
@@ -57,6 +58,15 @@ class ContactSettings:
     blend_frames: int = 4
     flat_blend_frames: int = 2  # the foot levels out over this many frames where heel and ball both touch
     flat_tilt_degrees: tuple[float, float] = (3.0, 8.0)  # levelled fully below the first sole tilt, not above the second
+    # How long the hips take to change the speed the planted feet ask of them (:func:`follow_planted_feet`). Without
+    # cleanup every bone keeps its source turn, so the path alone keeps feet put: 0.1 s, the weight-acceptance time
+    # after heel strike, over which a body really changes its speed; a sudden wish J (m/s) then adds at most about
+    # J / (2 x 0.1 s) of acceleration: 2.5 m/s^2 (a walker's fore-aft ground force, 0.25 g) for the J = 0.5 m/s of a
+    # leg about 6 % off the source's proportions at heel strike. With cleanup its IK holds the feet, so the path only
+    # takes the feet's stride: half a second, a step, and nothing within a step is added.
+    hips_settle_seconds: float = 0.1
+    hips_settle_seconds_cleanup: float = 0.5
+    hips_anchor_seconds: float = 10.0  # the path drifts freely from the scaled one over this long, not over more
 
 
 @dataclass(frozen=True)
@@ -161,32 +171,36 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
 
 
 def follow_planted_feet(
-    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+    plan: RetargetPlan,
+    wishes: Transfer,
+    fps: float,
+    settings: ContactSettings = ContactSettings(),
+    *,
+    cleanup: bool = False,
 ) -> np.ndarray:
     """Move the hips horizontally so that, with every bone turned exactly like the source, the target's own planted
-    heels and balls stay put (the stride then fits the target's legs); height and rotations are left alone.
+    heels and balls stay put (the stride then fits the target's legs), without jerks; height and rotations are left
+    alone.
 
-    Per frame step, each heel or ball contact asks for the hips step that keeps that point of the target's FK foot
-    where it is (and, in the frames its pin weight blends in and out, that moves it as the source's point moves,
-    scaled); with no contact, the hips take the transfer's step (the source's, scaled by the leg-length ratio). The
-    steps are blended: contacts carry ``grounded`` (the largest pin weight), shared among them by pin weight times
-    the square of the phase (:func:`contact_phase`: 0 at a contact's first and last frame, 1 a few frames in) times
-    the confidence (:func:`_confidence`: on the floor and still), and the scaled step carries the rest. So on two
-    planted feet the one that just landed takes over from the one about to lift, mostly where their phases cross
-    (the square sharpens the hand-over: with other leg proportions the two cannot both stay put, and the sharper the
-    hand-over, the less each slides), and of heel and ball the one still on the floor counts. Every weight changes
-    smoothly, so the hips' velocity has no jump from a weight; it changes as fast as the planted leg's own
-    kinematics ask. Nothing changes in place (`in_place`).
+    The path is the one (:func:`smooth_hips_path`) that best keeps every planted point put and the hips' acceleration
+    low. Per frame step, each heel or ball contact asks for the hips step that keeps that point of the target's FK
+    foot where it is (and, as its phase ramps in and out, that moves it as the source's point moves, scaled); it
+    counts with its pin weight times the square of its phase (:func:`contact_phase`: 0 at a contact's first and last
+    frame, 1 a few frames in) times its confidence (:func:`_confidence`: on the floor and still). Off the ground
+    (weight 1 - the largest pin weight) the hips ask for the transfer's step (the source's, scaled by the leg-length
+    ratio). The hips change their speed over the settings' ``hips_settle_seconds`` where the feet ask for a sudden
+    change, or over ``hips_settle_seconds_cleanup`` when `cleanup` (:func:`clean_feet`) will plant the feet by IK.
+    Nothing changes in place (`in_place`).
     Changes `wishes` in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
     contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
     feet = plan_feet(plan)
-    if wishes.in_place or not feet or contacts.shape[0] < 2:
+    if wishes.in_place or not feet or contacts.shape[0] < 3:
         return contacts
     hips = wishes.positions[plan.hips] @ plan.axes.T
     tracks = foot_point_tracks(plan, pose_matrices(plan, wishes), feet)
     source_points = source_foot_points(wishes.source_positions, wishes.source_world, plan.source_rest)
     heights = _heights(source_points, wishes.source_positions, plan.source_rest)
-    steps, pins, phases = [], [], []
+    steps, weights, pins = [], [], []
     for foot in feet:
         for point in range(len(POINTS)):
             mask = contacts[:, foot.side, point]
@@ -196,20 +210,79 @@ def follow_planted_feet(
             offset = tracks[foot.side][:, point, :2] - hips[:, :2]  # from the hips: the bones' rotations alone
             scaled = plan.scale * np.diff(source_points[:, foot.side, point, :2], axis=0)
             steps.append((1.0 - phase)[:, None] * scaled - np.diff(offset, axis=0))
-            pins.append(_midpoints(pin_weights(mask, settings.blend_frames)[0]))
+            pin = _midpoints(pin_weights(mask, settings.blend_frames)[0])
             sure = _confidence(heights[:, foot.side, point], source_points[:, foot.side, point], fps, settings)
-            phases.append(phase**2 * _midpoints(sure))
+            weights.append(pin * phase**2 * _midpoints(sure))
+            pins.append(pin)
     if not steps:
         return contacts
-    pins, phases = np.array(pins), np.array(phases)
-    grounded = pins.max(axis=0)
-    share = pins * (phases + _PHASE_FLOOR)
-    share = share / np.maximum(share.sum(axis=0), 1e-12)
     free = np.diff(hips[:, :2], axis=0)
-    blended = (1.0 - grounded)[:, None] * free + np.einsum("cf,cfd->fd", grounded * share, np.array(steps))
-    hips[1:, :2] = hips[0, :2] + np.cumsum(blended, axis=0)
+    steps.append(free)
+    weights.append(1.0 - np.max(pins, axis=0))
+    settle = settings.hips_settle_seconds_cleanup if cleanup else settings.hips_settle_seconds
+    hips[:, :2] = smooth_hips_path(
+        hips[:, :2], np.array(steps), np.array(weights), (settle * fps) ** 2, (settings.hips_anchor_seconds * fps) ** -2
+    )
     set_hips_path(plan, wishes, hips)
     return contacts
+
+
+def smooth_hips_path(
+    scaled: np.ndarray, steps: np.ndarray, weights: np.ndarray, stiffness: float, anchor: float
+) -> np.ndarray:
+    """The path h (F, 2) that minimises, over the whole clip, with d = h - scaled the change made to the scaled path,
+
+        sum_c sum_t weights[c, t] |h(t+1) - h(t) - steps[c, t]|^2     (each wish for a step: a planted point's slide)
+        + stiffness * sum_t |d(t+1) - 2 d(t) + d(t-1)|^2              (the acceleration added, per frame squared)
+        + anchor * sum_t |d(t)|^2                                     (a weak pull towards the scaled path)
+
+    `steps` (C, F-1, 2) and `weights` (C, F-1) per wish. The source's own accelerations (a take-off, a turn) are not
+    penalised; where the wishes change suddenly, the change spreads over about sqrt(stiffness / weight) frames. The
+    normal equations in d are one symmetric pentadiagonal system shared by both axes, solved in O(F)."""
+    frames = scaled.shape[0]
+    total = weights.sum(axis=0)
+    wanted = np.einsum("cf,cfd->fd", weights, steps - np.diff(scaled, axis=0)[None])
+    diagonal = np.full(frames, anchor)
+    diagonal[1:] += total
+    diagonal[:-1] += total
+    first = -total.copy()
+    second = np.full(frames - 2, stiffness)
+    diagonal[:-2] += second
+    diagonal[1:-1] += 4.0 * second
+    diagonal[2:] += second
+    first[:-1] -= 2.0 * second
+    first[1:] -= 2.0 * second
+    right = np.zeros_like(scaled)
+    right[1:] += wanted
+    right[:-1] -= wanted
+    return scaled + _solve_pentadiagonal(diagonal, first, second, right)
+
+
+def _solve_pentadiagonal(
+    diagonal: np.ndarray, first: np.ndarray, second: np.ndarray, right: np.ndarray
+) -> np.ndarray:
+    """Solve A x = right (F, columns) for a symmetric positive definite A given by its main, first and second
+    diagonals: banded Cholesky, A = L L^T, in O(F) (numpy has no banded solver; a dense one costs O(F^3))."""
+    size = diagonal.shape[0]
+    a0, a1, a2 = diagonal.tolist(), first.tolist() + [0.0], second.tolist() + [0.0, 0.0]
+    # L[i, i], L[i + 1, i], L[i + 2, i] at list index i + 2; two leading zeros stand for the rows above the first
+    l0, l1, l2 = [1.0] * (size + 2), [0.0] * (size + 2), [0.0] * (size + 2)
+    for i in range(size):
+        k = i + 2
+        l0[k] = (a0[i] - l1[k - 1] ** 2 - l2[k - 2] ** 2) ** 0.5
+        l1[k] = (a1[i] - l2[k - 1] * l1[k - 1]) / l0[k]
+        l2[k] = a2[i] / l0[k]
+    solution = np.empty_like(right)
+    for column in range(right.shape[1]):
+        y = [0.0] * (size + 2)
+        for i, value in enumerate(right[:, column].tolist()):
+            k = i + 2
+            y[k] = (value - l1[k - 1] * y[k - 1] - l2[k - 2] * y[k - 2]) / l0[k]
+        x = [0.0] * (size + 2)
+        for i in range(size - 1, -1, -1):
+            x[i] = (y[i + 2] - l1[i + 2] * x[i + 1] - l2[i + 2] * x[i + 2]) / l0[i + 2]
+        solution[:, column] = x[:size]
+    return solution
 
 
 def contact_phase(mask: np.ndarray, ramp_frames: int) -> np.ndarray:

@@ -1,8 +1,11 @@
-"""The hips follow the target's own planted feet (retarget_feet.follow_planted_feet), in numpy without Blender: a rig
-whose thigh-to-shin ratio differs from the SMPL-X body keeps a planted foot put while every bone keeps the source's
-rotation, and with no foot on the ground the hips keep the source's path scaled by the leg-length ratio."""
+"""The hips follow the target's own planted feet (retarget_feet.follow_planted_feet), in numpy without Blender: on a
+rig whose thigh-to-shin ratio differs from the SMPL-X body, a path free to accelerate keeps a planted foot put while
+every bone keeps the source's rotation, the default path adds only a bounded acceleration where the planted leg asks
+for a sudden change, and with no foot on the ground the hips keep the source's path scaled by the leg-length ratio."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion, y_up_to_z_up
@@ -16,6 +19,10 @@ FRAMES = 60
 # by ~1e-16 relative, so it stays put to ~1e-14 m; 1e-9 m keeps a margin of 10^5 and still catches any real slide
 # (the leg-length-scaled path slides this rig's foot by centimetres, asserted below)
 EXACT = 1e-9
+# The least-squares path with no acceleration penalty, and a pull towards the scaled path so weak (over 10^4 s) that
+# it moves the 2-second clip's planted foot by about anchor x frames^2 x drift = (1 / 300000)^2 x 60^2 x 0.05 m,
+# 2e-12 m, far under EXACT: the path that keeps planted feet put exactly.
+FREE = dataclasses.replace(retarget_feet.ContactSettings(), hips_settle_seconds=0.0, hips_anchor_seconds=1e4)
 
 
 def source_skeleton() -> retarget_math.SourceSkeleton:
@@ -48,14 +55,19 @@ def long_shinned_plan(source: retarget_math.SourceSkeleton) -> retarget_math.Ret
     return retarget_math.plan_retarget(source, target, {name: name for name in BODY_JOINT_NAMES})
 
 
-def leg_clip(source: retarget_math.SourceSkeleton, planted: bool) -> tuple[np.ndarray, np.ndarray]:
+def leg_clip(
+    source: retarget_math.SourceSkeleton, planted: bool, knee_snap: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two seconds of a body rocking over its bending left leg while the right leg swings high, in the model frame.
 
     planted: the left foot stays flat and put (its heel held in place by the root translation); otherwise the whole
-    body also drifts forward at 1 m/s, faster than a planted point may move, so no foot is ever in contact."""
+    body also drifts forward at 1 m/s, faster than a planted point may move, so no foot is ever in contact.
+    knee_snap: radians the left knee bends further from one frame to the next at the clip's middle (a sudden change
+    the planted leg then asks of the hips)."""
     seconds = np.arange(FRAMES) / FPS
     wave = np.sin(2.0 * np.pi * seconds / 2.0)
-    thigh, knee = 0.35 * wave, 0.6 + 0.4 * wave  # left hip flexion and knee bend, radians
+    snap = np.arange(FRAMES) >= FRAMES // 2
+    thigh, knee = 0.35 * wave, 0.6 + 0.4 * wave + knee_snap * snap
     world = np.repeat(np.eye(3)[None, None], len(BODY_JOINT_NAMES), axis=1).repeat(FRAMES, axis=0)
     side_turns = {"left": (thigh, knee), "right": (0.6 + 0.3 * wave, np.full(FRAMES, 1.3))}
     for side, (hip_angle, knee_angle) in side_turns.items():
@@ -82,7 +94,12 @@ def foot_points(plan: retarget_math.RetargetPlan, wishes: retarget_math.Transfer
     return retarget_feet.foot_point_tracks(plan, retarget_math.pose_matrices(plan, wishes))
 
 
-def test_a_planted_foot_stays_put_on_other_leg_proportions_and_no_bone_turns():
+def horizontal_accelerations(path: np.ndarray) -> np.ndarray:
+    """Per frame, the size of the horizontal acceleration (m/s^2) of a path (F, 3, Z up)."""
+    return np.linalg.norm(np.diff(path[:, :2], n=2, axis=0), axis=-1) * FPS * FPS
+
+
+def test_a_path_free_to_accelerate_keeps_a_planted_foot_put_on_other_leg_proportions_and_no_bone_turns():
     source = source_skeleton()
     plan = long_shinned_plan(source)
     translation, rotations = leg_clip(source, planted=True)
@@ -91,7 +108,7 @@ def test_a_planted_foot_stays_put_on_other_leg_proportions_and_no_bone_turns():
     scaled_feet = foot_points(plan, wishes)
     turns = {bone: rotation.copy() for bone, rotation in wishes.rotations.items()}
 
-    contacts = retarget_feet.follow_planted_feet(plan, wishes, FPS)
+    contacts = retarget_feet.follow_planted_feet(plan, wishes, FPS, FREE)
 
     assert contacts[:, 0].all() and not contacts[:, 1].any()  # the designed contacts: left heel and ball, always
     for bone, rotation in turns.items():
@@ -101,6 +118,50 @@ def test_a_planted_foot_stays_put_on_other_leg_proportions_and_no_bone_turns():
     np.testing.assert_allclose(planted, np.broadcast_to(planted[:1], planted.shape), atol=EXACT)
     scaled = scaled_feet[0][:, :2, :2]
     assert np.ptp(scaled, axis=0).max() > 0.02  # scaled by leg length alone, this rig's planted foot slid
+
+
+def test_where_the_planted_leg_asks_for_a_sudden_change_the_hips_add_only_a_bounded_acceleration():
+    source = source_skeleton()
+    plan = long_shinned_plan(source)
+    translation, rotations = leg_clip(source, planted=True, knee_snap=0.3)
+    settings = retarget_feet.ContactSettings()
+    paths = {}
+    for name, chosen in (("pinned", FREE), ("default", settings)):
+        wishes = retarget_math.transfer(plan, translation, rotations)
+        scaled = wishes.positions[plan.hips] @ plan.axes.T
+        contacts = retarget_feet.follow_planted_feet(plan, wishes, FPS, chosen)
+        assert contacts[:, 0].all()  # the left foot stays planted through the snap
+        paths[name] = wishes.positions[plan.hips] @ plan.axes.T - scaled  # what the feet add to the scaled path
+
+    # The path that keeps the foot put asks the hips for a velocity change (per axis, its range over the clip,
+    # m/s, the knee snap's). Spread by the default path over its settle time tau, as an exponential kernel
+    # exp(-|t| / tau) / (2 tau) spreads a signal, the change accelerates the hips by at most the kernel slope's
+    # total size (1 / tau) times half the range, per axis. Where the foot's weight is below 1 the spread is wider.
+    wished = np.ptp(np.diff(paths["pinned"][:, :2], axis=0) * FPS, axis=0)
+    bound = np.linalg.norm(wished) / (2.0 * settings.hips_settle_seconds)
+    assert horizontal_accelerations(paths["pinned"]).max() > 3.0 * bound  # kept put, the hips jerk at the snap
+    assert horizontal_accelerations(paths["default"]).max() <= bound
+
+
+def test_the_hips_path_is_the_least_squares_solution_of_its_stated_objective():
+    rng = np.random.default_rng(7)
+    frames, stiffness, anchor = 40, 5.0, 0.01
+    scaled = rng.normal(size=(frames, 2))
+    steps = rng.normal(size=(3, frames - 1, 2))
+    weights = rng.random((3, frames - 1))
+
+    path = retarget_feet.smooth_hips_path(scaled, steps, weights, stiffness, anchor)
+
+    # the objective's residuals stacked as rows over the change d = path - scaled, solved by numpy's least squares
+    first, second = np.diff(np.eye(frames), axis=0), np.diff(np.eye(frames), n=2, axis=0)
+    rows = [np.sqrt(weights[c])[:, None] * first for c in range(3)] + [np.sqrt(stiffness) * second,
+                                                                      np.sqrt(anchor) * np.eye(frames)]
+    wanted = [np.sqrt(weights[c])[:, None] * (steps[c] - np.diff(scaled, axis=0)) for c in range(3)]
+    wanted += [np.zeros((frames - 2, 2)), np.zeros((frames, 2))]
+    change = np.linalg.lstsq(np.concatenate(rows), np.concatenate(wanted), rcond=None)[0]
+    # the normal matrix's condition number is at most (4 x 3 + 16 x stiffness + anchor) / anchor ~ 1e4, so both
+    # solvers agree to ~1e4 x 1e-16 relative on values of ~1; 1e-9 leaves a margin of 10^3
+    np.testing.assert_allclose(path, scaled + change, atol=1e-9)
 
 
 def test_with_no_foot_on_the_ground_the_hips_keep_the_scaled_source_path():
