@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from hymotion import errors
 from hymotion.errors import HyMotionError
-from hymotion.protocol import ErrorEvent, Event, HelloEvent
+from hymotion.protocol import DoneEvent, ErrorEvent, Event, HelloEvent
 
 from .client import BACKEND_RESTARTS_HINT, BackendClient, service_args
 
@@ -217,11 +217,18 @@ class BackendManager:
 
     def poll_events(self) -> list[Event]:
         client = self._client
-        return client.poll_events() if client is not None else []
+        return self._noted(client.poll_events() if client is not None else [])
 
     def wait_events(self, timeout: float) -> list[Event]:
         client = self._client
-        return client.wait_events(timeout) if client is not None else []
+        return self._noted(client.wait_events(timeout) if client is not None else [])
+
+    def _noted(self, events: list[Event]) -> list[Event]:
+        """A finished job means the model loaded after all: a failed preload is no longer news."""
+        if any(isinstance(event, DoneEvent) for event in events):
+            with self._lock:
+                self._preload_failed = False
+        return events
 
 
 def _died_error(stderr_tail: list[str]) -> HyMotionError:

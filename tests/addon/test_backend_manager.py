@@ -15,7 +15,7 @@ import pytest
 
 from hymotion import errors
 from hymotion.errors import HyMotionError
-from hymotion.protocol import PROTOCOL_VERSION, HelloEvent, StatusEvent
+from hymotion.protocol import PROTOCOL_VERSION, DoneEvent, HelloEvent, StatusEvent
 from hymotion_addon.core import backend_manager
 from hymotion_addon.core.backend_manager import READY, STOPPED, BackendConfig, BackendManager
 
@@ -37,6 +37,7 @@ class StandInClient:
         self.released = threading.Event()
         self.asked = threading.Event()
         self.model_loads = True
+        self.events: list = []
 
     def start(self, timeout: float) -> HelloEvent:
         self.alive = True
@@ -52,6 +53,10 @@ class StandInClient:
         loaded = not loading and self.model_loads
         return StatusEvent(id="s", state="loading" if loading else "idle", queue=[], model="tiny-random", plan="cpu",
                            loaded=loaded)
+
+    def poll_events(self) -> list:
+        events, self.events = self.events, []
+        return events
 
     def shutdown(self, timeout: float) -> int:
         self.alive = False
@@ -94,7 +99,7 @@ def test_a_preloading_backend_is_ready_at_once_and_loading_until_its_model_is_re
     assert (status.state, status.loading, status.preload_failed) == (READY, False, False)
 
 
-def test_a_failed_preload_shows_as_ready_with_the_failure_noted(manager, clients) -> None:
+def test_a_failed_preload_is_noted_until_a_job_finishes(manager, clients) -> None:
     manager.ensure_started(CONFIG, wait=True, preload=True)
     clients[0].model_loads = False
     clients[0].released.set()
@@ -102,6 +107,9 @@ def test_a_failed_preload_shows_as_ready_with_the_failure_noted(manager, clients
 
     status = manager.status()
     assert (status.state, status.loading, status.preload_failed) == (READY, False, True)
+    clients[0].events = [DoneEvent(job="g", results=1, seconds=1.0)]
+    assert len(manager.poll_events()) == 1
+    assert not manager.status().preload_failed
 
 
 def test_nothing_starts_twice_and_preload_is_no_reason_to_restart(manager, clients) -> None:
