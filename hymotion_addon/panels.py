@@ -1,7 +1,9 @@
 """The sidebar: View3D > Sidebar > HY-Motion. A main panel (backend state, prompt with live guidance, Generate)
 and sub-panels for settings, target, batch, presets, history and the backend.
 
-Each panel's drawing is a module function taking a layout, so it can be checked without a window.
+Each panel's drawing is a module function taking a layout, so it can be checked without a window. The main panel's
+first draw in a session schedules the early start of the backend (preference "Start the Backend When the Panel
+Opens"): a timer starts it without blocking and redraws the sidebar while it starts and loads the model.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import functools
 import bpy
 from hymotion.prompt_guide import PromptAdvice, analyse
 
-from . import generation, preferences, rig
+from . import generation, operators, preferences, rig
 from .core import backend_manager, backend_setup
 from .core.backend_manager import MANAGER
 from .preferences import draw_wrapped
 
 SIDEBAR_COLUMNS = 42
 HISTORY_ROWS = 4
+STAGE_REDRAW_S = 0.25
+
+_early_start_scheduled = False
 
 
 @functools.lru_cache(maxsize=64)
@@ -31,8 +36,47 @@ def _running_run() -> generation.Run | None:
     return run if run is not None and not run.finished else None
 
 
+def schedule_early_start(context: bpy.types.Context) -> None:
+    """Called by the main panel's draw: the first time it is drawn with the preference on and a backend configured,
+    register :func:`start_backend_early` on a timer (a draw callback only schedules; it starts nothing itself)."""
+    global _early_start_scheduled
+    if _early_start_scheduled:
+        return
+    settings = preferences.addon_preferences(context)
+    if settings is None or not settings.start_backend_early or preferences.backend_config(context) is None:
+        return
+    _early_start_scheduled = True
+    bpy.app.timers.register(start_backend_early, first_interval=0.0)
+
+
+def start_backend_early() -> None:
+    """Timer: start the backend with the model preloaded, without blocking, unless one already runs, starts or failed
+    to start (a Generate then decides); then redraw the sidebar while the stage changes."""
+    config = preferences.backend_config()
+    if config is not None and MANAGER.status().state == backend_manager.STOPPED:
+        MANAGER.ensure_started(config, wait=False, preload=True)
+        bpy.app.timers.register(redraw_while_starting, first_interval=STAGE_REDRAW_S)
+
+
+def redraw_while_starting() -> float | None:
+    """Timer: redraw the sidebar until the backend is ready (model loaded) or failed."""
+    operators.redraw_areas(("VIEW_3D",))
+    status = MANAGER.status()
+    return STAGE_REDRAW_S if status.state == backend_manager.STARTING or status.loading else None
+
+
+def cancel_early_start() -> None:
+    """On unregister: no timer of ours keeps firing; enabling the add-on again starts early again."""
+    global _early_start_scheduled
+    for timer in (start_backend_early, redraw_while_starting):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
+    _early_start_scheduled = False
+
+
 def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, detailed: bool = False) -> None:
-    """Not installed / not started / starting / ready (device, plan) / busy (progress) / error (with hint)."""
+    """Not installed / not started / starting / loading the model / ready (device, plan) / busy (progress) / error
+    (with hint)."""
     config = preferences.backend_config(context)
     if config is None:
         task = backend_setup.tasks.get("install")
@@ -59,9 +103,14 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
         layout.progress(factor=run.fraction, type="BAR", text=run.status_text().removeprefix("HY-Motion: "))
     elif status.state == backend_manager.STARTING:
         layout.label(text="Backend: starting…", icon="SORTTIME")
+    elif status.state == backend_manager.READY and status.hello is not None and status.loading:
+        layout.label(text=f"Backend: loading the model… ({config.model})", icon="SORTTIME")
     elif status.state == backend_manager.READY and status.hello is not None:
         device = status.hello.device or "CPU"
         layout.label(text=f"Backend: ready · {device} · plan {status.hello.plan}", icon="CHECKMARK")
+        if status.preload_failed:
+            draw_wrapped(layout, "The model did not load ahead of time; Generate loads it and says why.", icon="INFO",
+                         columns=SIDEBAR_COLUMNS)
         _draw_weights_state(layout, status.hello, config.model)
     elif status.state == backend_manager.ERROR and status.error is not None:
         layout.label(text="Backend: error", icon="ERROR")
@@ -200,6 +249,7 @@ class HYMOTION_PT_main(_SidebarPanel, bpy.types.Panel):
     bl_label = "HY-Motion"
 
     def draw(self, context: bpy.types.Context) -> None:
+        schedule_early_start(context)
         draw_main(self.layout, context)
 
 

@@ -261,6 +261,13 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
     )
     plan: bpy.props.EnumProperty(name="Memory Plan", items=PLAN_ITEMS, default="auto")
+    start_backend_early: bpy.props.BoolProperty(
+        name="Start the Backend When the Panel Opens",
+        description="When the HY-Motion sidebar is first shown in a session, start the backend and load the model "
+        "into GPU memory (RAM on the CPU plan) ahead of the first Generate, so that click does not wait for it. The "
+        "model then holds that memory while Blender runs; Stop Backend frees it",
+        default=True,
+    )
     licences_accepted: bpy.props.BoolProperty(
         name="I have read and accept these licences",
         description="Needed once before the weights are downloaded",
@@ -343,6 +350,7 @@ def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences)
     box.prop(preferences, "model")
     box.prop(preferences, "model_dir")
     box.prop(preferences, "plan")
+    box.prop(preferences, "start_backend_early")
     if preferences.model == "tiny-random":
         box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
 

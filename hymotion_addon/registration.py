@@ -39,6 +39,7 @@ def unregister() -> None:
         bpy.app.handlers.load_pre.remove(_stop_run_before_load)
     generation.stop_active_run("The add-on was disabled.")
     generation.active_run = None
+    panels.cancel_early_start()
     backend_manager.MANAGER.shutdown()
     operators.stop_setup_tasks()
     retarget_ui.unregister_properties()

@@ -62,14 +62,21 @@ REPLY_TYPES = (AckEvent, PongEvent, StatusEvent)
 
 
 def service_args(
-    model: str = "lite", model_dir: str | None = None, plan: str = "auto", device: str | None = None
+    model: str = "lite",
+    model_dir: str | None = None,
+    plan: str = "auto",
+    device: str | None = None,
+    preload: bool = False,
 ) -> list[str]:
-    """Interpreter arguments that start the service on stdio with these model settings."""
+    """Interpreter arguments that start the service on stdio with these model settings; ``preload`` loads the model
+    right after start-up instead of at the first generate."""
     args = ["-m", "hymotion.service", "--stdio", "--model", model, "--plan", plan]
     if model_dir:
         args += ["--model-dir", model_dir]
     if device:
         args += ["--device", device]
+    if preload:
+        args.append("--preload")
     return args
 
 

@@ -14,7 +14,9 @@ from typing import Callable
 import numpy as np
 
 from hymotion import skeleton
-from hymotion.jobs import MAX_STEPS
+from hymotion.errors import CANCELLED, HyMotionError
+from hymotion.jobs import MAX_STEPS, frames_for_duration
+from hymotion.motion import MotionClip
 from hymotion.protocol import Event, ProtocolError, ResultEvent, decode_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +49,27 @@ def check_result_arrays(result: ResultEvent) -> None:
     assert rotations.dtype == np.float32 and rotations.shape == (result.frames, 22, 4)
     np.testing.assert_allclose(np.linalg.norm(rotations, axis=-1), 1.0, atol=1e-4)
     np.testing.assert_allclose(skeleton.forward_kinematics(rotations, translation), positions, atol=1e-4)
+
+
+class InstantPipeline:
+    """Stands in for MotionPipeline: one clip per prompt x seed, at once, and honours cancellation."""
+
+    plan = "cpu"
+    device = "cpu"
+    variant = "lite"
+
+    def describe(self) -> dict:
+        return {"plan": self.plan}
+
+    def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None, constraint=None):
+        for index, (prompt, duration) in enumerate(zip(settings.prompts, settings.durations)):
+            frames = frames_for_duration(duration)
+            for seed in settings.seeds:
+                if should_cancel():
+                    raise HyMotionError(CANCELLED, "The job was cancelled.")
+                rotations = np.tile(np.array([1.0, 0, 0, 0], dtype=np.float32), (frames, 22, 1))
+                yield MotionClip(np.zeros((frames, 3)), rotations, np.zeros((frames, 22, 3)), prompt=prompt,
+                                 seed=seed, duration=duration, prompt_index=index, plan=self.plan)
 
 
 class RawBackend:

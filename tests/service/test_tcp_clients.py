@@ -15,17 +15,13 @@ import threading
 import types
 from typing import Iterator
 
-import numpy as np
 import pytest
 
 from hymotion.service import core, tcp
-from hymotion.errors import CANCELLED, HyMotionError
-from hymotion.jobs import frames_for_duration
-from hymotion.motion import MotionClip
 from hymotion.protocol import Event, decode_event
 from hymotion.service import ServeOptions, Service
 from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
-from service_helpers import TINY_ARGS, service_argv
+from service_helpers import TINY_ARGS, InstantPipeline, service_argv
 
 TOKEN = "a-test-token-of-32-characters-xx"
 REPLY_TIMEOUT_S = 30.0
@@ -36,27 +32,6 @@ SMALL_QUEUE_BYTES = 1 << 20
 # Twelve-second clips are about 250 KB on the wire each: 200 of them are 50 MB, far past the 1 MiB queue bound plus
 # what the kernel buffers of a client that reads nothing can hold.
 FLOOD = {"prompts": ["a person walks"], "durations": [12.0], "seeds": list(range(200)), "steps": 1}
-
-
-class InstantPipeline:
-    """Stands in for MotionPipeline: one clip per prompt x seed, at once, and honours cancellation."""
-
-    plan = "cpu"
-    device = "cpu"
-    variant = "lite"
-
-    def describe(self) -> dict:
-        return {"plan": self.plan}
-
-    def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None, constraint=None):
-        for index, (prompt, duration) in enumerate(zip(settings.prompts, settings.durations)):
-            frames = frames_for_duration(duration)
-            for seed in settings.seeds:
-                if should_cancel():
-                    raise HyMotionError(CANCELLED, "The job was cancelled.")
-                rotations = np.tile(np.array([1.0, 0, 0, 0], dtype=np.float32), (frames, 22, 1))
-                yield MotionClip(np.zeros((frames, 3)), rotations, np.zeros((frames, 22, 3)), prompt=prompt,
-                                 seed=seed, duration=duration, prompt_index=index, plan=self.plan)
 
 
 @pytest.fixture

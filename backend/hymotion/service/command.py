@@ -80,6 +80,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="the DiT's number format (default: the plan's)")
     parser.add_argument("--compile", action="store_true", dest="compile_dit",
                         help="torch.compile the DiT on GPU plans: faster for large batches after a minute of compiling")
+    parser.add_argument("--preload", action="store_true",
+                        help="load the model right after start-up instead of at the first generate (a generate sent "
+                        "meanwhile waits for it); status says 'loading' until it is ready")
 
 
 def serve_main(args: argparse.Namespace) -> int:
@@ -92,7 +95,7 @@ def serve_main(args: argparse.Namespace) -> int:
     log_file = _set_up_logging(args.log_file)
     options = ServeOptions(
         args.model, args.model_dir, args.plan, args.device, args.cache_dir, log_file, precision=args.precision,
-        compile_dit=args.compile_dit,
+        compile_dit=args.compile_dit, preload=args.preload,
     )
     log.info("hymotion %s serving (protocol %d, pid %d, model %s)", __version__, PROTOCOL_VERSION, os.getpid(),
              args.model)
@@ -117,11 +120,11 @@ def serve_main(args: argparse.Namespace) -> int:
             print(f"hymotion serve: error: cannot listen on {args.listen}: {error.strerror or error}.\n"
                   "  hint: choose another port, or an address of this machine.", file=sys.stderr)
             return 2
-    service.start()
     if server is None:
         serve_stdio(service, parent)
     else:
         route_standard_streams_away()
+        service.start()
         token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
         write_token(token_file, token)
         print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)

@@ -3,7 +3,7 @@ request line, whichever transport (stdio.py, tcp.py) the line came from.
 
 A client is a :class:`Connection`: ``send`` only queues a line and the connection's own writer thread writes it, so
 neither the worker nor another client ever waits on a client that stopped reading. The model loads at the first
-``generate`` and stays loaded; nothing here imports torch before that.
+``generate`` (or right after start-up with ``--preload``) and stays loaded; nothing here imports torch before that.
 """
 
 from __future__ import annotations
@@ -210,6 +210,7 @@ class ServeOptions:
     log_file: str | None = None
     precision: str | None = None
     compile_dit: bool = False
+    preload: bool = False
 
 
 class Service:
@@ -220,7 +221,8 @@ class Service:
         self._lock = threading.Condition()
         self._queue: collections.deque[Job] = collections.deque()
         self._current: Job | None = None
-        self._loading = False
+        # With preload the service counts as loading from the start, so a status answered after the hello says so.
+        self._loading = options.preload
         self._stopping = False
         self._pipeline: MotionPipeline | None = None
         self._connections: set[Connection] = set()
@@ -238,9 +240,12 @@ class Service:
         self.stop_requested.set()
 
     def stop(self, timeout: float = WORKER_STOP_TIMEOUT_S) -> bool:
-        """Cancel every job, let the worker finish its sampling step, drop the model. False if the worker hung."""
+        """Cancel every job, let the worker finish its sampling step, drop the model. False if the worker is still
+        busy: it hung, or it is loading the model, which cannot be interrupted and is of no use to a stopping
+        backend, so it is not waited for (the process then exits at once)."""
         with self._lock:
             self._stopping = True
+            loading = self._loading
             dropped = list(self._queue)
             self._queue.clear()
             if self._current is not None:
@@ -248,6 +253,9 @@ class Service:
             self._lock.notify_all()
         for job in dropped:
             job.connection.send(_cancelled_event(job, "The backend is shutting down."), wait=False)
+        if loading:
+            log.info("stopping during the model load; not waiting for it")
+            return False
         self._worker.join(timeout)
         if self._worker.is_alive():
             log.error("the worker did not stop within %.0f s", timeout)
@@ -329,6 +337,8 @@ class Service:
             position = len(self._queue) - 1 + (self._current is not None)
             # Queued before the worker can see the job, so it always precedes the job's first progress event.
             connection.send(QueuedEvent(id=request.id, job=request.id, position=position), wait=False)
+            if self._loading:
+                self._tell_loading([job], 0)
             self._lock.notify_all()
 
     def _cancel(self, connection: Connection, request: CancelRequest) -> None:
@@ -399,6 +409,8 @@ class Service:
     # --- the worker -------------------------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        if self.options.preload:
+            self._preload()
         while True:
             with self._lock:
                 while not self._queue and not self._stopping:
@@ -483,7 +495,7 @@ class Service:
         if wanted is not None:
             self._check_plan(wanted)
         if self._pipeline is None:
-            self._load(job, wanted or self.options.plan)
+            self._load(wanted or self.options.plan, job)
         elif wanted is not None and self._pipeline.plan != wanted:
             log.info("job %s asks for plan %s (was %s)", job.id, wanted, self._pipeline.plan)
             self._pipeline.switch_plan(wanted)
@@ -500,10 +512,27 @@ class Service:
         except HyMotionError as error:
             raise ProtocolError(error.message, error.hint, field="plan") from None
 
-    def _load(self, job: Job, plan: str) -> None:
-        job.connection.send(ProgressEvent(job=job.id, stage="loading", step=0, total=1))
+    def _preload(self) -> None:
+        """``--preload``: load the model as the first job would, before any asks; a failure is logged, and the next
+        job loads again and reports the error to its client."""
+        with self._lock:
+            if self._stopping:
+                self._loading = False
+                return
+        try:
+            self._load(self.options.plan)
+        except Exception as error:  # noqa: BLE001 - the service must survive a failed preload
+            failure = error if isinstance(error, HyMotionError) else self._unexpected(error)
+            log.warning("preloading the model failed (%s: %s); the next job loads it again", failure.code,
+                        failure.message)
+            self._free_cached_memory()
+
+    def _load(self, plan: str, job: Job | None = None) -> None:
+        """Load the pipeline on ``plan``. The job that needs it (if any) and every job queued meanwhile see the
+        ``loading`` stage: step 0 when it starts (or when they arrive), step 1 when the model is ready."""
         with self._lock:
             self._loading = True
+            self._tell_loading([job, *self._queue] if job else list(self._queue), 0)
         try:
             from ..pipeline import load_pipeline
 
@@ -519,8 +548,18 @@ class Service:
         finally:
             with self._lock:
                 self._loading = False
+                if self._pipeline is not None:
+                    self._tell_loading([job, *self._queue] if job else list(self._queue), 1)
         log.info("model loaded: %s", self._pipeline.describe())
-        job.connection.send(ProgressEvent(job=job.id, stage="loading", step=1, total=1))
+
+    @staticmethod
+    def _tell_loading(jobs: list[Job], step: int) -> None:
+        """Called under the lock: each job's ``loading`` progress; the start is told once per job."""
+        for job in jobs:
+            if step == 0 and job.stage == "loading":
+                continue
+            job.stage, job.step, job.total = "loading", step, 1
+            job.connection.send(ProgressEvent(job=job.id, stage="loading", step=step, total=1), wait=False)
 
     def _release_pipeline(self) -> None:
         self._pipeline = None

@@ -17,7 +17,9 @@ from .core import PARENT_POLL_S, Connection, Service, serve_lines, wait_for_stop
 def serve_stdio(service: Service, parent: int) -> None:
     """Move the protocol off fds 0/1 so that nothing but protocol lines can reach the client, then serve.
 
-    ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned.
+    ``parent`` is the parent pid seen at start: the backend stops as soon as it is orphaned. The worker starts after
+    the hello is queued and the standard streams are routed away, so a preload's imports can print nothing into the
+    protocol and never hold up the hello.
     """
     protocol_in = os.fdopen(os.dup(0), "rb")
     connection = Connection("stdio", os.fdopen(os.dup(1), "wb"))
@@ -38,6 +40,7 @@ def serve_stdio(service: Service, parent: int) -> None:
 
     threading.Thread(target=watch_parent, name="hymotion-parent", daemon=True).start()
     connection.send(service.hello())
+    service.start()
     threading.Thread(target=read, name="hymotion-stdin", daemon=True).start()
     wait_for_stop(service)
 
