@@ -104,6 +104,7 @@ class FarmSettings:
     steps: int = DEFAULT_STEPS
     cfg: float = DEFAULT_CFG
     smoothing: bool = True
+    compile_dit: bool = False
 
     def motion_settings(self) -> dict[str, Any]:
         return {"model": self.model, "steps": self.steps, "cfg": self.cfg, "smoothing": self.smoothing}
@@ -257,7 +258,7 @@ class FarmWorker:
 
             plan = "cpu" if device == "cpu" else settings.plan
             self.pipeline = load_pipeline(settings.model, settings.model_dir, plan, device=device,
-                                          cache_dir=settings.cache_dir)
+                                          cache_dir=settings.cache_dir, compile_dit=settings.compile_dit)
         except Exception as error:  # reported by ready(); the driver decides
             self.error = _error_dict(error)
 
@@ -425,6 +426,7 @@ def farm(
     steps: int = DEFAULT_STEPS,
     cfg: float = DEFAULT_CFG,
     smoothing: bool = True,
+    compile_dit: bool = False,
     workers: int | None = None,
     unit_size: int = DEFAULT_UNIT_SIZE,
     blend_every: int | None = None,
@@ -454,7 +456,8 @@ def farm(
                               "Leave it out for the default.")
     clips, bad_lines = read_farm_prompts(prompts, seed_list, duration)
     settings = FarmSettings(_model_setting(model), _absolute(model_dir), plan,
-                            _absolute(cache_dir) or str(out / EMBEDDINGS_FOLDER), steps, cfg, smoothing)
+                            _absolute(cache_dir) or str(out / EMBEDDINGS_FOLDER), steps, cfg, smoothing,
+                            compile_dit)
     blender, bpy_python = (_absolute(path) if path and os.sep in path else path for path in (blender, bpy_python))
     _prepare_out(out, settings)
     if blend_every is not None and address is None:
@@ -863,6 +866,8 @@ def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", help="folder holding the weights, the same path on every machine")
     parser.add_argument("--plan", default="auto", help="memory plan per worker: auto, gpu, stream, cpu")
     parser.add_argument("--cache-dir", help="prompt-embedding cache (default: OUT/embeddings, shared by all workers)")
+    parser.add_argument("--compile", action="store_true", dest="compile_dit",
+                        help="torch.compile each GPU worker's DiT: about 1.6x the clips per second after a minute")
     parser.add_argument("--workers", type=int, help="pipeline workers (default: one per GPU; without GPUs, one per "
                         f"{CPU_CORES_PER_WORKER} cores)")
     parser.add_argument("--unit-size", type=int, default=DEFAULT_UNIT_SIZE,
@@ -877,7 +882,7 @@ def farm_main(args: argparse.Namespace) -> int:
     summary = farm(
         args.prompts, args.out, address=args.address, seeds=args.seeds, duration=args.duration, model=args.model,
         model_dir=args.model_dir, plan=args.plan, cache_dir=args.cache_dir, steps=args.steps, cfg=args.cfg,
-        smoothing=not args.no_smoothing, workers=args.workers, unit_size=args.unit_size,
+        smoothing=not args.no_smoothing, compile_dit=args.compile_dit, workers=args.workers, unit_size=args.unit_size,
         blend_every=args.blend_every, blender=args.blender, bpy_python=args.bpy_python,
         progress=not args.no_progress,
     )
