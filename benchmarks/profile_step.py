@@ -27,6 +27,19 @@ def timed(function, repeats: int) -> float:
     return (time.perf_counter() - begin) / repeats
 
 
+def captured(function) -> torch.cuda.CUDAGraph:
+    """``function`` run once on a side stream (kernels chosen, compiled code built), then captured."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        function()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        function()
+    return graph
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="lite", choices=DIT_SHAPES)
@@ -49,15 +62,7 @@ def main() -> None:
         )
         with torch.inference_mode():
             eager = timed(lambda: model(x, ctxt, vtxt, t, layout), 10)
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                model(x, ctxt, vtxt, t, layout)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                model(x, ctxt, vtxt, t, layout)
-            replay = timed(graph.replay, 20)
+            replay = timed(captured(lambda: model(x, ctxt, vtxt, t, layout)).replay, 20)
             tokens = batch * (args.frames + args.text)
             flops = 2 * sum(p.numel() for p in model.parameters()) * tokens
             print(f"batch {batch}: eager {eager * 1e3:.2f} ms, graph {replay * 1e3:.2f} ms per step, "
@@ -72,13 +77,7 @@ def main() -> None:
                 compiled(x, ctxt, vtxt, t, layout)
                 torch.cuda.synchronize()
                 compile_s = time.perf_counter() - begin
-                with torch.cuda.stream(side):
-                    compiled(x, ctxt, vtxt, t, layout)
-                torch.cuda.current_stream().wait_stream(side)
-                compiled_graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(compiled_graph):
-                    compiled(x, ctxt, vtxt, t, layout)
-                compiled_replay = timed(compiled_graph.replay, 20)
+                compiled_replay = timed(captured(lambda: compiled(x, ctxt, vtxt, t, layout)).replay, 20)
                 difference = (compiled(x, ctxt, vtxt, t, layout).float() - model(x, ctxt, vtxt, t, layout).float()).abs()
                 print(f"batch {batch}: compiled ({args.compile}) graph {compiled_replay * 1e3:.2f} ms per step, "
                       f"{flops / compiled_replay / 1e12:.0f} TFLOP/s; compile {compile_s:.1f} s; "
