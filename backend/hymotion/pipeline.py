@@ -45,6 +45,7 @@ GRAPH_TOKEN_STEP = 32
 # fits in memory with room for a batch's repeats.
 RECENT_EMBEDDINGS = 512
 ENCODE_GROUP = 256
+WARM_UP_PROMPT = "a person stands still"
 _Result = TypeVar("_Result")
 
 
@@ -235,6 +236,14 @@ class MotionPipeline:
             torch.cuda.empty_cache()
         if self._plan.text_placement in ("resident", "stream"):
             threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
+
+    def prepare_text_encoder(self) -> None:
+        """Load the text encoder and run it once on a throw-away prompt (cached nowhere), so the first new prompt pays
+        neither the loading nor the set-up of first use (kernel loading, workspaces: 0.4 s on ``gpu``, 1.3 s on
+        ``stream`` on an H100). What a preloading backend does before it says it is ready."""
+        encoder = self.text_encoder()
+        encoder.encode([WARM_UP_PROMPT])
+        memory.release_text_encoder(encoder)
 
     def _load_text_encoder_quietly(self) -> None:
         """Background loading; a failure (say, out of memory) is left to the first encode, which steps down."""

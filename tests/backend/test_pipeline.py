@@ -302,3 +302,11 @@ def test_many_new_prompts_are_encoded_in_bounded_passes_with_the_same_features(t
     for one, batched in zip(alone, together, strict=True):
         torch.testing.assert_close(batched.ctxt.float(), one.ctxt.float(), rtol=2**-5, atol=2**-5)
         torch.testing.assert_close(batched.vtxt, one.vtxt, rtol=1e-5, atol=1e-5)  # fp32 CLIP: order only, ~1e-7
+
+
+def test_preparing_the_text_encoder_loads_it_and_caches_nothing(tmp_path):
+    pipe = pipeline_module.load_pipeline("tiny-random", plan="stream", device="cpu", cache_dir=tmp_path / "cache")
+    pipe.prepare_text_encoder()
+    assert pipe._text_encoder is not None
+    assert pipeline_module.WARM_UP_PROMPT not in pipe._recent_embeddings
+    assert not list((tmp_path / "cache").rglob("*.safetensors")), "the throw-away prompt is cached nowhere"

@@ -57,9 +57,13 @@ class InstantPipeline:
     plan = "cpu"
     device = "cpu"
     variant = "lite"
+    text_encoder_prepared = False
 
     def describe(self) -> dict:
         return {"plan": self.plan}
+
+    def prepare_text_encoder(self) -> None:
+        self.text_encoder_prepared = True
 
     def generate(self, settings, on_progress=None, should_cancel=lambda: False, on_warning=None, constraint=None):
         for index, (prompt, duration) in enumerate(zip(settings.prompts, settings.durations)):

@@ -140,6 +140,7 @@ def test_status_says_loading_from_start_up_until_the_preload_ends(service, loade
     service_log.wait_for("model loaded")
     after = ask(service_, connection, sink, {"type": "status", "id": "s2"})
     assert (after.state, after.loaded) == ("idle", True)
+    assert service_._pipeline.text_encoder_prepared, "a preload readies the text encoder before it reports idle"
 
 
 def test_the_preload_loads_with_the_services_options_exactly_once(service, loader) -> None:

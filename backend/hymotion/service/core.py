@@ -520,16 +520,17 @@ class Service:
                 self._loading = False
                 return
         try:
-            self._load(self.options.plan)
+            self._load(self.options.plan, prepare_text_encoder=True)
         except Exception as error:  # noqa: BLE001 - the service must survive a failed preload
             failure = error if isinstance(error, HyMotionError) else self._unexpected(error)
             log.warning("preloading the model failed (%s: %s); the next job loads it again", failure.code,
                         failure.message)
             self._free_cached_memory()
 
-    def _load(self, plan: str, job: Job | None = None) -> None:
+    def _load(self, plan: str, job: Job | None = None, prepare_text_encoder: bool = False) -> None:
         """Load the pipeline on ``plan``. The job that needs it (if any) and every job queued meanwhile see the
-        ``loading`` stage: step 0 when it starts (or when they arrive), step 1 when the model is ready."""
+        ``loading`` stage: step 0 when it starts (or when they arrive), step 1 when the model is ready.
+        ``prepare_text_encoder`` (preload) also readies the text encoder, which otherwise loads at the first prompt."""
         with self._lock:
             self._loading = True
             self._tell_loading([job, *self._queue] if job else list(self._queue), 0)
@@ -545,6 +546,8 @@ class Service:
                 precision=self.options.precision,
                 compile_dit=self.options.compile_dit,
             )
+            if prepare_text_encoder:
+                self._pipeline.prepare_text_encoder()
         finally:
             with self._lock:
                 self._loading = False
