@@ -314,7 +314,8 @@ def bake_onto_rig(
     translation (F, 3) and rotations (F, 22, 4, w x y z) are the model's output, as :func:`.bake.bake_motion` takes
     them. `mapping` is None (detected from the bone names), a :class:`BoneMapping`, or {smplx_joint: bone_name}.
     root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
-    the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts.
+    the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
+    by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
     fps_mode and source_fps work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
     """
     _check_armature(target_armature)
@@ -343,9 +344,12 @@ def bake_onto_rig(
 
     translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
     wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
-    retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings, cleanup=feet_cleanup)
     transferred = dict(wishes.rotations)
-    contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings) if feet_cleanup else None
+    contacts = None
+    if feet_cleanup:  # the hips keep the leg-length-scaled path; the cleanup's IK plants the feet
+        contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
+    else:  # every bone keeps its source turn: only the hips' path can keep the target's feet put
+        retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
     result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)

@@ -1,10 +1,11 @@
 """Feet in numpy only: where the source's heels and toes touch the ground, and planting the target's feet there.
 
-The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do;
-:func:`follow_planted_feet` then moves the hips along the ground so that the target's own feet, turned exactly like
-the source's, stay where they touch (the stride fits the target's legs) as far as a smooth path allows (one banded
-least-squares solve over the clip, :func:`smooth_hips_path`), and :func:`clean_feet` may change the legs of that
-:class:`~.retarget_math.Transfer` before the keys are solved.
+The transfer (:mod:`.retarget_math`) turns the source clip into what each target bone should do, the hips on the
+source's path scaled by the leg-length ratio. Then one of two things plants the target's feet before the keys are
+solved: :func:`clean_feet` (Clean Up Feet, the default) changes the legs of that :class:`~.retarget_math.Transfer` by
+IK and leaves the hips' ground path as scaled; without it, :func:`follow_planted_feet` moves the hips along the ground
+so that the target's own feet, turned exactly like the source's, stay where they touch as far as a smooth path allows
+(one banded least-squares solve over the clip, :func:`smooth_hips_path`).
 
 Contacts (:func:`detect_contacts`) are found separately for the heel (a point under the ankle, on the floor at rest)
 and the ball of the foot (the toe joint), from their height over the clip's floor and their speed. Their overlap
@@ -58,14 +59,12 @@ class ContactSettings:
     blend_frames: int = 4
     flat_blend_frames: int = 2  # the foot levels out over this many frames where heel and ball both touch
     flat_tilt_degrees: tuple[float, float] = (3.0, 8.0)  # levelled fully below the first sole tilt, not above the second
-    # How long the hips take to change the speed the planted feet ask of them (:func:`follow_planted_feet`). Without
-    # cleanup every bone keeps its source turn, so the path alone keeps feet put: 0.1 s, the weight-acceptance time
-    # after heel strike, over which a body really changes its speed; a sudden wish J (m/s) then adds at most about
-    # J / (2 x 0.1 s) of acceleration: 2.5 m/s^2 (a walker's fore-aft ground force, 0.25 g) for the J = 0.5 m/s of a
-    # leg about 6 % off the source's proportions at heel strike. With cleanup its IK holds the feet, so the path only
-    # takes the feet's stride: half a second, a step, and nothing within a step is added.
+    # How long the hips take to change the speed the planted feet ask of them (:func:`follow_planted_feet`, cleanup
+    # off, where every bone keeps its source turn and the path alone keeps feet put): 0.1 s, the weight-acceptance
+    # time after heel strike, over which a body really changes its speed; a sudden wish J (m/s) then adds at most
+    # about J / (2 x 0.1 s) of acceleration: 2.5 m/s^2 (a walker's fore-aft ground force, 0.25 g) for the J = 0.5 m/s
+    # of a leg about 6 % off the source's proportions at heel strike.
     hips_settle_seconds: float = 0.1
-    hips_settle_seconds_cleanup: float = 0.5
     hips_anchor_seconds: float = 10.0  # the path drifts freely from the scaled one over this long, not over more
 
 
@@ -171,16 +170,11 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
 
 
 def follow_planted_feet(
-    plan: RetargetPlan,
-    wishes: Transfer,
-    fps: float,
-    settings: ContactSettings = ContactSettings(),
-    *,
-    cleanup: bool = False,
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
 ) -> np.ndarray:
     """Move the hips horizontally so that, with every bone turned exactly like the source, the target's own planted
-    heels and balls stay put (the stride then fits the target's legs), without jerks; height and rotations are left
-    alone.
+    heels and balls stay put, without jerks; height and rotations are left alone. For Clean Up Feet off only: with
+    it on, the IK of :func:`clean_feet` plants the feet and the hips keep the leg-length-scaled path.
 
     The path is the one (:func:`smooth_hips_path`) that best keeps every planted point put and the hips' acceleration
     low. Per frame step, each heel or ball contact asks for the hips step that keeps that point of the target's FK
@@ -189,8 +183,7 @@ def follow_planted_feet(
     frame, 1 a few frames in) times its confidence (:func:`_confidence`: on the floor and still). Off the ground
     (weight 1 - the largest pin weight) the hips ask for the transfer's step (the source's, scaled by the leg-length
     ratio). The hips change their speed over the settings' ``hips_settle_seconds`` where the feet ask for a sudden
-    change, or over ``hips_settle_seconds_cleanup`` when `cleanup` (:func:`clean_feet`) will plant the feet by IK.
-    Nothing changes in place (`in_place`).
+    change. Nothing changes in place (`in_place`).
     Changes `wishes` in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
     contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
     feet = plan_feet(plan)
@@ -219,9 +212,12 @@ def follow_planted_feet(
     free = np.diff(hips[:, :2], axis=0)
     steps.append(free)
     weights.append(1.0 - np.max(pins, axis=0))
-    settle = settings.hips_settle_seconds_cleanup if cleanup else settings.hips_settle_seconds
     hips[:, :2] = smooth_hips_path(
-        hips[:, :2], np.array(steps), np.array(weights), (settle * fps) ** 2, (settings.hips_anchor_seconds * fps) ** -2
+        hips[:, :2],
+        np.array(steps),
+        np.array(weights),
+        (settings.hips_settle_seconds * fps) ** 2,
+        (settings.hips_anchor_seconds * fps) ** -2,
     )
     set_hips_path(plan, wishes, hips)
     return contacts

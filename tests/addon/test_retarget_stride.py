@@ -1,7 +1,9 @@
-"""The hips follow the target's own planted feet (retarget_feet.follow_planted_feet), in numpy without Blender: on a
-rig whose thigh-to-shin ratio differs from the SMPL-X body, a path free to accelerate keeps a planted foot put while
-every bone keeps the source's rotation, the default path adds only a bounded acceleration where the planted leg asks
-for a sudden change, and with no foot on the ground the hips keep the source's path scaled by the leg-length ratio."""
+"""With Clean Up Feet off the hips follow the target's own planted feet (retarget_feet.follow_planted_feet), in
+numpy without Blender: on a rig whose thigh-to-shin ratio differs from the SMPL-X body, a path free to accelerate
+keeps a planted foot put while every bone keeps the source's rotation, the default path adds only a bounded
+acceleration where the planted leg asks for a sudden change, and with no foot on the ground the hips keep the
+source's path scaled by the leg-length ratio. (With the cleanup on the hips keep that scaled path throughout:
+tests/blender/test_feet.py.)"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Feet: heel and ball contacts found separately on the source, the target's foot planted where it touches (rolled
 about the heel at heel-strike and about the ball at heel-off), never below the floor and not hovering while flat,
-hips that stay smooth meanwhile, and the per-contact report; measured on synthetic gaits whose source feet really
-plant (retarget_test_rigs.gait_clip)."""
+the hips on the leg-length-scaled path meanwhile, and the per-contact report; measured on synthetic gaits whose
+source feet really plant (retarget_test_rigs.gait_clip)."""
 
 from __future__ import annotations
 
@@ -85,25 +85,18 @@ def test_planted_heels_and_balls_stay_put_on_the_floor(planted):
         assert report.hover <= 0.003, report  # the issue's target; the pivot point sits exactly on the floor
 
 
-def test_with_cleanup_the_hips_add_no_more_acceleration_than_a_step_long_settling_allows(planted):
-    plan, _, _, after, _ = planted
+def test_with_cleanup_the_hips_play_the_leg_length_scaled_source_path(planted):
+    plan, _, before, after, _ = planted
     translation, rotations, _ = rigs.gait_clip("walk", SECONDS)
-    played = after[plan.hips][:, :3, 3] @ plan.axes.T  # the source frame: Z up
-    scaled = retarget_math.transfer(plan, translation, rotations).positions[plan.hips] @ plan.axes.T
-    pinned = retarget_math.transfer(plan, translation, rotations)
-    free = retarget_feet.ContactSettings(hips_settle_seconds=0.0)
-    retarget_feet.follow_planted_feet(plan, pinned, 30.0, free)
-    # What the feet ask of the hips changes their velocity by `wished` (per axis, m/s, over the clip); spread over
-    # the cleanup's settle time tau (an exponential kernel exp(-|t| / tau) / (2 tau)), that adds at most the
-    # range / (2 tau) of acceleration (see tests/addon/test_retarget_stride.py). Read back from Blender's float32
-    # keys over ~1 m (1e-7 m), the second difference adds ~1e-7 x 30^2 = 1e-4 m/s^2, far below the bound.
-    pinned_path = pinned.positions[plan.hips] @ plan.axes.T
-    wished = np.ptp(np.diff((pinned_path - scaled)[:, :2], axis=0) * 30.0, axis=0)
-    bound = np.linalg.norm(wished) / (2.0 * retarget_feet.ContactSettings().hips_settle_seconds_cleanup)
-    added = np.linalg.norm(np.diff((played - scaled)[:, :2], n=2, axis=0), axis=-1) * 30.0 * 30.0
-    assert added.max() <= bound
-    pinned_added = np.linalg.norm(np.diff((pinned_path - scaled)[:, :2], n=2, axis=0), axis=-1)
-    assert pinned_added.max() * 30.0 * 30.0 > 3.0 * bound  # keeping every planted point put asks for jerks
+    scaled = retarget_math.transfer(plan, translation, rotations).positions[plan.hips] @ plan.axes.T  # Z up
+    played = after[plan.hips][:, :3, 3] @ plan.axes.T
+    # Blender keys the hips in float32 and evaluates float32 matrices over coordinates of at most ~3 m (2.4 m of
+    # walk): one rounding is 2.4e-7 m, the few in a key and a pose product stay within ~1e-6 m; 1e-5 m keeps a margin
+    # of 10 and is 1000 times smaller than what the cleanup-off path changes on this rig (asserted below). The IK
+    # may only lower the hips, so only the horizontal path is compared.
+    np.testing.assert_allclose(played[:, :2], scaled[:, :2], atol=1e-5)
+    without_cleanup = before[plan.hips][:, :3, 3] @ plan.axes.T  # follows the rig's own planted feet instead
+    assert np.abs(without_cleanup[:, :2] - scaled[:, :2]).max() > 0.01
 
 
 def test_the_foot_never_goes_below_the_floor_and_rolls_about_the_ball_at_heel_off(planted):
