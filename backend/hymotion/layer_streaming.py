@@ -1,11 +1,12 @@
 """The ``stream`` plan's engine: Qwen3's decoder layers run on the GPU while their weights stay in host memory.
 
-The host weights are the memory-mapped safetensors files themselves (``model.text_encoder.load_qwen_base``), so they live in the
-page cache (file-backed, evictable) rather than in the process's own memory. Per forward pass each layer is copied
-into one of two GPU slots: the CPU packs layer i+2 into a pinned staging buffer while a side CUDA stream copies layer
-i+1 into its slot and the default stream computes layer i, so copying and computing overlap and the GPU holds two
-layers (about 0.8 GB for Qwen3-8B) instead of 36. The token embedding table (1.2 GB) stays on the host: a prompt
-needs only its own rows, looked up there and sent over.
+The host weights are the memory-mapped safetensors files themselves (``model.text_encoder.load_qwen_base``), so they
+live in the page cache (file-backed, evictable) rather than in the process's own memory. Per forward pass each layer
+is copied into one of two GPU slots: the CPU packs layer i+2 into a pinned staging buffer while a side CUDA stream
+copies layer i+1 into its slot and the default stream computes layer i, so copying and computing overlap and the GPU
+holds two layers (about 0.8 GB for Qwen3-8B) instead of 36. The token embedding table (1.2 GB) stays on the host: a
+prompt needs only its own rows, looked up there and sent over. The ``gpu`` plan uploads Qwen3 through the same pinned
+path once (:func:`upload`).
 
 Every layer's parameters are permanent views into its slot (layers i and i+2 share one), so no parameter is ever
 re-bound during a pass. On a CPU device the same code runs without streams or pinned memory (tests use that).

@@ -199,7 +199,7 @@ class MotionPipeline:
             memory.place_text_encoder(self._text_encoder, plan, self.device)
         self.plan = name
         self._plan = plan
-        # torch.compile fuses the elementwise work around the matmuls (norms, modulation, GELU, gates): about 1.7x the
+        # torch.compile fuses the elementwise work around the matmuls (norms, modulation, GELU, gates): about 1.6x the
         # throughput of a large batch, after tens of seconds of compiling per shape, so only batch work asks for it.
         use_compiled = self.compile_dit and plan.needs_cuda
         self._forward = compile_dit_forward(self.transformer) if use_compiled else self.transformer
