@@ -349,7 +349,7 @@ def bake_onto_rig(
     if feet_cleanup:  # the hips keep the leg-length-scaled path; the cleanup's IK plants the feet
         contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
     else:  # every bone keeps its source turn: only the hips' path can keep the target's feet put
-        retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
+        contacts = retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
     result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
@@ -388,7 +388,7 @@ def _store_quality(
     """Put what the user should know on the Action: per bone, how far (degrees) the feet cleanup turned it away from
     its source direction where that is over 1 degree (``hymotion_residual_degrees``), and per foot contact its slide,
     penetration and hover in the rig's units (``hymotion_contacts``: "left heel 12-40" -> [slide, penetration,
-    hover]), both from the solved pose."""
+    hover]), both from the solved pose, with the cleanup on or off (off, the slide is what the user accepts)."""
     names = plan.target.names
     residual = {}
     for bone, wanted in transferred.items():
