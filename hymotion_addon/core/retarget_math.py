@@ -21,7 +21,8 @@ Every frame, a mapped bone's world rotation is then ``Q^T G O (Q B)`` with B its
 alignment: it turns from its aligned rest exactly as the source joint turns from the T-pose, so in world space it
 points where its source bone points. Pose-bone (local) rotations follow from the world rotations down the target's
 own hierarchy (:func:`solve_keys`), with unmapped bones left at rest. The target's hip joints follow the source's,
-scaled by the leg-length ratio (:func:`_hips_positions`); the clip's lowest foot point lands on the target's floor.
+scaled by the leg-length ratio (:func:`_anchor_path`, :func:`_hips_positions`); the clip's lowest foot point lands on
+the target's floor.
 
 :func:`transfer` computes what every bone should do, :func:`solve_keys` the pose-bone keys that do it. In between,
 :func:`.retarget_feet.clean_feet` may plant the feet (the feet live in their own module).
@@ -535,9 +536,6 @@ def transfer(
     mapped_world = plan.axes.T @ world[:, plan.joints] @ plan.aligned_rest
 
     rotations_by_bone = {int(bone): mapped_world[:, slot] for slot, bone in enumerate(plan.bones)}
-    hips_q = _hips_positions(plan, positions, plan.axes @ rotations_by_bone[plan.hips])
-    if in_place:
-        hips_q[:, :2] = (plan.axes @ plan.target.rest[plan.hips, :3, 3])[:2]
     wishes = Transfer(
         rotations=rotations_by_bone,
         positions={},
@@ -547,6 +545,9 @@ def transfer(
         source_world=world,
         in_place=in_place,
     )
+    hips_q = _hips_positions(plan, wishes, _anchor_path(plan, positions))
+    if in_place:
+        hips_q[:, :2] = (plan.axes @ plan.target.rest[plan.hips, :3, 3])[:2]
     set_hips_path(plan, wishes, hips_q)
     return wishes
 
@@ -563,24 +564,36 @@ def set_hips_path(plan: RetargetPlan, wishes: Transfer, hips_q: np.ndarray) -> N
         wishes.offsets[plan.root] = ground_motion @ plan.axes
 
 
-def _hips_positions(plan: RetargetPlan, positions: np.ndarray, hips_rotation: np.ndarray) -> np.ndarray:
-    """Where the hips bone goes (F, 3, source frame) so that the target's hip joints (the anchor: the midpoint of its
-    thighs) follow the source's, scaled by the leg-length ratio about the rest pose:
+def _anchor_path(plan: RetargetPlan, positions: np.ndarray) -> np.ndarray:
+    """Where the target's hip joints (the anchor: the midpoint of its thighs) go (F, 3, source frame): the source's,
+    scaled by the leg-length ratio about the rest pose:
 
         anchor_target(t) = anchor_target_rest + scale * (anchor_source(t) - anchor_source_standing)
 
-    where the source's standing anchor is its rest anchor, set on the clip's floor. The hips bone then sits where its
-    rest offset to the anchor, turned as the hips turn (`hips_rotation`, F x 3 x 3, source frame), puts it."""
+    where the source's standing anchor is its rest anchor, set on the clip's floor."""
     source = plan.source_rest
     joints = list(plan.anchor_joints)
     anchor = positions[:, joints].mean(axis=1)
     standing = source.heads[joints].mean(axis=0)
     standing[2] += source_floor(positions, source) - plan.source_toe_level
-    target_anchor = plan.target_anchor + plan.scale * (anchor - standing)
-    hips_rest_q = plan.axes @ plan.target.rest[plan.hips, :3, 3]
-    hips_rest_rotation = plan.axes @ plan.target.rest[plan.hips, :3, :3]
-    offset = hips_rest_rotation.T @ (plan.target_anchor - hips_rest_q)  # anchor in the hips bone's own frame
-    return target_anchor - hips_rotation @ offset
+    return plan.target_anchor + plan.scale * (anchor - standing)
+
+
+def _hips_positions(plan: RetargetPlan, wishes: Transfer, anchor_q: np.ndarray) -> np.ndarray:
+    """Where the hips bone goes (F, 3, source frame) so that the target's anchor bones, posed as `wishes` turns
+    them, have their midpoint at `anchor_q`.
+
+    The anchor's offset from the hips bone is read from the pose with the hips bone at its rest spot (moving the hips
+    bone moves the bones below it rigidly), not from the rest pose: where bones between the hips bone and the thighs
+    turn too (Rigify's thighs hang from `spine_fk`, which the rest alignment turns 4.7 degrees from the `torso`
+    pivot), the thighs sit elsewhere than their rest offset says (9 mm on Rigify), and as the body turns that offset
+    turns with it (Rigify's 90-degree turn fell 0.10 % short of the formula's stride)."""
+    frames = anchor_q.shape[0]
+    wishes.positions[plan.hips] = np.broadcast_to(plan.target.rest[plan.hips, :3, 3], (frames, 3))
+    posed = pose_matrices(plan, wishes)
+    anchor_bones = [int(plan.bones[list(plan.joints).index(joint)]) for joint in plan.anchor_joints]
+    offset = np.mean([posed[bone][:, :3, 3] for bone in anchor_bones], axis=0) - posed[plan.hips][:, :3, 3]
+    return anchor_q - offset @ plan.axes.T
 
 
 def solve_keys(plan: RetargetPlan, wishes: Transfer) -> RetargetResult:
