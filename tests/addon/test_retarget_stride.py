@@ -200,3 +200,54 @@ def test_the_contact_phase_ramps_in_and_out_smoothly_and_not_at_the_clip_edges()
     assert 0.0 < phase[10] < phase[11] < 1.0 and (phase[12:18] == 1.0).all()
     assert phase[0] == phase[1] == 1.0 and phase[4] < 1.0  # the first contact starts with the clip: no ramp in
     assert phase[-1] == phase[-2] == 1.0 and phase[25] < 1.0  # the last runs into the clip's end: no ramp out
+
+
+def skeleton_with_thighs_below(source: retarget_math.SourceSkeleton, thighs_parent: str) -> retarget_math.RetargetPlan:
+    """The SMPL-X body 10 % larger with spine1 leaning 5 cm forward at rest (so its rest alignment turns it, and
+    whatever hangs from it, upright), the thighs hanging from `thighs_parent`: 'pelvis' as in SMPL-X, or 'spine1' as
+    Rigify's thighs hang from its spine_fk (bones reordered so that every parent comes first)."""
+    order = [JOINT["pelvis"], JOINT["spine1"]] + [
+        joint for joint in range(len(BODY_JOINT_NAMES)) if joint not in (JOINT["pelvis"], JOINT["spine1"])
+    ]
+    heads = source.heads * 1.1
+    heads[JOINT["spine2"], 1] -= 0.05
+    parents = np.array(BODY_PARENTS)
+    parents[[JOINT["left_hip"], JOINT["right_hip"]]] = JOINT[thighs_parent]
+    rest = np.repeat(np.eye(4)[None], len(order), axis=0)
+    rest[:, :3, 3] = heads[order]
+    position = {joint: slot for slot, joint in enumerate(order)}
+    target = retarget_math.TargetSkeleton(
+        names=tuple(BODY_JOINT_NAMES[joint] for joint in order),
+        parents=np.array([position[parents[joint]] if parents[joint] >= 0 else -1 for joint in order]),
+        rest=rest,
+    )
+    return retarget_math.plan_retarget(source, target, {name: name for name in BODY_JOINT_NAMES})
+
+
+def test_the_hip_joints_follow_the_scaled_path_whatever_bone_the_thighs_hang_from():
+    """The hips bone is placed from where the posed chain puts the thighs, not from their rest offset: on a rig whose
+    thighs hang from a spine bone that the rest alignment (and the clip) turns, they still take the leg-length-scaled
+    path exactly, the same as on a rig whose thighs hang from the hips bone. (Placed from the rest offset, they were
+    off by that bone's turn, an offset that turned with the body: Rigify's 90-degree turn fell 0.10 % short.)"""
+    source = source_skeleton()
+    seconds = np.arange(FRAMES) / FPS
+    yaw = np.radians(90.0) * seconds / seconds[-1]  # a 90-degree turn while walking on at 1 m/s
+    local = np.repeat(np.eye(3)[None, None], len(BODY_JOINT_NAMES), axis=1).repeat(FRAMES, axis=0)
+    local[:, JOINT["pelvis"]] = axis_angle_matrix(np.array([0.0, 0.0, 1.0]), yaw)
+    local[:, JOINT["spine1"]] = axis_angle_matrix(np.array([1.0, 0.0, 0.0]), 0.2 * np.sin(np.pi * seconds))
+    to_model = Y_UP_TO_Z_UP.T
+    rotations = matrix_to_quaternion(to_model @ local @ to_model.T)
+    walk = np.stack([-np.sin(yaw), -np.cos(yaw), np.zeros(FRAMES)], axis=1) / FPS  # Blender frame, facing -Y
+    translation = np.cumsum(walk, axis=0) @ Y_UP_TO_Z_UP
+
+    hip_joints, hips_bone = {}, {}
+    for parent in ("pelvis", "spine1"):
+        plan = skeleton_with_thighs_below(source, parent)
+        wishes = retarget_math.transfer(plan, translation, rotations)
+        posed = retarget_math.pose_matrices(plan, wishes)
+        thighs = [plan.target.index(f"{side}_hip") for side in ("left", "right")]
+        hip_joints[parent] = np.mean([posed[thigh][:, :3, 3] for thigh in thighs], axis=0)
+        hips_bone[parent] = wishes.positions[plan.hips]
+
+    np.testing.assert_allclose(hip_joints["spine1"], hip_joints["pelvis"], atol=EXACT)
+    assert np.abs(hips_bone["spine1"] - hips_bone["pelvis"]).max() > 0.01  # the hips bone made up for spine1's turn
