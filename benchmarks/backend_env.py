@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as metadata
 import sys
+import sysconfig
 import tomllib
 import venv
 from pathlib import Path
@@ -50,7 +51,8 @@ def closure(requirements: list[Requirement]) -> tuple[dict[str, metadata.Distrib
             distribution = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
             if requirement in requirements:
-                raise SystemExit(f"{requirement.name} (a backend requirement) is not installed in {sys.prefix}")
+                raise SystemExit(f"{requirement.name} (a backend requirement) is not installed in {sys.prefix}; "
+                                 "install the backend into this Python first (pip install ./backend)")
             missing.add(name)
             continue
         found[name] = distribution
@@ -71,8 +73,7 @@ def top_level_entries(distribution: metadata.Distribution) -> set[Path]:
 
 def build(target: Path) -> tuple[list[str], set[str]]:
     venv.EnvBuilder(clear=True, with_pip=False, symlinks=True).create(target)
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site_packages = target / "lib" / version / "site-packages"
+    site_packages = Path(sysconfig.get_path("purelib", vars={"base": str(target), "platbase": str(target)}))
     distributions, missing = closure(backend_requirements())
     for distribution in distributions.values():
         for entry in top_level_entries(distribution):
