@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__, weights
+from . import __version__
 from .errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
 from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
 
@@ -212,7 +212,6 @@ def run_generate(args) -> int:
 
     from tqdm import tqdm
 
-    weights.prefetch_model(args.model, args.model_dir)  # reads while the imports run
     from .pipeline import load_pipeline
 
     pipeline = load_pipeline(

@@ -9,15 +9,11 @@ With ``--model-dir DIR`` everything sits under DIR (``DIR/HY-Motion-1.0-Lite``, 
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError, bad_request
-
-log = logging.getLogger(__name__)
 
 MODEL_REPO_ID = "tencent/HY-Motion-1.0"
 QWEN_REPO_ID = "Qwen/Qwen3-8B"
@@ -124,67 +120,6 @@ def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) 
             raise _missing(f"Text encoder {repo_id}", "lite", model_dir)
         check_text_encoder_folder(repo_id, found[repo_id], "lite", model_dir)
     return ModelFiles("custom", folder, found[QWEN_REPO_ID], found[CLIP_REPO_ID])
-
-
-def model_files(model: str, model_dir: str | os.PathLike | None = None) -> ModelFiles:
-    """The files of ``model``: a variant name (found locally, never downloaded) or a model folder given by path."""
-    if model in VARIANT_FOLDERS:
-        return locate(model, model_dir)
-    return locate_for_folder(Path(model), model_dir)
-
-
-# Prefetching leaves at least this much memory available besides the files it pulls into the page cache.
-PREFETCH_SPARE = 4 * 1024**3
-PREFETCH_CHUNK = 16 * 1024**2
-
-
-def prefetch_model(model: str, model_dir: str | os.PathLike | None = None) -> threading.Thread | None:
-    """:func:`prefetch` for ``model`` as ``load_pipeline`` takes it; None where there is nothing to read (the tiny
-    test model) or the files are missing (loading then says so, with the command that fetches them)."""
-    if model == "tiny-random":
-        return None
-    try:
-        return prefetch(model_files(model, model_dir))
-    except (HyMotionError, OSError):
-        return None
-
-
-def prefetch(files: ModelFiles) -> threading.Thread:
-    """Start reading the weight files into the page cache, in the order loading needs them (the DiT, CLIP, Qwen3).
-
-    The day's first start reads about 17 GB from disk (Lite); started before the backend imports torch and the
-    libraries (seconds of Python that hold the GIL, while reading does not), the disk works meanwhile. Qwen3's
-    files are skipped where the memory available could not keep them cached, since reading them then only evicts
-    other pages. Returns the reading thread (a daemon: it never holds up an exit)."""
-    dit_and_clip = sorted(files.model_folder.iterdir()) + sorted(files.clip_folder.glob("*.safetensors"))
-    qwen = sorted(files.qwen_folder.glob("*.safetensors"))
-    paths = [path for path in dit_and_clip if path.is_file()]
-    if _available_memory() >= sum(path.stat().st_size for path in paths + qwen) + PREFETCH_SPARE:
-        paths += qwen
-    thread = threading.Thread(target=_read_into_page_cache, args=(paths,), name="hymotion-prefetch", daemon=True)
-    thread.start()
-    return thread
-
-
-def _available_memory() -> int:
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def _read_into_page_cache(paths: list[Path]) -> None:
-    """Linux reads ahead on request (no copying); elsewhere the files are read through one reusable buffer."""
-    buffer = bytearray(PREFETCH_CHUNK)
-    for path in paths:
-        try:
-            with open(path, "rb", buffering=0) as file:
-                if hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
-                else:
-                    while file.readinto(buffer):
-                        pass
-        except OSError as error:  # loading reports unreadable files with their own message; this only warms
-            log.debug("prefetch skipped %s: %s", path, error)
 
 
 def download(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFiles:

@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from .. import __version__, errors, gpu_info, weights
+from .. import __version__, errors, gpu_info
 from ..errors import HyMotionError
 from ..protocol import (
     MAX_REQUEST_BYTES,
@@ -535,7 +535,6 @@ class Service:
             self._loading = True
             self._tell_loading([job, *self._queue] if job else list(self._queue), 0)
         try:
-            weights.prefetch_model(self.options.model, self.options.model_dir)  # reads while the imports run
             from ..pipeline import load_pipeline
 
             self._pipeline = load_pipeline(
@@ -694,6 +693,8 @@ def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
 
 def _model_availability(model_dir: str | None) -> list[ModelAvailability]:
     """Which released variants are on disk, and the command that fetches a missing one."""
+    from .. import weights
+
     found = []
     for variant in weights.VARIANT_FOLDERS:
         try:
