@@ -495,7 +495,7 @@ class Service:
         if wanted is not None:
             self._check_plan(wanted)
         if self._pipeline is None:
-            self._load(wanted or self.options.plan, job)
+            self._load(wanted or self.options.plan)
         elif wanted is not None and self._pipeline.plan != wanted:
             log.info("job %s asks for plan %s (was %s)", job.id, wanted, self._pipeline.plan)
             self._pipeline.switch_plan(wanted)
@@ -527,13 +527,14 @@ class Service:
                         failure.message)
             self._free_cached_memory()
 
-    def _load(self, plan: str, job: Job | None = None, prepare_text_encoder: bool = False) -> None:
-        """Load the pipeline on ``plan``. The job that needs it (if any) and every job queued meanwhile see the
-        ``loading`` stage: step 0 when it starts (or when they arrive), step 1 when the model is ready.
-        ``prepare_text_encoder`` (preload) also readies the text encoder, which otherwise loads at the first prompt."""
+    def _load(self, plan: str, prepare_text_encoder: bool = False) -> None:
+        """Load the pipeline on ``plan``. The job that needs it (the current one, if any) and every job queued
+        meanwhile see the ``loading`` stage: step 0 when it starts (or when they arrive), step 1 when the model is
+        ready. ``prepare_text_encoder`` (preload) also readies the text encoder, which otherwise loads at the first
+        prompt."""
         with self._lock:
             self._loading = True
-            self._tell_loading([job, *self._queue] if job else list(self._queue), 0)
+            self._tell_loading(self._jobs(), 0)
         try:
             from ..pipeline import load_pipeline
 
@@ -552,7 +553,7 @@ class Service:
             with self._lock:
                 self._loading = False
                 if self._pipeline is not None:
-                    self._tell_loading([job, *self._queue] if job else list(self._queue), 1)
+                    self._tell_loading(self._jobs(), 1)
         log.info("model loaded: %s", self._pipeline.describe())
 
     @staticmethod
