@@ -180,12 +180,18 @@ def backend_dependencies() -> set[str]:
     requirements = list(project["dependencies"])
     for extra in project.get("optional-dependencies", {}).values():
         requirements += extra
-    names = {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower() for requirement in requirements}
-    return {IMPORT_NAMES.get(name, name.replace("-", "_")) for name in names}
+    return {import_name(requirement) for requirement in requirements}
+
+
+def import_name(requirement: str) -> str:
+    """The top-level module a requirement line installs ("nvidia-ml-py>=12" -> pynvml)."""
+    name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
+    return IMPORT_NAMES.get(name, name.replace("-", "_"))
 
 
 def test_the_dependency_list_is_read():
-    """Guards the rule below against reading nothing: torch and scipy are backend dependencies, numpy is too."""
+    """Guards the rule below against reading nothing: torch, numpy and diffusers are backend dependencies, scipy a
+    test one (the references the tests check the backend's own filters and rotations against)."""
     assert {"torch", "scipy", "numpy", "diffusers"} <= backend_dependencies()
 
 
@@ -224,6 +230,19 @@ def test_the_backend_never_imports_blender():
     )
     stale = set(BACKEND_BLENDER_IMPORTS) - used
     assert not stale, f"These entries import Blender no more; delete them from BACKEND_BLENDER_IMPORTS: {stale}"
+
+
+def test_the_backend_never_imports_scipy():
+    """scipy is a test dependency only (the reference for the backend's own filter and rotations): transformers imports
+    scipy.optimize wherever scipy is installed, 0.7 s of the backend's start on the lent H100 (docs/performance.md)."""
+    project = tomllib.loads((BACKEND_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    runtime = [requirement for extra, listed in project["optional-dependencies"].items() if extra != "test"
+               for requirement in listed] + list(project["dependencies"])
+    assert "scipy" not in {import_name(requirement) for requirement in runtime}, "scipy is a runtime dependency again"
+    problems = [f"{module.where(imported.line)} imports {imported.module}"
+                for name, module in sorted(modules().items()) if name.startswith("hymotion.")
+                for imported in imports_of(name) if imported.module.split(".")[0] == "scipy"]
+    assert not problems, "The backend imports scipy, which users' backends lack:\n  " + "\n  ".join(problems)
 
 
 CORE_PACKAGE = "hymotion_addon.core"

@@ -1,5 +1,5 @@
 """Known frames inside a generation: continue from a pose, in-between two poses, loops, and timelines longer than
-one clip. numpy and scipy only (no torch): the sampler in ``pipeline.py`` applies what this module prepares.
+one clip. numpy only (no torch): the sampler in ``pipeline.py`` applies what this module prepares.
 
 One mechanism serves all four. Some frames of the clip are *pinned*: their 201 features are built from a pose
 (:func:`motion.encode_features`: translation, 22 rot6d and the 22 forward-kinematics positions, normalised with the
@@ -34,7 +34,7 @@ import numpy as np
 from . import motion, skeleton
 from .errors import bad_request
 from .jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
-from .rotations import continuous_quaternions, matrix_to_quaternion
+from .rotations import continuous_quaternions, matrix_to_quaternion, matrix_to_rotation_vector, rotation_vector_matrix
 from .skeleton import FPS
 
 RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
@@ -313,8 +313,6 @@ def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -
     """Decoded (F, 3) translation and (F, 22, 4) rotations with each pinned frame set to its pose and the frames
     beside it moved by the same correction along the ramp (rotations: the fraction of the correcting rotation).
     A loop's last frame gets its first frame's rotations and root height."""
-    from scipy.spatial.transform import Rotation  # here, not at the top: it slows the backend's start
-
     translation = np.asarray(translation, dtype=np.float64).copy()
     matrices = skeleton.quaternion_to_matrix(rotations)
     frames = len(translation)
@@ -324,14 +322,12 @@ def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -
         source = pin.follows if pin.follows is not None else None
         wanted_rotations = skeleton.quaternion_to_matrix(rotations[source] if source is not None else pin.rotations)
         wanted_translation = translation[source] if source is not None else pin.translation
-        turns[pin.frame] = Rotation.from_matrix(
-            (wanted_rotations @ np.swapaxes(matrices[pin.frame], -1, -2)).reshape(-1, 3, 3)
-        ).as_rotvec()
+        turns[pin.frame] = matrix_to_rotation_vector(wanted_rotations @ np.swapaxes(matrices[pin.frame], -1, -2))
         axes = pin.channels[:3].astype(np.float64)
         shifts[pin.frame] = (wanted_translation - translation[pin.frame]) * axes
     for frame in np.flatnonzero(weights > 0):
         anchor = int(nearest[frame])
-        turn = Rotation.from_rotvec(weights[frame] * turns[anchor]).as_matrix()
+        turn = rotation_vector_matrix(weights[frame] * turns[anchor])
         matrices[frame] = turn @ matrices[frame]
         translation[frame] += weights[frame] * shifts[anchor]
     return translation, continuous_quaternions(matrix_to_quaternion(matrices), axis=-3)

@@ -8,7 +8,6 @@ slow, and it keeps the device path as exact as the numpy one.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import torch
@@ -98,32 +97,11 @@ def dominant_eigenvector(matrices: Tensor, initial: Tensor) -> Tensor:
     return vectors
 
 
-@functools.lru_cache(maxsize=32)
-def _savgol_operator(frames: int) -> np.ndarray:
-    """The (F, F) matrix of ``motion.smooth_translation`` (scipy's Savitzky-Golay filter, mode='interp').
-
-    The filter is a least-squares polynomial fit over each window: with V the window's Vandermonde matrix, V·V⁺ maps
-    the window's samples to the fitted values at its positions. Interior frames take its centre row; 'interp' fits
-    the first and last windows and evaluates them at the edge frames. Built in numpy because importing scipy.signal
-    costs the backend's start about 0.7 s; tests/backend/test_motion_torch.py checks it against scipy.
-    """
-    window, order = motion.TRANSLATION_WINDOW, motion.TRANSLATION_ORDER
-    half = window // 2
-    vandermonde = np.vander(np.arange(window, dtype=np.float64) - half, order + 1, increasing=True)
-    fit = vandermonde @ np.linalg.pinv(vandermonde)
-    operator = np.zeros((frames, frames))
-    for frame in range(half, frames - half):
-        operator[frame, frame - half : frame + half + 1] = fit[half]
-    operator[:half, :window] = fit[:half]
-    operator[frames - half :, frames - window :] = fit[half + 1 :]
-    return operator
-
-
 def smooth_translation(translation: Tensor) -> Tensor:
     frames = translation.shape[-2]
     if frames < motion.TRANSLATION_WINDOW:
         return translation
-    operator = torch.from_numpy(_savgol_operator(frames)).to(translation.device, translation.dtype)
+    operator = torch.from_numpy(motion.savgol_operator(frames)).to(translation.device, translation.dtype)
     return operator @ translation
 
 

@@ -92,6 +92,23 @@ def quaternion_to_axis_angle(quaternions: np.ndarray) -> np.ndarray:
     return np.concatenate([angle[..., None], axis], axis=-1)
 
 
+def matrix_to_rotation_vector(matrix: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) rotations to rotation vectors (..., 3): the axis times the angle, the angle in [0, pi]."""
+    q = matrix_to_quaternion(matrix)  # w >= 0: the half-angle is at most pi/2
+    sine = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2.0 * np.arctan2(sine, q[..., 0])
+    # angle / sin(angle / 2) tends to 2 / w (= 2) as the angle vanishes, where dividing by the sine would not be exact
+    scale = np.where(sine > 1e-12, angle / np.maximum(sine, 1e-12), 2.0 / q[..., 0])
+    return q[..., 1:] * scale[..., None]
+
+
+def rotation_vector_matrix(vectors: np.ndarray) -> np.ndarray:
+    """Rotation vectors (..., 3) to (..., 3, 3) rotations (Rodrigues); a zero vector is the identity."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    angle = np.linalg.norm(vectors, axis=-1)
+    return axis_angle_matrix(vectors / np.maximum(angle, 1e-300)[..., None], angle)
+
+
 def quaternion_to_euler(quaternions: np.ndarray, order: str) -> np.ndarray:
     """Quaternions (F, ..., 4) to Blender Euler angles (F, ..., 3: x, y, z) for `order`, unwrapped along time.
 

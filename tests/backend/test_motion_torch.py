@@ -29,10 +29,14 @@ def test_device_decoding_equals_the_numpy_reference(frames, smoothing):
         np.testing.assert_allclose(got, want, atol=FLOAT32_OUTPUT, err_msg=name)
 
 
-def test_savgol_operator_is_scipys_filter_edges_included():
+def test_both_smoothings_are_scipys_savgol_filter_edges_included():
+    from scipy.signal import savgol_filter
+
     translation = np.random.default_rng(1).normal(size=(2, 40, 3))
-    smoothed = motion_torch.smooth_translation(torch.from_numpy(translation)).numpy()
+    reference = savgol_filter(translation, motion.TRANSLATION_WINDOW, motion.TRANSLATION_ORDER, axis=-2, mode="interp")
     # Both fit the same polynomials, scipy by lstsq, the operator by a pseudo-inverse of the window's Vandermonde
     # matrix (positions -5..5, powers up to 5: condition number ~1e4), so each coefficient agrees to ~1e4 x 1e-16 =
     # 1e-12 relative; 11 coefficients times samples of |x| < 5 bound the output's difference near 5e-11. 2e-10 is 4x.
-    np.testing.assert_allclose(smoothed, motion.smooth_translation(translation), atol=2e-10)
+    np.testing.assert_allclose(motion.smooth_translation(translation), reference, atol=2e-10)
+    smoothed = motion_torch.smooth_translation(torch.from_numpy(translation)).numpy()
+    np.testing.assert_allclose(smoothed, reference, atol=2e-10)

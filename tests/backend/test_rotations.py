@@ -86,3 +86,22 @@ def test_euler_angles_rebuild_the_rotation_in_blenders_order(order):
         np.testing.assert_allclose(rebuilt, rotations.quaternion_to_matrix(quaternion), atol=EXACT)
     with pytest.raises(ValueError, match="Euler order"):
         rotations.quaternion_to_euler(quaternions, "XXY")
+
+
+def test_rotation_vectors_are_scipys_from_tiny_angles_to_nearly_half_turns():
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(4)
+    axes = rng.normal(size=(400, 3))
+    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+    angles = np.concatenate([rng.uniform(0, np.pi, 300), [0.0, 1e-14, 1e-9, 1e-6], np.pi - np.logspace(-6, -2, 96)])
+    vectors = axes * angles[:, None]
+    matrices = rotations.rotation_vector_matrix(vectors)
+    # Both sides are float64 evaluations of the same closed forms (Rodrigues; a quaternion's half-angle), a few dozen
+    # operations on numbers of order 1: differences of a few 1e-15. Near a half turn the rotation vector's direction
+    # comes from a quaternion whose w is ~angle gap/2, read at ~1e-16 absolute, so an angle 1e-6 short of pi still
+    # reads to ~1e-10. 1e-8 keeps a 100x margin; a wrong sign, axis or angle convention is an O(1) error.
+    np.testing.assert_allclose(matrices, Rotation.from_rotvec(vectors).as_matrix(), atol=1e-8)
+    np.testing.assert_allclose(rotations.matrix_to_rotation_vector(matrices), Rotation.from_matrix(matrices).as_rotvec(),
+                               atol=1e-8)
+    np.testing.assert_allclose(rotations.matrix_to_rotation_vector(matrices), vectors, atol=1e-8)

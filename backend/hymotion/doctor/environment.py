@@ -15,7 +15,7 @@ from .findings import FAIL, OK, Finding, State, version_tuple
 
 MIN_PYTHON = (3, 11)
 MIN_TRANSFORMERS = (4, 51)  # first release with Qwen3
-REQUIRED_PACKAGES = ("transformers", "diffusers", "accelerate", "safetensors", "huggingface_hub", "numpy", "scipy")
+REQUIRED_PACKAGES = ("transformers", "diffusers", "accelerate", "safetensors", "huggingface_hub", "numpy")
 TORCH_CUDA_INSTALL = "pip install torch"
 TORCH_CPU_INSTALL = "pip install torch==2.13.0"
 
