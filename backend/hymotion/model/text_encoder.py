@@ -189,11 +189,6 @@ def encode_with_cache(
     return [found[prompt] for prompt in prompts], len(missing)
 
 
-def qwen_base_name(key: str) -> str | None:
-    """A Qwen3 weight file's key as the base model names it; None for the causal LM's head, which it lacks."""
-    return None if key.startswith("lm_head.") else key.removeprefix("model.")
-
-
 def load_qwen_base(folder: Path) -> torch.nn.Module:
     """Qwen3 as the base model whose weights ARE the safetensors files' memory maps: nothing is copied into process
     memory, so the weights sit in the page cache (file-backed, evictable) until a plan moves them to the GPU.
@@ -211,7 +206,7 @@ def load_qwen_base(folder: Path) -> torch.nn.Module:
     for file in sorted(Path(folder).glob("*.safetensors")):
         with safe_open(file, framework="pt") as handle:
             for key in handle.keys():
-                name = qwen_base_name(key)
+                name = key.removeprefix("model.")
                 if name in expected:
                     tensor = handle.get_tensor(key)
                     state[name] = tensor if tensor.dtype == torch.bfloat16 else tensor.to(torch.bfloat16)
