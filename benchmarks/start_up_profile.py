@@ -25,6 +25,7 @@ import torch  # noqa: E402
 mark("import torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
 from hymotion import memory, pipeline, weights  # noqa: E402
+from hymotion.model.loading import load_model_folder  # noqa: E402
 
 mark("import hymotion.pipeline (diffusers, transformers' base)")
 import transformers.models.clip.modeling_clip  # noqa: E402,F401
@@ -42,7 +43,7 @@ def main() -> None:
     torch.zeros(1, device="cuda")
     mark("CUDA context")
     folder = args.work_dir / weights.VARIANT_FOLDERS[args.variant]
-    loaded = pipeline.load_model_folder(folder)
+    loaded = load_model_folder(folder)
     mark("DiT read from disk")
     files = weights.locate_for_folder(folder, args.work_dir)
     encoder = pipeline.load_real_text_encoder(files, "profile")

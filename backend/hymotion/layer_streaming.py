@@ -14,6 +14,10 @@ re-bound during a pass. On a CPU device the same code runs without streams or pi
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -167,6 +171,73 @@ def upload(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, 
         uploaded[name] = target
     copier.finish()
     return uploaded
+
+
+# The dtypes of the safetensors format (its specification's names) that model weights use.
+SAFETENSORS_DTYPES = {
+    "BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def safetensors_entries(path: Path) -> tuple[int, dict[str, dict]]:
+    """Where a safetensors file's data starts, and its tensors (dtype, shape, data_offsets) by name, from the header:
+    8 bytes of little-endian length, then that many bytes of JSON (the format's specification)."""
+    with open(path, "rb") as file:
+        length = int.from_bytes(file.read(8), "little")
+        header = json.loads(file.read(length))
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: not a safetensors header")
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
+def upload_safetensors(
+    paths: list[Path], device: torch.device, rename: Callable[[str], str | None]
+) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors files on ``device``, keyed by ``rename(key)`` (None skips a tensor), copied as a few
+    large byte ranges from the files' memory maps through pinned staging buffers. Unlike :func:`upload`, which works
+    tensor by tensor, this needs the GIL only a few times per 256 MB, so a thread can copy 15 GB while the main
+    thread spends seconds importing Python modules (``EarlyQwenUpload``). Each tensor is a view into its range's buffer."""
+    device = torch.device(device)
+    copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
+    placed, pieces = [], 0
+    for path in paths:
+        data_start, entries = safetensors_entries(path)
+        kept = sorted(
+            ((entry["data_offsets"], name, entry) for key, entry in entries.items() if (name := rename(key))),
+            key=lambda item: item[0][0],
+        )
+        size = data_start + max((end for (_, end), _, _ in kept), default=0)
+        mapped = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage.from_file(str(path), False, size))
+        for run in _contiguous_runs(kept):
+            start, end = run[0][0][0], run[-1][0][1]
+            flat = torch.empty(end - start, dtype=torch.uint8, device=device)
+            source = mapped[data_start + start : data_start + end]
+            for offset in range(0, flat.numel(), copier.numel):
+                stop = min(offset + copier.numel, flat.numel())
+                copier.copy(pieces % 2, [source[offset:stop]], flat[offset:stop])
+                pieces += 1
+            placed += [(name, flat[begin - start : finish - start], entry) for (begin, finish), name, entry in run]
+    copier.finish()
+    uploaded = {}
+    for name, piece, entry in placed:
+        dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+        if piece.storage_offset() % dtype.itemsize:
+            piece = piece.clone()  # a typed view must start on an element boundary
+        uploaded[name] = piece.view(dtype).view(entry["shape"])
+    return uploaded
+
+
+def _contiguous_runs(kept: list) -> list[list]:
+    """Entries sorted by offset, grouped where each one starts where the previous one ended."""
+    runs: list[list] = []
+    for item in kept:
+        if runs and runs[-1][-1][0][1] == item[0][0]:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _parameter_slots(layer: nn.Module) -> list[tuple[nn.Module, str]]:

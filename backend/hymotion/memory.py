@@ -144,8 +144,9 @@ def plan_report(plan: str, variant: str = "lite", device: str | None = None) -> 
     }
 
 
-def place_text_encoder(encoder, plan: Plan, device) -> None:
-    """Put Qwen3 and CLIP where the plan wants them, starting from their host weights whatever the last plan did."""
+def place_text_encoder(encoder, plan: Plan, device, uploaded: dict | None = None) -> None:
+    """Put Qwen3 and CLIP where the plan wants them, starting from their host weights whatever the last plan did.
+    ``uploaded``: Qwen3 weights already on ``device`` (``EarlyQwenUpload``), used where they match the host weights."""
     import torch
 
     from .layer_streaming import LayerStreamer, upload
@@ -158,7 +159,11 @@ def place_text_encoder(encoder, plan: Plan, device) -> None:
         model.to("cpu")  # the buffers that are not in the state dict (rotary tables, position ids); weights stay put
     if plan.text_placement == "resident":
         if torch.device(device).type == "cuda":
-            encoder.qwen_model.load_state_dict(upload(encoder.qwen_host_state, device), assign=True)
+            host, target = encoder.qwen_host_state, torch.empty(0, device=device).device  # "cuda" as "cuda:N"
+            ready = {name: tensor.to(host[name].dtype) for name, tensor in (uploaded or {}).items()
+                     if name in host and tensor.shape == host[name].shape and tensor.device == target}
+            rest = {name: tensor for name, tensor in host.items() if name not in ready}
+            encoder.qwen_model.load_state_dict({**ready, **(upload(rest, device) if rest else {})}, assign=True)
         encoder.qwen_model.to(device)  # what the state dict leaves out (rotary tables); the weights are there
         encoder.clip_model.to(device)
         encoder.execution_device = torch.device(device)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -26,10 +26,14 @@ import torch
 from . import constraints, memory, motion, motion_torch, weights
 from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
 from .jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
-from .model.loading import LoadedModel, load_model_folder
-from .model.text_encoder import EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache, load_qwen_base
-from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
+from .model.text_encoder import (
+    EarlyQwenUpload, EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache, load_qwen_base,
+)
 from .paths import user_cache_dir
+
+if TYPE_CHECKING:  # the models' code imports diffusers, which load_pipeline imports after starting EarlyQwenUpload
+    from .model.loading import LoadedModel
+    from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,7 @@ class MotionPipeline:
         official_padding: bool = False,
         precision: str | None = None,
         compile_dit: bool = False,
+        qwen_uploaded: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.settings = model.settings
@@ -172,6 +177,7 @@ class MotionPipeline:
         self.device = self._accelerator
         self._graphs: OrderedDict[tuple, _GraphedStep] = OrderedDict()
         self._recent_embeddings: OrderedDict[str, PromptEmbedding] = OrderedDict()
+        self._qwen_uploaded = qwen_uploaded  # the gpu plan's Qwen3 on the GPU already, for the encoder's placement
         self.plan = ""
         self.switch_plan(plan)
 
@@ -197,6 +203,8 @@ class MotionPipeline:
         self._std = self.model.conditioning["std"].double().numpy()
         if self._text_encoder is not None:
             memory.place_text_encoder(self._text_encoder, plan, self.device)
+        if plan.text_placement != "resident":
+            self._qwen_uploaded = None  # made for gpu: let its GPU copy of Qwen3 go
         self.plan = name
         self._plan = plan
         # torch.compile fuses the elementwise work around the matmuls (norms, modulation, GELU, gates): about 1.6x the
@@ -210,7 +218,8 @@ class MotionPipeline:
         with self._text_encoder_lock:
             if self._text_encoder is None:
                 encoder = self._text_encoder_loader()
-                memory.place_text_encoder(encoder, self._plan, self.device)
+                uploaded, self._qwen_uploaded = self._qwen_uploaded, None
+                memory.place_text_encoder(encoder, self._plan, self.device, uploaded)
                 self._text_encoder = encoder
             return self._text_encoder
 
@@ -558,37 +567,55 @@ def load_pipeline(
     started = time.perf_counter()
     memory.check_precision(precision)  # before any loading
     plan = memory.RETIRED_PLANS.get(plan, plan)
+    qwen_uploaded = None
     if model == "tiny-random":
         from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
 
         log.warning(TINY_WARNING)
+        chosen, device = _resolve_plan(plan, "lite", device)
         loaded = build_tiny_model()
         loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", TINY_MODEL_ID, "lite"
     else:
-        if model in weights.VARIANT_FOLDERS:
-            files = weights.locate(model, model_dir)
+        named = model in weights.VARIANT_FOLDERS
+        try:
+            files = weights.locate(model, model_dir) if named else weights.locate_for_folder(Path(model), model_dir)
+        except HyMotionError:
+            if not named:  # a model folder's own damage is reported before text encoders it lacks
+                from .model.loading import load_model_folder
+
+                load_model_folder(weights.checked_variant_folder(Path(model)))
+            raise
+        variant = model if named else weights.folder_variant(files.model_folder)
+        chosen, device = _resolve_plan(plan, variant, device)
+        on_gpu = chosen == "gpu" and torch.device(device).type == "cuda"
+        early = EarlyQwenUpload(files.qwen_folder, torch.device(device)) if on_gpu else None
+        try:
+            from .model.loading import load_model_folder  # diffusers: imported while Qwen3 is copied
+
             loaded = load_model_folder(files.model_folder)
-        else:
-            loaded = load_model_folder(weights.checked_variant_folder(Path(model)))
-            files = weights.locate_for_folder(Path(model), model_dir)
-        variant = "standard" if loaded.transformer.config.feat_dim >= 1280 else "lite"
+        except BaseException:
+            if early is not None:
+                early.result()  # waited for and let go: a failed load keeps nothing on the GPU
+            raise
+        qwen_uploaded = early.result() if early is not None else None  # the copy ends before the GPU is used here
         identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{loaded.settings.max_text_tokens}"
-        text_files = files
-        loader = lambda: load_real_text_encoder(text_files, identity, official_padding)  # noqa: E731
-        model_id = f"HY-Motion-1.0-{variant}" if model in weights.VARIANT_FOLDERS else str(Path(model).resolve())
-    if device is None:
-        chosen = memory.choose_plan(plan, variant)
-        device = "cuda" if memory.PLANS[chosen].needs_cuda else "cpu"
-    elif plan == "auto":
-        chosen = "cpu" if torch.device(device).type == "cpu" else memory.choose_plan(plan, variant)
-    elif plan in memory.PLANS:
-        chosen = plan
-    else:
-        chosen = memory.choose_plan(plan, variant)
+        loader = lambda: load_real_text_encoder(files, identity, official_padding)  # noqa: E731
+        model_id = f"HY-Motion-1.0-{variant}" if named else str(Path(model).resolve())
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else user_cache_dir() / "embeddings")
     pipeline = MotionPipeline(
-        loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding, precision, compile_dit
+        loaded, loader, identity, model_id, variant, chosen, device, cache, official_padding, precision, compile_dit,
+        qwen_uploaded,
     )
     pipeline.warm_up()
     log.info("loaded %s on plan %s (%s) in %.1f s", model_id, chosen, device, time.perf_counter() - started)
     return pipeline
+
+
+def _resolve_plan(plan: str, variant: str, device: str | None) -> tuple[str, str]:
+    """The plan to run and the device it runs on; ``device`` forces where (tests run the GPU plans' code on the CPU)."""
+    if device is None:
+        chosen = memory.choose_plan(plan, variant)
+        return chosen, "cuda" if memory.PLANS[chosen].needs_cuda else "cpu"
+    if plan == "auto":
+        return ("cpu" if torch.device(device).type == "cpu" else memory.choose_plan(plan, variant)), device
+    return (plan if plan in memory.PLANS else memory.choose_plan(plan, variant)), device

@@ -9,6 +9,7 @@ With ``--model-dir DIR`` everything sits under DIR (``DIR/HY-Motion-1.0-Lite``, 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ QWEN_REPO_ID = "Qwen/Qwen3-8B"
 CLIP_REPO_ID = "openai/clip-vit-large-patch14"
 VARIANT_FOLDERS = {"lite": "HY-Motion-1.0-Lite", "standard": "HY-Motion-1.0"}
 TEXT_ENCODER_FOLDERS = {QWEN_REPO_ID: "Qwen3-8B", CLIP_REPO_ID: "clip-vit-large-patch14"}
+# The standard DiT's width; Lite's is 1024 (the official configs' feat_dim).
+STANDARD_FEAT_DIM = 1280
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 TEXT_ENCODER_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "merges.txt", "vocab.json"]
 
@@ -41,6 +44,23 @@ def is_variant_folder(folder: Path) -> bool:
     official = (folder / "config.yml").is_file() and (folder / "latest.ckpt").is_file()
     converted = (folder / "transformer" / "config.json").is_file() and (folder / "conditioning.safetensors").is_file()
     return official or converted
+
+
+def folder_variant(folder: Path) -> str:
+    """lite or standard, by the DiT's width in a model folder's config, read without loading the model (the memory
+    plan is chosen before loading starts); an unreadable config reads as lite and fails properly when loaded."""
+    import yaml
+
+    try:
+        converted = folder / "transformer" / "config.json"
+        if converted.is_file():
+            width = json.loads(converted.read_text(encoding="utf-8")).get("feat_dim", 0)
+        else:
+            config = yaml.safe_load((folder / "config.yml").read_text(encoding="utf-8"))
+            width = config["network_module_args"].get("feat_dim", 0)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError):
+        return "lite"
+    return "standard" if isinstance(width, int) and width >= STANDARD_FEAT_DIM else "lite"
 
 
 def cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path | None:

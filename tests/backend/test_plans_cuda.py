@@ -7,6 +7,9 @@ import pytest
 import torch
 from backend_helpers import run_guardless_script, settings
 
+from hymotion import memory
+from hymotion.model.text_encoder import EarlyQwenUpload
+from hymotion.model.tiny import build_tiny_text_encoder
 from hymotion.pipeline import load_pipeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -62,6 +65,18 @@ def test_gpu_plan_uploads_qwen_and_clip_onto_the_gpu(tmp_path):
     encoder = pipe.text_encoder()
     devices = {p.device.type for model in (encoder.qwen_model, encoder.clip_model) for p in model.parameters()}
     assert devices == {"cuda"}
+
+
+def test_gpu_placement_takes_qwen_from_the_early_upload(tmp_path):
+    encoder = build_tiny_text_encoder()
+    folder = tmp_path / "qwen"
+    encoder.qwen_model.save_pretrained(folder)
+    uploaded = EarlyQwenUpload(folder, torch.device("cuda")).result()
+    assert uploaded is not None and {tensor.device.type for tensor in uploaded.values()} == {"cuda"}
+    memory.place_text_encoder(encoder, memory.PLANS["gpu"], "cuda", uploaded)
+    for name, parameter in encoder.qwen_model.named_parameters():
+        assert parameter.data_ptr() == uploaded[name].data_ptr(), f"{name} was uploaded again"
+        assert torch.equal(parameter.cpu(), encoder.qwen_host_state[name]), name
 
 
 def test_trimmed_run_matches_official_padded_run_on_cuda(tmp_path):

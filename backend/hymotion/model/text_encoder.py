@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from ..layer_streaming import upload_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,11 @@ def encode_with_cache(
     return [found[prompt] for prompt in prompts], len(missing)
 
 
+def qwen_base_name(key: str) -> str | None:
+    """A Qwen3 weight file's key as the base model names it; None for the causal LM's head, which it lacks."""
+    return None if key.startswith("lm_head.") else key.removeprefix("model.")
+
+
 def load_qwen_base(folder: Path) -> torch.nn.Module:
     """Qwen3 as the base model whose weights ARE the safetensors files' memory maps: nothing is copied into process
     memory, so the weights sit in the page cache (file-backed, evictable) until a plan moves them to the GPU.
@@ -206,7 +214,7 @@ def load_qwen_base(folder: Path) -> torch.nn.Module:
     for file in sorted(Path(folder).glob("*.safetensors")):
         with safe_open(file, framework="pt") as handle:
             for key in handle.keys():
-                name = key.removeprefix("model.")
+                name = qwen_base_name(key)
                 if name in expected:
                     tensor = handle.get_tensor(key)
                     state[name] = tensor if tensor.dtype == torch.bfloat16 else tensor.to(torch.bfloat16)
@@ -217,3 +225,30 @@ def load_qwen_base(folder: Path) -> torch.nn.Module:
     model.load_state_dict(state, strict=False, assign=True)
     model.rotary_emb = type(model.rotary_emb)(config=config)
     return model.eval()
+
+
+class EarlyQwenUpload:
+    """The ``gpu`` plan's copy of Qwen3's weights to the GPU, begun on a thread before ``load_pipeline`` imports
+    diffusers and transformers: seconds of Python that hold the GIL, beside which the copy (a few large byte ranges,
+    ``layer_streaming.upload_safetensors``) runs almost unhindered. ``load_pipeline`` takes the result before it
+    places the DiT, so the thread never runs beside graph capture or sampling. A failure only logs; the encoder is then
+    uploaded when it loads, as without this."""
+
+    def __init__(self, folder: Path, device: torch.device) -> None:
+        self._uploaded: dict[str, Tensor] | None = None
+        self._thread = threading.Thread(target=self._run, args=(Path(folder), torch.device(device)),
+                                        name="hymotion-qwen-upload", daemon=True)
+        self._thread.start()
+
+    def _run(self, folder: Path, device: torch.device) -> None:
+        try:
+            self._uploaded = upload_safetensors(sorted(folder.glob("*.safetensors")), device, qwen_base_name)
+        except Exception as error:  # noqa: BLE001 - never fails the start; the encoder's own loading uploads later
+            log.info("uploading Qwen3 ahead of the imports failed (%s: %s); it is uploaded when the text encoder loads",
+                     type(error).__name__, error)
+
+    def result(self) -> dict[str, Tensor] | None:
+        """Waits for the copy; Qwen3's weights on the GPU keyed as the base model names them, handed over once."""
+        self._thread.join()
+        uploaded, self._uploaded = self._uploaded, None
+        return uploaded
