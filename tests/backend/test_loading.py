@@ -378,3 +378,24 @@ def test_damaged_converted_folder_is_bad_checkpoint(official_folder, tmp_path):
     with pytest.raises(HyMotionError) as caught:
         load_model_folder(converted)
     assert caught.value.code == BAD_CHECKPOINT
+
+
+@pytest.mark.parametrize("width, variant", [(1024, "lite"), (1280, "standard")])
+def test_a_folders_variant_is_read_from_either_layouts_config_without_loading_it(tmp_path, width, variant):
+    from hymotion.weights import folder_variant
+
+    converted = tmp_path / "converted"
+    (converted / "transformer").mkdir(parents=True)
+    (converted / "transformer" / "config.json").write_text(f'{{"feat_dim": {width}}}')
+    official = tmp_path / "official"
+    official.mkdir()
+    (official / "config.yml").write_text(yaml.safe_dump({"network_module_args": {"feat_dim": width}}))
+    assert folder_variant(converted) == folder_variant(official) == variant
+
+
+def test_an_unreadable_config_reads_as_lite_and_is_left_to_the_loader_to_report(tmp_path):
+    from hymotion.weights import folder_variant
+
+    (tmp_path / "config.yml").write_text("network_module_args: [not, a, mapping")
+    assert folder_variant(tmp_path) == "lite"
+    assert folder_variant(tmp_path / "missing") == "lite"
