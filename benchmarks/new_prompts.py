@@ -1,0 +1,67 @@
+"""New prompts one after another in one backend, each split into Qwen3's pass, CLIP's and the whole encode.
+
+``hymotion bench`` gives three new prompts per plan; this gives a dozen, so a slow one can be told from a slow process
+(on ``stream`` each new prompt moves Qwen3's 14 GB of layers through the GPU, bound by the host's copy rate). Needs
+the random real-size weights ``hymotion bench --work-dir DIR`` writes. Usage (on a CUDA machine):
+python benchmarks/new_prompts.py --work-dir DIR --plan stream
+"""
+
+import argparse
+import functools
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+from hymotion.jobs import GenerationSettings  # noqa: E402
+from hymotion.pipeline import load_pipeline  # noqa: E402
+from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
+
+ACTIONS = "walks runs jumps waves spins kicks crouches stretches climbs dances bows claps".split()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--work-dir", required=True, type=Path)
+    parser.add_argument("--plan", default="stream", choices=("gpu", "stream"))
+    parser.add_argument("--prompts", type=int, default=12)
+    args = parser.parse_args()
+    pipe = load_pipeline(str(args.work_dir / VARIANT_FOLDERS["lite"]), model_dir=args.work_dir, plan=args.plan,
+                         device="cuda", cache_dir=tempfile.mkdtemp(prefix="hymotion-new-prompts-"))
+    encoder = pipe.text_encoder()
+    seconds: dict[str, float] = {}
+
+    def timed(owner: object, attribute: str, label: str) -> None:
+        original = getattr(owner, attribute)
+
+        @functools.wraps(original)
+        def wrapper(*arguments, **keywords):
+            torch.cuda.synchronize()
+            begin = time.perf_counter()
+            result = original(*arguments, **keywords)
+            torch.cuda.synchronize()
+            seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - begin
+            return result
+
+        setattr(owner, attribute, wrapper)
+
+    timed(encoder.qwen_model, "forward", "qwen3")
+    timed(encoder.clip_model, "forward", "clip")
+    timed(encoder, "encode", "encode")
+    print(f"{torch.cuda.get_device_name()}, plan {pipe.plan}; the first prompt includes waiting for the text encoder")
+    for index in range(args.prompts):
+        seconds.clear()
+        action, then = ACTIONS[index % len(ACTIONS)], ACTIONS[(index + 5) % len(ACTIONS)]
+        settings = GenerationSettings([f"a person {action} and then {then} slowly, take {index}"], [5.0], [0])
+        begin = time.perf_counter()
+        list(pipe.generate(settings))
+        torch.cuda.synchronize()
+        parts = ", ".join(f"{label} {value:.3f}" for label, value in seconds.items())
+        print(f"prompt {index + 1:2d}: {time.perf_counter() - begin:.3f} s ({parts})")
+
+
+if __name__ == "__main__":
+    main()
