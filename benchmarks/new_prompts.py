@@ -1,4 +1,5 @@
-"""New prompts one after another in one backend, each split into Qwen3's pass, CLIP's and the whole encode.
+"""New prompts one after another in one backend, each split into Qwen3's pass, CLIP's, the whole encode and the time
+Python's garbage collector held the process.
 
 ``hymotion bench`` gives three new prompts per plan; this gives a dozen, so a slow one can be told from a slow process
 (on ``stream`` each new prompt moves Qwen3's 14 GB of layers through the GPU, bound by the host's copy rate). Needs
@@ -8,6 +9,7 @@ python benchmarks/new_prompts.py --work-dir DIR --plan stream
 
 import argparse
 import functools
+import gc
 import sys
 import tempfile
 import time
@@ -51,6 +53,16 @@ def main() -> None:
     timed(encoder.qwen_model, "forward", "qwen3")
     timed(encoder.clip_model, "forward", "clip")
     timed(encoder, "encode", "encode")
+    collecting: list[float] = []
+
+    def on_collection(phase: str, info: dict) -> None:
+        if phase == "start":
+            collecting.append(time.perf_counter())
+        elif collecting:
+            seconds[f"gc gen{info['generation']}"] = (seconds.get(f"gc gen{info['generation']}", 0.0)
+                                                      + time.perf_counter() - collecting.pop())
+
+    gc.callbacks.append(on_collection)
     print(f"{torch.cuda.get_device_name()}, plan {pipe.plan}; the first prompt includes waiting for the text encoder")
     for index in range(args.prompts):
         seconds.clear()
