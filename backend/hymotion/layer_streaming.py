@@ -112,6 +112,7 @@ class PinnedCopier:
         self._staging = [torch.empty(numel, dtype=dtype, pin_memory=cuda) for _ in range(buffers)]
         self._stream = torch.cuda.Stream(self.device) if cuda else None
         self._ready: list[torch.cuda.Event | None] = [None] * buffers
+        self._next_piece = 0
 
     @property
     def numel(self) -> int:
@@ -138,6 +139,14 @@ class PinnedCopier:
             ready.record(self._stream)
         self._ready[buffer] = ready
 
+    def copy_in_pieces(self, source: torch.Tensor, destination: torch.Tensor) -> None:
+        """Copy the flat ``source``, however long, into ``destination`` a staging buffer at a time, the buffers taken
+        in turn (across calls too), so the CPU packs one piece while the GPU copies the one before."""
+        for start in range(0, source.numel(), self.numel):
+            end = min(start + self.numel, source.numel())
+            self.copy(self._next_piece, [source[start:end]], destination[start:end])
+            self._next_piece = (self._next_piece + 1) % len(self._staging)
+
     def wait(self, buffer: int) -> None:
         """Make the current stream wait for the last copy out of ``buffer``."""
         ready = self._ready[buffer]
@@ -159,15 +168,10 @@ def upload(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, 
     pageable copy). Tensors of any dtype travel as bytes."""
     device = torch.device(device)
     copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
-    uploaded, pieces = {}, 0
+    uploaded = {}
     for name, tensor in tensors.items():
         target = torch.empty(tensor.shape, dtype=tensor.dtype, device=device)
-        source = tensor.contiguous().reshape(-1).view(torch.uint8)
-        flat = target.reshape(-1).view(torch.uint8)
-        for start in range(0, source.numel(), copier.numel):
-            end = min(start + copier.numel, source.numel())
-            copier.copy(pieces % 2, [source[start:end]], flat[start:end])
-            pieces += 1
+        copier.copy_in_pieces(tensor.contiguous().reshape(-1).view(torch.uint8), target.reshape(-1).view(torch.uint8))
         uploaded[name] = target
     copier.finish()
     return uploaded
@@ -201,7 +205,7 @@ def upload_safetensors(
     thread spends seconds importing Python modules (``EarlyQwenUpload``). Each tensor is a view into its range's buffer."""
     device = torch.device(device)
     copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
-    placed, pieces = [], 0
+    placed = []
     for path in paths:
         data_start, entries = safetensors_entries(path)
         kept = sorted(
@@ -213,11 +217,7 @@ def upload_safetensors(
         for run in _contiguous_runs(kept):
             start, end = run[0][0][0], run[-1][0][1]
             flat = torch.empty(end - start, dtype=torch.uint8, device=device)
-            source = mapped[data_start + start : data_start + end]
-            for offset in range(0, flat.numel(), copier.numel):
-                stop = min(offset + copier.numel, flat.numel())
-                copier.copy(pieces % 2, [source[offset:stop]], flat[offset:stop])
-                pieces += 1
+            copier.copy_in_pieces(mapped[data_start + start : data_start + end], flat)
             placed += [(name, flat[begin - start : finish - start], entry) for (begin, finish), name, entry in run]
     copier.finish()
     uploaded = {}
