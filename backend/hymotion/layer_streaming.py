@@ -14,12 +14,13 @@ re-bound during a pass. On a CPU device the same code runs without streams or pi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .weights import read_safetensors_header
 
 
 class LayerStreamer:
@@ -184,18 +185,6 @@ SAFETENSORS_DTYPES = {
 }
 
 
-def safetensors_entries(path: Path) -> tuple[int, dict[str, dict]]:
-    """Where a safetensors file's data starts, and its tensors (dtype, shape, data_offsets) by name, from the header:
-    8 bytes of little-endian length, then that many bytes of JSON (the format's specification)."""
-    with open(path, "rb") as file:
-        length = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(length))
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: not a safetensors header")
-    header.pop("__metadata__", None)
-    return 8 + length, header
-
-
 def upload_safetensors(
     paths: list[Path], device: torch.device, rename: Callable[[str], str | None]
 ) -> dict[str, torch.Tensor]:
@@ -207,7 +196,7 @@ def upload_safetensors(
     copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
     placed = []
     for path in paths:
-        data_start, entries = safetensors_entries(path)
+        data_start, entries = read_safetensors_header(path)
         kept = sorted(
             ((entry["data_offsets"], name, entry) for key, entry in entries.items() if (name := rename(key))),
             key=lambda item: item[0][0],

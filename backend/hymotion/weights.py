@@ -63,6 +63,32 @@ def folder_variant(folder: Path) -> str:
     return "standard" if isinstance(width, int) and width >= STANDARD_FEAT_DIM else "lite"
 
 
+class SafetensorsHeaderError(ValueError):
+    """A safetensors file whose header cannot be read; the message says what is wrong with it."""
+
+
+def read_safetensors_header(path: Path) -> tuple[int, dict[str, dict]]:
+    """Where a safetensors file's data starts, and its tensors (dtype, shape, data_offsets) by name, from the header:
+    8 bytes of little-endian length, then that many bytes of JSON (the format's specification). Raises
+    SafetensorsHeaderError for a truncated or malformed header, OSError when the file cannot be read."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise SafetensorsHeaderError(f"truncated: {size} bytes, shorter than a safetensors header")
+        length = int.from_bytes(prefix, "little")
+        if length > size - 8:
+            raise SafetensorsHeaderError(f"truncated: the header claims {length:,} bytes but the file has {size:,}")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError as error:  # JSON and UTF-8 decoding errors alike
+            raise SafetensorsHeaderError(f"unreadable safetensors header ({error})") from None
+    if not isinstance(header, dict):
+        raise SafetensorsHeaderError("unreadable safetensors header (not a JSON object)")
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
 def cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Path | None:
     """The repository's snapshot in the local Hugging Face cache, or None; never touches the network."""
     try:

@@ -10,7 +10,6 @@ import fnmatch
 import hashlib
 import json
 import shutil
-import struct
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,20 +263,13 @@ def inspect_file(path: Path, expected_size: int | None = None, expected_sha256: 
 
 def _safetensors_problem(path: Path, size: int) -> str | None:
     try:
-        with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                return f"truncated: {size} bytes, shorter than a safetensors header"
-            (header_length,) = struct.unpack("<Q", prefix)
-            if header_length > size - 8:
-                return f"truncated: the header claims {header_length:,} bytes but the file has {size:,}"
-            header = json.loads(handle.read(header_length))
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+        data_start, header = weights.read_safetensors_header(path)
+    except weights.SafetensorsHeaderError as error:
+        return str(error)
+    except OSError as error:
         return f"unreadable safetensors header ({error})"
     end = 0
     for name, entry in header.items():
-        if name == "__metadata__":
-            continue
         try:
             begin, stop = entry["data_offsets"]
             elements = 1
@@ -289,9 +281,8 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
         if width is not None and stop - begin != elements * width:
             return f"malformed safetensors entry {name!r} (byte range does not match its shape)"
         end = max(end, stop)
-    data_bytes = size - 8 - header_length
-    if end > data_bytes:
-        return f"truncated: tensors need {end + 8 + header_length:,} bytes, the file has {size:,}"
+    if end > size - data_start:
+        return f"truncated: tensors need {end + data_start:,} bytes, the file has {size:,}"
     return None
 
 
