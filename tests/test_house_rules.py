@@ -174,19 +174,16 @@ def external_reach(start: str) -> dict[str, list[str]]:
     return chains
 
 
-def backend_dependencies() -> set[str]:
-    """Import names of the backend's dependencies (pyproject.toml), required and optional."""
+def backend_dependencies(leaving_out: frozenset[str] = frozenset()) -> set[str]:
+    """Import names of the backend's dependencies (pyproject.toml), required and optional but the extras named in
+    ``leaving_out``."""
     project = tomllib.loads((BACKEND_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = list(project["dependencies"])
-    for extra in project.get("optional-dependencies", {}).values():
-        requirements += extra
-    return {import_name(requirement) for requirement in requirements}
-
-
-def import_name(requirement: str) -> str:
-    """The top-level module a requirement line installs ("nvidia-ml-py>=12" -> pynvml)."""
-    name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
-    return IMPORT_NAMES.get(name, name.replace("-", "_"))
+    for extra, listed in project.get("optional-dependencies", {}).items():
+        if extra not in leaving_out:
+            requirements += listed
+    names = {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower() for requirement in requirements}
+    return {IMPORT_NAMES.get(name, name.replace("-", "_")) for name in names}
 
 
 def test_the_dependency_list_is_read():
@@ -235,10 +232,7 @@ def test_the_backend_never_imports_blender():
 def test_the_backend_never_imports_scipy():
     """scipy is a test dependency only (the reference for the backend's own filter and rotations): transformers imports
     scipy.optimize wherever scipy is installed, 0.7 s of the backend's start on the lent H100 (docs/performance.md)."""
-    project = tomllib.loads((BACKEND_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    runtime = [requirement for extra, listed in project["optional-dependencies"].items() if extra != "test"
-               for requirement in listed] + list(project["dependencies"])
-    assert "scipy" not in {import_name(requirement) for requirement in runtime}, "scipy is a runtime dependency again"
+    assert "scipy" not in backend_dependencies(leaving_out=frozenset({"test"})), "scipy is a runtime dependency again"
     problems = [f"{module.where(imported.line)} imports {imported.module}"
                 for name, module in sorted(modules().items()) if name.startswith("hymotion.")
                 for imported in imports_of(name) if imported.module.split(".")[0] == "scipy"]

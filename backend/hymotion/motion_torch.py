@@ -8,7 +8,6 @@ slow, and it keeps the device path as exact as the numpy one.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
