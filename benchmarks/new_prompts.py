@@ -1,5 +1,5 @@
 """New prompts one after another in one backend, each split into Qwen3's pass, CLIP's, the whole encode and the time
-Python's garbage collector held the process.
+Python's garbage collector held the process, with the token length of each Qwen3 pass.
 
 ``hymotion bench`` gives three new prompts per plan; this gives a dozen, so a slow one can be told from a slow process
 (on ``stream`` each new prompt moves Qwen3's 14 GB of layers through the GPU, bound by the host's copy rate). Needs
@@ -50,6 +50,10 @@ def main() -> None:
 
         setattr(owner, attribute, wrapper)
 
+    passes: list[int] = []
+    encoder.qwen_model.register_forward_pre_hook(
+        lambda module, args, kwargs: passes.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
     timed(encoder.qwen_model, "forward", "qwen3")
     timed(encoder.clip_model, "forward", "clip")
     timed(encoder, "encode", "encode")
@@ -66,13 +70,15 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, plan {pipe.plan}; the first prompt includes waiting for the text encoder")
     for index in range(args.prompts):
         seconds.clear()
+        passes.clear()
         action, then = ACTIONS[index % len(ACTIONS)], ACTIONS[(index + 5) % len(ACTIONS)]
         settings = GenerationSettings([f"a person {action} and then {then} slowly, take {index}"], [5.0], [0])
         begin = time.perf_counter()
         list(pipe.generate(settings))
         torch.cuda.synchronize()
         parts = ", ".join(f"{label} {value:.3f}" for label, value in seconds.items())
-        print(f"prompt {index + 1:2d}: {time.perf_counter() - begin:.3f} s ({parts})")
+        elapsed = time.perf_counter() - begin
+        print(f"prompt {index + 1:2d}: {elapsed:.3f} s ({parts}; Qwen3 pass of {', '.join(map(str, passes))} tokens)")
 
 
 if __name__ == "__main__":

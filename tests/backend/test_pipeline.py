@@ -284,8 +284,8 @@ def test_many_new_prompts_are_encoded_in_bounded_passes_with_the_same_features(t
     encoder = tiny_pipeline.text_encoder()
     prompts = [f"a person walks {count} steps" for count in range(6)]
     alone = [encoder.encode([prompt])[0] for prompt in prompts]
-    longest = max(len(ids) for ids in encoder.qwen_tokenizer([text_encoder_module.chat_text(
-        encoder.qwen_tokenizer, prompt) for prompt in prompts])["input_ids"])
+    longest = text_encoder_module.padded_tokens(max(len(ids) for ids in encoder.qwen_tokenizer(
+        [text_encoder_module.chat_text(encoder.qwen_tokenizer, prompt) for prompt in prompts])["input_ids"]))
     monkeypatch.setattr(text_encoder_module, "MAX_TOKENS_PER_PASS", 2 * longest)
     passes = []
     hook = encoder.qwen_model.register_forward_pre_hook(
@@ -302,6 +302,29 @@ def test_many_new_prompts_are_encoded_in_bounded_passes_with_the_same_features(t
     for one, batched in zip(alone, together, strict=True):
         torch.testing.assert_close(batched.ctxt.float(), one.ctxt.float(), rtol=2**-5, atol=2**-5)
         torch.testing.assert_close(batched.vtxt, one.vtxt, rtol=1e-5, atol=1e-5)  # fp32 CLIP: order only, ~1e-7
+
+
+def test_qwen_passes_are_padded_to_a_few_lengths_without_changing_the_features(tiny_pipeline, monkeypatch):
+    from hymotion.model import text_encoder as text_encoder_module
+
+    encoder = tiny_pipeline.text_encoder()
+    prompts = ["a person waves", "a person walks forward, turns around and sits down on the floor"]
+    lengths = []
+    hook = encoder.qwen_model.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        padded = [encoder.encode([prompt])[0] for prompt in prompts]
+        monkeypatch.setattr(text_encoder_module, "QWEN_TOKEN_MULTIPLE", 1)
+        exact = [encoder.encode([prompt])[0] for prompt in prompts]
+    finally:
+        hook.remove()
+    assert all(length % 32 == 0 for length in lengths[:2]) and lengths[2] != lengths[3]
+    assert all(length % 32 for length in lengths[2:]), "the exact lengths are no multiples of 32: nothing was padded"
+    # Same bound as above: another padded length may round a bf16 value differently, a few ulps after two layers.
+    for one, other in zip(padded, exact, strict=True):
+        assert one.ctxt.shape == other.ctxt.shape
+        torch.testing.assert_close(one.ctxt.float(), other.ctxt.float(), rtol=2**-5, atol=2**-5)
 
 
 def test_preparing_the_text_encoder_loads_it_and_caches_nothing(tmp_path):

@@ -2,7 +2,7 @@
 
 Qwen3 runs as the base model (no LM head, no per-layer hidden states): its last hidden state after the final norm is
 what the official pipeline takes from the causal LM's ``hidden_states[-1]``. Prompts are tokenised with right padding
-to the longest prompt of the batch; the causal attention and the padding mask make each prompt's real-token features
+to the longest prompt of the batch (rounded up to QWEN_TOKEN_MULTIPLE); the causal attention and the padding mask make each prompt's real-token features
 independent of that padding, so they equal the official fixed 128-token padding.
 """
 
@@ -29,6 +29,9 @@ MAX_TEXT_TOKENS = 128
 # 16k tokens on Qwen3-8B in bf16 (MLP and attention of one layer), so a pass peaks near 1 GB however many prompts are
 # new. Real prompts are about 100 tokens with the template: some 40 prompts a pass.
 MAX_TOKENS_PER_PASS = 4096
+# Qwen3's passes are padded to a multiple of this many tokens: the few lengths that result meet GPU kernels and memory
+# blocks already set up by an earlier prompt, where each new exact length cost its first pass extra (docs/performance.md).
+QWEN_TOKEN_MULTIPLE = 32
 CLIP_MAX_TOKENS = 77
 
 # Interface constant the released weights were trained with; it must match byte for byte.
@@ -51,6 +54,11 @@ class PromptEmbedding:
     ctxt: Tensor
     vtxt: Tensor
     truncated: bool = False
+
+
+def padded_tokens(tokens: int) -> int:
+    """The length a Qwen3 pass pads ``tokens`` to."""
+    return -(-tokens // QWEN_TOKEN_MULTIPLE) * QWEN_TOKEN_MULTIPLE
 
 
 def chat_text(tokenizer, prompt: str) -> str:
@@ -94,7 +102,7 @@ class TextEncoder:
         """Prompts in passes of at most MAX_TOKENS_PER_PASS padded tokens, so activations stay bounded."""
         texts = [chat_text(self.qwen_tokenizer, prompt) for prompt in prompts]
         untruncated = self.qwen_tokenizer(texts, add_special_tokens=True)["input_ids"]
-        sizes = [min(len(ids), self.crop_start + MAX_TEXT_TOKENS) for ids in untruncated]
+        sizes = [padded_tokens(min(len(ids), self.crop_start + MAX_TEXT_TOKENS)) for ids in untruncated]
         embeddings: list[PromptEmbedding] = []
         start = 0
         while start < len(prompts):
@@ -115,12 +123,18 @@ class TextEncoder:
             max_length=self.crop_start + MAX_TEXT_TOKENS,
             padding="max_length" if self.official_layout else "longest",
             return_tensors="pt",
-        ).to(device)
+        )
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        if not self.official_layout:  # the tokenizer's own pad_to_multiple_of refuses a truncation length off the grid
+            extra = padded_tokens(input_ids.shape[1]) - input_ids.shape[1]
+            input_ids = torch.nn.functional.pad(input_ids, (0, extra), value=self.qwen_tokenizer.pad_token_id)
+            attention_mask = torch.nn.functional.pad(attention_mask, (0, extra), value=0)
         outputs = self.qwen_model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=self.official_layout
+            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+            output_hidden_states=self.official_layout,
         )
         hidden = outputs.hidden_states[-1] if self.official_layout else outputs.last_hidden_state
-        lengths = (batch["attention_mask"].sum(dim=1) - self.crop_start).clamp(0, MAX_TEXT_TOKENS).tolist()
+        lengths = (attention_mask.sum(dim=1) - self.crop_start).clamp(0, MAX_TEXT_TOKENS).tolist()
         clip_batch = self.clip_tokenizer(
             prompts, truncation=True, max_length=CLIP_MAX_TOKENS, padding=True, return_tensors="pt"
         ).to(self._clip_device())
