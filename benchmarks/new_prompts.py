@@ -1,5 +1,5 @@
 """New prompts one after another in one backend, each split into Qwen3's pass, CLIP's, the whole encode and the time
-Python's garbage collector held the process, with the token length of each Qwen3 pass.
+Python's garbage collector held the process, with the token length of each Qwen3 pass and the page faults.
 
 ``hymotion bench`` gives three new prompts per plan; this gives a dozen, so a slow one can be told from a slow process
 (on ``stream`` each new prompt moves Qwen3's 14 GB of layers through the GPU, bound by the host's copy rate). Needs
@@ -23,6 +23,12 @@ from hymotion.pipeline import load_pipeline  # noqa: E402
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
 ACTIONS = "walks runs jumps waves spins kicks crouches stretches climbs dances bows claps".split()
+
+
+def page_faults() -> tuple[int, int]:
+    """The process's minor and major page faults so far: a pass that maps the weight files' pages anew shows here."""
+    fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+    return int(fields[7]), int(fields[9])
 
 
 def main() -> None:
@@ -73,12 +79,17 @@ def main() -> None:
         passes.clear()
         action, then = ACTIONS[index % len(ACTIONS)], ACTIONS[(index + 5) % len(ACTIONS)]
         settings = GenerationSettings([f"a person {action} and then {then} slowly, take {index}"], [5.0], [0])
+        faults = page_faults()
         begin = time.perf_counter()
         list(pipe.generate(settings))
         torch.cuda.synchronize()
         parts = ", ".join(f"{label} {value:.3f}" for label, value in seconds.items())
         elapsed = time.perf_counter() - begin
-        print(f"prompt {index + 1:2d}: {elapsed:.3f} s ({parts}; Qwen3 pass of {', '.join(map(str, passes))} tokens)")
+        minor, major = (after - before for after, before in zip(page_faults(), faults))
+        print(f"prompt {index + 1:2d}: {elapsed:.3f} s ({parts}; Qwen3 pass of {', '.join(map(str, passes))} tokens; "
+              f"page faults {minor} minor, {major} major)")
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    print("at the end:", ", ".join(f"{key} {status[key].strip()}" for key in ("VmHWM", "RssAnon", "RssFile")))
 
 
 if __name__ == "__main__":
