@@ -14,6 +14,9 @@ own functions on both sides and the embedding handed over through the embedding 
 Every time counts from the process's launch. Needs the random real-size weights ``hymotion bench --work-dir DIR``
 writes. Usage (on a CUDA machine): python benchmarks/encoder_process_start.py --work-dir DIR --plans gpu,stream
 (``--plans cpu`` runs both sides on the CPU.)
+
+Measured on an H100 (2026-11-26): both together reached the first clip in 7.3-8.5 s, the encoder's side alone its first
+embedding in 6.2-8.7 s, so the split was not built (docs/performance.md, Why 6 s is out of reach).
 """
 
 import os
