@@ -28,7 +28,7 @@ ACTIONS = "walks runs jumps waves spins kicks crouches stretches climbs dances b
 
 
 def page_faults() -> tuple[int, int]:
-    """The process's minor and major page faults so far: a pass that maps the weight files' pages anew shows here."""
+    """The process's minor and major page faults so far."""
     fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
     return int(fields[7]), int(fields[9])
 

@@ -2,8 +2,8 @@
 
 Qwen3 runs as the base model (no LM head, no per-layer hidden states): its last hidden state after the final norm is
 what the official pipeline takes from the causal LM's ``hidden_states[-1]``. Prompts are tokenised with right padding
-to the longest prompt of the batch (rounded up to QWEN_TOKEN_MULTIPLE); the causal attention and the padding mask make each prompt's real-token features
-independent of that padding, so they equal the official fixed 128-token padding.
+to the longest prompt of the batch, rounded up to QWEN_TOKEN_MULTIPLE; the causal attention and the padding mask make
+each prompt's real-token features independent of that padding, so they equal the official fixed 128-token padding.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ MAX_TEXT_TOKENS = 128
 # 16k tokens on Qwen3-8B in bf16 (MLP and attention of one layer), so a pass peaks near 1 GB however many prompts are
 # new. Real prompts are about 100 tokens with the template: some 40 prompts a pass.
 MAX_TOKENS_PER_PASS = 4096
-# Qwen3's passes are padded to a multiple of this many tokens: the few lengths that result meet GPU kernels and memory
-# blocks already set up by an earlier prompt, where each new exact length cost its first pass extra (docs/performance.md).
+# Qwen3's passes are padded to a multiple of this many tokens, so new prompts meet the few lengths an earlier pass has
+# set the GPU up for: on the gpu plan each new exact length cost its first pass 0.04-0.1 s more (docs/performance.md).
 QWEN_TOKEN_MULTIPLE = 32
 CLIP_MAX_TOKENS = 77
 
