@@ -33,33 +33,33 @@ def page_faults() -> tuple[int, int]:
     return int(fields[7]), int(fields[9])
 
 
-def weight_mappings() -> list[tuple[int, int]]:
-    """(start, length) of this process's memory maps of safetensors files."""
-    spans = []
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        if line.endswith(".safetensors"):
-            start, end = (int(address, 16) for address in line.split()[0].split("-"))
-            spans.append((start, end - start))
+def weight_mappings() -> list[tuple[int, int, int]]:
+    """(start, length, KiB in the page tables) of each of this process's memory maps of safetensors files."""
+    spans: list[tuple[int, int, int]] = []
+    in_weights = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and not head[0].endswith(":"):  # a mapping's header line, as in /proc/self/maps
+            in_weights = line.endswith(".safetensors")
+            if in_weights:
+                start, end = (int(address, 16) for address in head[0].split("-"))
+                spans.append((start, end - start, 0))
+        elif in_weights and head[0] == "Rss:":
+            start, length, _ = spans[-1]
+            spans[-1] = (start, length, int(head[1]))
     return spans
 
 
 def weight_pages_mapped_mib() -> float:
     """How much of the safetensors files this process has mapped in its page tables (their Rss in smaps)."""
-    total, in_weights = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        head = line.split()
-        if head and "-" in head[0] and not head[0].endswith(":"):
-            in_weights = line.endswith(".safetensors")
-        elif in_weights and head[0] == "Rss:":
-            total += int(head[1])
-    return total / 1024
+    return sum(resident for _, _, resident in weight_mappings()) / 1024
 
 
 def populate_weight_mappings() -> None:
     """Map every page of the weight files into the page tables at once (``MADV_POPULATE_READ``, Linux 5.14)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    for start, length in weight_mappings():
+    for start, length, _ in weight_mappings():
         if libc.madvise(start, length, MADV_POPULATE_READ) != 0:
             raise OSError(ctypes.get_errno(), "madvise(MADV_POPULATE_READ) failed")
 
