@@ -66,7 +66,7 @@ def run_encoder(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache
 
 
 def run_dit(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache) -> None:
-    from hymotion.jobs import GenerationSettings
+    from hymotion.shared.jobs import GenerationSettings
     from hymotion.model.loading import load_model_folder
     from hymotion.pipeline import MotionPipeline
 

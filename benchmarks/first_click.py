@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "backend"), str(ROOT)]
 
-from hymotion.protocol import DoneEvent  # noqa: E402
+from hymotion.shared.protocol import DoneEvent  # noqa: E402
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 from hymotion_addon.core.client import BackendClient, service_args  # noqa: E402
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import bpy
-from hymotion.errors import HyMotionError, bad_request
-from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
-from hymotion.prompt_guide import suggest_duration
+from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
+from hymotion.shared.prompt_guide import suggest_duration
 
 from . import generation, known_frames, preferences, rig, sequence
 from .retarget import retarget_action

@@ -1,7 +1,7 @@
 """Bake a generated clip onto an SMPL-X armature as an Action, and lay Actions out on NLA tracks.
 
 Input is plain numpy: root translation (F, 3) and local joint quaternions (F, 22, 4, w x y z) in the model's Y-up
-frame at 30 fps, joints in :data:`hymotion.skeleton.BODY_JOINT_NAMES` order. The conversion to each bone's rest frame
+frame at 30 fps, joints in :data:`hymotion.shared.skeleton.BODY_JOINT_NAMES` order. The conversion to each bone's rest frame
 is in :mod:`.core.motion_math`; this module only writes F-curves.
 
 Keys are written with ``keyframe_points.add`` + ``foreach_set`` (no per-key Python) on every frame, with LINEAR
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from hymotion.errors import bad_request
-from hymotion.rotations import continuous_quaternions
-from hymotion.skeleton import BODY_JOINT_NAMES, FPS
+from hymotion.shared.errors import bad_request
+from hymotion.shared.rotations import continuous_quaternions
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS
 
 from .core import motion_math
 from .rig import is_hymotion_armature

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import addon_utils
 import bpy
-from hymotion.errors import bad_request
+from hymotion.shared.errors import bad_request
 
 from . import bake
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 
 from . import export
 

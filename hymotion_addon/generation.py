@@ -13,10 +13,18 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import bpy
-from hymotion import errors
-from hymotion.errors import HyMotionError, bad_request
-from hymotion.jobs import GenerationSettings
-from hymotion.protocol import DoneEvent, ErrorEvent, Event, GenerateConstraint, ProgressEvent, ResultEvent, WarningEvent
+from hymotion.shared import errors
+from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.jobs import GenerationSettings
+from hymotion.shared.protocol import (
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    GenerateConstraint,
+    ProgressEvent,
+    ResultEvent,
+    WarningEvent,
+)
 
 from . import bake, rig
 from .core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import bpy
-from hymotion import skeleton
-from hymotion.errors import bad_request
-from hymotion.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration
-from hymotion.protocol import FloatArray, GenerateConstraint, PoseFrames
+from hymotion.shared import skeleton
+from hymotion.shared.errors import bad_request
+from hymotion.shared.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration
+from hymotion.shared.protocol import FloatArray, GenerateConstraint, PoseFrames
 
 from . import bake
 from .sequence import active_action, pose_frames

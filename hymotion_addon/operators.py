@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from hymotion import errors
-from hymotion.body_mesh import SMPLX_DOWNLOAD_HINT, load_smplx_body
-from hymotion.errors import HyMotionError, bad_request
-from hymotion.jobs import parse_prompt_lines, parse_seeds
-from hymotion.presets import BUILTIN_PRESETS, PresetStore
-from hymotion.prompt_guide import suggest_duration
+from hymotion.shared import errors
+from hymotion.shared.body_mesh import SMPLX_DOWNLOAD_HINT, load_smplx_body
+from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.jobs import parse_prompt_lines, parse_seeds
+from hymotion.shared.presets import BUILTIN_PRESETS, PresetStore
+from hymotion.shared.prompt_guide import suggest_duration
 
 from . import generation, preferences, properties, rig
 from .core import backend_setup

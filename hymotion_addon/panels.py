@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 import bpy
-from hymotion.prompt_guide import PromptAdvice, analyse
+from hymotion.shared.prompt_guide import PromptAdvice, analyse
 
 from . import generation, operators, preferences, rig
 from .core import backend_manager, backend_setup

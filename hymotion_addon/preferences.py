@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import bpy
-from hymotion.errors import HyMotionError, bad_request
+from hymotion.shared.errors import HyMotionError, bad_request
 
 from .core import backend_setup
 from .core.backend_manager import BackendConfig

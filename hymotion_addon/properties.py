@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import bpy
-from hymotion.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_CFG, MAX_DURATION, MAX_STEPS
-from hymotion.presets import GenerationPreset
+from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_CFG, MAX_DURATION, MAX_STEPS
+from hymotion.shared.presets import GenerationPreset
 
 from . import bake
 
@@ -46,7 +46,7 @@ NLA_LAYOUT_ITEMS = _enum_items(bake.NLA_MODES, NLA_LAYOUT_DESCRIPTIONS)
 
 # Every setting a generation takes, defined once for the panel (scene.hymotion) and the Generate and Batch Bake
 # operators that can override it: the bpy property type and its arguments. Defaults and limits come from
-# hymotion.jobs where it defines them; a new limit there goes into its row here.
+# hymotion.shared.jobs where it defines them; a new limit there goes into its row here.
 GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "duration": (bpy.props.FloatProperty, dict(
         name="Duration", description="Clip length in seconds; 0 estimates it from the prompt (shown under the prompt)",
@@ -87,7 +87,7 @@ def generation_property(setting: str, for_operator: bool = False) -> Any:
     """The bpy property of one GENERATION_SETTINGS row, for the panel or (``for_operator``) an operator.
 
     An operator's copy is never saved between calls, and its upper limit is only the slider's end: a script that
-    passes a larger value then gets hymotion.jobs' clear error instead of a value clamped without a word.
+    passes a larger value then gets hymotion.shared.jobs' clear error instead of a value clamped without a word.
     """
     kind, arguments = GENERATION_SETTINGS[setting]
     arguments = dict(arguments)

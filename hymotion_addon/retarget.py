@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
-from hymotion.errors import bad_request
-from hymotion.rotations import (
+from hymotion.shared.errors import bad_request
+from hymotion.shared.rotations import (
     Y_UP_TO_Z_UP,
     axis_angle_matrix,
     continuous_quaternions,
@@ -31,7 +31,7 @@ from hymotion.rotations import (
     quaternion_to_euler,
     quaternion_to_matrix,
 )
-from hymotion.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from . import bake, rig
 from .core import bone_mapping, motion_math, retarget_feet, retarget_math

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
-from hymotion.errors import HyMotionError, bad_request
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 from . import bake, export, export_operator, preferences, retarget, rig
 from .core import bone_mapping

@@ -1,4 +1,4 @@
-"""The SMPL-X armature the motion is baked onto, built from the shared skeleton table (hymotion.skeleton).
+"""The SMPL-X armature the motion is baked onto, built from the shared skeleton table (hymotion.shared.skeleton).
 
 Blender space: Z-up, metres, the character faces -Y, armature origin at the model's origin. Every bone's head sits
 at its joint's rest position and no bone is connected to its parent, so the root translation and every rotation
@@ -11,9 +11,9 @@ import os
 
 import bpy
 import numpy as np
-from hymotion.body_mesh import BodyMesh
-from hymotion.rotations import y_up_to_z_up
-from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
+from hymotion.shared.body_mesh import BodyMesh
+from hymotion.shared.rotations import y_up_to_z_up
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from mathutils import Vector
 
 RIG_NAME = "SMPLX"  # the name a new armature gets

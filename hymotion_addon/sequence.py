@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
-from hymotion import skeleton
-from hymotion.errors import bad_request
-from hymotion.jobs import parse_prompt_lines
-from hymotion.prompt_guide import suggest_duration
+from hymotion.shared import skeleton
+from hymotion.shared.errors import bad_request
+from hymotion.shared.jobs import parse_prompt_lines
+from hymotion.shared.prompt_guide import suggest_duration
 
 from . import bake, generation, rig
 from .core import motion_math

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
-from hymotion.errors import HyMotionError, bad_request
-from hymotion.jobs import parse_seeds
+from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.jobs import parse_seeds
 
 from . import bake, generation, known_frames, rig, sequence
 from .operators import HYMOTION_OT_batch_bake, _common_spec_fields, _GenerationOperator

@@ -1,6 +1,6 @@
 """Rules of the house kept by a test, in the spirit of diffusers' utils/check_repo.py.
 
-Every module's source is read with ``ast`` (nothing is imported but hymotion.protocol's registry), and each rule fails
+Every module's source is read with ``ast`` (nothing is imported but hymotion.shared.protocol's registry), and each rule fails
 naming the file, the line and what to do:
 
 * the add-on (hymotion_addon) never reaches torch or any other backend dependency Blender's Python lacks, directly or
@@ -9,7 +9,7 @@ naming the file, the line and what to do:
 * the backend (backend/hymotion) never imports Blender's modules;
 * the add-on's core (hymotion_addon/core) never reaches Blender's modules either, directly, through each other or
   through the packages above it, so plain Python can import and test it (tests/addon);
-* a protocol message is made only by hymotion/protocol.py: message classes are defined there alone, no other module
+* a protocol message is made only by hymotion/shared/protocol.py: message classes are defined there alone, no other module
   writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
   messages with protocol.encode / decode_request / decode_event, never with json;
 * no two functions anywhere in the repository (tests and tools included) have the same body, once docstrings,
@@ -259,10 +259,10 @@ def test_the_addon_core_never_reaches_blender():
 
 @cache
 def protocol_registry() -> tuple[frozenset[str], frozenset[str]]:
-    """(message class names, message ``type`` values), from hymotion.protocol itself."""
+    """(message class names, message ``type`` values), from hymotion.shared.protocol itself."""
     sys.path.insert(0, str(BACKEND_ROOT))
     try:
-        from hymotion import protocol
+        from hymotion.shared import protocol
     finally:
         sys.path.remove(str(BACKEND_ROOT))
     classes = {**protocol.REQUEST_TYPES, **protocol.EVENT_TYPES}
@@ -281,24 +281,24 @@ def protocol_module_names(module: Module) -> tuple[set[str], set[str]]:
                 base = module.package.split(".")
                 resolved = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
             for alias in node.names:
-                if resolved == "hymotion.protocol" and alias.name in message_classes:
+                if resolved == "hymotion.shared.protocol" and alias.name in message_classes:
                     classes.add(alias.asname or alias.name)
-                if resolved == "hymotion" and alias.name == "protocol":
+                if resolved == "hymotion.shared" and alias.name == "protocol":
                     aliases.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
-            aliases.update(alias.asname for alias in node.names if alias.name == "hymotion.protocol" and alias.asname)
+            aliases.update(alias.asname for alias in node.names if alias.name == "hymotion.shared.protocol" and alias.asname)
     return classes, aliases
 
 
 def speaks_protocol(name: str) -> bool:
-    return any(imported.module == "hymotion.protocol" for imported in imports_of(name))
+    return any(imported.module == "hymotion.shared.protocol" for imported in imports_of(name))
 
 
 def test_protocol_messages_are_made_only_in_protocol_py():
     message_classes, message_types = protocol_registry()
     problems, json_used = [], set()
     for name, module in sorted(modules().items()):
-        if name == "hymotion.protocol":
+        if name == "hymotion.shared.protocol":
             continue
         classes, aliases = protocol_module_names(module)
         for node in ast.walk(module.tree):
@@ -310,7 +310,7 @@ def test_protocol_messages_are_made_only_in_protocol_py():
                     )
                     if inherited:
                         problems.append(f"{module.where(node.lineno)} defines message class {node.name}: "
-                                        "define every message in hymotion/protocol.py")
+                                        "define every message in hymotion/shared/protocol.py")
             if isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values):
                     if (isinstance(key, ast.Constant) and key.value == "type" and isinstance(value, ast.Constant)
@@ -326,7 +326,7 @@ def test_protocol_messages_are_made_only_in_protocol_py():
                 problems.append(f"{module.where(node.lineno)} calls json.{node.func.attr} in a module that speaks the "
                                 "protocol: lines become messages only through protocol.encode / decode_request / "
                                 "decode_event")
-    assert not problems, "Protocol messages are made only in hymotion/protocol.py:\n  " + "\n  ".join(problems)
+    assert not problems, "Protocol messages are made only in hymotion/shared/protocol.py:\n  " + "\n  ".join(problems)
     stale = set(JSON_IN_PROTOCOL_MODULES) - json_used
     assert not stale, f"These modules use json no more; delete them from JSON_IN_PROTOCOL_MODULES: {stale}"
 

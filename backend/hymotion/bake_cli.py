@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
-from .jobs import GenerationSettings, check_duration, read_prompt_file
-from .presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
+from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
+from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
+from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
 
 AUTO_MODEL = "auto"
 NOISE_NOTICE = (
@@ -164,8 +164,8 @@ def _preset(name: str | None, presets_file: str | None) -> GenerationPreset:
 
 
 def _settings(args: argparse.Namespace, preset: GenerationPreset, lines) -> GenerationSettings:
-    from .jobs import parse_seeds
-    from .prompt_guide import suggest_duration
+    from .shared.jobs import parse_seeds
+    from .shared.prompt_guide import suggest_duration
 
     default_duration = args.duration if args.duration is not None else preset.duration or None
     if default_duration is not None:

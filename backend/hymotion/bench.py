@@ -127,7 +127,7 @@ class _HostMemoryPeaks:
 
 def _timed(pipe, prompts: list[str], synchronize, stages: dict | None = None) -> float:
     """Seconds for one call; ``stages`` gets the time from the start to the first event of each stage."""
-    from .jobs import GenerationSettings
+    from .shared.jobs import GenerationSettings
 
     synchronize()
     begin = time.perf_counter()
@@ -214,7 +214,7 @@ def compare_runs(model_dir: Path, variant: str, prompts: int, runs: dict[str, di
     import numpy as np
     import torch
 
-    from .jobs import GenerationSettings
+    from .shared.jobs import GenerationSettings
     from .pipeline import load_pipeline
     from .weights import VARIANT_FOLDERS
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
-from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
+from .shared.errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
+from .shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
 
 MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
@@ -173,7 +173,7 @@ def _describe_plan(report: dict) -> str:
 
 
 def run_generate(args) -> int:
-    from .prompt_guide import analyse, suggest_duration
+    from .shared.prompt_guide import analyse, suggest_duration
 
     if args.timeline:
         if args.rewrite:
@@ -252,7 +252,7 @@ def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple
     """--rewrite: each prompt as the configured prompter rephrases it, its duration estimate filling a duration the
     user left open; a prompt the prompter cannot rewrite (unreachable, slow, nonsense) stays as written. Every
     rewrite and every reason goes to stderr. Only an unconfigured prompter is an error: the user asked for it."""
-    from .prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV, prompter_configured, rewrite_prompt
+    from .shared.prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV, prompter_configured, rewrite_prompt
 
     if not prompter_configured():
         raise bad_request(
@@ -309,7 +309,7 @@ def _constraint_from_args(args, durations: list[float]):
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
     from .constraints import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
-    from .prompt_guide import suggest_duration
+    from .shared.prompt_guide import suggest_duration
 
     if args.prompt or args.prompts:
         raise bad_request("--timeline takes its prompts from the file.", "Drop the prompt and --prompts.")
@@ -370,7 +370,7 @@ def run_convert(args) -> int:
 
 
 def run_body_mesh(args) -> int:
-    from .body_mesh import load_smplx_body
+    from .shared.body_mesh import load_smplx_body
 
     body = load_smplx_body(args.smplx_model)
     path = body.save(args.out)

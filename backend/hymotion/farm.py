@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import INTERNAL, HyMotionError, bad_request
+from .shared.errors import INTERNAL, HyMotionError, bad_request
 from .memory import PLAN_CHOICES
-from .jobs import (
+from .shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_DURATION,
     DEFAULT_STEPS,
@@ -125,7 +125,7 @@ def read_farm_prompts(
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
     from .cli import _slug
-    from .prompt_guide import suggest_duration
+    from .shared.prompt_guide import suggest_duration
 
     bad: list[HyMotionError] = []
     try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import motion, skeleton
+from . import motion
+from .shared import skeleton
 
 Tensor = torch.Tensor
 

@@ -24,10 +24,15 @@ import numpy as np
 import torch
 
 from . import constraints, memory, motion, motion_torch, weights
-from .errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
-from .jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
+from .shared.errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
+from .shared.jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
 from .model.text_encoder import (
-    EarlyQwenUpload, EmbeddingCache, PromptEmbedding, TextEncoder, encode_with_cache, load_qwen_base,
+    EarlyQwenUpload,
+    EmbeddingCache,
+    PromptEmbedding,
+    TextEncoder,
+    encode_with_cache,
+    load_qwen_base,
 )
 from .paths import user_cache_dir
 

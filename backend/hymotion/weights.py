@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError, bad_request
+from .shared.errors import BAD_CHECKPOINT, WEIGHTS_MISSING, HyMotionError, bad_request
 
 MODEL_REPO_ID = "tencent/HY-Motion-1.0"
 QWEN_REPO_ID = "Qwen/Qwen3-8B"

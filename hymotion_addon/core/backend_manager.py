@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from hymotion import errors
-from hymotion.errors import HyMotionError
-from hymotion.protocol import DoneEvent, ErrorEvent, Event, HelloEvent
+from hymotion.shared import errors
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import DoneEvent, ErrorEvent, Event, HelloEvent
 
 from .client import BACKEND_RESTARTS_HINT, BackendClient, service_args
 

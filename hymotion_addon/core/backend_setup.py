@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
 
-from hymotion.errors import bad_request
+from hymotion.shared.errors import bad_request
 
 VENV_FOLDER = "backend-env"
 LOG_FOLDER = "logs"
@@ -229,7 +229,7 @@ import json, platform, sys, tempfile
 answer, sys.stdout = sys.stdout, sys.stderr
 import torch
 import hymotion
-from hymotion.jobs import GenerationSettings
+from hymotion.shared.jobs import GenerationSettings
 from hymotion.pipeline import load_pipeline
 with tempfile.TemporaryDirectory() as cache:
     pipeline = load_pipeline("tiny-random", plan="auto", cache_dir=cache)

@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hymotion.errors import bad_request
-from hymotion.presets import write_text_atomically
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.errors import bad_request
+from hymotion.shared.presets import write_text_atomically
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 PRESET_FORMAT = "hymotion-bone-map"
 PRESET_VERSION = 1

@@ -1,7 +1,7 @@
 """The add-on's side of the backend service: owns the backend process (or a TCP connection to one), sends requests and
 collects events on background threads, so Blender's UI thread never blocks on the model.
 
-Pure Python: no bpy, numpy or torch. Events are the dataclasses of ``hymotion.protocol``; a ``result`` event's arrays
+Pure Python: no bpy, numpy or torch. Events are the dataclasses of ``hymotion.shared.protocol``; a ``result`` event's arrays
 turn into numpy with ``event.rotations.to_numpy()`` (or into lists with ``to_lists()``).
 
 Typical use from a modal operator::
@@ -27,9 +27,9 @@ import time
 import uuid
 from typing import IO, Callable, Iterator, Sequence
 
-from hymotion import errors
-from hymotion.errors import HyMotionError
-from hymotion.protocol import (
+from hymotion.shared import errors
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import (
     PROTOCOL_VERSION,
     AckEvent,
     AuthRequest,

@@ -1,7 +1,7 @@
 """Motion math the bake needs, in numpy only, so it is testable without Blender.
 
 Conventions: quaternions are (w, x, y, z); clips are translation (F, 3) and local joint rotations (F, J, 4) in the
-model's Y-up frame, joint order :data:`hymotion.skeleton.BODY_JOINT_NAMES`.
+model's Y-up frame, joint order :data:`hymotion.shared.skeleton.BODY_JOINT_NAMES`.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from hymotion.errors import bad_request
-from hymotion.rotations import y_up_to_z_up
-from hymotion.skeleton import FPS, NUM_BODY_JOINTS
+from hymotion.shared.errors import bad_request
+from hymotion.shared.rotations import y_up_to_z_up
+from hymotion.shared.skeleton import FPS, NUM_BODY_JOINTS
 
 ACTION_NAME_PREFIX = "HYM_"
 _MAX_PROMPT_CHARS_IN_NAME = 40
@@ -24,7 +24,7 @@ def validated_clip(translation: np.ndarray, rotations: np.ndarray) -> tuple[np.n
     if rotations.ndim != 3 or rotations.shape[1:] != (NUM_BODY_JOINTS, 4):
         raise bad_request(
             f"Joint rotations have shape {rotations.shape}; expected (frames, {NUM_BODY_JOINTS}, 4).",
-            "Pass one (w, x, y, z) quaternion per body joint per frame, in hymotion.skeleton.BODY_JOINT_NAMES order.",
+            "Pass one (w, x, y, z) quaternion per body joint per frame, in hymotion.shared.skeleton.BODY_JOINT_NAMES order.",
         )
     frames = rotations.shape[0]
     if frames < 1:

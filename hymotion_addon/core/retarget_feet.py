@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from hymotion.rotations import axis_angle_matrix, matrix_to_quaternion, quaternion_to_matrix
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.rotations import axis_angle_matrix, matrix_to_quaternion, quaternion_to_matrix
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 from .motion_math import slerp
 from .retarget_math import (

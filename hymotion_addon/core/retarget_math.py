@@ -4,7 +4,7 @@ Frames and conventions
 ----------------------
 The source is the SMPL-X body in Blender space (Z-up, metres, facing -Y, the character's left at +X), posed by
 local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.bake` takes
-them. Its rest pose is the T-pose of :mod:`hymotion.skeleton`, where every joint's world rotation is the identity, so
+them. Its rest pose is the T-pose of :mod:`hymotion.shared.skeleton`, where every joint's world rotation is the identity, so
 a source joint's world rotation G is also its rotation *relative to its rest*.
 
 The target is any armature, described by its bones' rest matrices in armature space (:class:`TargetSkeleton`). Its
@@ -33,15 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from hymotion.errors import bad_request
-from hymotion.rotations import (
+from hymotion.shared.errors import bad_request
+from hymotion.shared.rotations import (
     Y_UP_TO_Z_UP,
     axis_angle_matrix,
     continuous_quaternions,
     matrix_to_quaternion,
     quaternion_to_matrix,
 )
-from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
 from .motion_math import validated_clip
 
@@ -230,7 +230,7 @@ def source_world(
 ) -> tuple[np.ndarray, np.ndarray]:
     """World rotations (F, 22, 3, 3) and joint positions (F, 22, 3) of the source body, Blender space.
 
-    The same forward kinematics as :func:`hymotion.skeleton.forward_kinematics`, with the rotations kept and the
+    The same forward kinematics as :func:`hymotion.shared.skeleton.forward_kinematics`, with the rotations kept and the
     model-to-Blender axis change applied once (C R C^T on every local rotation).
     """
     quaternions = np.asarray(rotations, dtype=np.float64)

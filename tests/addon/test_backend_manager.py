@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from hymotion import errors
-from hymotion.errors import HyMotionError
-from hymotion.protocol import PROTOCOL_VERSION, DoneEvent, HelloEvent, StatusEvent
+from hymotion.shared import errors
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import PROTOCOL_VERSION, DoneEvent, HelloEvent, StatusEvent
 from hymotion_addon.core import backend_manager
 from hymotion_addon.core.backend_manager import READY, STOPPED, BackendConfig, BackendManager
 

@@ -5,7 +5,7 @@ network, quoting errors, and pip's output turned into progress. The install itse
 from __future__ import annotations
 
 import pytest
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 from hymotion_addon.core import backend_setup
 
 NVIDIA_DRIVER = "NVIDIA driver found (/usr/bin/nvidia-smi)"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from hymotion.errors import HyMotionError
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon.core import bone_mapping
 from hymotion_addon.core.bone_mapping import BoneMapping, parse_bone_name
 

@@ -1,14 +1,14 @@
 """The bake's numpy math on its own: slerp, resampling, rest-frame conversion, names (sign continuity and the other
-rotation helpers are hymotion.rotations', tested in tests/backend/test_rotations.py)."""
+rotation helpers are hymotion.shared.rotations', tested in tests/backend/test_rotations.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from addon_helpers import random_unit_quaternions
-from hymotion.errors import HyMotionError
-from hymotion.rotations import Y_UP_TO_Z_UP, quaternion_to_matrix, y_up_to_z_up
-from hymotion.skeleton import NUM_BODY_JOINTS
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.rotations import Y_UP_TO_Z_UP, quaternion_to_matrix, y_up_to_z_up
+from hymotion.shared.skeleton import NUM_BODY_JOINTS
 from hymotion_addon.core import motion_math
 
 # float64 numpy throughout: closed-form results on O(1) values round by ~1e-15, so 1e-12 keeps 1000x margin. Angles

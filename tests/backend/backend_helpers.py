@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hymotion.jobs import GenerationSettings
+from hymotion.shared.jobs import GenerationSettings
 
 
 def settings(prompts=("a person walks",), durations=(2.0,), seeds=(0,), steps=6, cfg=5.0, smoothing=True):
@@ -104,7 +104,7 @@ def run_guardless_script(folder, plan: str, device: str) -> str:
     script = Path(folder) / "make_motion.py"
     script.write_text(
         "import multiprocessing\n"
-        "from hymotion.jobs import GenerationSettings\n"
+        "from hymotion.shared.jobs import GenerationSettings\n"
         "from hymotion.pipeline import load_pipeline\n"
         f"pipeline = load_pipeline('tiny-random', plan={plan!r}, device={device!r}, cache_dir={str(folder)!r})\n"
         "settings = GenerationSettings(['a person waves', 'a person sits'], [1.0, 1.0], [0, 1], steps=2)\n"

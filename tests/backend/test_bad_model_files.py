@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hymotion.cli import main
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 from hymotion.model.loading import load_stats
 from hymotion.motion import LATENT_DIM
 

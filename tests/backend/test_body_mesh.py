@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from hymotion import skeleton
-from hymotion.body_mesh import BodyMesh, load_smplx_body
+from hymotion.shared import skeleton
+from hymotion.shared.body_mesh import BodyMesh, load_smplx_body
 from hymotion.cli import main
-from hymotion.errors import BAD_REQUEST, HyMotionError
+from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 
 VERTICES_PER_JOINT = 6
 ROOT_PARENT = 4294967295  # how SMPL-X files store the root's parent in kintree_table (uint32 -1)

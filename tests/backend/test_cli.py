@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from backend_helpers import StubPrompter
 
-from hymotion import skeleton
+from hymotion.shared import skeleton
 from hymotion.cli import main
-from hymotion.jobs import MAX_PROMPTS_PER_JOB
+from hymotion.shared.jobs import MAX_PROMPTS_PER_JOB
 from hymotion.model.tiny import TINY_WARNING
 from hymotion.motion import MotionClip
-from hymotion.prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV
+from hymotion.shared.prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV
 
 TINY_WALK = ("generate", "--model", "tiny-random", "a person walks", "--duration", "1")
 FIELDS = {"fps", "joint_names", "parents", "rest_offsets", "translation", "rotations", "positions", "prompt", "seed",

@@ -16,11 +16,12 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion import constraints, motion, skeleton
+from hymotion import constraints, motion
+from hymotion.shared import skeleton
 from hymotion.cli import main
 from hymotion.constraints import MotionConstraint, Placement, Pose, Segment
-from hymotion.errors import HyMotionError
-from hymotion.jobs import frames_for_duration
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.jobs import frames_for_duration
 from hymotion.pipeline import load_pipeline
 
 ROTATION_TOLERANCE = 1e-4

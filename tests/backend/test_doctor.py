@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from hymotion import doctor, gpu_info, weights
 from hymotion.doctor import FAIL, OK, WARN, Finding, GpuInfo, GpuProcess, NvmlReport, environment, hub
-from hymotion.errors import WEIGHTS_MISSING, HyMotionError
+from hymotion.shared.errors import WEIGHTS_MISSING, HyMotionError
 
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"

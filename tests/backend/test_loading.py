@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from hymotion.cli import main
-from hymotion.errors import BAD_CHECKPOINT, HyMotionError
+from hymotion.shared.errors import BAD_CHECKPOINT, HyMotionError
 from hymotion.model.loading import (
     DIT_PREFIX,
     check_state_dict,

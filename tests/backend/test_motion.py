@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from backend_helpers import axis_angle_quaternion, random_unit_quaternions
 
-from hymotion import motion, skeleton
+from hymotion import motion
+from hymotion.shared import skeleton
 from hymotion.motion import MotionClip
-from hymotion.rotations import continuous_quaternions, quaternion_to_matrix
+from hymotion.shared.rotations import continuous_quaternions, quaternion_to_matrix
 
 JOINTS = skeleton.NUM_BODY_JOINTS
 REST = skeleton.BODY_REST_POSITIONS

@@ -10,8 +10,8 @@ from backend_helpers import settings
 
 from hymotion import motion
 from hymotion import pipeline as pipeline_module
-from hymotion.errors import CANCELLED, HyMotionError
-from hymotion.jobs import frames_for_duration
+from hymotion.shared.errors import CANCELLED, HyMotionError
+from hymotion.shared.jobs import frames_for_duration
 from hymotion.model.text_encoder import EmbeddingCache
 from hymotion.pipeline import MotionPipeline
 

@@ -8,7 +8,7 @@ import torch
 from backend_helpers import settings
 
 from hymotion import layer_streaming, memory
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 from hymotion.model.tiny import build_tiny_model
 from hymotion.pipeline import load_pipeline
 

@@ -92,7 +92,7 @@ def test_offload_plan_returns_text_encoder_to_host_after_encoding(tmp_path):
 
 
 def test_new_prompts_and_durations_replay_the_graph_captured_at_start_up(tmp_path):
-    from hymotion.jobs import DEFAULT_DURATION
+    from hymotion.shared.jobs import DEFAULT_DURATION
 
     pipe = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path)
     assert len(pipe._graphs) == 1, "load_pipeline captures the default request's graph"

@@ -9,9 +9,9 @@ import time
 import pytest
 from backend_helpers import TRICKLE_BYTES, TRICKLE_GAP_S, StubPrompter
 
-from hymotion import prompt_guide
-from hymotion.jobs import MAX_DURATION, MIN_DURATION
-from hymotion.prompt_guide import analyse, explain_duration, rewrite_prompt, suggest_duration
+from hymotion.shared import prompt_guide
+from hymotion.shared.jobs import MAX_DURATION, MIN_DURATION
+from hymotion.shared.prompt_guide import analyse, explain_duration, rewrite_prompt, suggest_duration
 
 OFFICIAL_EXAMPLES = [
     "A person performs a squat, then pushes a barbell overhead using the power from standing up.",

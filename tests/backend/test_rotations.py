@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from backend_helpers import axis_angle_quaternion, random_unit_quaternions
 
-from hymotion import rotations
+from hymotion.shared import rotations
 
 # float64 numpy on fixed inputs: closed-form results on O(1) values take a few dozen operations, so rounding stays
 # below ~1e-14 (unit roundoff 1.1e-16); 1e-12 keeps 100x margin. Nothing here iterates.

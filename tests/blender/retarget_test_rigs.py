@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import addon_utils
 import bpy
 import numpy as np
-from hymotion.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import rig
 from hymotion_addon.core import retarget_math
 

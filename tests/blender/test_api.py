@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 import pytest
 from e2e_helpers import TEST_STEPS, addon_module, clear_scene, enabled_extension, hymotion_actions, keyframe_counts
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 
 
 @pytest.fixture(scope="module")

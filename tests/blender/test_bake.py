@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, evaluated_heads
-from hymotion.errors import BAD_REQUEST, HyMotionError
-from hymotion.rotations import y_up_to_z_up
-from hymotion.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
+from hymotion.shared.errors import BAD_REQUEST, HyMotionError
+from hymotion.shared.rotations import y_up_to_z_up
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
 from hymotion_addon import bake, rig
 from hymotion_addon.core import motion_math
 

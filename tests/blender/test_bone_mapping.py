@@ -7,7 +7,7 @@ from __future__ import annotations
 import bpy
 import pytest
 import retarget_test_rigs as rigs
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import retarget, retarget_ui
 from hymotion_addon.core import bone_mapping
 from hymotion_addon.core.bone_mapping import BoneMapping, detect_mapping

@@ -12,8 +12,8 @@ import pytest
 import retarget_test_rigs as rigs
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
-from hymotion.errors import HyMotionError
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, export, retarget, rig
 
 MAX_RADIANS = 1e-3

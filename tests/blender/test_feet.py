@@ -174,7 +174,7 @@ def test_contact_report_measures_slide_penetration_and_hover_of_one_contact():
 
 def retarget_test_target() -> retarget_math.TargetSkeleton:
     """The SMPL-X body itself as a target rig (identity rest rotations), for checks that need no Blender rig."""
-    from hymotion.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
+    from hymotion.shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
     source = retarget.source_skeleton()
     rest = np.repeat(np.eye(4)[None], len(BODY_JOINT_NAMES), axis=0)

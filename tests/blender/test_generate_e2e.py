@@ -20,8 +20,8 @@ from e2e_helpers import (
     keyframe_counts,
     observe_actions,  # noqa: F401  (fixture)
 )
-from hymotion.prompt_guide import suggest_duration
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.prompt_guide import suggest_duration
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 FCURVES_PER_ACTION = 4 * len(BODY_JOINT_NAMES) + 3
 SEEDS_OVER_TWO_BATCHES = "0-4"  # more samples than one CPU batch holds, so results arrive while more are sampling

@@ -108,7 +108,7 @@ def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source
     assert [name for name in names if name.endswith(".whl")] == [wheel]
 
     wheel_names = zipfile.ZipFile(extension_source / wheel).namelist()
-    assert "hymotion/skeleton.py" in wheel_names and "hymotion/errors.py" in wheel_names
+    assert "hymotion/shared/skeleton.py" in wheel_names and "hymotion/shared/errors.py" in wheel_names
     metadata = zipfile.ZipFile(extension_source / wheel).read(f"hymotion-{hymotion.__version__}.dist-info/METADATA")
     assert f"License-Expression: {PROJECT_LICENCE}" in metadata.decode("utf-8").splitlines()
 
@@ -144,5 +144,5 @@ def test_the_built_zip_installs_enables_and_unpacks_the_backend_wheel(extension_
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report == {"install": ["FINISHED"], "enabled": True, "bones": 55, "action": "HYM_stands_s0"}
-    unpacked = list((tmp_path / "extensions").glob(".local/lib/python*/site-packages/hymotion/skeleton.py"))
+    unpacked = list((tmp_path / "extensions").glob(".local/lib/python*/site-packages/hymotion/shared/skeleton.py"))
     assert unpacked, "Blender did not unpack the hymotion wheel listed in the manifest"

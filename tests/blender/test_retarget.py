@@ -12,9 +12,9 @@ import pytest
 import retarget_test_rigs as rigs
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
-from hymotion.errors import BAD_REQUEST, HyMotionError
-from hymotion.rotations import EULER_ORDERS, quaternion_to_euler
-from hymotion.skeleton import BODY_JOINT_NAMES
+from hymotion.shared.errors import BAD_REQUEST, HyMotionError
+from hymotion.shared.rotations import EULER_ORDERS, quaternion_to_euler
+from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon import bake, retarget, rig
 from hymotion_addon.core import bone_mapping, retarget_math
 

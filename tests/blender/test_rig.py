@@ -1,12 +1,12 @@
-"""The SMPL-X armature: names, hierarchy and rest pose straight from hymotion.skeleton, in Blender's Z-up space."""
+"""The SMPL-X armature: names, hierarchy and rest pose straight from hymotion.shared.skeleton, in Blender's Z-up space."""
 
 from __future__ import annotations
 
 import bpy
 import numpy as np
 import pytest
-from hymotion.rotations import y_up_to_z_up
-from hymotion.skeleton import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
+from hymotion.shared.rotations import y_up_to_z_up
+from hymotion.shared.skeleton import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from hymotion_addon import rig
 
 # The rig is float32 data built from float64 tables: a head or tail is one rounding of a value under 2 m (<= 1.2e-7 m).

@@ -12,8 +12,8 @@ import pytest
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, evaluated_heads
 from e2e_helpers import addon_module, enabled_extension
-from hymotion.errors import HyMotionError
-from hymotion.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
 from hymotion_addon import bake, rig, sequence
 
 # Keys are stored and evaluated in float32 (unit roundoff 6e-8): a quaternion read back differs by a few 1e-7 and a
@@ -62,7 +62,7 @@ def test_continued_clip_imported_at_the_current_frame_starts_where_the_old_motio
     """The issue's continue workflow: save the pose at the current frame, generate from it (tiny model, in this
     process), import the clip at the current frame: the evaluated bones are where they were."""
     from hymotion.constraints import MotionConstraint, load_context
-    from hymotion.jobs import GenerationSettings
+    from hymotion.shared.jobs import GenerationSettings
     from hymotion.pipeline import load_pipeline
 
     armature, _, _ = baked_rig(scene, rng, frames=20)

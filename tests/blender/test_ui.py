@@ -17,10 +17,10 @@ from e2e_helpers import (
     configure_preferences,
     extension,  # noqa: F401  (fixture)
 )
-from hymotion import jobs
-from hymotion.errors import HyMotionError
-from hymotion.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
-from hymotion.protocol import ProgressEvent
+from hymotion.shared import jobs
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
+from hymotion.shared.protocol import ProgressEvent
 
 MISSING_PYTHON = "/nonexistent/hymotion/python"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hymotion.cli import main
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 from hymotion.farm import (
     CLIPS_FOLDER,
     FarmSettings,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hymotion.errors import USER_ERROR_CODES, HyMotionError
+from hymotion.shared.errors import USER_ERROR_CODES, HyMotionError
 from hymotion.farm import CLIPS_FOLDER, farm
 
 PROMPTS = 20

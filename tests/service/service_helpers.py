@@ -13,11 +13,11 @@ from typing import Callable
 
 import numpy as np
 
-from hymotion import skeleton
-from hymotion.errors import CANCELLED, HyMotionError
-from hymotion.jobs import MAX_STEPS, frames_for_duration
+from hymotion.shared import skeleton
+from hymotion.shared.errors import CANCELLED, HyMotionError
+from hymotion.shared.jobs import MAX_STEPS, frames_for_duration
 from hymotion.motion import MotionClip
-from hymotion.protocol import Event, ProtocolError, ResultEvent, decode_event
+from hymotion.shared.protocol import Event, ProtocolError, ResultEvent, decode_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MARKER_ENV = "HYMOTION_TEST_MARKER"

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hymotion.errors import DEFAULT_HINTS
-from hymotion.protocol import REQUEST_TYPES, Event, ProtocolError, decode_event, decode_request
+from hymotion.shared.errors import DEFAULT_HINTS
+from hymotion.shared.protocol import REQUEST_TYPES, Event, ProtocolError, decode_event, decode_request
 from hymotion.service import Connection, ServeOptions, Service, serve_lines
 from service_helpers import TINY_ARGS, RawBackend, service_argv
 

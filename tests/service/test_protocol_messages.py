@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from hymotion import errors, protocol
-from hymotion.errors import HyMotionError
-from hymotion.protocol import (
+from hymotion.shared import errors, protocol
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import (
     FloatArray,
     GenerateRequest,
     ProtocolError,
@@ -135,7 +135,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 sys.path.insert(0, {str(REPO_ROOT)!r})
 from hymotion_addon.core import client
-from hymotion.protocol import FloatArray, decode_event, encode
+from hymotion.shared.protocol import FloatArray, decode_event, encode
 array = FloatArray((2, 1), bytes(8))
 assert array.to_lists() == [[0.0], [0.0]]
 print("ok")

@@ -14,10 +14,10 @@ import json
 import numpy as np
 import pytest
 
-from hymotion import skeleton
-from hymotion.errors import HyMotionError
-from hymotion.jobs import frames_for_duration
-from hymotion.protocol import (
+from hymotion.shared import skeleton
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.jobs import frames_for_duration
+from hymotion.shared.protocol import (
     FloatArray,
     GenerateConstraint,
     GenerateRequest,
@@ -174,7 +174,7 @@ def test_a_generate_that_fails_unexpectedly_before_queueing_still_ends_its_job(m
     client waiting on that job (the add-on's run) ends instead of waiting forever."""
     import io
 
-    from hymotion.protocol import decode_event
+    from hymotion.shared.protocol import decode_event
     from hymotion.service import Connection, ServeOptions, Service, core, serve_lines
 
     def broken(request, settings):

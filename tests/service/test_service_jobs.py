@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hymotion.errors import HyMotionError
-from hymotion.protocol import PROTOCOL_VERSION, Event, is_terminal
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import PROTOCOL_VERSION, Event, is_terminal
 from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hymotion.errors import HyMotionError
+from hymotion.shared.errors import HyMotionError
 from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 

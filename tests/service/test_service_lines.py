@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from hymotion.jobs import MAX_PROMPTS_PER_JOB, MAX_SEEDS_PER_JOB
-from hymotion.protocol import MAX_REQUEST_BYTES
+from hymotion.shared.jobs import MAX_PROMPTS_PER_JOB, MAX_SEEDS_PER_JOB
+from hymotion.shared.protocol import MAX_REQUEST_BYTES
 from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
 
 EXIT_AFTER_EOF_S = 2.0

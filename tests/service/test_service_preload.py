@@ -19,9 +19,9 @@ from typing import Iterator
 
 import pytest
 
-from hymotion import errors
-from hymotion.errors import HyMotionError
-from hymotion.protocol import Event, decode_event
+from hymotion.shared import errors
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import Event, decode_event
 from hymotion.service import Connection, ServeOptions, Service
 from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, InstantPipeline, RawBackend, service_argv
 

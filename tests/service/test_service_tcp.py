@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hymotion.errors import HyMotionError
-from hymotion.protocol import decode_event
+from hymotion.shared.errors import HyMotionError
+from hymotion.shared.protocol import decode_event
 from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 

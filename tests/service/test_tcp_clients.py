@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from hymotion.service import core, tcp
-from hymotion.protocol import Event, decode_event
+from hymotion.shared.protocol import Event, decode_event
 from hymotion.service import ServeOptions, Service
 from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
 from service_helpers import TINY_ARGS, InstantPipeline, service_argv

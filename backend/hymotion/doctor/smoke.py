@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import weights
-from ..jobs import DEFAULT_STEPS, GenerationSettings
+from ..shared.jobs import DEFAULT_STEPS, GenerationSettings
 from . import environment
 from .findings import FAIL, OK, WARN, Finding, State, gib, wanted_variant
 

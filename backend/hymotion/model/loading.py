@@ -19,7 +19,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ..errors import BAD_CHECKPOINT, HyMotionError
+from ..shared.errors import BAD_CHECKPOINT, HyMotionError
 from ..motion import LATENT_DIM
 from .transformer import HunyuanMotionMMDiT
 

@@ -18,7 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..skeleton import FPS
+from ..shared.skeleton import FPS
 
 NORM_EPS = 1e-6
 ROPE_THETA = 10000.0

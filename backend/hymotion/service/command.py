@@ -1,6 +1,6 @@
 """`hymotion serve`: a long-lived backend that keeps the model warm and streams motion to the Blender add-on.
 
-Requests arrive as protocol lines (hymotion.protocol) on stdin (stdio.py), or on loopback TCP connections that
+Requests arrive as protocol lines (hymotion.shared.protocol) on stdin (stdio.py), or on loopback TCP connections that
 authenticate with a token (tcp.py); core.py holds the job queue and the answers to every request. A single worker
 thread runs jobs in order while the reading side keeps answering ``status``, ``ping`` and ``cancel``. ``hello`` goes
 out before torch is imported. The process exits when stdin closes, when its parent process dies, on ``shutdown`` and on
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..errors import HyMotionError
+from ..shared.errors import HyMotionError
 from ..paths import user_cache_dir
-from ..protocol import PROTOCOL_VERSION
+from ..shared.protocol import PROTOCOL_VERSION
 from .core import ServeOptions, Service, log
 from .stdio import route_standard_streams_away, serve_stdio
 from .tcp import TOKEN_ENV, announce, is_loopback, listen, parse_listen_address, serve_tcp, server_token, write_token

@@ -19,9 +19,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from .. import __version__, errors, gpu_info
-from ..errors import HyMotionError
-from ..protocol import (
+from .. import __version__, gpu_info
+from ..shared import errors
+from ..shared.errors import HyMotionError
+from ..shared.protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     AckEvent,
@@ -52,7 +53,7 @@ from ..protocol import (
 
 if TYPE_CHECKING:
     from ..constraints import MotionConstraint, Pose
-    from ..jobs import GenerationSettings
+    from ..shared.jobs import GenerationSettings
     from ..motion import MotionClip
     from ..pipeline import MotionPipeline
 
@@ -608,8 +609,8 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
 
 
 def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
-    """GenerationSettings from a request, checked by hymotion.jobs (the CLI's rules and limits too)."""
-    from ..jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
+    """GenerationSettings from a request, checked by hymotion.shared.jobs (the CLI's rules and limits too)."""
+    from ..shared.jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
 
     settings = GenerationSettings(
         prompts=request.prompts,
@@ -652,7 +653,7 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
 
 def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
     from ..constraints import Pose
-    from ..skeleton import BODY_JOINT_NAMES
+    from ..shared.skeleton import BODY_JOINT_NAMES
 
     if frames is None:
         return None
@@ -670,7 +671,7 @@ def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
 
 
 def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
-    from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
+    from ..shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
 
     return ResultEvent(
         job=job_id,

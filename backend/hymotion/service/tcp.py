@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .. import errors
-from ..protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request, encode
+from ..shared import errors
+from ..shared.protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request, encode
 from .core import PARENT_POLL_S, Connection, Service, log, serve_lines
 
 AUTH_TIMEOUT_S = 10.0

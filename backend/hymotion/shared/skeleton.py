@@ -1,6 +1,6 @@
 """The skeleton both sides use: SMPL-X joint names, parents, rest offsets, forward kinematics.
 
-This module imports nothing but numpy (and the numpy-only :mod:`hymotion.rotations`) so the Blender add-on can use
+This module imports nothing but numpy (and the numpy-only :mod:`hymotion.shared.rotations`) so the Blender add-on can use
 it too.
 
 Where the rest offsets come from
@@ -17,7 +17,7 @@ SMPL-X has three more joints than SMPL-H (jaw and two eyes). The model never dri
 position for them, so ``FACE_JOINT_OFFSETS`` places them by hand relative to the head (an approximation, documented as
 such); they exist so users can attach face rigs.
 
-Coordinates here are the model's (Y-up). Blender is Z-up: :func:`hymotion.rotations.y_up_to_z_up` is the one
+Coordinates here are the model's (Y-up). Blender is Z-up: :func:`hymotion.shared.rotations.y_up_to_z_up` is the one
 conversion.
 """
 

@@ -2,7 +2,7 @@
 ``hymotion-bake --preset`` both use.
 
 A preset holds what a generation asks the model for (duration, seeds, CFG, steps, smoothing), validated here with the
-rules of :mod:`hymotion.jobs`, plus a ``bake`` dictionary of Blender-side options (in place, fps mode, NLA layout,
+rules of :mod:`hymotion.shared.jobs`, plus a ``bake`` dictionary of Blender-side options (in place, fps mode, NLA layout,
 start frame) that this module stores without interpreting: the add-on checks those against its own enums when it
 applies a preset. Pure Python, no heavy imports.
 

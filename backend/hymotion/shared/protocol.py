@@ -197,7 +197,7 @@ class GenerateConstraint:
 
 @dataclass
 class GenerateRequest(Request):
-    """Queue a job; its id is also the job id. Fields left out take the backend's defaults (hymotion.jobs).
+    """Queue a job; its id is also the job id. Fields left out take the backend's defaults (hymotion.shared.jobs).
     ``timeline`` true makes each seed's clips one continuous motion: the prompts in order, each continuing the one
     before, sent as one result per seed."""
 
