@@ -34,7 +34,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion import memory, weights  # noqa: E402
+from hymotion.pipeline import memory
+from hymotion import weights  # noqa: E402
 from hymotion.model.text_encoder import EmbeddingCache, PromptEmbedding  # noqa: E402
 
 PROMPT = "a person walks forward and waves"
@@ -53,7 +54,7 @@ def run_encoder(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache
 
     device = torch.device("cpu" if plan_name == "cpu" else "cuda")
     early = EarlyQwenUpload(files.qwen_folder, device) if plan_name == "gpu" else None
-    from hymotion.pipeline import load_real_text_encoder
+    from hymotion.pipeline.sampling import load_real_text_encoder
 
     encoder = load_real_text_encoder(files, IDENTITY)
     note("encoder built")
@@ -68,7 +69,7 @@ def run_encoder(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache
 def run_dit(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache) -> None:
     from hymotion.shared.jobs import GenerationSettings
     from hymotion.model.loading import load_model_folder
-    from hymotion.pipeline import MotionPipeline
+    from hymotion.pipeline.sampling import MotionPipeline
 
     loaded = load_model_folder(files.model_folder)
     note("DiT read")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs the tests build: one definition)
-from hymotion_addon import retarget  # noqa: E402
+from hymotion_addon.scene import retarget  # noqa: E402
 from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
 

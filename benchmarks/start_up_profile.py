@@ -24,10 +24,11 @@ import torch  # noqa: E402
 
 mark("import torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion import memory, pipeline, weights  # noqa: E402
+from hymotion.pipeline import memory, sampling as pipeline
+from hymotion import weights  # noqa: E402
 from hymotion.model.loading import load_model_folder  # noqa: E402
 
-mark("import hymotion.pipeline (diffusers, transformers' base)")
+mark("import hymotion.pipeline.sampling (diffusers, transformers' base)")
 import transformers.models.clip.modeling_clip  # noqa: E402,F401
 import transformers.models.qwen3.modeling_qwen3  # noqa: E402,F401
 

@@ -21,11 +21,11 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion import layer_streaming, memory, pipeline  # noqa: E402
+from hymotion.pipeline import layer_streaming, memory, sampling as pipeline  # noqa: E402
 from hymotion.model import text_encoder  # noqa: E402
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
-EVENTS: list[tuple[float, str, str]] = [(time.perf_counter() - STARTED, "main", "torch and hymotion.pipeline imported")]
+EVENTS: list[tuple[float, str, str]] = [(time.perf_counter() - STARTED, "main", "torch and hymotion.pipeline.sampling imported")]
 
 
 def note(event: str) -> None:

@@ -29,9 +29,10 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from . import generation, known_frames, preferences, rig, sequence
-from .retarget import retarget_action
-from .sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
+from .scene import generation, known_frames, rig, sequence
+from .ui import preferences
+from .scene.retarget import retarget_action
+from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 
 __all__ = ["GenerationError", "HyMotionError", "generate", "generate_timeline", "import_clip", "make_cyclic",
            "retarget_action", "save_pose", "sequence_on_nla"]

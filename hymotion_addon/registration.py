@@ -7,7 +7,8 @@ is gone).
 
 import bpy
 
-from . import generation, operators, panels, preferences, properties, retarget_ui, sequence_ops
+from .scene import generation
+from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops
 from .core import backend_manager
 
 classes: tuple[type, ...] = (

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure memory and speed per plan at real sizes (random weights)")
     add_bench_arguments(bench)
 
-    from .farm import add_farm_arguments
+    from .farm.driver import add_farm_arguments
 
     farm = commands.add_parser("farm", help="many prompts x seeds on every GPU (Ray), resumable, into .blend libraries")
     add_farm_arguments(farm)
@@ -212,7 +212,7 @@ def run_generate(args) -> int:
 
     from tqdm import tqdm
 
-    from .pipeline import load_pipeline
+    from .pipeline.sampling import load_pipeline
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
@@ -275,7 +275,7 @@ def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple
 
 
 def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
-    from .constraints import TIMELINE_CONTEXT
+    from .pipeline.known_frames import TIMELINE_CONTEXT
 
     known = generate.add_argument_group("known frames (continue, in-between, loop, timeline; docs/blender.md)")
     known.add_argument("--start-from", metavar="FILE[:FRAME]",
@@ -292,7 +292,7 @@ def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
 
 def _constraint_from_args(args, durations: list[float]):
     """The known frames asked for, read and checked before any model is loaded (None: none asked for)."""
-    from .constraints import MotionConstraint, load_context
+    from .pipeline.known_frames import MotionConstraint, load_context
 
     if args.context_frames is not None and not (args.start_from or args.timeline):
         raise bad_request("--context-frames needs --start-from or --timeline.", "Add --start-from FILE.npz.")
@@ -308,7 +308,7 @@ def _constraint_from_args(args, durations: list[float]):
 
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
-    from .constraints import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
+    from .pipeline.known_frames import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
     from .shared.prompt_guide import suggest_duration
 
     if args.prompt or args.prompts:
@@ -328,7 +328,7 @@ def run_timeline(args) -> int:
     args.format = _output_format(args)
     paths = _output_paths(args, [Path(args.timeline).stem], settings.seeds)
 
-    from .pipeline import load_pipeline
+    from .pipeline.sampling import load_pipeline
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
@@ -400,7 +400,7 @@ def _dispatch(args) -> int:
 
         return bench_main(args)
     if args.command == "farm":
-        from .farm import farm_main
+        from .farm.driver import farm_main
 
         return farm_main(args)
     run = {"generate": run_generate, "download": run_download, "convert": run_convert, "body-mesh": run_body_mesh}

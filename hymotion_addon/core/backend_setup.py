@@ -7,7 +7,7 @@ environment counts as installed only once the check step (torch imported, one ti
 backend will use) has passed and written its findings there; a failed or cancelled install is remembered there too, so
 Blender says so after a restart.
 
-Pure Python (no bpy): the operators in hymotion_addon/operators.py start these tasks, its preferences draw their state.
+Pure Python (no bpy): the operators in hymotion_addon/ui/operators.py start these tasks, its preferences draw their state.
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ answer, sys.stdout = sys.stdout, sys.stderr
 import torch
 import hymotion
 from hymotion.shared.jobs import GenerationSettings
-from hymotion.pipeline import load_pipeline
+from hymotion.pipeline.sampling import load_pipeline
 with tempfile.TemporaryDirectory() as cache:
     pipeline = load_pipeline("tiny-random", plan="auto", cache_dir=cache)
     settings = GenerationSettings(prompts=[sys.argv[1]], durations=[1.0], steps=1)

@@ -3,7 +3,7 @@
 Frames and conventions
 ----------------------
 The source is the SMPL-X body in Blender space (Z-up, metres, facing -Y, the character's left at +X), posed by
-local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.bake` takes
+local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.scene.bake` takes
 them. Its rest pose is the T-pose of :mod:`hymotion.shared.skeleton`, where every joint's world rotation is the identity, so
 a source joint's world rotation G is also its rotation *relative to its rest*.
 

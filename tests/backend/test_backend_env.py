@@ -22,7 +22,7 @@ def test_environment_imports_the_backend_but_not_what_only_this_python_has(backe
     names, _ = backend_env.build(tmp_path / "env")
     assert any(name.startswith("torch ") for name in names) and any(name.startswith("diffusers ") for name in names)
     python = tmp_path / "env" / "bin" / "python"
-    probe = ("import importlib.util, hymotion.memory; "
+    probe = ("import importlib.util, hymotion.pipeline.memory; "
              "print(importlib.util.find_spec('pytest') is None, importlib.util.find_spec('safetensors') is not None)")
     result = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin"})

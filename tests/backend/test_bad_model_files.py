@@ -12,7 +12,7 @@ import pytest
 from hymotion.cli import main
 from hymotion.shared.errors import HyMotionError
 from hymotion.model.loading import load_stats
-from hymotion.motion import LATENT_DIM
+from hymotion.pipeline.motion import LATENT_DIM
 
 
 class Payload:

@@ -51,7 +51,7 @@ def test_a_stopped_bake_ends_its_blender_and_removes_its_scratch_folder(tmp_path
     }
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     bake = subprocess.Popen(
-        [sys.executable, "-m", "hymotion.bake_cli", str(prompts), "--out", str(tmp_path / "library.blend"),
+        [sys.executable, "-m", "hymotion.bake", str(prompts), "--out", str(tmp_path / "library.blend"),
          "--blender", str(fake), "--model", "tiny-random", "--device", "cpu", "--steps", "1", "--duration", "1"],
         env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hymotion import layer_streaming
-from hymotion.layer_streaming import upload_safetensors
+from hymotion.pipeline import layer_streaming
+from hymotion.pipeline.layer_streaming import upload_safetensors
 from hymotion.model.text_encoder import EarlyQwenUpload, qwen_base_name
 from hymotion.model.tiny import build_tiny_text_encoder
 
@@ -78,7 +78,7 @@ def test_the_early_upload_hands_qwen_over_once_and_a_failure_only_logs(tmp_path,
 
 def test_importing_the_pipeline_leaves_diffusers_and_transformers_to_load_pipeline():
     """load_pipeline starts the gpu plan's early upload before it imports them: imported earlier, nothing overlaps."""
-    check = "import sys, hymotion.pipeline; print(sorted({'diffusers', 'transformers'} & set(sys.modules)))"
+    check = "import sys, hymotion.pipeline.sampling; print(sorted({'diffusers', 'transformers'} & set(sys.modules)))"
     environment = {**os.environ, "PYTHONPATH": str(BACKEND)}
     result = subprocess.run([sys.executable, "-c", check], env=environment, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hymotion import motion, motion_torch
+from hymotion.pipeline import motion, motion_torch
 
 # Both sides compute in float64 with the same formulas; the device side returns float32. Values stay within a few
 # metres (noise latents through the tiny normalisation), so float32 rounding of the output is at most ~2.4e-7 per value

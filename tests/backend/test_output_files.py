@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from hymotion.motion import MotionClip
+from hymotion.pipeline.motion import MotionClip
 
 KILLS = 30
 FORMATS = ("npz", "json")
@@ -33,7 +33,7 @@ WRITER_HOST = """
 import os, sys
 from pathlib import Path
 import numpy as np
-from hymotion.motion import MotionClip
+from hymotion.pipeline.motion import MotionClip
 MAX_WRITES = 200
 host = os.getpid()
 for command in sys.stdin:

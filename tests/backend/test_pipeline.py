@@ -8,12 +8,12 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion import motion
-from hymotion import pipeline as pipeline_module
+from hymotion.pipeline import motion
+from hymotion.pipeline import sampling as pipeline_module
 from hymotion.shared.errors import CANCELLED, HyMotionError
 from hymotion.shared.jobs import frames_for_duration
 from hymotion.model.text_encoder import EmbeddingCache
-from hymotion.pipeline import MotionPipeline
+from hymotion.pipeline.sampling import MotionPipeline
 
 FIELDS = ("translation", "rotations", "positions")
 # Batching changes fp32 summation order (about 1e-6 in the latent); decoding the tiny model's noise latents, whose

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 from hymotion.shared.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import rig
+from hymotion_addon.scene import rig
 from hymotion_addon.core import retarget_math
 
 SIDES = (("left", "L", "Left", "l"), ("right", "R", "Right", "r"))
@@ -377,7 +377,7 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
     when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's from the joint to its child,
     or along the SMPL-X rig's leaf bone.
     """
-    from hymotion_addon import retarget
+    from hymotion_addon.scene import retarget
 
     source = retarget.source_skeleton()
     world, positions = retarget_math.source_world(np.asarray(translation), np.asarray(rotations), source)
@@ -441,7 +441,7 @@ def walk_clip(frames: int = 90, fps: float = 30.0, amplitude: float = 0.3, cycle
     """A synthetic walk (model frame, forward +Z) whose planted feet slide: the body moves `slip` (25 %) faster than
     the stance leg sweeps back. Hips swing linearly during stance, knees bend in swing, the pelvis bobs so the
     stance leg stays on the ground. Returns translation, rotations and the true stance phases (F, 2: left, right)."""
-    from hymotion_addon import retarget
+    from hymotion_addon.scene import retarget
 
     source = retarget.source_skeleton()
     leg = float(np.linalg.norm(source.heads[JOINT["left_ankle"]] - source.heads[JOINT["left_hip"]]))
@@ -484,7 +484,7 @@ class _StandInMainPanel(bpy.types.Panel):
 
 def register_retarget_ui() -> list[type]:
     """Register the retarget UI classes (after a stand-in main panel if the real one is not registered)."""
-    from hymotion_addon import retarget_ui
+    from hymotion_addon.ui import retarget_ui
 
     registered = []
     if not hasattr(bpy.types, "HYMOTION_PT_main"):
@@ -498,7 +498,7 @@ def register_retarget_ui() -> list[type]:
 
 
 def unregister_retarget_ui(registered: list[type]) -> None:
-    from hymotion_addon import retarget_ui
+    from hymotion_addon.ui import retarget_ui
 
     retarget_ui.unregister_properties()
     for cls in reversed(registered):
@@ -599,7 +599,7 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
     """A synthetic `kind` ('walk', 'run', 'jump', 'turn') whose source feet really plant: ankle goals designed first
     (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
     (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
-    from hymotion_addon import retarget
+    from hymotion_addon.scene import retarget
     from hymotion_addon.core import retarget_feet
 
     source = retarget.source_skeleton()

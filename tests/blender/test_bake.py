@@ -10,7 +10,7 @@ from blender_helpers import action_fcurves, evaluated_heads
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
-from hymotion_addon import bake, rig
+from hymotion_addon.scene import bake, rig
 from hymotion_addon.core import motion_math
 
 # Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8

@@ -48,7 +48,7 @@ def bake(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess:
         "HF_HUB_OFFLINE": "1",
         "HYMOTION_CACHE": str(tmp_path / "cache"),
     }
-    command = [str(BAKE_SCRIPT)] if BAKE_SCRIPT.exists() else [BACKEND_PYTHON, "-m", "hymotion.bake_cli"]
+    command = [str(BAKE_SCRIPT)] if BAKE_SCRIPT.exists() else [BACKEND_PYTHON, "-m", "hymotion.bake"]
     return subprocess.run([*command, *arguments], capture_output=True, text=True, env=environment, cwd=tmp_path,
                           timeout=600)
 

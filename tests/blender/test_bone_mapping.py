@@ -8,7 +8,8 @@ import bpy
 import pytest
 import retarget_test_rigs as rigs
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import retarget, retarget_ui
+from hymotion_addon.scene import retarget
+from hymotion_addon.ui import retarget_ui
 from hymotion_addon.core import bone_mapping
 from hymotion_addon.core.bone_mapping import BoneMapping, detect_mapping
 

@@ -14,7 +14,7 @@ from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import bake, export, retarget, rig
+from hymotion_addon.scene import bake, export, retarget, rig
 
 MAX_RADIANS = 1e-3
 FRAMES = 8

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from hymotion_addon import retarget
+from hymotion_addon.scene import retarget
 from hymotion_addon.core import retarget_feet, retarget_math
 
 SECONDS = 2.0

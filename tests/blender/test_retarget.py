@@ -15,7 +15,7 @@ from blender_helpers import action_fcurves, new_empty_file
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon import bake, retarget, rig
+from hymotion_addon.scene import bake, retarget, rig
 from hymotion_addon.core import bone_mapping, retarget_math
 
 MAX_DEGREES = 1.0
@@ -438,7 +438,8 @@ def test_an_empty_action_is_refused_and_nothing_is_lost(retarget_settings):
 def test_the_console_api_and_the_panel_share_their_defaults(retarget_settings):
     import inspect
 
-    from hymotion_addon import api, retarget_ui
+    from hymotion_addon import api
+    from hymotion_addon.ui import retarget_ui
 
     signature = inspect.signature(retarget.bake_onto_rig).parameters
     panel = retarget_ui.HYMOTION_PG_retarget.bl_rna.properties

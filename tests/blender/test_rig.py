@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
-from hymotion_addon import rig
+from hymotion_addon.scene import rig
 
 # The rig is float32 data built from float64 tables: a head or tail is one rounding of a value under 2 m (<= 1.2e-7 m).
 # Rest heads against the table and posed points (one float32 matrix product more): 1e-5 keeps >= 40x margin. A tail

@@ -8,7 +8,7 @@ import pytest
 from e2e_helpers import addon_preferences, clear_scene, extension  # noqa: F401  (fixture)
 from hymotion.shared.body_mesh import BodyMesh, load_smplx_body
 from hymotion.shared.skeleton import NUM_SMPLX_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
-from hymotion_addon import rig
+from hymotion_addon.scene import rig
 
 BODY_OFFSET = np.array([0.01, -0.15, 0.005])  # the synthetic body's joints sit this far from the rig's (Y-up)
 SCATTERED_PER_JOINT = 4

@@ -14,7 +14,7 @@ from blender_helpers import action_fcurves, evaluated_heads
 from e2e_helpers import addon_module, enabled_extension
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
-from hymotion_addon import bake, rig, sequence
+from hymotion_addon.scene import bake, rig, sequence
 
 # Keys are stored and evaluated in float32 (unit roundoff 6e-8): a quaternion read back differs by a few 1e-7 and a
 # world position (a chain of <= 8 float32 rotations over ~2 m) by ~2e-6 m. 1e-5 for matrix entries and 1e-4 m for
@@ -49,7 +49,7 @@ def test_pose_read_from_the_rig_is_the_baked_clip_at_the_models_rate(scene, rng,
 
 
 def test_saved_pose_is_a_context_file_the_backend_accepts(scene, rng, tmp_path):
-    constraints = pytest.importorskip("hymotion.constraints")
+    constraints = pytest.importorskip("hymotion.pipeline.known_frames")
     armature, translation, rotations = baked_rig(scene, rng)
     path = sequence.save_pose(armature, tmp_path / "pose", frame=8, frames=3, scene=scene)
     assert path.suffix == ".npz"
@@ -61,9 +61,9 @@ def test_saved_pose_is_a_context_file_the_backend_accepts(scene, rng, tmp_path):
 def test_continued_clip_imported_at_the_current_frame_starts_where_the_old_motion_is(scene, rng, tmp_path):
     """The issue's continue workflow: save the pose at the current frame, generate from it (tiny model, in this
     process), import the clip at the current frame: the evaluated bones are where they were."""
-    from hymotion.constraints import MotionConstraint, load_context
+    from hymotion.pipeline.known_frames import MotionConstraint, load_context
     from hymotion.shared.jobs import GenerationSettings
-    from hymotion.pipeline import load_pipeline
+    from hymotion.pipeline.sampling import load_pipeline
 
     armature, _, _ = baked_rig(scene, rng, frames=20)
     armature.location = (1.0, -2.0, 0.0)

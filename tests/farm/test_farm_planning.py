@@ -10,7 +10,7 @@ import pytest
 
 from hymotion.cli import main
 from hymotion.shared.errors import HyMotionError
-from hymotion.farm import (
+from hymotion.farm.driver import (
     CLIPS_FOLDER,
     FarmSettings,
     _prepare_out,
@@ -22,7 +22,7 @@ from hymotion.farm import (
     remove_partial_files,
     write_clip_file,
 )
-from hymotion.motion import MotionClip
+from hymotion.pipeline.motion import MotionClip
 
 
 def prompt_file(tmp_path, text: str):

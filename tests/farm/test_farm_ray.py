@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hymotion.shared.errors import USER_ERROR_CODES, HyMotionError
-from hymotion.farm import CLIPS_FOLDER, farm
+from hymotion.farm.driver import CLIPS_FOLDER, farm
 
 PROMPTS = 20
 SEEDS = (0, 1)

@@ -78,7 +78,7 @@ def import_memory(state: State) -> ModuleType | None:
     if state.torch is None:
         return None
     try:
-        return importlib.import_module("hymotion.memory")
+        return importlib.import_module("hymotion.pipeline.memory")
     except ImportError:
         return None
 
@@ -87,6 +87,6 @@ def import_pipeline(state: State) -> ModuleType | str:
     if state.torch is None:
         return "torch is not installed"
     try:
-        return importlib.import_module("hymotion.pipeline")
+        return importlib.import_module("hymotion.pipeline.sampling")
     except Exception as error:
         return f"{type(error).__name__}: {error}"

@@ -20,7 +20,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..shared.errors import BAD_CHECKPOINT, HyMotionError
-from ..motion import LATENT_DIM
+from ..pipeline.motion import LATENT_DIM
 from .transformer import HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..layer_streaming import upload_safetensors
+from ..pipeline.layer_streaming import upload_safetensors
 
 log = logging.getLogger(__name__)
 

@@ -52,10 +52,10 @@ from ..shared.protocol import (
 )
 
 if TYPE_CHECKING:
-    from ..constraints import MotionConstraint, Pose
+    from ..pipeline.known_frames import MotionConstraint, Pose
     from ..shared.jobs import GenerationSettings
-    from ..motion import MotionClip
-    from ..pipeline import MotionPipeline
+    from ..pipeline.motion import MotionClip
+    from ..pipeline.sampling import MotionPipeline
 
 log = logging.getLogger("hymotion.service")
 
@@ -442,7 +442,7 @@ class Service:
                 job.connection.send(WarningEvent(job=job.id, message=message))
 
             if job.timeline:
-                from ..constraints import TIMELINE_CONTEXT, Segment, generate_timeline
+                from ..pipeline.known_frames import TIMELINE_CONTEXT, Segment, generate_timeline
 
                 settings = job.settings
                 clips = generate_timeline(
@@ -474,7 +474,7 @@ class Service:
             self._free_cached_memory()
 
     def _unexpected(self, error: Exception) -> HyMotionError:
-        memory = sys.modules.get("hymotion.memory")
+        memory = sys.modules.get("hymotion.pipeline.memory")
         if isinstance(error, MemoryError) or (memory is not None and memory.is_out_of_memory(error)):
             log.warning("out of memory with plan %s: %s", self._plan_name(), error)
             return HyMotionError(
@@ -503,7 +503,7 @@ class Service:
         return self._pipeline
 
     def _check_plan(self, plan: str) -> None:
-        from .. import memory
+        from ..pipeline import memory
 
         try:
             if self.options.device is None:
@@ -537,7 +537,7 @@ class Service:
             self._loading = True
             self._tell_loading(self._jobs(), 0)
         try:
-            from ..pipeline import load_pipeline
+            from ..pipeline.sampling import load_pipeline
 
             self._pipeline = load_pipeline(
                 model=self.options.model,
@@ -584,7 +584,7 @@ class Service:
             return pipeline.plan
         if self.options.plan != "auto":
             return self.options.plan
-        from .. import memory
+        from ..pipeline import memory
 
         _, vram_free, vram_total = self._device_report()
         variant = "standard" if self.options.model == "standard" else "lite"
@@ -631,7 +631,7 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
     constraint that cannot be met is refused before the job is queued (None: an unconstrained job)."""
     if request.constraint is None and not request.timeline:
         return None
-    from ..constraints import TIMELINE_CONTEXT, MotionConstraint, Segment, check_timeline
+    from ..pipeline.known_frames import TIMELINE_CONTEXT, MotionConstraint, Segment, check_timeline
 
     spec = request.constraint or GenerateConstraint()
     try:
@@ -652,7 +652,7 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
 
 
 def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
-    from ..constraints import Pose
+    from ..pipeline.known_frames import Pose
     from ..shared.skeleton import BODY_JOINT_NAMES
 
     if frames is None:

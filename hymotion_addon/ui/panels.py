@@ -13,9 +13,10 @@ import functools
 import bpy
 from hymotion.shared.prompt_guide import PromptAdvice, analyse
 
-from . import generation, operators, preferences, rig
-from .core import backend_manager, backend_setup
-from .core.backend_manager import MANAGER
+from ..scene import generation, rig
+from . import operators, preferences
+from ..core import backend_manager, backend_setup
+from ..core.backend_manager import MANAGER
 from .preferences import draw_wrapped
 
 SIDEBAR_COLUMNS = 42

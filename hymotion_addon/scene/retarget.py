@@ -34,8 +34,8 @@ from hymotion.shared.rotations import (
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from . import bake, rig
-from .core import bone_mapping, motion_math, retarget_feet, retarget_math
-from .core.bone_mapping import BoneInfo, BoneMapping
+from ..core import bone_mapping, motion_math, retarget_feet, retarget_math
+from ..core.bone_mapping import BoneInfo, BoneMapping
 
 ROTATION_PATHS = {"QUATERNION": "rotation_quaternion", "AXIS_ANGLE": "rotation_axis_angle"}
 _EULER_PATH = "rotation_euler"

@@ -9,7 +9,7 @@ bakes each N clips into a ``.blend`` library in a Ray CPU task, through ``hymoti
 
 Why actors rather than Ray Data: see docs/farm.md. Python use::
 
-    from hymotion.farm import farm
+    from hymotion.farm.driver import farm
     summary = farm("prompts.txt", "library/", seeds="0-3", model="lite", blend_every=100)
 """
 
@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .shared.errors import INTERNAL, HyMotionError, bad_request
-from .memory import PLAN_CHOICES
-from .shared.jobs import (
+from ..shared.errors import INTERNAL, HyMotionError, bad_request
+from ..pipeline.memory import PLAN_CHOICES
+from ..shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_DURATION,
     DEFAULT_STEPS,
@@ -124,8 +124,8 @@ def read_farm_prompts(
     Lines are ``[seconds |] prompt [| seeds 0-3]``; a line without seeds gets ``seeds``, one without a duration gets
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
-    from .cli import _slug
-    from .shared.prompt_guide import suggest_duration
+    from ..cli import _slug
+    from ..shared.prompt_guide import suggest_duration
 
     bad: list[HyMotionError] = []
     try:
@@ -254,7 +254,7 @@ class FarmWorker:
         self.error: dict | None = None
         self.pipeline = None
         try:
-            from .pipeline import load_pipeline
+            from ..pipeline.sampling import load_pipeline
 
             plan = "cpu" if device == "cpu" else settings.plan
             self.pipeline = load_pipeline(settings.model, settings.model_dir, plan, device=device,
@@ -317,7 +317,7 @@ def bake_farm_library(out: str, library: Library, blender: str | None, bpy_pytho
 
     import numpy as np
 
-    from .bake_cli import blender_command, find_addon_dir, run_blender
+    from ..bake import blender_command, find_addon_dir, run_blender
 
     final = Path(out) / library.file
     temporary = final.with_name(f".{final.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}.blend")
@@ -461,7 +461,7 @@ def farm(
     blender, bpy_python = (_absolute(path) if path and os.sep in path else path for path in (blender, bpy_python))
     _prepare_out(out, settings)
     if blend_every is not None and address is None:
-        from .bake_cli import blender_command
+        from ..bake import blender_command
 
         blender_command(blender, bpy_python)  # no Blender: fail now, not after hours of generation
     for error in bad_lines:
@@ -494,7 +494,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _model_setting(model: str) -> str:
-    from .weights import VARIANT_FOLDERS
+    from ..weights import VARIANT_FOLDERS
 
     return model if model in VARIANT_FOLDERS or model == "tiny-random" else _absolute(model)
 

@@ -16,8 +16,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .shared import skeleton
-from .shared.rotations import continuous_quaternions, matrix_to_quaternion
+from ..shared import skeleton
+from ..shared.rotations import continuous_quaternions, matrix_to_quaternion
 
 LATENT_DIM = 201
 STD_FLOOR = 1e-3

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import numpy as np
 import torch
 
-from . import constraints, memory, motion, motion_torch, weights
-from .shared.errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
-from .shared.jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
-from .model.text_encoder import (
+from . import known_frames as constraints, memory, motion, motion_torch
+from .. import weights
+from ..shared.errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
+from ..shared.jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
+from ..model.text_encoder import (
     EarlyQwenUpload,
     EmbeddingCache,
     PromptEmbedding,
@@ -34,11 +35,11 @@ from .model.text_encoder import (
     encode_with_cache,
     load_qwen_base,
 )
-from .paths import user_cache_dir
+from ..paths import user_cache_dir
 
 if TYPE_CHECKING:  # the models' code imports diffusers, which load_pipeline imports after starting EarlyQwenUpload
-    from .model.loading import LoadedModel
-    from .model.transformer import AttentionLayout, HunyuanMotionMMDiT
+    from ..model.loading import LoadedModel
+    from ..model.transformer import AttentionLayout, HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +575,7 @@ def load_pipeline(
     plan = memory.RETIRED_PLANS.get(plan, plan)
     qwen_uploaded = None
     if model == "tiny-random":
-        from .model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
+        from ..model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
 
         log.warning(TINY_WARNING)
         chosen, device = _resolve_plan(plan, "lite", device)
@@ -586,7 +587,7 @@ def load_pipeline(
             files = weights.locate(model, model_dir) if named else weights.locate_for_folder(Path(model), model_dir)
         except HyMotionError:
             if not named:  # a model folder's own damage is reported before text encoders it lacks
-                from .model.loading import load_model_folder
+                from ..model.loading import load_model_folder
 
                 load_model_folder(weights.checked_variant_folder(Path(model)))
             raise
@@ -595,7 +596,7 @@ def load_pipeline(
         on_gpu = chosen == "gpu" and torch.device(device).type == "cuda"
         early = EarlyQwenUpload(files.qwen_folder, torch.device(device)) if on_gpu else None
         try:
-            from .model.loading import load_model_folder  # diffusers: imported while Qwen3 is copied
+            from ..model.loading import load_model_folder  # diffusers: imported while Qwen3 is copied
 
             loaded = load_model_folder(files.model_folder)
         except BaseException:

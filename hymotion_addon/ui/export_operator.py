@@ -9,7 +9,7 @@ import bpy
 from bpy.props import StringProperty
 from hymotion.shared.errors import HyMotionError
 
-from . import export
+from ..scene import export
 
 
 class HYMOTION_OT_export_animation(bpy.types.Operator):

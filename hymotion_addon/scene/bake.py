@@ -20,7 +20,7 @@ from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import continuous_quaternions
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS
 
-from .core import motion_math
+from ..core import motion_math
 from .rig import is_hymotion_armature
 
 FPS_MODES = ("RESAMPLE", "SET_SCENE_FPS")

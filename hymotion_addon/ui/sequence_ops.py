@@ -10,7 +10,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
-from . import bake, generation, known_frames, rig, sequence
+from ..scene import bake, generation, known_frames, rig, sequence
 from .operators import HYMOTION_OT_batch_bake, _common_spec_fields, _GenerationOperator
 from .properties import generation_property
 

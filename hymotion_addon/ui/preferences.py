@@ -15,8 +15,8 @@ from pathlib import Path
 import bpy
 from hymotion.shared.errors import HyMotionError, bad_request
 
-from .core import backend_setup
-from .core.backend_manager import BackendConfig
+from ..core import backend_setup
+from ..core.backend_manager import BackendConfig
 
 ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
 """The add-on's module name: the extension root that holds hymotion_addon/ (e.g. bl_ext.user_default.hymotion)."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from . import motion
-from .shared import skeleton
+from ..shared import skeleton
 
 Tensor = torch.Tensor
 

@@ -18,9 +18,10 @@ from hymotion.shared.jobs import parse_prompt_lines, parse_seeds
 from hymotion.shared.presets import BUILTIN_PRESETS, PresetStore
 from hymotion.shared.prompt_guide import suggest_duration
 
-from . import generation, preferences, properties, rig
-from .core import backend_setup
-from .core.backend_manager import MANAGER
+from ..scene import generation, rig
+from . import preferences, properties
+from ..core import backend_setup
+from ..core.backend_manager import MANAGER
 from .properties import HYMOTION_PG_settings, generation_property
 
 TIMER_INTERVAL_S = 0.1

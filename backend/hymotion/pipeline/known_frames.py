@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 
 from . import motion
-from .shared import skeleton
-from .shared.errors import bad_request
-from .shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
-from .shared.rotations import (
+from ..shared import skeleton
+from ..shared.errors import bad_request
+from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
+from ..shared.rotations import (
     continuous_quaternions,
     matrix_to_quaternion,
     matrix_to_rotation_vector,
     rotation_vector_matrix,
 )
-from .shared.skeleton import FPS
+from ..shared.skeleton import FPS
 
 RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
 MIN_LOOP_FRAMES = FPS  # a loop shorter than 1 s repeats too fast to read as a cycle

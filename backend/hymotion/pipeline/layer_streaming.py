@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .weights import read_safetensors_header
+from ..weights import read_safetensors_header
 
 
 class LayerStreamer:

@@ -17,9 +17,10 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntPropert
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
-from . import bake, export, export_operator, preferences, retarget, rig
-from .core import bone_mapping
-from .core.bone_mapping import BoneMapping
+from ..scene import bake, export, retarget, rig
+from . import export_operator, preferences
+from ..core import bone_mapping
+from ..core.bone_mapping import BoneMapping
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"

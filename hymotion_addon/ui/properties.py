@@ -13,7 +13,7 @@ import bpy
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_CFG, MAX_DURATION, MAX_STEPS
 from hymotion.shared.presets import GenerationPreset
 
-from . import bake
+from ..scene import bake
 
 HISTORY_LENGTH = 20
 

@@ -19,7 +19,7 @@ from hymotion.shared.jobs import parse_prompt_lines
 from hymotion.shared.prompt_guide import suggest_duration
 
 from . import bake, generation, rig
-from .core import motion_math
+from ..core import motion_math
 
 if TYPE_CHECKING:
     from .known_frames import KnownFrames

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .shared.errors import BAD_REQUEST, HyMotionError
+from ..shared.errors import BAD_REQUEST, HyMotionError
 
 log = logging.getLogger(__name__)
 
