@@ -54,7 +54,7 @@ def run_encoder(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache
 
     device = torch.device("cpu" if plan_name == "cpu" else "cuda")
     early = EarlyQwenUpload(files.qwen_folder, device) if plan_name == "gpu" else None
-    from hymotion.pipeline.sampling import load_real_text_encoder
+    from hymotion.pipeline.loading import load_real_text_encoder
 
     encoder = load_real_text_encoder(files, IDENTITY)
     note("encoder built")

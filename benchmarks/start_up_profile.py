@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 mark("import torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.pipeline import memory, sampling as pipeline
+from hymotion.pipeline import loading, memory, sampling
 from hymotion import weights  # noqa: E402
 from hymotion.model.loading import load_model_folder  # noqa: E402
 
@@ -47,7 +47,7 @@ def main() -> None:
     loaded = load_model_folder(folder)
     mark("DiT read from disk")
     files = weights.locate_for_folder(folder, args.work_dir)
-    encoder = pipeline.load_real_text_encoder(files, "profile")
+    encoder = loading.load_real_text_encoder(files, "profile")
     mark("text encoder built (tokenizers, Qwen3 memory-mapped, CLIP read)")
     memory.place_text_encoder(encoder, memory.PLANS[args.plan], torch.device("cuda"))
     torch.cuda.synchronize()
@@ -59,8 +59,8 @@ def main() -> None:
     torch.cuda.synchronize()
     mark("second prompt encoded")
     memory.release_text_encoder(encoder)
-    pipe = pipeline.MotionPipeline(loaded, lambda: encoder, "profile", "profile", args.variant, args.plan, "cuda",
-                                   pipeline.EmbeddingCache(tempfile.mkdtemp()))
+    pipe = sampling.MotionPipeline(loaded, lambda: encoder, "profile", "profile", args.variant, args.plan, "cuda",
+                                   sampling.EmbeddingCache(tempfile.mkdtemp()))
     pipe._text_encoder = encoder
     torch.cuda.synchronize()
     mark("DiT placed on the GPU")

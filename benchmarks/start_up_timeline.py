@@ -21,7 +21,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.pipeline import layer_streaming, memory, sampling as pipeline  # noqa: E402
+from hymotion.pipeline import layer_streaming, loading, memory, sampling as pipeline  # noqa: E402
 from hymotion.model import text_encoder  # noqa: E402
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     for owner, attribute, label in (
         (text_encoder, "upload_safetensors", "Qwen3 to the GPU from its files"),
-        (pipeline, "load_real_text_encoder", "text encoder built (modelling imported)"),
+        (loading, "load_real_text_encoder", "text encoder built (modelling imported)"),
         (memory, "place_text_encoder", "text encoder placed"),
         (layer_streaming, "upload", "pinned upload"),
         (text_encoder.TextEncoder, "encode", "prompt encoded"),
@@ -74,9 +74,9 @@ def main() -> None:
     ):
         timed(owner, attribute, label)
     if args.without_early_upload:
-        pipeline.EarlyQwenUpload = _NoEarlyUpload
+        loading.EarlyQwenUpload = _NoEarlyUpload
     note("load_pipeline ...")
-    pipe = pipeline.load_pipeline(
+    pipe = loading.load_pipeline(
         str(args.work_dir / VARIANT_FOLDERS["lite"]), model_dir=args.work_dir, plan=args.plan, device="cuda",
         cache_dir=tempfile.mkdtemp(prefix="hymotion-timeline-"),
     )

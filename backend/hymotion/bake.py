@@ -245,7 +245,7 @@ def find_addon_dir(explicit: str | None) -> Path | None:
 
 def generate_clips(settings: GenerationSettings, model: str, args: argparse.Namespace, folder: Path) -> list[dict]:
     """Run the pipeline here and save each clip as .npz; returns what Blender needs to know of each."""
-    from .pipeline.sampling import load_pipeline
+    from .pipeline.loading import load_pipeline
 
     pipeline = load_pipeline(model, args.model_dir, args.plan, device=args.device, cache_dir=args.cache_dir)
     print(f"model {model}, plan {pipeline.plan} on {pipeline.device}", file=sys.stderr)

@@ -144,7 +144,7 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
     """One plan in this process (started at monotonic time ``started``): the figures the module docstring lists."""
     import torch
 
-    from .pipeline.sampling import load_pipeline
+    from .pipeline.loading import load_pipeline
     from .weights import VARIANT_FOLDERS
 
     imported = time.monotonic()
@@ -215,7 +215,7 @@ def compare_runs(model_dir: Path, variant: str, prompts: int, runs: dict[str, di
     import torch
 
     from .shared.jobs import GenerationSettings
-    from .pipeline.sampling import load_pipeline
+    from .pipeline.loading import load_pipeline
     from .weights import VARIANT_FOLDERS
 
     settings = GenerationSettings(BENCH_PROMPTS[:prompts], [5.0], [0])

@@ -9,13 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
 from . import __version__
 from .shared.errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
-from .shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds, read_prompt_file
+from .shared.jobs import (
+    DEFAULT_CFG,
+    DEFAULT_STEPS,
+    GenerationSettings,
+    check_duration,
+    parse_seeds,
+    prompt_slug,
+    read_prompt_file,
+)
 
 MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
@@ -91,16 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure memory and speed per plan at real sizes (random weights)")
     add_bench_arguments(bench)
 
-    from .farm.driver import add_farm_arguments
+    from .farm.command import add_farm_arguments
 
     farm = commands.add_parser("farm", help="many prompts x seeds on every GPU (Ray), resumable, into .blend libraries")
     add_farm_arguments(farm)
     return parser
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return slug[:limit].rstrip("_") or "motion"
 
 
 def _prepare_folder(folder: Path) -> None:
@@ -143,7 +145,7 @@ def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int,
     folder = Path(args.out_dir or ".")
     _prepare_folder(folder)
     for index, prompt in enumerate(prompts):
-        stem = _slug(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{_slug(prompt)}"
+        stem = prompt_slug(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{prompt_slug(prompt)}"
         for seed in seeds:
             name = f"{stem}{extension}" if len(seeds) == 1 else f"{stem}_s{seed}{extension}"
             paths[(index, seed)] = folder / name
@@ -212,7 +214,7 @@ def run_generate(args) -> int:
 
     from tqdm import tqdm
 
-    from .pipeline.sampling import load_pipeline
+    from .pipeline.loading import load_pipeline
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
@@ -275,7 +277,7 @@ def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple
 
 
 def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
-    from .pipeline.known_frames import TIMELINE_CONTEXT
+    from .pipeline.timeline import TIMELINE_CONTEXT
 
     known = generate.add_argument_group("known frames (continue, in-between, loop, timeline; docs/blender.md)")
     known.add_argument("--start-from", metavar="FILE[:FRAME]",
@@ -308,7 +310,7 @@ def _constraint_from_args(args, durations: list[float]):
 
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
-    from .pipeline.known_frames import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
+    from .pipeline.timeline import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
     from .shared.prompt_guide import suggest_duration
 
     if args.prompt or args.prompts:
@@ -328,7 +330,7 @@ def run_timeline(args) -> int:
     args.format = _output_format(args)
     paths = _output_paths(args, [Path(args.timeline).stem], settings.seeds)
 
-    from .pipeline.sampling import load_pipeline
+    from .pipeline.loading import load_pipeline
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
@@ -400,7 +402,7 @@ def _dispatch(args) -> int:
 
         return bench_main(args)
     if args.command == "farm":
-        from .farm.driver import farm_main
+        from .farm.command import farm_main
 
         return farm_main(args)
     run = {"generate": run_generate, "download": run_download, "convert": run_convert, "body-mesh": run_body_mesh}

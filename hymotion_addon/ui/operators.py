@@ -64,7 +64,7 @@ class _GenerationProperties:
     start_frame: generation_property("start_frame", for_operator=True)
 
 
-class _GenerationOperator(_GenerationProperties):
+class GenerationOperator(_GenerationProperties):
     """Shared by Generate and Batch Bake: start a Run, follow it (modal or blocking), report how it ended."""
 
     bl_options = {"REGISTER", "UNDO"}
@@ -177,7 +177,7 @@ class _GenerationOperator(_GenerationProperties):
         self.layout.label(text="Change the settings in the HY-Motion panel and generate again.")
 
 
-class HYMOTION_OT_generate(_GenerationOperator, bpy.types.Operator):
+class HYMOTION_OT_generate(GenerationOperator, bpy.types.Operator):
     """Generate motion from the prompt and bake it into Actions (one per seed). Esc cancels"""
 
     bl_idname = "hymotion.generate"
@@ -194,7 +194,7 @@ class HYMOTION_OT_generate(_GenerationOperator, bpy.types.Operator):
         return generation.RunSpec(
             clips=[generation.Clip(prompt, self.duration_for(context, prompt))],
             seeds=parse_seeds(self.value(context, "seeds")),
-            **_common_spec_fields(self, context),
+            **common_spec_fields(self, context),
         )
 
     def remember(self, context: bpy.types.Context, run: generation.Run) -> None:
@@ -203,7 +203,7 @@ class HYMOTION_OT_generate(_GenerationOperator, bpy.types.Operator):
         properties.remember(_settings(context), clip.prompt, duration, self.value(context, "seeds"))
 
 
-class HYMOTION_OT_batch_bake(_GenerationOperator, bpy.types.Operator):
+class HYMOTION_OT_batch_bake(GenerationOperator, bpy.types.Operator):
     """Generate one Action per line of a prompt list and lay them out as NLA strips. Esc cancels and keeps the
     finished ones"""
 
@@ -248,11 +248,11 @@ class HYMOTION_OT_batch_bake(_GenerationOperator, bpy.types.Operator):
                    for line in lines],
             seeds=seeds[:1],
             nla_layout=self.value(context, "nla_layout"),
-            **_common_spec_fields(self, context),
+            **common_spec_fields(self, context),
         )
 
 
-def _common_spec_fields(operator: _GenerationOperator, context: bpy.types.Context) -> dict:
+def common_spec_fields(operator: GenerationOperator, context: bpy.types.Context) -> dict:
     return {
         "cfg": float(operator.value(context, "cfg")),
         "steps": int(operator.value(context, "steps")),

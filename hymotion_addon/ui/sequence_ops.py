@@ -11,7 +11,7 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
 from ..scene import bake, generation, known_frames, rig, sequence
-from .operators import HYMOTION_OT_batch_bake, _common_spec_fields, _GenerationOperator
+from .operators import HYMOTION_OT_batch_bake, common_spec_fields, GenerationOperator
 from .properties import generation_property
 
 
@@ -20,7 +20,7 @@ def _armature(context) -> bpy.types.Object | None:
     return obj if rig.is_hymotion_armature(obj) else None
 
 
-class _KnownFramesOperator(_GenerationOperator):
+class _KnownFramesOperator(GenerationOperator):
     """Generate the panel's prompt (first seed) with known frames taken from the rig, then put the result where it
     belongs (:func:`sequence.place_results`)."""
 
@@ -36,7 +36,7 @@ class _KnownFramesOperator(_GenerationOperator):
             raise bad_request("The prompt is empty.", "Describe the motion, e.g. 'a person sits down'.")
         armature = self.target_armature(context)
         self._known = self.known(context, armature)
-        fields = _common_spec_fields(self, context)
+        fields = common_spec_fields(self, context)
         fields["start_frame"] = self._known.start_frame
         if self._known.constraint.start is not None or self._known.constraint.end is not None:
             # The pinned pose is where the rig is, at the scene's frames: the clip keeps its travel and timing.
@@ -138,7 +138,7 @@ class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
                                      start_frame=int(self.value(context, "start_frame")))
 
 
-class HYMOTION_OT_generate_timeline(_GenerationOperator, bpy.types.Operator):
+class HYMOTION_OT_generate_timeline(GenerationOperator, bpy.types.Operator):
     """Generate the lines of a 'seconds | prompt' list (the Batch panel's text or file) one after the other as ONE
     continuous Action, each continuing from the one before. Esc cancels"""
 
@@ -154,7 +154,7 @@ class HYMOTION_OT_generate_timeline(_GenerationOperator, bpy.types.Operator):
         text, source = self.prompt_text(context)
         return generation.RunSpec(
             clips=sequence.timeline_clips(text, source, float(self.value(context, "duration"))),
-            seeds=parse_seeds(self.value(context, "seeds"))[:1], timeline=True, **_common_spec_fields(self, context),
+            seeds=parse_seeds(self.value(context, "seeds"))[:1], timeline=True, **common_spec_fields(self, context),
         )
 
 

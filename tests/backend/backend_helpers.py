@@ -105,7 +105,7 @@ def run_guardless_script(folder, plan: str, device: str) -> str:
     script.write_text(
         "import multiprocessing\n"
         "from hymotion.shared.jobs import GenerationSettings\n"
-        "from hymotion.pipeline.sampling import load_pipeline\n"
+        "from hymotion.pipeline.loading import load_pipeline\n"
         f"pipeline = load_pipeline('tiny-random', plan={plan!r}, device={device!r}, cache_dir={str(folder)!r})\n"
         "settings = GenerationSettings(['a person waves', 'a person sits'], [1.0, 1.0], [0, 1], steps=2)\n"
         "clips = list(pipeline.generate(settings))\n"

@@ -4,7 +4,7 @@ import huggingface_hub
 import pytest
 from backend_helpers import StubPrompter
 
-from hymotion.pipeline.sampling import load_pipeline
+from hymotion.pipeline.loading import load_pipeline
 
 
 @pytest.fixture(scope="session")

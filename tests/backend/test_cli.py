@@ -43,7 +43,7 @@ def fast_tiny(monkeypatch, tiny_pipeline):
         assert model == "tiny-random"
         return tiny_pipeline
 
-    monkeypatch.setattr("hymotion.pipeline.sampling.load_pipeline", load_pipeline)
+    monkeypatch.setattr("hymotion.pipeline.loading.load_pipeline", load_pipeline)
     return requested
 
 
@@ -336,7 +336,7 @@ def test_missing_weights_in_the_hub_cache_name_the_download_command(tmp_path, ca
 
 
 def test_precision_fp32_reaches_the_pipeline_and_bad_values_exit_2(tmp_path, capsys, monkeypatch):
-    from hymotion.pipeline import sampling as pipeline_module
+    from hymotion.pipeline import loading as pipeline_module
 
     chosen = []
     load = pipeline_module.load_pipeline

@@ -19,10 +19,11 @@ from backend_helpers import settings
 from hymotion.pipeline import known_frames as constraints, motion
 from hymotion.shared import skeleton
 from hymotion.cli import main
-from hymotion.pipeline.known_frames import MotionConstraint, Placement, Pose, Segment
+from hymotion.pipeline.known_frames import MotionConstraint, Placement, Pose
+from hymotion.pipeline.timeline import Segment
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.jobs import frames_for_duration
-from hymotion.pipeline.sampling import load_pipeline
+from hymotion.pipeline.loading import load_pipeline
 
 ROTATION_TOLERANCE = 1e-4
 ROOT_TOLERANCE = 1e-3  # metres
@@ -301,7 +302,7 @@ def test_bad_context_files_are_refused_with_a_hint(tmp_path, walk, spec, frames,
 
 @pytest.fixture
 def fast_tiny(monkeypatch, tiny_pipeline):
-    monkeypatch.setattr("hymotion.pipeline.sampling.load_pipeline", lambda *args, **kwargs: tiny_pipeline)
+    monkeypatch.setattr("hymotion.pipeline.loading.load_pipeline", lambda *args, **kwargs: tiny_pipeline)
 
 
 def run(argv, capsys):

@@ -154,7 +154,7 @@ def official_config(**network_overrides) -> dict:
     return {
         "network_module": "hymotion/network/hymotion_mmdit.HunyuanMotionMMDiT",
         "network_module_args": network,
-        "train_pipeline": "hymotion/pipeline/sampling/motion_diffusion.MotionFlowMatching",
+        "train_pipeline": "hymotion/pipeline/motion_diffusion.MotionFlowMatching",
         "train_pipeline_args": {
             "train_frames": 360,
             "enable_ctxt_null_feat": True,

@@ -14,6 +14,7 @@ from hymotion.shared.errors import CANCELLED, HyMotionError
 from hymotion.shared.jobs import frames_for_duration
 from hymotion.model.text_encoder import EmbeddingCache
 from hymotion.pipeline.sampling import MotionPipeline
+from hymotion.pipeline.loading import load_pipeline
 
 FIELDS = ("translation", "rotations", "positions")
 # Batching changes fp32 summation order (about 1e-6 in the latent); decoding the tiny model's noise latents, whose
@@ -329,7 +330,7 @@ def test_qwen_passes_are_padded_to_a_few_lengths_without_changing_the_features(t
 
 
 def test_preparing_the_text_encoder_loads_it_and_caches_nothing(tmp_path):
-    pipe = pipeline_module.load_pipeline("tiny-random", plan="stream", device="cpu", cache_dir=tmp_path / "cache")
+    pipe = load_pipeline("tiny-random", plan="stream", device="cpu", cache_dir=tmp_path / "cache")
     pipe.prepare_text_encoder()
     assert pipe._text_encoder is not None
     assert pipeline_module.WARM_UP_PROMPT not in pipe._recent_embeddings

@@ -10,7 +10,7 @@ from backend_helpers import run_guardless_script, settings
 from hymotion.pipeline import memory
 from hymotion.model.text_encoder import EarlyQwenUpload
 from hymotion.model.tiny import build_tiny_text_encoder
-from hymotion.pipeline.sampling import load_pipeline
+from hymotion.pipeline.loading import load_pipeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 PROMPTS = ("a person walks forward", "someone jumps twice then waves")

@@ -63,7 +63,7 @@ def test_continued_clip_imported_at_the_current_frame_starts_where_the_old_motio
     process), import the clip at the current frame: the evaluated bones are where they were."""
     from hymotion.pipeline.known_frames import MotionConstraint, load_context
     from hymotion.shared.jobs import GenerationSettings
-    from hymotion.pipeline.sampling import load_pipeline
+    from hymotion.pipeline.loading import load_pipeline
 
     armature, _, _ = baked_rig(scene, rng, frames=20)
     armature.location = (1.0, -2.0, 0.0)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from hymotion.shared.errors import USER_ERROR_CODES, HyMotionError
-from hymotion.farm.driver import CLIPS_FOLDER, farm
+from hymotion.farm.planning import CLIPS_FOLDER
+from hymotion.farm.driver import farm
 
 PROMPTS = 20
 SEEDS = (0, 1)

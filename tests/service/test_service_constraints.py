@@ -180,7 +180,7 @@ def test_a_generate_that_fails_unexpectedly_before_queueing_still_ends_its_job(m
     def broken(request, settings):
         raise RuntimeError("the constraint check broke")
 
-    monkeypatch.setattr(core, "_constraint_from_request", broken)
+    monkeypatch.setattr(core, "constraint_from_request", broken)
     written = io.BytesIO()
     written.close = lambda: None  # the connection closes its stream when done; keep the bytes readable
     connection = Connection("test", written)

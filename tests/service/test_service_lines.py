@@ -19,7 +19,7 @@ EXIT_AFTER_EOF_S = 2.0
 # writing to fd 1 directly).
 NOISY_SERVICE = """
 import os, sys
-import hymotion.pipeline.sampling as pipeline
+import hymotion.pipeline.loading as pipeline
 from hymotion.service import main
 real_load = pipeline.load_pipeline
 def noisy_load(*args, **kwargs):

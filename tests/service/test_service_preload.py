@@ -55,7 +55,7 @@ class EventSink:
 
 
 class GatedLoader:
-    """Stands in for ``hymotion.pipeline.sampling.load_pipeline``: records each call and blocks it until ``release``; then
+    """Stands in for ``hymotion.pipeline.loading.load_pipeline``: records each call and blocks it until ``release``; then
     returns an instant pipeline, or raises the next of ``failures``."""
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
@@ -107,7 +107,7 @@ def service_log() -> Iterator[LogWatch]:
 @pytest.fixture
 def loader(monkeypatch) -> GatedLoader:
     gated = GatedLoader()
-    monkeypatch.setitem(sys.modules, "hymotion.pipeline.sampling", types.SimpleNamespace(load_pipeline=gated))
+    monkeypatch.setitem(sys.modules, "hymotion.pipeline.loading", types.SimpleNamespace(load_pipeline=gated))
     return gated
 
 

@@ -37,7 +37,7 @@ FLOOD = {"prompts": ["a person walks"], "durations": [12.0], "seeds": list(range
 @pytest.fixture
 def server(monkeypatch) -> Iterator[int]:
     """A TCP service in this process; yields its port."""
-    monkeypatch.setitem(sys.modules, "hymotion.pipeline.sampling", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
+    monkeypatch.setitem(sys.modules, "hymotion.pipeline.loading", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
     monkeypatch.setattr(core, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
     service = Service(ServeOptions(model="tiny-random", device="cpu"))
     service.start()

@@ -87,6 +87,6 @@ def import_pipeline(state: State) -> ModuleType | str:
     if state.torch is None:
         return "torch is not installed"
     try:
-        return importlib.import_module("hymotion.pipeline.sampling")
+        return importlib.import_module("hymotion.pipeline.loading")
     except Exception as error:
         return f"{type(error).__name__}: {error}"

@@ -15,336 +15,56 @@ Why actors rather than Ray Data: see docs/farm.md. Python use::
 
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
-import hashlib
 import io
 import json
 import logging
 import os
-import re
 import sys
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..shared.errors import INTERNAL, HyMotionError, bad_request
 from ..pipeline.memory import PLAN_CHOICES
+from ..shared.errors import HyMotionError, bad_request
 from ..shared.jobs import (
     DEFAULT_CFG,
-    DEFAULT_DURATION,
     DEFAULT_STEPS,
-    GenerationSettings,
     check_duration,
     parse_seeds,
-    read_prompt_file,
 )
+from .planning import (
+    CLIPS_FOLDER,
+    DEFAULT_UNIT_SIZE,
+    EMBEDDINGS_FOLDER,
+    INDEX_COLUMNS,
+    INDEX_CSV,
+    INDEX_JSON,
+    LIBRARIES_FOLDER,
+    SETTINGS_FILE,
+    SUMMARY_FILE,
+    FarmClip,
+    FarmSettings,
+    Library,
+    check_generation,
+    _write_text,
+    plan_libraries,
+    plan_units,
+    read_farm_prompts,
+    remove_partial_files,
+)
+from .worker import CPU_CORES_PER_WORKER, WORKER_START_TIMEOUT_S, FarmWorker, bake_farm_library
 
-CLIPS_FOLDER = "clips"
-LIBRARIES_FOLDER = "libraries"
-EMBEDDINGS_FOLDER = "embeddings"
-SETTINGS_FILE = "farm.json"
-INDEX_JSON = "index.json"
-INDEX_CSV = "index.csv"
-SUMMARY_FILE = "summary.json"
-PARTIAL_MARK = ".partial"  # in the name of a file still being written: ".<name>.<random>.partial.<suffix>"
-ID_SLUG_CHARS = 32  # keeps "HYM_<id>_s<seed>" within Blender 4.2's 63-character names for any 64-bit seed
-ACTION_PREFIX = "HYM_"
-DEFAULT_UNIT_SIZE = 64  # clips per unit: two sampling batches of the gpu plan, a few seconds of work per unit
-CPU_CORES_PER_WORKER = 4
-WORKER_START_TIMEOUT_S = 900.0  # loading real weights from a network disk can take minutes
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # units and reports are small; clips go to disk, not through Ray
-INDEX_COLUMNS = ("id", "line", "prompt", "seed", "duration", "file", "library", "action")
-_SEEDS_FIELD = re.compile(r"^(?P<prompt>.*?)\s*\|\s*seeds?\s*:?\s*(?P<seeds>[^|]*)$", re.IGNORECASE)
 
 
 # --- the work, planned without Ray ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FarmClip:
-    """One prompt × seed. ``id`` depends only on the prompt text and duration (plus a repeat number for a line that
-    repeats an earlier one), so editing, inserting or reordering other lines keeps finished clips finished."""
-
-    id: str
-    line: int
-    prompt: str
-    duration: float
-    seed: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.id}_s{self.seed}"
-
-    @property
-    def file(self) -> str:
-        """Relative to the output folder."""
-        return f"{CLIPS_FOLDER}/{self.key}.npz"
-
-    @property
-    def action(self) -> str:
-        """The Action's name in its library: unique across the whole run, so linking many libraries never clashes."""
-        return f"{ACTION_PREFIX}{self.key}"
-
-
-@dataclass(frozen=True)
-class FarmSettings:
-    """What every worker needs to make clips. ``model``, ``steps``, ``cfg`` and ``smoothing`` decide the motion and
-    are kept in OUT/farm.json, so a re-run cannot mix clips of different settings in one folder."""
-
-    model: str = "lite"
-    model_dir: str | None = None
-    plan: str = "auto"
-    cache_dir: str | None = None
-    steps: int = DEFAULT_STEPS
-    cfg: float = DEFAULT_CFG
-    smoothing: bool = True
-    compile_dit: bool = False
-
-    def motion_settings(self) -> dict[str, Any]:
-        return {"model": self.model, "steps": self.steps, "cfg": self.cfg, "smoothing": self.smoothing}
-
-
-@dataclass(frozen=True)
-class Library:
-    file: str  # relative to the output folder
-    clips: tuple[FarmClip, ...]
-
-
-def read_farm_prompts(
-    path: str | Path, seeds: list[int], duration: float | None = None
-) -> tuple[list[FarmClip], list[HyMotionError]]:
-    """The clips a prompt file asks for, and its bad lines (each error names its line; the good lines still run).
-
-    Lines are ``[seconds |] prompt [| seeds 0-3]``; a line without seeds gets ``seeds``, one without a duration gets
-    ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
-    """
-    from ..cli import _slug
-    from ..shared.prompt_guide import suggest_duration
-
-    bad: list[HyMotionError] = []
-    try:
-        lines = read_prompt_file(path, on_bad_line=bad.append)
-    except HyMotionError as error:
-        if not bad:
-            raise
-        raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint) from None
-    clips: list[FarmClip] = []
-    repeats: collections.Counter[str] = collections.Counter()
-    for line in lines:
-        try:
-            prompt, line_seeds = _split_seeds(line.prompt, f"{path}, line {line.line_number}")
-        except HyMotionError as error:
-            bad.append(error)
-            continue
-        seconds = line.duration or duration or suggest_duration(prompt)
-        digest = hashlib.sha256(f"{seconds:g}\0{prompt}".encode()).hexdigest()[:8]
-        repeats[digest] += 1
-        clip_id = f"{_slug(prompt, ID_SLUG_CHARS)}-{digest}" + (f"-{repeats[digest]}" if repeats[digest] > 1 else "")
-        clips.extend(FarmClip(clip_id, line.line_number, prompt, seconds, seed) for seed in line_seeds or seeds)
-    if not clips:
-        raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint)
-    return clips, bad
-
-
-def _split_seeds(text: str, where: str) -> tuple[str, list[int] | None]:
-    """``prompt | seeds 0,2`` to the prompt and its own seeds (None: the run's seeds)."""
-    match = _SEEDS_FIELD.match(text)
-    if match is None:
-        return text, None
-    prompt = match["prompt"].strip()
-    try:
-        seeds = parse_seeds(match["seeds"])
-        _check_generation(seeds, DEFAULT_STEPS, DEFAULT_CFG)
-    except HyMotionError as error:
-        raise bad_request(f"{where}: {error.message}",
-                          "Write a line's own seeds as: 4 | a person jumps | seeds 0-3") from None
-    if not prompt:
-        raise bad_request(f"{where}: the prompt before '| seeds' is empty.",
-                          "Write it as: 4 | a person jumps | seeds 0-3")
-    return prompt, seeds
-
-
-def _check_generation(seeds: list[int], steps: int, cfg: float) -> None:
-    """Seeds, steps and cfg checked by the one definition every command uses (GenerationSettings.validate)."""
-    GenerationSettings(prompts=["check"], durations=[DEFAULT_DURATION], seeds=seeds, cfg_scale=cfg,
-                       steps=steps).validate()
-
-
-def plan_units(clips: list[FarmClip], unit_size: int) -> list[list[FarmClip]]:
-    """Work units of about ``unit_size`` clips in file order, all clips of one prompt in one unit where they fit, so a
-    prompt is encoded by one worker once (a prompt with more clips than a unit is split into full units)."""
-    by_prompt: dict[str, list[FarmClip]] = {}
-    for clip in clips:
-        by_prompt.setdefault(clip.prompt, []).append(clip)
-    units: list[list[FarmClip]] = []
-    current: list[FarmClip] = []
-    for group in by_prompt.values():
-        while len(group) > unit_size:
-            units.append(group[:unit_size])
-            group = group[unit_size:]
-        if len(current) + len(group) > unit_size:
-            units.append(current)
-            current = []
-        current = current + group
-    if current:
-        units.append(current)
-    return units
-
-
-def plan_libraries(clips: list[FarmClip], every: int, stem: str) -> list[Library]:
-    """Each ``every`` clips in file order make ``libraries/<stem>_<number>.blend``."""
-    count = -(-len(clips) // every)
-    width = max(3, len(str(count)))
-    return [
-        Library(f"{LIBRARIES_FOLDER}/{stem}_{number + 1:0{width}d}.blend", tuple(clips[start : start + every]))
-        for number, start in enumerate(range(0, len(clips), every))
-    ]
-
-
-def write_clip_file(clip, path: Path) -> None:
-    """Save ``clip`` (a MotionClip) so that ``path`` either does not exist or is complete: temporary file in the same
-    folder, flushed to disk, then renamed over ``path``."""
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}{path.suffix}")
-    try:
-        clip.save(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_MARK}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def remove_partial_files(out: Path) -> int:
-    """Delete what a killed writer left behind (never a finished clip or library); returns how many."""
-    removed = 0
-    for folder in (out / CLIPS_FOLDER, out / LIBRARIES_FOLDER, out):
-        for path in folder.glob(f".*{PARTIAL_MARK}*"):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 # --- on the workers (Ray actors and tasks) --------------------------------------------------------------------------
-
-
-class FarmWorker:
-    """One pipeline with its model loaded, as a Ray actor (one per GPU, or a CPU worker); makes the clips of a unit.
-
-    Errors come back as data (code, message, hint) rather than raised, so the driver can tell the user's mistakes
-    (missing weights) from a crash and retry only the latter."""
-
-    def __init__(self, settings: FarmSettings, out: str, device: str | None) -> None:
-        self.settings = settings
-        self.out = Path(out)
-        self.error: dict | None = None
-        self.pipeline = None
-        try:
-            from ..pipeline.sampling import load_pipeline
-
-            plan = "cpu" if device == "cpu" else settings.plan
-            self.pipeline = load_pipeline(settings.model, settings.model_dir, plan, device=device,
-                                          cache_dir=settings.cache_dir, compile_dit=settings.compile_dit)
-        except Exception as error:  # reported by ready(); the driver decides
-            self.error = _error_dict(error)
-
-    def ready(self) -> dict[str, Any]:
-        import socket
-
-        described = self.pipeline.describe() if self.pipeline is not None else {}
-        return {"pid": os.getpid(), "host": socket.gethostname(), "error": self.error,
-                "plan": described.get("plan"), "device": described.get("device")}
-
-    def make(self, unit: list[FarmClip]) -> dict[str, Any]:
-        """Make the unit's clips whose files do not exist yet; one pipeline call per set of seeds."""
-        made: list[dict] = []
-        notes: list[str] = []
-        try:
-            missing = [clip for clip in unit if not (self.out / clip.file).exists()]
-            for group in _by_seeds(missing):
-                lines = list({clip.id: clip for clip in group}.values())  # one per prompt line, in order
-                position = {clip.id: index for index, clip in enumerate(lines)}
-                wanted = {(position[clip.id], clip.seed): clip for clip in group}
-                settings = GenerationSettings(
-                    prompts=[clip.prompt for clip in lines], durations=[clip.duration for clip in lines],
-                    seeds=sorted({clip.seed for clip in group}), cfg_scale=self.settings.cfg,
-                    steps=self.settings.steps, smoothing=self.settings.smoothing,
-                )
-                for motion in self.pipeline.generate(settings, on_warning=notes.append):
-                    clip = wanted[(motion.prompt_index, motion.seed)]
-                    write_clip_file(motion, self.out / clip.file)
-                    made.append({"key": clip.key, "frames": motion.frames, "at": time.time()})
-        except Exception as error:
-            traceback.print_exc()  # into this worker's Ray log
-            return {"made": made, "notes": notes, "pid": os.getpid(), "error": _error_dict(error)}
-        return {"made": made, "notes": notes, "pid": os.getpid(), "error": None}
-
-
-def _by_seeds(clips: list[FarmClip]) -> list[list[FarmClip]]:
-    """Clips grouped so each group is every one of its prompts × one set of seeds (one pipeline call each)."""
-    seeds_of: dict[str, set[int]] = collections.defaultdict(set)
-    for clip in clips:
-        seeds_of[clip.id].add(clip.seed)
-    groups: dict[tuple[int, ...], list[FarmClip]] = collections.defaultdict(list)
-    for clip in clips:
-        groups[tuple(sorted(seeds_of[clip.id]))].append(clip)
-    return list(groups.values())
-
-
-def _error_dict(error: BaseException) -> dict[str, str]:
-    if isinstance(error, HyMotionError):
-        return error.to_dict()
-    return {"code": INTERNAL, "message": f"{type(error).__name__}: {error}", "hint": ""}
-
-
-def bake_farm_library(out: str, library: Library, blender: str | None, bpy_python: str | None) -> dict[str, Any]:
-    """Bake one library with hymotion-bake's code in a background Blender (a Ray CPU task); rename it into place."""
-    import tempfile
-
-    import numpy as np
-
-    from ..bake import blender_command, find_addon_dir, run_blender
-
-    final = Path(out) / library.file
-    temporary = final.with_name(f".{final.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}.blend")
-    try:
-        clips = []
-        for clip in library.clips:
-            path = Path(out) / clip.file
-            with np.load(path, allow_pickle=False) as data:
-                model = str(data["model_id"])
-            clips.append({"path": str(path), "prompt": clip.prompt, "seed": clip.seed, "duration": clip.duration,
-                          "model": model, "action": clip.action})
-        addon_dir = find_addon_dir(None)
-        manifest = {
-            "out": str(temporary), "addon_dir": str(addon_dir) if addon_dir else None,
-            "hymotion_package": str(Path(__file__).resolve().parent), "fps": 30, "in_place": False, "nla": None,
-            "with_mesh": False, "clips": clips,
-        }
-        with tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
-            manifest_path = Path(scratch) / "manifest.json"
-            manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-            run_blender(blender_command(blender, bpy_python), manifest_path)
-        os.replace(temporary, final)
-    except Exception as error:
-        return {"file": library.file, "error": _error_dict(error)}
-    finally:
-        temporary.unlink(missing_ok=True)
-    return {"file": library.file, "error": None}
 
 
 # --- the driver -----------------------------------------------------------------------------------------------------
@@ -445,7 +165,7 @@ def farm(
     started = time.time()
     out = Path(out).expanduser().resolve()
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
-    _check_generation(seed_list, steps, cfg)
+    check_generation(seed_list, steps, cfg)
     if duration is not None:
         check_duration(duration)
     if plan not in PLAN_CHOICES:
@@ -851,39 +571,3 @@ def _first_line(error: BaseException) -> str:
 # --- command line ---------------------------------------------------------------------------------------------------
 
 
-def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompts", help="text file: one prompt per line, '4.5 | prompt' sets its duration, "
-                        "'prompt | seeds 0-3' its own seeds")
-    parser.add_argument("--out", required=True, help="output folder: clips/, libraries/, index.json, index.csv")
-    parser.add_argument("--address", help="Ray cluster: auto (this machine's cluster) or ray://HEAD:10001 "
-                        "(default: start Ray on this machine with every GPU)")
-    parser.add_argument("--seeds", default="0", help="seeds of lines without their own, e.g. 0,1,2 or 0-3 (default: 0)")
-    parser.add_argument("--duration", type=float, help="seconds for lines without one (default: estimated)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampling steps (default: 50)")
-    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale (default: 5.0)")
-    parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--model", default="lite", help="lite, standard, tiny-random or a model folder (default: lite)")
-    parser.add_argument("--model-dir", help="folder holding the weights, the same path on every machine")
-    parser.add_argument("--plan", default="auto", help="memory plan per worker: auto, gpu, stream, cpu")
-    parser.add_argument("--cache-dir", help="prompt-embedding cache (default: OUT/embeddings, shared by all workers)")
-    parser.add_argument("--compile", action="store_true", dest="compile_dit",
-                        help="torch.compile each GPU worker's DiT: about 1.6x the clips per second after a minute")
-    parser.add_argument("--workers", type=int, help="pipeline workers (default: one per GPU; without GPUs, one per "
-                        f"{CPU_CORES_PER_WORKER} cores)")
-    parser.add_argument("--unit-size", type=int, default=DEFAULT_UNIT_SIZE,
-                        help=f"clips per work unit (default: {DEFAULT_UNIT_SIZE})")
-    parser.add_argument("--blend-every", type=int, help="bake each N clips into libraries/<name>_NNN.blend")
-    parser.add_argument("--blender", help="Blender executable for the libraries (default: the bpy module)")
-    parser.add_argument("--bpy-python", help="a Python with the bpy module for the libraries (default: this one)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the summary is still printed)")
-
-
-def farm_main(args: argparse.Namespace) -> int:
-    summary = farm(
-        args.prompts, args.out, address=args.address, seeds=args.seeds, duration=args.duration, model=args.model,
-        model_dir=args.model_dir, plan=args.plan, cache_dir=args.cache_dir, steps=args.steps, cfg=args.cfg,
-        smoothing=not args.no_smoothing, compile_dit=args.compile_dit, workers=args.workers, unit_size=args.unit_size,
-        blend_every=args.blend_every, blender=args.blender, bpy_python=args.bpy_python,
-        progress=not args.no_progress,
-    )
-    return summary.exit_code()

@@ -25,13 +25,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import motion
 from ..shared import skeleton
 from ..shared.errors import bad_request
 from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
@@ -42,10 +41,10 @@ from ..shared.rotations import (
     rotation_vector_matrix,
 )
 from ..shared.skeleton import FPS
+from . import motion
 
 RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
 MIN_LOOP_FRAMES = FPS  # a loop shorter than 1 s repeats too fast to read as a cycle
-TIMELINE_CONTEXT = 10  # frames each timeline segment continues from: a third of a second of motion
 REST_PELVIS = skeleton.BODY_REST_POSITIONS[0]
 _POSITIONS = 3 + 6 * skeleton.NUM_BODY_JOINTS  # first joint-position channel (135)
 HORIZONTAL_CHANNELS = np.array(
@@ -415,76 +414,3 @@ def _check_skeleton(data: dict, path: Path) -> None:
     ):
         raise bad_request(f"{path} has another rest pose (bone lengths) than this model's skeleton.",
                           "Use a clip made by HY-Motion, not one retargeted to another body.")
-
-
-# --- timelines ------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Segment:
-    prompt: str
-    duration: float
-
-
-def check_timeline(segments: Sequence[Segment], context_frames: int, start: Pose | None) -> None:
-    if not segments:
-        raise bad_request("The timeline holds no lines.", "Write one '4.5 | prompt' line per segment.")
-    for number, segment in enumerate(segments, start=1):
-        frames = frames_for_duration(segment.duration)
-        # Segments after the first sample one more frame (the seam frame, which the previous segment already has).
-        extra = (start.frames - 1 if start is not None else 0) if number == 1 else context_frames
-        if frames + extra > TRAIN_FRAMES:
-            raise bad_request(
-                f"Timeline line {number} ({segment.duration:g} s) and its {extra} context frames need "
-                f"{frames + extra} frames; the model makes at most {TRAIN_FRAMES}.",
-                f"Split the line in two, or make it at most {(TRAIN_FRAMES - extra) / FPS:.2f} s.",
-            )
-
-
-def generate_timeline(
-    pipeline,
-    segments: Sequence[Segment],
-    seeds: Sequence[int],
-    *,
-    steps: int,
-    cfg_scale: float,
-    smoothing: bool = True,
-    context_frames: int = 10,
-    start: Pose | None = None,
-    end: Pose | None = None,
-    on_progress: Callable[[str, int, int], None] | None = None,
-    should_cancel: Callable[[], bool] | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> Iterator[motion.MotionClip]:
-    """One continuous clip per seed: each segment is generated from the last ``context_frames`` frames of the motion
-    so far (the first from ``start`` when given), its first frame being the previous segment's last one (the seam,
-    kept once), so the clip has the sum of the segments' frames. ``end``: the last segment ends in that pose."""
-    check_timeline(segments, context_frames, start)
-    for seed in seeds:
-        translation = rotations = None
-        for number, segment in enumerate(segments):
-            frames = frames_for_duration(segment.duration)
-            if translation is None:
-                context, length = start, frames
-            else:
-                take = min(context_frames, len(translation))
-                context, length = Pose(translation[-take:], rotations[-take:]), frames + 1
-            last = number == len(segments) - 1
-            constraint = MotionConstraint(start=context, end=end if last else None)
-            settings = GenerationSettings([segment.prompt], [length / FPS], [seed], cfg_scale, steps, smoothing)
-            use = constraint if (context is not None or constraint.end is not None) else None
-            (clip,) = pipeline.generate(settings, on_progress, should_cancel, on_warning, constraint=use)
-            new_translation, new_rotations = clip.translation.astype(np.float64), clip.rotations.astype(np.float64)
-            if translation is None:
-                translation, rotations = new_translation, new_rotations
-            else:
-                translation = np.concatenate([translation, new_translation[1:]])
-                rotations = np.concatenate([rotations, new_rotations[1:]])
-        rotations = continuous_quaternions(rotations, axis=-3)
-        yield motion.MotionClip(
-            translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
-            positions=skeleton.forward_kinematics(rotations, translation).astype(np.float32),
-            prompt=" | ".join(segment.prompt for segment in segments), seed=seed,
-            duration=len(translation) / FPS, model_id=pipeline.model_id, plan=pipeline.plan,
-            extra={"segments": [(segment.prompt, segment.duration) for segment in segments]},
-        )

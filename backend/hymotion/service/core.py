@@ -17,168 +17,52 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, gpu_info
 from ..shared import errors
 from ..shared.errors import HyMotionError
 from ..shared.protocol import (
-    MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     AckEvent,
     AuthRequest,
     CancelRequest,
     DoneEvent,
     ErrorEvent,
-    Event,
-    FloatArray,
-    GenerateConstraint,
     GenerateRequest,
     HelloEvent,
-    ModelAvailability,
     PingRequest,
     PongEvent,
-    PoseFrames,
     ProgressEvent,
     ProtocolError,
     QueuedEvent,
-    ResultEvent,
     ShutdownRequest,
     StatusEvent,
     StatusRequest,
     WarningEvent,
     decode_request,
-    encode,
+)
+from .connection import CLOSE_DRAIN_S, Connection
+from .requests import (
+    constraint_from_request,
+    model_availability,
+    result_event,
+    settings_from_request,
+    torch_device_report,
 )
 
 if TYPE_CHECKING:
-    from ..pipeline.known_frames import MotionConstraint, Pose
-    from ..shared.jobs import GenerationSettings
-    from ..pipeline.motion import MotionClip
+    from ..pipeline.known_frames import MotionConstraint
     from ..pipeline.sampling import MotionPipeline
+    from ..shared.jobs import GenerationSettings
 
 log = logging.getLogger("hymotion.service")
 
 PARENT_POLL_S = 0.5
 WORKER_STOP_TIMEOUT_S = 15.0
-# About 50 full-length (12 s) results: far more than a reading client ever has in flight.
-MAX_PENDING_BYTES = 16 << 20
-LAGGARD_GRACE_S = 10.0
-CLOSE_DRAIN_S = 5.0
 
 
 # --- connections ----------------------------------------------------------------------------------------------------
-
-
-class Connection:
-    """One client. ``send`` only queues the line; this connection's own writer thread does the write, so a thread
-    that answers other clients or runs jobs never waits on a client that stopped reading.
-
-    Past ``max_pending_bytes`` of unsent lines, a droppable client (TCP) is told why, given LAGGARD_GRACE_S to read
-    that last line, and hung up on; its jobs stop. The stdio client (the only one, the add-on's reader thread) is
-    never dropped: its senders wait instead (back-pressure), except ``wait=False`` sends, which are small replies
-    queued under the service's lock.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        stream: BinaryIO,
-        droppable: bool = False,
-        hang_up: Callable[[], None] | None = None,
-        max_pending_bytes: int | None = None,
-    ) -> None:
-        self.name = name
-        self._stream = stream
-        self._droppable = droppable
-        self._hang_up = hang_up or (lambda: None)
-        self._max_pending = max_pending_bytes or MAX_PENDING_BYTES
-        self._outbox: collections.deque[bytes] = collections.deque()
-        self._pending = 0
-        self._ending = False
-        self._changed = threading.Condition()
-        self.closed = threading.Event()
-        self._writer = threading.Thread(target=self._write_lines, name=f"hymotion-send {name}", daemon=True)
-        self._writer.start()
-
-    def send(self, event: Event, wait: bool = True) -> bool:
-        """Queue one line; False if the client is gone (or was just dropped for falling behind)."""
-        line = encode(event)
-        with self._changed:
-            if self.closed.is_set() or self._ending:
-                return False
-            if self._pending and self._pending + len(line) > self._max_pending:
-                if self._droppable:
-                    self._drop_behind()
-                    return False
-                if wait:
-                    self._changed.wait_for(lambda: self.closed.is_set() or self._pending + len(line) <= self._max_pending)
-                    if self.closed.is_set():
-                        return False
-            self._outbox.append(line)
-            self._pending += len(line)
-            self._changed.notify_all()
-        return True
-
-    def _drop_behind(self) -> None:
-        """Called under the lock: forget what is queued, queue the reason, stop the client's jobs, hang up later."""
-        unsent = self._pending
-        reason = encode(ErrorEvent(
-            code=errors.CANCELLED,
-            message=f"This client fell {unsent} bytes of events behind, so the backend closes the connection and "
-            "cancels its jobs.",
-            hint="Read events as they arrive (keep a thread reading the socket), or ask for fewer results per job.",
-        ))
-        self._pending -= sum(map(len, self._outbox))
-        self._outbox.clear()
-        self._outbox.append(reason)
-        self._pending += len(reason)
-        self._ending = True
-        self.closed.set()
-        self._changed.notify_all()
-        log.warning("%s: fell %d bytes behind; disconnecting it", self.name, unsent)
-        timer = threading.Timer(LAGGARD_GRACE_S, self._hang_up)
-        timer.daemon = True
-        timer.start()
-
-    def _write_lines(self) -> None:
-        """The writer thread: one line at a time, taken off the queue first (it counts as pending until written)."""
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self._outbox or self._ending)
-                if not self._outbox:
-                    break
-                line = self._outbox.popleft()
-            try:
-                self._stream.write(line)
-                self._stream.flush()
-            except (OSError, ValueError):
-                log.info("%s: client gone while writing", self.name)
-                with self._changed:
-                    self.closed.set()
-                    self._outbox.clear()
-                    self._pending = 0
-                    self._changed.notify_all()
-                break
-            with self._changed:
-                self._pending -= len(line)
-                self._changed.notify_all()
-        try:
-            self._stream.close()
-        except OSError:
-            pass
-        self._hang_up()
-
-    def close(self, timeout: float = CLOSE_DRAIN_S) -> None:
-        """Accept no more lines, give the writer ``timeout`` seconds to deliver what is queued, then hang up."""
-        with self._changed:
-            self._ending = True
-            self._changed.notify_all()
-        self._writer.join(timeout)
-        if self._writer.is_alive():
-            self.closed.set()
-            self._hang_up()
-            self._writer.join(timeout)
 
 
 # --- jobs and the service -------------------------------------------------------------------------------------------
@@ -277,7 +161,7 @@ class Service:
             device=device,
             vram_free=vram_free,
             vram_total=vram_total,
-            models=_model_availability(self.options.model_dir),
+            models=model_availability(self.options.model_dir),
             log_file=self.options.log_file,
         )
 
@@ -321,8 +205,8 @@ class Service:
             self.request_stop(f"shutdown requested by {connection.name}")
 
     def _submit(self, connection: Connection, request: GenerateRequest) -> None:
-        settings = _settings_from_request(request)
-        constraint = _constraint_from_request(request, settings)
+        settings = settings_from_request(request)
+        constraint = constraint_from_request(request, settings)
         with self._lock:
             if self._stopping:
                 raise HyMotionError(errors.CANCELLED, "The backend is shutting down.", "Start it again.")
@@ -442,7 +326,7 @@ class Service:
                 job.connection.send(WarningEvent(job=job.id, message=message))
 
             if job.timeline:
-                from ..pipeline.known_frames import TIMELINE_CONTEXT, Segment, generate_timeline
+                from ..pipeline.timeline import TIMELINE_CONTEXT, Segment, generate_timeline
 
                 settings = job.settings
                 clips = generate_timeline(
@@ -458,7 +342,7 @@ class Service:
                 )
             try:
                 for clip in clips:
-                    job.connection.send(_result_event(job.id, sent, clip))
+                    job.connection.send(result_event(job.id, sent, clip))
                     sent += 1
             finally:
                 close = getattr(clips, "close", None)
@@ -537,7 +421,7 @@ class Service:
             self._loading = True
             self._tell_loading(self._jobs(), 0)
         try:
-            from ..pipeline.sampling import load_pipeline
+            from ..pipeline.loading import load_pipeline
 
             self._pipeline = load_pipeline(
                 model=self.options.model,
@@ -594,7 +478,7 @@ class Service:
     def _device_report(self) -> tuple[str | None, int | None, int | None]:
         """Device name and free/total VRAM, without importing torch unless the pipeline already did."""
         if self._pipeline is not None and "torch" in sys.modules:
-            return _torch_device_report(self._pipeline.device)
+            return torch_device_report(self._pipeline.device)
         if (self.options.device or "").startswith("cpu"):
             return "cpu", None, None
         return gpu_info.device_report(self.options.device)
@@ -608,151 +492,6 @@ def _error_event(error: HyMotionError, **where: Any) -> ErrorEvent:
     return ErrorEvent(code=error.code, message=error.message, hint=error.hint, **where)
 
 
-def _settings_from_request(request: GenerateRequest) -> GenerationSettings:
-    """GenerationSettings from a request, checked by hymotion.shared.jobs (the CLI's rules and limits too)."""
-    from ..shared.jobs import DEFAULT_CFG, DEFAULT_DURATION, DEFAULT_STEPS, GenerationSettings
-
-    settings = GenerationSettings(
-        prompts=request.prompts,
-        durations=request.durations if request.durations is not None else [DEFAULT_DURATION],
-        seeds=request.seeds if request.seeds is not None else [0],
-        cfg_scale=request.cfg_scale if request.cfg_scale is not None else DEFAULT_CFG,
-        steps=request.steps if request.steps is not None else DEFAULT_STEPS,
-        smoothing=request.smoothing if request.smoothing is not None else True,
-    )
-    try:
-        return settings.validate()
-    except HyMotionError as error:
-        raise ProtocolError(error.message, error.hint, field=error.field, request_id=request.id) from None
-
-
-def _constraint_from_request(request: GenerateRequest, settings: GenerationSettings) -> MotionConstraint | None:
-    """The request's known frames, checked against the model's skeleton and the clips' durations now, so a
-    constraint that cannot be met is refused before the job is queued (None: an unconstrained job)."""
-    if request.constraint is None and not request.timeline:
-        return None
-    from ..pipeline.known_frames import TIMELINE_CONTEXT, MotionConstraint, Segment, check_timeline
-
-    spec = request.constraint or GenerateConstraint()
-    try:
-        constraint = MotionConstraint(
-            _pose(spec.start, "constraint.start"), _pose(spec.end, "constraint.end"), spec.loop
-        )
-        if not request.timeline:
-            constraint.check(settings.durations)
-        elif spec.loop:
-            raise errors.bad_request("A timeline cannot loop.", "Loop a single clip, or drop loop.", field="timeline")
-        else:
-            segments = [Segment(prompt, duration) for prompt, duration in zip(settings.prompts, settings.durations)]
-            check_timeline(segments, TIMELINE_CONTEXT, constraint.start)
-    except HyMotionError as error:
-        field_name = error.field or ("timeline" if request.timeline else "constraint")
-        raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
-    return constraint
-
-
-def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
-    from ..pipeline.known_frames import Pose
-    from ..shared.skeleton import BODY_JOINT_NAMES
-
-    if frames is None:
-        return None
-    joints = frames.rotations.shape[1]
-    if joints != len(BODY_JOINT_NAMES):
-        raise errors.bad_request(
-            f"Field '{path}.rotations' holds {joints} joints; this model's skeleton has {len(BODY_JOINT_NAMES)}.",
-            f"Send the {len(BODY_JOINT_NAMES)} SMPL-X body joints in the order of a result's joint_names.",
-            field=f"{path}.rotations",
-        )
-    try:
-        return Pose(frames.translation.to_numpy(), frames.rotations.to_numpy())
-    except HyMotionError as error:
-        raise errors.bad_request(f"Field '{path}': {error.message}", error.hint, field=path) from None
-
-
-def _result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
-    from ..shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
-
-    return ResultEvent(
-        job=job_id,
-        index=index,
-        prompt_index=int(clip.prompt_index),
-        prompt=clip.prompt,
-        seed=int(clip.seed),
-        duration=float(clip.duration),
-        fps=int(clip.fps),
-        frames=clip.frames,
-        model=clip.model_id,
-        plan=clip.plan,
-        joint_names=list(BODY_JOINT_NAMES),
-        parents=list(BODY_PARENTS),
-        rest_offsets=FloatArray.from_numpy(BODY_REST_OFFSETS),
-        translation=FloatArray.from_numpy(clip.translation),
-        rotations=FloatArray.from_numpy(clip.rotations),
-        positions=FloatArray.from_numpy(clip.positions),
-    )
-
-
-def _model_availability(model_dir: str | None) -> list[ModelAvailability]:
-    """Which released variants are on disk, and the command that fetches a missing one."""
-    from .. import weights
-
-    found = []
-    for variant in weights.VARIANT_FOLDERS:
-        try:
-            weights.locate(variant, model_dir)
-            found.append(ModelAvailability(name=variant, available=True))
-        except Exception as error:  # noqa: BLE001 - any failure to find the files means "not available here"
-            found.append(
-                ModelAvailability(
-                    name=variant,
-                    available=False,
-                    missing=[getattr(error, "message", str(error))],
-                    download_command=weights.download_command(variant, model_dir),
-                )
-            )
-    return found
-
-
-def _torch_device_report(device: str) -> tuple[str | None, int | None, int | None]:
-    torch = sys.modules["torch"]
-    if not str(device).startswith("cuda") or not torch.cuda.is_available():
-        return str(device), None, None
-    index = torch.device(device).index or 0
-    free, total = torch.cuda.mem_get_info(index)
-    return torch.cuda.get_device_name(index), int(free), int(total)
-
-
 # --- the line loop every transport runs -----------------------------------------------------------------------------
 
 
-def serve_lines(service: Service, connection: Connection, stream: BinaryIO) -> None:
-    """Answer each complete request line of ``stream`` until EOF; a line over the size limit is skipped whole and
-    refused. Every non-blank line gets exactly one answer (a reply or an error), whatever bytes it holds."""
-    while True:
-        line = stream.readline(MAX_REQUEST_BYTES + 1)
-        if not line:
-            return
-        if len(line) > MAX_REQUEST_BYTES and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):
-                line = stream.readline(MAX_REQUEST_BYTES)
-            connection.send(_too_long_event())
-            continue
-        if not line.endswith(b"\n"):
-            log.info("input ended inside a line; %d bytes ignored", len(line))
-            return
-        service.handle_line(connection, line)
-
-
-def _too_long_event() -> ErrorEvent:
-    return ErrorEvent(
-        code=errors.BAD_REQUEST,
-        message=f"A request line is longer than {MAX_REQUEST_BYTES} bytes and was skipped.",
-        hint="Send one JSON object per line; split very long prompt lists into several jobs.",
-    )
-
-
-def wait_for_stop(service: Service) -> None:
-    """Block the main thread in short waits, so that SIGTERM/SIGINT handlers get to run."""
-    while not service.stop_requested.wait(PARENT_POLL_S):
-        continue

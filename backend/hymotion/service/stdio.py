@@ -11,7 +11,9 @@ import os
 import sys
 import threading
 
-from .core import PARENT_POLL_S, Connection, Service, serve_lines, wait_for_stop
+from .core import PARENT_POLL_S, Service
+from .connection import Connection
+from .lines import serve_lines, wait_for_stop
 
 
 def serve_stdio(service: Service, parent: int) -> None:

@@ -2,7 +2,7 @@
 server's token before it may send requests.
 
 The login is one line within AUTH_TIMEOUT_S of connecting (a total deadline), at most MAX_CONNECTIONS are open at
-once, and each logged-in client is a droppable :class:`~hymotion.service.core.Connection`: one that stops reading is
+once, and each logged-in client is a droppable :class:`~hymotion.service.connection.Connection`: one that stops reading is
 disconnected with a reason instead of holding anyone else up.
 """
 
@@ -20,7 +20,9 @@ from typing import Any
 
 from ..shared import errors
 from ..shared.protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request, encode
-from .core import PARENT_POLL_S, Connection, Service, log, serve_lines
+from .core import PARENT_POLL_S, Service, log
+from .connection import Connection
+from .lines import serve_lines
 
 AUTH_TIMEOUT_S = 10.0
 MAX_AUTH_BYTES = 4096

@@ -210,3 +210,9 @@ def read_prompt_file(
     except (OSError, UnicodeDecodeError) as error:
         raise bad_request(f"Cannot read prompt file {path}: {error}.", "Save it as UTF-8 text.") from None
     return parse_prompt_lines(text, source=str(path), on_bad_line=on_bad_line)
+
+
+def prompt_slug(text: str, limit: int = 40) -> str:
+    """A prompt as a file or Action name: lower-case letters, digits and underscores, at most ``limit`` long."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return slug[:limit].rstrip("_") or "motion"
