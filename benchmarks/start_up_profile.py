@@ -67,7 +67,7 @@ def main() -> None:
     pipe.warm_up()
     torch.cuda.synchronize()
     mark("default CUDA graph captured")
-    settings = pipeline.GenerationSettings(["a person waves"], [5.0], [0])
+    settings = sampling.GenerationSettings(["a person waves"], [5.0], [0])
     list(pipe.generate(settings))
     torch.cuda.synchronize()
     mark("first clip of a new prompt (encode, sample, decode)")
