@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import re
-import shlex
 import shutil
-import signal
-import subprocess
-import textwrap
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
 
-from hymotion.shared.errors import bad_request
+from .command_task import CommandTask, Step, StepFailed
+from .package_sources import CUDA_BUILD, TorchBuild
+from .pip_output import normalised_name, site_packages_names, words
 
 VENV_FOLDER = "backend-env"
 LOG_FOLDER = "logs"
@@ -37,8 +32,6 @@ INSTALL_STATE_FILE = "backend-install.json"
 INSTALL_STATE_SCHEMA = "hymotion-install/1"
 BACKEND_WHEEL_GLOB = "hymotion-*.whl"
 DOCTOR_OK_EXIT_CODES = (0, 1)  # 1 = the report has a FAIL finding, which is still a report to show
-STAGE_COLUMNS = 96
-_OUTPUT_CHUNK = 4096
 
 INSTALLING, INSTALLED, FAILED, CANCELLED = "installing", "installed", "failed", "cancelled"
 
@@ -62,165 +55,15 @@ def backend_package_source(extension_root: str | os.PathLike) -> Path | None:
 # --- Extra pip Arguments and online access --------------------------------------------------------------------------
 
 
-def parse_pip_arguments(text: str, windows: bool = os.name == "nt") -> list[str]:
-    """The Extra pip Arguments as a list, split like the system's shell does (on Windows a backslash is part of a
-    path, not an escape); bad quoting is a user error with a hint, not a traceback."""
-    try:
-        arguments = shlex.split(text, posix=not windows)
-    except ValueError as error:
-        raise bad_request(
-            f"Extra pip Arguments cannot be read: {error} in {text.strip()!r}.",
-            "Close the quote or remove it; put a path with spaces in one pair of quotes, e.g. "
-            "--find-links \"/path/with spaces\".",
-        ) from None
-    if windows:
-        arguments = [argument[1:-1] if len(argument) > 1 and argument[0] == argument[-1] and argument[0] in "\"'"
-                     else argument for argument in arguments]
-    return arguments
-
-
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-_INDEX_OPTIONS = ("--index-url", "-i")
-
-
-def remote_sources(extra_pip_args: Sequence[str], torch_index_url: str = "") -> list[str]:
-    """Where the install's pip calls would reach over the network; empty when it needs no network.
-
-    Every URL whose scheme is not ``file`` counts (an index, ``--find-links https://…``, a ``git+https`` requirement),
-    wherever it stands, ``--no-index`` or not: pip still fetches ``--find-links`` pages beside it. pip's default index
-    counts unless ``--no-index`` or an ``--index-url`` of the arguments replaces it. pip's own configuration files and
-    PIP_* variables are not read here.
-    """
-    remote = [
-        argument for argument in [*extra_pip_args, torch_index_url]
-        if any(scheme.lower() != "file" for scheme in _URL_SCHEME.findall(argument))
-    ]
-    replaces_default_index = any(
-        argument == "--no-index" or argument.startswith(_INDEX_OPTIONS) for argument in extra_pip_args
-    )
-    if not replaces_default_index:
-        remote.append("pip's default package index (no --no-index or --index-url in Extra pip Arguments)")
-    return remote
-
-
 # --- which PyTorch build --------------------------------------------------------------------------------------------
 
 
-AUTO, CPU_BUILD, CUDA_BUILD, DEFAULT_BUILD = "AUTO", "CPU", "CUDA", "DEFAULT"
-PROC_NVIDIA_DRIVER = "/proc/driver/nvidia/version"
-
-
-def detect_nvidia_driver(nvidia_smi: str | None, proc_driver_present: bool) -> str:
-    """Why this machine has an NVIDIA driver (its ``nvidia-smi`` tool, Linux's /proc entry), '' when it has none."""
-    if nvidia_smi:
-        return f"NVIDIA driver found ({nvidia_smi})"
-    if proc_driver_present:
-        return f"NVIDIA driver found ({PROC_NVIDIA_DRIVER})"
-    return ""
-
-
-def this_machine_nvidia_driver() -> str:
-    """:func:`detect_nvidia_driver` for this machine."""
-    return detect_nvidia_driver(shutil.which("nvidia-smi"), os.path.exists(PROC_NVIDIA_DRIVER))
-
-
-def system_name() -> str:
-    return platform.system()
-
-
-@dataclass(frozen=True)
-class InstallSize:
-    """What an install downloads and takes on disk (environment with PyTorch and the backend), and who measured it."""
-
-    download_gb: float
-    disk_gb: float
-    source: str
-
-
-INSTALL_SIZES: dict[tuple[str, str], InstallSize] = {
-    ("Linux", CUDA_BUILD): InstallSize(2.7, 5.9, "measured in issue 18: torch 2.13.0 with its CUDA 12 packages"),
-    ("Linux", CPU_BUILD): InstallSize(0.3, 1.4, "measured: torch 2.13.0+cpu and the backend, Python 3.11"),
-}
 """Measured sizes by (system, build); docs/blender.md carries the same table. Unmeasured pairs have no entry."""
-
-
-def measured_sizes() -> str:
-    """Every measured size in one line, e.g. for a tooltip."""
-    return "; ".join(f"{system} {kind} build: {size.download_gb:.1f} GB to download, {size.disk_gb:.1f} GB on disk"
-                     for (system, kind), size in INSTALL_SIZES.items())
-
-
-@dataclass(frozen=True)
-class TorchBuild:
-    """The PyTorch build an install gets, why, and the package index it comes from ('' = pip's default index).
-
-    ``missing`` is set when the build needs an index the user has not given yet: the install waits for it."""
-
-    kind: str
-    reason: str
-    index_url: str = ""
-    index_setting: str = ""
-    missing: str = ""
-
-    @property
-    def label(self) -> str:
-        return {CPU_BUILD: "CPU build", CUDA_BUILD: "CUDA build"}.get(self.kind, "default build")
-
-    def size(self, system: str) -> InstallSize | None:
-        return INSTALL_SIZES.get((system, self.kind))
-
-
-CPU_INDEX_SETTING = "PyTorch CPU Index"
-CUDA_INDEX_SETTING = "PyTorch CUDA Index"
-_INDEX_SOURCE = "PyTorch's 'Get Started' page (choose Pip and the compute platform; copy the address after --index-url)"
-
-
-def choose_torch_build(system: str, nvidia_driver: str, override: str = AUTO, cpu_index_url: str = "",
-                       cuda_index_url: str = "") -> TorchBuild:
-    """The PyTorch build for a machine: CUDA with an NVIDIA driver, else CPU (macOS: the one default build).
-
-    A pure function of its inputs, so every machine can be tried in a test. pip's default torch is a CUDA build on
-    Linux (about 4 GB of it useless without an NVIDIA GPU) and a CPU build on Windows; each build that the default
-    index does not serve needs its index URL, which the user copies from PyTorch's site (the add-on names no package
-    host itself).
-    """
-    if system == "Darwin":
-        return TorchBuild(DEFAULT_BUILD, "macOS has one PyTorch build (it uses the Metal GPU on Apple silicon).")
-    if system not in ("Linux", "Windows"):
-        return TorchBuild(DEFAULT_BUILD, f"No CPU/CUDA choice is known for {system or 'this system'}.")
-    if override == AUTO:
-        kind = CUDA_BUILD if nvidia_driver else CPU_BUILD
-        reason = (f"{nvidia_driver}." if nvidia_driver
-                  else "No NVIDIA driver found (no nvidia-smi, no /proc/driver/nvidia), so a CUDA build could "
-                       "not use a GPU here.")
-    else:
-        kind = override
-        reason = "Chosen in PyTorch Build."
-    index_url, setting = (cpu_index_url, CPU_INDEX_SETTING) if kind == CPU_BUILD else (cuda_index_url,
-                                                                                        CUDA_INDEX_SETTING)
-    index_url = index_url.strip()
-    default_serves_it = (system, kind) in (("Linux", CUDA_BUILD), ("Windows", CPU_BUILD))
-    missing = ""
-    if not index_url and not default_serves_it:
-        missing = (f"The {'CPU' if kind == CPU_BUILD else 'CUDA'} build of PyTorch for {system} comes from its own "
-                   f"package index. Paste its address into {setting} (Installation Options), from {_INDEX_SOURCE}; "
-                   f"or set PyTorch Build to the other build.")
-    return TorchBuild(kind, reason, index_url, setting, missing)
 
 
 # --- what an install runs -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Step:
-    """One command of a task. ``capture_stdout`` keeps stdout apart from the log (for a JSON answer); ``weight`` is
-    the step's share of the progress bar (about its share of a typical install's time)."""
-
-    label: str
-    command: list[str]
-    ok_exit_codes: tuple[int, ...] = (0,)
-    capture_stdout: bool = False
-    weight: float = 1.0
 
 
 CHECK_PROMPT = "a person walks forward"
@@ -230,7 +73,7 @@ answer, sys.stdout = sys.stdout, sys.stderr
 import torch
 import hymotion
 from hymotion.shared.jobs import GenerationSettings
-from hymotion.pipeline.sampling import load_pipeline
+from hymotion.pipeline.loading import load_pipeline
 with tempfile.TemporaryDirectory() as cache:
     pipeline = load_pipeline("tiny-random", plan="auto", cache_dir=cache)
     settings = GenerationSettings(prompts=[sys.argv[1]], durations=[1.0], steps=1)
@@ -326,312 +169,7 @@ def subprocess_environment() -> dict[str, str]:
 # --- what pip is doing, in words ------------------------------------------------------------------------------------
 
 
-_SIZE_UNITS = {"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}
-_COLLECTING = re.compile(r"^Collecting (\S+)")
-_DOWNLOADING = re.compile(r"^Downloading (\S+) \(([\d.]+) (kB|KB|MB|GB)\)")
-_PROCESSING = re.compile(r"^Processing (\S+)")
-_BYTES_BAR = re.compile(r"([\d.]+)/([\d.]+) (kB|KB|MB|GB)")
-_INSTALLING = re.compile(r"^Installing collected packages: (.+)")
-
-
-def _project(filename: str) -> str:
-    """'torch' out of 'torch-2.13.0+cpu-cp311-….whl' or a path to it."""
-    return Path(filename).name.split("-")[0]
-
-
-@dataclass
-class PipProgress:
-    """Reads pip's output lines into a phase in whole words and a fraction of the step.
-
-    Up to 60 % of a pip step is finding and downloading, moved by the bytes pip announces and reports (finished
-    downloads, and the current one when pip draws its bar); unpacking and installing is the rest, moved by the
-    packages whose metadata folder has appeared in site-packages (pip prints nothing while it unpacks)."""
-
-    phase: str = ""
-    announced_bytes: float = 0.0
-    finished_bytes: float = 0.0
-    current_bytes: float = 0.0
-    current_done: float = 0.0
-    installing: list[str] = field(default_factory=list)
-    succeeded: bool = False
-    shown: float = 0.0
-
-    DOWNLOAD_SHARE = 0.6
-
-    def read(self, line: str) -> None:
-        text = line.strip()
-        if match := _DOWNLOADING.match(text):
-            if match.group(1).endswith(".metadata"):
-                return
-            size = float(match.group(2)) * _SIZE_UNITS[match.group(3)]
-            self._finish_download()
-            self.current_bytes, self.current_done = size, 0.0
-            self.announced_bytes += size
-            self.phase = f"downloading {_project(match.group(1))} ({match.group(2)} {match.group(3)})"
-        elif match := _COLLECTING.match(text):
-            self._finish_download()
-            self.phase = f"finding {match.group(1)}"
-        elif match := _PROCESSING.match(text):
-            self._finish_download()
-            self.phase = f"reading {_project(match.group(1))}"
-        elif match := _INSTALLING.match(text):
-            self._finish_download()
-            self.installing = [name.strip() for name in match.group(1).split(",") if name.strip()]
-            count = len(self.installing)
-            self.phase = (f"unpacking and installing {count} package{'s' if count != 1 else ''} "
-                          f"({', '.join(self.installing)}); pip is silent meanwhile")
-        elif text.startswith("Successfully installed"):
-            self.succeeded = True
-        elif (match := _BYTES_BAR.search(text)) and self.current_bytes:
-            total = float(match.group(2)) * _SIZE_UNITS[match.group(3)]
-            self.current_done = min(float(match.group(1)) * _SIZE_UNITS[match.group(3)], total)
-
-    def _finish_download(self) -> None:
-        if self.current_bytes:
-            self.finished_bytes += self.current_bytes
-            self.current_bytes = self.current_done = 0.0
-
-    def fraction(self, installed_count: int = 0) -> float:
-        """The step's share done; never moves back (a newly announced download grows the total)."""
-        if self.succeeded:
-            return 1.0
-        if self.installing:
-            share = min(installed_count, len(self.installing)) / len(self.installing)
-            raw = self.DOWNLOAD_SHARE + (1.0 - self.DOWNLOAD_SHARE) * share
-        elif self.announced_bytes:
-            downloaded = self.finished_bytes + self.current_done
-            raw = self.DOWNLOAD_SHARE * min(downloaded / self.announced_bytes, 1.0)
-        else:
-            raw = 0.0
-        self.shown = max(self.shown, raw)
-        return self.shown
-
-
-def words(text: str, columns: int = STAGE_COLUMNS) -> str:
-    """``text`` on one line of at most ``columns`` characters, cut between words, never inside one."""
-    return textwrap.shorten(" ".join(text.split()), columns, placeholder=" …") if text.strip() else ""
-
-
-def _site_packages_names(env_dir: Path) -> set[str]:
-    """Normalised names of the distributions installed in an environment (their *.dist-info folders)."""
-    names = set()
-    for folder in [*env_dir.glob("lib/python*/site-packages"), env_dir / "Lib" / "site-packages"]:
-        if folder.is_dir():
-            names.update(_normalise(entry.name.split("-")[0]) for entry in os.scandir(folder)
-                         if entry.name.endswith(".dist-info"))
-    return names
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 # --- running the steps ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CommandTask:
-    """Runs ``steps`` in order on a thread; state is read (never written) by Blender's UI thread.
-
-    ``name`` is the key in :data:`tasks` ("install", "download", "doctor"), ``title`` what the user reads. The log
-    gets every line of output and the time each step took."""
-
-    name: str
-    title: str
-    steps: list[Step]
-    log_path: Path
-    environment: dict[str, str] | None = None
-    step_index: int = 0
-    last_line: str = ""
-    message: str = ""
-    stdout: str = ""
-    started_at: float = 0.0
-    step_started_at: float = 0.0
-    finished_at: float | None = None
-    succeeded: bool | None = None
-    cancelled: bool = False
-    _process: subprocess.Popen | None = field(default=None, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-    _pip: PipProgress = field(default_factory=PipProgress, repr=False)
-
-    def start(self) -> CommandTask:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.started_at = self.step_started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"hymotion-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self.succeeded is None
-
-    @property
-    def step_label(self) -> str:
-        return self.steps[min(self.step_index, len(self.steps) - 1)].label if self.steps else ""
-
-    @property
-    def stage(self) -> str:
-        """What happens now, in whole words: the step, what pip is doing in it, and the seconds it has taken."""
-        detail = self._pip.phase or (self.last_line if self.last_line != self.step_label else "")
-        seconds = time.monotonic() - self.step_started_at
-        return words(f"{self.step_label}: {detail} · {seconds:.0f} s" if detail else
-                     f"{self.step_label} · {seconds:.0f} s")
-
-    @property
-    def fraction(self) -> float:
-        """Share of the work done, for a progress bar: finished steps by weight, plus the current step's share."""
-        if self.succeeded:
-            return 1.0
-        total = sum(step.weight for step in self.steps) or 1.0
-        done = sum(step.weight for step in self.steps[: self.step_index])
-        current = self.steps[self.step_index].weight if self.step_index < len(self.steps) else 0.0
-        return min((done + current * self._step_fraction()) / total, 1.0)
-
-    def _step_fraction(self) -> float:
-        return self._pip.fraction()
-
-    def cancel(self) -> None:
-        """Stop the running command (and whatever it started); the task then ends as failed with a 'cancelled'
-        message."""
-        self.cancelled = True
-        process = self._process
-        if process is not None and process.poll() is None:
-            _terminate(process)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Whether the task finished within ``timeout`` seconds."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    def _run(self) -> None:
-        with open(self.log_path, "a", encoding="utf-8") as log:
-            log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {self.title}\n")
-            timings: list[str] = []
-            try:
-                self._before(log)
-                for index, step in enumerate(self.steps):
-                    self.step_index = index
-                    if self.cancelled:
-                        raise _StepFailed(f"{self.title} was cancelled.")
-                    started = time.monotonic()
-                    try:
-                        self._run_step(step, log)
-                    finally:
-                        seconds = time.monotonic() - started
-                        timings.append(f"{step.label} {seconds:.1f} s")
-                        log.write(f"---- {step.label}: took {seconds:.1f} s\n")
-                self.step_index = len(self.steps)
-                self.message = self._after(log, True) or f"{self.title}: done."
-                log.write(f"DONE: {self.message}\n")
-                self.succeeded = True
-            except Exception as error:  # a failed step, or anything unexpected: the task must end either way
-                self._fail(log, error)
-            finally:
-                self.finished_at = time.monotonic()
-                log.write(f"==== {self.finished_at - self.started_at:.1f} s in all ({'; '.join(timings)})\n")
-
-    def _fail(self, log: IO[str], error: Exception) -> None:
-        self.message = str(error) if isinstance(error, _StepFailed) else (
-            f"{self.title} stopped by an unexpected error ({error!r}). The log is {self.log_path}")
-        log.write(f"FAILED: {self.message}\n")
-        try:
-            self.message = self._after(log, False) or self.message
-        finally:
-            self.succeeded = False
-
-    def _before(self, log: IO[str]) -> None:
-        """Work before the first step (subclasses)."""
-
-    def _after(self, log: IO[str], succeeded: bool) -> str:
-        """Work after the last step or a failure (subclasses); returns the message to show, '' for the default.
-        Raising after a success turns the task into a failure."""
-        return ""
-
-    def _run_step(self, step: Step, log: IO[str]) -> None:
-        log.write(f"---- {step.label}: {shlex.join(step.command)}\n")
-        log.flush()
-        self.last_line = step.label
-        self._pip = PipProgress()
-        self.step_started_at = time.monotonic()
-        try:
-            self._process = subprocess.Popen(
-                step.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE if step.capture_stdout else subprocess.STDOUT,
-                env=self.environment,
-                **_own_process_group(),
-            )
-        except OSError as error:
-            raise _StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}")
-        if self.cancelled:  # cancel() came between the check before this step and the start of its process
-            _terminate(self._process)
-        captured: list[bytes] = []
-        readers = []
-        if step.capture_stdout:
-            readers.append(threading.Thread(target=_collect, args=(self._process.stdout, captured), daemon=True))
-            readers[-1].start()
-            output = self._process.stderr
-        else:
-            output = self._process.stdout
-        pip_step = step.command[1:4] == ["-m", "pip", "install"]
-        for line in _lines(output):
-            log.write(line + "\n")
-            log.flush()
-            if line.strip():
-                self.last_line = line.strip()
-                if pip_step:
-                    self._pip.read(line)
-        code = self._process.wait()
-        for reader in readers:
-            reader.join()
-        self.stdout = b"".join(captured).decode("utf-8", "replace")
-        if self.cancelled:
-            raise _StepFailed(f"{self.title} was cancelled during '{step.label}'.")
-        if code not in step.ok_exit_codes:
-            raise _StepFailed(
-                f"{step.label} failed (exit code {code}): {words(self.last_line, 300)}. The whole output is in "
-                f"{self.log_path}"
-            )
-
-
-class _StepFailed(Exception):
-    pass
-
-
-def _own_process_group() -> dict:
-    """Popen options that put a command in its own process group, so Cancel also stops what it started."""
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if os.name == "nt":
-        process.terminate()
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-
-
-def _collect(stream: IO[bytes], chunks: list[bytes]) -> None:
-    for chunk in iter(lambda: stream.read(_OUTPUT_CHUNK), b""):
-        chunks.append(chunk)
-
-
-def _lines(stream: IO[bytes]):
-    """Lines of a child's output, also split at carriage returns so progress bars show as they move."""
-    pending = b""
-    for chunk in iter(lambda: stream.read1(_OUTPUT_CHUNK), b""):
-        pending += chunk
-        *complete, pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        for raw in complete:
-            yield raw.decode("utf-8", "replace")
-    if pending:
-        yield pending.decode("utf-8", "replace")
 
 
 # --- the install and its remembered outcome -------------------------------------------------------------------------
@@ -698,7 +236,7 @@ def check_findings(stdout: str) -> dict:
             raise ValueError(found)
         return found
     except (ValueError, IndexError):
-        raise _StepFailed(f"The check gave no readable answer: {words(stdout, 200)!r}.") from None
+        raise StepFailed(f"The check gave no readable answer: {words(stdout, 200)!r}.") from None
 
 
 @dataclass
@@ -731,8 +269,8 @@ class InstallTask(CommandTask):
         installing = self._pip.installing
         if not installing:
             return self._pip.fraction()
-        present = _site_packages_names(self.env_dir)
-        return self._pip.fraction(sum(_normalise(name) in present for name in installing))
+        present = site_packages_names(self.env_dir)
+        return self._pip.fraction(sum(normalised_name(name) in present for name in installing))
 
     def _record(self, state: str, message: str) -> None:
         write_install_record(self.user_dir, InstallRecord(
@@ -748,7 +286,7 @@ class InstallTask(CommandTask):
                 self.last_line = f"Removing {what}"
                 left = _remove(folder)
                 if left:
-                    raise _StepFailed(f"Could not remove {what} at {folder} ({left}). Close programs that use it, "
+                    raise StepFailed(f"Could not remove {what} at {folder} ({left}). Close programs that use it, "
                                       f"or delete the folder, then install again.")
                 log.write(f"---- Removing {what}: took {time.monotonic() - started:.1f} s\n")
         self.temp_dir.mkdir(parents=True)

@@ -20,7 +20,7 @@ from hymotion.shared.prompt_guide import suggest_duration
 
 from ..scene import generation, rig
 from . import preferences, properties
-from ..core import backend_setup
+from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
 from .properties import HYMOTION_PG_settings, generation_property
 
@@ -465,15 +465,15 @@ def _watch_setup_tasks() -> float | None:
     return SETUP_POLL_S if any(task.running for task in backend_setup.tasks.values()) else None
 
 
-def start_setup_task(name: str, title: str, steps: list[backend_setup.Step]) -> backend_setup.CommandTask:
-    task = backend_setup.CommandTask(
+def start_setup_task(name: str, title: str, steps: list[command_task.Step]) -> command_task.CommandTask:
+    task = command_task.CommandTask(
         name, title, steps, preferences.log_path(name), backend_setup.subprocess_environment()
     ).start()
     backend_setup.tasks[name] = task
     return watch_setup_task(task)
 
 
-def watch_setup_task(task: backend_setup.CommandTask) -> backend_setup.CommandTask:
+def watch_setup_task(task: command_task.CommandTask) -> command_task.CommandTask:
     """Redraw the preferences while ``task`` runs (a timer)."""
     if not bpy.app.timers.is_registered(_watch_setup_tasks):
         bpy.app.timers.register(_watch_setup_tasks, first_interval=SETUP_POLL_S)

@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 from hymotion.shared.errors import HyMotionError, bad_request
 
-from ..core import backend_setup
+from ..core import backend_setup, command_task, package_sources
 from ..core.backend_manager import BackendConfig
 
 ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
@@ -32,11 +32,11 @@ MODEL_ITEMS = [
     ("tiny-random", "Tiny (random, for testing)", "A tiny model with random weights: instant, but the motion is noise"),
 ]
 TORCH_BUILD_ITEMS = [
-    (backend_setup.AUTO, "Automatic", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: its "
+    (package_sources.AUTO, "Automatic", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: its "
      "one build)"),
-    (backend_setup.CPU_BUILD, "CPU", "PyTorch without CUDA, for machines without an NVIDIA GPU (much smaller on "
+    (package_sources.CPU_BUILD, "CPU", "PyTorch without CUDA, for machines without an NVIDIA GPU (much smaller on "
      "Linux)"),
-    (backend_setup.CUDA_BUILD, "CUDA", "PyTorch for NVIDIA GPUs"),
+    (package_sources.CUDA_BUILD, "CUDA", "PyTorch for NVIDIA GPUs"),
 ]
 PLAN_ITEMS = [
     ("auto", "Auto", "Pick the fastest plan that fits the free GPU memory; step down on out-of-memory"),
@@ -107,30 +107,30 @@ def install_record() -> backend_setup.InstallRecord | None:
     return backend_setup.read_install_record(user_dir())
 
 
-def torch_build(preferences: HYMOTION_AddonPreferences) -> backend_setup.TorchBuild:
+def torch_build(preferences: HYMOTION_AddonPreferences) -> package_sources.TorchBuild:
     """The PyTorch build Install Backend would get on this machine with these preferences."""
-    return backend_setup.choose_torch_build(
-        backend_setup.system_name(), backend_setup.this_machine_nvidia_driver(), preferences.torch_build,
+    return package_sources.choose_torch_build(
+        package_sources.system_name(), package_sources.this_machine_nvidia_driver(), preferences.torch_build,
         preferences.torch_cpu_index_url, preferences.torch_cuda_index_url,
     )
 
 
-def size_text(build: backend_setup.TorchBuild) -> str:
+def size_text(build: package_sources.TorchBuild) -> str:
     """'about 0.3 GB to download, 1.4 GB on disk', or the measured sizes when this machine's pair is not measured."""
-    size = build.size(backend_setup.system_name())
+    size = build.size(package_sources.system_name())
     if size is None:
-        return f"size not measured for this system yet; measured: {backend_setup.measured_sizes()}"
+        return f"size not measured for this system yet; measured: {package_sources.measured_sizes()}"
     return f"about {size.download_gb:.1f} GB to download, {size.disk_gb:.1f} GB on disk"
 
 
 def install_inputs(
     preferences: HYMOTION_AddonPreferences, online_access: bool
-) -> tuple[list[str], backend_setup.TorchBuild, Path]:
+) -> tuple[list[str], package_sources.TorchBuild, Path]:
     """The install's pip arguments, PyTorch build and backend package; a HyMotionError (message + hint) says what
     stops the install, which the preferences also show before the button is pressed."""
-    extra = backend_setup.parse_pip_arguments(preferences.extra_pip_args)
+    extra = package_sources.parse_pip_arguments(preferences.extra_pip_args)
     build = torch_build(preferences)
-    remote = backend_setup.remote_sources(extra, build.index_url)
+    remote = package_sources.remote_sources(extra, build.index_url)
     if remote and not online_access:
         raise bad_request(
             "Install Backend downloads PyTorch and the backend's dependencies, but online access is off (pip would "
@@ -164,7 +164,7 @@ def install_tooltip() -> str:
         build_line = f" This machine gets PyTorch's {build.label}: {size_text(build)}."
     return ("Create a Python environment in the extension's folder and install PyTorch and the HY-Motion backend into "
             "it (runs in the background; needs Allow Online Access unless Extra pip Arguments point at a folder of "
-            f"wheels).{build_line} Measured: {backend_setup.measured_sizes()}")
+            f"wheels).{build_line} Measured: {package_sources.measured_sizes()}")
 
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | None:
@@ -201,7 +201,7 @@ def draw_wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", colu
         column.label(text=line, icon=icon if index == 0 else "BLANK1" if icon != "NONE" else "NONE")
 
 
-def draw_task(layout: bpy.types.UILayout, task: backend_setup.CommandTask | None) -> None:
+def draw_task(layout: bpy.types.UILayout, task: command_task.CommandTask | None) -> None:
     """A setup task's progress bar and stage (in whole words) while it runs, its outcome after."""
     if task is None:
         return
@@ -234,17 +234,17 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
     torch_build: bpy.props.EnumProperty(
         name="PyTorch Build",
         items=TORCH_BUILD_ITEMS,
-        default=backend_setup.AUTO,
+        default=package_sources.AUTO,
         description="Which PyTorch Install Backend gets",
     )
     torch_cpu_index_url: bpy.props.StringProperty(
-        name=backend_setup.CPU_INDEX_SETTING,
+        name=package_sources.CPU_INDEX_SETTING,
         description="Package index of PyTorch's CPU build, from PyTorch's 'Get Started' page (Compute Platform: "
         "CPU; the address after --index-url). Needed on Linux without an NVIDIA GPU, where the default PyTorch is "
         "the much larger CUDA build",
     )
     torch_cuda_index_url: bpy.props.StringProperty(
-        name=backend_setup.CUDA_INDEX_SETTING,
+        name=package_sources.CUDA_INDEX_SETTING,
         description="Package index of PyTorch's CUDA build, from PyTorch's 'Get Started' page (the address after "
         "--index-url). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only; optional on "
         "Linux (picks the CUDA version)",

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 from hymotion.shared.errors import HyMotionError
-from hymotion_addon.core import backend_setup
+from hymotion_addon.core import package_sources, pip_output
 
 NVIDIA_DRIVER = "NVIDIA driver found (/usr/bin/nvidia-smi)"
 
 
 def test_remote_sources_count_every_web_address_and_the_default_index():
-    remote_sources = backend_setup.remote_sources
+    remote_sources = package_sources.remote_sources
     assert remote_sources(["--no-index", "--find-links", "https://example.invalid/w"]) == ["https://example.invalid/w"]
     assert remote_sources(["--no-index", "--find-links=https://example.invalid/w"]) == [
         "--find-links=https://example.invalid/w"]
@@ -26,13 +26,13 @@ def test_remote_sources_count_every_web_address_and_the_default_index():
 
 
 def test_bad_quoting_in_extra_pip_arguments_is_a_user_error_with_a_hint():
-    assert backend_setup.parse_pip_arguments('--find-links "/path/with spaces"') == [
+    assert package_sources.parse_pip_arguments('--find-links "/path/with spaces"') == [
         "--find-links", "/path/with spaces"]
-    assert backend_setup.parse_pip_arguments('--find-links "D:\\my wheels" -f D:\\w', windows=True) == [
+    assert package_sources.parse_pip_arguments('--find-links "D:\\my wheels" -f D:\\w', windows=True) == [
         "--find-links", "D:\\my wheels", "-f", "D:\\w"]
     for windows in (False, True):
         with pytest.raises(HyMotionError) as raised:
-            backend_setup.parse_pip_arguments("--find-links '/unclosed", windows=windows)
+            package_sources.parse_pip_arguments("--find-links '/unclosed", windows=windows)
         assert raised.value.code == "bad_request" and "Close the quote" in raised.value.hint
 
 
@@ -44,22 +44,22 @@ def test_bad_quoting_in_extra_pip_arguments_is_a_user_error_with_a_hint():
     ("Darwin", NVIDIA_DRIVER, "DEFAULT", ""),
 ])
 def test_the_torch_build_follows_the_system_and_the_nvidia_driver(system, driver, expected_kind, needs_index):
-    build = backend_setup.choose_torch_build(system, driver)
+    build = package_sources.choose_torch_build(system, driver)
     assert build.kind == expected_kind and build.reason
     assert (needs_index in build.missing) if needs_index else build.missing == ""
-    given = backend_setup.choose_torch_build(system, driver, cpu_index_url=" file:///cpu ",
+    given = package_sources.choose_torch_build(system, driver, cpu_index_url=" file:///cpu ",
                                              cuda_index_url="file:///cuda")
     assert given.missing == "" and given.index_url == {"CPU": "file:///cpu", "CUDA": "file:///cuda"}.get(
         expected_kind, "")
 
 
 def test_the_user_can_override_the_build_and_the_driver_is_found_by_either_sign():
-    assert backend_setup.choose_torch_build("Linux", NVIDIA_DRIVER, override="CPU").kind == "CPU"
-    assert backend_setup.choose_torch_build("Linux", "", override="CUDA").kind == "CUDA"
-    assert backend_setup.detect_nvidia_driver("/usr/bin/nvidia-smi", False) == NVIDIA_DRIVER
-    assert backend_setup.detect_nvidia_driver(None, True) == (
-        f"NVIDIA driver found ({backend_setup.PROC_NVIDIA_DRIVER})")
-    assert backend_setup.detect_nvidia_driver(None, False) == ""
+    assert package_sources.choose_torch_build("Linux", NVIDIA_DRIVER, override="CPU").kind == "CPU"
+    assert package_sources.choose_torch_build("Linux", "", override="CUDA").kind == "CUDA"
+    assert package_sources.detect_nvidia_driver("/usr/bin/nvidia-smi", False) == NVIDIA_DRIVER
+    assert package_sources.detect_nvidia_driver(None, True) == (
+        f"NVIDIA driver found ({package_sources.PROC_NVIDIA_DRIVER})")
+    assert package_sources.detect_nvidia_driver(None, False) == ""
 
 
 PIP_TORCH_OUTPUT = [  # what pip 23 prints into a pipe (no terminal: its bar is drawn once, when a download ends)
@@ -74,7 +74,7 @@ PIP_TORCH_OUTPUT = [  # what pip 23 prints into a pipe (no terminal: its bar is 
 
 
 def test_pip_progress_moves_with_bytes_then_installed_packages_in_whole_words():
-    progress = backend_setup.PipProgress()
+    progress = pip_output.PipProgress()
     fractions, phases = [], []
     for line in PIP_TORCH_OUTPUT:
         progress.read(line)
@@ -88,5 +88,5 @@ def test_pip_progress_moves_with_bytes_then_installed_packages_in_whole_words():
     progress.read("Successfully installed sympy-1.14.0 torch-2.13.0+cpu")
     assert progress.fraction() == 1.0
     long_line = "word " * 40 + "unbreakable" * 3
-    shortened = backend_setup.words(long_line, 60)
+    shortened = pip_output.words(long_line, 60)
     assert len(shortened) <= 60 and shortened.endswith(" …") and set(shortened[:-2].split()) == {"word"}
