@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs the tests build: one definition)
-from hymotion_addon.scene import retarget  # noqa: E402
+from hymotion_addon.scene import retarget, retarget_refine, target_rig  # noqa: E402
 from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
 
@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     def full() -> None:
         retarget.bake_onto_rig(armature, translation, rotations, feet_cleanup=True)
 
-    retarget._plan_cache.clear()
+    target_rig._plan_cache.clear()
     first = timed(full, 1)
     times = timed(full, args.repeats)
-    mapping = retarget.detect_mapping(armature)
-    plan = retarget.plan_for(armature, mapping)
+    mapping = target_rig.detect_mapping(armature)
+    plan = target_rig.plan_for(armature, mapping)
 
     def numpy_part() -> None:  # the steps bake_onto_rig takes, in its order
         wishes = retarget_math.transfer(plan, translation, rotations)
@@ -101,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.rigify:
         rigify = rigs.generate_rigify_rig()
-        evaluate, passes = retarget._pose_matrices, []
-        retarget._pose_matrices = lambda *pass_args: passes.append(1) or evaluate(*pass_args)  # one call per pass
+        evaluate, passes = retarget_refine.pose_matrices, []
+        retarget_refine.pose_matrices = lambda *pass_args: passes.append(1) or evaluate(*pass_args)  # one call per pass
         try:
             rigify_times = timed(lambda: retarget.bake_onto_rig(rigify, translation, rotations, feet_cleanup=True), 1)
         finally:
-            retarget._pose_matrices = evaluate
+            retarget_refine.pose_matrices = evaluate
         print(summary(f"Rigify rig ({len(rigify.data.bones)} bones, {len(passes)} passes)", rigify_times))
     return 0 if verdict == "PASS" else 1
 

@@ -44,8 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs and gaits the tests build: one definition)
-from hymotion.shared.skeleton import BODY_JOINT_NAMES  # noqa: E402
-from hymotion_addon.scene import retarget  # noqa: E402
+from hymotion_addon.scene import retarget, target_rig  # noqa: E402
 from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
 
@@ -67,8 +66,8 @@ def evaluated(armature, names: list[str], frames: int) -> np.ndarray:
 def measure(armature, motion: str, seconds: float, settle_times: list[float]) -> dict:
     translation, rotations, truth = rigs.gait_clip(motion, seconds)
     frames = translation.shape[0]
-    mapping = retarget.detect_mapping(armature)
-    plan = retarget.plan_for(armature, mapping)
+    mapping = target_rig.detect_mapping(armature)
+    plan = target_rig.plan_for(armature, mapping)
     names = list(plan.target.names)
     feet = retarget_feet.plan_feet(plan)
     foot_bones = sorted({bone for foot in feet for bone in (foot.foot, foot.toe) if bone >= 0})
@@ -102,7 +101,7 @@ def measure(armature, motion: str, seconds: float, settle_times: list[float]) ->
     leg_change = rigs.angle_degrees(directions_off, directions_on)
     leg_ratio = retarget_math._leg_length_ratio(plan.source_rest, plan.target.rest[:, :3, 3] @ plan.axes.T,
                                                 joint_bones(plan))
-    _, source = retarget_math.source_world(translation, rotations, retarget.source_skeleton())
+    _, source = retarget_math.source_world(translation, rotations, target_rig.source_skeleton())
     source_hips = source[:, [rigs.JOINT["left_hip"], rigs.JOINT["right_hip"]]].mean(axis=1)
     source_travel = np.linalg.norm(source_hips[-1, :2] - source_hips[0, :2])
     strides = [
@@ -181,7 +180,7 @@ def hip_travel(armature, mapping: dict[str, str], frames: int) -> float:
 def clavicle_errors(armature, mapping: dict[str, str], translation, rotations, frames: int) -> dict[str, float]:
     """Collar direction measured from the collar bone's head to the upper arm's head (what an animator sees), for
     rigs whose upper arm does not hang below the collar bone (Rigify)."""
-    source = retarget.source_skeleton()
+    source = target_rig.source_skeleton()
     _, positions = retarget_math.source_world(translation, rotations, source)
     worst = {}
     for side in ("left", "right"):

@@ -64,7 +64,7 @@ else:
         raise RuntimeError("The HY-Motion add-on is not installed in this Blender: "
                            "install the extension, or pass --addon-dir.")
     addon = extensions[0] + ".hymotion_addon"
-importlib.import_module(addon + ".library_bake").run_job(job_path)
+importlib.import_module(addon + ".scene.library_bake").run_job(job_path)
 """
 
 

@@ -21,6 +21,7 @@ from hymotion.shared.rotations import continuous_quaternions
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS
 
 from ..core import motion_math
+from .actions import fcurve_factory, slot_for
 from .rig import is_hymotion_armature
 
 FPS_MODES = ("RESAMPLE", "SET_SCENE_FPS")
@@ -29,12 +30,6 @@ NLA_TRACK_NAME = "HY-Motion"
 ROOT_BONE = BODY_JOINT_NAMES[0]
 _FPS_MATCH_TOLERANCE = 1e-6
 _LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
-
-
-def uses_slotted_actions() -> bool:
-    """Whether this Blender keeps F-curves in slots/layers/channelbags (4.4+) rather than on the Action (4.2/4.3)."""
-    properties = bpy.types.Action.bl_rna.properties
-    return "slots" in properties and "layers" in properties and "action_slot" in bpy.types.AnimData.bl_rna.properties
 
 
 def scene_fps(scene: bpy.types.Scene) -> float:
@@ -197,33 +192,3 @@ def write_keys(fcurve: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray)
     points.foreach_set("interpolation", np.full(frames.size, _LINEAR, dtype=np.int32))
 
 
-def fcurve_factory(action: bpy.types.Action, armature: bpy.types.Object):
-    """A function (data_path, index, group) -> new F-curve for this Blender's Action layout, and the slot if any."""
-    if not uses_slotted_actions():
-        return (lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)), None
-    slot = action.slots.new(id_type="OBJECT", name=armature.name)
-    layer = action.layers.new("Layer")
-    strip = layer.strips.new(type="KEYFRAME")
-    channelbag = strip.channelbag(slot, ensure=True)
-    fcurves = channelbag.fcurves
-    if "group_name" in fcurves.bl_rna.functions["new"].parameters:
-        return (lambda path, index, group: fcurves.new(path, index=index, group_name=group)), slot
-    groups: dict[str, bpy.types.ActionGroup] = {}
-
-    def new_grouped_fcurve(path: str, index: int, group: str) -> bpy.types.FCurve:
-        fcurve = fcurves.new(path, index=index)
-        if group not in groups:
-            groups[group] = channelbag.groups.new(group)
-        fcurve.group = groups[group]
-        return fcurve
-
-    return new_grouped_fcurve, slot
-
-
-def slot_for(action: bpy.types.Action, armature: bpy.types.Object):
-    """The Action's slot for an object: the one named after the armature, else the first object slot."""
-    object_slots = [slot for slot in action.slots if slot.target_id_type == "OBJECT"]
-    for slot in object_slots:
-        if slot.name_display == armature.name:
-            return slot
-    return object_slots[0] if object_slots else action.slots[0]

@@ -29,7 +29,7 @@ import addon_utils
 import bpy
 from hymotion.shared.errors import bad_request
 
-from . import bake
+from .actions import action_fcurves, slot_for, uses_slotted_actions
 
 FORMATS = ("FBX", "GLB", "GLTF", "BVH")
 TARGETS = ("UNITY", "UNREAL", "MAYA", "GENERIC")
@@ -107,7 +107,7 @@ def rig_actions(armature: bpy.types.Object) -> list[bpy.types.Action]:
     """Every Action in the file whose channels all resolve on this armature (as the FBX exporter decides)."""
     actions = []
     for action in bpy.data.actions:
-        fcurves = _all_fcurves(action)
+        fcurves = action_fcurves(action)
         if not fcurves:
             continue
         try:
@@ -119,11 +119,6 @@ def rig_actions(armature: bpy.types.Object) -> list[bpy.types.Action]:
     return actions
 
 
-def _all_fcurves(action: bpy.types.Action) -> list[bpy.types.FCurve]:
-    if not bake.uses_slotted_actions():
-        return list(action.fcurves)
-    return [fcurve for layer in action.layers for strip in layer.strips for bag in strip.channelbags
-            for fcurve in bag.fcurves]
 
 
 def export_animation(
@@ -214,8 +209,8 @@ def _per_action_path(path: Path, action: bpy.types.Action) -> Path:
 def _assign(armature: bpy.types.Object, action: bpy.types.Action) -> None:
     anim_data = armature.animation_data or armature.animation_data_create()
     anim_data.action = action
-    if bake.uses_slotted_actions() and len(action.slots):
-        anim_data.action_slot = bake.slot_for(action, armature)
+    if uses_slotted_actions() and len(action.slots):
+        anim_data.action_slot = slot_for(action, armature)
 
 
 def _export_bvh(armature: bpy.types.Object, action: bpy.types.Action, scene: bpy.types.Scene, path: Path) -> None:
@@ -239,8 +234,8 @@ def _export_takes(
         track = anim_data.nla_tracks.new()
         track.name = action.name
         strip = track.strips.new(action.name, int(round(action.frame_range[0])), action)
-        if bake.uses_slotted_actions() and "action_slot" in strip.bl_rna.properties and len(action.slots):
-            strip.action_slot = bake.slot_for(action, armature)
+        if uses_slotted_actions() and "action_slot" in strip.bl_rna.properties and len(action.slots):
+            strip.action_slot = slot_for(action, armature)
     if file_format == "FBX":
         _call(bpy.ops.export_scene.fbx, filepath=str(path), bake_anim_use_nla_strips=True,
               bake_anim_use_all_actions=False, **_FBX_COMMON, **FBX_TARGET_SETTINGS[target])

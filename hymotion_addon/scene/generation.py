@@ -26,9 +26,9 @@ from hymotion.shared.protocol import (
     WarningEvent,
 )
 
-from . import bake, rig
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 from ..core.client import BACKEND_RESTARTS_HINT
+from . import bake, rig
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",

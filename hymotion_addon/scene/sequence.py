@@ -18,8 +18,9 @@ from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import parse_prompt_lines
 from hymotion.shared.prompt_guide import suggest_duration
 
-from . import bake, generation, rig
 from ..core import motion_math
+from . import bake, generation, rig
+from .actions import action_fcurves, slot_for, uses_slotted_actions
 
 if TYPE_CHECKING:
     from .known_frames import KnownFrames
@@ -152,12 +153,6 @@ def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
     return count
 
 
-def action_fcurves(action: bpy.types.Action):
-    """The Action's F-curves wherever this Blender keeps them (the Action itself, or its layers' channelbags)."""
-    if bake.uses_slotted_actions():
-        return [fcurve for layer in action.layers for strip in layer.strips for bag in strip.channelbags
-                for fcurve in bag.fcurves]
-    return list(action.fcurves)
 
 
 # --- generating with known frames (through the backend) -------------------------------------------------------------
@@ -192,8 +187,8 @@ def write_between(action: bpy.types.Action, generated: bpy.types.Action, armatur
     matched to the keys on either side, so no interpolation passes through a flipped sign."""
     anim_data = armature.animation_data
     anim_data.action = action
-    if bake.uses_slotted_actions():
-        anim_data.action_slot = bake.slot_for(action, armature)
+    if uses_slotted_actions():
+        anim_data.action_slot = slot_for(action, armature)
     new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)}
     paths = sorted({path for path, _ in new})
     for path in paths:
@@ -228,7 +223,7 @@ def _fcurve_for(action: bpy.types.Action, armature: bpy.types.Object, path: str,
                 value: float, first: int, last: int) -> bpy.types.FCurve:
     """The Action's F-curve for (path, index); one it lacked is made, keyed at ``first`` and ``last`` with the value
     the bone holds without it, so the frames outside stay as they were."""
-    if bake.uses_slotted_actions():
+    if uses_slotted_actions():
         existing = next((c for c in action_fcurves(action) if (c.data_path, c.array_index) == (path, index)), None)
         curve = existing or action.fcurve_ensure_for_datablock(armature, path, index=index, group_name=group)
     else:
@@ -255,7 +250,7 @@ def sequence_on_nla(armature: bpy.types.Object, before: bpy.types.Action | None,
     strips.append(track.strips.new(after.name, frame, after))
     for strip in strips:
         if "action_slot" in strip.bl_rna.properties and strip.action_slot is None and len(strip.action.slots):
-            strip.action_slot = bake.slot_for(strip.action, armature)
+            strip.action_slot = slot_for(strip.action, armature)
     anim_data.action = None
     return track
 

@@ -18,10 +18,10 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from ..core import backend_setup, command_task, package_sources
 from ..core.backend_manager import BackendConfig
 
-ADDON_PACKAGE = __package__.rpartition(".")[0] or __package__
+ADDON_PACKAGE = __package__.rsplit(".", 2)[0] if __package__.count(".") >= 2 else __package__.partition(".")[0]
 """The add-on's module name: the extension root that holds hymotion_addon/ (e.g. bl_ext.user_default.hymotion)."""
 
-EXTENSION_ROOT = Path(__file__).resolve().parent.parent
+EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 USER_DIR_ENV = "HYMOTION_USER_DIR"
 PRESETS_FILE = "presets.json"
 WRAP_COLUMNS = 88

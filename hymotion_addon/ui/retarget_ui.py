@@ -17,7 +17,7 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntPropert
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
-from ..scene import bake, export, retarget, rig
+from ..scene import bake, export, retarget, rig, target_rig
 from . import export_operator, preferences
 from ..core import bone_mapping
 from ..core.bone_mapping import BoneMapping
@@ -217,8 +217,8 @@ class HYMOTION_OT_detect_bone_mapping(bpy.types.Operator):
             self.report({"ERROR"}, "Pick your character's armature as the Target Rig first.")
             return {"CANCELLED"}
         try:
-            mapping = retarget.detect_mapping(target)
-            root = retarget.root_bone_candidate(target, mapping)
+            mapping = target_rig.detect_mapping(target)
+            root = target_rig.root_bone_candidate(target, mapping)
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -356,7 +356,7 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
         made = []
         try:
             if not settings.bone_map:
-                store_mapping(settings, retarget.detect_mapping(target))
+                store_mapping(settings, target_rig.detect_mapping(target))
             mapping = mapping_from_settings(settings)
             for action in actions:
                 made.append(retarget.retarget_action(source, target, action, mapping, **options))

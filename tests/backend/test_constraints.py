@@ -16,7 +16,7 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion.pipeline import known_frames as constraints, motion
+from hymotion.pipeline import known_frames as constraints, motion, timeline
 from hymotion.shared import skeleton
 from hymotion.cli import main
 from hymotion.pipeline.known_frames import MotionConstraint, Placement, Pose
@@ -222,7 +222,7 @@ def test_loop_from_a_start_pose_begins_and_ends_in_it(tiny_pipeline, walk):
 
 def test_timeline_is_the_sum_of_its_lines_and_every_seam_is_the_pose_it_continues(tiny_pipeline):
     segments = [Segment("a person walks", 1.0), Segment("a person sits down", 0.8), Segment("a person waves", 1.2)]
-    (clip,) = constraints.generate_timeline(tiny_pipeline, segments, [4], steps=STEPS, cfg_scale=5.0, context_frames=5)
+    (clip,) = timeline.generate_timeline(tiny_pipeline, segments, [4], steps=STEPS, cfg_scale=5.0, context_frames=5)
     lengths = [frames_for_duration(segment.duration) for segment in segments]
     assert clip.frames == sum(lengths) == 90
     # The first segment is an ordinary clip; the second one, generated alone from the timeline's frames so far,
@@ -239,7 +239,7 @@ def test_timeline_is_the_sum_of_its_lines_and_every_seam_is_the_pose_it_continue
 
 def test_timeline_of_a_minute_is_one_clip_of_1800_frames(tiny_pipeline):
     segments = [Segment(f"a person walks, part {k}", 10.0) for k in range(6)]
-    (clip,) = constraints.generate_timeline(tiny_pipeline, segments, [0], steps=1, cfg_scale=1.0, context_frames=10)
+    (clip,) = timeline.generate_timeline(tiny_pipeline, segments, [0], steps=1, cfg_scale=1.0, context_frames=10)
     assert clip.frames == 1800 and clip.duration == 60.0
     assert np.isfinite(clip.positions).all()
 
@@ -261,7 +261,7 @@ def test_constraints_that_cannot_be_met_are_refused_before_sampling(tiny_pipelin
 
 def test_a_timeline_line_too_long_for_its_context_is_refused():
     with pytest.raises(HyMotionError, match="line 2"):
-        constraints.check_timeline([Segment("a", 2.0), Segment("b", 12.0)], 5, None)
+        timeline.check_timeline([Segment("a", 2.0), Segment("b", 12.0)], 5, None)
 
 
 def save_clip(path, clip, **changes):

@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from backend_helpers import TRICKLE_BYTES, TRICKLE_GAP_S, StubPrompter
+from backend_helpers import TRICKLE_BYTES, StubPrompter
 
 from hymotion.shared import prompt_guide
 from hymotion.shared.jobs import MAX_DURATION, MIN_DURATION

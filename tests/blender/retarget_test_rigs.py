@@ -377,9 +377,9 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
     when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's from the joint to its child,
     or along the SMPL-X rig's leaf bone.
     """
-    from hymotion_addon.scene import retarget
+    from hymotion_addon.scene import target_rig
 
-    source = retarget.source_skeleton()
+    source = target_rig.source_skeleton()
     world, positions = retarget_math.source_world(np.asarray(translation), np.asarray(rotations), source)
     children = source.direction_children()
     names = list(mapping.values())
@@ -441,9 +441,8 @@ def walk_clip(frames: int = 90, fps: float = 30.0, amplitude: float = 0.3, cycle
     """A synthetic walk (model frame, forward +Z) whose planted feet slide: the body moves `slip` (25 %) faster than
     the stance leg sweeps back. Hips swing linearly during stance, knees bend in swing, the pelvis bobs so the
     stance leg stays on the ground. Returns translation, rotations and the true stance phases (F, 2: left, right)."""
-    from hymotion_addon.scene import retarget
 
-    source = retarget.source_skeleton()
+    source = target_rig.source_skeleton()
     leg = float(np.linalg.norm(source.heads[JOINT["left_ankle"]] - source.heads[JOINT["left_hip"]]))
     seconds = np.arange(frames) / fps
     translation, rotations = identity_clip(frames)
@@ -599,10 +598,9 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
     """A synthetic `kind` ('walk', 'run', 'jump', 'turn') whose source feet really plant: ankle goals designed first
     (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
     (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
-    from hymotion_addon.scene import retarget
     from hymotion_addon.core import retarget_feet
 
-    source = retarget.source_skeleton()
+    source = target_rig.source_skeleton()
     heads = source.heads
     times = np.arange(int(round(seconds * fps))) / fps
     pelvis, heading, stances, lift = _gait_design(kind, times, heads)

@@ -11,6 +11,7 @@ from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
 from hymotion_addon.scene import bake, rig
+from hymotion_addon.scene.actions import uses_slotted_actions
 from hymotion_addon.core import motion_math
 
 # Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8
@@ -157,8 +158,8 @@ def test_slotted_actions_are_used_exactly_where_blender_has_them(scene, rng):
     translation, rotations = random_clip(rng, 2)
     armature = rig.build_armature(bpy.context)
     action = bake.bake_motion(armature, translation, rotations)
-    assert bake.uses_slotted_actions() == (bpy.app.version >= (4, 4, 0))
-    if bake.uses_slotted_actions():
+    assert uses_slotted_actions() == (bpy.app.version >= (4, 4, 0))
+    if uses_slotted_actions():
         assert len(action.slots) == 1 and armature.animation_data.action_slot == action.slots[0]
     else:
         assert len(action.fcurves) == 4 * len(BODY_JOINT_NAMES) + 3

@@ -8,7 +8,7 @@ import bpy
 import pytest
 import retarget_test_rigs as rigs
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon.scene import retarget
+from hymotion_addon.scene import retarget, target_rig
 from hymotion_addon.ui import retarget_ui
 from hymotion_addon.core import bone_mapping
 from hymotion_addon.core.bone_mapping import BoneMapping, detect_mapping
@@ -49,13 +49,13 @@ def test_auto_rig_pro_controls():
 
 def test_rigify_generated_rig_maps_to_its_fk_controls(scene):
     armature = rigs.generate_rigify_rig()
-    mapping = retarget.detect_mapping(armature)
+    mapping = target_rig.detect_mapping(armature)
     assert mapping.convention == "rigify"
     assert not mapping.unmapped()
     assert mapping.bones["pelvis"] == "torso"
     assert mapping.bones["left_shoulder"] == "upper_arm_fk.L" and mapping.bones["right_knee"] == "shin_fk.R"
     assert mapping.bones["spine3"] == "spine_fk.003" and mapping.bones["left_collar"] == "shoulder.L"
-    assert retarget.root_bone_candidate(armature, mapping) == "root"
+    assert target_rig.root_bone_candidate(armature, mapping) == "root"
 
 
 def test_rigify_deform_only_rig_maps_to_def_bones():

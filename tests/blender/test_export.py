@@ -14,7 +14,8 @@ from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon.scene import bake, export, retarget, rig
+from hymotion_addon.scene import bake, export, retarget, rig, target_rig
+from hymotion_addon.scene.actions import uses_slotted_actions
 
 MAX_RADIANS = 1e-3
 FRAMES = 8
@@ -87,7 +88,7 @@ def gltf(*values):
 def test_a_retargeted_rig_exports_and_imports_back_unchanged(scene, tmp_path, file_format, target):
     scene.render.fps = 30
     armature = rigs.build_rig("Armature", rigs.mixamo_bones())
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     retarget.bake_onto_rig(armature, *random_clip(FRAMES, seed=1), mapping, name="clip")
     names = list(mapping.values())
     frames = range(1, FRAMES + 1)
@@ -119,7 +120,7 @@ def test_the_smplx_armature_exports_too(scene, tmp_path, file_format):
 def two_actions(scene) -> tuple[bpy.types.Object, list[bpy.types.Action], list[str]]:
     scene.render.fps = 30
     armature = rigs.build_rig("Armature", rigs.mixamo_bones())
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     walk = retarget.bake_onto_rig(armature, *rigs.walk_clip(12)[:2], mapping, name="walk")
     jump = retarget.bake_onto_rig(armature, *random_clip(FRAMES, seed=3), mapping, name="jump", start_frame=20)
     return armature, [walk, jump], list(mapping.values())
@@ -142,7 +143,7 @@ def test_all_actions_in_one_file_keep_one_take_each(scene, tmp_path, file_format
     assert frame_counts == [FRAMES, 12]
     jump = next(action for name, action in takes.items() if "jump" in name)
     armature.animation_data.action = jump
-    if bake.uses_slotted_actions():
+    if uses_slotted_actions():
         armature.animation_data.action_slot = jump.slots[0]
     start = min(keyed_frames(jump))
     assert_same_motion(jump_pose, pose(armature, names, range(start, start + FRAMES)))

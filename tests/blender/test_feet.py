@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from hymotion_addon.scene import retarget
+from hymotion_addon.scene import retarget, target_rig
 from hymotion_addon.core import retarget_feet, retarget_math
 
 SECONDS = 2.0
@@ -16,7 +16,7 @@ FRAMES = 60
 
 
 def source_pose(translation, rotations):
-    world, positions = retarget_math.source_world(translation, rotations, retarget.source_skeleton())
+    world, positions = retarget_math.source_world(translation, rotations, target_rig.source_skeleton())
     return positions, world
 
 
@@ -24,7 +24,7 @@ def source_pose(translation, rotations):
 def test_heel_and_ball_contacts_are_found_separately(kind):
     translation, rotations, truth = rigs.gait_clip(kind, SECONDS)
     positions, world = source_pose(translation, rotations)
-    found = retarget_feet.detect_contacts(positions, world, 30.0, retarget.source_skeleton())
+    found = retarget_feet.detect_contacts(positions, world, 30.0, target_rig.source_skeleton())
     assert truth[..., 0].any() and truth[..., 1].any() and (truth[..., 0] != truth[..., 1]).any()  # real phases
     # a point counts as down within 2 cm of the floor: the detector may see a rising heel or a landing ball a frame or
     # two early or late, never more (at 30 fps a heel rises 2 cm in about 2 frames)
@@ -37,11 +37,11 @@ def test_heel_and_ball_contacts_are_found_separately(kind):
 def test_a_point_lifted_or_moving_fast_is_not_in_contact():
     translation, rotations, _ = rigs.walk_clip(FRAMES, slip=3.0)  # the body races ahead: planted feet skate
     positions, world = source_pose(translation, rotations)
-    assert not retarget_feet.detect_contacts(positions, world, 30.0, retarget.source_skeleton()).any()
+    assert not retarget_feet.detect_contacts(positions, world, 30.0, target_rig.source_skeleton()).any()
     translation, rotations, _ = rigs.walk_clip(FRAMES)
     translation[:, 1] += 0.2 * (np.arange(FRAMES) >= 30)  # jumps up half-way: the clip's floor is its lowest point
     positions, world = source_pose(translation, rotations)
-    contacts = retarget_feet.detect_contacts(positions, world, 30.0, retarget.source_skeleton())
+    contacts = retarget_feet.detect_contacts(positions, world, 30.0, target_rig.source_skeleton())
     assert contacts[:25].any() and not contacts[31:].any()
 
 
@@ -58,8 +58,8 @@ def planted(scene):
     scene.render.fps = 30
     armature = rigs.build_rig("MixamoA", rigs.mixamo_a_pose_bones())
     translation, rotations, truth = rigs.gait_clip("walk", SECONDS)
-    mapping = retarget.detect_mapping(armature)
-    plan = retarget.plan_for(armature, mapping)
+    mapping = target_rig.detect_mapping(armature)
+    plan = target_rig.plan_for(armature, mapping)
     feet = retarget_feet.plan_feet(plan)
     bones = sorted({bone for foot in feet for bone in (foot.foot, foot.toe)} | {plan.hips})
     retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
@@ -130,7 +130,7 @@ def test_without_cleanup_the_action_reports_how_far_each_planted_point_slides(sc
     scene.render.fps = 30
     armature = rigs.build_rig("MixamoA", rigs.mixamo_a_pose_bones())
     translation, rotations, _ = rigs.gait_clip("walk", SECONDS)
-    mapping = retarget.detect_mapping(armature)
+    mapping = target_rig.detect_mapping(armature)
     action = retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
     slides = [values[0] for values in action["hymotion_contacts"].values()]
     # this rig's other leg proportions make some planted point slide without cleanup (see the test above)
@@ -143,7 +143,7 @@ def test_cleanup_leaves_a_standing_pose_alone(scene):
     armature = rigs.build_rig("mixamo", rigs.mixamo_bones())
     translation, rotations = rigs.identity_clip(20)
     translation[:, 1] = 1.2  # stands on the floor the whole time
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     plain = retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
     names = list(mapping.values())
     expected = rigs.world_matrices(armature, names, 10)
@@ -154,7 +154,7 @@ def test_cleanup_leaves_a_standing_pose_alone(scene):
 
 def test_contact_report_measures_slide_penetration_and_hover_of_one_contact():
     plan = retarget_math.plan_retarget(
-        retarget.source_skeleton(), retarget_test_target(), {joint: joint for joint in rigs.JOINT}
+        target_rig.source_skeleton(), retarget_test_target(), {joint: joint for joint in rigs.JOINT}
     )
     foot = retarget_feet.plan_feet(plan)[0]
     frames = 5
@@ -176,7 +176,7 @@ def retarget_test_target() -> retarget_math.TargetSkeleton:
     """The SMPL-X body itself as a target rig (identity rest rotations), for checks that need no Blender rig."""
     from hymotion.shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
-    source = retarget.source_skeleton()
+    source = target_rig.source_skeleton()
     rest = np.repeat(np.eye(4)[None], len(BODY_JOINT_NAMES), axis=0)
     rest[:, :3, 3] = source.heads
     return retarget_math.TargetSkeleton(names=tuple(BODY_JOINT_NAMES), parents=np.array(BODY_PARENTS), rest=rest)

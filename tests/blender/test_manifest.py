@@ -122,7 +122,7 @@ import bpy
 bpy.ops.wm.read_factory_settings(use_empty=True)
 result = bpy.ops.extensions.package_install_files(filepath=sys.argv[-1], repo="user_default", enable_on_install=True)
 import bl_ext.user_default.hymotion as extension
-from bl_ext.user_default.hymotion.hymotion_addon import bake, rig
+from bl_ext.user_default.hymotion.hymotion_addon.scene import bake, rig
 armature = rig.build_armature(bpy.context)
 action = bake.bake_motion(armature, [[0.0, 1.0, 0.0]] * 3, [[[1.0, 0.0, 0.0, 0.0]] * 22] * 3, prompt="a person stands")
 print(json.dumps({

@@ -15,7 +15,8 @@ from blender_helpers import action_fcurves, new_empty_file
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon.scene import bake, retarget, rig
+from hymotion_addon.scene import bake, retarget, retarget_refine, rig, target_rig
+from hymotion_addon.scene.actions import uses_slotted_actions
 from hymotion_addon.core import bone_mapping, retarget_math
 
 MAX_DEGREES = 1.0
@@ -56,7 +57,7 @@ def test_every_mapped_bone_points_like_its_source_bone(scene, rig_name, motion):
     scene.render.fps = 30
     armature = RIGS[rig_name]()
     translation, rotations = MOTIONS[motion]()
-    mapping = retarget.detect_mapping(armature)
+    mapping = target_rig.detect_mapping(armature)
     assert not mapping.unmapped()
     retarget.bake_onto_rig(armature, translation, rotations, mapping)
     errors = rigs.direction_errors(armature, mapping.mapped(), translation, rotations, frames=(0, 4, 8))
@@ -64,7 +65,7 @@ def test_every_mapped_bone_points_like_its_source_bone(scene, rig_name, motion):
 
 
 def source_relative_rotations(translation, rotations, frame: int, reference: int) -> np.ndarray:
-    world, _ = retarget_math.source_world(translation, rotations, retarget.source_skeleton())
+    world, _ = retarget_math.source_world(translation, rotations, target_rig.source_skeleton())
     return world[frame] @ np.swapaxes(world[reference], -1, -2)
 
 
@@ -73,7 +74,7 @@ def test_bones_turn_between_frames_exactly_as_their_source_joints(scene, rig_nam
     scene.render.fps = 30
     armature = RIGS[rig_name]()
     translation, rotations = random_clip(6, seed=3)
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     retarget.bake_onto_rig(armature, translation, rotations, mapping)
     names = list(mapping.values())
     joints = [JOINT[joint] for joint in mapping]
@@ -104,8 +105,8 @@ def test_rigify_fk_controls_and_the_deform_chain_follow_the_source(scene, rigify
     translation, rotations = rigs.hand_made_clip(6)
     random_translation, random_rotations = random_clip(6, seed=11)
     rotations[3:] = random_rotations[3:]
-    mapping = retarget.detect_mapping(armature)
-    assert retarget.plan_for(armature, mapping).needs_evaluation
+    mapping = target_rig.detect_mapping(armature)
+    assert target_rig.plan_for(armature, mapping).needs_evaluation
     scene.frame_set(3)
     action = retarget.bake_onto_rig(armature, translation, rotations, mapping, prompt="rigify test", feet_cleanup=False)
     assert scene.frame_current == 3  # the evaluation passes put the frame back
@@ -157,7 +158,7 @@ def leg_length_ratio(armature, mapping) -> float:
     world = np.array(armature.matrix_world)
     heads = {joint: (world @ np.append(armature.data.bones[bone].head_local, 1.0))[:3]
              for joint, bone in mapping.items()}
-    source = retarget.source_skeleton().heads
+    source = target_rig.source_skeleton().heads
     ratios = []
     for side in ("left", "right"):
         chain = [f"{side}_hip", f"{side}_knee", f"{side}_ankle"]
@@ -176,10 +177,10 @@ def test_hip_joints_follow_the_source_trajectory_scaled_by_leg_length(scene, rig
     scene.render.fps = 30
     armature = RIGS[rig_name]()
     translation, rotations = rigs.hand_made_clip(12)
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
     scale = leg_length_ratio(armature, mapping)
-    _, source = retarget_math.source_world(translation, rotations, retarget.source_skeleton())
+    _, source = retarget_math.source_world(translation, rotations, target_rig.source_skeleton())
     source_hips = source[:, [JOINT["left_hip"], JOINT["right_hip"]]].mean(axis=1)
     hips = np.array([hip_joints_midpoint(armature, mapping, frame + 1) for frame in range(12)])
     # 1e-4 m: float32 keys and matrices (~1e-7 relative) over a few metres of travel, with a wide margin
@@ -195,7 +196,7 @@ def test_leg_length_not_the_hips_bone_height_scales_the_stride(scene):
         bones = rigs.mixamo_bones()
         bones[0].head = bones[0].head + np.array([0.0, 0.0, raise_hips])  # the pelvis bone's head, higher
         armature = rigs.build_rig(f"Hips{raise_hips}", bones)
-        mapping = retarget.detect_mapping(armature).mapped()
+        mapping = target_rig.detect_mapping(armature).mapped()
         retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
         travelled.append(hip_joints_midpoint(armature, mapping, 30) - hip_joints_midpoint(armature, mapping, 1))
     np.testing.assert_allclose(travelled[1], travelled[0], atol=1e-4)
@@ -207,7 +208,7 @@ def test_the_clips_lowest_foot_point_lands_on_the_target_floor(scene):
     armature = RIGS["ue5"]()
     translation, rotations, _ = rigs.walk_clip(40)
     translation[:, 1] += 0.5  # the clip floats: its lowest foot point still maps to the rig's floor
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
     feet = [mapping[joint] for joint in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
     rest = np.array([armature.data.bones[name].head_local[2] for name in feet])
@@ -222,7 +223,7 @@ def test_in_place_keeps_the_hips_over_their_rest_spot(scene):
     scene.render.fps = 30
     armature = RIGS["mixamo"]()
     translation, rotations = rigs.hand_made_clip(8)
-    mapping = retarget.detect_mapping(armature).mapped()
+    mapping = target_rig.detect_mapping(armature).mapped()
     moving = retarget.bake_onto_rig(armature, translation, rotations, mapping)
     moving_hips = [rigs.world_matrices(armature, [mapping["pelvis"]], f)[0, :3, 3] for f in range(1, 9)]
     retarget.bake_onto_rig(armature, translation, rotations, mapping, in_place=True)
@@ -237,7 +238,7 @@ def test_root_bone_layout_moves_the_root_along_the_ground(scene):
     scene.render.fps = 30
     armature = RIGS["ue5"]()
     translation, rotations = rigs.hand_made_clip(8)
-    mapping = retarget.detect_mapping(armature)
+    mapping = target_rig.detect_mapping(armature)
     retarget.bake_onto_rig(armature, translation, rotations, mapping)
     reference = [rigs.world_matrices(armature, ["pelvis", "hand_l"], f)[:, :3, 3] for f in range(1, 9)]
     action = retarget.bake_onto_rig(armature, translation, rotations, mapping, root_motion="ROOT_BONE")
@@ -275,7 +276,7 @@ def test_result_is_a_plain_tagged_action_keyed_in_each_bones_rotation_mode(scene
     assert action["hymotion_target_rig"] == armature.name
     assert armature.animation_data.action == action
     assert not any(pose_bone.constraints for pose_bone in armature.pose.bones)
-    if bake.uses_slotted_actions():
+    if uses_slotted_actions():
         assert armature.animation_data.action_slot == action.slots[0]
 
     fcurves = action_fcurves(action)
@@ -293,7 +294,7 @@ def test_result_is_a_plain_tagged_action_keyed_in_each_bones_rotation_mode(scene
     euler = [fc for fc in fcurves if fc.data_path == 'pose.bones["c_forearm_fk.l"].rotation_euler']
     values = np.array([[key.co[1] for key in fc.keyframe_points] for fc in sorted(euler, key=lambda f: f.array_index)])
     assert np.abs(np.diff(values, axis=1)).max() < math.pi  # unwrapped, no 360-degree jumps between keys
-    errors = rigs.direction_errors(armature, retarget.detect_mapping(armature).mapped(), translation, rotations,
+    errors = rigs.direction_errors(armature, target_rig.detect_mapping(armature).mapped(), translation, rotations,
                                    frame_offset=5, frames=(0, 5, 9))
     assert max(errors.values()) <= MAX_DEGREES
 
@@ -321,7 +322,7 @@ def test_retargeting_an_smplx_action_equals_retargeting_its_clip(scene):
     assert action.name == f"{baked.name}_{target.name}"
     assert (action["hymotion_prompt"], action["hymotion_seed"], action["hymotion_model"]) == ("A person waves", 3, "m")
     assert tuple(action.frame_range) == (10.0, 16.0)
-    names = list(retarget.detect_mapping(target).mapped().values())
+    names = list(target_rig.detect_mapping(target).mapped().values())
     via_action = [rigs.world_matrices(target, names, frame) for frame in (10, 13, 16)]
     retarget.bake_onto_rig(target, translation, rotations, start_frame=10)
     direct = [rigs.world_matrices(target, names, frame) for frame in (10, 13, 16)]
@@ -339,11 +340,11 @@ def test_scene_rate_resampling_keeps_the_clip_duration(scene):
 
 def test_rest_alignment_is_computed_once_per_rig_and_mapping(scene):
     armature = RIGS["mixamo"]()
-    mapping = retarget.detect_mapping(armature)
-    first = retarget.plan_for(armature, mapping)
-    assert retarget.plan_for(armature, mapping) is first
+    mapping = target_rig.detect_mapping(armature)
+    first = target_rig.plan_for(armature, mapping)
+    assert target_rig.plan_for(armature, mapping) is first
     edited = bone_mapping.BoneMapping(bones=dict(mapping.bones, head=""), convention="custom")
-    assert retarget.plan_for(armature, edited) is not first
+    assert target_rig.plan_for(armature, edited) is not first
 
 
 @pytest.mark.parametrize(
@@ -356,7 +357,7 @@ def test_rest_alignment_is_computed_once_per_rig_and_mapping(scene):
 )
 def test_bad_mappings_are_refused_with_a_hint(scene, change, message):
     armature = RIGS["mixamo"]()
-    mapping = dict(retarget.detect_mapping(armature).bones, **change)
+    mapping = dict(target_rig.detect_mapping(armature).bones, **change)
     with pytest.raises(HyMotionError, match=message) as caught:
         retarget.bake_onto_rig(armature, *random_clip(2), mapping)
     assert caught.value.code == BAD_REQUEST and caught.value.hint
@@ -457,7 +458,7 @@ def test_ik_controls_follow_their_limbs_so_switching_to_ik_keeps_the_motion(scen
     scene.render.fps = 30
     armature = rigs.append_object(*rigify_blend)
     translation, rotations = rigs.hand_made_clip(6)
-    mapping = retarget.detect_mapping(armature)
+    mapping = target_rig.detect_mapping(armature)
     action = retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
     keyed = {fc.data_path.split('"')[1] for fc in action_fcurves(action)}
     assert {f"{control}.{side}" for side in "LR" for control in (
@@ -496,12 +497,12 @@ def test_rigify_turn_settles_in_as_few_evaluation_passes_as_the_walk(scene, rigi
     scene.render.fps = 30
     armature = rigs.append_object(*rigify_blend)
     passes = []
-    evaluate = retarget._pose_matrices
+    evaluate = retarget_refine.pose_matrices
     monkeypatch.setattr(retarget, "_pose_matrices", lambda *args: passes.append(1) or evaluate(*args))
     counts = {}
     for motion in ("walk", "turn"):
         translation, rotations, _ = rigs.gait_clip(motion, 2.0)  # the whole 90 degrees turn, in 60 frames
-        mapping = retarget.detect_mapping(armature)
+        mapping = target_rig.detect_mapping(armature)
         passes.clear()
         retarget.bake_onto_rig(armature, translation, rotations, mapping, feet_cleanup=False)
         counts[motion] = len(passes)

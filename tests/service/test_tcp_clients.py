@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from hymotion.service import core, tcp
+from hymotion.service import connection, tcp
 from hymotion.shared.protocol import Event, decode_event
 from hymotion.service import ServeOptions, Service
 from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
@@ -38,7 +38,7 @@ FLOOD = {"prompts": ["a person walks"], "durations": [12.0], "seeds": list(range
 def server(monkeypatch) -> Iterator[int]:
     """A TCP service in this process; yields its port."""
     monkeypatch.setitem(sys.modules, "hymotion.pipeline.loading", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
-    monkeypatch.setattr(core, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
+    monkeypatch.setattr(connection, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
     service = Service(ServeOptions(model="tiny-random", device="cpu"))
     service.start()
     listener = socket.create_server(("127.0.0.1", 0))

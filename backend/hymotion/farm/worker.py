@@ -114,7 +114,7 @@ def bake_farm_library(out: str, library: Library, blender: str | None, bpy_pytho
         addon_dir = find_addon_dir(None)
         manifest = {
             "out": str(temporary), "addon_dir": str(addon_dir) if addon_dir else None,
-            "hymotion_package": str(Path(__file__).resolve().parent), "fps": 30, "in_place": False, "nla": None,
+            "hymotion_package": str(Path(__file__).resolve().parents[1]), "fps": 30, "in_place": False, "nla": None,
             "with_mesh": False, "clips": clips,
         }
         with tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
