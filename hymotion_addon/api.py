@@ -124,7 +124,7 @@ def generate(
         constraint=known.constraint if known is not None else None,
     )
     run = _run(spec, armature, timeout, on_action)
-    return sequence.place_results(known, run.armature, run.actions) if known is not None else run.actions
+    return known.place_results(run.armature, run.actions) if known is not None else run.actions
 
 
 def generate_timeline(

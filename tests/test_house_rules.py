@@ -14,7 +14,10 @@ naming the file, the line and what to do:
   messages with protocol.encode / decode_request / decode_event, never with json;
 * no two functions anywhere in the repository (tests and tools included) have the same body, once docstrings,
   argument annotations and the function's own name are set aside: one definition of each thing;
-* a section comment has one style everywhere: ``# --- title ---...``.
+* a section comment has one style everywhere: ``# --- title ---...``;
+* the rooms stay readable: no import cycles among the project's modules, no module over 700 lines unless its first
+  lines say why (``# Longer than 700 lines: <reason>``), the add-on imports the backend only from its light package
+  ``hymotion.shared`` (the part shipped to Blender in the wheel), and no module imports another's ``_private`` names.
 
 Imports under ``if TYPE_CHECKING:`` never run and are skipped; imports inside functions count, since they run when the
 function is called, and so do ``importlib.import_module("name")`` calls with a literal name. Every exception is listed
@@ -135,10 +138,11 @@ class _ImportCollector(ast.NodeVisitor):
             target = ".".join(base + ([node.module] if node.module else []))
         else:
             target = node.module or ""
-        self.imports.append(Import(target, node.lineno, self.function))
-        for alias in node.names:  # "from package import submodule" runs the submodule too
-            if f"{target}.{alias.name}" in modules():
-                self.imports.append(Import(f"{target}.{alias.name}", node.lineno, self.function))
+        submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules()]
+        if len(submodules) < len(node.names):  # names from the module itself, not only its submodules
+            self.imports.append(Import(target, node.lineno, self.function))
+        for submodule in submodules:  # "from package import submodule" runs the submodule (and the package) too
+            self.imports.append(Import(submodule, node.lineno, self.function))
 
 
 @cache
@@ -426,3 +430,166 @@ def test_section_comments_have_one_style():
 ])
 def test_the_section_comment_rule_tells_the_styles_apart(line, kept):
     assert bool(SECTION_COMMENT.match(line)) and bool(SECTION_STYLE.fullmatch(line)) is kept
+
+
+# --- rooms ----------------------------------------------------------------------------------------------------------
+
+
+MAX_MODULE_LINES = 700
+LONG_MODULE_REASON = re.compile(r"^# Longer than 700 lines: \S", re.MULTILINE)
+LIGHT_PACKAGE = "hymotion.shared"
+# Modules allowed over MAX_MODULE_LINES say why in their first lines; the reason is read there, not listed here.
+REASON_LINES = 30
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports when it runs (imports inside functions count; those
+    under TYPE_CHECKING never run)."""
+    return {name: {imported.module for imported in imports_of(name) if imported.module in modules()} - {name}
+            for name in modules()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's cycles, one per strongly connected component of two or more modules (Tarjan's algorithm, written
+    without recursion), each as a closed path ``[a, b, ..., a]`` through the component."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[set[str]] = []
+    for root in sorted(graph):
+        if root in order:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        order[root] = low[root] = len(order)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            step = next(successors, None)
+            if step is not None:
+                if step not in order:
+                    order[step] = low[step] = len(order)
+                    stack.append(step)
+                    on_stack.add(step)
+                    work.append((step, iter(sorted(graph.get(step, ())))))
+                elif step in on_stack:
+                    low[node] = min(low[node], order[step])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == order[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(component)
+    return [_closed_path(graph, component) for component in components]
+
+
+def _closed_path(graph: dict[str, set[str]], component: set[str]) -> list[str]:
+    """A shortest path from the component's first module back to itself, inside the component (breadth first)."""
+    start = min(component)
+    previous: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for step in sorted(graph[node] & component):
+                if step == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(previous[path[-1]])
+                    return [start] + list(reversed(path))[1:] + [start] if len(path) > 1 else [start, start]
+                if step not in previous:
+                    previous[step] = node
+                    following.append(step)
+        frontier = following
+    raise AssertionError(f"{sorted(component)} is not strongly connected")
+
+
+@pytest.mark.parametrize("graph, cycles", [
+    ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, [["a", "b", "c", "a"]]),
+    ({"a": {"b"}, "b": set(), "c": {"b"}}, []),
+    ({"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"c"}}, [["a", "b", "a"], ["c", "d", "c"]]),
+])
+def test_the_cycle_finder_finds_each_cycle_once(graph, cycles):
+    assert sorted(import_cycles(graph)) == cycles
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert sum(map(len, graph.values())) > 100, "the import graph is where this rule looks"
+    cycles = import_cycles(graph)
+    assert not cycles, (
+        "Modules that import each other cannot be read (or loaded) one at a time: move what both need into a module "
+        "of its own, or pass it in:\n  " + "\n  ".join(" -> ".join(cycle) for cycle in cycles)
+    )
+
+
+def test_no_module_is_over_700_lines():
+    problems = []
+    for module in modules().values():
+        text = module.path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        head = "\n".join(text.splitlines()[:REASON_LINES])
+        if lines > MAX_MODULE_LINES and not LONG_MODULE_REASON.search(head):
+            problems.append(f"{module.path.relative_to(REPO_ROOT)}: {lines} lines")
+    assert not problems, (
+        f"A module over {MAX_MODULE_LINES} lines mixes jobs: split it by what each part is for, or say at its top why "
+        "it must be one ('# Longer than 700 lines: <reason>'):\n  " + "\n  ".join(problems)
+    )
+
+
+def test_the_addon_imports_hymotion_only_from_its_light_package():
+    problems = []
+    for name, module in sorted(modules().items()):
+        if not name.startswith("hymotion_addon"):
+            continue
+        for imported in imports_of(name):
+            top = imported.module.split(".")[0]
+            light = imported.module == LIGHT_PACKAGE or imported.module.startswith(LIGHT_PACKAGE + ".")
+            if top == "hymotion" and not light:
+                problems.append(f"{module.where(imported.line)} imports {imported.module}")
+    assert not problems, (
+        f"Blender gets only {LIGHT_PACKAGE} (the wheel's light part): move what the add-on needs there, or ask the "
+        "backend through the protocol:\n  " + "\n  ".join(problems)
+    )
+
+
+def private_imports(module: Module) -> list[str]:
+    """``from other import _name`` lines of ``module`` that reach into another project module's private names."""
+    found = []
+    for node in ast.walk(module.tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        target = node.module or ""
+        if node.level:
+            base = module.package.split(".")
+            target = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+        if target.split(".")[0] not in PACKAGES:
+            continue
+        for alias in node.names:
+            private = alias.name.startswith("_") and not alias.name.startswith("__")
+            if private and f"{target}.{alias.name}" not in modules():
+                found.append(f"{module.where(node.lineno)} imports {alias.name} from {target}")
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    problems = [line for module in modules().values() for line in private_imports(module)]
+    assert not problems, (
+        "A leading underscore says 'only this module uses it': make the name public where it is defined (and give "
+        "it a docstring), or move the code that needs it into that module:\n  " + "\n  ".join(problems)
+    )
+
+
+def test_the_private_import_rule_tells_private_from_public():
+    source = "from hymotion.shared.jobs import _DURATION_PREFIX, parse_seeds\nfrom hymotion import __version__\n"
+    module = Module("hymotion.example", BACKEND_ROOT / "hymotion" / "example.py", ast.parse(source))
+    assert private_imports(module) == ["backend/hymotion/example.py:1 imports _DURATION_PREFIX from hymotion.shared.jobs"]

@@ -1,6 +1,6 @@
 """The request side of generating with known frames in Blender: the rig's poses at scene frames turned into the
 protocol's ``constraint``, and where the result will go (:class:`KnownFrames`), for the panel's operators and
-``api.generate`` alike; :func:`sequence.place_results` puts the result there once it is baked."""
+``api.generate`` alike; :meth:`KnownFrames.place_results` puts the result there once it is baked."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hymotion.shared.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration
 from hymotion.shared.protocol import FloatArray, GenerateConstraint, PoseFrames
 
 from . import bake
-from .sequence import active_action, pose_frames
+from .sequence import active_action, make_cyclic, pose_frames, write_between
 
 
 @dataclass
@@ -28,6 +28,19 @@ class KnownFrames:
     between: tuple[int, int] | None = None
     action: bpy.types.Action | None = None
     loop: bool = False
+
+    def place_results(self, armature: bpy.types.Object | None,
+                      actions: list[bpy.types.Action]) -> list[bpy.types.Action]:
+        """After the run: an in-between's result written into its Action (which is returned instead), loops
+        cycled."""
+        if self.between is not None and actions:
+            (generated,) = actions
+            write_between(self.action, generated, armature, *self.between)
+            return [self.action]
+        if self.loop:
+            for action in actions:
+                make_cyclic(action, armature)
+        return actions
 
 
 def known_frames(armature: bpy.types.Object | None, scene: bpy.types.Scene, *, start_from: int | None = None,

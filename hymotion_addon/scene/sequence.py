@@ -1,7 +1,7 @@
 """Beyond one clip, on the Blender side: read the rig's pose as the model sees it, write it as a context file for
 ``hymotion generate --start-from/--end-at``, bring a generated clip back onto the same armature, and make a loop
 cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip"); ``known_frames.py`` turns
-the rig's poses into the request's constraint and :func:`place_results` puts what comes back where it belongs, for
+the rig's poses into the request's constraint and :meth:`KnownFrames.place_results <hymotion_addon.scene.known_frames.KnownFrames.place_results>` puts what comes back where it belongs, for
 the panel's operators and ``api.generate`` alike.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
@@ -21,9 +20,6 @@ from hymotion.shared.prompt_guide import suggest_duration
 from ..core import motion_math
 from . import bake, generation, rig
 from .actions import action_fcurves, slot_for, uses_slotted_actions
-
-if TYPE_CHECKING:
-    from .known_frames import KnownFrames
 
 CONTEXT_MODEL_ID = "blender-pose"
 
@@ -166,18 +162,6 @@ def active_action(armature: bpy.types.Object) -> bpy.types.Action:
                           "Generate or key a motion on it first.")
     return action
 
-
-def place_results(known: KnownFrames, armature: bpy.types.Object | None,
-                  actions: list[bpy.types.Action]) -> list[bpy.types.Action]:
-    """After the run: an in-between's result written into its Action (which is returned instead), loops cycled."""
-    if known.between is not None and actions:
-        (generated,) = actions
-        write_between(known.action, generated, armature, *known.between)
-        return [known.action]
-    if known.loop:
-        for action in actions:
-            make_cyclic(action, armature)
-    return actions
 
 
 def write_between(action: bpy.types.Action, generated: bpy.types.Action, armature: bpy.types.Object, first: int,

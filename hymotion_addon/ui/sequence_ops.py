@@ -22,7 +22,7 @@ def _armature(context) -> bpy.types.Object | None:
 
 class _KnownFramesOperator(GenerationOperator):
     """Generate the panel's prompt (first seed) with known frames taken from the rig, then put the result where it
-    belongs (:func:`sequence.place_results`)."""
+    belongs (:meth:`KnownFrames.place_results`)."""
 
     prompt: bpy.props.StringProperty(name="Prompt", description="What the body does (default: the panel's)",
                                      options={"SKIP_SAVE"})
@@ -49,7 +49,7 @@ class _KnownFramesOperator(GenerationOperator):
     def conclude(self, context: bpy.types.Context, run: generation.Run) -> set[str]:
         if run.actions and run.error is None and not run.cancel_requested:
             try:
-                run.actions[:] = sequence.place_results(self._known, run.armature, run.actions)
+                run.actions[:] = self._known.place_results(run.armature, run.actions)
                 self.after(context, run)
             except HyMotionError as error:
                 self.report({"ERROR"}, str(error))

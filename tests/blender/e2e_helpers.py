@@ -44,7 +44,7 @@ def load_extension_package() -> ModuleType:
 
 
 def addon_module(name: str) -> ModuleType:
-    """A module of the enabled add-on, e.g. addon_module("generation") (the same objects the operators use)."""
+    """A module of the enabled add-on, e.g. addon_module("scene.generation") (the same objects the operators use)."""
     load_extension_package()
     return importlib.import_module(f"{PACKAGE_NAME}.hymotion_addon.{name}")
 
@@ -136,7 +136,7 @@ def keyframe_counts(action: bpy.types.Action) -> set[int]:
 @pytest.fixture
 def observe_actions():
     """Register a callback in generation.observers for one test (removed afterwards, even on failure)."""
-    observers = addon_module("generation").observers
+    observers = addon_module("scene.generation").observers
     added = []
 
     def add(callback) -> None:

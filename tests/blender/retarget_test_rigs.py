@@ -441,6 +441,7 @@ def walk_clip(frames: int = 90, fps: float = 30.0, amplitude: float = 0.3, cycle
     """A synthetic walk (model frame, forward +Z) whose planted feet slide: the body moves `slip` (25 %) faster than
     the stance leg sweeps back. Hips swing linearly during stance, knees bend in swing, the pelvis bobs so the
     stance leg stays on the ground. Returns translation, rotations and the true stance phases (F, 2: left, right)."""
+    from hymotion_addon.scene import target_rig
 
     source = target_rig.source_skeleton()
     leg = float(np.linalg.norm(source.heads[JOINT["left_ankle"]] - source.heads[JOINT["left_hip"]]))
@@ -599,6 +600,7 @@ def gait_clip(kind: str, seconds: float = 4.0, fps: float = 30.0):
     (heel strike, flat, heel-off about the ball, toe-off), legs solved onto them by two-bone IK. Returns translation
     (F, 3) and rotations (F, 22, 4) in the model frame, and the true heel/ball contacts (F, 2 sides, 2 points)."""
     from hymotion_addon.core import retarget_feet
+    from hymotion_addon.scene import target_rig
 
     source = target_rig.source_skeleton()
     heads = source.heads

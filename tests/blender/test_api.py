@@ -36,7 +36,7 @@ def test_generate_returns_the_actions_in_prompt_then_seed_order(api, scene):
 
 
 def test_generate_onto_a_given_armature_and_the_nla(api, scene):
-    rig = addon_module("rig").build_armature(bpy.context)
+    rig = addon_module("scene.rig").build_armature(bpy.context)
 
     (action,) = api.generate("a person waves", duration=1.0, seeds="7", steps=TEST_STEPS, armature=rig,
                              nla_layout="STACK", start_frame=5)

@@ -31,8 +31,8 @@ START_TIMEOUT_S = 120.0
 def scene(extension):
     scene = clear_scene()
     yield scene
-    addon_module("panels").cancel_early_start()
-    addon_module("generation").active_run = None
+    addon_module("ui.panels").cancel_early_start()
+    addon_module("scene.generation").active_run = None
     addon_module("core.backend_manager").MANAGER.shutdown()
     configure_preferences()
 
@@ -44,7 +44,7 @@ def manager():
 def draw_main_panel() -> RecordingLayout:
     """The main panel's own draw, as Blender calls it when the sidebar shows it."""
     layout = RecordingLayout()
-    addon_module("panels").HYMOTION_PT_main.draw(SimpleNamespace(layout=layout), bpy.context)
+    addon_module("ui.panels").HYMOTION_PT_main.draw(SimpleNamespace(layout=layout), bpy.context)
     return layout
 
 
@@ -60,7 +60,7 @@ def test_the_preference_is_on_by_default_and_says_what_it_costs(scene):
 
 
 def test_the_first_draw_schedules_one_start_and_starts_nothing_itself(scene):
-    panels = addon_module("panels")
+    panels = addon_module("ui.panels")
     draw_main_panel()
     draw_main_panel()
 
@@ -76,11 +76,11 @@ def test_nothing_is_scheduled_when_the_preference_is_off_or_no_backend_is_instal
         addon_preferences().backend_python = ""
     draw_main_panel()
 
-    assert not bpy.app.timers.is_registered(addon_module("panels").start_backend_early)
+    assert not bpy.app.timers.is_registered(addon_module("ui.panels").start_backend_early)
 
 
 def test_the_early_start_preloads_the_model_and_the_first_generate_reuses_that_backend(scene):
-    panels = addon_module("panels")
+    panels = addon_module("ui.panels")
     draw_main_panel()
     panels.start_backend_early()  # the timer's tick
 
@@ -104,7 +104,7 @@ def test_the_early_start_preloads_the_model_and_the_first_generate_reuses_that_b
 
 
 def test_the_panel_shows_the_loading_stage_and_a_failed_preload(scene, monkeypatch):
-    manager().ensure_started(addon_module("preferences").backend_config(), wait=True)
+    manager().ensure_started(addon_module("ui.preferences").backend_config(), wait=True)
     ready = manager().status()
 
     monkeypatch.setattr(manager(), "status", lambda: dataclasses.replace(ready, loading=True))

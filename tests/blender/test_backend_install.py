@@ -166,7 +166,7 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
     stand-in indexes. ``machine(backend=…, driver=…)`` sets the backend wheel the extension carries and the driver
     (and the preferences again, e.g. after the add-on was registered anew)."""
     setup = addon_module("core.backend_setup")
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     monkeypatch.setenv("HYMOTION_USER_DIR", str(tmp_path / "user"))
     for name in [key for key in os.environ if key.startswith("PIP_")]:
         monkeypatch.delenv(name)
@@ -198,7 +198,7 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
 def press_install_and_run_the_timer(on_tick=None):
     """Press Install Backend, then call the add-on's timer function until it returns None (nothing left to watch),
     as Blender's event loop would; returns the task and the (fraction, stage) pairs seen on the way."""
-    setup, operators = addon_module("core.backend_setup"), addon_module("operators")
+    setup, operators = addon_module("core.backend_setup"), addon_module("ui.operators")
     assert bpy.ops.hymotion.install_backend() == {"FINISHED"}
     task = setup.tasks["install"]
     seen = []
@@ -214,13 +214,13 @@ def press_install_and_run_the_timer(on_tick=None):
 
 def preferences_text() -> str:
     layout = RecordingLayout()
-    addon_module("preferences").draw_preferences(layout, addon_preferences())
+    addon_module("ui.preferences").draw_preferences(layout, addon_preferences())
     return layout.text()
 
 
 def panel_text() -> str:
     layout = RecordingLayout()
-    addon_module("panels").draw_backend_state(layout, bpy.context, detailed=True)
+    addon_module("ui.panels").draw_backend_state(layout, bpy.context, detailed=True)
     return layout.text()
 
 
@@ -230,7 +230,7 @@ def panel_text() -> str:
 @pytest.mark.parametrize("driver", ["", NVIDIA_DRIVER], ids=["no-nvidia-driver", "nvidia-driver"])
 def test_install_picks_the_build_from_the_driver_and_counts_as_installed_only_after_the_check(machine, driver):
     machine(driver=driver)
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     setup = addon_module("core.backend_setup")
     expected_build = "CUDA build" if driver else "CPU build"
     before = preferences_text()
@@ -260,7 +260,7 @@ def test_a_failed_install_never_looks_installed_and_says_so_after_a_restart(mach
     """The backend's install fails (it needs a package no index has): not installed, before and after a restart;
     the next install starts from an empty environment folder."""
     machine(backend="missing_dependency")
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     setup = addon_module("core.backend_setup")
     task, _ = press_install_and_run_the_timer()
     assert task.succeeded is False
@@ -298,12 +298,12 @@ def test_a_torch_that_breaks_on_import_fails_the_check(machine, stand_ins):
     assert task.succeeded is False
     assert task.message.startswith("Checking PyTorch and the backend failed")
     assert "this torch stand-in is broken on purpose" in task.message
-    assert addon_module("preferences").backend_config() is None
+    assert addon_module("ui.preferences").backend_config() is None
 
 
 def test_cancel_stops_the_install_and_removes_the_environment_and_temporary_files(machine):
     machine(backend="blocking")
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     setup = addon_module("core.backend_setup")
     cancelled_at = []
 
@@ -337,7 +337,7 @@ def test_install_refuses_remote_sources_offline_and_bad_quoting_before_writing_a
     addon_preferences().extra_pip_args = arguments
     with pytest.raises(RuntimeError, match=message):
         bpy.ops.hymotion.install_backend()
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     assert "install" not in addon_module("core.backend_setup").tasks
     assert preferences.install_record() is None and not preferences.venv_dir().exists()
 
@@ -350,10 +350,10 @@ def test_an_install_missing_its_torch_index_is_refused_with_what_to_paste(machin
 
 
 def test_the_tooltip_gives_this_machines_build_and_the_measured_sizes(machine):
-    tooltip = addon_module("preferences").install_tooltip()
+    tooltip = addon_module("ui.preferences").install_tooltip()
     assert "This machine gets PyTorch's CPU build: about 0.3 GB to download, 1.4 GB on disk" in tooltip
     assert "Allow Online Access" in tooltip and "Linux CUDA build: 2.7 GB to download, 5.9 GB on disk" in tooltip
-    assert addon_module("operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
+    assert addon_module("ui.operators").HYMOTION_OT_install_backend.description(bpy.context, None) == tooltip
 
 
 def test_the_check_program_runs_the_real_backend_and_reports_versions_and_device(tmp_path):

@@ -50,7 +50,7 @@ class NoPropertySet:
 def modal_operator_class():
     """Stands in for the operator instance Blender keeps during a modal Generate. bpy without a window has no event
     loop, so the test delivers the timer and Esc events itself, to the operator's own methods."""
-    generate = addon_module("operators").HYMOTION_OT_generate
+    generate = addon_module("ui.operators").HYMOTION_OT_generate
 
     class ModalGenerate:
         modal, show_progress, stop_modal = generate.modal, generate.show_progress, generate.stop_modal
@@ -70,14 +70,14 @@ def modal_operator_class():
 
 def test_modal_generate_starts_the_backend_shows_progress_and_esc_keeps_finished_actions(scene):
     """The module's first test: the backend is not running yet, so the modal run also starts it without blocking."""
-    generation, manager = addon_module("generation"), addon_module("core.backend_manager").MANAGER
+    generation, manager = addon_module("scene.generation"), addon_module("core.backend_manager").MANAGER
     assert manager.status().state == "STOPPED"
     settings = scene.hymotion
     settings.prompt, settings.duration, settings.seeds = "a person waves", 1.0, SEEDS_OVER_TWO_BATCHES
     settings.steps = STEPS_LEFT_TO_INTERRUPT
     context = bpy.context
     operator = modal_operator_class()(context)
-    run = generation.Run(operator.spec(context), addon_module("preferences").backend_config(), scene,
+    run = generation.Run(operator.spec(context), addon_module("ui.preferences").backend_config(), scene,
                          scene.collection)
     generation.start_run(run, wait=False)
     assert manager.status().state == "STARTING" and run.job is None
@@ -121,7 +121,7 @@ def test_generate_bakes_one_action_per_seed_on_a_new_rig(scene):
 
 
 def test_generate_with_panel_settings_bakes_onto_the_active_rig(scene):
-    rig = addon_module("rig").build_armature(bpy.context)
+    rig = addon_module("scene.rig").build_armature(bpy.context)
     settings = scene.hymotion
     settings.prompt, settings.duration, settings.steps = "a person jumps", 0.0, TEST_STEPS
     settings.target, settings.in_place, settings.start_frame = "ACTIVE", True, 10
@@ -149,7 +149,7 @@ def test_cancel_keeps_the_finished_actions(scene, observe_actions):
         prompt="a person waves", duration=1.0, seeds=SEEDS_OVER_TWO_BATCHES, steps=STEPS_LEFT_TO_INTERRUPT
     )
 
-    run = addon_module("generation").active_run
+    run = addon_module("scene.generation").active_run
     assert result == {"FINISHED"} and run.cancelled
     kept = hymotion_actions()
     assert 1 <= len(kept) < 5

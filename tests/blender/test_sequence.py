@@ -124,12 +124,12 @@ def addon(tmp_path_factory):
 def test_operators_save_the_pose_import_a_loop_and_cycle_it(addon, rng, tmp_path):
     scene = bpy.context.scene
     scene.render.fps = 30
-    installed_rig = addon_module("rig")
+    installed_rig = addon_module("scene.rig")
     armature = installed_rig.build_armature(bpy.context)
     bpy.context.view_layer.objects.active = armature
     translation, rotations = random_clip(rng, 40)
     rotations[-1], translation[-1, 1] = rotations[0], translation[0, 1]
-    addon_module("bake").bake_motion(armature, translation, rotations, scene=scene)
+    addon_module("scene.bake").bake_motion(armature, translation, rotations, scene=scene)
     scene.frame_set(12)
 
     assert bpy.ops.hymotion.save_pose(filepath=str(tmp_path / "pose.npz"), frames=2) == {"FINISHED"}

@@ -41,10 +41,10 @@ def scene(extension):
 def keyed_rig(scene, frames: int = 60, seed: int = 0):
     """The active HY-Motion armature with a baked motion of random poses on frames 1..frames, away from the origin."""
     rng = np.random.default_rng(seed)
-    armature = addon_module("rig").build_armature(bpy.context)
+    armature = addon_module("scene.rig").build_armature(bpy.context)
     armature.location = (1.0, -2.0, 0.0)
     translation = rng.normal(scale=0.3, size=(frames, 3)) + [0.0, 1.0, 0.0]
-    action = addon_module("bake").bake_motion(armature, translation, random_unit_quaternions(rng, (frames, 22)),
+    action = addon_module("scene.bake").bake_motion(armature, translation, random_unit_quaternions(rng, (frames, 22)),
                                               scene=scene)
     bpy.context.view_layer.objects.active = armature
     return armature, action
@@ -136,7 +136,7 @@ def test_timeline_from_a_text_bakes_one_action_of_the_summed_length(scene, fps):
 def test_the_section_offers_the_four_generating_buttons_and_the_timelines_source(scene, source, field):
     scene.hymotion.batch_source = source
     layout = RecordingLayout()
-    addon_module("sequence_ops").draw_sequence(layout, bpy.context)
+    addon_module("ui.sequence_ops").draw_sequence(layout, bpy.context)
     assert layout.operators()[:4] == ["hymotion.continue_pose", "hymotion.inbetween", "hymotion.generate_loop",
                                       "hymotion.generate_timeline"]
     assert ("prop", field) in layout.calls

@@ -29,14 +29,14 @@ MISSING_PYTHON = "/nonexistent/hymotion/python"
 def scene(extension):
     scene = clear_scene()
     yield scene
-    generation = addon_module("generation")
+    generation = addon_module("scene.generation")
     generation.active_run = None
     addon_module("core.backend_manager").MANAGER.shutdown()
     configure_preferences()
 
 
 def draw_panels(context=None) -> RecordingLayout:
-    panels = addon_module("panels")
+    panels = addon_module("ui.panels")
     layout = RecordingLayout()
     context = context or bpy.context
     for draw in (panels.draw_main, panels.draw_settings, panels.draw_target, panels.draw_batch, panels.draw_presets,
@@ -50,7 +50,7 @@ def draw_panels(context=None) -> RecordingLayout:
 
 
 def test_every_panel_polls_true_in_a_scene_and_lives_in_the_sidebar_tab(scene):
-    panels = addon_module("panels")
+    panels = addon_module("ui.panels")
     panel_classes = [cls for cls in panels.classes if issubclass(cls, bpy.types.Panel)]
     assert {cls.__name__ for cls in panel_classes} >= {"HYMOTION_PT_main", "HYMOTION_PT_history"}
     for cls in panel_classes:
@@ -84,8 +84,8 @@ def test_a_backend_that_cannot_start_shows_as_an_error_with_its_reason(scene):
 
 
 def test_a_running_generation_shows_progress_and_a_cancel_button(scene):
-    generation = addon_module("generation")
-    preferences = addon_module("preferences")
+    generation = addon_module("scene.generation")
+    preferences = addon_module("ui.preferences")
     spec = generation.RunSpec([generation.Clip("a person waves", 2.0)], seeds=[0, 1], cfg=5.0, steps=10,
                               smoothing=True)
     run = generation.Run(spec, preferences.backend_config(), scene, scene.collection)
@@ -115,22 +115,22 @@ def test_prompt_guidance_shows_words_warnings_and_the_auto_duration(scene):
 def test_the_target_panel_says_whether_the_active_object_can_take_the_motion(scene):
     scene.hymotion.target = "ACTIVE"
     assert "Select an SMPL-X armature made by HY-Motion" in draw_panels().texts()
-    rig = addon_module("rig").build_armature(bpy.context)
+    rig = addon_module("scene.rig").build_armature(bpy.context)
     assert f"Bakes onto '{rig.name}'" in draw_panels().texts()
 
 
 def test_the_history_list_draws_its_items(scene):
     settings = scene.hymotion
-    addon_module("properties").remember(settings, "a person waves", 2.5, "0")
+    addon_module("ui.properties").remember(settings, "a person waves", 2.5, "0")
     layout = RecordingLayout()
-    panels = addon_module("panels")
+    panels = addon_module("ui.panels")
     panels.HYMOTION_UL_history.draw_item(None, bpy.context, layout, settings, settings.history[0], 0, settings,
                                          "history_index", 0)
     assert layout.texts() == ["a person waves", "2.5 s"]
 
 
 def test_the_preferences_draw_with_licences_and_offline_advice(scene):
-    preferences = addon_module("preferences")
+    preferences = addon_module("ui.preferences")
     layout = RecordingLayout()
     addon_preferences().show_setup_options = True
     preferences.draw_preferences(layout, addon_preferences())
@@ -163,7 +163,7 @@ def test_generate_reports_bad_input_and_makes_nothing(scene, arguments, message)
 def test_panel_and_operators_take_each_generation_setting_from_one_table(scene):
     """Same label, default and lower limit on the panel and on both operators; the panel's upper limit is only the
     operators' slider end, so a script's too-large value reaches the backend's check (see the test above)."""
-    settings = addon_module("properties").GENERATION_SETTINGS
+    settings = addon_module("ui.properties").GENERATION_SETTINGS
     panel = scene.hymotion.bl_rna.properties
     operators = [op.get_rna_type().properties for op in (bpy.ops.hymotion.generate, bpy.ops.hymotion.batch_bake)]
     operator_names = {"batch_source": "source"}
@@ -206,7 +206,7 @@ def test_batch_bake_needs_a_prompt_list(scene):
 
 def preset_menu_entries(menu_name: str) -> list[str]:
     """The entries a preset menu draws (its draw method, called with a recording layout)."""
-    menu = getattr(addon_module("operators"), menu_name)
+    menu = getattr(addon_module("ui.operators"), menu_name)
     layout = RecordingLayout()
     menu.draw(SimpleNamespace(layout=layout, operator=menu.operator, user_presets_only=menu.user_presets_only),
               bpy.context)
@@ -227,12 +227,12 @@ def test_presets_save_and_load_the_panel_settings(scene):
 
     assert (settings.duration, settings.seeds, settings.steps, settings.cfg) == (5.5, "0-2", 30, 3.5)
     assert (settings.in_place, settings.fps_mode, settings.nla_layout) == (True, "SET_SCENE_FPS", "STACK")
-    stored = json.loads(addon_module("preferences").presets_path().read_text())
+    stored = json.loads(addon_module("ui.preferences").presets_path().read_text())
     assert stored["schema"] == SCHEMA and stored["presets"]["Slow walks"]["steps"] == 30
     assert bpy.ops.hymotion.preset_load(name="Quick draft") == {"FINISHED"}
     assert settings.steps == BUILTIN_PRESETS["Quick draft"].steps
     assert bpy.ops.hymotion.preset_delete(name="Slow walks") == {"FINISHED"}
-    assert "Slow walks" not in PresetStore(addon_module("preferences").presets_path()).names()
+    assert "Slow walks" not in PresetStore(addon_module("ui.preferences").presets_path()).names()
 
 
 def test_presets_refuse_bad_names_and_builtins(scene):
@@ -259,8 +259,8 @@ def test_a_damaged_preset_file_is_reported_with_its_path(tmp_path):
 def test_history_keeps_recent_prompts_once_newest_first(scene):
     settings = scene.hymotion
     for index in range(25):
-        addon_module("properties").remember(settings, f"a person walks {index} steps", 0.0, "0")
-    addon_module("properties").remember(settings, "a person walks 20 steps", 3.0, "1")
+        addon_module("ui.properties").remember(settings, f"a person walks {index} steps", 0.0, "0")
+    addon_module("ui.properties").remember(settings, "a person walks 20 steps", 3.0, "1")
     prompts = [item.prompt for item in settings.history]
     assert len(prompts) == 20 and prompts[0] == "a person walks 20 steps" and prompts.count(prompts[0]) == 1
     settings.history_index = 1
@@ -356,6 +356,6 @@ def test_the_doctor_report_shows_in_the_preferences_and_copies_to_the_clipboard(
     report = setup.doctor_report()
     assert report.splitlines() and "Python 3." in report
     layout = RecordingLayout()
-    addon_module("preferences").draw_preferences(layout, addon_preferences())
+    addon_module("ui.preferences").draw_preferences(layout, addon_preferences())
     assert report.splitlines()[0] in layout.texts() and "hymotion.copy_doctor_report" in layout.operators()
     assert bpy.ops.hymotion.copy_doctor_report() == {"FINISHED"}  # (background Blender keeps no clipboard)

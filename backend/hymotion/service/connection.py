@@ -15,6 +15,8 @@ from ..shared.protocol import (
     encode,
 )
 
+log = logging.getLogger("hymotion.service")
+
 # About 50 full-length (12 s) results: far more than a reading client ever has in flight.
 MAX_PENDING_BYTES = 16 << 20
 
