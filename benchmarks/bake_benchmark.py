@@ -20,9 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from machine_info import cpu_name  # noqa: E402
+
 from hymotion.shared.skeleton import NUM_BODY_JOINTS  # noqa: E402
 from hymotion_addon.scene import bake, rig  # noqa: E402
-from machine_info import cpu_name  # noqa: E402
 
 TARGET_MS = 50.0
 

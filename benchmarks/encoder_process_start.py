@@ -34,9 +34,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.pipeline import memory
 from hymotion import weights  # noqa: E402
 from hymotion.model.text_encoder import EmbeddingCache, PromptEmbedding  # noqa: E402
+from hymotion.pipeline import memory
 
 PROMPT = "a person walks forward and waves"
 IDENTITY = "encoder-process-benchmark"
@@ -67,9 +67,9 @@ def run_encoder(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache
 
 
 def run_dit(files: weights.ModelFiles, plan_name: str, cache: EmbeddingCache) -> None:
-    from hymotion.shared.jobs import GenerationSettings
     from hymotion.model.loading import load_model_folder
     from hymotion.pipeline.sampling import MotionPipeline
+    from hymotion.shared.jobs import GenerationSettings
 
     loaded = load_model_folder(files.model_folder)
     note("DiT read")

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.shared.jobs import GenerationSettings  # noqa: E402
 from hymotion.pipeline.loading import load_pipeline  # noqa: E402
+from hymotion.shared.jobs import GenerationSettings  # noqa: E402
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
 MADV_POPULATE_READ = 22

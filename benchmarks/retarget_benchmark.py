@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs the tests build: one definition)
-from hymotion_addon.scene import retarget, retarget_refine, target_rig  # noqa: E402
-from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
+
+from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
+from hymotion_addon.scene import retarget, retarget_refine, target_rig  # noqa: E402
 
 TARGET_MS = 100.0
 MOTIONS = ("sliding-walk", "walk", "run", "jump", "turn")

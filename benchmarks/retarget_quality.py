@@ -44,9 +44,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "blender"))
 
 import retarget_test_rigs as rigs  # noqa: E402  (the rigs and gaits the tests build: one definition)
-from hymotion_addon.scene import retarget, target_rig  # noqa: E402
-from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
+
+from hymotion_addon.core import retarget_feet, retarget_math  # noqa: E402
+from hymotion_addon.scene import retarget, target_rig  # noqa: E402
 
 MOTIONS = ("walk", "run", "jump", "turn")
 RIGS = {
@@ -206,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settle_times = [float(value) for value in args.settle.split(",")]
     print(f"Blender {bpy.app.version_string}, CPU: {cpu_name()}, {args.seconds:g} s clips at 30 fps")
-    header = (f"| rig | motion | pen (cm) | hover (cm) | slide off / on (cm) | least (cm) | legs mean / max (deg) "
-              f"| stride off / on (%) | accel off / scaled (m/s²) | bones (deg) | time (ms) |")
+    header = ("| rig | motion | pen (cm) | hover (cm) | slide off / on (cm) | least (cm) | legs mean / max (deg) "
+              "| stride off / on (%) | accel off / scaled (m/s²) | bones (deg) | time (ms) |")
     print(header)
     print("|" + "---|" * 11)
     trade_offs = []

@@ -24,9 +24,9 @@ import torch  # noqa: E402
 
 mark("import torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.pipeline import loading, memory, sampling
 from hymotion import weights  # noqa: E402
 from hymotion.model.loading import load_model_folder  # noqa: E402
+from hymotion.pipeline import loading, memory, sampling
 
 mark("import hymotion.pipeline.sampling (diffusers, transformers' base)")
 import transformers.models.clip.modeling_clip  # noqa: E402,F401

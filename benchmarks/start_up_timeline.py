@@ -21,8 +21,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
-from hymotion.pipeline import layer_streaming, loading, memory, sampling as pipeline  # noqa: E402
 from hymotion.model import text_encoder  # noqa: E402
+from hymotion.pipeline import layer_streaming, loading, memory  # noqa: E402
+from hymotion.pipeline import sampling as pipeline
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
 EVENTS: list[tuple[float, str, str]] = [(time.perf_counter() - STARTED, "main", "torch and hymotion.pipeline.sampling imported")]

@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import bpy
+
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
 from .scene import generation, known_frames, rig, sequence
-from .ui import preferences
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
+from .ui import preferences
 
 __all__ = ["GenerationError", "HyMotionError", "generate", "generate_timeline", "import_clip", "make_cyclic",
            "retarget_action", "save_pose", "sequence_on_nla"]
@@ -169,11 +170,8 @@ def generate_timeline(
 
 
 def _check_armature(armature: bpy.types.Object | None) -> None:
-    if armature is not None and not rig.is_hymotion_armature(armature):
-        raise bad_request(
-            f"'{getattr(armature, 'name', armature)}' is not an SMPL-X armature made by HY-Motion.",
-            "Pass one built by the add-on, or armature=None for a new one.",
-        )
+    if armature is not None:
+        rig.require_hymotion_armature(armature, "Pass one built by the add-on, or armature=None for a new one.")
 
 
 def _run(spec: generation.RunSpec, armature: bpy.types.Object | None, timeout: float | None,

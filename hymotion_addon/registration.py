@@ -7,9 +7,9 @@ is gone).
 
 import bpy
 
+from .core import backend_manager
 from .scene import generation
 from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops
-from .core import backend_manager
 
 classes: tuple[type, ...] = (
     *properties.classes,

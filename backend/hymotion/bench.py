@@ -214,8 +214,8 @@ def compare_runs(model_dir: Path, variant: str, prompts: int, runs: dict[str, di
     import numpy as np
     import torch
 
-    from .shared.jobs import GenerationSettings
     from .pipeline.loading import load_pipeline
+    from .shared.jobs import GenerationSettings
     from .weights import VARIANT_FOLDERS
 
     settings = GenerationSettings(BENCH_PROMPTS[:prompts], [5.0], [0])

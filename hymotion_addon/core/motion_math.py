@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import FPS, NUM_BODY_JOINTS

@@ -8,7 +8,6 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 STAGE_COLUMNS = 96
 
 _SIZE_UNITS = {"kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9}

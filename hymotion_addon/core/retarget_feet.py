@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from hymotion.shared.rotations import axis_angle_matrix, matrix_to_quaternion, quaternion_to_matrix
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 

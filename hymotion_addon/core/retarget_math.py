@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import (
     Y_UP_TO_Z_UP,

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import continuous_quaternions
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS
 
 from ..core import motion_math
 from .actions import fcurve_factory, slot_for
-from .rig import is_hymotion_armature
+from .rig import require_hymotion_armature
 
 FPS_MODES = ("RESAMPLE", "SET_SCENE_FPS")
 NLA_MODES = ("SEQUENCE", "STACK")
@@ -158,18 +159,7 @@ def push_to_nla(
 
 
 def _check_armature(armature: bpy.types.Object) -> None:
-    if armature is None or armature.type != "ARMATURE":
-        raise bad_request(
-            f"'{getattr(armature, 'name', armature)}' is not an armature.",
-            "Select the SMPL-X armature made by HY-Motion, or let it build a new one.",
-        )
-    if not is_hymotion_armature(armature):
-        missing = [name for name in BODY_JOINT_NAMES if name not in armature.data.bones]
-        detail = f"it lacks bones {', '.join(missing[:4])}" if missing else "it was not built by HY-Motion"
-        raise bad_request(
-            f"Armature '{armature.name}' cannot take HY-Motion clips: {detail}.",
-            "Build a new SMPL-X armature from the HY-Motion panel and bake onto that.",
-        )
+    require_hymotion_armature(armature, "Build a new SMPL-X armature from the HY-Motion panel and bake onto that.")
 
 
 def _body_rest_matrices(armature: bpy.types.Object) -> np.ndarray:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import addon_utils
 import bpy
+
 from hymotion.shared.errors import bad_request
 
 from .actions import action_fcurves, slot_for, uses_slotted_actions

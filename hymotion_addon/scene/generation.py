@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import bpy
+
 from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import GenerationSettings

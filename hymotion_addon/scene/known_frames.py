@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import bpy
+
 from hymotion.shared import skeleton
 from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration

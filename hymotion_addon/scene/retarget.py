@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import (
     Y_UP_TO_Z_UP,
@@ -256,11 +257,9 @@ def clip_from_action(
     The inverse of :func:`.core.motion_math.bone_local_rotations`: a pose-bone quaternion (w, v) is (w, C^T B v) in the
     model frame, the pelvis location l is the translation C^T B l. Channels the Action does not key read as rest.
     """
-    if not rig.is_hymotion_armature(smplx_armature):
-        raise bad_request(
-            f"'{getattr(smplx_armature, 'name', smplx_armature)}' is not a HY-Motion SMPL-X armature.",
-            "Pick the SMPL-X armature HY-Motion baked the motion onto as the retarget source.",
-        )
+    rig.require_hymotion_armature(
+        smplx_armature, "Pick the SMPL-X armature HY-Motion baked the motion onto as the retarget source."
+    )
     if action is None:
         raise bad_request(
             f"'{smplx_armature.name}' has no active Action to retarget.", "Generate a motion or pick an Action first."

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import (
     axis_angle_matrix,

@@ -11,10 +11,12 @@ import os
 
 import bpy
 import numpy as np
+from mathutils import Vector
+
+from hymotion.shared.errors import bad_request
 from hymotion.shared.body_mesh import BodyMesh
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
-from mathutils import Vector
 
 RIG_NAME = "SMPLX"  # the name a new armature gets
 RIG_PROPERTY = "hymotion_rig"
@@ -161,6 +163,21 @@ def is_hymotion_armature(obj: bpy.types.Object | None) -> bool:
         return False
     bones = obj.data.bones
     return all(name in bones for name in BODY_JOINT_NAMES)
+
+
+def require_hymotion_armature(obj: bpy.types.Object | None, hint: str) -> bpy.types.Object:
+    """``obj`` if it is an armature this add-on built; else a bad request that says what ``obj`` is instead (nothing
+    selected, not an armature, or which body bones it lacks), with the caller's ``hint`` on what to do."""
+    if is_hymotion_armature(obj):
+        return obj
+    if obj is None:
+        raise bad_request("No object is selected, and this needs the SMPL-X armature made by HY-Motion.", hint)
+    if obj.type != "ARMATURE":
+        raise bad_request(f"'{obj.name}' is not an armature, and this needs the SMPL-X armature made by HY-Motion.",
+                          hint)
+    missing = [name for name in BODY_JOINT_NAMES if name not in obj.data.bones]
+    detail = f"it lacks bones {', '.join(missing[:4])}" if missing else "it was not built by HY-Motion"
+    raise bad_request(f"'{obj.name}' is not an SMPL-X armature made by HY-Motion ({detail}).", hint)
 
 
 def _box_half_width(length: float) -> float:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+
 from hymotion.shared import skeleton
 from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import parse_prompt_lines
@@ -247,6 +248,4 @@ def timeline_clips(text: str, source: str, duration: float = 0.0) -> list[genera
 
 
 def _check(armature: bpy.types.Object) -> None:
-    if not rig.is_hymotion_armature(armature):
-        raise bad_request(f"'{getattr(armature, 'name', armature)}' is not an SMPL-X armature made by HY-Motion.",
-                          "Select the armature HY-Motion built (or generate once to get one).")
+    rig.require_hymotion_armature(armature, "Select the armature HY-Motion built (or generate once to get one).")

@@ -9,6 +9,7 @@ from collections import OrderedDict
 
 import bpy
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 from hymotion.shared.skeleton import NUM_BODY_JOINTS
 

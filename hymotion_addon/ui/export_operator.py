@@ -7,6 +7,7 @@ from pathlib import Path
 
 import bpy
 from bpy.props import StringProperty
+
 from hymotion.shared.errors import HyMotionError
 
 from ..scene import export

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
+
 from hymotion.shared import errors
 from hymotion.shared.body_mesh import SMPLX_DOWNLOAD_HINT, load_smplx_body
 from hymotion.shared.errors import HyMotionError, bad_request
@@ -18,10 +19,10 @@ from hymotion.shared.jobs import parse_prompt_lines, parse_seeds
 from hymotion.shared.presets import BUILTIN_PRESETS, PresetStore
 from hymotion.shared.prompt_guide import suggest_duration
 
-from ..scene import generation, rig
-from . import preferences, properties
 from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
+from ..scene import generation, rig
+from . import preferences, properties
 from .properties import HYMOTION_PG_settings, generation_property
 
 TIMER_INTERVAL_S = 0.1
@@ -81,14 +82,9 @@ class GenerationOperator(_GenerationProperties):
     def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
         if self.value(context, "target") == "NEW":
             return None
-        active = context.active_object
-        if not rig.is_hymotion_armature(active):
-            name = f"'{active.name}'" if active is not None else "Nothing"
-            raise bad_request(
-                f"{name} is not an SMPL-X armature made by HY-Motion, so it cannot be the target.",
-                "Select such an armature, or set Target to New Armature.",
-            )
-        return active
+        return rig.require_hymotion_armature(
+            context.active_object, "Select that armature to be the target, or set Target to New Armature."
+        )
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         raise NotImplementedError
@@ -435,12 +431,12 @@ class HYMOTION_OT_add_smplx_body(bpy.types.Operator):
     )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        armature = context.active_object
-        if not rig.is_hymotion_armature(armature):
-            return _report_error(self, bad_request(
-                "The active object is not an SMPL-X armature made by HY-Motion.",
-                "Select one (Generate makes it), then add the body again.",
-            ))
+        try:
+            armature = rig.require_hymotion_armature(
+                context.active_object, "Select one (Generate makes it), then add the body again."
+            )
+        except HyMotionError as error:
+            return _report_error(self, error)
         prefs = preferences.addon_preferences(context)
         model_file = self.filepath or (prefs.smplx_model_file if prefs is not None else "")
         if not model_file.strip():

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 
 import bpy
+
 from hymotion.shared.prompt_guide import PromptAdvice, analyse
 
-from ..scene import generation, rig
-from . import operators, preferences
 from ..core import backend_manager, backend_setup
 from ..core.backend_manager import MANAGER
+from ..scene import generation, rig
+from . import operators, preferences
 from .preferences import draw_wrapped
 
 SIDEBAR_COLUMNS = 42

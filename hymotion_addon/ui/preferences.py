@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import bpy
+
 from hymotion.shared.errors import HyMotionError, bad_request
 
 from ..core import backend_setup, command_task, package_sources

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import bpy
+
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, MAX_CFG, MAX_DURATION, MAX_STEPS
 from hymotion.shared.presets import GenerationPreset
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
-from ..scene import bake, export, retarget, rig, target_rig
-from . import export_operator, preferences
 from ..core import bone_mapping
 from ..core.bone_mapping import BoneMapping
+from ..scene import bake, export, retarget, rig, target_rig
+from . import export_operator, preferences
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import bpy
 from bpy_extras.io_utils import ExportHelper, ImportHelper
+
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
 from ..scene import bake, generation, known_frames, rig, sequence
-from .operators import HYMOTION_OT_batch_bake, common_spec_fields, GenerationOperator
+from .operators import GenerationOperator, HYMOTION_OT_batch_bake, common_spec_fields
 from .properties import generation_property
 
 
@@ -60,12 +61,10 @@ class _KnownFramesOperator(GenerationOperator):
 
 
 def _active_hymotion_armature(context: bpy.types.Context) -> bpy.types.Object:
-    armature = _armature(context)
-    if armature is None:
-        name = f"'{context.active_object.name}'" if context.active_object is not None else "Nothing"
-        raise bad_request(f"{name} is not an SMPL-X armature made by HY-Motion.",
-                          "Select the HY-Motion armature whose pose the motion starts from (generate once to get one).")
-    return armature
+    return rig.require_hymotion_armature(
+        context.active_object,
+        "Select the HY-Motion armature whose pose the motion starts from (generate once to get one).",
+    )
 
 
 class HYMOTION_OT_continue_pose(_KnownFramesOperator, bpy.types.Operator):
@@ -205,7 +204,7 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
         armature = _armature(context)
         try:
             if armature is None:
-                armature = rig.build_armature(context, name=generation.RIG_NAME)
+                armature = rig.build_armature(context)
             action = sequence.import_clip(
                 self.filepath, armature, start_frame=context.scene.frame_current,
                 nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene,

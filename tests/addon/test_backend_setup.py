@@ -5,6 +5,7 @@ network, quoting errors, and pip's output turned into progress. The install itse
 from __future__ import annotations
 
 import pytest
+
 from hymotion.shared.errors import HyMotionError
 from hymotion_addon.core import package_sources, pip_output
 

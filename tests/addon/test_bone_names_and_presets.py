@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon.core import bone_mapping

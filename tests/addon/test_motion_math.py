@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from addon_helpers import random_unit_quaternions
+
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.rotations import Y_UP_TO_Z_UP, quaternion_to_matrix, y_up_to_z_up
 from hymotion.shared.skeleton import NUM_BODY_JOINTS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from hymotion.shared.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion, y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_POSITIONS
 from hymotion_addon.core import retarget_feet, retarget_math

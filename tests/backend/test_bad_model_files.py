@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hymotion.cli import main
-from hymotion.shared.errors import HyMotionError
 from hymotion.model.loading import load_stats
 from hymotion.pipeline.motion import LATENT_DIM
+from hymotion.shared.errors import HyMotionError
 
 
 class Payload:

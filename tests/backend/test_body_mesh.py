@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from hymotion.cli import main
 from hymotion.shared import skeleton
 from hymotion.shared.body_mesh import BodyMesh, load_smplx_body
-from hymotion.cli import main
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 
 VERTICES_PER_JOINT = 6

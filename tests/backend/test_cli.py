@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from backend_helpers import StubPrompter
 
-from hymotion.shared import skeleton
 from hymotion.cli import main
-from hymotion.shared.jobs import MAX_PROMPTS_PER_JOB
 from hymotion.model.tiny import TINY_WARNING
 from hymotion.pipeline.motion import MotionClip
+from hymotion.shared import skeleton
+from hymotion.shared.jobs import MAX_PROMPTS_PER_JOB
 from hymotion.shared.prompt_guide import PROMPTER_MODEL_ENV, PROMPTER_URL_ENV
 
 TINY_WALK = ("generate", "--model", "tiny-random", "a person walks", "--duration", "1")

@@ -16,14 +16,15 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion.pipeline import known_frames as constraints, motion, timeline
-from hymotion.shared import skeleton
 from hymotion.cli import main
+from hymotion.pipeline import known_frames as constraints
+from hymotion.pipeline import motion, timeline
 from hymotion.pipeline.known_frames import MotionConstraint, Placement, Pose
+from hymotion.pipeline.loading import load_pipeline
 from hymotion.pipeline.timeline import Segment
+from hymotion.shared import skeleton
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.jobs import frames_for_duration
-from hymotion.pipeline.loading import load_pipeline
 
 ROTATION_TOLERANCE = 1e-4
 ROOT_TOLERANCE = 1e-3  # metres

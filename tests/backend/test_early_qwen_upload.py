@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from hymotion.pipeline import layer_streaming
-from hymotion.pipeline.layer_streaming import upload_safetensors
 from hymotion.model.text_encoder import EarlyQwenUpload, qwen_base_name
 from hymotion.model.tiny import build_tiny_text_encoder
+from hymotion.pipeline import layer_streaming
+from hymotion.pipeline.layer_streaming import upload_safetensors
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 

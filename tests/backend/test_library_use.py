@@ -14,8 +14,8 @@ def test_a_script_without_main_guard_generates_on_a_gpu_plan(tmp_path):
 
 def test_gpu_plans_decode_on_the_sampling_device_and_the_cpu_plan_in_numpy(tmp_path, monkeypatch):
     from hymotion.pipeline import motion, motion_torch
-    from hymotion.shared.jobs import GenerationSettings
     from hymotion.pipeline.loading import load_pipeline
+    from hymotion.shared.jobs import GenerationSettings
 
     calls = []
     for module, name in ((motion_torch, "decode_latents"), (motion, "decode_latent")):

@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from hymotion.cli import main
-from hymotion.shared.errors import BAD_CHECKPOINT, HyMotionError
 from hymotion.model.loading import (
     DIT_PREFIX,
     check_state_dict,
@@ -21,6 +20,7 @@ from hymotion.model.loading import (
 )
 from hymotion.model.tiny import randomize_parameters
 from hymotion.model.transformer import HunyuanMotionMMDiT
+from hymotion.shared.errors import BAD_CHECKPOINT, HyMotionError
 
 LITE = dict(feat_dim=1024, num_layers=18, num_heads=16)
 STANDARD = dict(feat_dim=1280, num_layers=27, num_heads=20)

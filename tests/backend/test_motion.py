@@ -8,8 +8,8 @@ import pytest
 from backend_helpers import axis_angle_quaternion, random_unit_quaternions
 
 from hymotion.pipeline import motion
-from hymotion.shared import skeleton
 from hymotion.pipeline.motion import MotionClip
+from hymotion.shared import skeleton
 from hymotion.shared.rotations import continuous_quaternions, quaternion_to_matrix
 
 JOINTS = skeleton.NUM_BODY_JOINTS

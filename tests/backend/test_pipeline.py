@@ -8,13 +8,13 @@ import pytest
 import torch
 from backend_helpers import settings
 
+from hymotion.model.text_encoder import EmbeddingCache
 from hymotion.pipeline import motion
 from hymotion.pipeline import sampling as pipeline_module
+from hymotion.pipeline.loading import load_pipeline
+from hymotion.pipeline.sampling import MotionPipeline
 from hymotion.shared.errors import CANCELLED, HyMotionError
 from hymotion.shared.jobs import frames_for_duration
-from hymotion.model.text_encoder import EmbeddingCache
-from hymotion.pipeline.sampling import MotionPipeline
-from hymotion.pipeline.loading import load_pipeline
 
 FIELDS = ("translation", "rotations", "positions")
 # Batching changes fp32 summation order (about 1e-6 in the latent); decoding the tiny model's noise latents, whose

@@ -7,10 +7,10 @@ import pytest
 import torch
 from backend_helpers import settings
 
-from hymotion.pipeline import layer_streaming, memory
-from hymotion.shared.errors import HyMotionError
 from hymotion.model.tiny import build_tiny_model
+from hymotion.pipeline import layer_streaming, memory
 from hymotion.pipeline.loading import load_pipeline
+from hymotion.shared.errors import HyMotionError
 
 PROMPTS = ("a person walks forward", "someone jumps twice then waves")
 

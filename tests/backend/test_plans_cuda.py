@@ -7,9 +7,9 @@ import pytest
 import torch
 from backend_helpers import run_guardless_script, settings
 
-from hymotion.pipeline import memory
 from hymotion.model.text_encoder import EarlyQwenUpload
 from hymotion.model.tiny import build_tiny_text_encoder
+from hymotion.pipeline import memory
 from hymotion.pipeline.loading import load_pipeline
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

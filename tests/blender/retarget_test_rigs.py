@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import addon_utils
 import bpy
 import numpy as np
+
 from hymotion.shared.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon.scene import rig
 from hymotion_addon.core import retarget_math
+from hymotion_addon.scene import rig
 
 SIDES = (("left", "L", "Left", "l"), ("right", "R", "Right", "r"))
 JOINT = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 import pytest
 from e2e_helpers import TEST_STEPS, addon_module, clear_scene, enabled_extension, hymotion_actions, keyframe_counts
+
 from hymotion.shared.errors import HyMotionError
 
 

@@ -62,12 +62,14 @@ BROKEN_TORCH_SOURCE = 'raise ImportError("this torch stand-in is broken on purpo
 
 HYMOTION_FILES = {
     "__init__.py": '__version__ = "0.1.0"\n',
-    "jobs.py": """
+    "shared/__init__.py": "",
+    "pipeline/__init__.py": "",
+    "shared/jobs.py": """
         class GenerationSettings:
             def __init__(self, prompts, durations, steps=50):
                 self.prompts, self.durations, self.steps = prompts, durations, steps
     """,
-    "pipeline.py": """
+    "pipeline/loading.py": """
         import sys
         import tempfile
         import time
@@ -149,8 +151,8 @@ def stand_ins(tmp_path_factory):
         ("blocking", "0.1.0+blocking", True, []),
         ("missing_dependency", "0.1.0+missingdep", False, ["hymotion-missing-dependency"]),
     ):
-        files = {**HYMOTION_FILES, "pipeline.py": HYMOTION_FILES["pipeline.py"].format(block=block,
-                                                                                      mark=BLOCKING_MARK)}
+        loading = HYMOTION_FILES["pipeline/loading.py"].format(block=block, mark=BLOCKING_MARK)
+        files = {**HYMOTION_FILES, "pipeline/loading.py": loading}
         backends[variant] = write_wheel(wheels, "hymotion", version, files, dependencies)
     return {
         "default_index": write_index(root / "default-index", [torch_cuda]),
@@ -165,13 +167,13 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
     """A fresh user folder, Linux without an NVIDIA driver, pip isolated, and preferences that install from the
     stand-in indexes. ``machine(backend=…, driver=…)`` sets the backend wheel the extension carries and the driver
     (and the preferences again, e.g. after the add-on was registered anew)."""
-    setup = addon_module("core.backend_setup")
+    sources = addon_module("core.package_sources")
     preferences = addon_module("ui.preferences")
     monkeypatch.setenv("HYMOTION_USER_DIR", str(tmp_path / "user"))
     for name in [key for key in os.environ if key.startswith("PIP_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    monkeypatch.setattr(setup, "system_name", lambda: "Linux")
+    monkeypatch.setattr(sources, "system_name", lambda: "Linux")
     clear_scene()
 
     def configure(backend: str = "ok", driver: str = "") -> None:
@@ -184,11 +186,11 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
         wheel = stand_ins["backend"][backend]
         (root / "wheels" / wheel.name).write_bytes(wheel.read_bytes())
         monkeypatch.setattr(preferences, "EXTENSION_ROOT", root)
-        monkeypatch.setattr(setup, "this_machine_nvidia_driver", lambda: driver)
+        monkeypatch.setattr(sources, "this_machine_nvidia_driver", lambda: driver)
 
     configure()
     yield configure
-    task = setup.tasks.pop("install", None)
+    task = addon_module("core.backend_setup").tasks.pop("install", None)
     if task is not None and task.running:
         task.cancel()
         task.wait(CANCEL_TIMEOUT_S)

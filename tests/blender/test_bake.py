@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, evaluated_heads
+
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, forward_kinematics
+from hymotion_addon.core import motion_math
 from hymotion_addon.scene import bake, rig
 from hymotion_addon.scene.actions import uses_slotted_actions
-from hymotion_addon.core import motion_math
 
 # Blender stores keys and evaluates poses in float32 (unit roundoff 6e-8). A world position is a chain of at most 8
 # float32 rotation products (pelvis to wrist) applied to offsets, plus a translation of up to ~2 m here: at most

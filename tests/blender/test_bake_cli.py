@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import BACKEND_PYTHON, TEST_STEPS
+
 from hymotion.shared.prompt_guide import suggest_duration
 
 BAKE_SCRIPT = Path(BACKEND_PYTHON).parent / "hymotion-bake"

@@ -7,11 +7,12 @@ from __future__ import annotations
 import bpy
 import pytest
 import retarget_test_rigs as rigs
+
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
-from hymotion_addon.scene import retarget, target_rig
-from hymotion_addon.ui import retarget_ui
 from hymotion_addon.core import bone_mapping
 from hymotion_addon.core.bone_mapping import BoneMapping, detect_mapping
+from hymotion_addon.scene import target_rig
+from hymotion_addon.ui import retarget_ui
 
 
 def expected_mapping(names: dict[str, str]) -> dict[str, str]:

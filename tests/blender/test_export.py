@@ -12,6 +12,7 @@ import pytest
 import retarget_test_rigs as rigs
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
+
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from hymotion_addon.scene import bake, export, retarget, rig, target_rig

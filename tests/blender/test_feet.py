@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import retarget_test_rigs as rigs
-from hymotion_addon.scene import retarget, target_rig
+
 from hymotion_addon.core import retarget_feet, retarget_math
+from hymotion_addon.scene import retarget, target_rig
 
 SECONDS = 2.0
 FRAMES = 60

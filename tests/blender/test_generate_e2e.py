@@ -20,6 +20,7 @@ from e2e_helpers import (
     keyframe_counts,
     observe_actions,  # noqa: F401  (fixture)
 )
+
 from hymotion.shared.prompt_guide import suggest_duration
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 

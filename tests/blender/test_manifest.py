@@ -13,8 +13,9 @@ import zipfile
 from pathlib import Path
 
 import bpy
-import hymotion
 import pytest
+
+import hymotion
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LICENCE = "GPL-3.0-or-later"

@@ -12,12 +12,13 @@ import pytest
 import retarget_test_rigs as rigs
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, new_empty_file
+
 from hymotion.shared.errors import BAD_REQUEST, HyMotionError
 from hymotion.shared.rotations import EULER_ORDERS, quaternion_to_euler
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
+from hymotion_addon.core import bone_mapping, retarget_math
 from hymotion_addon.scene import bake, retarget, retarget_refine, rig, target_rig
 from hymotion_addon.scene.actions import uses_slotted_actions
-from hymotion_addon.core import bone_mapping, retarget_math
 
 MAX_DEGREES = 1.0
 JOINT = rigs.JOINT
@@ -373,7 +374,7 @@ def test_bad_arguments_are_refused_with_a_hint(scene):
         (lambda: retarget.bake_onto_rig(armature, *random_clip(2), start_frame=1.5), "not a whole number"),
         (lambda: retarget.bake_onto_rig(armature, np.zeros((3, 3)), random_clip(2)[1]), "expected \\(2, 3\\)"),
         (lambda: retarget.bake_onto_rig(armature, *random_clip(2), mapping=["Hips"]), "must be a dict"),
-        (lambda: retarget.retarget_action(armature, armature), "not a HY-Motion SMPL-X armature"),
+        (lambda: retarget.retarget_action(armature, armature), "is not an SMPL-X armature made by HY-Motion"),
     ]
     for call, message in cases:
         with pytest.raises(HyMotionError, match=message):
@@ -498,7 +499,7 @@ def test_rigify_turn_settles_in_as_few_evaluation_passes_as_the_walk(scene, rigi
     armature = rigs.append_object(*rigify_blend)
     passes = []
     evaluate = retarget_refine.pose_matrices
-    monkeypatch.setattr(retarget, "_pose_matrices", lambda *args: passes.append(1) or evaluate(*args))
+    monkeypatch.setattr(retarget_refine, "pose_matrices", lambda *args: passes.append(1) or evaluate(*args))
     counts = {}
     for motion in ("walk", "turn"):
         translation, rotations, _ = rigs.gait_clip(motion, 2.0)  # the whole 90 degrees turn, in 60 frames

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
+
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from hymotion_addon.scene import rig

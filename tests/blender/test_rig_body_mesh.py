@@ -6,6 +6,7 @@ import bpy
 import numpy as np
 import pytest
 from e2e_helpers import addon_preferences, clear_scene, extension  # noqa: F401  (fixture)
+
 from hymotion.shared.body_mesh import BodyMesh, load_smplx_body
 from hymotion.shared.skeleton import NUM_SMPLX_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 from hymotion_addon.scene import rig

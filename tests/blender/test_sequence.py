@@ -12,6 +12,7 @@ import pytest
 from addon_helpers import random_unit_quaternions
 from blender_helpers import action_fcurves, evaluated_heads
 from e2e_helpers import addon_module, enabled_extension
+
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
 from hymotion_addon.scene import bake, rig, sequence
@@ -62,8 +63,8 @@ def test_continued_clip_imported_at_the_current_frame_starts_where_the_old_motio
     """The issue's continue workflow: save the pose at the current frame, generate from it (tiny model, in this
     process), import the clip at the current frame: the evaluated bones are where they were."""
     from hymotion.pipeline.known_frames import MotionConstraint, load_context
-    from hymotion.shared.jobs import GenerationSettings
     from hymotion.pipeline.loading import load_pipeline
+    from hymotion.shared.jobs import GenerationSettings
 
     armature, _, _ = baked_rig(scene, rng, frames=20)
     armature.location = (1.0, -2.0, 0.0)
@@ -143,3 +144,19 @@ def test_operators_save_the_pose_import_a_loop_and_cycle_it(addon, rng, tmp_path
     assert action.frame_range[0] == 12
     assert all(any(m.type == "CYCLES" for m in fcurve.modifiers) for fcurve in action_fcurves(action))
     assert bpy.ops.hymotion.make_cyclic() == {"FINISHED"}
+
+
+def test_import_clip_with_no_hymotion_armature_builds_one_and_bakes_onto_it(addon, rng, tmp_path):
+    """Import Clip on a scene with nothing selected (and no HY-Motion armature) makes a new SMPL-X armature."""
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    scene = bpy.context.scene
+    scene.render.fps = 30
+    translation, rotations = random_clip(rng, 20)
+    np.savez(tmp_path / "clip.npz", joint_names=np.asarray(BODY_JOINT_NAMES), translation=translation,
+             rotations=rotations, fps=30)
+
+    assert bpy.ops.hymotion.import_clip(filepath=str(tmp_path / "clip.npz")) == {"FINISHED"}
+    (armature,) = [obj for obj in scene.objects if obj.type == "ARMATURE"]
+    assert addon_module("scene.rig").is_hymotion_armature(armature)
+    assert armature.animation_data.action.frame_range[:] == pytest.approx((scene.frame_current, scene.frame_current + 19))

@@ -26,6 +26,7 @@ from e2e_helpers import (
     keyframe_counts,
     observe_actions,  # noqa: F401  (fixture)
 )
+
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, quaternion_to_matrix
 
 POSITION_TOLERANCE = 1e-4

@@ -17,6 +17,7 @@ from e2e_helpers import (
     configure_preferences,
     extension,  # noqa: F401  (fixture)
 )
+
 from hymotion.shared import jobs
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.presets import BUILTIN_PRESETS, SCHEMA, GenerationPreset, PresetStore
@@ -150,7 +151,7 @@ def test_the_preferences_draw_with_licences_and_offline_advice(scene):
     [
         ({"prompt": "   "}, "The prompt is empty"),
         ({"prompt": "a person waves", "seeds": "0,x"}, "Seed 'x' is not an integer"),
-        ({"prompt": "a person waves", "target": "ACTIVE"}, "Nothing is not an SMPL-X armature"),
+        ({"prompt": "a person waves", "target": "ACTIVE"}, "No object is selected, and this needs the SMPL-X armature"),
         ({"prompt": "a person waves", "duration": 20.0}, "Duration 20 s is outside"),
     ],
 )
@@ -274,7 +275,8 @@ def test_history_keeps_recent_prompts_once_newest_first(scene):
 
 def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):
     setup = addon_module("core.backend_setup")
-    cuda = setup.choose_torch_build("Windows", "NVIDIA driver found", cuda_index_url=" https://example.invalid/cuda ")
+    sources = addon_module("core.package_sources")
+    cuda = sources.choose_torch_build("Windows", "NVIDIA driver found", cuda_index_url=" https://example.invalid/cuda ")
     steps = setup.install_steps("/usr/bin/python3", tmp_path / "env", tmp_path / "backend", cuda,
                                 extra_pip_args=["--no-index"])
     venv_python = str(setup.venv_python(tmp_path / "env"))
@@ -284,7 +286,7 @@ def test_install_steps_pick_the_torch_build_and_the_package(tmp_path):
     assert steps[1].label == "Installing PyTorch (CUDA build)"
     assert steps[2].command[-1] == f"{(tmp_path / 'backend').resolve()}[doctor]"
     assert steps[-1].command[:2] == [venv_python, "-c"] and "import torch" in steps[-1].command[2]
-    linux_cpu = setup.choose_torch_build("Linux", "")
+    linux_cpu = sources.choose_torch_build("Linux", "")
     plain = setup.install_steps("python3", tmp_path / "env", tmp_path / "backend", linux_cpu)
     assert plain[1].command[-1] == "torch" and plain[2].command[-1] == str((tmp_path / "backend").resolve())
 

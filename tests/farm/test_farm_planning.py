@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 
 from hymotion.cli import main
-from hymotion.shared.errors import HyMotionError
-from hymotion.farm.planning import CLIPS_FOLDER, FarmSettings, plan_libraries, plan_units, read_farm_prompts, remove_partial_files, write_clip_file
 from hymotion.farm.driver import _prepare_out, _Unit, next_unit_for
+from hymotion.farm.planning import (
+    CLIPS_FOLDER,
+    FarmSettings,
+    plan_libraries,
+    plan_units,
+    read_farm_prompts,
+    remove_partial_files,
+    write_clip_file,
+)
 from hymotion.pipeline.motion import MotionClip
+from hymotion.shared.errors import HyMotionError
 
 
 def prompt_file(tmp_path, text: str):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hymotion.shared.errors import USER_ERROR_CODES, HyMotionError
-from hymotion.farm.planning import CLIPS_FOLDER
 from hymotion.farm.driver import farm
+from hymotion.farm.planning import CLIPS_FOLDER
+from hymotion.shared.errors import USER_ERROR_CODES, HyMotionError
 
 PROMPTS = 20
 SEEDS = (0, 1)

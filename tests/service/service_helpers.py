@@ -13,10 +13,10 @@ from typing import Callable
 
 import numpy as np
 
+from hymotion.pipeline.motion import MotionClip
 from hymotion.shared import skeleton
 from hymotion.shared.errors import CANCELLED, HyMotionError
 from hymotion.shared.jobs import MAX_STEPS, frames_for_duration
-from hymotion.pipeline.motion import MotionClip
 from hymotion.shared.protocol import Event, ProtocolError, ResultEvent, decode_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,11 +16,11 @@ from typing import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from service_helpers import TINY_ARGS, RawBackend, service_argv
 
+from hymotion.service import Connection, ServeOptions, Service, serve_lines
 from hymotion.shared.errors import DEFAULT_HINTS
 from hymotion.shared.protocol import REQUEST_TYPES, Event, ProtocolError, decode_event, decode_request
-from hymotion.service import Connection, ServeOptions, Service, serve_lines
-from service_helpers import TINY_ARGS, RawBackend, service_argv
 
 IN_PROCESS_EXAMPLES = 250
 PROCESS_EXAMPLES = 25

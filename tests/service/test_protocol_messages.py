@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from service_helpers import REPO_ROOT
 
 from hymotion.shared import errors, protocol
 from hymotion.shared.errors import HyMotionError
@@ -22,7 +23,6 @@ from hymotion.shared.protocol import (
     decode_request,
     encode,
 )
-from service_helpers import REPO_ROOT
 
 
 def _result(frames: int = 3, joints: int = 2) -> ResultEvent:

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 import pytest
+from service_helpers import EVENT_TIMEOUT_S, check_result_arrays
 
 from hymotion.shared import skeleton
 from hymotion.shared.errors import HyMotionError
@@ -26,7 +27,6 @@ from hymotion.shared.protocol import (
     decode_request,
     encode,
 )
-from service_helpers import EVENT_TIMEOUT_S, check_result_arrays
 
 ROTATION_TOLERANCE = 1e-4
 ROOT_TOLERANCE = 1e-3  # metres
@@ -174,8 +174,8 @@ def test_a_generate_that_fails_unexpectedly_before_queueing_still_ends_its_job(m
     client waiting on that job (the add-on's run) ends instead of waiting forever."""
     import io
 
-    from hymotion.shared.protocol import decode_event
     from hymotion.service import Connection, ServeOptions, Service, core, serve_lines
+    from hymotion.shared.protocol import decode_event
 
     def broken(request, settings):
         raise RuntimeError("the constraint check broke")

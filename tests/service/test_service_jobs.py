@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
+from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
 
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.protocol import PROTOCOL_VERSION, Event, is_terminal
-from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
 
 
 def collect(client, jobs: list[str]) -> list[Event]:

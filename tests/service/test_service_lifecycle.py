@@ -10,9 +10,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 from hymotion.shared.errors import HyMotionError
-from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 
 def test_hello_comes_before_the_model_loads_and_closing_stdin_stops_the_backend(backend_env) -> None:

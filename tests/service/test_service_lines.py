@@ -8,10 +8,10 @@ import time
 from typing import Iterator
 
 import pytest
+from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
 
 from hymotion.shared.jobs import MAX_PROMPTS_PER_JOB, MAX_SEEDS_PER_JOB
 from hymotion.shared.protocol import MAX_REQUEST_BYTES
-from service_helpers import LONG_JOB_STEPS, TINY_ARGS, RawBackend, check_result_arrays
 
 EXIT_AFTER_EOF_S = 2.0
 

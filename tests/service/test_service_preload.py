@@ -18,12 +18,12 @@ import types
 from typing import Iterator
 
 import pytest
+from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, InstantPipeline, RawBackend, service_argv
 
+from hymotion.service import Connection, ServeOptions, Service
 from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.protocol import Event, decode_event
-from hymotion.service import Connection, ServeOptions, Service
-from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, InstantPipeline, RawBackend, service_argv
 
 SERVICE_OPTIONS = ServeOptions(model="tiny-random", device="cpu", plan="cpu", cache_dir="unused", preload=True)
 

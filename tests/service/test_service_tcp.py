@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.protocol import decode_event
-from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, RawBackend, check_result_arrays, service_argv
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "192.0.2.1:8765"])

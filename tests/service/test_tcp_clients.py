@@ -16,12 +16,11 @@ import types
 from typing import Iterator
 
 import pytest
-
-from hymotion.service import connection, tcp
-from hymotion.shared.protocol import Event, decode_event
-from hymotion.service import ServeOptions, Service
-from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
 from service_helpers import TINY_ARGS, InstantPipeline, service_argv
+
+from hymotion.service import ServeOptions, Service, connection, tcp
+from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
+from hymotion.shared.protocol import Event, decode_event
 
 TOKEN = "a-test-token-of-32-characters-xx"
 REPLY_TIMEOUT_S = 30.0

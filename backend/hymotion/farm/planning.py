@@ -125,7 +125,7 @@ def read_farm_prompts(
     bad: list[HyMotionError] = []
     try:
         lines = read_prompt_file(path, on_bad_line=bad.append)
-    except HyMotionError as error:
+    except HyMotionError:
         if not bad:
             raise
         raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint) from None

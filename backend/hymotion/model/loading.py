@@ -19,8 +19,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ..shared.errors import BAD_CHECKPOINT, HyMotionError
 from ..pipeline.motion import LATENT_DIM
+from ..shared.errors import BAD_CHECKPOINT, HyMotionError
 from .transformer import HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)

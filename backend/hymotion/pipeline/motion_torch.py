@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import motion
 from ..shared import skeleton
+from . import motion
 
 Tensor = torch.Tensor
 

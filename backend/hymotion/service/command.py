@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..shared.errors import HyMotionError
 from ..paths import user_cache_dir
+from ..shared.errors import HyMotionError
 from ..shared.protocol import PROTOCOL_VERSION
 from .core import ServeOptions, Service, log
 from .stdio import route_standard_streams_away, serve_stdio

@@ -3,8 +3,8 @@ backlog, then the laggard is dropped), and a clean close."""
 
 from __future__ import annotations
 
-import logging
 import collections
+import logging
 import threading
 from typing import BinaryIO, Callable
 

@@ -11,8 +11,8 @@ import os
 import sys
 import threading
 
-from .core import PARENT_POLL_S, Service
 from .connection import Connection
+from .core import PARENT_POLL_S, Service
 from .lines import serve_lines, wait_for_stop
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..shared import errors
 from ..shared.protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request, encode
-from .core import PARENT_POLL_S, Service, log
 from .connection import Connection
+from .core import PARENT_POLL_S, Service, log
 from .lines import serve_lines
 
 AUTH_TIMEOUT_S = 10.0
