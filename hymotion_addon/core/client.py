@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterator, Sequence
 
 from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError
@@ -51,6 +51,9 @@ from hymotion.shared.protocol import (
     encode,
     is_terminal,
 )
+
+if TYPE_CHECKING:
+    from hymotion.shared.jobs import GenerationSettings
 
 # What helps after the backend died: the add-on starts a new one at the next Generate, with nothing for the user to do.
 BACKEND_RESTARTS_HINT = errors.DEFAULT_HINTS[errors.BACKEND_DIED]
@@ -250,7 +253,7 @@ class _ClientBase:
         per seed (docs/protocol.md). Fields left as None take the backend's defaults. Raises ``bad_request`` naming the field for a malformed
         request, ``backend_died`` when the backend is not running.
         """
-        request = GenerateRequest(
+        return self._submit(GenerateRequest(
             id=job or self._new_id("job"),
             prompts=list(prompts),
             durations=None if durations is None else list(durations),
@@ -261,7 +264,15 @@ class _ClientBase:
             plan=plan,
             constraint=constraint,
             timeline=timeline,
-        )
+        ))
+
+    def submit_settings(self, settings: GenerationSettings, *, constraint: GenerateConstraint | None = None,
+                        timeline: bool = False) -> str:
+        """Queue settings already checked by hymotion.shared.jobs (what the add-on's runs send); returns the job id."""
+        return self._submit(GenerateRequest.for_settings(self._new_id("job"), settings, constraint=constraint,
+                                                         timeline=timeline))
+
+    def _submit(self, request: GenerateRequest) -> str:
         with self._changed:
             self._open_jobs.add(request.id)
         try:

@@ -107,6 +107,10 @@ class Run:
     finished: bool = False
     started_at: float = field(default_factory=time.monotonic)
     _fraction: float = 0.0
+    settings: GenerationSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = self.spec.settings()  # checked once, here: a Run never holds settings the backend refuses
 
     @property
     def expected(self) -> int:
@@ -120,7 +124,6 @@ class Run:
 
     def begin(self, wait: bool) -> None:
         """Start the backend if needed and send the job (now, or on a later update once the backend is ready)."""
-        self.spec.settings()
         try:
             self.manager.ensure_started(self.config, wait)
         except HyMotionError as error:
@@ -211,17 +214,9 @@ class Run:
         if self.cancel_requested:
             self._finish(None)
             return
-        settings = self.spec.settings()
         try:
-            self.job = self.manager.client().submit_generate(
-                settings.prompts,
-                durations=settings.durations,
-                seeds=settings.seeds,
-                cfg_scale=settings.cfg_scale,
-                steps=settings.steps,
-                smoothing=settings.smoothing,
-                constraint=self.spec.constraint,
-                timeline=self.spec.timeline or None,
+            self.job = self.manager.client().submit_settings(
+                self.settings, constraint=self.spec.constraint, timeline=self.spec.timeline
             )
         except HyMotionError as error:
             self._finish(error)
@@ -340,7 +335,6 @@ def start_run(run: Run, wait: bool) -> Run:
     global active_run
     if active_run is not None and not active_run.finished:
         raise bad_request("HY-Motion is already generating.", "Wait for it to finish, or press Esc to cancel it.")
-    run.spec.settings()
     active_run = run
     run.begin(wait)
     return run

@@ -13,8 +13,8 @@ import bpy
 import numpy as np
 from mathutils import Vector
 
-from hymotion.shared.errors import bad_request
 from hymotion.shared.body_mesh import BodyMesh
+from hymotion.shared.errors import bad_request
 from hymotion.shared.rotations import y_up_to_z_up
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, SMPLX_JOINT_NAMES, SMPLX_PARENTS, SMPLX_REST_POSITIONS
 

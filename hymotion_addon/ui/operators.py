@@ -99,8 +99,8 @@ class GenerationOperator(_GenerationProperties):
         if config is None:
             return _report_error(self, preferences.not_installed_error())
         blocking = bpy.app.background or context.window is None
-        run = generation.Run(spec, config, context.scene, context.collection or context.scene.collection, armature)
         try:
+            run = generation.Run(spec, config, context.scene, context.collection or context.scene.collection, armature)
             generation.start_run(run, wait=blocking)
         except HyMotionError as error:
             return _report_error(self, error)

@@ -21,9 +21,12 @@ import types
 import typing
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import BAD_REQUEST, HyMotionError
+
+if TYPE_CHECKING:
+    from .jobs import GenerationSettings
 
 PROTOCOL_VERSION = 2  # 2: generate's constraint and timeline fields
 MAX_REQUEST_BYTES = 1 << 20
@@ -212,6 +215,15 @@ class GenerateRequest(Request):
     plan: str | None = None
     constraint: GenerateConstraint | None = None
     timeline: bool | None = None
+
+    @classmethod
+    def for_settings(cls, id: str, settings: GenerationSettings, *, plan: str | None = None,
+                     constraint: GenerateConstraint | None = None, timeline: bool = False) -> GenerateRequest:
+        """The request for settings that :mod:`hymotion.shared.jobs` checked: the one way a client turns settings into
+        a request (the service turns it back with ``service.requests.settings_from_request``)."""
+        return cls(id=id, prompts=list(settings.prompts), durations=list(settings.durations),
+                   seeds=list(settings.seeds), cfg_scale=settings.cfg_scale, steps=settings.steps,
+                   smoothing=settings.smoothing, plan=plan, constraint=constraint, timeline=timeline or None)
 
     def check(self) -> None:
         if not self.id:
