@@ -173,10 +173,10 @@ def require_hymotion_armature(obj: bpy.types.Object | None, hint: str) -> bpy.ty
     if obj is None:
         raise bad_request("No object is selected, and this needs the SMPL-X armature made by HY-Motion.", hint)
     if obj.type != "ARMATURE":
-        raise bad_request(f"'{obj.name}' is not an armature, and this needs the SMPL-X armature made by HY-Motion.",
-                          hint)
-    missing = [name for name in BODY_JOINT_NAMES if name not in obj.data.bones]
-    detail = f"it lacks bones {', '.join(missing[:4])}" if missing else "it was not built by HY-Motion"
+        detail = f"it is a {obj.type.lower()}, not an armature"
+    else:
+        missing = [name for name in BODY_JOINT_NAMES if name not in obj.data.bones]
+        detail = f"it lacks bones {', '.join(missing[:4])}" if missing else "it was not built by HY-Motion"
     raise bad_request(f"'{obj.name}' is not an SMPL-X armature made by HY-Motion ({detail}).", hint)
 
 

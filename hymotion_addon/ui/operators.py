@@ -199,17 +199,13 @@ class HYMOTION_OT_generate(GenerationOperator, bpy.types.Operator):
         properties.remember(_settings(context), clip.prompt, duration, self.value(context, "seeds"))
 
 
-class HYMOTION_OT_batch_bake(GenerationOperator, bpy.types.Operator):
-    """Generate one Action per line of a prompt list and lay them out as NLA strips. Esc cancels and keeps the
-    finished ones"""
-
-    bl_idname = "hymotion.batch_bake"
-    bl_label = "Batch Bake"
+class PromptListOperator(GenerationOperator):
+    """What an operator that works through a prompt list shares: where the list comes from (the Batch panel's text
+    or file, or the operator's own arguments) and reading it."""
 
     source: generation_property("batch_source", for_operator=True)
     text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
     filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
-    nla_layout: generation_property("nla_layout", for_operator=True)
 
     def prompt_text(self, context: bpy.types.Context) -> tuple[str, str]:
         """The prompt list and a name for it in messages."""
@@ -234,6 +230,16 @@ class HYMOTION_OT_batch_bake(GenerationOperator, bpy.types.Operator):
             return path.read_text(encoding="utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as error:
             raise bad_request(f"Cannot read the prompt file {path}: {error}.", "Check the path; save it as UTF-8.")
+
+
+class HYMOTION_OT_batch_bake(PromptListOperator, bpy.types.Operator):
+    """Generate one Action per line of a prompt list and lay them out as NLA strips. Esc cancels and keeps the
+    finished ones"""
+
+    bl_idname = "hymotion.batch_bake"
+    bl_label = "Batch Bake"
+
+    nla_layout: generation_property("nla_layout", for_operator=True)
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         text, source = self.prompt_text(context)

@@ -12,8 +12,7 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
 from ..scene import bake, generation, known_frames, rig, sequence
-from .operators import GenerationOperator, HYMOTION_OT_batch_bake, common_spec_fields
-from .properties import generation_property
+from .operators import GenerationOperator, PromptListOperator, common_spec_fields
 
 
 def _armature(context) -> bpy.types.Object | None:
@@ -137,17 +136,12 @@ class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
                                      start_frame=int(self.value(context, "start_frame")))
 
 
-class HYMOTION_OT_generate_timeline(GenerationOperator, bpy.types.Operator):
+class HYMOTION_OT_generate_timeline(PromptListOperator, bpy.types.Operator):
     """Generate the lines of a 'seconds | prompt' list (the Batch panel's text or file) one after the other as ONE
     continuous Action, each continuing from the one before. Esc cancels"""
 
     bl_idname = "hymotion.generate_timeline"
     bl_label = "Timeline"
-
-    source: generation_property("batch_source", for_operator=True)
-    text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
-    filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
-    prompt_text = HYMOTION_OT_batch_bake.prompt_text
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         text, source = self.prompt_text(context)
