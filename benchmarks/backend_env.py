@@ -21,6 +21,7 @@ import sysconfig
 import tomllib
 import venv
 from pathlib import Path
+from typing import cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -38,7 +39,7 @@ def closure(requirements: list[Requirement]) -> tuple[dict[str, metadata.Distrib
     """Every installed distribution the requirements pull in, following ``Requires-Dist`` whose markers hold here
     (no extras), and the names of those that are not installed. The backend's own requirements must be; a
     dependency of a dependency may be missing where the environment was installed without them."""
-    environment = default_environment() | {"extra": ""}
+    environment = cast(dict[str, str], {**default_environment(), "extra": ""})
     found: dict[str, metadata.Distribution] = {}
     missing: set[str] = set()
     pending = list(requirements)
@@ -62,7 +63,7 @@ def closure(requirements: list[Requirement]) -> tuple[dict[str, metadata.Distrib
 
 def top_level_entries(distribution: metadata.Distribution) -> set[Path]:
     """The site-packages entries a distribution installed: its packages, modules and metadata folder."""
-    base = Path(distribution.locate_file(""))
+    base = Path(str(distribution.locate_file("")))
     entries = set()
     for file in distribution.files or ():
         parts = Path(file).parts

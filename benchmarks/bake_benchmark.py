@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from machine_info import cpu_name  # noqa: E402
 
 from hymotion.shared.skeleton import NUM_BODY_JOINTS  # noqa: E402
-from hymotion_addon.scene import bake, rig  # noqa: E402
+from hymotion_addon.scene import actions, bake, rig  # noqa: E402
 
 TARGET_MS = 50.0
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         bpy.data.actions.remove(action)
 
     median = statistics.median(times_ms)
-    layout = "slotted actions" if bake.uses_slotted_actions() else "legacy actions"
+    layout = "slotted actions" if actions.uses_slotted_actions() else "legacy actions"
     print(f"Blender {bpy.app.version_string} ({layout}), {cpu_name()}")
     print(
         f"bake {NUM_BODY_JOINTS} bones x {args.frames} frames + root translation, scene {args.scene_fps} fps: "

@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.rigify:
         rigify = rigs.generate_rigify_rig()
         evaluate, passes = retarget_refine.pose_matrices, []
-        retarget_refine.pose_matrices = lambda *pass_args: passes.append(1) or evaluate(*pass_args)  # one call per pass
+
+        def counted(*pass_args):  # one call per refinement pass
+            passes.append(1)
+            return evaluate(*pass_args)
+
+        retarget_refine.pose_matrices = counted
         try:
             rigify_times = timed(lambda: retarget.bake_onto_rig(rigify, translation, rotations, feet_cleanup=True), 1)
         finally:

@@ -102,6 +102,7 @@ def measure(armature, motion: str, seconds: float, settle_times: list[float]) ->
     leg_change = rigs.angle_degrees(directions_off, directions_on)
     leg_ratio = retarget_math._leg_length_ratio(plan.source_rest, plan.target.rest[:, :3, 3] @ plan.axes.T,
                                                 joint_bones(plan))
+    assert leg_ratio is not None, "the test rigs map both legs"
     _, source = retarget_math.source_world(translation, rotations, target_rig.source_skeleton())
     source_hips = source[:, [rigs.JOINT["left_hip"], rigs.JOINT["right_hip"]]].mean(axis=1)
     source_travel = np.linalg.norm(source_hips[-1, :2] - source_hips[0, :2])

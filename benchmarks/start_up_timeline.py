@@ -75,7 +75,7 @@ def main() -> None:
     ):
         timed(owner, attribute, label)
     if args.without_early_upload:
-        loading.EarlyQwenUpload = _NoEarlyUpload
+        loading.EarlyQwenUpload = _NoEarlyUpload  # type: ignore[misc, assignment]  # a stand-in class, on purpose
     note("load_pipeline ...")
     pipe = loading.load_pipeline(
         str(args.work_dir / VARIANT_FOLDERS["lite"]), model_dir=args.work_dir, plan=args.plan, device="cuda",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -76,7 +77,7 @@ def clients(monkeypatch) -> list[StandInClient]:
 
 
 @pytest.fixture
-def manager(clients) -> BackendManager:
+def manager(clients) -> Iterator[BackendManager]:
     made = BackendManager()
     yield made
     for client in clients:

@@ -25,6 +25,7 @@ def run(argv, capsys) -> tuple[int, str]:
     try:
         code = main([str(arg) for arg in argv])
     except SystemExit as exit_:
+        assert isinstance(exit_.code, int), f"exited with {exit_.code!r}, not a status"
         code = exit_.code
     return code, capsys.readouterr().err
 

@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -147,7 +148,8 @@ def test_git_lfs_pointer_instead_of_the_checkpoint_is_detected(model_dir: Path) 
 
 def test_size_differing_from_the_hub_listing_is_truncation(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clip = model_dir / "clip-vit-large-patch14"
-    published = {name.name: {"size": name.stat().st_size, "sha256": None} for name in clip.iterdir()}
+    published: dict[str, dict[str, Any]] = {name.name: {"size": name.stat().st_size, "sha256": None}
+                                            for name in clip.iterdir()}
     published["model.safetensors"]["size"] += 4096
     listings = {
         "openai/clip-vit-large-patch14": published,
@@ -314,7 +316,9 @@ def test_report_text_lists_every_finding_with_advice_and_verdict() -> None:
 
 
 def test_host_memory_reads_total_and_available() -> None:
-    total, available = doctor.host_memory()
+    memory = doctor.host_memory()
+    assert memory is not None, "this Linux machine reports its memory"
+    total, available = memory
     assert 0 < available <= total
     if hasattr(os, "sysconf"):
         # /proc/meminfo's MemTotal leaves out memory the kernel reserved at boot (about 1-3% of RAM): 5% covers it

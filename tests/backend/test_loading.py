@@ -18,7 +18,7 @@ from hymotion.model.loading import (
     save_converted,
     split_state,
 )
-from hymotion.model.tiny import randomize_parameters
+from hymotion.model.tiny import TINY_DIT_CONFIG, randomize_parameters
 from hymotion.model.transformer import HunyuanMotionMMDiT
 from hymotion.shared.errors import BAD_CHECKPOINT, HyMotionError
 
@@ -55,7 +55,7 @@ OFFICIAL_ANCHORS = {
 PIPELINE_SHAPES = {"null_vtxt_feat": (1, 1, 768), "null_ctxt_input": (1, 1, 4096), "mean": (201,), "std": (201,)}
 LEFTOVERS = {"body_model.faces": (20908, 3), "ema_model.num_updates": (), "body_model.v_template": (10475, 3)}
 
-TINY = dict(feat_dim=32, num_layers=3, num_heads=2, mlp_ratio=2.0, ctxt_input_dim=24, vtxt_input_dim=16)
+TINY = TINY_DIT_CONFIG
 TINY_REFINER_LAYERS = 1
 
 

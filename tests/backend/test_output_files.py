@@ -61,22 +61,24 @@ class WriterHost:
             [sys.executable, "-c", WRITER_HOST], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env=os.environ,
         )
+        assert self.process.stdin and self.process.stdout
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.process.stdout, selectors.EVENT_READ)
+        self.selector.register(self.stdout, selectors.EVENT_READ)
 
     def reply(self) -> str:
         assert self.selector.select(REPLY_TIMEOUT_S), "the writer host did not answer"
-        return self.process.stdout.readline().strip()
+        return self.stdout.readline().strip()
 
     def start_writer(self, folder: Path, fmt: str) -> int:
-        self.process.stdin.write(f"{folder} {fmt} {FRAMES[fmt]}\n")
-        self.process.stdin.flush()
+        self.stdin.write(f"{folder} {fmt} {FRAMES[fmt]}\n")
+        self.stdin.flush()
         return int(self.reply())
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self.stdin.close()
         assert self.process.wait(REPLY_TIMEOUT_S) == 0
-        self.process.stdout.close()
+        self.stdout.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Iterator
 
 import addon_utils
 import bpy
@@ -37,6 +37,7 @@ def load_extension_package() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         PACKAGE_NAME, REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
     )
+    assert spec is not None and spec.loader is not None
     package = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE_NAME] = package
     spec.loader.exec_module(package)
@@ -64,7 +65,8 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
     os.environ.update(overrides)
     new_empty_file()
     package = load_extension_package()
-    package.__time__ = os.path.getmtime(package.__file__)  # else addon_utils "reloads" it by a name it cannot find
+    assert package.__file__ is not None
+    vars(package)["__time__"] = os.path.getmtime(package.__file__)  # else addon_utils "reloads" it by a name it cannot find
     assert addon_utils.enable(PACKAGE_NAME, default_set=True) is not None
     manager = addon_module("core.backend_manager").MANAGER
     try:
@@ -156,6 +158,8 @@ _LABEL_ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon
 
 class OperatorProperties:
     """Stands for the properties object layout.operator() returns: only the operator's own properties may be set."""
+
+    _rna: Any
 
     def __init__(self, idname: str) -> None:
         object.__setattr__(self, "_rna", operator_rna(idname))

@@ -487,7 +487,7 @@ def register_retarget_ui() -> list[type]:
     """Register the retarget UI classes (after a stand-in main panel if the real one is not registered)."""
     from hymotion_addon.ui import retarget_ui
 
-    registered = []
+    registered: list[type] = []
     if not hasattr(bpy.types, "HYMOTION_PT_main"):
         bpy.utils.register_class(_StandInMainPanel)
         registered.append(_StandInMainPanel)
@@ -531,15 +531,15 @@ class Stance:
     last: float = 0.6
 
 
-def _rz(angle: np.ndarray) -> np.ndarray:
+def _rz(angle: float | np.ndarray) -> np.ndarray:
     return axis_angle_matrix(np.array([0.0, 0.0, 1.0]), angle)
 
 
-def _rx(angle: np.ndarray) -> np.ndarray:
+def _rx(angle: float | np.ndarray) -> np.ndarray:
     return axis_angle_matrix(np.array([1.0, 0.0, 0.0]), angle)
 
 
-def _smooth(s: np.ndarray) -> np.ndarray:
+def _smooth(s: float | np.ndarray) -> np.ndarray:
     s = np.clip(s, 0.0, 1.0)
     return s * s * (3.0 - 2.0 * s)
 
@@ -556,6 +556,7 @@ def _foot_track(stances: list[Stance], times: np.ndarray, heads: np.ndarray, sid
         turn = _rz(stance.heading)
         flat_ankle = np.array([*stance.ankle, heads[ankle_joint, 2]])
         heel_pin, ball_pin = flat_ankle + turn @ heel_offset, flat_ankle + turn @ ball_offset
+        pitch: float | np.ndarray
         if t < stance.t1:
             pitch = stance.first * (1.0 - _smooth((t - stance.t0) / (stance.t1 - stance.t0)))
         elif t < stance.t2:
@@ -674,7 +675,7 @@ def _gait_design(kind: str, times: np.ndarray, heads: np.ndarray):
         position = np.cumsum(np.concatenate([[np.zeros(2)], forward[1:] * np.diff(ground)[:, None]]), axis=0)
         pelvis = np.column_stack([position + standing[:2], np.full(times.size, standing[2] - dip)])
         pelvis[:, 2] += 0.5 * dip * np.cos(4.0 * np.pi * times / cycle)
-        stances = [[], []]
+        stances: list[list[Stance]] = [[], []]
         for side in range(2):
             start = -cycle * (0.5 * side)
             while start < times[-1] + cycle:

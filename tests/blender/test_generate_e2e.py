@@ -60,7 +60,7 @@ def modal_operator_class():
 
         def __init__(self, context) -> None:
             self.properties = NoPropertySet()
-            self.reports = []
+            self.reports: list[tuple[set[str], str]] = []
             self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
 
         def report(self, kinds, message) -> None:

@@ -160,12 +160,12 @@ def leg_length_ratio(armature, mapping) -> float:
     heads = {joint: (world @ np.append(armature.data.bones[bone].head_local, 1.0))[:3]
              for joint, bone in mapping.items()}
     source = target_rig.source_skeleton().heads
-    ratios = []
+    ratios: list[float] = []
     for side in ("left", "right"):
         chain = [f"{side}_hip", f"{side}_knee", f"{side}_ankle"]
         target = sum(np.linalg.norm(heads[b] - heads[a]) for a, b in zip(chain, chain[1:]))
         rest = sum(np.linalg.norm(source[JOINT[b]] - source[JOINT[a]]) for a, b in zip(chain, chain[1:]))
-        ratios.append(target / rest)
+        ratios.append(float(target / rest))
     return float(np.mean(ratios))
 
 

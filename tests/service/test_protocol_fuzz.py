@@ -16,11 +16,11 @@ from typing import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_helpers import TINY_ARGS, RawBackend, service_argv
+from service_helpers import TINY_ARGS, AnyEvent, RawBackend, service_argv
 
 from hymotion.service import Connection, ServeOptions, Service, serve_lines
 from hymotion.shared.errors import DEFAULT_HINTS
-from hymotion.shared.protocol import REQUEST_TYPES, Event, ProtocolError, decode_event, decode_request
+from hymotion.shared.protocol import REQUEST_TYPES, ProtocolError, decode_event, decode_request
 
 IN_PROCESS_EXAMPLES = 250
 PROCESS_EXAMPLES = 25
@@ -108,7 +108,7 @@ class _Sink:
         pass
 
 
-def _answers(lines: list[bytes]) -> list[Event]:
+def _answers(lines: list[bytes]) -> list[AnyEvent]:
     """What one fresh service (worker not started: a valid generate only queues) writes back for these lines."""
     import io
 
@@ -120,7 +120,7 @@ def _answers(lines: list[bytes]) -> list[Event]:
     return [decode_event(line) for line in bytes(sink.data).splitlines()]
 
 
-def _check_answer(event: Event) -> None:
+def _check_answer(event: AnyEvent) -> None:
     assert event.TYPE in DIRECT_ANSWERS, event
     if event.TYPE == "error":
         assert event.code == "bad_request", event

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, check_result_arrays
+from service_helpers import EVENT_TIMEOUT_S, LONG_JOB_STEPS, AnyEvent, check_result_arrays
 
 from hymotion.shared.errors import HyMotionError
-from hymotion.shared.protocol import PROTOCOL_VERSION, Event, is_terminal
+from hymotion.shared.protocol import PROTOCOL_VERSION, is_terminal
 
 
-def collect(client, jobs: list[str]) -> list[Event]:
+def collect(client, jobs: list[str]) -> list[AnyEvent]:
     """Every event, in arrival order, until each of ``jobs`` has ended."""
-    events: list[Event] = []
+    events: list[AnyEvent] = []
     open_jobs = set(jobs)
     while open_jobs:
         arrived = client.wait_events(timeout=EVENT_TIMEOUT_S)

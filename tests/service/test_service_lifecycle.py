@@ -45,6 +45,7 @@ sys.stdin.read()
         env=backend_env,
         pass_fds=(stdin_read, stdout_write),
     )
+    assert parent.stdin and parent.stdout
     os.close(stdin_read)
     os.close(stdout_write)
     with os.fdopen(stdout_read, "rb") as backend_stdout:
@@ -55,7 +56,12 @@ sys.stdin.read()
         parent.stdin.close()
         parent.stdout.close()
         ended = threading.Event()
-        threading.Thread(target=lambda: (backend_stdout.read(), ended.set()), daemon=True).start()
+
+        def read_to_the_end() -> None:
+            backend_stdout.read()
+            ended.set()
+
+        threading.Thread(target=read_to_the_end, daemon=True).start()
         if not ended.wait(EVENT_TIMEOUT_S):
             os.kill(backend_pid, signal.SIGKILL)
             pytest.fail("the backend outlived its parent")

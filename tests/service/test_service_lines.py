@@ -135,7 +135,7 @@ def test_after_a_lone_surrogate_the_backend_still_answers_and_stdin_eof_ends_it_
     server.send(b'{"type":"ping","id":"\\ud800"}\n{"type":"ping","id":"x"}\n')
     assert server.next_event().code == "bad_request"
     assert server.next_event().TYPE == "pong"
-    server.process.stdin.close()
+    server.stdin.close()
     started = time.monotonic()
     server.process.wait(timeout=EXIT_AFTER_EOF_S)
     assert time.monotonic() - started < EXIT_AFTER_EOF_S

@@ -18,12 +18,12 @@ import types
 from typing import Iterator
 
 import pytest
-from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, InstantPipeline, RawBackend, service_argv
+from service_helpers import EVENT_TIMEOUT_S, TINY_ARGS, AnyEvent, InstantPipeline, RawBackend, service_argv
 
 from hymotion.service import Connection, ServeOptions, Service
 from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError
-from hymotion.shared.protocol import Event, decode_event
+from hymotion.shared.protocol import decode_event
 
 SERVICE_OPTIONS = ServeOptions(model="tiny-random", device="cpu", plan="cpu", cache_dir="unused", preload=True)
 
@@ -32,7 +32,7 @@ class EventSink:
     """The write end of a Connection: every line it gets is decoded onto a queue the test reads."""
 
     def __init__(self) -> None:
-        self.events: queue.Queue[Event] = queue.Queue()
+        self.events: queue.Queue[AnyEvent] = queue.Queue()
 
     def write(self, line: bytes) -> int:
         self.events.put(decode_event(line))
@@ -44,10 +44,10 @@ class EventSink:
     def close(self) -> None:
         pass
 
-    def next(self) -> Event:
+    def next(self) -> AnyEvent:
         return self.events.get(timeout=EVENT_TIMEOUT_S)
 
-    def until(self, last) -> list[Event]:
+    def until(self, last) -> list[AnyEvent]:
         events = [self.next()]
         while not last(events[-1]):
             events.append(self.next())
@@ -126,7 +126,7 @@ def service(loader, service_log) -> Iterator[tuple[Service, Connection, EventSin
     service.close_connections(timeout=1.0)
 
 
-def ask(service: Service, connection: Connection, sink: EventSink, request: dict) -> Event:
+def ask(service: Service, connection: Connection, sink: EventSink, request: dict) -> AnyEvent:
     service.handle_line(connection, json.dumps(request).encode() + b"\n")
     return sink.next()
 

@@ -7,6 +7,8 @@ pipeline (template cropping, padding, masks, CFG, caching) runs unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
@@ -16,7 +18,7 @@ from .transformer import HunyuanMotionMMDiT
 
 TINY_MODEL_ID = "tiny-random"
 TINY_WARNING = "tiny-random model: every weight is random, the motion is NOISE (for smoke runs and tests only)"
-TINY_DIT_CONFIG = dict(feat_dim=32, num_layers=3, num_heads=2, mlp_ratio=2.0, ctxt_input_dim=24, vtxt_input_dim=16)
+TINY_DIT_CONFIG: dict[str, Any] = dict(feat_dim=32, num_layers=3, num_heads=2, mlp_ratio=2.0, ctxt_input_dim=24, vtxt_input_dim=16)
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|startoftext|>"]
 _QWEN_STYLE_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"

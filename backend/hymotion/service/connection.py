@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from typing import BinaryIO, Callable
+from typing import Callable, Protocol
 
 from ..shared import errors
 from ..shared.protocol import (
@@ -16,6 +16,16 @@ from ..shared.protocol import (
 )
 
 log = logging.getLogger("hymotion.service")
+
+
+class EventStream(Protocol):
+    """Where a connection writes its event lines: a binary pipe or socket file, or a test's stand-in."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+    def close(self) -> object: ...
 
 # About 50 full-length (12 s) results: far more than a reading client ever has in flight.
 MAX_PENDING_BYTES = 16 << 20
@@ -40,7 +50,7 @@ class Connection:
     def __init__(
         self,
         name: str,
-        stream: BinaryIO,
+        stream: EventStream,
         droppable: bool = False,
         hang_up: Callable[[], None] | None = None,
         max_pending_bytes: int | None = None,

@@ -72,7 +72,7 @@ def continuous_quaternions(quaternions: np.ndarray, axis: int = 0) -> np.ndarray
     return np.moveaxis(q, 0, axis)
 
 
-def axis_angle_matrix(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+def axis_angle_matrix(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
     """Rodrigues: rotations (..., 3, 3) by `angle` radians about unit `axis` (..., 3)."""
     x, y, z = np.moveaxis(np.asarray(axis, dtype=np.float64), -1, 0)
     zero = np.zeros_like(x)
