@@ -124,7 +124,7 @@ class BackendManager:
                 )
                 self._starter.start()
             starter = self._starter
-        if wait:
+        if wait and starter is not None:
             starter.join()
             status = self.status()
             if status.state != READY:

@@ -108,7 +108,7 @@ def words(text: str, columns: int = STAGE_COLUMNS) -> str:
 
 def site_packages_names(env_dir: Path) -> set[str]:
     """Normalised names of the distributions installed in an environment (their *.dist-info folders)."""
-    names = set()
+    names: set[str] = set()
     for folder in [*env_dir.glob("lib/python*/site-packages"), env_dir / "Lib" / "site-packages"]:
         if folder.is_dir():
             names.update(normalised_name(entry.name.split("-")[0]) for entry in os.scandir(folder)

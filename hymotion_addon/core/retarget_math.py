@@ -103,8 +103,10 @@ class TargetSkeleton:
     names: tuple[str, ...]
     parents: np.ndarray
     rest: np.ndarray
-    plain: np.ndarray = None
-    lengths: np.ndarray = None  # bone lengths (head to tail), armature units; ones where not given
+    # None is only what a caller may pass; __post_init__ replaces it (all True, all ones), so they are arrays after.
+    plain: np.ndarray = None  # type: ignore[assignment]
+    lengths: np.ndarray = None  # type: ignore[assignment]  # bone lengths (head to tail), armature units
+    relative_rest: np.ndarray = field(init=False)  # each bone's rest in its parent's rest frame (its own at the top)
 
     def __post_init__(self) -> None:
         parents = np.asarray(self.parents, dtype=np.int64)
@@ -116,7 +118,7 @@ class TargetSkeleton:
         object.__setattr__(self, "plain", plain)
         lengths = np.ones(len(self.names)) if self.lengths is None else np.asarray(self.lengths, dtype=np.float64)
         object.__setattr__(self, "lengths", lengths)
-        relative = self.rest.copy()  # each bone's rest in its parent's rest frame (its own rest at the top)
+        relative = self.rest.copy()
         has_parent = parents >= 0
         relative[has_parent] = _rigid_inverse(self.rest[parents[has_parent]]) @ self.rest[has_parent]
         object.__setattr__(self, "relative_rest", relative)
@@ -326,11 +328,12 @@ def plan_retarget(
     for bone in list(needed) + ([root] if root >= 0 else []) + [control for control, _ in controls]:
         needed.add(bone)
         needed.update(target.ancestors(bone))
-    legs, leg_joints = [], []
-    for leg in LEGS:
-        if all(joint in bone_of_joint for joint in leg):
-            legs.append(tuple(bone_of_joint[joint] for joint in leg))
-            leg_joints.append(leg)
+    legs: list[tuple[int, int, int]] = []
+    leg_joints: list[tuple[int, int, int]] = []
+    for thigh, shin, foot in LEGS:
+        if all(joint in bone_of_joint for joint in (thigh, shin, foot)):
+            legs.append((bone_of_joint[thigh], bone_of_joint[shin], bone_of_joint[foot]))
+            leg_joints.append((thigh, shin, foot))
     return RetargetPlan(
         target=target,
         joints=joints,

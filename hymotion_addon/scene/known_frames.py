@@ -94,6 +94,7 @@ def known_frames(armature: bpy.types.Object | None, scene: bpy.types.Scene, *, s
                           "Drop the end frame, or drop the loop.")
     if duration is None:
         raise bad_request("Ending at a pose needs the clip's duration, to know where it starts.", "Pass a duration.")
+    assert end_at is not None  # with neither frame given it returned above
     frames = frames_for_duration(duration)
     first = end_at - int(round((frames - 1) * fps / skeleton.FPS))
     return KnownFrames(GenerateConstraint(end=pose_message(armature, end_at, 1, scene)), first)

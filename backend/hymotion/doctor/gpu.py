@@ -25,7 +25,7 @@ def check_gpu(state: State) -> list[Finding]:
     state.device = "cuda" if cuda_available else "cpu"
     findings = []
 
-    if cuda_available:
+    if torch is not None and cuda_available:
         names = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
         findings.append(Finding("cuda", OK, f"torch uses CUDA {cuda_build} on {', '.join(names)}",
                                 data={"available": True, "runtime": cuda_build, "devices": names}))
@@ -52,7 +52,7 @@ def check_gpu(state: State) -> list[Finding]:
                                 data={"available": False, "runtime": cuda_build}))
 
     if isinstance(nvml, str):
-        if cuda_available:
+        if torch is not None and cuda_available:
             free, total = torch.cuda.mem_get_info()
             findings.append(Finding(
                 "gpu", WARN, f"{nvml}; torch reports {gib(free)} free of {gib(total)}",

@@ -22,7 +22,7 @@ TINY_SMOKE_STEPS = 4
 def check_tiny_smoke(state: State) -> Finding:
     """A random tiny model on the chosen device: proves torch, the device and the pipeline code work together."""
     pipeline_module = environment.import_pipeline(state)
-    if isinstance(pipeline_module, str):
+    if isinstance(pipeline_module, str) or state.torch is None:  # import_pipeline says why when torch is missing
         return Finding("smoke:tiny", WARN, f"smoke run skipped: the pipeline cannot be imported ({pipeline_module})",
                        "Install torch and the backend's dependencies (see the lines above).")
     try:
@@ -43,7 +43,7 @@ def check_real_smoke(state: State) -> Finding:
                        "are missing or broken (see the weights lines)",
                        f"Run: {weights.download_command(variant, state.model_dir)}", {"variant": variant})
     pipeline_module = environment.import_pipeline(state)
-    if isinstance(pipeline_module, str):
+    if isinstance(pipeline_module, str) or state.torch is None:  # import_pipeline says why when torch is missing
         return Finding("smoke:real", FAIL, f"the pipeline cannot be imported ({pipeline_module})",
                        "Install torch and the backend's dependencies (see the lines above).")
     try:

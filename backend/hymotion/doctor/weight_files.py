@@ -64,11 +64,11 @@ def check_weights(state: State, verify_hashes: bool = False) -> tuple[list[Findi
 
     results: dict[str, tuple[list[FileProblem], int]] = {}
     for group in groups:
-        listing = listings.get(group.repo_id)
+        repo_files = listings.get(group.repo_id)
         prefix = f"{group.path_in_repo}/" if group.path_in_repo else ""
         published = None
-        if listing:
-            published = {name[len(prefix):]: meta for name, meta in listing.items() if name.startswith(prefix)}
+        if repo_files:
+            published = {name[len(prefix):]: meta for name, meta in repo_files.items() if name.startswith(prefix)}
         problems: list[FileProblem] = []
         total = 0
         for relative in _expected_files(group, published):
@@ -189,8 +189,7 @@ def _expected_files(group: WeightGroup, published: dict[str, dict[str, Any]] | N
     """Paths inside the group's folder that must exist for it to load."""
     folder = group.folder
     if group.path_in_repo:
-        converted = folder is not None and (folder / "transformer" / "config.json").is_file()
-        if converted:
+        if folder is not None and (folder / "transformer" / "config.json").is_file():  # converted to safetensors
             files = ["transformer/config.json", "conditioning.safetensors"]
             return files + _safetensors_files(folder / "transformer", "transformer/", "diffusion_pytorch_model")
         return ["config.yml", "latest.ckpt"]
@@ -277,7 +276,7 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
                 elements *= dimension
         except (KeyError, TypeError, ValueError):
             return f"malformed safetensors entry {name!r}"
-        width = _SAFETENSORS_DTYPE_BYTES.get(entry.get("dtype"))
+        width = _SAFETENSORS_DTYPE_BYTES.get(str(entry.get("dtype")))
         if width is not None and stop - begin != elements * width:
             return f"malformed safetensors entry {name!r} (byte range does not match its shape)"
         end = max(end, stop)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -60,6 +61,7 @@ def load_pipeline(
     memory.check_precision(precision)  # before any loading
     plan = memory.RETIRED_PLANS.get(plan, plan)
     qwen_uploaded = None
+    loader: Callable[[], TextEncoder]
     if model == "tiny-random":
         from ..model.tiny import TINY_MODEL_ID, TINY_WARNING, build_tiny_model, build_tiny_text_encoder
 

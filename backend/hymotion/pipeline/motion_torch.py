@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from ..shared import skeleton
 from . import motion
-
-Tensor = torch.Tensor
 
 
 def denormalize(latent: Tensor, mean: Tensor, std: Tensor) -> Tensor:

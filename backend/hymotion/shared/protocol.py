@@ -20,6 +20,7 @@ import sys
 import types
 import typing
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -424,6 +425,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 TERMINAL_JOB_EVENTS = ("done", "error")
+DecodedMessage = typing.TypeVar("DecodedMessage", bound=Message)
 
 
 # --- encoding and decoding ------------------------------------------------------------------------------------------
@@ -437,11 +439,11 @@ def encode(message: Message) -> bytes:
 
 
 def decode_request(line: bytes | str) -> Request:
-    return _decode(line, REQUEST_TYPES, "request")  # type: ignore[return-value]
+    return _decode(line, REQUEST_TYPES, "request")
 
 
 def decode_event(line: bytes | str) -> Event:
-    return _decode(line, EVENT_TYPES, "event")  # type: ignore[return-value]
+    return _decode(line, EVENT_TYPES, "event")
 
 
 def is_terminal(event: Event, job: str) -> bool:
@@ -449,7 +451,7 @@ def is_terminal(event: Event, job: str) -> bool:
     return event.TYPE in TERMINAL_JOB_EVENTS and getattr(event, "job", None) == job
 
 
-def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) -> Message:
+def _decode(line: bytes | str, registry: Mapping[str, type[DecodedMessage]], kind: str) -> DecodedMessage:
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
@@ -584,7 +586,7 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         return [_convert(item, item_hint, f"{path}[{i}]") for i, item in enumerate(value)]
     if hint is FloatArray:
         return FloatArray.from_json(value, path)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ProtocolError(f"Field '{path}' must be an object.", field=path)
         return _from_json(hint, value, f"{path}.")
