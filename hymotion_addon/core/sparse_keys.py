@@ -501,7 +501,6 @@ class _Fit:
             return settings.turn_distance / self.scale, settings.tolerance / self.scale
         return turn, tolerance
 
-    # --- curves
 
     def curve(self, column: int, keys: np.ndarray, free: np.ndarray):
         """Keys of a channel at the frames `keys` marks: co, handles (a third of the way to each neighbour, along the
@@ -536,7 +535,6 @@ class _Fit:
         after = index[index > frame]
         return (int(before[-1]) if before.size else 0), (int(after[0]) if after.size else self.frames.size - 1)
 
-    # --- errors
 
     def errors(self, first: int = 0, last: int | None = None) -> np.ndarray:
         """Per frame and bone (W, B, 3) the head's and tail's distance and the rotation's angle from the original,
