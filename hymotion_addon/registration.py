@@ -7,7 +7,7 @@ is gone).
 
 import bpy
 
-from . import generation, operators, panels, preferences, properties, retarget_ui, sequence_ops
+from . import generation, operators, panels, preferences, properties, retarget_ui, sequence_ops, sparse_keys_ops
 from .core import backend_manager
 
 classes: tuple[type, ...] = (
@@ -17,6 +17,7 @@ classes: tuple[type, ...] = (
     *panels.classes,
     *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
     *sequence_ops.classes,
+    *sparse_keys_ops.classes,
 )
 
 

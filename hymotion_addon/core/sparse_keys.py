@@ -175,9 +175,11 @@ def evaluate_fcurve(co: np.ndarray, handle_left: np.ndarray, handle_right: np.nd
                     frames: np.ndarray) -> np.ndarray:
     """An F-curve's values at `frames`, evaluated as Blender does (fcurve.cc): constant extrapolation, a key's own value
     at its frame, and per segment the interpolation of its first key: CONSTANT, LINEAR, or BEZIER, the cubic Bezier
-    in (frame, value) from the key through its right handle and the next key's left handle to the next key, the two
-    handles first shortened in proportion where together they reach further in time than the segment
-    (BKE_fcurve_correct_bezpart), and the curve's parameter found where its frame equals the frame asked for.
+    in (frame, value) from the key through its right handle and the next key's left handle to the next key, each handle
+    first shortened (along itself) where it alone reaches further in time than the segment (BKE_fcurve_correct_bezpart),
+    and the curve's parameter found where its frame equals the frame asked for (handles that cross each other so far
+    that the frame runs backwards inside a segment are not reproduced: Blender then takes the first root of a cubic;
+    no handle this module writes comes near).
     `interpolation` is one name or one per key (INTERPOLATIONS). Float64 here; Blender works in float32 (values
     agree to its roundoff, 6e-8 relative)."""
     co = np.asarray(co, dtype=np.float64)
@@ -210,11 +212,10 @@ def evaluate_fcurve(co: np.ndarray, handle_left: np.ndarray, handle_right: np.nd
 def _bezier_segment(v1, v2, v3, v4, at: np.ndarray) -> np.ndarray:
     """Values of Bezier segments (points (N, 2) each) at frames `at` (N,), handles corrected as Blender does."""
     h1, h2 = v1 - v2, v4 - v3
-    len1, len2 = np.abs(h1[:, 0]), np.abs(h2[:, 0])
-    span = v4[:, 0] - v1[:, 0]
-    total = len1 + len2
-    factor = np.where(total > span, span / np.maximum(total, 1e-300), 1.0)[:, None]
-    v2, v3 = v1 - factor * h1, v4 - factor * h2
+    span = (v4[:, 0] - v1[:, 0])[:, None]
+    length1, length2 = np.abs(h1[:, :1]), np.abs(h2[:, :1])
+    v2 = v1 - np.where(length1 > span, span / np.maximum(length1, 1e-300), 1.0) * h1
+    v3 = v4 - np.where(length2 > span, span / np.maximum(length2, 1e-300), 1.0) * h2
 
     def cubic(p0, p1, p2, p3, t):
         u = 1.0 - t
@@ -229,7 +230,7 @@ def _bezier_segment(v1, v2, v3, v4, at: np.ndarray) -> np.ndarray:
     unsettled = np.abs(cubic(x1, x2, x3, x4, t) - at) > _SETTLED_FRAME
     if unsettled.any():  # Newton stalls where x(t) is flat (a handle as long as the segment): bisect those
         low, high = np.zeros(unsettled.sum()), np.ones(unsettled.sum())
-        for _ in range(_BISECTION_STEPS):  # x(t) rises monotonically once the handles stay inside the segment
+        for _ in range(_BISECTION_STEPS):  # x(t) rises monotonically unless the handles cross (the docstring)
             middle = 0.5 * (low + high)
             below = cubic(x1[unsettled], x2[unsettled], x3[unsettled], x4[unsettled], middle) < at[unsettled]
             low, high = np.where(below, middle, low), np.where(below, high, middle)

@@ -170,12 +170,11 @@ def test_the_bezier_evaluator_follows_blenders_rules():
     np.testing.assert_allclose(values, [0.0, 0.0, 1.5, 3.0, 1.5, 0.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(sparse_keys.evaluate_fcurve(co, left, right, "LINEAR", [1.0, 4.5]), [1.0, 1.5])
     np.testing.assert_allclose(sparse_keys.evaluate_fcurve(co, left, right, "CONSTANT", [2.9, 3.5]), [0.0, 3.0])
-    # handles reaching past each other in time are shortened in proportion: (4 + 4) over a 3-frame segment
+    # a handle reaching past the segment's other end is shortened along itself to the segment: (4, 2) over 3 frames
     long_right = np.array([[4.0, 2.0], [4.0, 3.0], [7.0, 0.0]])
-    long_left = np.array([[-1.0, 0.0], [-1.0, 1.0], [5.0, 0.0]])
-    corrected = sparse_keys.evaluate_fcurve(co, long_left, long_right, "BEZIER", [1.5])
-    factor = 3.0 / 8.0
-    p1, p2 = np.array([4.0 * factor, 2.0 * factor]), np.array([3.0 - 4.0 * factor, 3.0 - 2.0 * factor])
+    short_left = np.array([[-1.0, 0.0], [2.5, 3.0], [5.0, 0.0]])
+    corrected = sparse_keys.evaluate_fcurve(co, short_left, long_right, "BEZIER", [1.5])
+    p1, p2 = np.array([3.0, 1.5]), np.array([2.5, 3.0])
     t = np.linspace(0, 1, 200001)
     curve = ((1 - t) ** 3)[:, None] * co[0] + (3 * (1 - t) ** 2 * t)[:, None] * p1 + (3 * (1 - t) * t**2)[:, None] * p2 \
         + (t**3)[:, None] * co[1]
