@@ -14,14 +14,13 @@ What the fit keeps, at every frame of the original (the frames it is given):
   extreme of a swing, the apex of a jump, the deepest crouch, poses an animator recognises.
 
 How: every key lies on the original curve (its value is the original pose at that frame). Its handles are a third of
-the way to the neighbouring keys in time and follow the original curve's slope there (a five-point difference), so
-each segment is the cubic Hermite curve through its two keys with the original's slopes: fourth-order accurate
-between keys, and a segment's shape depends only on its two keys, so adding or removing a key changes only its own
-neighbourhood. At a kink the two handles take the one-sided slopes (handle type FREE); everywhere else they are
-collinear (ALIGNED), so an animator dragging one handle keeps the curve smooth. Keys are added where the error (all
-the rig's bones at once, through FK) is worst, each at the bone along the chain that contributes most there, until
-everything is within tolerance; then every key that is not a turning point is tried for removal, kept out only if the
-tolerance still holds.
+the way to the neighbouring keys in time, so each segment is the cubic Hermite curve through its two keys with the
+handles' slopes, and those slopes are fitted (:func:`least_squares_slopes`: one linear least-squares problem per bone)
+so that the curves pass as close as they can to every frame of the original. At a kink the two handles get a slope
+each (handle type FREE); everywhere else one slope is shared (ALIGNED), so an animator dragging one handle keeps the
+curve smooth. Keys are added where the error (all the rig's bones at once, through FK) is worst, each at the bone
+along the chain that contributes most there, until everything is within tolerance; then every key that is not a
+turning point is tried for removal, and stays out where the whole rig is still within tolerance at every frame.
 
 Shared key frames: by default every channel of one bone is keyed at the same frames (``share="BONE"``). An animator
 edits a bone's pose, not one quaternion component: a key on w but not on x would make every edit of that rotation
@@ -397,6 +396,47 @@ def slopes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return central, backward, forward
 
 
+def least_squares_slopes(values: np.ndarray, keys: np.ndarray, kinked: np.ndarray, guess_left: np.ndarray,
+                         guess_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The slopes (value per sample) at the keys (K,, sample indices) that make the cubic Hermite curves through
+    the keys (values fixed at the samples, handles at the thirds) closest to every sample of `values` (F, C) in least
+    squares: one slope per key shared by both sides (aligned handles), two at a kink. Each segment's curve is linear in
+    its end slopes, so this is one linear least-squares problem per channel, all channels sharing its matrix. A slope
+    no sample decides (keys on neighbouring frames) stays at its guess (K, C): a weak pull towards the guesses, a
+    millionth of a sample's weight, settles it and changes nothing else measurably."""
+    count = keys.size
+    left_unknown = np.arange(count) + np.cumsum(kinked) - kinked
+    right_unknown = left_unknown + kinked
+    unknowns = int(right_unknown[-1]) + 1 if count else 0
+    guess = np.zeros((unknowns, values.shape[1]))
+    guess[left_unknown] = guess_left
+    guess[right_unknown] = guess_right
+    if count < 2:
+        return guess[left_unknown], guess[right_unknown]
+    rows, targets = [], []
+    for segment in range(count - 1):
+        first, last = keys[segment], keys[segment + 1]
+        if last - first < 2:
+            continue
+        span = float(last - first)
+        u = (np.arange(first + 1, last) - first) / span
+        row = np.zeros((u.size, unknowns))
+        row[:, right_unknown[segment]] += span * (u**3 - 2 * u**2 + u)
+        row[:, left_unknown[segment + 1]] += span * (u**3 - u**2)
+        rows.append(row)
+        ends = (2 * u**3 - 3 * u**2 + 1)[:, None] * values[first] + (-2 * u**3 + 3 * u**2)[:, None] * values[last]
+        targets.append(values[first + 1:last] - ends)
+    weight = 1e-6
+    normal = weight * np.eye(unknowns)
+    right_side = weight * guess
+    if rows:
+        design, target = np.concatenate(rows), np.concatenate(targets)
+        normal += design.T @ design
+        right_side += design.T @ target
+    slopes = np.linalg.solve(normal, right_side)
+    return slopes[left_unknown], slopes[right_unknown]
+
+
 # --- the fit --------------------------------------------------------------------------------------------------------
 
 
@@ -476,7 +516,7 @@ class _Fit:
         for column in self.fitted:
             self.groups.setdefault(group_of(channels[column]), []).append(column)
         self.group_of_bone = {channels[column].bone: group_of(channels[column]) for column in self.fitted}
-        self.keys, self.free, self.turning = {}, {}, {}
+        self.keys, self.free, self.turning, self.group_slopes = {}, {}, {}, {}
         for group, columns in self.groups.items():
             keys = np.zeros(count, dtype=bool)
             keys[[0, -1]] = True
@@ -489,7 +529,7 @@ class _Fit:
                 free[kinked] = True
             self.keys[group], self.free[group] = keys, free
             self.turning[group] = keys.copy()
-            self._evaluate(group, 0, count - 1)
+            self._evaluate(group)
 
     def _thresholds(self, channel: Channel) -> tuple[float, float]:
         """A channel's turning swing and kink jump in its own units: a quaternion component moves about half the
@@ -503,39 +543,37 @@ class _Fit:
         return turn, tolerance
 
 
-    def curve(self, column: int, keys: np.ndarray, free: np.ndarray):
-        """Keys of a channel at the frames `keys` marks: co, handles (a third of the way to each neighbour, along the
-        original's slope; the one-sided slopes where `free` marks a kink)."""
+    def curve(self, column: int, group: int):
+        """Keys of a channel of `group` at its key frames: co and handles (a third of the way to each neighbour, along
+        the group's fitted slopes: one-sided at a kink), and which keys are kinks."""
+        keys = self.keys[group]
         index = np.flatnonzero(keys)
         x = self.frames[index]
         y = self.values[index, column]
-        central, backward, forward = (slope[index, column] for slope in self.slopes)
-        kinked = free[index]
-        left_slope = np.where(kinked, backward, central)
-        right_slope = np.where(kinked, forward, central)
+        row = self.groups[group].index(column)
+        left_slope, right_slope = (slope[:, row] for slope in self.group_slopes[group])
         gaps = np.diff(x) / 3.0
         before = np.concatenate([gaps[:1], gaps]) if gaps.size else np.ones(1)
         after = np.concatenate([gaps, gaps[-1:]]) if gaps.size else np.ones(1)
         left = np.stack([x - before, y - left_slope * before], axis=-1)
         right = np.stack([x + after, y + right_slope * after], axis=-1)
-        return np.stack([x, y], axis=-1), left, right, kinked
+        return np.stack([x, y], axis=-1), left, right, self.free[group][index]
 
-    def _evaluate(self, group: int, first: int, last: int) -> None:
-        """Put the group's curves into the pose table over frames first..last (indices, inclusive)."""
-        window = slice(first, last + 1)
-        for column in self.groups[group]:
-            co, left, right, _ = self.curve(column, self.keys[group], self.free[group])
-            channel = self.channels[column]
-            self.table[window, channel.bone, channel.slot] = evaluate_fcurve(
-                co, left, right, "BEZIER", self.frames[window])
-
-    def _neighbours(self, group: int, frame: int) -> tuple[int, int]:
-        """The keys before and after `frame` (not counting a key on it)."""
+    def _evaluate(self, group: int) -> None:
+        """Fit the group's slopes to its keys and put its curves into the pose table at every frame."""
+        columns = self.groups[group]
         index = np.flatnonzero(self.keys[group])
-        before = index[index < frame]
-        after = index[index > frame]
-        return (int(before[-1]) if before.size else 0), (int(after[0]) if after.size else self.frames.size - 1)
-
+        central, backward, forward = (slope[index][:, columns] for slope in self.slopes)
+        kinked = self.free[group][index]
+        guess_left = np.where(kinked[:, None], backward, central) * self.step
+        guess_right = np.where(kinked[:, None], forward, central) * self.step
+        left, right = least_squares_slopes(self.values[:, columns], index, kinked, guess_left, guess_right)
+        self.group_slopes[group] = (left / self.step, right / self.step)
+        for column in columns:
+            co, left_handle, right_handle, _ = self.curve(column, group)
+            channel = self.channels[column]
+            self.table[:, channel.bone, channel.slot] = evaluate_fcurve(
+                co, left_handle, right_handle, "BEZIER", self.frames)
 
     def errors(self, first: int = 0, last: int | None = None) -> np.ndarray:
         """Per frame and bone (W, B, 3) the head's and tail's distance and the rotation's angle from the original,
@@ -586,22 +624,21 @@ class _Fit:
                 if group is None:
                     continue
                 self.keys[group][frame] = True
-                self._evaluate(group, *self._neighbours(group, frame))
+                self._evaluate(group)
                 added = True
             if not added:
                 return  # every bone on the erring chains is keyed there: the error is not the keys' (cannot happen)
 
     def remove_needless_keys(self) -> None:
-        """Try every key that is not a turning point, end or kink once, and drop it where the rig stays within
-        tolerance over the frames its removal changes."""
+        """Try every key that is not a turning point, end or kink once, and drop it where the whole rig stays within
+        tolerance at every frame without it."""
         for group in self.groups:
             for frame in np.flatnonzero(self.keys[group] & ~self.turning[group]):
-                first, last = self._neighbours(group, frame)
                 self.keys[group][frame] = False
-                self._evaluate(group, first, last)
-                if self.errors(first, last).max() > 1.0:
+                self._evaluate(group)
+                if self.errors().max() > 1.0:
                     self.keys[group][frame] = True
-                    self._evaluate(group, first, last)
+                    self._evaluate(group)
 
     def result(self) -> SparseFit:
         errors = self.errors()
@@ -609,7 +646,7 @@ class _Fit:
         curves = []
         for column in self.fitted:
             group = self.group_of_bone[self.channels[column].bone]
-            co, left, right, free = self.curve(column, self.keys[group], self.free[group])
+            co, left, right, free = self.curve(column, group)
             curves.append(FittedCurve(self.channels[column], co, left, right, free))
         return SparseFit(
             curves=curves,
