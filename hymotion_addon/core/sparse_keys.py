@@ -397,43 +397,52 @@ def slopes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def least_squares_slopes(values: np.ndarray, keys: np.ndarray, kinked: np.ndarray, guess_left: np.ndarray,
-                         guess_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                         guess_right: np.ndarray, free: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The slopes (value per sample) at the keys (K,, sample indices) that make the cubic Hermite curves through
     the keys (values fixed at the samples, handles at the thirds) closest to every sample of `values` (F, C) in least
     squares: one slope per key shared by both sides (aligned handles), two at a kink. Each segment's curve is linear in
-    its end slopes, so this is one linear least-squares problem per channel, all channels sharing its matrix. A slope
-    no sample decides (keys on neighbouring frames) stays at its guess (K, C): a weak pull towards the guesses, a
-    millionth of a sample's weight, settles it and changes nothing else measurably."""
+    its end slopes, so this is one linear least-squares problem per channel, all channels sharing its matrix.
+
+    Only the keys marked `free` (K,, all by default) are solved, over the segments that touch them; the others keep
+    their guesses (K, C). A slope no sample decides (keys on neighbouring frames) stays at its guess too: a weak pull
+    towards the guesses, a millionth of a sample's weight, settles it and changes nothing else measurably."""
     count = keys.size
+    free = np.ones(count, dtype=bool) if free is None else np.asarray(free, dtype=bool)
     left_unknown = np.arange(count) + np.cumsum(kinked) - kinked
     right_unknown = left_unknown + kinked
     unknowns = int(right_unknown[-1]) + 1 if count else 0
     guess = np.zeros((unknowns, values.shape[1]))
     guess[left_unknown] = guess_left
     guess[right_unknown] = guess_right
-    if count < 2:
+    solved = np.zeros(unknowns, dtype=bool)
+    solved[left_unknown[free]] = solved[right_unknown[free]] = True
+    if count < 2 or not solved.any():
         return guess[left_unknown], guess[right_unknown]
     rows, targets = [], []
     for segment in range(count - 1):
         first, last = keys[segment], keys[segment + 1]
-        if last - first < 2:
+        start, end = right_unknown[segment], left_unknown[segment + 1]
+        if last - first < 2 or not (solved[start] or solved[end]):
             continue
         span = float(last - first)
         u = (np.arange(first + 1, last) - first) / span
         row = np.zeros((u.size, unknowns))
-        row[:, right_unknown[segment]] += span * (u**3 - 2 * u**2 + u)
-        row[:, left_unknown[segment + 1]] += span * (u**3 - u**2)
+        row[:, start] += span * (u**3 - 2 * u**2 + u)
+        row[:, end] += span * (u**3 - u**2)
         rows.append(row)
         ends = (2 * u**3 - 3 * u**2 + 1)[:, None] * values[first] + (-2 * u**3 + 3 * u**2)[:, None] * values[last]
         targets.append(values[first + 1:last] - ends)
     weight = 1e-6
-    normal = weight * np.eye(unknowns)
-    right_side = weight * guess
+    normal = weight * np.eye(int(solved.sum()))
+    right_side = weight * guess[solved]
     if rows:
         design, target = np.concatenate(rows), np.concatenate(targets)
+        target = target - design[:, ~solved] @ guess[~solved]
+        design = design[:, solved]
         normal += design.T @ design
         right_side += design.T @ target
-    slopes = np.linalg.solve(normal, right_side)
+    slopes = guess.copy()
+    slopes[solved] = np.linalg.solve(normal, right_side)
     return slopes[left_unknown], slopes[right_unknown]
 
 
@@ -461,6 +470,8 @@ def fit_sparse_keys(
                np.ones(len(channels), dtype=bool) if fitted is None else np.asarray(fitted, dtype=bool))
     fit.add_keys_where_worst()
     fit.remove_needless_keys()
+    fit.cache = fit.errors()  # from the pose table alone: what the result reports is never the running bookkeeping
+    fit.add_keys_where_worst()
     return fit.result()
 
 
@@ -488,7 +499,9 @@ def _checked_input(rig: Rig, frames, channels, values) -> tuple[np.ndarray, np.n
 
 
 class _Fit:
-    """The state of one fit: the original, the keys so far and the curves they make (module docstring)."""
+    """The state of one fit: the original, the keys so far, the curves they make, and the rig's pose and errors under
+    those curves, kept up to date where a key changes (a key's slopes are refitted with its two neighbours on each
+    side, so a change reaches no further than the segments around them)."""
 
     def __init__(self, rig, frames, channels, values, settings, fps, static_pose, fitted):
         self.rig, self.frames, self.channels, self.values, self.settings = rig, frames, channels, values, settings
@@ -507,8 +520,7 @@ class _Fit:
         self.point_tolerance = np.where(self.planted, settings.planted_fraction * settings.tolerance,
                                         settings.tolerance)
         self.scale = abs(np.linalg.det(np.asarray(rig.world, dtype=np.float64)[:3, :3])) ** (1.0 / 3.0)
-        central, backward, forward = slopes(values)
-        self.slopes = (central / self.step, backward / self.step, forward / self.step)
+        self.slopes = slopes(values)  # per sample
 
         self.fitted = [column for column in range(len(channels)) if fitted[column]]
         group_of = (lambda channel: channel.bone) if settings.share == "BONE" else (lambda channel: -1)
@@ -516,7 +528,9 @@ class _Fit:
         for column in self.fitted:
             self.groups.setdefault(group_of(channels[column]), []).append(column)
         self.group_of_bone = {channels[column].bone: group_of(channels[column]) for column in self.fitted}
-        self.keys, self.free, self.turning, self.group_slopes = {}, {}, {}, {}
+        self.subtree = {group: self._descendants({channels[c].bone for c in columns})
+                        for group, columns in self.groups.items()}
+        self.keys, self.free, self.turning, self.left, self.right = {}, {}, {}, {}, {}
         for group, columns in self.groups.items():
             keys = np.zeros(count, dtype=bool)
             keys[[0, -1]] = True
@@ -529,7 +543,17 @@ class _Fit:
                 free[kinked] = True
             self.keys[group], self.free[group] = keys, free
             self.turning[group] = keys.copy()
-            self._evaluate(group)
+            self.left[group], self.right[group] = self._guess(group, np.arange(count))
+            self._solve(group, None)
+            self._put_curves(group, 0, count - 1)
+        self.matrices = pose_matrices(rig, self.table, self.offsets)
+        self.cache = self._errors_of(self.matrices, slice(0, count), slice(None))
+
+    def _descendants(self, bones: set[int]) -> np.ndarray:
+        inside = np.zeros(len(self.rig.names), dtype=bool)
+        for bone, parent in enumerate(self.rig.parents):
+            inside[bone] = bone in bones or (parent >= 0 and inside[parent])
+        return np.flatnonzero(inside)
 
     def _thresholds(self, channel: Channel) -> tuple[float, float]:
         """A channel's turning swing and kink jump in its own units: a quaternion component moves about half the
@@ -542,16 +566,31 @@ class _Fit:
             return settings.turn_distance / self.scale, settings.tolerance / self.scale
         return turn, tolerance
 
+    def _guess(self, group: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The original's slopes (per sample) at frames `index` for the group's channels: one-sided at kinks."""
+        columns = self.groups[group]
+        central, backward, forward = (slope[index][:, columns] for slope in self.slopes)
+        kinked = self.free[group][index][:, None]
+        return np.where(kinked, backward, central), np.where(kinked, forward, central)
+
+    def _solve(self, group: int, free_frames: np.ndarray | None) -> None:
+        """Refit the slopes of the group's keys at `free_frames` (all keys where None), the others kept."""
+        index = np.flatnonzero(self.keys[group])
+        free = np.ones(index.size, dtype=bool) if free_frames is None else np.isin(index, free_frames)
+        columns = self.groups[group]
+        left, right = least_squares_slopes(self.values[:, columns], index, self.free[group][index],
+                                           self.left[group][index], self.right[group][index], free)
+        self.left[group][index], self.right[group][index] = left, right
 
     def curve(self, column: int, group: int):
         """Keys of a channel of `group` at its key frames: co and handles (a third of the way to each neighbour, along
-        the group's fitted slopes: one-sided at a kink), and which keys are kinks."""
-        keys = self.keys[group]
-        index = np.flatnonzero(keys)
+        the fitted slopes: one-sided at a kink), and which keys are kinks."""
+        index = np.flatnonzero(self.keys[group])
         x = self.frames[index]
         y = self.values[index, column]
         row = self.groups[group].index(column)
-        left_slope, right_slope = (slope[:, row] for slope in self.group_slopes[group])
+        left_slope = self.left[group][index, row] / self.step
+        right_slope = self.right[group][index, row] / self.step
         gaps = np.diff(x) / 3.0
         before = np.concatenate([gaps[:1], gaps]) if gaps.size else np.ones(1)
         after = np.concatenate([gaps, gaps[-1:]]) if gaps.size else np.ones(1)
@@ -559,31 +598,73 @@ class _Fit:
         right = np.stack([x + after, y + right_slope * after], axis=-1)
         return np.stack([x, y], axis=-1), left, right, self.free[group][index]
 
-    def _evaluate(self, group: int) -> None:
-        """Fit the group's slopes to its keys and put its curves into the pose table at every frame."""
-        columns = self.groups[group]
-        index = np.flatnonzero(self.keys[group])
-        central, backward, forward = (slope[index][:, columns] for slope in self.slopes)
-        kinked = self.free[group][index]
-        guess_left = np.where(kinked[:, None], backward, central) * self.step
-        guess_right = np.where(kinked[:, None], forward, central) * self.step
-        left, right = least_squares_slopes(self.values[:, columns], index, kinked, guess_left, guess_right)
-        self.group_slopes[group] = (left / self.step, right / self.step)
-        for column in columns:
-            co, left_handle, right_handle, _ = self.curve(column, group)
+    def _put_curves(self, group: int, first: int, last: int) -> None:
+        """Put the group's curves into the pose table over frames first..last (indices, inclusive)."""
+        window = slice(first, last + 1)
+        for column in self.groups[group]:
+            co, left, right, _ = self.curve(column, group)
             channel = self.channels[column]
-            self.table[:, channel.bone, channel.slot] = evaluate_fcurve(
-                co, left_handle, right_handle, "BEZIER", self.frames)
+            self.table[window, channel.bone, channel.slot] = evaluate_fcurve(
+                co, left, right, "BEZIER", self.frames[window])
 
-    def errors(self, first: int = 0, last: int | None = None) -> np.ndarray:
-        """Per frame and bone (W, B, 3) the head's and tail's distance and the rotation's angle from the original,
-        each over its own tolerance (1 is at the tolerance), over frames first..last."""
-        window = slice(first, (self.frames.size if last is None else last + 1))
-        matrices = pose_matrices(self.rig, self.table[window], self.offsets)
-        distance = np.linalg.norm(bone_points(self.rig, matrices) - self.points[window], axis=-1)
-        angle = rotation_angles(_unit_rotations(matrices), self.rotations[window])
-        return np.concatenate([distance / self.point_tolerance[window],
+    def _errors_of(self, matrices: np.ndarray, window: slice, bones) -> np.ndarray:
+        """Per frame and bone (W, b, 3) the head's and tail's distance and the rotation's angle from the original,
+        each over its own tolerance (1 is at the tolerance), for pose matrices of frames `window`, bones `bones`."""
+        rig = self.rig
+        lengths = np.asarray(rig.lengths)[bones]
+        heads = matrices[..., :3, 3]
+        points = np.stack([heads, heads + matrices[..., :3, 1] * lengths[:, None]], axis=-2)
+        distance = np.linalg.norm(points - self.points[window][:, bones], axis=-1)
+        angle = rotation_angles(_unit_rotations(matrices), self.rotations[window][:, bones])
+        return np.concatenate([distance / self.point_tolerance[window][:, bones],
                                (angle / self.settings.rotation_tolerance)[..., None]], axis=-1)
+
+    def errors(self) -> np.ndarray:
+        """The errors (F, B, 3; :meth:`_errors_of`) of the whole rig, recomputed from the pose table alone."""
+        matrices = pose_matrices(self.rig, self.table, self.offsets)
+        return self._errors_of(matrices, slice(None), slice(None))
+
+    def _refresh(self, group: int, first: int, last: int) -> None:
+        """Recompute the pose and the errors of the group's bones and all below them over frames first..last."""
+        window = slice(first, last + 1)
+        table = self.table[window]
+        bones = self.subtree[group]
+        rotations = basis_rotations(self.rig, table)
+        for bone in bones:
+            basis = np.zeros((table.shape[0], 4, 4))
+            basis[:, :3, :3] = rotations[:, bone] * table[:, bone, None, 14:17]
+            basis[:, :3, 3] = table[:, bone, 0:3]
+            basis[:, 3, 3] = 1.0
+            parent = self.rig.parents[bone]
+            start = self.offsets[bone] if parent < 0 else self.matrices[window, parent] @ self.offsets[bone]
+            self.matrices[window, bone] = start @ basis
+        self.cache[window, bones] = self._errors_of(self.matrices[window][:, bones], window, bones)
+
+    def change(self, group: int, frame: int, keyed: bool) -> tuple:
+        """Key (or unkey) `frame` in the group, refit the two keys on each side of it (and its own) and bring the pose
+        and errors up to date where that changes the curves. Returns what :meth:`undo` needs."""
+        keys = self.keys[group]
+        index = np.flatnonzero(keys | (np.arange(keys.size) == frame))  # the keys with `frame` among them
+        position = int(np.searchsorted(index, frame))
+        refitted = index[max(position - 2, 0):position + 3]  # the curves change from the key before these ...
+        first, last = int(index[max(position - 3, 0)]), int(index[min(position + 3, index.size - 1)])  # ... to after
+        window = slice(first, last + 1)
+        saved = (group, first, last, keys.copy(), self.left[group].copy(), self.right[group].copy(),
+                 self.table[window].copy(), self.matrices[window].copy(), self.cache[window].copy())
+        keys[frame] = keyed
+        if keyed:
+            guess = self._guess(group, np.array([frame]))
+            self.left[group][frame], self.right[group][frame] = guess[0][0], guess[1][0]
+        self._solve(group, refitted)
+        self._put_curves(group, first, last)
+        self._refresh(group, first, last)
+        return saved
+
+    def undo(self, saved: tuple) -> None:
+        group, first, last, keys, left, right, table, matrices, cache = saved
+        window = slice(first, last + 1)
+        self.keys[group], self.left[group], self.right[group] = keys, left, right
+        self.table[window], self.matrices[window], self.cache[window] = table, matrices, cache
 
     def _culprit(self, frame: int, bone: int, part: int) -> int | None:
         """The group to key at `frame` for an error of `bone` (part 0 head, 1 tail, 2 rotation): along its chain, the
@@ -612,33 +693,29 @@ class _Fit:
         """Key the worst frame of every run of frames out of tolerance, at the chain's bone that errs most there,
         until no frame is out of tolerance."""
         for _ in range(self.frames.size * max(len(self.groups), 1)):
-            errors = self.errors()
-            worst = errors.max(axis=(1, 2))
+            worst = self.cache.max(axis=(1, 2))
             if worst.max() <= 1.0:
                 return
             added = False
             for start, stop in segments(worst > 1.0):
                 frame = start + int(np.argmax(worst[start:stop]))
-                bone, part = np.unravel_index(int(np.argmax(errors[frame])), errors.shape[1:])
+                bone, part = np.unravel_index(int(np.argmax(self.cache[frame])), self.cache.shape[1:])
                 group = self._culprit(frame, int(bone), int(part))
                 if group is None:
                     continue
-                self.keys[group][frame] = True
-                self._evaluate(group)
+                self.change(group, frame, True)
                 added = True
             if not added:
                 return  # every bone on the erring chains is keyed there: the error is not the keys' (cannot happen)
 
     def remove_needless_keys(self) -> None:
-        """Try every key that is not a turning point, end or kink once, and drop it where the whole rig stays within
-        tolerance at every frame without it."""
+        """Try every key that is not a turning point, end or kink once, and leave it out where the rig stays within
+        tolerance without it (only the frames around it change: everywhere else the errors are as they were)."""
         for group in self.groups:
             for frame in np.flatnonzero(self.keys[group] & ~self.turning[group]):
-                self.keys[group][frame] = False
-                self._evaluate(group)
-                if self.errors().max() > 1.0:
-                    self.keys[group][frame] = True
-                    self._evaluate(group)
+                saved = self.change(group, int(frame), False)
+                if self.cache[saved[1]:saved[2] + 1].max() > 1.0:
+                    self.undo(saved)
 
     def result(self) -> SparseFit:
         errors = self.errors()
