@@ -61,6 +61,7 @@ class _GenerationProperties:
     fps_mode: generation_property("fps_mode", for_operator=True)
     in_place: generation_property("in_place", for_operator=True)
     start_frame: generation_property("start_frame", for_operator=True)
+    keys: generation_property("keys", for_operator=True)
 
 
 class _GenerationOperator(_GenerationProperties):
@@ -260,6 +261,7 @@ def _common_spec_fields(operator: _GenerationOperator, context: bpy.types.Contex
         "in_place": bool(operator.value(context, "in_place")),
         "start_frame": int(operator.value(context, "start_frame")),
         "with_mesh": bool(operator.value(context, "with_mesh")),
+        "keys": operator.value(context, "keys"),
     }
 
 

@@ -20,6 +20,7 @@ from hymotion.shared.skeleton import BODY_JOINT_NAMES
 from . import bake, export, export_operator, preferences, retarget, rig
 from .core import bone_mapping
 from .core.bone_mapping import BoneMapping
+from .properties import KEY_MODE_ITEMS
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"
@@ -106,6 +107,7 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
         description="Pin each foot while it touches the ground, so it neither slides nor sinks",
         default=retarget.DEFAULT_FEET_CLEANUP,
     )
+    keys: EnumProperty(name="Keys", items=KEY_MODE_ITEMS, default="EVERY_FRAME")
     scope: EnumProperty(
         name="Actions",
         items=(
@@ -351,6 +353,7 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             "feet_cleanup": settings.feet_cleanup,
             "root_motion": settings.root_motion,
             "root_bone": settings.root_bone or None,
+            "keys": settings.keys,
         }
         made = []
         try:
@@ -443,6 +446,7 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             column.prop_search(settings, "root_bone", settings.target_armature.data, "bones")
         column.prop(settings, "in_place")
         column.prop(settings, "feet_cleanup")
+        column.prop(settings, "keys")
         column.prop(settings, "scope")
         layout.operator(HYMOTION_OT_retarget_action.bl_idname, icon="ARMATURE_DATA")
 

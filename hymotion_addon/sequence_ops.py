@@ -38,6 +38,8 @@ class _KnownFramesOperator(_GenerationOperator):
         self._known = self.known(context, armature)
         fields = _common_spec_fields(self, context)
         fields["start_frame"] = self._known.start_frame
+        if self._known.between is not None:
+            fields["keys"] = "EVERY_FRAME"  # the in-between's keys are copied into the Action around it, frame by frame
         if self._known.constraint.start is not None or self._known.constraint.end is not None:
             # The pinned pose is where the rig is, at the scene's frames: the clip keeps its travel and timing.
             fields.update(in_place=False, fps_mode="RESAMPLE")
@@ -200,6 +202,7 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
     cyclic: bpy.props.BoolProperty(
         name="Loop", default=False, description="Add Cycles modifiers (for a clip made with --loop)",
     )
+    keys: generation_property("keys", for_operator=True)
 
     def execute(self, context):
         armature = _armature(context)
@@ -208,7 +211,7 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
                 armature = rig.build_armature(context, name=generation.RIG_NAME)
             action = sequence.import_clip(
                 self.filepath, armature, start_frame=context.scene.frame_current,
-                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene,
+                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene, keys=self.keys,
             )
             if self.cyclic:
                 sequence.make_cyclic(action, armature)

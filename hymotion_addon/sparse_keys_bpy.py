@@ -215,3 +215,10 @@ def write_curve(fcurve: bpy.types.FCurve, fitted: sparse_keys.FittedCurve) -> No
     points.foreach_set("handle_left_type", types)
     points.foreach_set("handle_right_type", types)
     fcurve.update()
+
+
+def apply_keys(armature: bpy.types.Object, action: bpy.types.Action, keys: str) -> SparseReport | None:
+    """The Keys setting (Every Frame / Sparse) of Generate, Batch Bake, Import Clip, Retarget and ``hymotion-bake
+    --keys sparse``: 'SPARSE' reduces the just-written Action (the armature's active one) at the default tolerances,
+    'EVERY_FRAME' leaves it."""
+    return reduce_action(armature, action) if keys == "SPARSE" else None

@@ -193,3 +193,64 @@ def test_an_action_of_another_armature_is_refused(scene):
     with pytest.raises(Exception, match="animates bones that armature 'Other' lacks"):
         sparse_keys_bpy.reduce_action(second)
     assert keys_of(action) == before
+
+
+# --- the Keys setting (Every Frame / Sparse) where keys are written -------------------------------------------------
+
+
+def assert_sparse(action: bpy.types.Action, frames: int) -> None:
+    curves = action_fcurves(action)
+    assert sum(len(fcurve.keyframe_points) for fcurve in curves) <= len(curves) * frames / 6
+    assert {key.interpolation for fcurve in curves for key in fcurve.keyframe_points} == {"BEZIER"}
+
+
+def test_baking_with_sparse_keys_and_a_bad_keys_setting(scene):
+    scene.render.fps = 30
+    armature = rig.build_armature(bpy.context)
+    translation, rotations, _ = jump_clip()
+    assert_sparse(bake.bake_motion(armature, translation, rotations, keys="SPARSE"), translation.shape[0])
+    count = len(bpy.data.actions)
+    with pytest.raises(Exception, match="Unknown keys setting 'FEW'") as caught:
+        bake.bake_motion(armature, translation, rotations, keys="FEW")
+    assert caught.value.hint and len(bpy.data.actions) == count
+
+
+def test_import_clip_and_the_library_bake_take_the_keys_setting(scene, tmp_path):
+    from hymotion.shared.skeleton import BODY_JOINT_NAMES
+    from hymotion_addon import library_bake, sequence
+
+    scene.render.fps = 30
+    translation, rotations = turn_clip()
+    clip = tmp_path / "turn.npz"
+    np.savez(clip, translation=translation, rotations=rotations, joint_names=np.array(BODY_JOINT_NAMES), fps=30)
+    armature = rig.build_armature(bpy.context)
+    assert_sparse(sequence.import_clip(clip, armature, keys="SPARSE"), translation.shape[0])
+    every = sequence.import_clip(clip, armature)
+    assert {len(fcurve.keyframe_points) for fcurve in action_fcurves(every)} == {translation.shape[0]}
+
+    out = tmp_path / "library.blend"
+    library_bake.bake_library({
+        "out": str(out), "fps": 30, "in_place": False, "nla": None, "with_mesh": False, "keys": "SPARSE",
+        "clips": [{"path": str(clip), "prompt": "a person turns", "seed": 0, "duration": 2.5, "model": "test"}],
+    })
+    assert out.is_file()
+    (action,) = [action for action in bpy.data.actions if action.get("hymotion_prompt") == "a person turns"]
+    assert_sparse(action, translation.shape[0])
+
+
+def test_retargeting_takes_the_keys_setting(scene):
+    from hymotion_addon import retarget
+
+    scene.render.fps = 30
+    target = build_rig("ARP", arp_a_pose_bones())
+    translation, rotations, _ = jump_clip()
+    action = retarget.bake_onto_rig(target, translation, rotations, keys="SPARSE")
+    assert_sparse(action, translation.shape[0])
+    assert target.animation_data.action == action
+
+
+def test_hymotion_bake_passes_keys_to_the_job():
+    from hymotion.bake_cli import build_parser
+
+    assert build_parser().parse_args(["p.txt", "--out", "x.blend", "--keys", "sparse"]).keys == "sparse"
+    assert build_parser().parse_args(["p.txt", "--out", "x.blend"]).keys == "every-frame"
