@@ -254,3 +254,26 @@ def test_hymotion_bake_passes_keys_to_the_job():
 
     assert build_parser().parse_args(["p.txt", "--out", "x.blend", "--keys", "sparse"]).keys == "sparse"
     assert build_parser().parse_args(["p.txt", "--out", "x.blend"]).keys == "every-frame"
+
+
+def test_an_imported_action_with_bezier_keys_and_a_flipped_quaternion_stays_within_tolerance(scene):
+    """Like a mocap import: auto-clamped Bezier keys every third frame, 24 fps, one bone's quaternions flipping
+    hemisphere half-way (the same rotations; Blender interpolates the components across the flip as they are)."""
+    scene.render.fps = 24
+    armature = rig.build_armature(bpy.context)
+    bones = armature.pose.bones
+    for frame in range(1, 100, 3):
+        for number, name in enumerate(("left_hip", "left_knee", "spine1", "right_shoulder")):
+            quaternion = np.array([1.0, 0.3 * np.sin(frame / 9.0 + number), 0.2 * np.cos(frame / 7.0), 0.1])
+            quaternion /= np.linalg.norm(quaternion)
+            bones[name].rotation_quaternion = -quaternion if name == "spine1" and frame > 50 else quaternion
+            bones[name].keyframe_insert("rotation_quaternion", frame=frame)
+        bones["pelvis"].location = (0.5 * np.sin(frame / 20.0), 0.0, 0.1 * np.cos(frame / 10.0))
+        bones["pelvis"].keyframe_insert("location", frame=frame)
+    frames = np.arange(1, 98)
+    dense_points, dense_rotations = world_poses(armature, frames)
+    report = sparse_keys_bpy.reduce_action(armature)
+    points, rotations = world_poses(armature, frames)
+    assert np.linalg.norm(points - dense_points, axis=-1).max() <= 0.005 + FLOAT32_SLACK
+    assert sparse_keys.rotation_angles(rotations, dense_rotations).max() <= 1.0 + ANGLE_SLACK
+    assert report.keys_after < report.keys_before
