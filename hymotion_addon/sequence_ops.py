@@ -273,6 +273,7 @@ def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
     column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
     column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
     column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="FILE_REFRESH")
+    column.operator("hymotion.sparse_keys", icon="IPO_BEZIER")  # sparse_keys_ops; by name, registered after this
 
 
 classes: tuple[type, ...] = (HYMOTION_OT_continue_pose, HYMOTION_OT_inbetween, HYMOTION_OT_generate_loop,

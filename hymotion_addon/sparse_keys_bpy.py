@@ -50,6 +50,7 @@ class SparseReport:
     max_error_cm: float
     max_rotation_error: float
     max_planted_error_cm: float
+    unseen: tuple[str, ...] = ()  # bones whose constraints or inheritance the error does not see (:func:`unseen_bones`)
 
     @property
     def keys_per_second_per_curve(self) -> float:
@@ -60,6 +61,14 @@ class SparseReport:
                 f"({self.keys_per_second_per_curve:.1f} per second per curve); largest error "
                 f"{self.max_error_cm:.2f} cm and {self.max_rotation_error:.2f}\N{DEGREE SIGN}, planted feet "
                 f"{self.max_planted_error_cm:.2f} cm.")
+
+    def warning(self) -> str | None:
+        """What the error cannot vouch for, when some bones have constraints or do not inherit as Blender's default."""
+        if not self.unseen:
+            return None
+        shown = ", ".join(self.unseen[:3]) + (", ..." if len(self.unseen) > 3 else "")
+        return (f"{len(self.unseen)} bone(s) have constraints or do not inherit their parent's rotation and scale "
+                f"({shown}): the tolerance holds for the keyed transforms, not for what the constraints make of them.")
 
 
 @dataclass
@@ -113,7 +122,21 @@ def reduce_action(
         max_error_cm=fit.max_position_error / METRES_PER_CM,
         max_rotation_error=fit.max_rotation_error,
         max_planted_error_cm=fit.max_planted_error / METRES_PER_CM,
+        unseen=unseen_bones(armature),
     )
+
+
+def unseen_bones(armature: bpy.types.Object) -> tuple[str, ...]:
+    """Bones whose pose the fit's forward kinematics does not reproduce: with an active constraint, or not inheriting
+    their parent's rotation or full scale, or with a location in the parent's space rather than their own."""
+    names = []
+    for pose_bone in armature.pose.bones:
+        bone = pose_bone.bone
+        constrained = any(not constraint.mute and constraint.influence > 0 for constraint in pose_bone.constraints)
+        inherits = bone.use_inherit_rotation and bone.inherit_scale == "FULL" and bone.use_local_location
+        if constrained or not inherits:
+            names.append(pose_bone.name)
+    return tuple(names)
 
 
 def _checked_action(armature, action) -> bpy.types.Action:

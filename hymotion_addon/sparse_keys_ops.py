@@ -42,7 +42,8 @@ class HYMOTION_OT_sparse_keys(bpy.types.Operator):
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, report.summary())
+        warning = report.warning()
+        self.report({"WARNING"} if warning else {"INFO"}, report.summary() + (f" {warning}" if warning else ""))
         return {"FINISHED"}
 
 

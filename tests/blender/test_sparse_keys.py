@@ -277,3 +277,15 @@ def test_an_imported_action_with_bezier_keys_and_a_flipped_quaternion_stays_with
     assert np.linalg.norm(points - dense_points, axis=-1).max() <= 0.005 + FLOAT32_SLACK
     assert sparse_keys.rotation_angles(rotations, dense_rotations).max() <= 1.0 + ANGLE_SLACK
     assert report.keys_after < report.keys_before
+
+
+def test_constraints_and_other_inheritance_are_named_in_a_warning(scene):
+    scene.render.fps = 30
+    armature = rig.build_armature(bpy.context)
+    bake.bake_motion(armature, *turn_clip())
+    assert sparse_keys_bpy.reduce_action(armature).warning() is None
+    armature.pose.bones["head"].constraints.new("COPY_ROTATION")
+    armature.data.bones["left_wrist"].use_inherit_rotation = False
+    report = sparse_keys_bpy.reduce_action(armature)
+    assert set(report.unseen) == {"head", "left_wrist"}
+    assert "2 bone(s) have constraints" in report.warning()
