@@ -8,7 +8,8 @@ What the fit keeps, at every frame of the original (the frames it is given):
 - every bone's world rotation within ``rotation_tolerance`` (degrees): the twist of a hand about its own axis moves no
   point of it;
 - planted points (:func:`planted_points`: a head or tail near the clip's floor and slow over it, the way
-  :mod:`.retarget_feet` finds contacts) within a tighter ``planted_tolerance``, so a foot that stands stays standing;
+  :mod:`.retarget_feet` finds contacts) within ``planted_fraction`` of the tolerance, so a foot that stands stays
+  standing;
 - a key at every turning point of a curve (:func:`turning_points`: a peak or trough of a curve that rises or falls by at
   least ``turn_degrees`` / ``turn_distance`` around it, and every kink, where the curve changes direction at once): the
   extreme of a swing, the apex of a jump, the deepest crouch, poses an animator recognises.
@@ -26,8 +27,9 @@ Shared key frames: by default every channel of one bone is keyed at the same fra
 edits a bone's pose, not one quaternion component: a key on w but not on x would make every edit of that rotation
 reshape the other components' curves between keys, and Blender's own keying (I, Insert Keyframe) keys a bone's channels
 together. Sharing one set of frames across the whole rig (``share="RIG"``, pose-to-pose columns in the Dope Sheet) is
-offered too, but costs keys: the feet's stance detail then lands on the spine and the fingers. Per bone is the default
-because the fit reaches the tolerance with far fewer keys and the Dope Sheet still shows each bone's poses as columns.
+offered too, but costs keys: the feet's stance detail then lands on the spine and the fingers (2-5 times the keys on
+the benchmark's clips, docs/retarget-export.md). Per bone is the default because the fit reaches the tolerance with
+far fewer keys and the Dope Sheet still shows each bone's poses as columns.
 
 Conventions: Blender's. Armature-space rest matrices are ``bone.matrix_local``; a pose bone's basis is
 T(location) R(rotation) S(scale) in its rest frame, and its pose matrix is parent pose @ (parent rest^-1 @ rest) @
@@ -374,7 +376,7 @@ def kinks(values: np.ndarray, jump: float, ratio: float) -> np.ndarray:
 
 
 def slopes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per frame (F, C), the curves' slope (value per frame): central (five-point where there is room, three-point
+    """Per sample (F, C), the curves' slope (value per sample): central (five-point where there is room, three-point
     next to the ends, one-sided at the ends), and one-sided from the left and from the right (three-point), for kinks."""
     count = values.shape[0]
     central = np.zeros_like(values)
