@@ -30,7 +30,7 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from .scene import generation, known_frames, rig, sequence
+from .scene import bake, generation, known_frames, rig, sequence
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 from .ui import preferences
@@ -68,6 +68,7 @@ def generate(
     end_at: int | None = None,
     loop: bool = False,
     context_frames: int = 1,
+    keys: str = "EVERY_FRAME",
 ) -> list[bpy.types.Action]:
     """Generate one Action per prompt x seed, bake them and return them in order (prompt-major).
 
@@ -81,7 +82,9 @@ def generate(
     its Action starting on that frame (``context_frames`` model frames ending there guide it); ``end_at`` ends it in
     that pose, its Action ending on that frame. Both: an in-between of one prompt and seed, its duration the gap,
     written into the armature's active Action between the frames (that Action is returned). ``loop``: the last
-    frame equals the first, and every Action gets Cycles modifiers.
+    frame equals the first, and every Action gets Cycles modifiers. ``keys`` "SPARSE" bakes sparse Bezier keys (Sparse
+    Keys at its defaults: every bone within 0.5 cm and 1 degree) instead of one per frame; an in-between always gets
+    every frame (its keys go into the Action around it).
 
     Raises :class:`GenerationError` (a HyMotionError with ``code``, ``message``, ``hint`` and the ``actions`` made so
     far) when the backend fails, dies or the run times out, and HyMotionError ``bad_request`` for bad arguments.
@@ -90,6 +93,7 @@ def generate(
     if not prompt_list or not all(isinstance(prompt, str) for prompt in prompt_list):
         raise bad_request("prompts must be a prompt or a list of prompts (text).", 'e.g. generate("a person waves")')
     _check_armature(armature)
+    bake.check_keys(keys)
     seed_list = _seeds(seeds)
     known = None
     if start_from is not None or end_at is not None or loop:
@@ -122,6 +126,7 @@ def generate(
         start_frame=start_frame,
         nla_layout=nla_layout,
         with_mesh=with_mesh,
+        keys="EVERY_FRAME" if known is not None and known.between is not None else keys,
         constraint=known.constraint if known is not None else None,
     )
     run = _run(spec, armature, timeout, on_action)

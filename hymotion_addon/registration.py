@@ -9,7 +9,7 @@ import bpy
 
 from .core import backend_manager
 from .scene import generation
-from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops
+from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops, sparse_keys_ops
 
 classes: tuple[type, ...] = (
     *properties.classes,
@@ -18,6 +18,7 @@ classes: tuple[type, ...] = (
     *panels.classes,
     *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
     *sequence_ops.classes,
+    *sparse_keys_ops.classes,
 )
 
 

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")
     parser.add_argument("--with-mesh", action="store_true", help="give the rig a simple blocky body mesh")
+    parser.add_argument("--keys", choices=("every-frame", "sparse"), default="every-frame",
+                        help="a key on every frame, or sparse Bezier keys within 0.5 cm and 1 degree of every frame "
+                        "(default: every-frame)")
     return parser
 
 
@@ -127,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             "in_place": args.in_place or bool(preset.bake.get("in_place", False)),
             "nla": None if args.nla == "none" else args.nla.upper(),
             "with_mesh": args.with_mesh,
+            "keys": args.keys.upper().replace("-", "_"),
             "clips": clips,
         }
         manifest_path = Path(scratch) / "manifest.json"

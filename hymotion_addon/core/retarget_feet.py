@@ -110,9 +110,9 @@ def detect_contacts(
     contacts = np.zeros(points.shape[:3], dtype=bool)
     for side in range(2):
         for point in range(2):
-            speed = _horizontal_speed(points[:, side, point], fps)
+            speed = horizontal_speed(points[:, side, point], fps)
             raw = (heights[:, side, point] < settings.height_tolerance) & (speed < settings.speed_tolerance)
-            contacts[:, side, point] = _clean_mask(raw, settings.min_frames)
+            contacts[:, side, point] = clean_mask(raw, settings.min_frames)
     return contacts
 
 
@@ -124,7 +124,7 @@ def _heights(points: np.ndarray, positions: np.ndarray, source) -> np.ndarray:
     return points[..., 2] - source_floor(positions, source) - standing
 
 
-def _horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
+def horizontal_speed(track: np.ndarray, fps: float) -> np.ndarray:
     """Per frame, the slower of the steps into and out of it: a point that lands (or lifts) is slow on that frame."""
     if track.shape[0] < 2:
         return np.zeros(track.shape[0])
@@ -139,7 +139,7 @@ def segments(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
-def _clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
+def clean_mask(mask: np.ndarray, min_frames: int) -> np.ndarray:
     cleaned = mask.copy()
     gaps = segments(~cleaned)
     for start, stop in gaps:
@@ -302,7 +302,7 @@ def _confidence(heights: np.ndarray, track: np.ndarray, fps: float, settings: Co
     """How surely a source point is planted, per frame (F,): 1 on the floor and still, falling linearly to 0 at the
     contact thresholds of height and horizontal speed."""
     low = np.clip(1.0 - heights / settings.height_tolerance, 0.0, 1.0)
-    still = np.clip(1.0 - _horizontal_speed(track, fps) / settings.speed_tolerance, 0.0, 1.0)
+    still = np.clip(1.0 - horizontal_speed(track, fps) / settings.speed_tolerance, 0.0, 1.0)
     return low * still
 
 

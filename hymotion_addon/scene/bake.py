@@ -22,10 +22,12 @@ from hymotion.shared.rotations import continuous_quaternions
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS
 
 from ..core import motion_math
+from . import sparse_action
 from .actions import fcurve_factory, slot_for
 from .rig import require_hymotion_armature
 
 FPS_MODES = ("RESAMPLE", "SET_SCENE_FPS")
+KEY_MODES = ("EVERY_FRAME", "SPARSE")
 NLA_MODES = ("SEQUENCE", "STACK")
 NLA_TRACK_NAME = "HY-Motion"
 ROOT_BONE = BODY_JOINT_NAMES[0]
@@ -82,17 +84,20 @@ def bake_motion(
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
     name: str | None = None,
+    keys: str = "EVERY_FRAME",
 ) -> bpy.types.Action:
     """Bake a clip onto `armature` as a new Action, assign it as the active Action and return it.
 
     fps_mode 'RESAMPLE' resamples the clip to the scene's frame rate (slerp); 'SET_SCENE_FPS' sets the scene to the
     clip's rate instead (the only scene setting ever changed, and only then). The first frame lands on `start_frame`.
     `in_place` drops the horizontal root motion and keeps the height. Prompt, seed, duration (seconds, defaults to
-    the clip's) and model are stored as custom properties on the Action.
+    the clip's) and model are stored as custom properties on the Action. `keys` 'SPARSE' then reduces the keys to
+    sparse Bezier keys at the default tolerances (:func:`.sparse_action.apply_keys`).
     """
     _check_armature(armature)
     if fps_mode not in FPS_MODES:
         raise bad_request(f"Unknown fps mode {fps_mode!r}.", f"Use one of {', '.join(FPS_MODES)}.")
+    check_keys(keys)
     if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
         raise bad_request(f"Start frame {start_frame!r} is not a whole number.", "Pass an integer frame, e.g. 1.")
     scene = scene if scene is not None else bpy.context.scene
@@ -125,7 +130,14 @@ def bake_motion(
     anim_data.action = action
     if slot is not None:
         anim_data.action_slot = slot
+    if keys == "SPARSE":
+        sparse_action.apply_keys(armature, action, keys)
     return action
+
+
+def check_keys(keys: str) -> None:
+    if keys not in KEY_MODES:
+        raise bad_request(f"Unknown keys setting {keys!r}.", f"Use one of {', '.join(KEY_MODES)}.")
 
 
 def push_to_nla(

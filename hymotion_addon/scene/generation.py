@@ -63,6 +63,7 @@ class RunSpec:
     start_frame: int = 1
     nla_layout: str | None = None
     with_mesh: bool = False
+    keys: str = "EVERY_FRAME"  # or "SPARSE" (bake.KEY_MODES)
     constraint: GenerateConstraint | None = None
     timeline: bool = False
 
@@ -253,6 +254,7 @@ class Run:
                 start_frame=self.spec.start_frame,
                 in_place=self.spec.in_place,
                 fps_mode=self.spec.fps_mode,
+                keys=self.spec.keys,
             )
             action.use_fake_user = True
             if self.spec.nla_layout is not None:

@@ -7,7 +7,8 @@ the job file is the whole hand-over. Its keys:
 
 * ``out``: the .blend file to write; ``fps``: the scene's frame rate (clips are resampled to it);
 * ``in_place``: drop the horizontal root motion; ``nla``: None, or ``SEQUENCE`` / ``STACK`` to lay the Actions out
-  as NLA strips; ``with_mesh``: give the rig its blocky body mesh;
+  as NLA strips; ``with_mesh``: give the rig its blocky body mesh; ``keys`` (optional): ``EVERY_FRAME`` (the default)
+  or ``SPARSE`` (bake.bake_motion's);
 * ``clips``: one dict per clip, with ``path`` (.npz holding ``translation`` and ``rotations``), ``prompt``, ``seed``,
   ``duration``, ``model`` and optionally ``action``, the Action's name (``hymotion farm`` sets it so its index knows
   every name; otherwise the name comes from the prompt and seed);
@@ -44,7 +45,7 @@ def bake_library(job: dict[str, Any]) -> None:
         action = bake.bake_motion(
             armature, translation, rotations, prompt=clip["prompt"], seed=clip["seed"], model=clip["model"],
             duration=clip["duration"], scene=scene, start_frame=1, in_place=job["in_place"],
-            name=clip.get("action"),
+            name=clip.get("action"), keys=job.get("keys", "EVERY_FRAME"),
         )
         action.use_fake_user = True
         end = action.frame_range[1]

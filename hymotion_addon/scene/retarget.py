@@ -28,7 +28,7 @@ from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from ..core import bone_mapping, motion_math, retarget_feet, retarget_math
 from ..core.bone_mapping import BoneMapping
-from . import bake, rig
+from . import bake, rig, sparse_action
 from .actions import action_fcurves, fcurve_bone, fcurve_factory
 from .retarget_refine import refine_with_blender
 from .target_rig import check_armature, check_keyable, plan_for, resolve_mapping, root_bone_candidate
@@ -131,6 +131,7 @@ def bake_onto_rig(
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
     contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
+    keys: str = "EVERY_FRAME",
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -139,9 +140,10 @@ def bake_onto_rig(
     root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
     the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
     by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
-    fps_mode and source_fps work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
+    fps_mode, source_fps and keys work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
     """
     check_armature(target_armature)
+    bake.check_keys(keys)
     if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
         raise bad_request(f"Start frame {start_frame!r} is not a whole number.", "Pass an integer frame, e.g. 1.")
     if fps_mode not in bake.FPS_MODES:
@@ -197,6 +199,8 @@ def bake_onto_rig(
         anim_data.action_slot = writer.slot
     if plan.needs_evaluation:
         refine_with_blender(scene, target_armature, plan, result, writer)
+    if keys == "SPARSE":
+        sparse_action.apply_keys(target_armature, action, keys)
     return action
 
 

@@ -115,13 +115,15 @@ def read_clip(path: str | Path) -> dict:
 
 
 def import_clip(path: str | Path, armature: bpy.types.Object, *, start_frame: int = 1, fps_mode: str = "RESAMPLE",
-                nla_layout: str | None = None, scene: bpy.types.Scene | None = None) -> bpy.types.Action:
-    """Bake a motion file onto ``armature`` as a new Action whose first frame lands on ``start_frame``."""
+                nla_layout: str | None = None, scene: bpy.types.Scene | None = None,
+                keys: str = "EVERY_FRAME") -> bpy.types.Action:
+    """Bake a motion file onto ``armature`` as a new Action whose first frame lands on ``start_frame`` (``keys``:
+    bake.bake_motion's)."""
     data = read_clip(path)
     action = bake.bake_motion(
         armature, data["translation"], data["rotations"], prompt=str(data.get("prompt", "")),
         seed=int(data.get("seed", 0)), model=str(data.get("model_id", "")), scene=scene, start_frame=start_frame,
-        fps_mode=fps_mode, source_fps=float(data.get("fps", skeleton.FPS)),
+        fps_mode=fps_mode, source_fps=float(data.get("fps", skeleton.FPS)), keys=keys,
     )
     action.use_fake_user = True
     if nla_layout is not None:

@@ -63,6 +63,7 @@ class _GenerationProperties:
     fps_mode: generation_property("fps_mode", for_operator=True)
     in_place: generation_property("in_place", for_operator=True)
     start_frame: generation_property("start_frame", for_operator=True)
+    keys: generation_property("keys", for_operator=True)
 
 
 class GenerationOperator(_GenerationProperties):
@@ -263,6 +264,7 @@ def common_spec_fields(operator: GenerationOperator, context: bpy.types.Context)
         "in_place": bool(operator.value(context, "in_place")),
         "start_frame": int(operator.value(context, "start_frame")),
         "with_mesh": bool(operator.value(context, "with_mesh")),
+        "keys": operator.value(context, "keys"),
     }
 
 

@@ -202,6 +202,7 @@ def draw_target(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     layout.prop(settings, "fps_mode")
     layout.prop(settings, "in_place")
     layout.prop(settings, "start_frame")
+    layout.prop(settings, "keys")
 
 
 def draw_batch(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:

@@ -30,6 +30,11 @@ NLA_LAYOUT_DESCRIPTIONS = {
     "SEQUENCE": ("End to End", "Lay the clips one after another on one NLA track"),
     "STACK": ("Stacked", "Put each clip on its own NLA track, all starting together"),
 }
+KEY_MODE_DESCRIPTIONS = {
+    "EVERY_FRAME": ("Every Frame", "A key on every frame: exactly what the model made"),
+    "SPARSE": ("Sparse", "Few Bezier keys an animator can edit, every bone within 0.5 cm and 1 degree of every frame "
+                         "(Sparse Keys)"),
+}
 BATCH_SOURCE_ITEMS = [
     ("TEXT", "Text", "A text datablock in this file (Text Editor), one prompt per line"),
     ("FILE", "File", "A text file on disk, one prompt per line"),
@@ -44,6 +49,7 @@ def _enum_items(names: tuple[str, ...], descriptions: dict[str, tuple[str, str]]
 
 FPS_MODE_ITEMS = _enum_items(bake.FPS_MODES, FPS_MODE_DESCRIPTIONS)
 NLA_LAYOUT_ITEMS = _enum_items(bake.NLA_MODES, NLA_LAYOUT_DESCRIPTIONS)
+KEY_MODE_ITEMS = _enum_items(bake.KEY_MODES, KEY_MODE_DESCRIPTIONS)
 
 # Every setting a generation takes, defined once for the panel (scene.hymotion) and the Generate and Batch Bake
 # operators that can override it: the bpy property type and its arguments. Defaults and limits come from
@@ -79,6 +85,7 @@ GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
         name="In Place", description="Remove the horizontal root motion, keep the height", default=False,
     )),
     "start_frame": (bpy.props.IntProperty, dict(name="Start Frame", description="Frame of the first key", default=1)),
+    "keys": (bpy.props.EnumProperty, dict(name="Keys", items=KEY_MODE_ITEMS, default="EVERY_FRAME")),
     "batch_source": (bpy.props.EnumProperty, dict(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")),
     "nla_layout": (bpy.props.EnumProperty, dict(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")),
 }
@@ -121,6 +128,7 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
     fps_mode: generation_property("fps_mode")
     in_place: generation_property("in_place")
     start_frame: generation_property("start_frame")
+    keys: generation_property("keys")
     batch_source: generation_property("batch_source")
     batch_text: bpy.props.PointerProperty(
         name="Text", type=bpy.types.Text,

@@ -22,6 +22,7 @@ from ..core import bone_mapping
 from ..core.bone_mapping import BoneMapping
 from ..scene import bake, export, retarget, rig, target_rig
 from . import export_operator, preferences
+from .properties import KEY_MODE_ITEMS
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"
@@ -108,6 +109,7 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
         description="Pin each foot while it touches the ground, so it neither slides nor sinks",
         default=retarget.DEFAULT_FEET_CLEANUP,
     )
+    keys: EnumProperty(name="Keys", items=KEY_MODE_ITEMS, default="EVERY_FRAME")
     scope: EnumProperty(
         name="Actions",
         items=(
@@ -353,6 +355,7 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             "feet_cleanup": settings.feet_cleanup,
             "root_motion": settings.root_motion,
             "root_bone": settings.root_bone or None,
+            "keys": settings.keys,
         }
         made = []
         try:
@@ -445,6 +448,7 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             column.prop_search(settings, "root_bone", settings.target_armature.data, "bones")
         column.prop(settings, "in_place")
         column.prop(settings, "feet_cleanup")
+        column.prop(settings, "keys")
         column.prop(settings, "scope")
         layout.operator(HYMOTION_OT_retarget_action.bl_idname, icon="ARMATURE_DATA")
 

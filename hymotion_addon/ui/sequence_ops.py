@@ -38,6 +38,8 @@ class _KnownFramesOperator(GenerationOperator):
         self._known = self.known(context, armature)
         fields = common_spec_fields(self, context)
         fields["start_frame"] = self._known.start_frame
+        if self._known.between is not None:
+            fields["keys"] = "EVERY_FRAME"  # the in-between's keys are copied into the Action around it, frame by frame
         if self._known.constraint.start is not None or self._known.constraint.end is not None:
             # The pinned pose is where the rig is, at the scene's frames: the clip keeps its travel and timing.
             fields.update(in_place=False, fps_mode="RESAMPLE")
@@ -193,6 +195,7 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
     cyclic: bpy.props.BoolProperty(
         name="Loop", default=False, description="Add Cycles modifiers (for a clip made with --loop)",
     )
+    keys: generation_property("keys", for_operator=True)
 
     def execute(self, context):
         armature = _armature(context)
@@ -201,7 +204,7 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
                 armature = rig.build_armature(context)
             action = sequence.import_clip(
                 self.filepath, armature, start_frame=context.scene.frame_current,
-                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene,
+                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene, keys=self.keys,
             )
             if self.cyclic:
                 sequence.make_cyclic(action, armature)
@@ -263,6 +266,7 @@ def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
     column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
     column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
     column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="FILE_REFRESH")
+    column.operator("hymotion.sparse_keys", icon="IPO_BEZIER")  # sparse_keys_ops; by name, registered after this
 
 
 classes: tuple[type, ...] = (HYMOTION_OT_continue_pose, HYMOTION_OT_inbetween, HYMOTION_OT_generate_loop,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 import pytest
+from blender_helpers import action_fcurves
 from e2e_helpers import TEST_STEPS, addon_module, clear_scene, enabled_extension, hymotion_actions, keyframe_counts
 
 from hymotion.shared.errors import HyMotionError
@@ -87,3 +88,11 @@ def test_a_failing_callback_stops_the_run_and_keeps_what_was_made(api, scene):
         api.generate("a person bows", duration=1.0, seeds="0-2", steps=TEST_STEPS, on_action=refuse)
     assert [action.name for action in raised.value.actions] == ["HYM_bows_s0"]
     assert hymotion_actions() == raised.value.actions
+
+
+
+def test_generate_with_sparse_keys_writes_bezier_keys(api, scene):
+    (action,) = api.generate("a person waves", duration=1.0, steps=TEST_STEPS, keys="SPARSE")
+    assert {key.interpolation for fcurve in action_fcurves(action) for key in fcurve.keyframe_points} == {"BEZIER"}
+    with pytest.raises(HyMotionError, match="Unknown keys setting"):
+        api.generate("a person waves", keys="SOME")

@@ -142,6 +142,14 @@ def test_generate_with_panel_settings_bakes_onto_the_active_rig(scene):
         assert pelvis[:2] == pytest.approx((rest_pelvis.x, rest_pelvis.y), abs=1e-5)
 
 
+def test_generate_with_the_panels_sparse_keys_setting_writes_bezier_keys(scene):
+    scene.hymotion.prompt, scene.hymotion.duration, scene.hymotion.steps = "a person waves", 1.0, TEST_STEPS
+    scene.hymotion.keys = "SPARSE"
+    assert bpy.ops.hymotion.generate() == {"FINISHED"}
+    (action,) = hymotion_actions()
+    assert {key.interpolation for fcurve in action_fcurves(action) for key in fcurve.keyframe_points} == {"BEZIER"}
+
+
 def test_cancel_keeps_the_finished_actions(scene, observe_actions):
     observe_actions(lambda run, action: run.cancel())
     pid = backend_pid()
