@@ -35,10 +35,11 @@ for folder in (ROOT, ROOT / "tests" / "blender", ROOT / "tests" / "addon", ROOT 
 
 import retarget_test_rigs as rigs  # noqa: E402  (the clips the tests use: one definition)
 import smooth_clips  # noqa: E402
+from machine_info import cpu_name  # noqa: E402
+
+from hymotion_addon.core import sparse_keys  # noqa: E402
 from hymotion_addon.scene import bake, rig, sparse_action  # noqa: E402
 from hymotion_addon.scene.actions import action_fcurves  # noqa: E402
-from hymotion_addon.core import sparse_keys  # noqa: E402
-from machine_info import cpu_name  # noqa: E402
 
 FPS = 30
 DECIMATE_STEPS = 14  # bisection halvings of the margin's log range (1e-6 .. 1): the margin found to within 6 %

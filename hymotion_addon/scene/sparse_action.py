@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+
 from hymotion.shared.errors import bad_request
 
 from ..core import sparse_keys

@@ -13,6 +13,7 @@ from hymotion.shared.jobs import parse_seeds
 
 from ..scene import bake, generation, known_frames, rig, sequence
 from .operators import GenerationOperator, PromptListOperator, common_spec_fields
+from .properties import generation_property
 
 
 def _armature(context) -> bpy.types.Object | None:

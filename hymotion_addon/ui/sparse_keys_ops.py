@@ -4,6 +4,7 @@ kept within a tolerance in world centimetres and degrees (:mod:`hymotion_addon.s
 from __future__ import annotations
 
 import bpy
+
 from hymotion.shared.errors import HyMotionError
 
 from ..scene import sparse_action

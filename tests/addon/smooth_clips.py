@@ -7,6 +7,7 @@ fit these clips without Blender."""
 from __future__ import annotations
 
 import numpy as np
+
 from hymotion.shared.rotations import Y_UP_TO_Z_UP, axis_angle_matrix, matrix_to_quaternion, quaternion_to_matrix
 from hymotion.shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS, BODY_REST_POSITIONS
 from hymotion_addon.core.sparse_keys import Channel, Rig

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hymotion.shared.errors import BAD_REQUEST, HyMotionError
-from hymotion.shared.rotations import quaternion_to_matrix, y_up_to_z_up
-from hymotion.shared.skeleton import BODY_JOINT_NAMES, forward_kinematics
-from hymotion_addon.core import sparse_keys
-from hymotion_addon.core.sparse_keys import Channel, Rig, SparseSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smooth_clips import JOINT, clip_channels, jump_clip, smpl_rig, turn_clip
+
+from hymotion.shared.errors import BAD_REQUEST, HyMotionError
+from hymotion.shared.rotations import quaternion_to_matrix, y_up_to_z_up
+from hymotion.shared.skeleton import BODY_JOINT_NAMES, forward_kinematics
+from hymotion_addon.core import fcurve_eval, sparse_keys
+from hymotion_addon.core.sparse_keys import Channel, Rig, SparseSettings
 
 # The fit checks its own error in float64 through the same FK it fits with; measured again here through
 # hymotion.shared.skeleton.forward_kinematics (another implementation), the two differ by float64 roundoff over a chain
@@ -25,7 +26,7 @@ def fitted_clip(fit: sparse_keys.SparseFit, frames: np.ndarray, translation: np.
     """The clip the fitted keys play back, evaluated at every frame as Blender would."""
     translation, rotations = translation.copy(), rotations.copy()
     for curve in fit.curves:
-        values = sparse_keys.evaluate_fcurve(curve.co, curve.handle_left, curve.handle_right, "BEZIER", frames)
+        values = fcurve_eval.evaluate_fcurve(curve.co, curve.handle_left, curve.handle_right, "BEZIER", frames)
         if curve.channel.property == "location":
             translation[:, curve.channel.index] = values
         else:
@@ -166,14 +167,14 @@ def test_the_bezier_evaluator_follows_blenders_rules():
     right = np.array([[1.0, 0.0], [4.0, 3.0], [7.0, 0.0]])
     # thirds: x(t) is linear, so the curve is the cubic Hermite with slopes 0 at the keys
     at = np.array([-5.0, 0.0, 1.5, 3.0, 4.5, 6.0, 9.0])
-    values = sparse_keys.evaluate_fcurve(co, left, right, "BEZIER", at)
+    values = fcurve_eval.evaluate_fcurve(co, left, right, "BEZIER", at)
     np.testing.assert_allclose(values, [0.0, 0.0, 1.5, 3.0, 1.5, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(sparse_keys.evaluate_fcurve(co, left, right, "LINEAR", [1.0, 4.5]), [1.0, 1.5])
-    np.testing.assert_allclose(sparse_keys.evaluate_fcurve(co, left, right, "CONSTANT", [2.9, 3.5]), [0.0, 3.0])
+    np.testing.assert_allclose(fcurve_eval.evaluate_fcurve(co, left, right, "LINEAR", [1.0, 4.5]), [1.0, 1.5])
+    np.testing.assert_allclose(fcurve_eval.evaluate_fcurve(co, left, right, "CONSTANT", [2.9, 3.5]), [0.0, 3.0])
     # a handle reaching past the segment's other end is shortened along itself to the segment: (4, 2) over 3 frames
     long_right = np.array([[4.0, 2.0], [4.0, 3.0], [7.0, 0.0]])
     short_left = np.array([[-1.0, 0.0], [2.5, 3.0], [5.0, 0.0]])
-    corrected = sparse_keys.evaluate_fcurve(co, short_left, long_right, "BEZIER", [1.5])
+    corrected = fcurve_eval.evaluate_fcurve(co, short_left, long_right, "BEZIER", [1.5])
     p1, p2 = np.array([3.0, 1.5]), np.array([2.5, 3.0])
     t = np.linspace(0, 1, 200001)
     curve = ((1 - t) ** 3)[:, None] * co[0] + (3 * (1 - t) ** 2 * t)[:, None] * p1 + (3 * (1 - t) * t**2)[:, None] * p2 \
@@ -209,7 +210,7 @@ def test_every_rotation_mode_location_and_scale_are_fitted_through_fk():
     for column, channel in enumerate(channels):
         table[:, channel.bone, channel.slot] = values[:, column]
     for curve in fit.curves:
-        played[:, curve.channel.bone, curve.channel.slot] = sparse_keys.evaluate_fcurve(
+        played[:, curve.channel.bone, curve.channel.slot] = fcurve_eval.evaluate_fcurve(
             curve.co, curve.handle_left, curve.handle_right, "BEZIER", frames)
     points = sparse_keys.bone_points(rig, sparse_keys.pose_matrices(rig, played))
     expected = sparse_keys.bone_points(rig, sparse_keys.pose_matrices(rig, table))
@@ -293,7 +294,7 @@ def test_any_smooth_motion_of_a_chain_stays_within_the_tolerance(amplitudes, per
     rig = _chain_rig(3)
     channels = [Channel(bone, "rotation_euler", 0) for bone in range(3)]
     fit = sparse_keys.fit_sparse_keys(rig, at, channels, values, SparseSettings(tolerance=tolerance))
-    played = np.stack([sparse_keys.evaluate_fcurve(c.co, c.handle_left, c.handle_right, "BEZIER", at)
+    played = np.stack([fcurve_eval.evaluate_fcurve(c.co, c.handle_left, c.handle_right, "BEZIER", at)
                        for c in fit.curves], axis=1)
 
     def arm_points(angles):  # each bone turns about its own x axis; the arm starts upright at the origin

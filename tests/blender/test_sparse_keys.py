@@ -7,11 +7,12 @@ import bpy
 import numpy as np
 import pytest
 from blender_helpers import action_fcurves
-from hymotion_addon.scene import bake, rig, sparse_action
-from hymotion_addon.ui import sparse_keys_ops
-from hymotion_addon.core import sparse_keys
 from retarget_test_rigs import arp_a_pose_bones, build_rig
 from smooth_clips import jump_clip, turn_clip
+
+from hymotion_addon.core import fcurve_eval, sparse_keys
+from hymotion_addon.scene import bake, rig, sparse_action
+from hymotion_addon.ui import sparse_keys_ops
 
 # Blender evaluates F-curves and poses in float32 (unit roundoff 6e-8): a world position sums a chain of at most ~10
 # float32 products over ~2 m (test_bake.py's argument: a few 1e-6 m), and each key's value and handles are stored in
@@ -81,7 +82,7 @@ def test_the_numpy_evaluator_equals_blenders_fcurve_evaluation(scene, rng):
     co = np.array([tuple(point.co) for point in points])
     left = np.array([tuple(point.handle_left) for point in points])
     right = np.array([tuple(point.handle_right) for point in points])
-    got = sparse_keys.evaluate_fcurve(co, left, right, np.array([point.interpolation for point in points]), at)
+    got = fcurve_eval.evaluate_fcurve(co, left, right, np.array([point.interpolation for point in points]), at)
     # values of order 1 through a float32 cubic and its float32 root: ~1e-6 at worst; 1e-5 is 10x that
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -218,7 +219,7 @@ def test_baking_with_sparse_keys_and_a_bad_keys_setting(scene):
 
 def test_import_clip_and_the_library_bake_take_the_keys_setting(scene, tmp_path):
     from hymotion.shared.skeleton import BODY_JOINT_NAMES
-    from hymotion_addon import library_bake, sequence
+    from hymotion_addon.scene import library_bake, sequence
 
     scene.render.fps = 30
     translation, rotations = turn_clip()
@@ -240,7 +241,7 @@ def test_import_clip_and_the_library_bake_take_the_keys_setting(scene, tmp_path)
 
 
 def test_retargeting_takes_the_keys_setting(scene):
-    from hymotion_addon import retarget
+    from hymotion_addon.scene import retarget
 
     scene.render.fps = 30
     target = build_rig("ARP", arp_a_pose_bones())
@@ -251,7 +252,7 @@ def test_retargeting_takes_the_keys_setting(scene):
 
 
 def test_hymotion_bake_passes_keys_to_the_job():
-    from hymotion.bake_cli import build_parser
+    from hymotion.bake import build_parser
 
     assert build_parser().parse_args(["p.txt", "--out", "x.blend", "--keys", "sparse"]).keys == "sparse"
     assert build_parser().parse_args(["p.txt", "--out", "x.blend"]).keys == "every-frame"
