@@ -22,6 +22,7 @@ from typing import Any
 
 import bpy
 import numpy as np
+from hymotion.shared.motion_files import read_motion_file
 
 from . import bake, rig
 
@@ -39,10 +40,9 @@ def bake_library(job: dict[str, Any]) -> None:
     armature = rig.build_armature(scene.collection, with_mesh=job["with_mesh"])
     last_frame = 1
     for clip in job["clips"]:
-        with np.load(clip["path"], allow_pickle=False) as data:
-            translation, rotations = data["translation"], data["rotations"]
+        data = read_motion_file(clip["path"])
         action = bake.bake_motion(
-            armature, translation, rotations, prompt=clip["prompt"], seed=clip["seed"], model=clip["model"],
+            armature, data.translation, data.rotations, prompt=clip["prompt"], seed=clip["seed"], model=clip["model"],
             duration=clip["duration"], scene=scene, start_frame=1, in_place=job["in_place"],
             name=clip.get("action"),
         )

@@ -10,7 +10,7 @@ import pytest
 
 from hymotion.cli import main
 from hymotion.shared.errors import HyMotionError
-from hymotion.farm.planning import CLIPS_FOLDER, FarmSettings, plan_libraries, plan_units, read_farm_prompts, remove_partial_files, write_clip_file
+from hymotion.farm.planning import CLIPS_FOLDER, FarmSettings, plan_libraries, plan_units, read_farm_prompts, remove_partial_files
 from hymotion.farm.driver import _prepare_out, _Unit, next_unit_for
 from hymotion.pipeline.motion import MotionClip
 
@@ -100,20 +100,19 @@ def tiny_clip() -> MotionClip:
                       prompt="a person jumps", seed=3)
 
 
-def test_a_clip_file_is_complete_or_absent(tmp_path):
+def test_a_clip_file_is_complete_or_absent(tmp_path, monkeypatch):
     path = tmp_path / "a_s3.npz"
-    write_clip_file(tiny_clip(), path)
+    tiny_clip().save(path)  # the farm's workers write clips through the one motion-file writer
     assert [p.name for p in tmp_path.iterdir()] == ["a_s3.npz"]
     assert int(MotionClip.load(path).seed) == 3
 
-    class FailsHalfway(MotionClip):
-        def save(self, target, fmt="npz"):
-            open(target, "wb").write(b"PK\x03\x04 half")
-            raise OSError(28, "No space left on device")
+    def fails_halfway(handle, **arrays):
+        handle.write(b"PK\x03\x04 half")
+        raise OSError(28, "No space left on device")
 
-    broken = FailsHalfway(**{key: getattr(tiny_clip(), key) for key in ("translation", "rotations", "positions")})
+    monkeypatch.setattr(np, "savez", fails_halfway)
     with pytest.raises(OSError):
-        write_clip_file(broken, tmp_path / "b_s0.npz")
+        tiny_clip().save(tmp_path / "b_s0.npz")
     assert [p.name for p in tmp_path.iterdir()] == ["a_s3.npz"]
 
 

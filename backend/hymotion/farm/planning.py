@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..shared.errors import HyMotionError, bad_request
+from ..shared.files import PARTIAL_MARK
 from ..shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_DURATION,
@@ -41,9 +40,6 @@ INDEX_CSV = "index.csv"
 
 
 SUMMARY_FILE = "summary.json"
-
-
-PARTIAL_MARK = ".partial"  # in the name of a file still being written: ".<name>.<random>.partial.<suffix>"
 
 
 ID_SLUG_CHARS = 32  # keeps "HYM_<id>_s<seed>" within Blender 4.2's 63-character names for any 64-bit seed
@@ -200,28 +196,6 @@ def plan_libraries(clips: list[FarmClip], every: int, stem: str) -> list[Library
         Library(f"{LIBRARIES_FOLDER}/{stem}_{number + 1:0{width}d}.blend", tuple(clips[start : start + every]))
         for number, start in enumerate(range(0, len(clips), every))
     ]
-
-
-def write_clip_file(clip, path: Path) -> None:
-    """Save ``clip`` (a MotionClip) so that ``path`` either does not exist or is complete: temporary file in the same
-    folder, flushed to disk, then renamed over ``path``."""
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}{path.suffix}")
-    try:
-        clip.save(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_MARK}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def remove_partial_files(out: Path) -> int:
