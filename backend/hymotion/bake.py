@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from . import __version__
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
+from .shared.processes import end_group, own_group
 
 AUTO_MODEL = "auto"
 NOISE_NOTICE = (
@@ -265,8 +265,7 @@ def run_blender(command: list[str], manifest_path: Path) -> None:
     SIGTERM (see errors.run_command) never leaves a Blender, or anything it started, running behind us."""
     try:
         process = subprocess.Popen(
-            [*command, str(manifest_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
+            [*command, str(manifest_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **own_group(),
         )
     except OSError as error:
         raise bad_request(f"Cannot run {command[0]}: {error}.", "Check --blender / --bpy-python.") from None
@@ -286,18 +285,8 @@ def run_blender(command: list[str], manifest_path: Path) -> None:
 
 
 def _end_process_group(process: subprocess.Popen) -> None:
-    """Kill the child's process group (the child and anything it started) while the child runs, and reap it.
-
-    Only while it runs: once reaped, its pid (the group's id) may belong to another process."""
-    if process.poll() is None:
-        try:
-            if hasattr(os, "killpg"):
-                os.killpg(process.pid, signal.SIGKILL)
-            else:
-                process.kill()
-        except ProcessLookupError:
-            pass
-    process.wait()
+    """Kill the child's process group (the child and anything it started) and reap it; close its pipes."""
+    end_group(process)
     for stream in (process.stdout, process.stderr):
         stream.close()
 

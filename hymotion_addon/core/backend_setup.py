@@ -18,7 +18,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import textwrap
 import threading
@@ -29,6 +28,7 @@ from typing import IO, Sequence
 
 from hymotion.shared.errors import bad_request
 from hymotion.shared.files import write_text_atomically
+from hymotion.shared.processes import own_group, signal_group
 
 VENV_FOLDER = "backend-env"
 LOG_FOLDER = "logs"
@@ -497,7 +497,7 @@ class CommandTask:
         self.cancelled = True
         process = self._process
         if process is not None and process.poll() is None:
-            _terminate(process)
+            signal_group(process)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the task finished within ``timeout`` seconds."""
@@ -562,12 +562,12 @@ class CommandTask:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if step.capture_stdout else subprocess.STDOUT,
                 env=self.environment,
-                **_own_process_group(),
+                **own_group(),
             )
         except OSError as error:
             raise _StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}")
         if self.cancelled:  # cancel() came between the check before this step and the start of its process
-            _terminate(self._process)
+            signal_group(self._process)
         captured: list[bytes] = []
         readers = []
         if step.capture_stdout:
@@ -599,23 +599,6 @@ class CommandTask:
 
 class _StepFailed(Exception):
     pass
-
-
-def _own_process_group() -> dict:
-    """Popen options that put a command in its own process group, so Cancel also stops what it started."""
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if os.name == "nt":
-        process.terminate()
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 def _collect(stream: IO[bytes], chunks: list[bytes]) -> None:
