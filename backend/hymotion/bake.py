@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -25,10 +24,12 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .shared.bake_job import BakeClip, BakeJob, check_fps
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
 from .shared.processes import end_group, own_group
+from .shared.skeleton import FPS
 
 AUTO_MODEL = "auto"
 NOISE_NOTICE = (
@@ -64,7 +65,7 @@ else:
         raise RuntimeError("The HY-Motion add-on is not installed in this Blender: "
                            "install the extension, or pass --addon-dir.")
     addon = extensions[0] + ".hymotion_addon"
-importlib.import_module(addon + ".library_bake").run_job(job_path)
+importlib.import_module(addon + ".scene.library_bake").run_job(job_path)
 """
 
 
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--fps", type=int, default=30, help="frame rate of the file; other than 30 resamples")
+    parser.add_argument("--fps", type=int, default=FPS, help=f"frame rate of the file; other than {FPS} resamples")
     parser.add_argument("--in-place", action="store_true", help="remove the horizontal root motion")
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_fps(args.fps, "--fps")
     lines = read_prompt_file(args.prompts)
     out = _output_path(args.out)
     blender = blender_command(args.blender, args.bpy_python)
@@ -119,18 +121,13 @@ def run(args: argparse.Namespace) -> int:
               f"The tiny-random model has random weights: the motion in {out} is noise.", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="hymotion-bake-") as scratch:
         clips = generate_clips(settings, model, args, Path(scratch))
-        manifest = {
-            "out": str(out),
-            "addon_dir": str(addon_dir) if addon_dir else None,
-            "hymotion_package": str(Path(__file__).resolve().parent),
-            "fps": args.fps,
-            "in_place": args.in_place or bool(preset.bake.get("in_place", False)),
-            "nla": None if args.nla == "none" else args.nla.upper(),
-            "with_mesh": args.with_mesh,
-            "clips": clips,
-        }
-        manifest_path = Path(scratch) / "manifest.json"
-        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+        job = BakeJob(
+            out=str(out), clips=tuple(clips), fps=args.fps,
+            in_place=args.in_place or bool(preset.bake.get("in_place", False)),
+            nla=None if args.nla == "none" else args.nla.upper(), with_mesh=args.with_mesh,
+            addon_dir=str(addon_dir) if addon_dir else None,
+        )
+        manifest_path = job.write(Path(scratch) / "manifest.json")
         run_blender(blender, manifest_path)
     if not out.is_file():
         raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
@@ -243,21 +240,22 @@ def find_addon_dir(explicit: str | None) -> Path | None:
     return checkout if (checkout / "hymotion_addon" / "__init__.py").is_file() else None
 
 
-def generate_clips(settings: GenerationSettings, model: str, args: argparse.Namespace, folder: Path) -> list[dict]:
-    """Run the pipeline here and save each clip as .npz; returns what Blender needs to know of each."""
+def generate_clips(settings: GenerationSettings, model: str, args: argparse.Namespace, folder: Path) -> list[BakeClip]:
+    """Run the pipeline here and save each clip as .npz; returns what Blender needs to know of each, in prompt
+    order."""
     from .pipeline.loading import load_pipeline
 
     pipeline = load_pipeline(model, args.model_dir, args.plan, device=args.device, cache_dir=args.cache_dir)
     print(f"model {model}, plan {pipeline.plan} on {pipeline.device}", file=sys.stderr)
-    clips = []
+    clips: list[tuple[int, BakeClip]] = []
     for clip in pipeline.generate(settings, on_warning=lambda message: print(f"warning: {message}", file=sys.stderr)):
         path = clip.save(folder / f"{clip.prompt_index:04d}_s{clip.seed}.npz")
-        clips.append({
-            "path": str(path), "prompt": clip.prompt, "seed": int(clip.seed), "duration": float(clip.duration),
-            "model": clip.model_id, "index": int(clip.prompt_index),
-        })
+        clips.append((int(clip.prompt_index), BakeClip(
+            path=str(path), prompt=clip.prompt, seed=int(clip.seed), duration=float(clip.duration),
+            model=clip.model_id,
+        )))
         print(f"generated {len(clips)}/{len(settings.prompts)}: {clip.prompt}", file=sys.stderr)
-    return sorted(clips, key=lambda clip: clip["index"])
+    return [clip for _, clip in sorted(clips, key=lambda pair: pair[0])]
 
 
 def run_blender(command: list[str], manifest_path: Path) -> None:

@@ -4,7 +4,6 @@ task that bakes a finished library into a .blend with Blender."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 import traceback
@@ -15,6 +14,7 @@ from ..shared.errors import INTERNAL, HyMotionError
 from ..shared.jobs import (
     GenerationSettings,
 )
+from ..shared.bake_job import BakeClip, BakeJob
 from ..shared.files import replacing
 from ..shared.motion_files import read_motion_file
 from .planning import FarmClip, FarmSettings, Library
@@ -101,22 +101,16 @@ def bake_farm_library(out: str, library: Library, blender: str | None, bpy_pytho
     from ..bake import blender_command, find_addon_dir, run_blender
 
     try:
-        clips = []
-        for clip in library.clips:
-            path = Path(out) / clip.file
-            clips.append({"path": str(path), "prompt": clip.prompt, "seed": clip.seed, "duration": clip.duration,
-                          "model": read_motion_file(path).model_id, "action": clip.action})
+        clips = tuple(
+            BakeClip(path=str(Path(out) / clip.file), prompt=clip.prompt, seed=clip.seed, duration=clip.duration,
+                     model=read_motion_file(Path(out) / clip.file).model_id, action=clip.action)
+            for clip in library.clips
+        )
         addon_dir = find_addon_dir(None)
-        with replacing(Path(out) / library.file) as temporary:
-            manifest = {
-                "out": str(temporary), "addon_dir": str(addon_dir) if addon_dir else None,
-                "hymotion_package": str(Path(__file__).resolve().parent), "fps": 30, "in_place": False, "nla": None,
-                "with_mesh": False, "clips": clips,
-            }
-            with tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
-                manifest_path = Path(scratch) / "manifest.json"
-                manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-                run_blender(blender_command(blender, bpy_python), manifest_path)
+        with replacing(Path(out) / library.file) as temporary, \
+                tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
+            job = BakeJob(out=str(temporary), clips=clips, addon_dir=str(addon_dir) if addon_dir else None)
+            run_blender(blender_command(blender, bpy_python), job.write(Path(scratch) / "manifest.json"))
     except Exception as error:
         return {"file": library.file, "error": _error_dict(error)}
     return {"file": library.file, "error": None}
