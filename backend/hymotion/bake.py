@@ -162,7 +162,7 @@ def _preset(name: str | None, presets_file: str | None) -> GenerationPreset:
 
 def _settings(args: argparse.Namespace, preset: GenerationPreset, lines) -> GenerationSettings:
     from .shared.jobs import parse_seeds
-    from .shared.prompt_guide import suggest_duration
+    from .shared.prompt_guide import duration_for
 
     default_duration = args.duration if args.duration is not None else preset.duration or None
     if default_duration is not None:
@@ -170,7 +170,7 @@ def _settings(args: argparse.Namespace, preset: GenerationPreset, lines) -> Gene
     seed = args.seed if args.seed is not None else parse_seeds(preset.seeds)[0]
     return GenerationSettings(
         prompts=[line.prompt for line in lines],
-        durations=[line.duration or default_duration or suggest_duration(line.prompt) for line in lines],
+        durations=[duration_for(line.prompt, line.duration, default_duration) for line in lines],
         seeds=[seed],
         cfg_scale=args.cfg if args.cfg is not None else preset.cfg,
         steps=args.steps if args.steps is not None else preset.steps,

@@ -175,7 +175,7 @@ def _describe_plan(report: dict) -> str:
 
 
 def run_generate(args) -> int:
-    from .shared.prompt_guide import analyse, suggest_duration
+    from .shared.prompt_guide import analyse, duration_for
 
     if args.timeline:
         if args.rewrite:
@@ -198,7 +198,7 @@ def run_generate(args) -> int:
     originals = list(prompts)
     if args.rewrite:
         prompts, durations = _rewrite_prompts(prompts, durations)
-    durations = [d if d is not None else suggest_duration(p) for p, d in zip(prompts, durations)]
+    durations = [duration_for(p, d) for p, d in zip(prompts, durations)]
     settings = GenerationSettings(
         prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
         smoothing=not args.no_smoothing,
@@ -311,14 +311,14 @@ def _constraint_from_args(args, durations: list[float]):
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
     from .pipeline.timeline import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
-    from .shared.prompt_guide import suggest_duration
+    from .shared.prompt_guide import duration_for
 
     if args.prompt or args.prompts:
         raise bad_request("--timeline takes its prompts from the file.", "Drop the prompt and --prompts.")
     if args.loop:
         raise bad_request("--loop does not combine with --timeline.", "Loop a single clip instead.")
     lines = read_prompt_file(args.timeline)
-    segments = [Segment(line.prompt, line.duration or suggest_duration(line.prompt)) for line in lines]
+    segments = [Segment(line.prompt, duration_for(line.prompt, line.duration)) for line in lines]
     constraint = _constraint_from_args(args, [segment.duration for segment in segments])
     start, end = (constraint.start, constraint.end) if constraint is not None else (None, None)
     context_frames = args.context_frames or TIMELINE_CONTEXT

@@ -16,7 +16,7 @@ from hymotion.shared import skeleton
 from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import parse_prompt_lines
 from hymotion.shared.motion_files import MotionFile, motion_arrays, read_motion_file, write_motion_file
-from hymotion.shared.prompt_guide import suggest_duration
+from hymotion.shared.prompt_guide import duration_for
 
 from . import bake, generation, rig
 from ..core import motion_math
@@ -237,7 +237,7 @@ def sequence_on_nla(armature: bpy.types.Object, before: bpy.types.Action | None,
 def timeline_clips(text: str, source: str, duration: float = 0.0) -> list[generation.Clip]:
     """The segments of a ``seconds | prompt`` timeline; a line without seconds takes ``duration`` (> 0) or an
     estimate from its prompt. A malformed line is refused naming its number."""
-    return [generation.Clip(line.prompt, line.duration or (duration if duration > 0 else suggest_duration(line.prompt)))
+    return [generation.Clip(line.prompt, duration_for(line.prompt, line.duration, max(duration, 0.0)))
             for line in parse_prompt_lines(text, source=source)]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from ..shared.jobs import (
     DEFAULT_DURATION,
     DEFAULT_STEPS,
     GenerationSettings,
-    parse_seeds,
     read_prompt_file,
 )
 
@@ -52,9 +50,6 @@ DEFAULT_UNIT_SIZE = 64  # clips per unit: two sampling batches of the gpu plan, 
 
 
 INDEX_COLUMNS = ("id", "line", "prompt", "seed", "duration", "file", "library", "action")
-
-
-_SEEDS_FIELD = re.compile(r"^(?P<prompt>.*?)\s*\|\s*seeds?\s*:?\s*(?P<seeds>[^|]*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -116,12 +111,12 @@ def read_farm_prompts(
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
     from ..shared.jobs import prompt_slug
-    from ..shared.prompt_guide import suggest_duration
+    from ..shared.prompt_guide import duration_for
 
     bad: list[HyMotionError] = []
     try:
-        lines = read_prompt_file(path, on_bad_line=bad.append)
-    except HyMotionError as error:
+        lines = read_prompt_file(path, on_bad_line=bad.append, allow_seeds=True)
+    except HyMotionError:
         if not bad:
             raise
         raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint) from None
@@ -129,36 +124,21 @@ def read_farm_prompts(
     repeats: collections.Counter[str] = collections.Counter()
     for line in lines:
         try:
-            prompt, line_seeds = _split_seeds(line.prompt, f"{path}, line {line.line_number}")
+            if line.seeds is not None:
+                check_generation(line.seeds, DEFAULT_STEPS, DEFAULT_CFG)
         except HyMotionError as error:
-            bad.append(error)
+            bad.append(bad_request(f"{path}, line {line.line_number}: {error.message}",
+                                   "Write a line's own seeds as: 4 | a person jumps | seeds 0-3"))
             continue
-        seconds = line.duration or duration or suggest_duration(prompt)
-        digest = hashlib.sha256(f"{seconds:g}\0{prompt}".encode()).hexdigest()[:8]
+        seconds = duration_for(line.prompt, line.duration, duration)
+        digest = hashlib.sha256(f"{seconds:g}\0{line.prompt}".encode()).hexdigest()[:8]
         repeats[digest] += 1
-        clip_id = f"{prompt_slug(prompt, ID_SLUG_CHARS)}-{digest}" + (f"-{repeats[digest]}" if repeats[digest] > 1 else "")
-        clips.extend(FarmClip(clip_id, line.line_number, prompt, seconds, seed) for seed in line_seeds or seeds)
+        clip_id = (f"{prompt_slug(line.prompt, ID_SLUG_CHARS)}-{digest}"
+                   + (f"-{repeats[digest]}" if repeats[digest] > 1 else ""))
+        clips.extend(FarmClip(clip_id, line.line_number, line.prompt, seconds, seed) for seed in line.seeds or seeds)
     if not clips:
         raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint)
     return clips, bad
-
-
-def _split_seeds(text: str, where: str) -> tuple[str, list[int] | None]:
-    """``prompt | seeds 0,2`` to the prompt and its own seeds (None: the run's seeds)."""
-    match = _SEEDS_FIELD.match(text)
-    if match is None:
-        return text, None
-    prompt = match["prompt"].strip()
-    try:
-        seeds = parse_seeds(match["seeds"])
-        check_generation(seeds, DEFAULT_STEPS, DEFAULT_CFG)
-    except HyMotionError as error:
-        raise bad_request(f"{where}: {error.message}",
-                          "Write a line's own seeds as: 4 | a person jumps | seeds 0-3") from None
-    if not prompt:
-        raise bad_request(f"{where}: the prompt before '| seeds' is empty.",
-                          "Write it as: 4 | a person jumps | seeds 0-3")
-    return prompt, seeds
 
 
 def check_generation(seeds: list[int], steps: int, cfg: float) -> None:
