@@ -28,6 +28,7 @@ from .shared.bake_job import BakeClip, BakeJob, check_fps
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
+from .shared.models import LITE, STANDARD, TINY, model_help
 from .shared.processes import end_group, own_group
 from .shared.skeleton import FPS
 
@@ -81,8 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bpy-python", help="a Python whose environment has the bpy module (default: this one)")
     parser.add_argument("--addon-dir", help="folder holding hymotion_addon/ (default: found next to this backend)")
     parser.add_argument("--model", default=AUTO_MODEL,
-                        help="lite, standard, tiny-random or a model folder (default: lite if downloaded, else "
-                        "standard, else tiny-random)")
+                        help=model_help(f"default: {LITE} if downloaded, else {STANDARD}, else {TINY}"))
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu")
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     preset = _preset(args.preset, args.presets_file)
     settings = _settings(args, preset, lines)
     model = resolve_model(args.model, args.model_dir)
-    if model == "tiny-random":
+    if model == TINY:
         print(NOISE_NOTICE.format(out=out) if args.model == AUTO_MODEL else
               f"The tiny-random model has random weights: the motion in {out} is noise.", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="hymotion-bake-") as scratch:
@@ -192,7 +192,7 @@ def resolve_model(model: str, model_dir: str | None) -> str:
                 raise
             continue
         return variant
-    return "tiny-random"
+    return TINY
 
 
 def blender_command(blender: str | None, bpy_python: str | None) -> list[str]:

@@ -23,15 +23,15 @@ from .shared.jobs import (
     prompt_slug,
     read_prompt_file,
 )
+from .shared.models import DEFAULT_MODEL, VARIANTS, model_help, variant_help
 
-MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
 FORMATS = ("npz", "json")
 DEFAULT_NAME_MAX = 255
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lite", help=f"model to run: {MODEL_CHOICES_HELP} (default: lite)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_constraint_arguments(generate)
 
     download = commands.add_parser("download", help="fetch the model and both text encoders")
-    download.add_argument("--variant", choices=("lite", "standard"), default="lite")
+    download.add_argument("--variant", choices=VARIANTS, default=DEFAULT_MODEL, help=variant_help())
     download.add_argument("--model-dir", help="download into this folder instead of the Hugging Face cache")
 
     convert = commands.add_parser("convert", help="turn an official folder (config.yml + latest.ckpt) into safetensors")
