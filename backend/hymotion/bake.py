@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
+from .paths import CACHE_DIR_HELP
 from .shared.bake_job import BakeClip, BakeJob, check_fps
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached")
+    parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--preset", help=f"start from a preset: {', '.join(BUILTIN_PRESETS)} or one in --presets-file")
     parser.add_argument("--presets-file", help="the add-on's presets.json (shown in its Presets panel)")
     parser.add_argument("--duration", type=float, help="seconds for lines without one (default: estimated)")

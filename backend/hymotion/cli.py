@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .paths import CACHE_DIR_HELP
 from .shared.errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
 from .shared.jobs import (
     DEFAULT_CFG,
@@ -34,7 +35,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
+    parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--precision", choices=("bf16", "fp32"),
                         help="the DiT's number format (default: bf16 on GPU plans; fp32 computes as the official code)")
     parser.add_argument("--compile", action="store_true", dest="compile_dit",
