@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,9 @@ MAX_JSON_BYTES = MAX_FRAMES * NUMBERS_PER_FRAME * 26 + TEXT_ALLOWANCE
 # difference between skeletons (millimetres at least).
 REST_OFFSET_TOLERANCE = 1e-5
 NPY_MAGIC = b"\x93NUMPY"
+# The model's clips are 30 fps; a file from elsewhere may have been captured faster (high-speed motion capture runs
+# at a few hundred fps), but a rate past 1000 is a damaged value, which would resample a clip to almost no frames.
+MAX_FPS = 1000
 
 WRITE_HINT = "Use a .npz or .json written by hymotion generate (or the add-on's Save Pose)."
 
@@ -139,7 +144,10 @@ def read_motion_file(path: str | Path) -> MotionFile:
         arrays = _read_json(path) if path.suffix.lower() == ".json" else _read_npz(path)
     except HyMotionError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, RecursionError) as error:
+    # zipfile's errors for a damaged archive are spread over several types: a bad deflate stream (zlib.error), a cut
+    # header (struct.error, EOFError), encryption or an unknown compression (RuntimeError, NotImplementedError).
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, RuntimeError, NotImplementedError,
+            zlib.error, struct.error) as error:
         raise bad_request(f"Cannot read motion file {path}: {error}.", WRITE_HINT) from None
     return _checked(path, arrays)
 
@@ -209,8 +217,8 @@ def _read_json(path: Path) -> dict[str, np.ndarray]:
     for key, value in document.items():
         try:
             arrays[key] = np.asarray(value)
-        except ValueError:
-            raise bad_request(f"{path}: {key!r} is not a regular array (its rows differ in length).",
+        except ValueError as error:
+            raise bad_request(f"{path}: {key!r} is not a regular array of numbers or text ({error}).",
                               WRITE_HINT) from None
     return arrays
 
@@ -234,8 +242,8 @@ def _checked(path: Path, arrays: dict[str, np.ndarray]) -> MotionFile:
     translation, rotations, positions = _checked_motion(path, arrays)
     scalars = {key: _scalar(path, arrays, key) for key in ("fps", "prompt", "seed", "duration", "model_id",
                                                            "original_prompt") if key in arrays}
-    if "fps" in scalars and not float(scalars["fps"]) > 0:
-        raise bad_request(f"{path}: fps {scalars['fps']} is not a positive frame rate.",
+    if "fps" in scalars and not 0 < float(scalars["fps"]) <= MAX_FPS:
+        raise bad_request(f"{path}: fps {scalars['fps']} is not a frame rate from above 0 to {MAX_FPS}.",
                           f"HY-Motion clips are {skeleton.FPS} fps; write fps={skeleton.FPS}.")
     if "seed" in scalars and arrays["seed"].dtype.kind not in "iu":
         raise bad_request(f"{path}: seed {scalars['seed']} is not an integer.", WRITE_HINT)
