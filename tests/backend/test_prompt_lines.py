@@ -34,9 +34,10 @@ def test_a_line_gives_its_prompt_duration_and_seeds(line, prompt, duration, seed
 
 @pytest.mark.parametrize("line", NOT_SECONDS)
 def test_text_before_a_bar_that_is_not_seconds_is_refused_with_its_line(line):
-    with pytest.raises(HyMotionError, match="line 2: .*not a duration in seconds") as error:
+    with pytest.raises(HyMotionError, match=r"prompts.txt, line 2: .*duration in seconds") as error:
         parse_prompt_lines(f"a person walks\n{line}\n", source="prompts.txt")
     assert error.value.code == "bad_request" and "4.5 | a person jumps" in error.value.hint
+    assert "[seconds |] prompt [| seeds 0-3]" in error.value.message
 
 
 @pytest.mark.parametrize("line, words", [
@@ -76,7 +77,8 @@ def bad_file(tmp_path):
 
 
 def _refused(code: int, err: str) -> None:
-    assert code == 2 and "line 2" in err and "not a duration in seconds" in err and "Traceback" not in err
+    assert code == 2 and "line 2" in err and "'4,5' before '|' is not a duration in seconds" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("option", ["--prompts", "--timeline"])

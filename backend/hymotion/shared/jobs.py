@@ -214,9 +214,10 @@ def parse_prompt_line(line: str, number: int, source: str = "prompt list", allow
 
 def _line_seconds(text: str, where: str) -> float:
     if not _SECONDS.fullmatch(text):
-        shown = f"{text!r} before '|' is" if text else "Nothing before '|' is"
+        what = (f"{text!r} before '|' is not a duration in seconds" if text
+                else "nothing before '|', where the duration in seconds goes")
         raise bad_request(
-            f"{where}: {shown} not a duration in seconds; a line is {LINE_FORM}.",
+            f"{where}: {what}; a line is {LINE_FORM}.",
             "Write the seconds as a plain number with a point, e.g. 4.5 | a person jumps, or leave out the '|' to "
             "have the duration estimated from the prompt.",
         )
