@@ -304,3 +304,10 @@ def test_an_encrypted_or_oddly_compressed_archive_is_refused(tmp_path, offset, v
 
 def test_a_missing_file_is_refused(tmp_path):
     refused(tmp_path / "none.npz", "does not exist")
+
+
+def test_the_limits_quoted_in_the_docs_match_the_reader():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert f"at most {motion_files.MAX_FRAMES:,} frames" in text
+    assert f"at most {motion_files.MAX_NPZ_BYTES / 1e6:.0f} MB in all, {motion_files.MAX_ARRAY_BYTES / 1e6:.0f} MB" in text
+    assert f"at most {motion_files.MAX_JSON_BYTES / 1e6:.0f} MB" in text
