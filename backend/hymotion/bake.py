@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from . import __version__
+from .paths import CACHE_DIR_HELP
+from .shared.bake_job import BakeClip, BakeJob, check_fps
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
+from .shared.models import LITE, STANDARD, TINY, model_help
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
+from .shared.processes import end_group, own_group
+from .shared.skeleton import FPS
 
 AUTO_MODEL = "auto"
 NOISE_NOTICE = (
@@ -80,12 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bpy-python", help="a Python whose environment has the bpy module (default: this one)")
     parser.add_argument("--addon-dir", help="folder holding hymotion_addon/ (default: found next to this backend)")
     parser.add_argument("--model", default=AUTO_MODEL,
-                        help="lite, standard, tiny-random or a model folder (default: lite if downloaded, else "
-                        "standard, else tiny-random)")
+                        help=model_help(f"default: {LITE} if downloaded, else {STANDARD}, else {TINY}"))
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached")
+    parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--preset", help=f"start from a preset: {', '.join(BUILTIN_PRESETS)} or one in --presets-file")
     parser.add_argument("--presets-file", help="the add-on's presets.json (shown in its Presets panel)")
     parser.add_argument("--duration", type=float, help="seconds for lines without one (default: estimated)")
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--fps", type=int, default=30, help="frame rate of the file; other than 30 resamples")
+    parser.add_argument("--fps", type=int, default=FPS, help=f"frame rate of the file; other than {FPS} resamples")
     parser.add_argument("--in-place", action="store_true", help="remove the horizontal root motion")
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_fps(args.fps, "--fps")
     lines = read_prompt_file(args.prompts)
     out = _output_path(args.out)
     blender = blender_command(args.blender, args.bpy_python)
@@ -117,24 +120,18 @@ def run(args: argparse.Namespace) -> int:
     preset = _preset(args.preset, args.presets_file)
     settings = _settings(args, preset, lines)
     model = resolve_model(args.model, args.model_dir)
-    if model == "tiny-random":
+    if model == TINY:
         print(NOISE_NOTICE.format(out=out) if args.model == AUTO_MODEL else
               f"The tiny-random model has random weights: the motion in {out} is noise.", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="hymotion-bake-") as scratch:
         clips = generate_clips(settings, model, args, Path(scratch))
-        manifest = {
-            "out": str(out),
-            "addon_dir": str(addon_dir) if addon_dir else None,
-            "hymotion_package": str(Path(__file__).resolve().parent),
-            "fps": args.fps,
-            "in_place": args.in_place or bool(preset.bake.get("in_place", False)),
-            "nla": None if args.nla == "none" else args.nla.upper(),
-            "with_mesh": args.with_mesh,
-            "keys": args.keys.upper().replace("-", "_"),
-            "clips": clips,
-        }
-        manifest_path = Path(scratch) / "manifest.json"
-        manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+        job = BakeJob(
+            out=str(out), clips=tuple(clips), fps=args.fps,
+            in_place=args.in_place or bool(preset.bake.get("in_place", False)),
+            nla=None if args.nla == "none" else args.nla.upper(), with_mesh=args.with_mesh,
+            keys=args.keys.upper().replace("-", "_"), addon_dir=str(addon_dir) if addon_dir else None,
+        )
+        manifest_path = job.write(Path(scratch) / "manifest.json")
         run_blender(blender, manifest_path)
     if not out.is_file():
         raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
@@ -169,7 +166,7 @@ def _preset(name: str | None, presets_file: str | None) -> GenerationPreset:
 
 def _settings(args: argparse.Namespace, preset: GenerationPreset, lines) -> GenerationSettings:
     from .shared.jobs import parse_seeds
-    from .shared.prompt_guide import suggest_duration
+    from .shared.prompt_guide import duration_for
 
     default_duration = args.duration if args.duration is not None else preset.duration or None
     if default_duration is not None:
@@ -177,7 +174,7 @@ def _settings(args: argparse.Namespace, preset: GenerationPreset, lines) -> Gene
     seed = args.seed if args.seed is not None else parse_seeds(preset.seeds)[0]
     return GenerationSettings(
         prompts=[line.prompt for line in lines],
-        durations=[line.duration or default_duration or suggest_duration(line.prompt) for line in lines],
+        durations=[duration_for(line.prompt, line.duration, default_duration) for line in lines],
         seeds=[seed],
         cfg_scale=args.cfg if args.cfg is not None else preset.cfg,
         steps=args.steps if args.steps is not None else preset.steps,
@@ -199,7 +196,7 @@ def resolve_model(model: str, model_dir: str | None) -> str:
                 raise
             continue
         return variant
-    return "tiny-random"
+    return TINY
 
 
 def blender_command(blender: str | None, bpy_python: str | None) -> list[str]:
@@ -247,21 +244,22 @@ def find_addon_dir(explicit: str | None) -> Path | None:
     return checkout if (checkout / "hymotion_addon" / "__init__.py").is_file() else None
 
 
-def generate_clips(settings: GenerationSettings, model: str, args: argparse.Namespace, folder: Path) -> list[dict]:
-    """Run the pipeline here and save each clip as .npz; returns what Blender needs to know of each."""
+def generate_clips(settings: GenerationSettings, model: str, args: argparse.Namespace, folder: Path) -> list[BakeClip]:
+    """Run the pipeline here and save each clip as .npz; returns what Blender needs to know of each, in prompt
+    order."""
     from .pipeline.loading import load_pipeline
 
     pipeline = load_pipeline(model, args.model_dir, args.plan, device=args.device, cache_dir=args.cache_dir)
     print(f"model {model}, plan {pipeline.plan} on {pipeline.device}", file=sys.stderr)
-    clips = []
+    clips: list[tuple[int, BakeClip]] = []
     for clip in pipeline.generate(settings, on_warning=lambda message: print(f"warning: {message}", file=sys.stderr)):
         path = clip.save(folder / f"{clip.prompt_index:04d}_s{clip.seed}.npz")
-        clips.append({
-            "path": str(path), "prompt": clip.prompt, "seed": int(clip.seed), "duration": float(clip.duration),
-            "model": clip.model_id, "index": int(clip.prompt_index),
-        })
+        clips.append((int(clip.prompt_index), BakeClip(
+            path=str(path), prompt=clip.prompt, seed=int(clip.seed), duration=float(clip.duration),
+            model=clip.model_id,
+        )))
         print(f"generated {len(clips)}/{len(settings.prompts)}: {clip.prompt}", file=sys.stderr)
-    return sorted(clips, key=lambda clip: clip["index"])
+    return [clip for _, clip in sorted(clips, key=lambda pair: pair[0])]
 
 
 def run_blender(command: list[str], manifest_path: Path) -> None:
@@ -269,8 +267,7 @@ def run_blender(command: list[str], manifest_path: Path) -> None:
     SIGTERM (see errors.run_command) never leaves a Blender, or anything it started, running behind us."""
     try:
         process = subprocess.Popen(
-            [*command, str(manifest_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
+            [*command, str(manifest_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **own_group(),
         )
     except OSError as error:
         raise bad_request(f"Cannot run {command[0]}: {error}.", "Check --blender / --bpy-python.") from None
@@ -290,18 +287,8 @@ def run_blender(command: list[str], manifest_path: Path) -> None:
 
 
 def _end_process_group(process: subprocess.Popen) -> None:
-    """Kill the child's process group (the child and anything it started) while the child runs, and reap it.
-
-    Only while it runs: once reaped, its pid (the group's id) may belong to another process."""
-    if process.poll() is None:
-        try:
-            if hasattr(os, "killpg"):
-                os.killpg(process.pid, signal.SIGKILL)
-            else:
-                process.kill()
-        except ProcessLookupError:
-            pass
-    process.wait()
+    """Kill the child's process group (the child and anything it started) and reap it; close its pipes."""
+    end_group(process)
     for stream in (process.stdout, process.stderr):
         stream.close()
 

@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from .shared.models import DEFAULT_MODEL, VARIANTS, variant_help
+
 GIB = 1024**3
 BENCH_PROMPTS = [
     f"a person {verb} {manner}"
@@ -48,7 +50,7 @@ DIT_SHAPES = {"lite": dict(feat_dim=1024, num_layers=18, num_heads=16), "standar
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", choices=("lite", "standard"), default="lite")
+    parser.add_argument("--variant", choices=VARIANTS, default=DEFAULT_MODEL, help=variant_help())
     parser.add_argument("--plans", default="official-baseline,gpu,stream",
                         help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6; PLAN+compile uses torch.compile "
                         "(cpu is slow at real size)")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .paths import CACHE_DIR_HELP
 from .shared.errors import BAD_CHECKPOINT, HyMotionError, bad_request, run_command
 from .shared.jobs import (
     DEFAULT_CFG,
@@ -23,18 +24,18 @@ from .shared.jobs import (
     prompt_slug,
     read_prompt_file,
 )
+from .shared.models import DEFAULT_MODEL, VARIANTS, model_help, variant_help
 
-MODEL_CHOICES_HELP = "lite, standard, tiny-random (random weights, motion is noise), or a model folder"
 GIB = 1024**3
 FORMATS = ("npz", "json")
 DEFAULT_NAME_MAX = 255
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="lite", help=f"model to run: {MODEL_CHOICES_HELP} (default: lite)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
+    parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--precision", choices=("bf16", "fp32"),
                         help="the DiT's number format (default: bf16 on GPU plans; fp32 computes as the official code)")
     parser.add_argument("--compile", action="store_true", dest="compile_dit",
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_constraint_arguments(generate)
 
     download = commands.add_parser("download", help="fetch the model and both text encoders")
-    download.add_argument("--variant", choices=("lite", "standard"), default="lite")
+    download.add_argument("--variant", choices=VARIANTS, default=DEFAULT_MODEL, help=variant_help())
     download.add_argument("--model-dir", help="download into this folder instead of the Hugging Face cache")
 
     convert = commands.add_parser("convert", help="turn an official folder (config.yml + latest.ckpt) into safetensors")
@@ -175,7 +176,7 @@ def _describe_plan(report: dict) -> str:
 
 
 def run_generate(args) -> int:
-    from .shared.prompt_guide import analyse, suggest_duration
+    from .shared.prompt_guide import analyse, duration_for
 
     if args.timeline:
         if args.rewrite:
@@ -198,7 +199,7 @@ def run_generate(args) -> int:
     originals = list(prompts)
     if args.rewrite:
         prompts, durations = _rewrite_prompts(prompts, durations)
-    durations = [d if d is not None else suggest_duration(p) for p, d in zip(prompts, durations)]
+    durations = [duration_for(p, d) for p, d in zip(prompts, durations)]
     settings = GenerationSettings(
         prompts=prompts, durations=durations, seeds=parse_seeds(args.seeds), cfg_scale=args.cfg, steps=args.steps,
         smoothing=not args.no_smoothing,
@@ -311,14 +312,14 @@ def _constraint_from_args(args, durations: list[float]):
 def run_timeline(args) -> int:
     """--timeline FILE: one clip per seed, the lines' prompts one after another as one continuous motion."""
     from .pipeline.timeline import TIMELINE_CONTEXT, Segment, check_timeline, generate_timeline
-    from .shared.prompt_guide import suggest_duration
+    from .shared.prompt_guide import duration_for
 
     if args.prompt or args.prompts:
         raise bad_request("--timeline takes its prompts from the file.", "Drop the prompt and --prompts.")
     if args.loop:
         raise bad_request("--loop does not combine with --timeline.", "Loop a single clip instead.")
     lines = read_prompt_file(args.timeline)
-    segments = [Segment(line.prompt, line.duration or suggest_duration(line.prompt)) for line in lines]
+    segments = [Segment(line.prompt, duration_for(line.prompt, line.duration)) for line in lines]
     constraint = _constraint_from_args(args, [segment.duration for segment in segments])
     start, end = (constraint.start, constraint.end) if constraint is not None else (None, None)
     context_frames = args.context_frames or TIMELINE_CONTEXT

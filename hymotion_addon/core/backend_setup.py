@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
 
+from hymotion.shared.files import write_text_atomically
+
 from .command_task import CommandTask, Step, StepFailed
 from .package_sources import CUDA_BUILD, TorchBuild
 from .pip_output import normalised_name, site_packages_names, words
@@ -211,12 +213,8 @@ def read_install_record(user_dir: str | os.PathLike) -> InstallRecord | None:
 
 def write_install_record(user_dir: str | os.PathLike, record: InstallRecord) -> None:
     """Replace the record in one step (temporary file, then rename), so a crash never leaves half of one."""
-    path = Path(user_dir) / INSTALL_STATE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({**asdict(record), "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2),
-                         encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomically(Path(user_dir) / INSTALL_STATE_FILE,
+                          json.dumps({**asdict(record), "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
 
 
 def installed_python(user_dir: str | os.PathLike, env_dir: str | os.PathLike) -> Path | None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hymotion.shared.errors import bad_request
-from hymotion.shared.presets import write_text_atomically
+from hymotion.shared.files import write_text_atomically
 from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 PRESET_FORMAT = "hymotion-bone-map"

@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import collections
 import itertools
-import os
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Callable, Iterator, Sequence
 
 from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError
+from hymotion.shared.processes import end_group, own_group
 from hymotion.shared.protocol import (
     PROTOCOL_VERSION,
     AckEvent,
@@ -151,11 +151,7 @@ class _ProcessSession(_Session):
 
     def force_stop(self) -> None:
         """Terminate, then kill, the backend's whole process group, and reap it: no zombie, no orphan."""
-        if self.process.poll() is None:
-            self._signal_group(signal.SIGTERM if os.name == "posix" else None)
-            if self.wait_exit(TERMINATE_WAIT_S) is None:
-                self._signal_group(signal.SIGKILL if os.name == "posix" else None, kill=True)
-                self.process.wait()
+        end_group(self.process, TERMINATE_WAIT_S)
 
     def close_streams(self) -> None:
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
@@ -163,17 +159,6 @@ class _ProcessSession(_Session):
                 stream.close()
             except OSError:
                 pass
-
-    def _signal_group(self, number: int | None, kill: bool = False) -> None:
-        try:
-            if number is not None:
-                os.killpg(self.process.pid, number)
-            elif kill:
-                self.process.kill()
-            else:
-                self.process.terminate()
-        except ProcessLookupError:
-            pass
 
     def join_output(self, timeout: float) -> None:
         self._stderr_thread.join(timeout)
@@ -515,11 +500,6 @@ class BackendClient(_ClientBase):
         """Spawn the backend and wait for its hello (which comes before any model loads)."""
         if self.alive:
             raise HyMotionError(errors.BAD_REQUEST, "The backend is already running.", "Use restart() to start anew.")
-        isolation = (
-            {"start_new_session": True}
-            if os.name == "posix"
-            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
-        )
         try:
             process = subprocess.Popen(
                 [self.python_executable, *self.args],
@@ -529,7 +509,7 @@ class BackendClient(_ClientBase):
                 env=self.env,
                 cwd=self.cwd,
                 bufsize=0,
-                **isolation,
+                **own_group(hide_window=True),
             )
         except OSError as error:
             raise HyMotionError(

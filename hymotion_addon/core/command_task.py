@@ -3,15 +3,15 @@ own: it keeps their output for the log, reports progress, and can be cancelled o
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from hymotion.shared.processes import own_group, signal_group
 
 from .pip_output import PipProgress, words
 
@@ -98,7 +98,7 @@ class CommandTask:
         self.cancelled = True
         process = self._process
         if process is not None and process.poll() is None:
-            _terminate(process)
+            signal_group(process)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the task finished within ``timeout`` seconds."""
@@ -163,12 +163,12 @@ class CommandTask:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if step.capture_stdout else subprocess.STDOUT,
                 env=self.environment,
-                **_own_process_group(),
+                **own_group(),
             )
         except OSError as error:
             raise StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}")
         if self.cancelled:  # cancel() came between the check before this step and the start of its process
-            _terminate(self._process)
+            signal_group(self._process)
         captured: list[bytes] = []
         readers = []
         if step.capture_stdout:
@@ -201,22 +201,6 @@ class CommandTask:
 class StepFailed(Exception):
     pass
 
-
-def _own_process_group() -> dict:
-    """Popen options that put a command in its own process group, so Cancel also stops what it started."""
-    if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if os.name == "nt":
-        process.terminate()
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 def _collect(stream: IO[bytes], chunks: list[bytes]) -> None:

@@ -7,7 +7,6 @@ the panel's operators and ``api.generate`` alike.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import bpy
@@ -16,7 +15,8 @@ import numpy as np
 from hymotion.shared import skeleton
 from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import parse_prompt_lines
-from hymotion.shared.prompt_guide import suggest_duration
+from hymotion.shared.motion_files import MotionFile, motion_arrays, read_motion_file, write_motion_file
+from hymotion.shared.prompt_guide import duration_for
 
 from ..core import motion_math
 from . import bake, generation, rig
@@ -76,42 +76,17 @@ def save_pose(armature: bpy.types.Object, path: str | Path, frame: float | None 
     path = Path(bpy.path.abspath(str(path)))
     if path.suffix.lower() != ".npz":
         path = path.with_name(path.name + ".npz")
-    arrays = {
-        "fps": np.asarray(skeleton.FPS), "joint_names": np.asarray(skeleton.BODY_JOINT_NAMES),
-        "parents": np.asarray(skeleton.BODY_PARENTS), "rest_offsets": skeleton.BODY_REST_OFFSETS.astype(np.float32),
-        "translation": translation.astype(np.float32), "rotations": rotations.astype(np.float32),
-        "positions": skeleton.forward_kinematics(rotations, translation).astype(np.float32),
-        "prompt": np.asarray(f"pose of {armature.name} at frame {frame:g}"), "seed": np.asarray(0),
-        "duration": np.asarray(frames / skeleton.FPS), "model_id": np.asarray(CONTEXT_MODEL_ID),
-    }
+    arrays = motion_arrays(translation, rotations, prompt=f"pose of {armature.name} at frame {frame:g}",
+                           duration=frames / skeleton.FPS, model_id=CONTEXT_MODEL_ID)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            np.savez(handle, **arrays)
+        return write_motion_file(path, arrays)
     except OSError as error:
         raise bad_request(f"Cannot write {path}: {error.strerror}.", "Choose a folder you can write to.") from None
-    return path
 
 
-def read_clip(path: str | Path) -> dict:
-    """A motion file written by ``hymotion generate`` (.npz or .json), checked to be this model's skeleton."""
-    path = Path(bpy.path.abspath(str(path)))
-    if not path.is_file():
-        raise bad_request(f"Motion file {path} does not exist.", "Pick a .npz or .json written by hymotion generate.")
-    try:
-        if path.suffix.lower() == ".json":
-            data = {key: np.asarray(value) for key, value in json.loads(path.read_text(encoding="utf-8")).items()}
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                data = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise bad_request(f"Cannot read {path}: {error}.",
-                          "Pick a .npz or .json written by hymotion generate.") from None
-    names = tuple(str(name) for name in np.asarray(data.get("joint_names", [])).reshape(-1))
-    if names != skeleton.BODY_JOINT_NAMES or "translation" not in data or "rotations" not in data:
-        raise bad_request(f"{path} is not a HY-Motion clip (its joints are not the 22 SMPL-X body joints).",
-                          "Pick a file written by hymotion generate.")
-    return data
+def read_clip(path: str | Path) -> MotionFile:
+    """A motion file written by ``hymotion generate`` (.npz or .json), read and checked by the one reader."""
+    return read_motion_file(Path(bpy.path.abspath(str(path))))
 
 
 def import_clip(path: str | Path, armature: bpy.types.Object, *, start_frame: int = 1, fps_mode: str = "RESAMPLE",
@@ -121,9 +96,8 @@ def import_clip(path: str | Path, armature: bpy.types.Object, *, start_frame: in
     bake.bake_motion's)."""
     data = read_clip(path)
     action = bake.bake_motion(
-        armature, data["translation"], data["rotations"], prompt=str(data.get("prompt", "")),
-        seed=int(data.get("seed", 0)), model=str(data.get("model_id", "")), scene=scene, start_frame=start_frame,
-        fps_mode=fps_mode, source_fps=float(data.get("fps", skeleton.FPS)), keys=keys,
+        armature, data.translation, data.rotations, prompt=data.prompt, seed=data.seed, model=data.model_id,
+        scene=scene, start_frame=start_frame, fps_mode=fps_mode, source_fps=data.fps, keys=keys,
     )
     action.use_fake_user = True
     if nla_layout is not None:
@@ -245,7 +219,7 @@ def sequence_on_nla(armature: bpy.types.Object, before: bpy.types.Action | None,
 def timeline_clips(text: str, source: str, duration: float = 0.0) -> list[generation.Clip]:
     """The segments of a ``seconds | prompt`` timeline; a line without seconds takes ``duration`` (> 0) or an
     estimate from its prompt. A malformed line is refused naming its number."""
-    return [generation.Clip(line.prompt, line.duration or (duration if duration > 0 else suggest_duration(line.prompt)))
+    return [generation.Clip(line.prompt, duration_for(line.prompt, line.duration, max(duration, 0.0)))
             for line in parse_prompt_lines(text, source=source)]
 
 

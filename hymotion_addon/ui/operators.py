@@ -17,7 +17,7 @@ from hymotion.shared.body_mesh import SMPLX_DOWNLOAD_HINT, load_smplx_body
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_prompt_lines, parse_seeds
 from hymotion.shared.presets import BUILTIN_PRESETS, PresetStore
-from hymotion.shared.prompt_guide import suggest_duration
+from hymotion.shared.prompt_guide import duration_for
 
 from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
@@ -75,10 +75,7 @@ class GenerationOperator(_GenerationProperties):
         return getattr(self, name) if self.properties.is_property_set(name) else getattr(_settings(context), name)
 
     def duration_for(self, context: bpy.types.Context, prompt: str, line_duration: float | None = None) -> float:
-        if line_duration is not None:
-            return line_duration
-        duration = float(self.value(context, "duration"))
-        return duration if duration > 0.0 else suggest_duration(prompt)
+        return duration_for(prompt, line_duration, max(float(self.value(context, "duration")), 0.0))
 
     def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
         if self.value(context, "target") == "NEW":

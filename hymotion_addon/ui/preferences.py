@@ -15,6 +15,7 @@ from pathlib import Path
 import bpy
 
 from hymotion.shared.errors import HyMotionError, bad_request
+from hymotion.shared.models import enum_items
 
 from ..core import backend_setup, command_task, package_sources
 from ..core.backend_manager import BackendConfig
@@ -27,11 +28,7 @@ USER_DIR_ENV = "HYMOTION_USER_DIR"
 PRESETS_FILE = "presets.json"
 WRAP_COLUMNS = 88
 
-MODEL_ITEMS = [
-    ("lite", "Lite", "HY-Motion 1.0 Lite (0.46B): faster, needs less memory"),
-    ("standard", "Standard", "HY-Motion 1.0 (1B): the full model"),
-    ("tiny-random", "Tiny (random, for testing)", "A tiny model with random weights: instant, but the motion is noise"),
-]
+MODEL_ITEMS = enum_items()
 TORCH_BUILD_ITEMS = [
     (package_sources.AUTO, "Automatic", "CUDA build when an NVIDIA driver is found, else the CPU build (macOS: its "
      "one build)"),

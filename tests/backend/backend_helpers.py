@@ -115,3 +115,12 @@ def run_guardless_script(folder, plan: str, device: str) -> str:
     completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=folder)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.strip().splitlines()[-1]
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie (killed, waiting for whoever inherited it to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"

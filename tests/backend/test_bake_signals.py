@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from backend_helpers import process_gone
 
 EVENT_TIMEOUT_S = 120.0
 # Stands in for Blender: starts a child of its own (as Blender's helpers would), reports both pids and the manifest's
@@ -22,15 +23,6 @@ with open(os.environ["HYMOTION_TEST_FIFO"], "w") as fifo:
     fifo.write(f"{{os.getpid()}} {{helper.pid}} {{os.path.dirname(sys.argv[-1])}}\\n")
 time.sleep(600)
 """
-
-
-def _gone(pid: int) -> bool:
-    """No such process, or only its zombie (killed, waiting for whoever inherited it to reap it)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir() or not hasattr(os, "mkfifo"), reason="needs POSIX and /proc")
@@ -67,12 +59,12 @@ def test_a_stopped_bake_ends_its_blender_and_removes_its_scratch_folder(tmp_path
         _, stderr = bake.communicate(timeout=EVENT_TIMEOUT_S)
         assert bake.returncode == 130, stderr
         assert "interrupted" in stderr and "Traceback" not in stderr
-        assert all(map(_gone, children)), "Blender and its child end with hymotion-bake"
+        assert all(map(process_gone, children)), "Blender and its child end with hymotion-bake"
         assert list(scratch_root.iterdir()) == [], "the scratch folder is removed"
     finally:
         if bake.poll() is None:
             bake.kill()
             bake.communicate()
         for pid in children:
-            if not _gone(pid):
+            if not process_gone(pid):
                 os.kill(pid, signal.SIGKILL)

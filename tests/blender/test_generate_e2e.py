@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import time
 
@@ -229,9 +230,13 @@ def test_batch_bake_from_a_text_block_makes_one_nla_strip_per_line(scene, layout
         assert {start for _, start, _ in strips} == {1.0}
 
 
-def test_batch_bake_reports_a_bad_line_and_generates_nothing(scene):
+@pytest.mark.parametrize("line, words", [
+    ("99 | a person runs", "Duration 99 s is outside"),
+    ("4,5 | a person runs", "'4,5' before '|' is not a duration in seconds"),  # issue 26, point 18
+])
+def test_batch_bake_reports_a_bad_line_and_generates_nothing(scene, line, words):
     text = bpy.data.texts.new("bad prompts")
-    text.write("a person walks\n99 | a person runs\n")
-    with pytest.raises(RuntimeError, match="line 2: Duration 99 s is outside"):
+    text.write(f"a person walks\n{line}\n")
+    with pytest.raises(RuntimeError, match=re.escape(f"line 2: {words}")):
         bpy.ops.hymotion.batch_bake(source="TEXT", text=text.name)
     assert hymotion_actions() == []

@@ -10,6 +10,7 @@ of 10x or more; the issue's own bounds (1 mm, 1e-4) are looser still.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import bpy
@@ -162,10 +163,15 @@ def test_in_between_frames_out_of_range_are_refused(scene, first, last, words):
     assert hymotion_actions() == [action] and keyframe_counts(action) == {60}
 
 
-def test_a_malformed_timeline_line_is_reported_by_number(scene):
+@pytest.mark.parametrize("line, words", [
+    ("2 |", "the prompt after '|' is empty"),
+    ("4s | a person jumps", "'4s' before '|' is not a duration in seconds"),  # issue 26, point 18
+    (" | a person jumps", "nothing before '|', where the duration in seconds goes"),
+])
+def test_a_malformed_timeline_line_is_reported_by_number(scene, line, words):
     text = bpy.data.texts.new("story")
-    text.write("1 | a person walks\n2 |\n")
-    with pytest.raises(RuntimeError, match="line 2: the prompt after '|' is empty"):
+    text.write(f"1 | a person walks\n{line}\n")
+    with pytest.raises(RuntimeError, match=re.escape(f"line 2: {words}")):
         bpy.ops.hymotion.generate_timeline(source="TEXT", text=text.name, steps=STEPS, target="NEW")
     assert hymotion_actions() == []
 

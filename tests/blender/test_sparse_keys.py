@@ -218,6 +218,7 @@ def test_baking_with_sparse_keys_and_a_bad_keys_setting(scene):
 
 
 def test_import_clip_and_the_library_bake_take_the_keys_setting(scene, tmp_path):
+    from hymotion.shared.bake_job import BakeClip, BakeJob
     from hymotion.shared.skeleton import BODY_JOINT_NAMES
     from hymotion_addon.scene import library_bake, sequence
 
@@ -231,10 +232,10 @@ def test_import_clip_and_the_library_bake_take_the_keys_setting(scene, tmp_path)
     assert {len(fcurve.keyframe_points) for fcurve in action_fcurves(every)} == {translation.shape[0]}
 
     out = tmp_path / "library.blend"
-    library_bake.bake_library({
-        "out": str(out), "fps": 30, "in_place": False, "nla": None, "with_mesh": False, "keys": "SPARSE",
-        "clips": [{"path": str(clip), "prompt": "a person turns", "seed": 0, "duration": 2.5, "model": "test"}],
-    })
+    library_bake.bake_library(BakeJob(
+        out=str(out), fps=30, keys="SPARSE",
+        clips=(BakeClip(path=str(clip), prompt="a person turns", seed=0, duration=2.5, model="test"),),
+    ))
     assert out.is_file()
     (action,) = [action for action in bpy.data.actions if action.get("hymotion_prompt") == "a person turns"]
     assert_sparse(action, translation.shape[0])

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 
+from ..shared.models import VARIANTS, variant_help
 from .checks import run_checks
 from .report import exit_code, report_json, report_text
 from .smoke import SMOKE_PROMPT, SMOKE_SECONDS
@@ -16,8 +17,8 @@ from .smoke import SMOKE_PROMPT, SMOKE_SECONDS
 def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", default=None,
                         help="folder holding the weights (default: the Hugging Face cache, as hymotion download)")
-    parser.add_argument("--variant", choices=("lite", "standard"), default=None,
-                        help="the model variant that must be present (default: either)")
+    parser.add_argument("--variant", choices=VARIANTS, default=None,
+                        help="the model that must be present: " + variant_help("default: either"))
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
     parser.add_argument("--smoke", action="store_true",
                         help=f"also run the smallest real generation (\"{SMOKE_PROMPT}\", {SMOKE_SECONDS:g} s, "

@@ -8,6 +8,7 @@ from ..shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_STEPS,
 )
+from ..shared.models import DEFAULT_MODEL, model_help
 from .driver import farm
 from .planning import DEFAULT_UNIT_SIZE
 from .worker import CPU_CORES_PER_WORKER
@@ -24,7 +25,7 @@ def add_farm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--model", default="lite", help="lite, standard, tiny-random or a model folder (default: lite)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights, the same path on every machine")
     parser.add_argument("--plan", default="auto", help="memory plan per worker: auto, gpu, stream, cpu")
     parser.add_argument("--cache-dir", help="prompt-embedding cache (default: OUT/embeddings, shared by all workers)")

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..pipeline.memory import PLAN_CHOICES
 from ..shared.errors import HyMotionError, bad_request
+from ..shared.files import write_text_atomically
 from ..shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_STEPS,
@@ -49,7 +50,6 @@ from .planning import (
     FarmClip,
     FarmSettings,
     Library,
-    _write_text,
     check_generation,
     plan_libraries,
     plan_units,
@@ -247,7 +247,7 @@ def _prepare_out(out: Path, settings: FarmSettings) -> None:
                 "--out.",
             )
     else:
-        _write_text(path, json.dumps(wanted, indent=1))
+        write_text_atomically(path, json.dumps(wanted, indent=1))
 
 
 def _read_previous_index(out: Path) -> dict[str, list[str]]:
@@ -531,7 +531,7 @@ class _FarmRun:
             summary.first_clip_s = min(self.clip_times) - self.started
             summary.last_clip_s = max(self.clip_times) - self.started
         self._write_index(present)
-        _write_text(self.out / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=1))
+        write_text_atomically(self.out / SUMMARY_FILE, json.dumps(summary.to_dict(), indent=1))
         print(summary.describe(), file=sys.stderr)
 
     def _write_index(self, present: set[str]) -> None:
@@ -545,12 +545,12 @@ class _FarmRun:
         ]
         libraries = [{"file": file, "clips": keys} for file, keys in self.baked.items()]
         index = {"settings": self.settings.motion_settings(), "clips": rows, "libraries": libraries}
-        _write_text(self.out / INDEX_JSON, json.dumps(index, indent=1))
+        write_text_atomically(self.out / INDEX_JSON, json.dumps(index, indent=1))
         table = io.StringIO()
         writer = csv.DictWriter(table, fieldnames=INDEX_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-        _write_text(self.out / INDEX_CSV, table.getvalue())
+        write_text_atomically(self.out / INDEX_CSV, table.getvalue())
 
 
 def next_unit_for(worker: int, units: collections.deque[_Unit], others_alive: bool) -> _Unit | None:

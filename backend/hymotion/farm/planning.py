@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
-import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..shared.errors import HyMotionError, bad_request
+from ..shared.files import PARTIAL_MARK
 from ..shared.jobs import (
     DEFAULT_CFG,
     DEFAULT_DURATION,
     DEFAULT_STEPS,
     GenerationSettings,
-    parse_seeds,
     read_prompt_file,
 )
 
@@ -43,9 +40,6 @@ INDEX_CSV = "index.csv"
 SUMMARY_FILE = "summary.json"
 
 
-PARTIAL_MARK = ".partial"  # in the name of a file still being written: ".<name>.<random>.partial.<suffix>"
-
-
 ID_SLUG_CHARS = 32  # keeps "HYM_<id>_s<seed>" within Blender 4.2's 63-character names for any 64-bit seed
 
 
@@ -56,9 +50,6 @@ DEFAULT_UNIT_SIZE = 64  # clips per unit: two sampling batches of the gpu plan, 
 
 
 INDEX_COLUMNS = ("id", "line", "prompt", "seed", "duration", "file", "library", "action")
-
-
-_SEEDS_FIELD = re.compile(r"^(?P<prompt>.*?)\s*\|\s*seeds?\s*:?\s*(?P<seeds>[^|]*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -120,11 +111,11 @@ def read_farm_prompts(
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
     from ..shared.jobs import prompt_slug
-    from ..shared.prompt_guide import suggest_duration
+    from ..shared.prompt_guide import duration_for
 
     bad: list[HyMotionError] = []
     try:
-        lines = read_prompt_file(path, on_bad_line=bad.append)
+        lines = read_prompt_file(path, on_bad_line=bad.append, allow_seeds=True)
     except HyMotionError:
         if not bad:
             raise
@@ -133,36 +124,21 @@ def read_farm_prompts(
     repeats: collections.Counter[str] = collections.Counter()
     for line in lines:
         try:
-            prompt, line_seeds = _split_seeds(line.prompt, f"{path}, line {line.line_number}")
+            if line.seeds is not None:
+                check_generation(line.seeds, DEFAULT_STEPS, DEFAULT_CFG)
         except HyMotionError as error:
-            bad.append(error)
+            bad.append(bad_request(f"{path}, line {line.line_number}: {error.message}",
+                                   "Write a line's own seeds as: 4 | a person jumps | seeds 0-3"))
             continue
-        seconds = line.duration or duration or suggest_duration(prompt)
-        digest = hashlib.sha256(f"{seconds:g}\0{prompt}".encode()).hexdigest()[:8]
+        seconds = duration_for(line.prompt, line.duration, duration)
+        digest = hashlib.sha256(f"{seconds:g}\0{line.prompt}".encode()).hexdigest()[:8]
         repeats[digest] += 1
-        clip_id = f"{prompt_slug(prompt, ID_SLUG_CHARS)}-{digest}" + (f"-{repeats[digest]}" if repeats[digest] > 1 else "")
-        clips.extend(FarmClip(clip_id, line.line_number, prompt, seconds, seed) for seed in line_seeds or seeds)
+        clip_id = (f"{prompt_slug(line.prompt, ID_SLUG_CHARS)}-{digest}"
+                   + (f"-{repeats[digest]}" if repeats[digest] > 1 else ""))
+        clips.extend(FarmClip(clip_id, line.line_number, line.prompt, seconds, seed) for seed in line.seeds or seeds)
     if not clips:
         raise bad_request(f"No line of {path} can run; the first problem: {bad[0].message}", bad[0].hint)
     return clips, bad
-
-
-def _split_seeds(text: str, where: str) -> tuple[str, list[int] | None]:
-    """``prompt | seeds 0,2`` to the prompt and its own seeds (None: the run's seeds)."""
-    match = _SEEDS_FIELD.match(text)
-    if match is None:
-        return text, None
-    prompt = match["prompt"].strip()
-    try:
-        seeds = parse_seeds(match["seeds"])
-        check_generation(seeds, DEFAULT_STEPS, DEFAULT_CFG)
-    except HyMotionError as error:
-        raise bad_request(f"{where}: {error.message}",
-                          "Write a line's own seeds as: 4 | a person jumps | seeds 0-3") from None
-    if not prompt:
-        raise bad_request(f"{where}: the prompt before '| seeds' is empty.",
-                          "Write it as: 4 | a person jumps | seeds 0-3")
-    return prompt, seeds
 
 
 def check_generation(seeds: list[int], steps: int, cfg: float) -> None:
@@ -200,28 +176,6 @@ def plan_libraries(clips: list[FarmClip], every: int, stem: str) -> list[Library
         Library(f"{LIBRARIES_FOLDER}/{stem}_{number + 1:0{width}d}.blend", tuple(clips[start : start + every]))
         for number, start in enumerate(range(0, len(clips), every))
     ]
-
-
-def write_clip_file(clip, path: Path) -> None:
-    """Save ``clip`` (a MotionClip) so that ``path`` either does not exist or is complete: temporary file in the same
-    folder, flushed to disk, then renamed over ``path``."""
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}{path.suffix}")
-    try:
-        clip.save(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{PARTIAL_MARK}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def remove_partial_files(out: Path) -> int:

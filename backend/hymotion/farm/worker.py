@@ -4,19 +4,20 @@ task that bakes a finished library into a .blend with Blender."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
+from ..shared.bake_job import BakeClip, BakeJob
 from ..shared.errors import INTERNAL, HyMotionError
+from ..shared.files import replacing
 from ..shared.jobs import (
     GenerationSettings,
 )
-from .planning import PARTIAL_MARK, FarmClip, FarmSettings, Library, write_clip_file
+from ..shared.motion_files import read_motion_file
+from .planning import FarmClip, FarmSettings, Library
 
 CPU_CORES_PER_WORKER = 4
 
@@ -68,7 +69,7 @@ class FarmWorker:
                 )
                 for motion in self.pipeline.generate(settings, on_warning=notes.append):
                     clip = wanted[(motion.prompt_index, motion.seed)]
-                    write_clip_file(motion, self.out / clip.file)
+                    motion.save(self.out / clip.file)
                     made.append({"key": clip.key, "frames": motion.frames, "at": time.time()})
         except Exception as error:
             traceback.print_exc()  # into this worker's Ray log
@@ -97,33 +98,19 @@ def bake_farm_library(out: str, library: Library, blender: str | None, bpy_pytho
     """Bake one library with hymotion-bake's code in a background Blender (a Ray CPU task); rename it into place."""
     import tempfile
 
-    import numpy as np
-
     from ..bake import blender_command, find_addon_dir, run_blender
 
-    final = Path(out) / library.file
-    temporary = final.with_name(f".{final.stem}.{uuid.uuid4().hex}{PARTIAL_MARK}.blend")
     try:
-        clips = []
-        for clip in library.clips:
-            path = Path(out) / clip.file
-            with np.load(path, allow_pickle=False) as data:
-                model = str(data["model_id"])
-            clips.append({"path": str(path), "prompt": clip.prompt, "seed": clip.seed, "duration": clip.duration,
-                          "model": model, "action": clip.action})
+        clips = tuple(
+            BakeClip(path=str(Path(out) / clip.file), prompt=clip.prompt, seed=clip.seed, duration=clip.duration,
+                     model=read_motion_file(Path(out) / clip.file).model_id, action=clip.action)
+            for clip in library.clips
+        )
         addon_dir = find_addon_dir(None)
-        manifest = {
-            "out": str(temporary), "addon_dir": str(addon_dir) if addon_dir else None,
-            "hymotion_package": str(Path(__file__).resolve().parents[1]), "fps": 30, "in_place": False, "nla": None,
-            "with_mesh": False, "clips": clips,
-        }
-        with tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
-            manifest_path = Path(scratch) / "manifest.json"
-            manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-            run_blender(blender_command(blender, bpy_python), manifest_path)
-        os.replace(temporary, final)
+        with replacing(Path(out) / library.file) as temporary, \
+                tempfile.TemporaryDirectory(prefix="hymotion-farm-") as scratch:
+            job = BakeJob(out=str(temporary), clips=clips, addon_dir=str(addon_dir) if addon_dir else None)
+            run_blender(blender_command(blender, bpy_python), job.write(Path(scratch) / "manifest.json"))
     except Exception as error:
         return {"file": library.file, "error": _error_dict(error)}
-    finally:
-        temporary.unlink(missing_ok=True)
     return {"file": library.file, "error": None}

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from ..pipeline.layer_streaming import upload_safetensors
+from ..shared.files import replacing
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +176,15 @@ class EmbeddingCache:
             return None
 
     def put(self, identity: str, prompt: str, embedding: PromptEmbedding) -> None:
-        path = self._path(identity, prompt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        """Safe for several writers (farm workers share one cache folder): each writes its own scratch file and renames
+        it into place (hymotion.shared.files), so a reader finds no entry or a whole one, never a mix of two."""
         tensors = {
             "ctxt": embedding.ctxt.contiguous(),
             "vtxt": embedding.vtxt.contiguous(),
             "truncated": torch.tensor(int(embedding.truncated)),
         }
-        save_file(tensors, partial, metadata={"identity": identity})
-        partial.replace(path)
+        with replacing(self._path(identity, prompt)) as scratch:
+            save_file(tensors, scratch, metadata={"identity": identity})
 
 
 def encode_with_cache(

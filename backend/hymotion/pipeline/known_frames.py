@@ -22,7 +22,6 @@ horizontal shift, so it changes nothing about the motion itself.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ import numpy as np
 from ..shared import skeleton
 from ..shared.errors import bad_request
 from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
+from ..shared.motion_files import read_motion_file
 from ..shared.rotations import (
     continuous_quaternions,
     matrix_to_quaternion,
@@ -354,16 +354,8 @@ def load_context(spec: str, frames: int = 1) -> Pose:
     """``frames`` consecutive frames of a motion file (.npz or .json as ``hymotion generate`` writes them) ending at
     FRAME (0-based, negative counts from the end; default the last), checked to be this model's skeleton."""
     path, frame = split_frame(spec)
-    data = _read_motion_file(path)
-    _check_skeleton(data, path)
-    translation = np.asarray(data["translation"], dtype=np.float64)
-    rotations = np.asarray(data["rotations"], dtype=np.float64)
-    count = len(translation)
-    if rotations.shape != (count, skeleton.NUM_BODY_JOINTS, 4) or translation.shape != (count, 3) or not count:
-        raise bad_request(
-            f"{path} holds translation {list(translation.shape)} and rotations {list(rotations.shape)}; expected "
-            f"(F, 3) and (F, {skeleton.NUM_BODY_JOINTS}, 4) with F >= 1.", "Use a file written by hymotion generate.",
-        )
+    data = read_motion_file(path)
+    translation, rotations, count = data.translation, data.rotations, data.frames
     last = count - 1 if frame is None else frame
     if not -count <= last < count:
         raise bad_request(f"{path} has frames 0-{count - 1}; frame {frame} is out of range.",
@@ -377,40 +369,3 @@ def load_context(spec: str, frames: int = 1) -> Pose:
             f"Use at most {last + 1} context frames, or a later frame.",
         )
     return Pose(translation[last + 1 - frames : last + 1], rotations[last + 1 - frames : last + 1])
-
-
-def _read_motion_file(path: Path) -> dict:
-    if not path.is_file():
-        raise bad_request(f"Motion file {path} does not exist.", "Give a .npz or .json written by hymotion generate.")
-    try:
-        if path.suffix.lower() == ".json":
-            return {key: np.asarray(value) for key, value in json.loads(path.read_text(encoding="utf-8")).items()}
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise bad_request(f"Cannot read motion file {path}: {error}.",
-                          "Give a .npz or .json written by hymotion generate.") from None
-
-
-def _check_skeleton(data: dict, path: Path) -> None:
-    """The file's joints, parents and rest offsets must be this model's (SMPL-X body, wooden rest pose)."""
-    missing = [key for key in ("joint_names", "translation", "rotations") if key not in data]
-    if missing:
-        raise bad_request(f"{path} has no {', '.join(missing)}.", "Use a motion file written by hymotion generate.")
-    names = tuple(str(name) for name in np.asarray(data["joint_names"]).reshape(-1))
-    if names != skeleton.BODY_JOINT_NAMES:
-        raise bad_request(
-            f"{path} is not this model's skeleton: its joints are {', '.join(names[:4])}… ({len(names)}), "
-            f"expected the {skeleton.NUM_BODY_JOINTS} SMPL-X body joints ({', '.join(skeleton.BODY_JOINT_NAMES[:4])}…).",
-            "Use a clip made by HY-Motion (hymotion generate, or exported from an HY-Motion armature).",
-        )
-    if "parents" in data and tuple(int(p) for p in np.asarray(data["parents"]).reshape(-1)) != skeleton.BODY_PARENTS:
-        raise bad_request(f"{path} has other joint parents than this model's skeleton.",
-                          "Use a clip made by HY-Motion.")
-    # Rest offsets are stored as float32: 1e-5 m is far above that rounding (6e-8 m at 1 m) and far below any real
-    # difference between skeletons (millimetres at least).
-    if "rest_offsets" in data and not np.allclose(
-        np.asarray(data["rest_offsets"], dtype=np.float64), skeleton.BODY_REST_OFFSETS, atol=1e-5
-    ):
-        raise bad_request(f"{path} has another rest pose (bone lengths) than this model's skeleton.",
-                          "Use a clip made by HY-Motion, not one retargeted to another body.")

@@ -6,17 +6,13 @@ numpy only (no torch, no scipy), so results can be decoded and checked anywhere.
 from __future__ import annotations
 
 import functools
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from ..shared import skeleton
+from ..shared.motion_files import motion_arrays, read_motion_file, write_motion_file
 from ..shared.rotations import continuous_quaternions, matrix_to_quaternion
 
 LATENT_DIM = 201
@@ -191,88 +187,28 @@ class MotionClip:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The saved fields; ``original_prompt`` only for a rewritten prompt, so other files keep their fields."""
-        arrays = {
-            "fps": np.asarray(self.fps),
-            "joint_names": np.asarray(skeleton.BODY_JOINT_NAMES),
-            "parents": np.asarray(skeleton.BODY_PARENTS),
-            "rest_offsets": skeleton.BODY_REST_OFFSETS.astype(np.float32),
-            "translation": self.translation.astype(np.float32),
-            "rotations": self.rotations.astype(np.float32),
-            "positions": self.positions.astype(np.float32),
-            "prompt": np.asarray(self.prompt),
-            "seed": np.asarray(self.seed),
-            "duration": np.asarray(self.duration),
-            "model_id": np.asarray(self.model_id),
-        }
-        if self.original_prompt:
-            arrays["original_prompt"] = np.asarray(self.original_prompt)
-        return arrays
+        return motion_arrays(
+            self.translation, self.rotations, self.positions, fps=self.fps, prompt=self.prompt, seed=self.seed,
+            duration=self.duration, model_id=self.model_id, original_prompt=self.original_prompt,
+        )
 
     def save(self, path: str | Path, fmt: str = "npz") -> Path:
-        """Write the clip as .npz or .json; the file appears whole or not at all (see write_atomically)."""
-        path = Path(path)
-        if fmt == "npz":
-            write_atomically(path, lambda handle: np.savez(handle, **self.arrays()))
-        elif fmt == "json":
-            text = json.dumps({key: value.tolist() for key, value in self.arrays().items()})
-            write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
-        else:
-            raise ValueError(f"unknown format {fmt!r}")
-        return path
+        """Write the clip as .npz or .json through the one motion-file writer (hymotion.shared.motion_files): the
+        file appears whole or not at all, and a clip with NaN or infinite numbers is refused."""
+        return write_motion_file(path, self.arrays(), fmt)
 
     @classmethod
     def load(cls, path: str | Path) -> "MotionClip":
-        path = Path(path)
-        if path.suffix == ".json":
-            data = {key: np.asarray(value) for key, value in json.loads(path.read_text()).items()}
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                data = {key: npz[key] for key in npz.files}
+        """A motion file read and checked by the one reader (hymotion.shared.motion_files)."""
+        data = read_motion_file(path)
+        positions = data.positions
+        if positions is None:
+            positions = skeleton.forward_kinematics(data.rotations, data.translation)
         return cls(
-            translation=data["translation"], rotations=data["rotations"], positions=data["positions"],
-            prompt=str(data["prompt"]), seed=int(data["seed"]), duration=float(data["duration"]),
-            model_id=str(data["model_id"]), fps=int(data["fps"]), original_prompt=str(data.get("original_prompt", "")),
+            translation=data.translation, rotations=data.rotations, positions=positions, prompt=data.prompt,
+            seed=data.seed, duration=data.duration, model_id=data.model_id, fps=int(data.fps),
+            original_prompt=data.original_prompt,
         )
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the same folder, flushed to disk, then renamed over ``path``: whoever reads
-    ``path`` (or a kill at any moment) finds the previous file or the whole new one, never a truncated one. A kill
-    can leave a hidden ``.hymotion-*.partial`` file beside it, never a broken file under the real name."""
-    descriptor, scratch = tempfile.mkstemp(prefix=".hymotion-", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0600 would hide the clip from other users
-                os.fchmod(handle.fileno(), 0o666 & ~_umask())
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
-
-
-def _umask() -> int:
-    """The process's umask (only readable by setting it), so the file gets the permissions a plain open() gives."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable; file systems that cannot sync a folder are left as they are."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def decode_latent(

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..paths import user_cache_dir
+from ..paths import CACHE_DIR_HELP, user_cache_dir
 from ..shared.errors import HyMotionError
+from ..shared.models import DEFAULT_MODEL, model_help
 from ..shared.protocol import PROTOCOL_VERSION
 from .core import ServeOptions, Service, log
 from .stdio import route_standard_streams_away, serve_stdio
@@ -71,11 +72,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--token-file",
         help=f"where --listen writes its token, mode 0600 (default: the cache folder; {TOKEN_ENV} sets the token)",
     )
-    parser.add_argument("--model", default="lite", help="model variant, as for generate (default: lite)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights (default: the download folder)")
     parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream or cpu (default: auto)")
     parser.add_argument("--device", help="torch device, e.g. cuda:1 or cpu (default: the first GPU, else cpu)")
-    parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
+    parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--log-file", help="log here instead of a new file in the cache folder")
     parser.add_argument("--precision", choices=("bf16", "fp32"), help="the DiT's number format (default: the plan's)")
     parser.add_argument("--compile", action="store_true", dest="compile_dit",

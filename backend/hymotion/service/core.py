@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__, gpu_info
 from ..shared import errors
 from ..shared.errors import HyMotionError
+from ..shared.models import DEFAULT_MODEL, LITE, STANDARD
 from ..shared.protocol import (
     PROTOCOL_VERSION,
     AckEvent,
@@ -87,7 +88,7 @@ class Job:
 
 @dataclass
 class ServeOptions:
-    model: str = "lite"
+    model: str = DEFAULT_MODEL
     model_dir: str | None = None
     plan: str = "auto"
     device: str | None = None
@@ -391,7 +392,7 @@ class Service:
 
         try:
             if self.options.device is None:
-                memory.choose_plan(plan, getattr(self._pipeline, "variant", "lite"))
+                memory.choose_plan(plan, getattr(self._pipeline, "variant", LITE))
             elif plan not in memory.PLAN_CHOICES:
                 memory.choose_plan(plan)
         except HyMotionError as error:
@@ -471,7 +472,7 @@ class Service:
         from ..pipeline import memory
 
         _, vram_free, vram_total = self._device_report()
-        variant = "standard" if self.options.model == "standard" else "lite"
+        variant = STANDARD if self.options.model == STANDARD else LITE
         measured = (vram_free, vram_total) if vram_free is not None and vram_total is not None else None
         return memory.choose_plan("auto", variant, memory=measured) if measured else self.options.plan
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import bad_request
+from .files import write_atomically
 from .skeleton import NUM_SMPLX_JOINTS, SMPLX_JOINT_NAMES, SMPLX_PARENTS
 
 SMPLX_DOWNLOAD_HINT = (
@@ -45,9 +46,10 @@ class BodyMesh:
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         try:
-            with open(path, "wb") as file:
-                np.savez(file, vertices=self.vertices, faces=self.faces, weights=self.weights, joints=self.joints,
-                         joint_names=np.array(SMPLX_JOINT_NAMES))
+            write_atomically(path, lambda file: np.savez(
+                file, vertices=self.vertices, faces=self.faces, weights=self.weights, joints=self.joints,
+                joint_names=np.array(SMPLX_JOINT_NAMES),
+            ))
         except OSError as error:
             raise bad_request(f"Cannot write {path}: {error.strerror}.", "Choose a folder you can write to.") from None
         return path

@@ -30,7 +30,14 @@ MAX_SEEDS_PER_JOB = 1000
 MAX_PROMPTS_PER_JOB = 10_000
 MAX_CLIPS_PER_JOB = 10_000
 MAX_SEED = 2**63 - 1
-_DURATION_PREFIX = re.compile(r"^\s*(?P<duration>[-+]?\d+(?:\.\d*)?|\.\d+)\s*\|\s*(?P<prompt>.*)$")
+# --- the prompt-line grammar ------------------------------------------------------------------------------------------
+# One line of a prompt list, a prompt file, a timeline or a farm's prompt file:  [SECONDS |] PROMPT [| seeds SEEDS]
+# SECONDS is a plain number (4 or 4.5); SEEDS as --seeds takes them (0,2 or 0-3; per line in `hymotion farm` only).
+# Text before a '|' that is not such a number is refused, so "4,5 | ..." or "4s | ..." never becomes prompt text.
+LINE_SEPARATOR = "|"
+LINE_FORM = "[seconds |] prompt [| seeds 0-3]"
+_SECONDS = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_SEEDS_FIELD = re.compile(r"seeds?\b\s*:?\s*(?P<seeds>.*)", re.IGNORECASE | re.DOTALL)
 
 
 def frames_for_duration(duration: float) -> int:
@@ -156,14 +163,17 @@ def parse_seeds(text: str) -> list[int]:
 @dataclass
 class PromptLine:
     prompt: str
-    duration: float | None
+    duration: float | None  # the line's own seconds, None when it gives none
     line_number: int
+    seeds: list[int] | None = None  # the line's own seeds (hymotion farm), None when it gives none
 
 
 def parse_prompt_lines(
-    text: str, source: str = "prompt list", on_bad_line: Callable[[HyMotionError], None] | None = None
+    text: str, source: str = "prompt list", on_bad_line: Callable[[HyMotionError], None] | None = None,
+    allow_seeds: bool = False,
 ) -> list[PromptLine]:
-    """One prompt per line; "4.5 | prompt" sets that line's duration; blank lines and lines starting with # are skipped.
+    """One prompt per line as LINE_FORM says; blank lines and lines starting with # are skipped. ``allow_seeds``:
+    a line may name its own seeds (hymotion farm); elsewhere a seeds field is refused.
 
     A bad line raises, naming its line number; with ``on_bad_line`` it is handed that error and skipped instead, so a
     long list runs with the lines that are fine.
@@ -174,7 +184,7 @@ def parse_prompt_lines(
         if not line or line.startswith("#"):
             continue
         try:
-            lines.append(_parse_prompt_line(line, number, source))
+            lines.append(parse_prompt_line(line, number, source, allow_seeds))
         except HyMotionError as error:
             if on_bad_line is None:
                 raise
@@ -184,23 +194,52 @@ def parse_prompt_lines(
     return lines
 
 
-def _parse_prompt_line(line: str, number: int, source: str) -> PromptLine:
-    match = _DURATION_PREFIX.match(line)
-    duration = None
-    if match:
-        duration = float(match["duration"])
-        line = match["prompt"].strip()
-        try:
-            check_duration(duration)
-        except HyMotionError as error:
-            raise bad_request(f"{source}, line {number}: {error.message}", error.hint) from None
-        if not line:
-            raise bad_request(f"{source}, line {number}: the prompt after '|' is empty.", "Write it as: 4.5 | a person jumps")
-    return PromptLine(line, duration, number)
+def parse_prompt_line(line: str, number: int, source: str = "prompt list", allow_seeds: bool = False) -> PromptLine:
+    """One non-blank line (see LINE_FORM); every refusal names ``source`` and the line number and shows the form."""
+    where = f"{source}, line {number}"
+    fields = [part.strip() for part in line.split(LINE_SEPARATOR)]
+    seeds = None
+    if len(fields) > 1 and _SEEDS_FIELD.fullmatch(fields[-1]) and not (len(fields) == 2 and _SECONDS.fullmatch(fields[0])):
+        seeds = _line_seeds(fields.pop(), where, allow_seeds)
+    if len(fields) > 2:
+        raise bad_request(f"{where}: {line!r} has {len(fields) - 1} '|'; a line is {LINE_FORM}.",
+                          "Write it as: 4.5 | a person jumps")
+    duration = _line_seconds(fields[0], where) if len(fields) == 2 else None
+    prompt = fields[-1]
+    if not prompt:
+        after = "after '|'" if len(fields) == 2 else "before '| seeds'"
+        raise bad_request(f"{where}: the prompt {after} is empty.", "Write it as: 4.5 | a person jumps")
+    return PromptLine(prompt, duration, number, seeds)
+
+
+def _line_seconds(text: str, where: str) -> float:
+    if not _SECONDS.fullmatch(text):
+        what = (f"{text!r} before '|' is not a duration in seconds" if text
+                else "nothing before '|', where the duration in seconds goes")
+        raise bad_request(
+            f"{where}: {what}; a line is {LINE_FORM}.",
+            "Write the seconds as a plain number with a point, e.g. 4.5 | a person jumps, or leave out the '|' to "
+            "have the duration estimated from the prompt.",
+        )
+    try:
+        return check_duration(float(text))
+    except HyMotionError as error:
+        raise bad_request(f"{where}: {error.message}", error.hint) from None
+
+
+def _line_seeds(field_text: str, where: str, allowed: bool) -> list[int]:
+    if not allowed:
+        raise bad_request(f"{where}: a line's own seeds ('{field_text}') are read by hymotion farm only.",
+                          "Remove the '| seeds ...' field and give the seeds for the whole list (--seeds).")
+    try:
+        return parse_seeds(_SEEDS_FIELD.fullmatch(field_text)["seeds"])
+    except HyMotionError as error:
+        raise bad_request(f"{where}: {error.message}", "Write a line's own seeds as: 4 | a person jumps | seeds 0-3"
+                          ) from None
 
 
 def read_prompt_file(
-    path: str | Path, on_bad_line: Callable[[HyMotionError], None] | None = None
+    path: str | Path, on_bad_line: Callable[[HyMotionError], None] | None = None, allow_seeds: bool = False
 ) -> list[PromptLine]:
     path = Path(path)
     if not path.is_file():
@@ -209,7 +248,7 @@ def read_prompt_file(
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise bad_request(f"Cannot read prompt file {path}: {error}.", "Save it as UTF-8 text.") from None
-    return parse_prompt_lines(text, source=str(path), on_bad_line=on_bad_line)
+    return parse_prompt_lines(text, source=str(path), on_bad_line=on_bad_line, allow_seeds=allow_seeds)
 
 
 def prompt_slug(text: str, limit: int = 40) -> str:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import HyMotionError, bad_request
+from .files import write_text_atomically
 from .jobs import DEFAULT_CFG, DEFAULT_STEPS, GenerationSettings, check_duration, parse_seeds
 
 SCHEMA = "hymotion-presets/1"
@@ -159,20 +159,6 @@ class PresetStore:
     def _write(self, presets: dict[str, Any]) -> None:
         text = json.dumps({"schema": SCHEMA, "presets": presets}, indent=2, sort_keys=True, allow_nan=False)
         write_text_atomically(self.path, text + "\n")
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a file through a scratch file in the same folder and a rename, so a reader (or a second Blender saving
-    at the same time) never sees it half-written. The folder is created if needed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, scratch = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
 
 
 def _refuse_constant(name: str) -> float:

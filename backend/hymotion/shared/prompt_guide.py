@@ -395,6 +395,16 @@ def suggest_duration(prompt: str) -> float:
     return explain_duration(prompt).seconds
 
 
+def duration_for(prompt: str, own: float | None = None, default: float | None = None) -> float:
+    """The duration rule of a prompt line, for every command and the add-on: the line's own seconds ("4.5 | ..."),
+    else the run's default (None or 0: Auto), else an estimate from the prompt (:func:`suggest_duration`)."""
+    if own is not None:
+        return own
+    if default:
+        return default
+    return suggest_duration(prompt)
+
+
 def explain_duration(prompt: str) -> DurationSuggestion:
     """Seconds from the actions described in order: about two seconds each, stretched by "slowly", shortened by
     "quickly", multiplied by "twice" / "three times"; actions joined by "while" overlap and add nothing."""
