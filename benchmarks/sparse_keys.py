@@ -39,6 +39,7 @@ from machine_info import cpu_name  # noqa: E402
 
 from hymotion_addon.core import sparse_keys  # noqa: E402
 from hymotion_addon.scene import bake, rig, sparse_action  # noqa: E402
+from hymotion_addon.scene import actions  # noqa: E402
 from hymotion_addon.scene.actions import action_fcurves  # noqa: E402
 
 FPS = 30
@@ -95,7 +96,7 @@ def decimate(armature: bpy.types.Object, action: bpy.types.Action, margin: float
     """A copy of `action` on the armature, decimated by Blender's Graph Editor operator at `margin`."""
     copy = action.copy()
     armature.animation_data.action = copy
-    if bake.uses_slotted_actions():
+    if actions.uses_slotted_actions():
         armature.animation_data.action_slot = copy.slots[0]
     for fcurve in action_fcurves(copy):
         fcurve.select = True
@@ -151,7 +152,7 @@ def run_clip(name, translation, rotations, tolerance, rotation_tolerance) -> lis
     for share, label in (("BONE", "Sparse Keys, per bone"), ("RIG", "Sparse Keys, whole rig")):
         action = dense_action.copy()
         armature.animation_data.action = action
-        if bake.uses_slotted_actions():
+        if actions.uses_slotted_actions():
             armature.animation_data.action_slot = action.slots[0]
         start = time.perf_counter()
         report = sparse_action.reduce_action(armature, None, tolerance, rotation_tolerance, share)
@@ -165,8 +166,9 @@ def run_clip(name, translation, rotations, tolerance, rotation_tolerance) -> lis
                          note=f"planted {report.max_planted_error_cm:.2f} cm"))
         largest = distance if share == "BONE" else largest
         armature.animation_data.action = dense_action
-        if bake.uses_slotted_actions():
+        if actions.uses_slotted_actions():
             armature.animation_data.action_slot = dense_action.slots[0]
+    assert largest is not None, "the per-bone fit ran first"
     found = decimate_at(armature, dense_action, frames, dense, largest, moving)
     if found is not None:
         (keys, curves), (moving_keys, moving_count), distance, angle, margin = found

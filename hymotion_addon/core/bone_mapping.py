@@ -237,7 +237,7 @@ def _namespaces(names: list[str]) -> list[str]:
 
 def _best_convention(names: list[str]) -> tuple[str, dict[str, str]]:
     present = set(names)
-    best = ("", {}, 0, 0)
+    best: tuple[str, dict[str, str], int, int] = ("", {}, 0, 0)
     for convention, table in CONVENTIONS.items():
         prefixes = _namespaces(names) if convention == "mixamo" else [""]
         for prefix in prefixes:
@@ -461,8 +461,8 @@ def _hierarchy_pass(bones: list[BoneInfo], known: dict[str, str]) -> dict[str, s
     )[:2]
     for leg in legs:
         side = "left" if by_name[leg].head[0] > by_name[pelvis].head[0] else "right"
-        for joint, bone in zip(("hip", "knee", "ankle", "foot"), chain_from(leg, 4)):
-            found[f"{side}_{joint}"] = bone
+        for joint, leg_bone in zip(("hip", "knee", "ankle", "foot"), chain_from(leg, 4)):
+            found[f"{side}_{joint}"] = leg_bone
     spine_roots = [kid for kid in kids if kid not in legs]
     if spine_roots:
         chain = [max(spine_roots, key=size)]
@@ -476,12 +476,12 @@ def _hierarchy_pass(bones: list[BoneInfo], known: dict[str, str]) -> dict[str, s
             head = chain_from(neck, 2)
             if len(head) == 2:
                 found["head"] = head[1]
-            for joint, bone in zip(("spine1", "spine2", "spine3"), _three_of(chain)):
-                found[joint] = bone
+            for joint, spine_bone in zip(("spine1", "spine2", "spine3"), _three_of(chain)):
+                found[joint] = spine_bone
             for arm in (kid for kid in branches if kid != neck):
                 side = "left" if by_name[arm].head[0] > by_name[chest].head[0] else "right"
-                for joint, bone in zip(("collar", "shoulder", "elbow", "wrist"), chain_from(arm, 4)):
-                    found[f"{side}_{joint}"] = bone
+                for joint, arm_bone in zip(("collar", "shoulder", "elbow", "wrist"), chain_from(arm, 4)):
+                    found[f"{side}_{joint}"] = arm_bone
     return {joint: bone for joint, bone in found.items() if joint not in known and bone not in used}
 
 

@@ -1,6 +1,6 @@
 """Blender's F-curve evaluation in numpy (constant, linear and Bezier keys, each handle clamped to its own segment),
 so the sparse-key fit measures its error on the curve Blender will play; checked against ``FCurve.evaluate`` in
-tests/blender/test_sparse_keys.py."""
+tests/blender/test_sparse_action.py."""
 
 from __future__ import annotations
 

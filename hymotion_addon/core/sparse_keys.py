@@ -40,6 +40,7 @@ Blender does), rotation_euler (x, y, z in the bone's order), rotation_axis_angle
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,7 +75,7 @@ class Channel:
     property: str
     index: int
 
-    @property
+    @builtins.property  # the field above is called property
     def slot(self) -> int:
         return PROPERTIES[self.property][0] + self.index
 

@@ -13,6 +13,7 @@ from hymotion.shared.models import MODEL_OPTIONS, VARIANTS, enum_items
 
 def _help(parser: argparse.ArgumentParser, option: str) -> str:
     (action,) = [action for action in parser._actions if option in action.option_strings]
+    assert action.help is not None, f"{option} has no help"
     return action.help
 
 

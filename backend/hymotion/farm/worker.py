@@ -67,6 +67,7 @@ class FarmWorker:
                     seeds=sorted({clip.seed for clip in group}), cfg_scale=self.settings.cfg,
                     steps=self.settings.steps, smoothing=self.settings.smoothing,
                 )
+                assert self.pipeline is not None, "the driver hands units only to workers that loaded"
                 for motion in self.pipeline.generate(settings, on_warning=notes.append):
                     clip = wanted[(motion.prompt_index, motion.seed)]
                     motion.save(self.out / clip.file)

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import Any, IO
 
 import numpy as np
 
@@ -240,7 +240,7 @@ def _checked(path: Path, arrays: dict[str, np.ndarray]) -> MotionFile:
                               "The file is damaged or was written from a failed generation; make it again.")
     _check_skeleton(path, arrays)
     translation, rotations, positions = _checked_motion(path, arrays)
-    scalars = {key: _scalar(path, arrays, key) for key in ("fps", "prompt", "seed", "duration", "model_id",
+    scalars: dict[str, Any] = {key: _scalar(path, arrays, key) for key in ("fps", "prompt", "seed", "duration", "model_id",
                                                            "original_prompt") if key in arrays}
     if "fps" in scalars and not 0 < float(scalars["fps"]) <= MAX_FPS:
         raise bad_request(f"{path}: fps {scalars['fps']} is not a frame rate from above 0 to {MAX_FPS}.",

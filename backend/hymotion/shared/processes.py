@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from typing import Any
 
 
 def own_group(hide_window: bool = False) -> dict[str, Any]:
     """Popen options that start the child in its own process group (POSIX: a new session, whose id is the child's
     pid; Windows: a new process group, with no console window when ``hide_window``)."""
-    if os.name == "posix":
+    if sys.platform != "win32":
         return {"start_new_session": True}
     flags = subprocess.CREATE_NEW_PROCESS_GROUP | (subprocess.CREATE_NO_WINDOW if hide_window else 0)
     return {"creationflags": flags}
