@@ -9,7 +9,7 @@ import bpy
 
 from .core import backend_manager
 from .scene import generation
-from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops
+from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops, takes_ui
 
 classes: tuple[type, ...] = (
     *properties.classes,
@@ -18,6 +18,7 @@ classes: tuple[type, ...] = (
     *panels.classes,
     *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
     *sequence_ops.classes,
+    *takes_ui.classes,  # its panel is a child of HYMOTION_PT_main too
 )
 
 
@@ -32,6 +33,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     properties.register_properties()
     retarget_ui.register_properties()
+    takes_ui.register_properties()
     bpy.app.handlers.load_pre.append(_stop_run_before_load)
 
 
@@ -43,6 +45,7 @@ def unregister() -> None:
     panels.cancel_early_start()
     backend_manager.MANAGER.shutdown()
     operators.stop_setup_tasks()
+    takes_ui.unregister_properties()
     retarget_ui.unregister_properties()
     properties.unregister_properties()
     for cls in reversed(classes):
