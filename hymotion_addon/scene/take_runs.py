@@ -28,10 +28,11 @@ class MoreTakes:
         """After the run: the new takes as takes of the rig Generate More was asked on, in order."""
         if self.target is None:
             return list(actions)
+        how = self.retarget or {}
         mapping = None
-        if self.retarget.get("mapping") is not None:
-            mapping = BoneMapping(bones=self.retarget["mapping"], convention=self.retarget.get("convention", "custom"))
-        options = dict(self.retarget.get("options", {}))
+        if how.get("mapping") is not None:
+            mapping = BoneMapping(bones=how["mapping"], convention=how.get("convention", "custom"))
+        options = dict(how.get("options", {}))
         return [retarget.retarget_action(self.smplx_rig, self.target, action, mapping, **dict(options))
                 for action in actions]
 

@@ -97,11 +97,6 @@ class HYMOTION_UL_takes(bpy.types.UIList):
 # --- operators ------------------------------------------------------------------------------------------------------
 
 
-def _report_error(operator: bpy.types.Operator, error: HyMotionError) -> set[str]:
-    operator.report({"ERROR"}, str(error))
-    return {"CANCELLED"}
-
-
 def rig_with_takes(context: bpy.types.Context) -> bpy.types.Object:
     """The active object's rig (a comparison copy's rig), refused clearly when it has no takes."""
     obj = takes.rig_of(context.active_object)
@@ -145,7 +140,8 @@ class _TakeOperator:
             obj, action = self.rig_and_take(context)
             message = self.act(context, obj, action)
         except HyMotionError as error:
-            return _report_error(self, error)
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
         self.report({"INFO"}, message)
         operators.redraw_areas(("VIEW_3D",))
         return {"FINISHED"}
@@ -313,7 +309,8 @@ class HYMOTION_OT_take_retarget(bpy.types.Operator):
                 root_bone=settings.root_bone or None,
             )
         except HyMotionError as error:
-            return _report_error(self, error)
+            self.report({"ERROR"}, f"Retarget Takes: {error}")
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Retargeted {len(made)} takes onto '{target.name}'; choose there (select it).")
         return {"FINISHED"}
 
@@ -361,7 +358,7 @@ class HYMOTION_PT_takes(bpy.types.Panel):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return getattr(context.scene, "hymotion", None) is not None
+        return context.scene is not None and hasattr(context.scene, "hymotion")
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_takes(self.layout, context)
