@@ -188,7 +188,10 @@ def show(rig: bpy.types.Object, action: bpy.types.Action) -> None:
     holder = _holder(rig)
     holder.index = next(number for number, item in enumerate(holder.items) if item.action == action)
     if comparison(rig):
-        compare(rig)
+        if len(takes_of(rig)) > 1:
+            compare(rig)
+        else:
+            end_compare(rig)
 
 
 def play_range(action: bpy.types.Action) -> tuple[int, int]:
