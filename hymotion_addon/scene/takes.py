@@ -49,10 +49,10 @@ def _holder(rig: bpy.types.Object):
 
 
 def takes_of(rig: bpy.types.Object | None) -> list[bpy.types.Action]:
-    """The rig's takes in the order they were made (an Action deleted from the file is left out)."""
-    if rig is None or rig.type != "ARMATURE":
-        return []
-    return [item.action for item in _holder(rig).items if item.action is not None]
+    """The rig's takes in the order they were made (an Action deleted from the file is left out); none where the
+    takes property is not registered (the retarget UI or the scene modules used without the whole add-on)."""
+    holder = getattr(rig, TAKES_PROPERTY, None) if rig is not None and rig.type == "ARMATURE" else None
+    return [item.action for item in holder.items if item.action is not None] if holder is not None else []
 
 
 def has_takes(rig: bpy.types.Object | None) -> bool:

@@ -325,3 +325,26 @@ def test_the_api_makes_takes_generates_more_on_a_mapped_rig_and_accepts_one(scen
         api.accept_take(more[0])
     with pytest.raises(HyMotionError, match="not laid out on the NLA"):
         api.generate(PROMPT, seeds=(0, 1), takes=True, nla_layout="STACK")
+
+
+@pytest.mark.parametrize("scope", ["ACTIVE", "ALL"])
+def test_the_retarget_operators_carry_takes_over_and_leave_them_off_the_nla(scene, scope):
+    takes = takes_module()
+    source, made = hand_made_takes(2)
+    target = rigs.build_rig("Mixamo", rigs.mixamo_bones())
+    settings = scene.hymotion_retarget
+    settings.source_armature, settings.target_armature, settings.scope = source, target, scope
+    settings.feet_cleanup = False
+    select(source)
+
+    assert bpy.ops.hymotion.retarget_action() == {"FINISHED"}
+
+    carried = takes.takes_of(target)
+    assert [action["hymotion_seed"] for action in carried] == ([1] if scope == "ACTIVE" else [1, 0])
+    assert not target.animation_data.nla_tracks
+
+    for action in carried:
+        takes.reject(action)
+    assert bpy.ops.hymotion.take_retarget() == {"FINISHED"}
+    assert [action["hymotion_seed"] for action in takes.takes_of(target)] == [0, 1]
+    assert target.animation_data.action == takes.takes_of(target)[1] and not target.animation_data.nla_tracks
