@@ -237,6 +237,16 @@ def test_the_panel_lists_the_active_rigs_takes_and_offers_what_to_do(scene):
             "hymotion.take_generate_more"} <= set(layout.operators())
     assert takes_ui.HYMOTION_PT_takes.is_registered and takes_ui.HYMOTION_PT_takes.poll(bpy.context)
 
+    takes_module().set_solo(rig, made[0], True)
+    rows = RecordingLayout()
+    for item in rig.hymotion_takes.items:  # the list's rows (the UIList's own method; it uses nothing of self)
+        takes_ui.HYMOTION_UL_takes.draw_item(None, bpy.context, rows, rig.hymotion_takes, item, "NONE", None, "")
+    assert [call for call in rows.calls if call[0] == "label"] == [
+        ("label", "Take 1 · seed 0", "HIDE_OFF"), ("label", PROMPT, "NONE"),
+        ("label", "Take 2 · seed 1", "DOT"), ("label", PROMPT, "NONE"),
+    ]
+    assert rows.operators() == ["hymotion.take_play", "hymotion.take_solo"] * 2
+
 
 def test_the_operators_play_compare_reject_and_accept_the_picked_take_and_history_remembers(scene):
     takes = takes_module()
@@ -260,6 +270,10 @@ def test_the_operators_play_compare_reject_and_accept_the_picked_take_and_histor
     assert bpy.context.view_layer.objects.active == rig and takes.comparison(rig) == []
     assert action_names() == ["HYM_waves_s1"]
     assert (settings.history[0].prompt, settings.history[0].accepted_seed) == (PROMPT, 1)
+    row = RecordingLayout()
+    addon_module("ui.panels").HYMOTION_UL_history.draw_item(None, bpy.context, row, settings, settings.history[0],
+                                                            "NONE", None, "")
+    assert ("label", "seed 1", "CHECKMARK") in row.calls
 
 
 def test_the_operators_refuse_a_rig_without_takes_and_an_unknown_take(scene):
