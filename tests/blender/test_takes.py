@@ -362,3 +362,17 @@ def test_the_retarget_operators_carry_takes_over_and_leave_them_off_the_nla(scen
     assert bpy.ops.hymotion.take_retarget() == {"FINISHED"}
     assert [action["hymotion_seed"] for action in takes.takes_of(target)] == [0, 1]
     assert target.animation_data.action == takes.takes_of(target)[1] and not target.animation_data.nla_tracks
+
+
+def test_takes_survive_saving_and_opening_the_file(scene, tmp_path):
+    takes = takes_module()
+    rig, made = hand_made_takes(2)
+    takes.show(rig, made[0])
+    names, rig_name, path = [action.name for action in made], rig.name, str(tmp_path / "takes.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=path)
+
+    bpy.ops.wm.open_mainfile(filepath=path)
+
+    rig = bpy.data.objects[rig_name]
+    assert [action.name for action in takes_module().takes_of(rig)] == names
+    assert takes_module().shown_take(rig).name == names[0]
