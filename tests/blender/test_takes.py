@@ -204,6 +204,23 @@ def test_retargeted_takes_are_takes_of_the_target_rig_and_accepting_there_keeps_
     assert takes.takes_of(source) == made
 
 
+def test_generate_more_repeats_the_takes_settings_and_refuses_when_there_is_nothing_to_generate_on(scene):
+    take_runs = addon_module("scene.take_runs")
+    source, made = hand_made_takes(2, start_frame=7)
+    more = take_runs.more_takes(source, 3)
+    assert (more.smplx_rig, more.target, more.spec.seeds) == (source, None, [2, 3, 4])
+    assert (more.spec.cfg, more.spec.steps, more.spec.start_frame, more.spec.takes) == (4.0, TEST_STEPS, 7, True)
+    assert more.spec.clips[0].prompt == PROMPT
+    target = rigs.build_rig("Mixamo", rigs.mixamo_bones())
+    take_runs.retarget_takes(source, target, feet_cleanup=False)
+    bpy.data.objects.remove(source)
+
+    with pytest.raises(HyMotionError, match="retargeted from an SMPL-X rig that is no longer in the file"):
+        take_runs.more_takes(target, 1)
+    with pytest.raises(HyMotionError, match="has no takes to make more of"):
+        take_runs.more_takes(addon_module("scene.rig").build_armature(bpy.context), 1)
+
+
 def test_retargeting_an_action_that_is_no_take_makes_no_take(scene):
     bake = addon_module("scene.bake")
     source = addon_module("scene.rig").build_armature(bpy.context)
