@@ -16,6 +16,10 @@ Known frames (docs/blender.md, "Beyond one clip"): ``generate(..., armature=rig,
 continues from the rig's pose, ``start_from=20, end_at=80`` in-betweens two poses of its Action (written into it),
 ``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action.
 
+Takes (docs/blender.md, "Takes"): ``generate(..., seeds="0-3", takes=True)`` makes the results takes of one rig;
+:func:`accept_take` keeps one as the rig's Action, :func:`reject_take` drops one, :func:`generate_more_takes` adds
+more seeds of the same prompt, :func:`retarget_takes` puts them on your rig as its takes.
+
 docs/blender.md has more, including the import path when running from a source checkout.
 """
 
@@ -30,13 +34,15 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from .scene import bake, generation, known_frames, rig, sequence
+from .scene import bake, generation, known_frames, rig, sequence, take_runs
+from .scene import takes as scene_takes
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
-from .ui import preferences
+from .ui import preferences, takes_ui
 
-__all__ = ["GenerationError", "HyMotionError", "generate", "generate_timeline", "import_clip", "make_cyclic",
-           "retarget_action", "save_pose", "sequence_on_nla"]
+__all__ = ["GenerationError", "HyMotionError", "accept_take", "compare_takes", "generate", "generate_more_takes",
+           "generate_timeline", "import_clip", "make_cyclic", "reject_take", "retarget_action", "retarget_takes",
+           "save_pose", "sequence_on_nla", "takes_of"]
 
 
 class GenerationError(HyMotionError):
@@ -69,6 +75,7 @@ def generate(
     loop: bool = False,
     context_frames: int = 1,
     keys: str = "EVERY_FRAME",
+    takes: bool = False,
 ) -> list[bpy.types.Action]:
     """Generate one Action per prompt x seed, bake them and return them in order (prompt-major).
 
@@ -86,6 +93,9 @@ def generate(
     Keys at its defaults: every bone within 0.5 cm and 1 degree) instead of one per frame; an in-between always gets
     every frame (its keys go into the Action around it).
 
+    ``takes``: the Actions become takes of the rig (``armature``, or the new one), added to any it has, the newest
+    shown; choose with :func:`accept_take` / :func:`reject_take`.
+
     Raises :class:`GenerationError` (a HyMotionError with ``code``, ``message``, ``hint`` and the ``actions`` made so
     far) when the backend fails, dies or the run times out, and HyMotionError ``bad_request`` for bad arguments.
     """
@@ -95,6 +105,9 @@ def generate(
     _check_armature(armature)
     bake.check_keys(keys)
     seed_list = _seeds(seeds)
+    if takes and (nla_layout is not None or (start_from is not None and end_at is not None)):
+        raise bad_request("Takes are alternatives the rig plays one at a time, so they are not laid out on the NLA "
+                          "or written into an in-between.", "Pass takes=False, or drop nla_layout / end_at.")
     known = None
     if start_from is not None or end_at is not None or loop:
         if start_from is not None and end_at is not None and (len(prompt_list) > 1 or len(seed_list) > 1
@@ -128,6 +141,7 @@ def generate(
         with_mesh=with_mesh,
         keys="EVERY_FRAME" if known is not None and known.between is not None else keys,
         constraint=known.constraint if known is not None else None,
+        takes=bool(takes),
     )
     run = _run(spec, armature, timeout, on_action)
     return known.place_results(run.armature, run.actions) if known is not None else run.actions
@@ -172,6 +186,52 @@ def generate_timeline(
         with_mesh=with_mesh, timeline=True,
     )
     return _run(spec, armature, timeout, on_action).actions
+
+
+def takes_of(armature: bpy.types.Object) -> list[bpy.types.Action]:
+    """The rig's takes, in the order they were made (empty when it has none)."""
+    return scene_takes.takes_of(armature)
+
+
+def accept_take(action: bpy.types.Action, armature: bpy.types.Object | None = None,
+                keep_others: bool = False) -> bpy.types.Action:
+    """Make the take its rig's Action: the rig's other takes are removed from the file (``keep_others``: kept with
+    a fake user), the scene's History remembers the accepted seed. Returns ``action``. An Action that is not a take,
+    or a take of another rig than ``armature``, raises ``bad_request`` and changes nothing."""
+    owner = scene_takes.owner_of(action, armature)
+    scene_takes.accept(action, owner, keep_others=keep_others)
+    takes_ui.remember_accepted(bpy.context.scene, action)
+    return action
+
+
+def reject_take(action: bpy.types.Action, armature: bpy.types.Object | None = None, keep: bool = False) -> str:
+    """Drop one take: removed from the file (``keep``: kept with a fake user). The rig shows the next take, or after
+    the last one the Action it had before. Returns 'removed' or 'kept'."""
+    return scene_takes.reject(action, armature, keep=keep)
+
+
+def compare_takes(armature: bpy.types.Object, end: bool = False) -> list[bpy.types.Object]:
+    """Copies of the rig beside it, one per take it does not show, playing side by side; ``end`` removes them."""
+    if end:
+        scene_takes.end_compare(armature)
+        return []
+    return scene_takes.compare(armature)
+
+
+def generate_more_takes(armature: bpy.types.Object, count: int = 2, take: bpy.types.Action | None = None,
+                        timeout: float | None = None) -> list[bpy.types.Action]:
+    """``count`` more takes of ``take``'s prompt (default: the take the rig shows) with seeds not used yet and the
+    settings that made it; on a mapped rig they are generated on its SMPL-X rig and retargeted the same way.
+    Returns the new takes of ``armature``."""
+    more = take_runs.more_takes(armature, count, take)
+    return more.place(_run(more.spec, more.smplx_rig, timeout, None).actions)
+
+
+def retarget_takes(source: bpy.types.Object, target: bpy.types.Object, mapping=None,
+                   **options) -> list[bpy.types.Action]:
+    """Every take of the SMPL-X rig ``source`` retargeted onto ``target`` as its takes (options as
+    :func:`retarget_action`)."""
+    return take_runs.retarget_takes(source, target, mapping, **options)
 
 
 def _check_armature(armature: bpy.types.Object | None) -> None:

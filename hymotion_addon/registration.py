@@ -9,7 +9,7 @@ import bpy
 
 from .core import backend_manager
 from .scene import generation
-from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops, sparse_keys_ops
+from .ui import operators, panels, preferences, properties, retarget_ui, sequence_ops, sparse_keys_ops, takes_ui
 
 classes: tuple[type, ...] = (
     *properties.classes,
@@ -19,6 +19,7 @@ classes: tuple[type, ...] = (
     *retarget_ui.classes,  # its panel is a child of HYMOTION_PT_main, so it comes after
     *sequence_ops.classes,
     *sparse_keys_ops.classes,
+    *takes_ui.classes,  # its panel is a child of HYMOTION_PT_main too
 )
 
 
@@ -33,6 +34,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     properties.register_properties()
     retarget_ui.register_properties()
+    takes_ui.register_properties()
     bpy.app.handlers.load_pre.append(_stop_run_before_load)
 
 
@@ -44,6 +46,7 @@ def unregister() -> None:
     panels.cancel_early_start()
     backend_manager.MANAGER.shutdown()
     operators.stop_setup_tasks()
+    takes_ui.unregister_properties()
     retarget_ui.unregister_properties()
     properties.unregister_properties()
     for cls in reversed(classes):

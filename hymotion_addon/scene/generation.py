@@ -29,7 +29,7 @@ from hymotion.shared.protocol import (
 
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 from ..core.client import BACKEND_RESTARTS_HINT
-from . import bake, rig
+from . import bake, rig, takes
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
@@ -51,7 +51,7 @@ class Clip:
 class RunSpec:
     """What to generate and how to bake it. ``nla_layout`` None leaves each Action assigned (Generate); SEQUENCE or
     STACK pushes each onto the NLA (Batch Bake). ``constraint`` pins known frames; ``timeline`` makes the clips one
-    continuous motion per seed (one Action each)."""
+    continuous motion per seed (one Action each); ``takes`` lists each Action as a take of the rig (scene.takes)."""
 
     clips: list[Clip]
     seeds: list[int]
@@ -66,6 +66,7 @@ class RunSpec:
     keys: str = "EVERY_FRAME"  # or "SPARSE" (bake.KEY_MODES)
     constraint: GenerateConstraint | None = None
     timeline: bool = False
+    takes: bool = False
 
     def settings(self) -> GenerationSettings:
         """The request as the backend will check it, checked here first so mistakes never reach the backend."""
@@ -242,6 +243,7 @@ class Run:
     def _bake(self, result: ResultEvent) -> None:
         try:
             armature = self._target_armature()
+            previous = armature.animation_data.action if armature.animation_data else None
             action = bake.bake_motion(
                 armature,
                 result.translation.to_numpy(),
@@ -259,6 +261,8 @@ class Run:
             action.use_fake_user = True
             if self.spec.nla_layout is not None:
                 bake.push_to_nla(armature, action, self.spec.nla_layout)
+            if self.spec.takes:
+                takes.add_take(armature, action, previous=previous, made_with=self._recipe())
         except (HyMotionError, ReferenceError, RuntimeError, ValueError) as error:
             self._abandon(_bake_error(error))
             return
@@ -273,6 +277,11 @@ class Run:
                     errors.INTERNAL, f"A script's callback {observer!r} failed: {error!r}.", "Fix the callback."
                 ))
                 return
+
+    def _recipe(self) -> dict:
+        spec = self.spec
+        return {"cfg": spec.cfg, "steps": spec.steps, "smoothing": spec.smoothing, "in_place": spec.in_place,
+                "fps_mode": spec.fps_mode}
 
     def _target_armature(self) -> bpy.types.Object:
         if self.armature is None:

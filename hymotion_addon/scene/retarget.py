@@ -28,7 +28,7 @@ from hymotion.shared.skeleton import BODY_JOINT_NAMES, FPS, NUM_BODY_JOINTS
 
 from ..core import bone_mapping, motion_math, retarget_feet, retarget_math
 from ..core.bone_mapping import BoneMapping
-from . import bake, rig, sparse_action
+from . import bake, rig, sparse_action, takes
 from .actions import action_fcurves, fcurve_bone, fcurve_factory
 from .retarget_refine import refine_with_blender
 from .target_rig import check_armature, check_keyable, plan_for, resolve_mapping, root_bone_candidate
@@ -306,7 +306,8 @@ def retarget_action(
     """Retarget an Action baked on the SMPL-X armature (its active one by default) onto `target_armature`.
 
     The new Action starts on the same frame, runs at the scene's rate (the SMPL-X Action already does) and carries
-    over the prompt, seed, model and duration tags. Other keyword options are those of :func:`bake_onto_rig`.
+    over the prompt, seed, model and duration tags. Other keyword options are those of :func:`bake_onto_rig`. A take
+    of the source rig becomes a take of the target rig (:mod:`.takes`).
     """
     if action is None and source_armature is not None and source_armature.animation_data:
         action = source_armature.animation_data.action
@@ -321,7 +322,8 @@ def retarget_action(
     tags.update({key: options.pop(key) for key in list(options) if key in tags})
     options.setdefault("start_frame", start)
     options.setdefault("name", f"{action.name}_{target_armature.name}")
-    return bake_onto_rig(
+    previous = target_armature.animation_data.action if target_armature.animation_data else None
+    made = bake_onto_rig(
         target_armature,
         translation,
         rotations,
@@ -331,3 +333,5 @@ def retarget_action(
         **tags,
         **options,
     )
+    takes.carry_over(source_armature, action, target_armature, made, previous, takes.retarget_recipe(mapping, options))
+    return made

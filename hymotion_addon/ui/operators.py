@@ -21,7 +21,7 @@ from hymotion.shared.prompt_guide import duration_for
 
 from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
-from ..scene import generation, rig
+from ..scene import generation, rig, takes
 from . import preferences, properties
 from .properties import HYMOTION_PG_settings, generation_property
 
@@ -185,9 +185,12 @@ class HYMOTION_OT_generate(GenerationOperator, bpy.types.Operator):
         prompt = self.value(context, "prompt").strip()
         if not prompt:
             raise bad_request("The prompt is empty.", "Describe the motion, e.g. 'a person jumps forward twice'.")
+        seeds = parse_seeds(self.value(context, "seeds"))
+        onto_takes = self.value(context, "target") == "ACTIVE" and takes.has_takes(context.active_object)
         return generation.RunSpec(
             clips=[generation.Clip(prompt, self.duration_for(context, prompt))],
-            seeds=parse_seeds(self.value(context, "seeds")),
+            seeds=seeds,
+            takes=len(seeds) > 1 or onto_takes,  # several seeds, or a rig with takes: choose in the Takes panel
             **common_spec_fields(self, context),
         )
 

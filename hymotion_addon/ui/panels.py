@@ -316,6 +316,8 @@ class HYMOTION_UL_history(bpy.types.UIList):
         row.label(text=item.prompt, icon="TEXT")
         if item.duration > 0.0:
             row.label(text=f"{item.duration:.1f} s")
+        if item.accepted_seed >= 0:
+            row.label(text=f"seed {item.accepted_seed}", icon="CHECKMARK")
 
 
 classes = (

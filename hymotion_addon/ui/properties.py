@@ -111,6 +111,8 @@ class HYMOTION_PG_history_item(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(name="Prompt")
     duration: bpy.props.FloatProperty(name="Duration", description="Seconds (0 = estimated from the prompt)")
     seeds: bpy.props.StringProperty(name="Seeds")
+    accepted_seed: bpy.props.IntProperty(name="Accepted Take", description="Seed of the take accepted (-1: none)",
+                                         default=-1)
 
 
 class HYMOTION_PG_settings(bpy.types.PropertyGroup):

@@ -20,7 +20,7 @@ from hymotion.shared.skeleton import BODY_JOINT_NAMES
 
 from ..core import bone_mapping
 from ..core.bone_mapping import BoneMapping
-from ..scene import bake, export, retarget, rig, target_rig
+from ..scene import bake, export, retarget, rig, takes, target_rig
 from . import export_operator, preferences
 from .properties import KEY_MODE_ITEMS
 
@@ -114,7 +114,7 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
         name="Actions",
         items=(
             ("ACTIVE", "Active Action", "Retarget the source armature's active Action"),
-            ("ALL", "All HY-Motion Actions", "Retarget every HY-Motion Action of the source, as NLA strips in a row"),
+            ("ALL", "All HY-Motion Actions", "Retarget every HY-Motion Action of the source, as NLA strips in a row (takes stay takes)"),
         ),
         default="ACTIVE",
     )
@@ -364,7 +364,7 @@ class HYMOTION_OT_retarget_action(bpy.types.Operator):
             mapping = mapping_from_settings(settings)
             for action in actions:
                 made.append(retarget.retarget_action(source, target, action, mapping, **options))
-                if settings.scope == "ALL":
+                if settings.scope == "ALL" and made[-1] not in takes.takes_of(target):  # takes stay alternatives
                     bake.push_to_nla(target, made[-1], mode="SEQUENCE")
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
