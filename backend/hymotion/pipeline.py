@@ -103,6 +103,7 @@ class _LatentConstraint:
     nearest: torch.Tensor  # (B, L, 201) index of the pinned frame whose correction each frame takes
     noise: torch.Tensor  # (B, L, 201) the clip's initial noise
     follow: list[tuple[int, int, int]]  # (row, source, frame): frame's target is the running estimate of source
+    spread: list[tuple[torch.Tensor, torch.Tensor]]  # (channels, (B, L, L)): partial pins' corrections between frames
 
     @classmethod
     def build(cls, targets: list[constraints.LatentTargets], noise: torch.Tensor) -> "_LatentConstraint":
@@ -111,7 +112,12 @@ class _LatentConstraint:
 
         nearest = stack("nearest", torch.long)[..., None].expand(noise.shape).contiguous()
         follow = [(row, *t.follow) for row, t in enumerate(targets) if t.follow is not None]
-        return cls(stack("target", noise.dtype), stack("weight", noise.dtype), nearest, noise, follow)
+        spread = [
+            (torch.as_tensor(channels, device=noise.device),
+             torch.as_tensor(np.stack([t.spread[group][1] for t in targets]), dtype=noise.dtype, device=noise.device))
+            for group, (channels, _) in enumerate(targets[0].spread)
+        ]
+        return cls(stack("target", noise.dtype), stack("weight", noise.dtype), nearest, noise, follow, spread)
 
     def put_back(self, x: torch.Tensor, previous: torch.Tensor | None, t: torch.Tensor, t_next: torch.Tensor) -> None:
         """After the step from ``t`` to ``t_next``: pinned frames onto the flow path t·x_known + (1 − t)·noise
@@ -124,7 +130,10 @@ class _LatentConstraint:
                 target[row, frame] = estimate[row, source]
         path = t_next * target + (1 - t_next) * self.noise
         correction = torch.gather(path - x, 1, self.nearest)
-        x.copy_(torch.where(self.weight == 1, path, x + self.weight * correction))
+        moved = torch.where(self.weight == 1, path, x + self.weight * correction)
+        for channels, matrix in self.spread:  # partial pins: the pinned frames' corrections spread between them
+            moved[..., channels] += matrix @ (path - x)[..., channels]
+        x.copy_(moved)
 
 
 class _GraphedStep:
@@ -580,6 +589,13 @@ def load_pipeline(
         chosen, device = _resolve_plan(plan, "lite", device)
         loaded = build_tiny_model()
         loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", TINY_MODEL_ID, "lite"
+    elif model.startswith("known-"):  # the known-answer test flow (model/known_flow.py): the motion is its target
+        from .model.known_flow import build_known_flow_model
+        from .model.tiny import build_tiny_text_encoder
+
+        chosen, device = _resolve_plan(plan, "lite", device)
+        loaded = build_known_flow_model(model.removeprefix("known-"))
+        loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", model, "lite"
     else:
         named = model in weights.VARIANT_FOLDERS
         try:
