@@ -297,7 +297,7 @@ class PreparedConstraint:
         spread instead of the whole-pose ramp elsewhere); returns the spread matrices padded to ``length``."""
         if self.constraint.directions is None:
             return []
-        whole = {pin.frame: motion.encode_features(pin.translation, pin.rotations)[0]
+        whole = {pin.frame: motion.encode_features(pin.translation[None], pin.rotations[None])[0]
                  for pin in pins if pin.features is not None}
         groups = self.constraint.directions.latent_groups(frames, self.context, self.placement, whole)
         spread = []

@@ -49,17 +49,23 @@ MAX_LATERAL_ACCELERATION = 1.5 * 9.81
 FACING_MIN_SPEED = 0.2  # m/s: slower than this, the path's direction says nothing about where the body faces
 TARGET_RAMP = 10  # frames (1/3 s) over which a target's correction blends in and out after decoding
 LATENT_RAMP = 6  # frames of the same blend on the flow path (constraints.RAMP_FRAMES)
-FOOT_BLEND = 4  # frames over which planting blends in and out around a stance
+FOOT_BLEND = 6  # frames over which planting blends in and out around a stance
 CONTACT_HEIGHT = 0.03  # m above the floor: a foot this low stands on it (the sole, see motion.GROUND_JOINTS)
+CONTACT_GAP = 3  # frames: a stance interrupted for at most 0.1 s is one stance
+CONTACT_MIN_FRAMES = 3  # frames: a shorter touch of the floor is no stance
+CONTACT_SPEED = 0.5  # m/s over the ground: slower than this a low foot stands (the add-on's retarget uses the same)
 IK_REACH = 0.995  # a limb is stretched to at most this share of its length: straight knees and elbows snap
 JUMP_ALLOWANCE = 0.6  # m a target may lie above the standing reach (a jump, a reach on tiptoe)
 FACINGS = ("path", "free")
+BEND_HINT = 0.05  # of the upper bone: a middle joint closer than this to its limb's line bends partly the rest way
 
 _POSITIONS = 3 + 6 * skeleton.NUM_BODY_JOINTS  # first joint-position channel (135)
 PATH_CHANNELS = np.array([0, 2])
 HEADING_CHANNELS = np.array([3, 7])  # rot6d of the root: R[0, 0] and R[2, 0]
 _JOINTS = {name: index for index, name in enumerate(skeleton.BODY_JOINT_NAMES)}
 _PELVIS = skeleton.BODY_REST_POSITIONS[0]
+_ELBOWS = (_JOINTS["left_elbow"], _JOINTS["right_elbow"])
+_KNEES = (_JOINTS["left_knee"], _JOINTS["right_knee"])
 _FEET = ((_JOINTS["left_hip"], _JOINTS["left_knee"], _JOINTS["left_ankle"], _JOINTS["left_foot"]),
          (_JOINTS["right_hip"], _JOINTS["right_knee"], _JOINTS["right_ankle"], _JOINTS["right_foot"]))
 
@@ -238,7 +244,7 @@ class Directions:
         held = np.zeros((frames, 2))
         for target in self.targets:
             self._reach_target(local, translation, target, held)
-        plant_feet(local, translation, before, stances, held)
+        plant_feet(local, translation, before, stances, held, fixed)
         return translation, continuous_quaternions(matrix_to_quaternion(local), axis=-3)
 
     def _correct_heading(self, local: np.ndarray, frames: int, fixed: Sequence[int]) -> None:
@@ -284,8 +290,8 @@ class Directions:
             if np.any(excess[active] > 0):
                 translation += weight[:, None] * excess
                 world, positions = pose(local, translation)
-            goal = positions[:, joint] + weight[:, None] * (goal_position - positions[nearest, joint])
-            two_bone_ik(local, world, positions, chain, goal, active)
+            goal = positions[:, joint] + (goal_position - positions[nearest, joint])
+            two_bone_ik(local, world, positions, chain, goal, weight)
         if target.rotation is not None:
             world, _ = pose(local, translation)
             wanted = np.broadcast_to(np.asarray(target.rotation, dtype=np.float64), world[:, target.joint].shape)
@@ -328,10 +334,11 @@ class ChannelGroup:
 
 
 def _with_pose_pins(channels, anchors: list[int], values: np.ndarray, pinned: dict[int, np.ndarray]):
-    """Whole-pose pins anchor a group too (their own value), so the spread runs between them and the waypoints."""
-    extra = [frame for frame in sorted(pinned) if frame not in anchors]
-    anchors = anchors + extra
-    values = np.concatenate([values, np.array([pinned[f][channels] for f in extra]).reshape(-1, len(channels))])
+    """Whole-pose pins anchor a group too (their own value, which wins over a waypoint on the same frame), so the
+    spread runs between them and the waypoints."""
+    keep = [row for row, frame in enumerate(anchors) if frame not in pinned]
+    anchors = [anchors[row] for row in keep] + sorted(pinned)
+    values = np.concatenate([values[keep], np.array([pinned[f][channels] for f in sorted(pinned)]).reshape(-1, len(channels))])
     order = np.argsort(anchors)
     return np.asarray(anchors)[order], values[order]
 
@@ -452,19 +459,30 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return axis_angle_matrix(axis, np.arctan2(sine, cosine))
 
 
-def two_bone_ik(local, world, positions, chain, goal, active) -> None:
-    """Turn the chain's first two joints (in ``local``, in place) so its end lands on ``goal`` (F, 3) where
-    ``active``; the middle joint stays in its own bending plane, the limb at most IK_REACH of its length."""
+def two_bone_ik(local, world, positions, chain, goal, weight) -> None:
+    """Turn the chain's first two joints (in ``local``, in place) so its end lands on ``goal`` (F, 3), then blend
+    from the old pose by ``weight`` (F,: 1 meets the goal, 0 leaves the frame as it was; in between, the two joints'
+    world rotations turn part of the way, so a ramp never jumps). The limb is stretched to at most IK_REACH of its
+    length (or as straight as it already is)."""
     grand, parent, joint = chain
     upper, lower = _bone(parent), _bone(joint)
     a, b, c = positions[:, grand], positions[:, parent], positions[:, joint]
     reach = goal - a
     distance = np.linalg.norm(reach, axis=-1)
-    clamped = np.clip(distance, abs(upper - lower) + 1e-6, IK_REACH * (upper + lower))
+    longest = np.maximum(IK_REACH * (upper + lower), np.linalg.norm(c - a, axis=-1))  # never bend a straight limb
+    clamped = np.clip(distance, abs(upper - lower) + 1e-6, longest)
     direction = reach / np.maximum(distance, 1e-12)[:, None]
+    # The bending plane: a knee bends forward (the thigh's +Z), always: a leg's own plane is noise when it is nearly
+    # straight, as it is while the foot stands. Other limbs keep the plane they are in, pushed towards the way they
+    # bend at rest (elbows back, the neck forward) the straighter they are, continuously, so it never flips.
+    hint = world[:, grand] @ np.array([0.0, 0.0, -1.0 if parent in _ELBOWS else 1.0])
     bend = (b - a) - np.sum((b - a) * direction, axis=-1, keepdims=True) * direction
-    fallback = world[:, grand][:, :, 2] - np.sum(world[:, grand][:, :, 2] * direction, axis=-1, keepdims=True) * direction
-    bend = np.where(np.linalg.norm(bend, axis=-1, keepdims=True) > 1e-6, bend, fallback)
+    hint = hint - np.sum(hint * direction, axis=-1, keepdims=True) * direction
+    hint = hint / np.maximum(np.linalg.norm(hint, axis=-1, keepdims=True), 1e-12)
+    if parent in _KNEES:
+        bend = hint
+    else:
+        bend = bend + np.maximum(BEND_HINT * upper - np.linalg.norm(bend, axis=-1, keepdims=True), 0.0) * hint
     bend = bend / np.maximum(np.linalg.norm(bend, axis=-1, keepdims=True), 1e-12)
     along = (upper**2 - lower**2 + clamped**2) / (2.0 * clamped)
     height = np.sqrt(np.maximum(upper**2 - along**2, 0.0))
@@ -472,11 +490,12 @@ def two_bone_ik(local, world, positions, chain, goal, active) -> None:
     first = rotation_between(b - a, new_b - a)
     turned_c = new_b + (first @ (c - b)[:, :, None])[:, :, 0]
     second = rotation_between(turned_c - new_b, a + direction * clamped[:, None] - new_b)
-    grand_world = first @ world[:, grand]
-    parent_world = second @ first @ world[:, parent]
+    weight = np.asarray(weight, dtype=np.float64)
+    grand_world = blend_rotations(world[:, grand], first @ world[:, grand], weight)
+    parent_world = blend_rotations(world[:, parent], second @ first @ world[:, parent], weight)
     above = skeleton.BODY_PARENTS[grand]
     above_world = world[:, above] if above >= 0 else np.broadcast_to(np.eye(3), grand_world.shape)
-    mask = np.asarray(active, dtype=bool)[:, None, None]
+    mask = (weight > 0)[:, None, None]
     local[:, grand] = np.where(mask, np.swapaxes(above_world, -1, -2) @ grand_world, local[:, grand])
     local[:, parent] = np.where(mask, np.swapaxes(grand_world, -1, -2) @ parent_world, local[:, parent])
 
@@ -504,9 +523,30 @@ def sole_heights(positions: np.ndarray) -> np.ndarray:
 
 
 def foot_contacts(positions: np.ndarray) -> np.ndarray:
-    """(F, 2) bool: the foot's sole within CONTACT_HEIGHT of the floor. Height only, no speed rule: the measure of
-    skating (benchmarks/constraints.py) asks how far a foot slides while it is that low."""
-    return sole_heights(positions) < CONTACT_HEIGHT
+    """(F, 2) bool: the foot stands on the floor: its sole within CONTACT_HEIGHT of it and its ankle or toe moving
+    slower than CONTACT_SPEED over the ground (the slower of the steps into and out of the frame). Both are needed: a
+    foot low but sweeping forward is leaving or landing, not standing. benchmarks/constraints.py measures skating on
+    the frames this finds in the result."""
+    low = sole_heights(positions) < CONTACT_HEIGHT
+    slow = np.zeros_like(low)
+    for side, (_, _, ankle, foot) in enumerate(_FEET):
+        steps = np.linalg.norm(np.diff(positions[:, [ankle, foot]][..., [0, 2]], axis=0), axis=-1).min(axis=-1) * FPS
+        if len(steps):
+            slow[:, side] = np.minimum(np.append(steps[:1], steps), np.append(steps, steps[-1:])) < CONTACT_SPEED
+    return np.stack([_cleaned(mask) for mask in (low & slow).T], axis=-1) if len(low) else low & slow
+
+
+def _cleaned(mask: np.ndarray) -> np.ndarray:
+    """A contact mask without flicker: gaps of up to CONTACT_GAP frames inside a stance closed, then stances shorter
+    than CONTACT_MIN_FRAMES dropped (planting a foot for a frame or two, or letting it go for as long, pops)."""
+    mask = mask.copy()
+    for start, stop in _segments(~mask):
+        if stop - start <= CONTACT_GAP and start > 0 and stop < len(mask):
+            mask[start:stop] = True
+    for start, stop in _segments(mask):
+        if stop - start < CONTACT_MIN_FRAMES:
+            mask[start:stop] = False
+    return mask
 
 
 def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -515,36 +555,37 @@ def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
-def plant_feet(local, translation, before, stances, held) -> None:
+def plant_feet(local, translation, before, stances, held, fixed: Sequence[int] = ()) -> None:
     """Keep each foot that stood on the ground in the decoded clip (``before`` positions, ``stances`` (F, 2)) still
     over each stance, where the corrections moved it: the ankle held at its corrected place at the stance's middle
-    frame (height as corrected) and the foot's world rotation held too (so the toe stays), blended in and out over
-    FOOT_BLEND frames; ``held`` (F, 2) where a target drives the leg instead (it wins)."""
+    frame (or at a ``fixed`` frame inside it: a pinned pose stays as it is), height as corrected, and the foot's world
+    rotation held too (so the toe stays). Outside a stance, the correction its nearest stance frame needed fades out
+    over FOOT_BLEND frames. ``held`` (F, 2): where a target drives the leg instead (it wins)."""
     frames = len(translation)
-    for side, (hip, knee, ankle, foot) in enumerate(_FEET):
+    index = np.arange(frames)
+    for side, (hip, knee, ankle, _) in enumerate(_FEET):
         runs = _segments(stances[:, side])
         if not runs:
             continue
         world, positions = pose(local, translation)
-        weight = np.zeros(frames)
-        anchor = np.zeros(frames, dtype=np.int64)
-        index = np.arange(frames)
+        anchor = np.full(frames, -1)
         for start, stop in runs:
-            middle = (start + stop - 1) // 2
-            distance = np.maximum(np.maximum(start - index, index - (stop - 1)), 0)
-            ramp = _smoothstep(1.0 - distance / (FOOT_BLEND + 1.0))
-            better = ramp > weight
-            weight = np.where(better, ramp, weight)
-            anchor = np.where(better, middle, anchor)
-        weight = weight * (1.0 - held[:, side])
+            inside = [frame for frame in fixed if start <= frame < stop]
+            anchor[start:stop] = inside[0] if inside else (start + stop - 1) // 2
+        standing = np.flatnonzero(anchor >= 0)
+        nearest = standing[np.argmin(np.abs(index[:, None] - standing[None, :]), axis=1)]
+        weight = _smoothstep(1.0 - np.abs(index - nearest) / (FOOT_BLEND + 1.0)) * (1.0 - held[:, side])
+        weight[list(fixed)] = 0.0  # a pinned pose is met as it is
         active = weight > 0
         if not active.any():
             continue
+        slide = positions[anchor[nearest], ankle] - positions[nearest, ankle]  # what each stance frame needs
         goal = positions[:, ankle].copy()
-        goal[:, [0, 2]] += weight[:, None] * (positions[anchor][:, ankle][:, [0, 2]] - goal[:, [0, 2]])
-        rotation = blend_rotations(world[:, ankle], world[anchor, ankle], weight)
-        two_bone_ik(local, world, positions, (hip, knee, ankle), goal, active)
+        goal[:, [0, 2]] += slide[:, [0, 2]]
+        needed = world[anchor[nearest], ankle] @ np.swapaxes(world[nearest, ankle], -1, -2) @ world[:, ankle]
+        two_bone_ik(local, world, positions, (hip, knee, ankle), goal, weight)
         world, _ = pose(local, translation)
+        rotation = blend_rotations(world[:, ankle], needed, weight)
         local[:, ankle] = np.where(active[:, None, None], np.swapaxes(world[:, knee], -1, -2) @ rotation,
                                    local[:, ankle])
 

@@ -19,6 +19,7 @@ frame of ``constraints``.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -72,23 +73,57 @@ class TargetMotion:
     rotations: np.ndarray
 
 
-def _gait(time: np.ndarray, cadence: float, swing: float) -> dict[int, np.ndarray]:
-    """Local rotation matrices of a stepping body (legs, arms, slight torso counter-turn); arms down from the T-pose."""
-    phase = 2.0 * math.pi * cadence * time
+SWING_SHARE = 0.4  # of a stride a leg swings (60 % on the ground: 10 % of double support at each change of feet)
+_PROFILE_SAMPLES = 720
+_PROFILE_SMOOTHING = 0.05  # of a stride (50 ms at one stride a second): a Gaussian that rounds the profile's corners
+
+
+@functools.lru_cache(maxsize=1)
+def _leg_profiles() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over one stride (phase 0 … 1, a leg's swing first): the leg's forward angle (−1 … 1; it sweeps back at one
+    steady rate over the stance, so the standing foot moves steadily under the body and the pelvis need not jerk when
+    the feet change), its knee lift (0 on the ground, 1 mid-swing) and its stance share (1 on the ground, 0 in the
+    air); all smoothed by a periodic Gaussian."""
+    u = np.arange(_PROFILE_SAMPLES) / _PROFILE_SAMPLES
+    swing = u < SWING_SHARE
+    angle = np.where(swing, -1.0 + 2.0 * u / SWING_SHARE, 1.0 - 2.0 * (u - SWING_SHARE) / (1.0 - SWING_SHARE))
+    lift = np.where(swing, np.sin(math.pi * u / SWING_SHARE) ** 2, 0.0)
+    standing = np.where(swing, 0.0, 1.0)
+    offsets = np.minimum(u, 1.0 - u)
+    kernel = np.exp(-0.5 * (offsets / _PROFILE_SMOOTHING) ** 2)
+    kernel /= kernel.sum()
+    smooth = lambda values: np.real(np.fft.ifft(np.fft.fft(values) * np.fft.fft(kernel)))  # noqa: E731
+    return smooth(angle), smooth(lift), np.maximum(smooth(standing), 1e-3)
+
+
+def _profile(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """A stride profile read at ``phase`` (strides, any real number), linearly between its samples."""
+    position = (phase % 1.0) * _PROFILE_SAMPLES
+    below = np.floor(position).astype(int) % _PROFILE_SAMPLES
+    share = position - np.floor(position)
+    return (1.0 - share) * values[below] + share * values[(below + 1) % _PROFILE_SAMPLES]
+
+
+def _gait(time: np.ndarray, cadence: float, swing: np.ndarray) -> dict[int, np.ndarray]:
+    """Local rotation matrices of a stepping body (legs, arms, slight torso counter-turn); arms down from the T-pose.
+    ``swing``: the hip's forward angle amplitude (radians) per frame."""
+    angle, lift, _ = _leg_profiles()
+    stride = cadence * time
     joints: dict[int, np.ndarray] = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        own = phase + (0.0 if sign > 0 else math.pi)  # the right leg half a stride behind the left
-        leg = np.sin(own)  # > 0: this leg is ahead of the body
+        own = stride + (0.0 if sign > 0 else 0.5)  # the right leg half a stride behind the left
+        leg = _profile(angle, own)  # > 0: this leg is ahead of the body
         # Hip flexion is a negative turn about x (the leg points down, -Y; -x turns it towards +Z).
         joints[_JOINT[f"{side}_hip"]] = _axis_angle("x", -swing * leg)
-        # The knee bends (positive about x: the shin goes back) while the leg swings through (sin rising).
-        joints[_JOINT[f"{side}_knee"]] = _axis_angle("x", 0.1 + 0.45 * np.maximum(np.cos(own - 0.6), 0.0) ** 2)
-        joints[_JOINT[f"{side}_ankle"]] = _axis_angle("x", -0.15 * leg)
+        # The knee bends (positive about x: the shin goes back) while the leg swings, so the foot clears the floor.
+        joints[_JOINT[f"{side}_knee"]] = _axis_angle("x", 0.05 + 2.2 * swing * _profile(lift, own))
+        joints[_JOINT[f"{side}_ankle"]] = _axis_angle("x", 0.3 * swing * leg)
         # Arms swing against their leg; the shoulder lowers the T-pose arm by about 75 degrees.
         down = _axis_angle("z", -sign * np.full_like(time, math.radians(75.0)))
-        joints[_JOINT[f"{side}_shoulder"]] = down @ _axis_angle("y", -sign * 0.5 * swing * leg)
-        joints[_JOINT[f"{side}_elbow"]] = _axis_angle("y", sign * (0.35 + 0.1 * np.sin(phase)))
-    joints[_JOINT["spine3"]] = _axis_angle("y", 0.08 * np.sin(phase))
+        arm = np.sin(2.0 * math.pi * own)
+        joints[_JOINT[f"{side}_shoulder"]] = down @ _axis_angle("y", -sign * 0.5 * swing * arm)
+        joints[_JOINT[f"{side}_elbow"]] = _axis_angle("y", sign * (0.35 + 0.1 * arm))
+    joints[_JOINT["spine3"]] = _axis_angle("y", 0.08 * swing / 0.45 * np.sin(2.0 * math.pi * stride))
     return joints
 
 
@@ -108,29 +143,46 @@ def _assemble(name: str, time: np.ndarray, pelvis: np.ndarray, yaw: np.ndarray, 
     return TargetMotion(name, translation, matrix_to_quaternion(matrices))
 
 
+def _planted(name: str, time: np.ndarray, yaw: np.ndarray, joints: dict[int, np.ndarray], cadence: float = 1.0,
+             ) -> TargetMotion:
+    """A stepping body whose root goes where its standing foot pushes it: with the pelvis held at the origin, each
+    foot's sole height and horizontal velocity are computed; the pelvis keeps the standing sole on the floor and moves
+    against the standing foot's velocity, so that foot stays planted. Which foot stands is the gait's own stance
+    share (smoothed, see :func:`_leg_profiles`), so every channel stays smooth where the feet change."""
+    from ..motion import ANKLE_SOLE_GAP, FOOT_SOLE_GAP
+
+    still = _assemble(name, time, np.zeros((len(time), 3)), yaw, joints)
+    positions = skeleton.forward_kinematics(still.rotations, still.translation)
+    stance = _leg_profiles()[2]
+    stride = cadence * time
+    share = np.stack([_profile(stance, stride), _profile(stance, stride + 0.5)], axis=-1)
+    share /= share.sum(axis=-1, keepdims=True)
+    soles, velocity = [], []
+    for ankle, foot in ((_JOINT["left_ankle"], _JOINT["left_foot"]), (_JOINT["right_ankle"], _JOINT["right_foot"])):
+        soles.append(np.minimum(positions[:, ankle, 1] - ANKLE_SOLE_GAP, positions[:, foot, 1] - FOOT_SOLE_GAP))
+        velocity.append(np.gradient(positions[:, ankle], axis=0))
+    step = -(share[..., None] * np.stack(velocity, axis=1)).sum(axis=1)
+    pelvis = np.cumsum(step, axis=0) - step[0]
+    pelvis[:, 1] = -(share * np.stack(soles, axis=-1)).sum(axis=-1)
+    return _assemble(name, time, pelvis, yaw, joints)
+
+
 def walk(frames: int = TRAIN_FRAMES) -> TargetMotion:
-    """A straight walk along +Z at 1.2 m/s, one stride (two steps) a second, the pelvis bobbing 2 cm and swaying."""
+    """A straight walk along +Z, one stride (two steps) a second, setting off from standing over the first 0.8 s;
+    the feet planted in turn (see :func:`_planted`), the pelvis turning slightly with the steps."""
     time = np.arange(frames) / FPS
-    phase = 2.0 * math.pi * time
-    start = _smooth_step(time, 0.0, 0.8)  # sets off from standing over 0.8 s: no jump in speed at frame 0
-    forward = 1.2 * np.cumsum(start) / FPS
-    pelvis = np.stack([0.02 * np.sin(phase) * start, 0.92 + 0.02 * np.cos(2 * phase), forward], axis=-1)
-    pelvis[:, [0, 2]] -= pelvis[0, [0, 2]]
+    start = _smooth_step(time, 0.0, 0.8)
     joints = _gait(time, 1.0, 0.45 * start)
-    return _assemble("walk", time, pelvis, 0.05 * np.sin(phase) * start, joints)
+    return _planted("walk", time, 0.05 * np.sin(2.0 * math.pi * time) * start, joints)
 
 
 def turn(frames: int = TRAIN_FRAMES) -> TargetMotion:
-    """A walk at 1 m/s that curves left on a 3 m radius, a quarter turn every 4.7 s."""
+    """The walk, turning left at 20 degrees a second once it is under way."""
     time = np.arange(frames) / FPS
     start = _smooth_step(time, 0.0, 0.8)
-    speed = 1.0 * start
-    heading = np.cumsum(speed / 3.0) / FPS  # yaw rate = speed / radius
-    step = np.stack([np.sin(heading), np.zeros_like(heading), np.cos(heading)], axis=-1) * (speed / FPS)[:, None]
-    pelvis = np.cumsum(step, axis=0) + [0.0, 0.92, 0.0]
-    pelvis[:, [0, 2]] -= pelvis[0, [0, 2]]
+    heading = np.cumsum(math.radians(20.0) * _smooth_step(time, 0.5, 1.5)) / FPS
     joints = _gait(time, 1.0, 0.4 * start)
-    return _assemble("turn", time, pelvis, heading, joints)
+    return _planted("turn", time, heading, joints)
 
 
 def jump(frames: int = TRAIN_FRAMES) -> TargetMotion:
