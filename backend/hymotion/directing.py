@@ -49,6 +49,8 @@ MAX_LATERAL_ACCELERATION = 1.5 * 9.81
 FACING_MIN_SPEED = 0.2  # m/s: slower than this, the path's direction says nothing about where the body faces
 TARGET_RAMP = 10  # frames (1/3 s) over which a target's correction blends in and out after decoding
 LATENT_RAMP = 6  # frames of the same blend on the flow path (constraints.RAMP_FRAMES)
+HIPS_WINDOW = 4  # frames: the hips come down early enough for a leg that will need it (and stay down as long)
+HIPS_SIGMA = 2.0  # frames: then the drop is smoothed
 FOOT_BLEND = 6  # frames over which planting blends in and out around a stance
 CONTACT_HEIGHT = 0.03  # m above the floor: a foot this low stands on it (the sole, see motion.GROUND_JOINTS)
 CONTACT_GAP = 3  # frames: a stance interrupted for at most 0.1 s is one stance
@@ -241,10 +243,14 @@ class Directions:
         if self.waypoints:
             self._correct_heading(local, frames, fixed)
             self._correct_path(translation, frames, fixed, start_known)
+        plans = plan_feet(local, translation, stances, fixed)
+        lower_hips(local, translation, plans, fixed)
         held = np.zeros((frames, 2))
         for target in self.targets:
+            self._shift_root(local, translation, target)
+        for target in self.targets:
             self._reach_target(local, translation, target, held)
-        plant_feet(local, translation, before, stances, held, fixed)
+        plant_feet(local, translation, plans, held)
         return translation, continuous_quaternions(matrix_to_quaternion(local), axis=-3)
 
     def _correct_heading(self, local: np.ndarray, frames: int, fixed: Sequence[int]) -> None:
@@ -268,29 +274,34 @@ class Directions:
         anchors = np.array(sorted(missing))
         translation[:, [0, 2]] += spline_matrix(anchors, frames) @ np.array([missing[f] for f in anchors])
 
-    def _reach_target(self, local: np.ndarray, translation: np.ndarray, target: Target, held: np.ndarray) -> None:
-        """Two-bone IK of the target's chain (grandparent, parent, joint) onto the target, blended over TARGET_RAMP
-        frames around its range; the root is moved first where the chain cannot reach, and for the pelvis (or a joint
-        with no grandparent) the root moves alone."""
-        frames = len(translation)
-        weight, nearest = span_weights(target.first, target.last, frames, TARGET_RAMP)
-        active = weight > 0
+    def _shift_root(self, local: np.ndarray, translation: np.ndarray, target: Target) -> None:
+        """Move the root (in place, blended over TARGET_RAMP frames around the target's range) as far as the
+        target's chain (grandparent, parent, joint) cannot reach it; for the pelvis, or a joint hanging from it, the
+        root carries the joint onto the target alone. Done for every target before any IK, so that no root move
+        undoes an arm or leg already placed."""
+        weight, nearest = span_weights(target.first, target.last, len(translation), TARGET_RAMP)
         goal_position = np.asarray(target.position, dtype=np.float64)
-        world, positions = pose(local, translation)
+        _, positions = pose(local, translation)
         chain = _chain(target.joint)
         if chain is None:
-            shift = goal_position - positions[nearest, target.joint]
-            translation += weight[:, None] * shift
-        else:
-            grand, parent, joint = chain
-            reach = IK_REACH * (_bone(parent) + _bone(joint))
-            away = goal_position - positions[nearest, grand]
-            distance = np.linalg.norm(away, axis=-1)
-            excess = np.maximum(distance - reach, 0.0)[:, None] * away / np.maximum(distance, 1e-12)[:, None]
-            if np.any(excess[active] > 0):
-                translation += weight[:, None] * excess
-                world, positions = pose(local, translation)
-            goal = positions[:, joint] + (goal_position - positions[nearest, joint])
+            translation += weight[:, None] * (goal_position - positions[nearest, target.joint])
+            return
+        grand, parent, joint = chain
+        reach = IK_REACH * (_bone(parent) + _bone(joint))
+        away = goal_position - positions[nearest, grand]
+        distance = np.linalg.norm(away, axis=-1)
+        excess = np.maximum(distance - reach, 0.0)[:, None] * away / np.maximum(distance, 1e-12)[:, None]
+        translation += weight[:, None] * excess
+
+    def _reach_target(self, local: np.ndarray, translation: np.ndarray, target: Target, held: np.ndarray) -> None:
+        """Two-bone IK of the target's chain onto the target, blended over TARGET_RAMP frames around its range (the
+        root already moved where the chain falls short), then its world rotation where one is asked for."""
+        weight, nearest = span_weights(target.first, target.last, len(translation), TARGET_RAMP)
+        goal_position = np.asarray(target.position, dtype=np.float64)
+        chain = _chain(target.joint)
+        if chain is not None:
+            world, positions = pose(local, translation)
+            goal = positions[:, chain[2]] + (goal_position - positions[nearest, chain[2]])
             two_bone_ik(local, world, positions, chain, goal, weight)
         if target.rotation is not None:
             world, _ = pose(local, translation)
@@ -298,8 +309,8 @@ class Directions:
             turned = blend_rotations(world[:, target.joint], wanted, weight)
             parent_world = world[:, skeleton.BODY_PARENTS[target.joint]] if target.joint else np.eye(3)
             local[:, target.joint] = np.swapaxes(parent_world, -1, -2) @ turned
-        for side, (_, _, ankle, foot) in enumerate(_FEET):
-            if target.joint in (ankle, foot, _JOINTS[("left_knee", "right_knee")[side]]):
+        for side, (_, knee, ankle, foot) in enumerate(_FEET):
+            if target.joint in (knee, ankle, foot):
                 held[:, side] = np.maximum(held[:, side], weight)
 
 
@@ -555,37 +566,89 @@ def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
-def plant_feet(local, translation, before, stances, held, fixed: Sequence[int] = ()) -> None:
-    """Keep each foot that stood on the ground in the decoded clip (``before`` positions, ``stances`` (F, 2)) still
-    over each stance, where the corrections moved it: the ankle held at its corrected place at the stance's middle
-    frame (or at a ``fixed`` frame inside it: a pinned pose stays as it is), height as corrected, and the foot's world
-    rotation held too (so the toe stays). Outside a stance, the correction its nearest stance frame needed fades out
-    over FOOT_BLEND frames. ``held`` (F, 2): where a target drives the leg instead (it wins)."""
+@dataclass
+class FootPlan:
+    """Where one leg's ankle must be (``goal`` (F, 3), world) and turned (``rotation`` (F, 3, 3), world) to keep its
+    foot planted, and how much (``weight`` (F,): 1 in a stance, fading out around it)."""
+
+    side: int
+    goal: np.ndarray
+    rotation: np.ndarray
+    weight: np.ndarray
+
+
+def plan_feet(local, translation, stances, fixed: Sequence[int] = ()) -> list[FootPlan]:
+    """For each foot that stood on the ground in the decoded clip (``stances`` (F, 2)): the ankle held over each
+    stance at its corrected place at the stance's middle frame (or at a ``fixed`` frame inside it: a pinned pose stays
+    as it is), height as corrected, the foot's world rotation held too (so the toe stays). Outside a stance the
+    correction its nearest stance frame needed fades out over FOOT_BLEND frames."""
     frames = len(translation)
     index = np.arange(frames)
-    for side, (hip, knee, ankle, _) in enumerate(_FEET):
+    world, positions = pose(local, translation)
+    plans = []
+    for side, (_, _, ankle, _) in enumerate(_FEET):
         runs = _segments(stances[:, side])
         if not runs:
             continue
-        world, positions = pose(local, translation)
         anchor = np.full(frames, -1)
         for start, stop in runs:
             inside = [frame for frame in fixed if start <= frame < stop]
             anchor[start:stop] = inside[0] if inside else (start + stop - 1) // 2
         standing = np.flatnonzero(anchor >= 0)
         nearest = standing[np.argmin(np.abs(index[:, None] - standing[None, :]), axis=1)]
-        weight = _smoothstep(1.0 - np.abs(index - nearest) / (FOOT_BLEND + 1.0)) * (1.0 - held[:, side])
+        weight = _smoothstep(1.0 - np.abs(index - nearest) / (FOOT_BLEND + 1.0))
         weight[list(fixed)] = 0.0  # a pinned pose is met as it is
-        active = weight > 0
-        if not active.any():
-            continue
         slide = positions[anchor[nearest], ankle] - positions[nearest, ankle]  # what each stance frame needs
         goal = positions[:, ankle].copy()
         goal[:, [0, 2]] += slide[:, [0, 2]]
-        needed = world[anchor[nearest], ankle] @ np.swapaxes(world[nearest, ankle], -1, -2) @ world[:, ankle]
-        two_bone_ik(local, world, positions, (hip, knee, ankle), goal, weight)
+        rotation = world[anchor[nearest], ankle] @ np.swapaxes(world[nearest, ankle], -1, -2) @ world[:, ankle]
+        plans.append(FootPlan(side, goal, rotation, weight))
+    return plans
+
+
+def lower_hips(local, translation, plans: list[FootPlan], fixed: Sequence[int] = ()) -> None:
+    """Lower the root (in place) where a planted leg cannot reach its goal: by what the leg at IK_REACH of its
+    length lacks vertically, taken as the largest over HIPS_WINDOW frames around and smoothed (Gaussian, HIPS_SIGMA
+    frames), so the body sinks and rises smoothly, never below what a frame needs; not at all on a ``fixed`` frame
+    (a pinned pose), fading in over HIPS_WINDOW frames beside it."""
+    if not plans:
+        return
+    _, positions = pose(local, translation)
+    need = np.zeros(len(translation))
+    for plan in plans:
+        hip, knee, ankle, _ = _FEET[plan.side]
+        reach = IK_REACH * (_bone(knee) + _bone(ankle))
+        horizontal = np.linalg.norm(plan.goal[:, [0, 2]] - positions[:, hip, [0, 2]], axis=-1)
+        vertical = positions[:, hip, 1] - plan.goal[:, 1]
+        allowed = np.sqrt(np.maximum(reach**2 - horizontal**2, 0.0))
+        need = np.maximum(need, np.where(plan.weight > 0, np.maximum(vertical - allowed, 0.0), 0.0))
+    if not need.any():
+        return
+    padded = np.pad(need, HIPS_WINDOW, mode="edge")
+    widest = np.max([padded[k : k + len(need)] for k in range(2 * HIPS_WINDOW + 1)], axis=0)
+    offsets = np.arange(-HIPS_WINDOW, HIPS_WINDOW + 1)
+    kernel = np.exp(-0.5 * (offsets / HIPS_SIGMA) ** 2)
+    padded = np.pad(widest, HIPS_WINDOW, mode="edge")
+    drop = np.convolve(padded, kernel / kernel.sum(), mode="valid")
+    drop = np.maximum(drop, need)
+    for frame in fixed:
+        drop *= _smoothstep(np.abs(np.arange(len(drop)) - frame) / (HIPS_WINDOW + 1.0))
+    translation[:, 1] -= drop
+
+
+def plant_feet(local, translation, plans: list[FootPlan], held) -> None:
+    """Two-bone IK of each planned leg onto its goal, blended by its weight, the foot turned as planned; ``held``
+    (F, 2): where a target drives the leg instead (it wins)."""
+    for plan in plans:
+        hip, knee, ankle, _ = _FEET[plan.side]
+        weight = plan.weight * (1.0 - held[:, plan.side])
+        active = weight > 0
+        if not active.any():
+            continue
+        world, positions = pose(local, translation)
+        two_bone_ik(local, world, positions, (hip, knee, ankle), plan.goal, weight)
         world, _ = pose(local, translation)
-        rotation = blend_rotations(world[:, ankle], needed, weight)
+        rotation = blend_rotations(world[:, ankle], plan.rotation, weight)
         local[:, ankle] = np.where(active[:, None, None], np.swapaxes(world[:, knee], -1, -2) @ rotation,
                                    local[:, ankle])
 
