@@ -7,8 +7,10 @@ error, all as positions in cm, and foot skating in cm/s. The definitions here ar
   keyframe   mean distance (cm) of the 22 joints from the pinned pose's, over every whole-pose pin (start / end pose)
   effector   largest distance (cm) of a target's joint from its target position over the target's frames
   root 2D    largest horizontal distance (cm) of the pelvis from its waypoint, over every waypoint
-  skate      mean horizontal speed (cm/s) of the ankle and toe joints of a foot over the frames where its sole is within
-             3 cm of the floor (directing.CONTACT_HEIGHT; speed between two frames that are both in contact)
+  skate      mean horizontal speed (cm/s) of the ankle and toe joints over the frames where the foot stands (its sole
+             within 3 cm of the floor, y = 0, and slower than 0.5 m/s: directing.foot_contacts) and that point itself
+             is down (its own sole gap within 3 cm), between two such frames: a heel that lifts as the foot rolls onto
+             its toe is not skating
   jerk       largest joint jerk (m/s^3, third difference x 30^3) within 10 frames of a constrained frame / elsewhere /
              over the unconstrained clip of the same seed (the clip's own range); a pop shows as the first above the last
   leaves     mean distance (cm) of the joints from the unconstrained clip's, each pose seen from its own pelvis and
@@ -39,6 +41,7 @@ import numpy as np
 from hymotion import directing
 from hymotion.constraints import MotionConstraint, Pose
 from hymotion.directing import Directions, Waypoint, foot_contacts, parse_target
+from hymotion.motion import ANKLE_SOLE_GAP, FOOT_SOLE_GAP
 from hymotion.shared import skeleton
 from hymotion.shared.jobs import GenerationSettings
 from hymotion.shared.skeleton import FPS
@@ -76,12 +79,15 @@ def root_error(translation: np.ndarray, waypoints) -> float:
 
 
 def foot_skate(positions: np.ndarray) -> float:
-    """Mean horizontal speed (cm/s) of ankle and toe while the foot's sole is within 3 cm of the floor."""
-    contacts = foot_contacts(positions)
+    """Mean horizontal speed (cm/s) of ankle and toe while the foot stands: its sole within 3 cm of the floor (y = 0,
+    where the decoder puts the clip's lowest sole) and slower than 0.5 m/s (directing.foot_contacts)."""
+    contacts = foot_contacts(positions, floor=0.0)
     speeds = []
     for side, joints in enumerate(_ANKLES_AND_TOES):
-        both = contacts[1:, side] & contacts[:-1, side]
-        for joint in joints:
+        for joint, gap in zip(joints, (ANKLE_SOLE_GAP, FOOT_SOLE_GAP)):
+            # each point only while it is down itself: a heel lifting as the foot rolls onto its toe does not count
+            down = contacts[:, side] & (positions[:, joint, 1] - gap < directing.CONTACT_HEIGHT)
+            both = down[1:] & down[:-1]
             step = np.linalg.norm(np.diff(positions[:, joint, [0, 2]], axis=0), axis=-1) * FPS
             speeds.append(step[both])
     speeds = np.concatenate(speeds)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .motion import ANKLE_SOLE_GAP, FOOT_SOLE_GAP
 from .shared import skeleton
 from .shared.errors import bad_request
 from .shared.rotations import axis_angle_matrix, continuous_quaternions, matrix_to_quaternion, quaternion_to_matrix
@@ -49,6 +50,7 @@ MAX_LATERAL_ACCELERATION = 1.5 * 9.81
 FACING_MIN_SPEED = 0.2  # m/s: slower than this, the path's direction says nothing about where the body faces
 TARGET_RAMP = 10  # frames (1/3 s) over which a target's correction blends in and out after decoding
 LATENT_RAMP = 6  # frames of the same blend on the flow path (constraints.RAMP_FRAMES)
+PIVOT_SOFTNESS = 0.005  # m: a standing foot pivots about its heel or toe, whichever is lower, blended over this
 HIPS_WINDOW = 4  # frames: the hips come down early enough for a leg that will need it (and stay down as long)
 HIPS_SIGMA = 2.0  # frames: then the drop is smoothed
 FOOT_BLEND = 6  # frames over which planting blends in and out around a stance
@@ -523,22 +525,20 @@ def blend_rotations(start: np.ndarray, end: np.ndarray, weight: np.ndarray) -> n
 # --- feet -------------------------------------------------------------------------------------------------------------
 
 
-def sole_heights(positions: np.ndarray) -> np.ndarray:
-    """(F, 2) height of each foot's sole above the clip's floor (lowest sole over the clip), left then right: the
+def sole_heights(positions: np.ndarray, floor: float | None = None) -> np.ndarray:
+    """(F, 2) height of each foot's sole above ``floor`` (default: the clip's lowest sole), left then right: the
     lower of the ankle and the toe joint less their rest-pose gap to the sole (motion.GROUND_JOINTS)."""
-    from .motion import ANKLE_SOLE_GAP, FOOT_SOLE_GAP
-
     soles = np.stack([np.minimum(positions[:, ankle, 1] - ANKLE_SOLE_GAP, positions[:, foot, 1] - FOOT_SOLE_GAP)
                       for _, _, ankle, foot in _FEET], axis=-1)
-    return soles - soles.min()
+    return soles - (soles.min() if floor is None else floor)
 
 
-def foot_contacts(positions: np.ndarray) -> np.ndarray:
+def foot_contacts(positions: np.ndarray, floor: float | None = None) -> np.ndarray:
     """(F, 2) bool: the foot stands on the floor: its sole within CONTACT_HEIGHT of it and its ankle or toe moving
     slower than CONTACT_SPEED over the ground (the slower of the steps into and out of the frame). Both are needed: a
     foot low but sweeping forward is leaving or landing, not standing. benchmarks/constraints.py measures skating on
     the frames this finds in the result."""
-    low = sole_heights(positions) < CONTACT_HEIGHT
+    low = sole_heights(positions, floor) < CONTACT_HEIGHT
     slow = np.zeros_like(low)
     for side, (_, _, ankle, foot) in enumerate(_FEET):
         steps = np.linalg.norm(np.diff(positions[:, [ankle, foot]][..., [0, 2]], axis=0), axis=-1).min(axis=-1) * FPS
@@ -580,13 +580,13 @@ class FootPlan:
 def plan_feet(local, translation, stances, fixed: Sequence[int] = ()) -> list[FootPlan]:
     """For each foot that stood on the ground in the decoded clip (``stances`` (F, 2)): the ankle held over each
     stance at its corrected place at the stance's middle frame (or at a ``fixed`` frame inside it: a pinned pose stays
-    as it is), height as corrected, the foot's world rotation held too (so the toe stays). Outside a stance the
+    as it is), height as corrected, the foot's heading held too (pitch and roll as decoded). Outside a stance the
     correction its nearest stance frame needed fades out over FOOT_BLEND frames."""
     frames = len(translation)
     index = np.arange(frames)
     world, positions = pose(local, translation)
     plans = []
-    for side, (_, _, ankle, _) in enumerate(_FEET):
+    for side, (_, _, ankle, toe) in enumerate(_FEET):
         runs = _segments(stances[:, side])
         if not runs:
             continue
@@ -597,11 +597,23 @@ def plan_feet(local, translation, stances, fixed: Sequence[int] = ()) -> list[Fo
         standing = np.flatnonzero(anchor >= 0)
         nearest = standing[np.argmin(np.abs(index[:, None] - standing[None, :]), axis=1)]
         weight = _smoothstep(1.0 - np.abs(index - nearest) / (FOOT_BLEND + 1.0))
-        weight[list(fixed)] = 0.0  # a pinned pose is met as it is
-        slide = positions[anchor[nearest], ankle] - positions[nearest, ankle]  # what each stance frame needs
+        for frame in fixed:  # a pinned pose is met as it is; planting fades in beside it
+            weight *= _smoothstep(np.abs(index - frame) / (FOOT_BLEND + 1.0))
+        # The foot turns back about the vertical as far as it turned since the anchor (a heading correction turns
+        # planted feet with the body); its pitch and roll stay as decoded, so heel and toe still roll on the floor.
+        turn = heading_of(world[anchor[nearest], ankle]) - heading_of(world[nearest, ankle])
+        rotation = _yaw(turn) @ world[:, ankle]
+        # It pivots about its lower end: the heel (under the ankle) stays where it stood at the anchor, or the toe
+        # does, blended by which is lower (over PIVOT_SOFTNESS of height), so it rolls off the toe without sliding.
+        toe_offset = rotation @ skeleton.BODY_REST_OFFSETS[toe]
+        heel_height = positions[:, ankle, 1] - ANKLE_SOLE_GAP
+        toe_height = positions[:, toe, 1] - FOOT_SOLE_GAP
+        on_toe = 1.0 / (1.0 + np.exp(-np.clip((heel_height - toe_height) / PIVOT_SOFTNESS, -50.0, 50.0)))
+        stand = ((1.0 - on_toe)[:, None] * positions[anchor[nearest], ankle]
+                 + on_toe[:, None] * (positions[anchor[nearest], toe] - toe_offset))
+        slide = stand[nearest] - positions[nearest, ankle]  # what each stance frame needs
         goal = positions[:, ankle].copy()
         goal[:, [0, 2]] += slide[:, [0, 2]]
-        rotation = world[anchor[nearest], ankle] @ np.swapaxes(world[nearest, ankle], -1, -2) @ world[:, ankle]
         plans.append(FootPlan(side, goal, rotation, weight))
     return plans
 
