@@ -166,13 +166,15 @@ class Directions:
             limb = chain_length(target.joint)
             position = np.asarray(target.position)
             for frame in range(target.first, target.last + 1):
-                # How far the target lies beyond where the pelvis can have travelled since (or until) a known frame.
-                distance = min(np.linalg.norm(position[[0, 2]] - where) - MAX_SPEED * abs(frame - at) / FPS
+                # How far the target lies beyond where the pelvis can be: within MAX_SPEED of every known position
+                # (since or until its frame), so the farthest such excess counts.
+                distance = max(np.linalg.norm(position[[0, 2]] - where) - MAX_SPEED * abs(frame - at) / FPS
                                for at, where in known)
                 if distance > limb:
                     raise bad_request(
-                        f"Target {target.name} at frame {frame} is {distance + limb:.2f} m from where the body can be "
-                        f"then; the {target.name} reaches {limb:.2f} m from the pelvis.",
+                        f"Target {target.name} at frame {frame} is {distance:.2f} m from where the pelvis can be then "
+                        f"(its path, or the start, and at most {MAX_SPEED:g} m/s from there); the {target.name} "
+                        f"reaches {limb:.2f} m from the pelvis.",
                         "Move the target closer to the path (or to the origin, where the clip starts), or give it a "
                         "later frame.",
                     )
@@ -383,7 +385,6 @@ def spline_matrix(anchors: Sequence[int], frames: int) -> np.ndarray:
     b[0, 0], b[0, 1] = -1.0 / h[0], 1.0 / h[0]
     a[-1, -1], a[-1, -2] = h[-1] / 3.0, h[-1] / 6.0
     b[-1, -1], b[-1, -2] = -1.0 / h[-1], 1.0 / h[-1]
-    b[-1] = -b[-1]
     for i in range(1, count - 1):
         a[i, i - 1], a[i, i], a[i, i + 1] = h[i - 1] / 6.0, (h[i - 1] + h[i]) / 3.0, h[i] / 6.0
         b[i, i - 1], b[i, i], b[i, i + 1] = 1.0 / h[i - 1], -1.0 / h[i - 1] - 1.0 / h[i], 1.0 / h[i]
@@ -561,9 +562,9 @@ def _cleaned(mask: np.ndarray) -> np.ndarray:
 
 
 def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
+    """Half-open (start, stop) frame ranges where ``mask`` holds."""
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]])))
+    return [(int(start), int(stop)) for start, stop in changes.reshape(-1, 2)]
 
 
 @dataclass
