@@ -755,25 +755,41 @@ def parse_target(spec: str) -> Target:
     parts = spec.split(":")
     if len(parts) not in (3, 4):
         raise bad_request(f"Target {spec!r} is not JOINT:FRAME:X,Y,Z.", hint)
-    name = parts[0].strip()
-    if name not in _JOINTS:
-        raise bad_request(f"Target {spec!r}: there is no joint {name!r}.",
-                          f"Use one of: {', '.join(skeleton.BODY_JOINT_NAMES)}.")
     first, _, last = parts[1].partition("-")
     try:
-        first_frame = int(first)
-        last_frame = int(last) if last else first_frame
+        frames = (int(first), int(last) if last else None)
     except ValueError:
         raise bad_request(f"Target {spec!r}: {parts[1]!r} is not a frame or a range FIRST-LAST.", hint) from None
-    if first_frame < 0 or last_frame < first_frame:
-        raise bad_request(f"Target {spec!r}: frames {parts[1]!r} are not a range from 0 upwards.", hint)
     position = _numbers(parts[2], spec, "position", hint)
     rotation = None
     if len(parts) == 4:
-        angles = np.radians(_numbers(parts[3], spec, "rotation", "Give the rotation as three angles in degrees."))
+        rotation = _numbers(parts[3], spec, "rotation", "Give the rotation as three angles in degrees.")
+    return target_from_fields(parts[0].strip(), *frames, position, rotation, spec)
+
+
+def target_from_fields(joint: str, first: int, last: int | None, position, rotation=None, spec: str | None = None
+                       ) -> Target:
+    """A target from its parts (the protocol's fields, or a parsed --target): the joint by name, frames FIRST…LAST
+    (``last`` None: one frame), a position in metres, a world rotation as X, Y, Z Euler degrees (applied X first)."""
+    spec = spec or f"{joint}:{first}"
+    hint = "Write JOINT:FRAME:X,Y,Z, e.g. right_wrist:45:0.3,1.2,0.5 (or right_wrist:40-60:… to hold it)."
+    if joint not in _JOINTS:
+        raise bad_request(f"Target {spec!r}: there is no joint {joint!r}.",
+                          f"Use one of: {', '.join(skeleton.BODY_JOINT_NAMES)}.")
+    last = first if last is None else last
+    if first < 0 or last < first:
+        raise bad_request(f"Target {spec!r}: frames {first}-{last} are not a range from 0 upwards.", hint)
+    position = np.asarray(position, dtype=np.float64)
+    if position.shape != (3,) or not np.isfinite(position).all():
+        raise bad_request(f"Target {spec!r}: the position is not three finite numbers.", hint)
+    matrix = None
+    if rotation is not None:
+        angles = np.radians(np.asarray(rotation, dtype=np.float64))
+        if angles.shape != (3,) or not np.isfinite(angles).all():
+            raise bad_request(f"Target {spec!r}: the rotation is not three finite angles.", "Give X, Y, Z in degrees.")
         matrices = [axis_angle_matrix(np.eye(3)[axis], angles[axis]) for axis in range(3)]
-        rotation = tuple(map(tuple, matrices[2] @ matrices[1] @ matrices[0]))
-    return Target(_JOINTS[name], first_frame, last_frame, tuple(position), rotation)
+        matrix = tuple(map(tuple, matrices[2] @ matrices[1] @ matrices[0]))
+    return Target(_JOINTS[joint], int(first), int(last), tuple(float(v) for v in position), matrix)
 
 
 def _numbers(text: str, spec: str, what: str, hint: str) -> np.ndarray:
@@ -792,7 +808,18 @@ def directions_from_arguments(path: str | None, targets: Sequence[str], facing: 
     """What ``hymotion generate --path FILE --target SPEC --facing F`` asks, read and checked for reach. ``start``:
     the continued clip's context (constraints.Pose), whose last frame is the clip's frame 0."""
     waypoints = read_path(path) if path else []
-    directions = Directions(tuple(waypoints), tuple(parse_target(spec) for spec in targets), facing)
+    return _checked(Directions(tuple(waypoints), tuple(parse_target(spec) for spec in targets), facing), start)
+
+
+def directions_from_fields(path_rows, targets: Sequence[tuple], facing: str = "path", start=None) -> Directions:
+    """What a ``generate`` request's constraint asks (``path`` rows, ``targets`` as (joint, first, last, position,
+    rotation)), checked as the command line's."""
+    waypoints = parse_path(path_rows, "constraint.path") if path_rows is not None else []
+    return _checked(Directions(tuple(waypoints), tuple(target_from_fields(*fields) for fields in targets), facing),
+                    start)
+
+
+def _checked(directions: Directions, start) -> Directions:
     start_pelvis = None
     if start is not None:
         start_pelvis = skeleton.BODY_REST_POSITIONS[0] + np.asarray(start.translation[-1])

@@ -635,13 +635,15 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
 
     spec = request.constraint or GenerateConstraint()
     try:
-        constraint = MotionConstraint(
-            _pose(spec.start, "constraint.start"), _pose(spec.end, "constraint.end"), spec.loop
-        )
+        start = _pose(spec.start, "constraint.start")
+        constraint = MotionConstraint(start, _pose(spec.end, "constraint.end"), spec.loop, _directions(spec, start))
         if not request.timeline:
             constraint.check(settings.durations)
         elif spec.loop:
             raise errors.bad_request("A timeline cannot loop.", "Loop a single clip, or drop loop.", field="timeline")
+        elif constraint.directions is not None:
+            raise errors.bad_request("A timeline cannot follow a path or meet targets yet.",
+                                     "Direct a single clip, or drop path and targets.", field="timeline")
         else:
             segments = [Segment(prompt, duration) for prompt, duration in zip(settings.prompts, settings.durations)]
             check_timeline(segments, TIMELINE_CONTEXT, constraint.start)
@@ -649,6 +651,16 @@ def _constraint_from_request(request: GenerateRequest, settings: GenerationSetti
         field_name = error.field or ("timeline" if request.timeline else "constraint")
         raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
     return constraint
+
+
+def _directions(spec: GenerateConstraint, start):
+    """The constraint's path and targets as directing.Directions (None: neither given), checked for reach."""
+    if spec.path is None and not spec.targets:
+        return None
+    from ..directing import directions_from_fields
+
+    targets = [(t.joint, t.first, t.last, t.position, t.rotation) for t in spec.targets or []]
+    return directions_from_fields(spec.path, targets, spec.facing or "path", start)
 
 
 def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
