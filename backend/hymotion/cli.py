@@ -317,17 +317,15 @@ def _constraint_from_args(args, durations: list[float]):
 
 
 def _directions_from_args(args, start):
-    """--path, --facing and --target read and checked (reach included); warnings go to stderr, the motion is made."""
+    """--path, --facing and --target read and checked (reach included); what a body can hardly do is warned of when
+    the generation starts (MotionPipeline.generate), and the motion is made."""
     from .directing import directions_from_arguments
 
     if not (args.path or args.target):
         return None
     if args.timeline:
         raise bad_request("--path and --target do not combine with --timeline yet.", "Direct a single clip.")
-    directions = directions_from_arguments(args.path, args.target or [], args.facing, start)
-    for note in directions.warnings:
-        print(f"warning: {note}", file=sys.stderr)
-    return directions
+    return directions_from_arguments(args.path, args.target or [], args.facing, start)
 
 
 def run_timeline(args) -> int:

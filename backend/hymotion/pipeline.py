@@ -337,6 +337,8 @@ class MotionPipeline:
         if constraint is not None:
             pinned = constraints.prepare(constraint, settings, self._mean, self._std)
             settings = pinned.sample_settings(settings)
+            for note in constraint.directions.warnings if constraint.directions is not None else ():
+                warn(note)  # a path too fast or a turn too sharp: said, and the motion is still made
         for index, prompt in enumerate(settings.prompts):
             words = len(prompt.split())
             if words > ADVISED_MAX_WORDS:

@@ -70,3 +70,10 @@ def test_a_target_with_two_numbers_is_refused_naming_its_field():
     with pytest.raises(ProtocolError) as error:
         constraint.check()
     assert error.value.field == "constraint.targets[0].position"
+
+
+def test_a_path_too_fast_is_a_warning_event_and_the_clip_is_still_made(client):
+    events = events_of(client, constraint=GenerateConstraint(path=[[0, 0, 0], [15, 0, 5.0]]))
+    assert events[-1].TYPE == "done"
+    assert any(event.TYPE == "warning" and "faster than a body runs" in event.message for event in events)
+    assert [event.TYPE for event in events].count("result") == 1
