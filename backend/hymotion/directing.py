@@ -241,6 +241,7 @@ class Directions:
         ``start_known``: frame 0 is where a continued clip put it (no implicit origin waypoint)."""
         translation = np.array(translation, dtype=np.float64)
         local = quaternion_to_matrix(rotations)
+        original_translation, original_local = translation.copy(), local.copy()
         frames = len(translation)
         _, before = pose(local, translation)
         stances = foot_contacts(before)
@@ -255,6 +256,11 @@ class Directions:
         for target in self.targets:
             self._reach_target(local, translation, target, held)
         plant_feet(local, translation, plans, held)
+        # A pinned pose (continued clip's first frame, an in-between's last) is met as it was: planting anchors its
+        # stance there, so its legs moved by no more than the IK's rounding and the bending plane's choice.
+        fixed = list(fixed)
+        translation[fixed] = original_translation[fixed]
+        local[fixed] = original_local[fixed]
         return translation, continuous_quaternions(matrix_to_quaternion(local), axis=-3)
 
     def _correct_heading(self, local: np.ndarray, frames: int, fixed: Sequence[int]) -> None:
@@ -598,8 +604,6 @@ def plan_feet(local, translation, stances, fixed: Sequence[int] = ()) -> list[Fo
         standing = np.flatnonzero(anchor >= 0)
         nearest = standing[np.argmin(np.abs(index[:, None] - standing[None, :]), axis=1)]
         weight = _smoothstep(1.0 - np.abs(index - nearest) / (FOOT_BLEND + 1.0))
-        for frame in fixed:  # a pinned pose is met as it is; planting fades in beside it
-            weight *= _smoothstep(np.abs(index - frame) / (FOOT_BLEND + 1.0))
         # The foot turns back about the vertical as far as it turned since the anchor (a heading correction turns
         # planted feet with the body); its pitch and roll stay as decoded, so heel and toe still roll on the floor.
         turn = heading_of(world[anchor[nearest], ankle]) - heading_of(world[nearest, ankle])

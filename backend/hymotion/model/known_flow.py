@@ -73,6 +73,7 @@ class TargetMotion:
     rotations: np.ndarray
 
 
+SOFT_GROUND = 0.01  # m: the pelvis height keeps a soft minimum of the two soles on the floor, blended over this
 SWING_SHARE = 0.4  # of a stride a leg swings (60 % on the ground: 10 % of double support at each change of feet)
 _PROFILE_SAMPLES = 720
 _PROFILE_SMOOTHING = 0.05  # of a stride (50 ms at one stride a second): a Gaussian that rounds the profile's corners
@@ -107,7 +108,7 @@ def _profile(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
 def _gait(time: np.ndarray, cadence: float, swing: np.ndarray) -> dict[int, np.ndarray]:
     """Local rotation matrices of a stepping body (legs, arms, slight torso counter-turn); arms down from the T-pose.
     ``swing``: the hip's forward angle amplitude (radians) per frame."""
-    angle, lift, _ = _leg_profiles()
+    angle, lift, stance = _leg_profiles()
     stride = cadence * time
     joints: dict[int, np.ndarray] = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):
@@ -116,8 +117,12 @@ def _gait(time: np.ndarray, cadence: float, swing: np.ndarray) -> dict[int, np.n
         # Hip flexion is a negative turn about x (the leg points down, -Y; -x turns it towards +Z).
         joints[_JOINT[f"{side}_hip"]] = _axis_angle("x", -swing * leg)
         # The knee bends (positive about x: the shin goes back) while the leg swings, so the foot clears the floor.
-        joints[_JOINT[f"{side}_knee"]] = _axis_angle("x", 0.05 + 2.2 * swing * _profile(lift, own))
-        joints[_JOINT[f"{side}_ankle"]] = _axis_angle("x", 0.3 * swing * leg)
+        knee = 0.05 + 2.2 * swing * _profile(lift, own)
+        joints[_JOINT[f"{side}_knee"]] = _axis_angle("x", knee)
+        # The ankle keeps the standing foot flat (hip, knee and ankle turn about parallel axes, so the foot's pitch is
+        # their sum), and lets it point a little in the air; blended by the stance share, so it stays smooth.
+        standing = _profile(stance, own)
+        joints[_JOINT[f"{side}_ankle"]] = _axis_angle("x", standing * (swing * leg - knee) + (1 - standing) * 0.3 * swing * leg)
         # Arms swing against their leg; the shoulder lowers the T-pose arm by about 75 degrees.
         down = _axis_angle("z", -sign * np.full_like(time, math.radians(75.0)))
         arm = np.sin(2.0 * math.pi * own)
@@ -163,7 +168,9 @@ def _planted(name: str, time: np.ndarray, yaw: np.ndarray, joints: dict[int, np.
         velocity.append(np.gradient(positions[:, ankle], axis=0))
     step = -(share[..., None] * np.stack(velocity, axis=1)).sum(axis=1)
     pelvis = np.cumsum(step, axis=0) - step[0]
-    pelvis[:, 1] = -(share * np.stack(soles, axis=-1)).sum(axis=-1)
+    soles = np.stack(soles, axis=-1)
+    lowest = soles.min(axis=-1, keepdims=True)  # the lower sole on the floor: a soft minimum, so the height is smooth
+    pelvis[:, 1] = -(lowest[:, 0] - SOFT_GROUND * np.log(np.exp(-(soles - lowest) / SOFT_GROUND).sum(axis=-1)))
     return _assemble(name, time, pelvis, yaw, joints)
 
 
