@@ -78,8 +78,11 @@ def test_known_walk_starts_at_the_origin_facing_plus_z_and_walks_on_planted_feet
     assert abs(directing.heading_of(skeleton.quaternion_to_matrix(walk.rotations[0, 0]))) < 1e-9
     assert positions[-1, 0, 2] > 8.0  # about 0.9 m/s for 12 s
     contacts = directing.foot_contacts(positions)
-    assert contacts[:, 0].mean() > 0.4 and contacts[:, 1].mean() > 0.4  # each foot stands about half the time
-    assert not (contacts[60:] == [False, False]).all(axis=1).any()  # a walk: never both feet in the air
+    assert contacts[:, 0].mean() > 0.35 and contacts[:, 1].mean() > 0.35  # each foot stands about 40 % of the time
+    # A walk, not a run: between two stances at most 0.1 s in which neither foot is found standing (the landing foot
+    # still arriving, the other already leaving: contacts ask for a slow foot).
+    neither = (~contacts[60:-30]).all(axis=1)  # away from the start (standing) and the clip's last frames
+    assert max((stop - start for start, stop in directing._segments(neither)), default=0) <= 3
 
 
 # --- the one mechanism: partial pins on the flow path ---------------------------------------------------------------
@@ -303,3 +306,22 @@ def test_a_continued_clip_follows_a_world_path_from_where_it_starts(known_walk):
     (clip,) = generate(known_walk, MotionConstraint(start=start, directions=Directions(waypoints)), durations=(2.5,))
     np.testing.assert_allclose(clip.translation[0], translation[-1], atol=1e-3)  # test_constraints' root tolerance
     assert bench.root_error(clip.translation.astype(np.float64), waypoints) < EXACT * 100
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_directed_batches_on_the_cuda_graph_equal_the_eager_steps(tmp_path):
+    """The partial pins' spread runs between graph replays on the graph's own buffer, like the whole-pose put-back:
+    the same clips as without the graph (fp32; kernels may sum in another order: FP32_ACROSS_KERNELS in
+    test_plans_cuda.py), two clips of different lengths in one batch."""
+    import dataclasses as fields
+
+    graphed = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path / "g", precision="fp32")
+    eager = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path / "e", precision="fp32")
+    eager._plan = fields.replace(eager._plan, cuda_graph=False)
+    directions = Directions((Waypoint(10, 0.2, 0.3), Waypoint(25, 0.4, 0.8)), (parse_target("head:20:0.1,1.5,0.4"),))
+    options = dict(prompts=("a person walks", "a person turns"), durations=(1.0, 2.0), seeds=(0, 1))
+    ours = generate(graphed, MotionConstraint(directions=directions), **options)
+    reference = generate(eager, MotionConstraint(directions=directions), **options)
+    for mine, theirs in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(mine.positions, theirs.positions, atol=1e-4)
+    assert graphed._graphs, "the gpu plan must capture its step even with directions"
