@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from hymotion import directing
 from hymotion.constraints import MotionConstraint, Pose
 from hymotion.directing import Directions, Waypoint, foot_contacts, parse_target
@@ -246,8 +245,8 @@ def _cell(value: float, digits: int = 2) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [
-        "| model | scenario | keyframe cm | effector cm | root 2D cm | skate cm/s (free) | jerk m/s³ near / else / own "
-        "| leaves cm | s |",
+        ("| model | scenario | keyframe cm | effector cm | root 2D cm | skate cm/s (free) | jerk m/s³ near / else / own "
+         "| leaves cm | s |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -262,7 +261,7 @@ def table(results: list[Result]) -> str:
 def header() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip()
+                                check=False, cwd=Path(__file__).parent).stdout.strip()
     except OSError:
         commit = "?"
     return (f"{time.strftime('%Y-%m-%d', time.gmtime())}, {platform.processor() or platform.machine()} CPU "

@@ -13,9 +13,11 @@ numpy only. Two halves, both driven by one :class:`Directions`:
    already goes where it is asked.
 2. **An exact correction after decoding** (:meth:`Directions.correct`, world frame, output frames): the root's heading
    turned and its path shifted by the same kind of spline of what is still missing at the waypoints (exact there),
-   then two-bone IK on each target's chain with a ramp around its frames (the root moved first, on a ramp too, where
-   the limb cannot reach), then the feet that stood on the ground in the decoded clip planted again (two-bone IK on
-   the leg, the foot's world rotation held), since turning and shifting the root slides them.
+   then the feet that stood on the ground in the decoded clip planned to stay where they stood (pivoting about the
+   lower of heel and toe, their heading held) and the hips lowered where a planted leg cannot reach, then the root
+   moved where a target's limb cannot reach and two-bone IK on each target's chain with a ramp around its frames,
+   then the planted legs solved (turning and shifting the root slides the feet; a target on a leg wins). The foot
+   cleanup follows the add-on's retarget (hymotion_addon/core/retarget_feet.py), which the backend may not import.
 
 Conventions (docs/directing.md): model frames at 30 fps; metres; the output's world frame, Y up; yaw in degrees about
 +Y, 0 facing +Z, 90 facing +X; a clip that continues nothing starts with the pelvis at the horizontal origin facing
@@ -24,6 +26,7 @@ Conventions (docs/directing.md): model frames at 30 fps; metres; the output's wo
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -35,7 +38,12 @@ import numpy as np
 from .motion import ANKLE_SOLE_GAP, FOOT_SOLE_GAP
 from .shared import skeleton
 from .shared.errors import bad_request
-from .shared.rotations import axis_angle_matrix, continuous_quaternions, matrix_to_quaternion, quaternion_to_matrix
+from .shared.rotations import (
+    axis_angle_matrix,
+    continuous_quaternions,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
 from .shared.skeleton import FPS
 
 # --- limits and settings --------------------------------------------------------------------------------------------
@@ -49,7 +57,7 @@ MAX_TURN_RATE = math.radians(720.0)
 MAX_LATERAL_ACCELERATION = 1.5 * 9.81
 FACING_MIN_SPEED = 0.2  # m/s: slower than this, the path's direction says nothing about where the body faces
 TARGET_RAMP = 10  # frames (1/3 s) over which a target's correction blends in and out after decoding
-LATENT_RAMP = 6  # frames of the same blend on the flow path (constraints.RAMP_FRAMES)
+LATENT_RAMP = 6  # frames of the same blend on the flow path (as constraints.RAMP_FRAMES for whole poses)
 PIVOT_SOFTNESS = 0.005  # m: a standing foot pivots about its heel or toe, whichever is lower, blended over this
 HIPS_WINDOW = 4  # frames: the hips come down early enough for a leg that will need it (and stay down as long)
 HIPS_SIGMA = 2.0  # frames: then the drop is smoothed
@@ -188,7 +196,7 @@ class Directions:
 
     # --- 1. partial pins on the flow path -------------------------------------------------------------------------
 
-    def latent_groups(self, frames: int, context: int, placement, pinned: dict[int, np.ndarray]) -> list["ChannelGroup"]:
+    def latent_groups(self, frames: int, context: int, placement, pinned: dict[int, np.ndarray]) -> list[ChannelGroup]:
         """Channel groups for a sampled clip of ``frames`` frames whose first ``context`` are context; ``placement``
         (constraints.Placement) maps canonical to world; ``pinned`` the raw 201 features of the whole-pose pins
         (sampled frame -> features), which anchor every group through their frames."""
@@ -336,13 +344,13 @@ class ChannelGroup:
     spread: np.ndarray
 
     @classmethod
-    def spline(cls, channels, anchors, values, frames: int, pinned: dict[int, np.ndarray]) -> "ChannelGroup":
+    def spline(cls, channels, anchors, values, frames: int, pinned: dict[int, np.ndarray]) -> ChannelGroup:
         anchors, values = _with_pose_pins(channels, list(anchors), np.asarray(values, dtype=np.float64), pinned)
         basis = spline_matrix(anchors, frames)
         return cls(channels, anchors, values, _columns(basis, anchors, frames))
 
     @classmethod
-    def ramp(cls, channels, anchors, values, frames: int, ramp: int) -> "ChannelGroup":
+    def ramp(cls, channels, anchors, values, frames: int, ramp: int) -> ChannelGroup:
         anchors = np.asarray(anchors)
         order = np.argsort(anchors)
         anchors, values = anchors[order], np.asarray(values, dtype=np.float64)[order]
@@ -694,7 +702,7 @@ def path_warnings(waypoints: Sequence[Waypoint]) -> list[str]:
     centripetal acceleration above MAX_LATERAL_ACCELERATION."""
     notes = []
     tangents = _tangents(waypoints)
-    for first, second in zip(waypoints, waypoints[1:]):
+    for first, second in itertools.pairwise(waypoints):
         seconds = (second.frame - first.frame) / FPS
         speed = math.hypot(second.x - first.x, second.z - first.z) / seconds
         if speed > MAX_SPEED:

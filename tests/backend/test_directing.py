@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from backend_helpers import settings
-
 from hymotion import constraints, directing
 from hymotion.cli import main
 from hymotion.constraints import MotionConstraint, Pose
@@ -319,7 +318,7 @@ def test_directed_batches_on_the_cuda_graph_equal_the_eager_steps(tmp_path):
     eager = load_pipeline("tiny-random", plan="gpu", device="cuda", cache_dir=tmp_path / "e", precision="fp32")
     eager._plan = fields.replace(eager._plan, cuda_graph=False)
     directions = Directions((Waypoint(10, 0.2, 0.3), Waypoint(25, 0.4, 0.8)), (parse_target("head:20:0.1,1.5,0.4"),))
-    options = dict(prompts=("a person walks", "a person turns"), durations=(1.0, 2.0), seeds=(0, 1))
+    options = {"prompts": ("a person walks", "a person turns"), "durations": (1.0, 2.0), "seeds": (0, 1)}
     ours = generate(graphed, MotionConstraint(directions=directions), **options)
     reference = generate(eager, MotionConstraint(directions=directions), **options)
     for mine, theirs in zip(ours, reference, strict=True):

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from hymotion.shared import skeleton
-from hymotion.shared.protocol import GenerateConstraint, GenerateRequest, GenerateTarget, ProtocolError
+from hymotion.shared.protocol import (
+    GenerateConstraint,
+    GenerateRequest,
+    GenerateTarget,
+    ProtocolError,
+)
 from service_helpers import EVENT_TIMEOUT_S, check_result_arrays
 
 EXACT = 1e-4  # metres

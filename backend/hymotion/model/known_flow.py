@@ -93,7 +93,7 @@ def _leg_profiles() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = np.minimum(u, 1.0 - u)
     kernel = np.exp(-0.5 * (offsets / _PROFILE_SMOOTHING) ** 2)
     kernel /= kernel.sum()
-    smooth = lambda values: np.real(np.fft.ifft(np.fft.fft(values) * np.fft.fft(kernel)))  # noqa: E731
+    smooth = lambda values: np.real(np.fft.ifft(np.fft.fft(values) * np.fft.fft(kernel)))
     return smooth(angle), smooth(lift), np.maximum(smooth(standing), 1e-3)
 
 
@@ -252,7 +252,7 @@ class KnownFlowTransformer(torch.nn.Module):
     def build_layout(self, motion_valid: torch.Tensor, text_valid: torch.Tensor) -> _Layout:
         return _Layout(motion_valid.float(), text_valid.float(), text_valid)
 
-    def forward(self, x, ctxt, vtxt, t, layout) -> torch.Tensor:  # noqa: ARG002 - the DiT's signature
+    def forward(self, x, ctxt, vtxt, t, layout) -> torch.Tensor:
         target = self.target[: x.shape[1]].to(x.dtype)
         remaining = (1.0 - t.to(x.dtype)).clamp_min(_LAST_T)[:, None, None]
         return (target[None] - x) / remaining
