@@ -38,8 +38,12 @@ import smooth_clips  # noqa: E402
 from machine_info import cpu_name  # noqa: E402
 
 from hymotion_addon.core import sparse_keys  # noqa: E402
-from hymotion_addon.scene import bake, rig, sparse_action  # noqa: E402
-from hymotion_addon.scene import actions  # noqa: E402
+from hymotion_addon.scene import (  # noqa: E402
+    actions,  # noqa: E402
+    bake,
+    rig,
+    sparse_action,
+)
 from hymotion_addon.scene.actions import action_fcurves  # noqa: E402
 
 FPS = 30

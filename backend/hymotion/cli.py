@@ -290,6 +290,15 @@ def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
     known.add_argument("--loop", action="store_true", help="the last frame equals the first (for a Cycles modifier)")
     known.add_argument("--timeline", metavar="FILE",
                        help="one continuous motion from lines '4.5 | prompt', each continuing the previous")
+    directing = generate.add_argument_group("directing (a root path, joint targets; docs/directing.md)")
+    directing.add_argument("--path", metavar="FILE",
+                           help="JSON list [[frame, x, z], ...] or [[frame, x, z, yaw_deg], ...]: the pelvis's ground "
+                                "position (metres, Y up) at model frames (30 fps), sparse or one per frame")
+    directing.add_argument("--facing", choices=("path", "free"), default="path",
+                           help="the body faces along the path (default) or as the model likes; a waypoint's yaw wins")
+    directing.add_argument("--target", action="append", metavar="JOINT:FRAME:X,Y,Z",
+                           help="put a joint there at a frame (FIRST-LAST holds it; :RX,RY,RZ adds a world rotation "
+                                "in degrees); repeatable")
 
 
 
@@ -301,12 +310,25 @@ def _constraint_from_args(args, durations: list[float]):
         raise bad_request("--context-frames needs --start-from or --timeline.", "Add --start-from FILE.npz.")
     start = load_context(args.start_from, args.context_frames or 1) if args.start_from else None
     end = load_context(args.end_at) if args.end_at else None
-    if start is None and end is None and not args.loop:
+    directions = _directions_from_args(args, start)
+    if start is None and end is None and not args.loop and directions is None:
         return None
-    constraint = MotionConstraint(start=start, end=end, loop=args.loop)
+    constraint = MotionConstraint(start=start, end=end, loop=args.loop, directions=directions)
     if not args.timeline:
         constraint.check(durations)
     return constraint
+
+
+def _directions_from_args(args, start):
+    """--path, --facing and --target read and checked (reach included); what a body can hardly do is warned of when
+    the generation starts (MotionPipeline.generate), and the motion is made."""
+    from .pipeline.directing import directions_from_arguments
+
+    if not (args.path or args.target):
+        return None
+    if args.timeline:
+        raise bad_request("--path and --target do not combine with --timeline yet.", "Direct a single clip.")
+    return directions_from_arguments(args.path, args.target or [], args.facing, start)
 
 
 def run_timeline(args) -> int:

@@ -93,6 +93,7 @@ class MotionConstraint:
     start: Pose | None = None
     end: Pose | None = None
     loop: bool = False
+    directions: object | None = None  # directing.Directions: partial pins (a root path, joint targets)
 
     @property
     def context(self) -> int:
@@ -101,8 +102,13 @@ class MotionConstraint:
 
     def check(self, durations: Sequence[float]) -> None:
         """Refuse what cannot be met, before any sampling."""
-        if self.start is None and self.end is None and not self.loop:
+        if self.start is None and self.end is None and not self.loop and self.directions is None:
             raise bad_request("The constraint pins nothing.", "Give a start pose, an end pose or loop=True.")
+        if self.loop and self.directions is not None:
+            raise bad_request("A loop cannot also follow a path or meet targets (yet).",
+                              "Drop --loop, or drop --path and --target.")
+        if self.directions is not None:
+            self.directions.check(durations, frames_for_duration)
         if self.end is not None and self.end.frames != 1:
             raise bad_request(f"The end pose must be one frame, got {self.end.frames}.", "Pass a single pose.")
         if self.loop and self.end is not None:
@@ -179,6 +185,8 @@ def ramp_weights(pinned: Sequence[int], frames: int, ramp: int = RAMP_FRAMES) ->
     """Per frame: how much of its nearest pinned frame's correction it takes (1 on pinned frames, falling linearly
     to 0 over ``ramp`` frames beside them) and which pinned frame that is."""
     pinned = np.asarray(pinned, dtype=np.int64)
+    if not len(pinned):  # only partial pins (directing): no whole-pose ramp
+        return np.zeros(frames), np.arange(frames)
     distance = np.abs(np.arange(frames)[:, None] - pinned[None, :])
     nearest = pinned[np.argmin(distance, axis=1)]
     weights = np.clip(1.0 - distance.min(axis=1) / (ramp + 1), 0.0, 1.0)
@@ -209,6 +217,7 @@ class LatentTargets:
     weight: np.ndarray
     nearest: np.ndarray
     follow: tuple[int, int] | None
+    spread: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (channels, (L, L)): partial pins
 
 
 @dataclass
@@ -269,7 +278,7 @@ class PreparedConstraint:
         target = np.zeros((length, motion.LATENT_DIM), dtype=np.float32)
         weight = np.zeros((length, motion.LATENT_DIM), dtype=np.float32)
         follow = None
-        for frame in range(frames):
+        for frame in np.flatnonzero(weights > 0):
             pin = by_frame[int(nearest[frame])]
             weight[frame] = weights[frame] * pin.channels
         for pin in pins:
@@ -279,7 +288,33 @@ class PreparedConstraint:
                 follow = (pin.follows, pin.frame)
         nearest_padded = np.arange(length)
         nearest_padded[:frames] = nearest
-        return LatentTargets(target, weight, nearest_padded, follow)
+        spread = self._partial_pins(pins, frames, length, target, weight)
+        return LatentTargets(target, weight, nearest_padded, follow, spread)
+
+    def _partial_pins(self, pins: list[Pin], frames: int, length: int, target: np.ndarray, weight: np.ndarray):
+        """Directions' channel groups into ``target`` and ``weight`` (in place: 1 on their pinned frames, their own
+        spread instead of the whole-pose ramp elsewhere); returns the spread matrices padded to ``length``."""
+        if self.constraint.directions is None:
+            return []
+        whole = {pin.frame: motion.encode_features(pin.translation[None], pin.rotations[None])[0]
+                 for pin in pins if pin.features is not None}
+        groups = self.constraint.directions.latent_groups(frames, self.context, self.placement, whole)
+        spread = []
+        for group in groups:
+            full = np.zeros((len(group.anchors), motion.LATENT_DIM))
+            full[:, group.channels] = group.values
+            normalised = motion.normalize(full, self.mean, self.std)[:, group.channels]
+            channels = weight[:frames, group.channels]
+            channels[channels < 1] = 0.0  # the group's own spread replaces the whole-pose ramp on its channels
+            weight[:frames, group.channels] = channels
+            for row, frame in enumerate(group.anchors):
+                target[frame, group.channels] = normalised[row]
+                weight[frame, group.channels] = 1.0
+            matrix = np.zeros((length, length), dtype=np.float32)
+            matrix[:frames, :frames] = group.spread
+            matrix[list(whole)] = 0.0  # whole-pose pins stay exactly as they are
+            spread.append((group.channels, matrix))
+        return spread
 
     def finish(self, clip: motion.MotionClip, duration: float) -> motion.MotionClip:
         """A decoded clip (canonical frame, context included) with every pinned frame met exactly, moved back to
@@ -287,6 +322,11 @@ class PreparedConstraint:
         translation, rotations = pin_poses(clip.translation, clip.rotations, self.pins(clip.frames))
         translation, rotations = self.placement.to_world(translation, rotations)
         translation, rotations = translation[self.context :], continuous_quaternions(rotations[self.context :], axis=-3)
+        if self.constraint.directions is not None:
+            fixed = ([0] if self.start is not None else []) + ([len(translation) - 1] if self.end is not None else [])
+            translation, rotations = self.constraint.directions.correct(
+                translation, rotations, fixed, start_known=self.start is not None
+            )
         return replace(
             clip, translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
             positions=skeleton.forward_kinematics(rotations, translation).astype(np.float32), duration=duration,

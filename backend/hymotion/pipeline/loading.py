@@ -69,6 +69,13 @@ def load_pipeline(
         chosen, device = _resolve_plan(plan, "lite", device)
         loaded = build_tiny_model()
         loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", TINY_MODEL_ID, "lite"
+    elif model.startswith("known-"):  # the known-answer test flow (model/known_flow.py): the motion is its target
+        from ..model.known_flow import build_known_flow_model
+        from ..model.tiny import build_tiny_text_encoder
+
+        chosen, device = _resolve_plan(plan, "lite", device)
+        loaded = build_known_flow_model(model.removeprefix("known-"))
+        loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", model, "lite"
     else:
         named = model in weights.VARIANT_FOLDERS
         try:

@@ -83,6 +83,7 @@ class _LatentConstraint:
     nearest: torch.Tensor  # (B, L, 201) index of the pinned frame whose correction each frame takes
     noise: torch.Tensor  # (B, L, 201) the clip's initial noise
     follow: list[tuple[int, int, int]]  # (row, source, frame): frame's target is the running estimate of source
+    spread: list[tuple[torch.Tensor, torch.Tensor]]  # (channels, (B, L, L)): partial pins' corrections between frames
 
     @classmethod
     def build(cls, targets: list[constraints.LatentTargets], noise: torch.Tensor) -> "_LatentConstraint":
@@ -91,7 +92,12 @@ class _LatentConstraint:
 
         nearest = stack("nearest", torch.long)[..., None].expand(noise.shape).contiguous()
         follow = [(row, *t.follow) for row, t in enumerate(targets) if t.follow is not None]
-        return cls(stack("target", noise.dtype), stack("weight", noise.dtype), nearest, noise, follow)
+        spread = [
+            (torch.as_tensor(channels, device=noise.device),
+             torch.as_tensor(np.stack([t.spread[group][1] for t in targets]), dtype=noise.dtype, device=noise.device))
+            for group, (channels, _) in enumerate(targets[0].spread)
+        ]
+        return cls(stack("target", noise.dtype), stack("weight", noise.dtype), nearest, noise, follow, spread)
 
     def put_back(self, x: torch.Tensor, previous: torch.Tensor | None, t: torch.Tensor, t_next: torch.Tensor) -> None:
         """After the step from ``t`` to ``t_next``: pinned frames onto the flow path t·x_known + (1 − t)·noise
@@ -104,7 +110,10 @@ class _LatentConstraint:
                 target[row, frame] = estimate[row, source]
         path = t_next * target + (1 - t_next) * self.noise
         correction = torch.gather(path - x, 1, self.nearest)
-        x.copy_(torch.where(self.weight == 1, path, x + self.weight * correction))
+        moved = torch.where(self.weight == 1, path, x + self.weight * correction)
+        for channels, matrix in self.spread:  # partial pins: the pinned frames' corrections spread between them
+            moved[..., channels] += matrix @ (path - x)[..., channels]
+        x.copy_(moved)
 
 
 class _GraphedStep:
@@ -308,6 +317,8 @@ class MotionPipeline:
         if constraint is not None:
             pinned = constraints.prepare(constraint, settings, self._mean, self._std)
             settings = pinned.sample_settings(settings)
+            for note in constraint.directions.warnings if constraint.directions is not None else ():
+                warn(note)  # a path too fast or a turn too sharp: said, and the motion is still made
         for index, prompt in enumerate(settings.prompts):
             words = len(prompt.split())
             if words > ADVISED_MAX_WORDS:

@@ -19,6 +19,7 @@ from ..shared.protocol import (
 )
 
 if TYPE_CHECKING:  # the pipeline imports torch: only the functions that need it import it, when called
+    from ..pipeline.directing import Directions
     from ..pipeline.known_frames import MotionConstraint, Pose
     from ..pipeline.motion import MotionClip
     from ..shared.jobs import GenerationSettings
@@ -52,13 +53,15 @@ def constraint_from_request(request: GenerateRequest, settings: GenerationSettin
 
     spec = request.constraint or GenerateConstraint()
     try:
-        constraint = MotionConstraint(
-            _pose(spec.start, "constraint.start"), _pose(spec.end, "constraint.end"), spec.loop
-        )
+        start = _pose(spec.start, "constraint.start")
+        constraint = MotionConstraint(start, _pose(spec.end, "constraint.end"), spec.loop, _directions(spec, start))
         if not request.timeline:
             constraint.check(settings.durations)
         elif spec.loop:
             raise errors.bad_request("A timeline cannot loop.", "Loop a single clip, or drop loop.", field="timeline")
+        elif constraint.directions is not None:
+            raise errors.bad_request("A timeline cannot follow a path or meet targets yet.",
+                                     "Direct a single clip, or drop path and targets.", field="timeline")
         else:
             segments = [Segment(prompt, duration) for prompt, duration in zip(settings.prompts, settings.durations)]
             check_timeline(segments, TIMELINE_CONTEXT, constraint.start)
@@ -66,6 +69,16 @@ def constraint_from_request(request: GenerateRequest, settings: GenerationSettin
         field_name = error.field or ("timeline" if request.timeline else "constraint")
         raise ProtocolError(error.message, error.hint, field=field_name, request_id=request.id) from None
     return constraint
+
+
+def _directions(spec: GenerateConstraint, start: Pose | None) -> Directions | None:
+    """The constraint's path and targets (None: neither given), checked for reach."""
+    if spec.path is None and not spec.targets:
+        return None
+    from ..pipeline.directing import directions_from_fields
+
+    targets = [(t.joint, t.first, t.last, t.position, t.rotation) for t in spec.targets or []]
+    return directions_from_fields(spec.path, targets, spec.facing or "path", start)
 
 
 def _pose(frames: PoseFrames | None, path: str) -> Pose | None:

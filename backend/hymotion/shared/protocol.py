@@ -29,7 +29,7 @@ from .errors import BAD_REQUEST, HyMotionError
 if TYPE_CHECKING:
     from .jobs import GenerationSettings
 
-PROTOCOL_VERSION = 2  # 2: generate's constraint and timeline fields
+PROTOCOL_VERSION = 3  # 2: generate's constraint and timeline fields; 3: the constraint's path, facing and targets
 MAX_REQUEST_BYTES = 1 << 20
 # The deepest real message (hello -> models -> one model -> missing) nests 4 levels; anything far deeper is refused
 # before it can exhaust the decoder's recursion.
@@ -178,16 +178,42 @@ class PoseFrames:
 
 
 @dataclass
+class GenerateTarget:
+    """A joint put on a world position (metres, Y up) over model frames ``first``…``last`` (``last`` left out: one
+    frame), optionally with a world ``rotation`` (X, Y, Z Euler degrees). The backend checks the joint name, the
+    frames and the reach (docs/directing.md)."""
+
+    joint: str
+    first: int
+    position: list[float]
+    last: int | None = None
+    rotation: list[float] | None = None
+
+    def check(self, path: str) -> None:
+        for name, values in (("position", self.position), ("rotation", self.rotation)):
+            if values is not None and len(values) != 3:
+                raise ProtocolError(f"Field '{path}.{name}' holds {len(values)} numbers, expected 3 (x, y, z).",
+                                    "Send three numbers.", field=f"{path}.{name}")
+
+
+@dataclass
 class GenerateConstraint:
     """Known frames of every clip of a job (docs/blender.md, "Beyond one clip"). ``start``: the clip begins in the
     last of these frames (earlier ones are context the model sees); ``end``: one frame the clip ends in; ``loop``:
-    the last frame equals the first. With ``timeline``, ``start`` and ``end`` apply to the first and last segment."""
+    the last frame equals the first. With ``timeline``, ``start`` and ``end`` apply to the first and last segment.
+    Directing (docs/directing.md): ``path`` rows [frame, x, z] or [frame, x, z, yaw degrees] for the pelvis on the
+    ground, ``facing`` "path" (default) or "free", ``targets`` joints on positions."""
 
     start: PoseFrames | None = None
     end: PoseFrames | None = None
     loop: bool = False
+    path: list[list[float]] | None = None
+    facing: str | None = None
+    targets: list[GenerateTarget] | None = None
 
     def check(self) -> None:
+        for number, target in enumerate(self.targets or []):
+            target.check(f"constraint.targets[{number}]")
         if self.start is not None:
             self.start.check("constraint.start")
         if self.end is not None:
