@@ -259,7 +259,9 @@ def _run(spec: generation.RunSpec, armature: bpy.types.Object | None, timeout: f
 def _durations(prompts: list[str], duration: float | Sequence[float] | None) -> list[float]:
     if duration is None:
         return [suggest_duration(prompt) for prompt in prompts]
-    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+    if isinstance(duration, bool):
+        raise bad_request(f"Duration {duration!r} is not a number of seconds.", "Pass e.g. duration=4.0, or None.")
+    if isinstance(duration, (int, float)):
         return [float(duration)] * len(prompts)
     durations = list(duration)
     if len(durations) != len(prompts):
@@ -271,6 +273,8 @@ def _durations(prompts: list[str], duration: float | Sequence[float] | None) -> 
 def _seeds(seeds: int | str | Iterable[int]) -> list[int]:
     if isinstance(seeds, str):
         return parse_seeds(seeds)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if isinstance(seeds, bool):
+        raise bad_request(f"Seeds {seeds!r} are not whole numbers.", "Pass e.g. seeds=0, seeds=\"0-3\" or [0, 1].")
+    if isinstance(seeds, int):
         return [seeds]
     return list(seeds)

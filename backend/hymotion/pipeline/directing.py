@@ -385,7 +385,7 @@ def _columns(basis: np.ndarray, anchors: np.ndarray, frames: int) -> np.ndarray:
 # --- interpolation --------------------------------------------------------------------------------------------------
 
 
-def spline_matrix(anchors: Sequence[int], frames: int) -> np.ndarray:
+def spline_matrix(anchors: Sequence[int] | np.ndarray, frames: int) -> np.ndarray:
     """(frames, anchors): values at every frame of the cubic spline through values at ``anchors`` (sorted, distinct)
     with zero slope at the first and last, held constant beyond them. Linear in the values, so one matrix serves
     every channel: C2 between anchors, C1 where the hold begins (no jump in speed, so no pop)."""
@@ -553,7 +553,8 @@ def target_from_fields(joint: str, first: int, last: int | None, position, rotat
             raise bad_request(f"Target {spec!r}: the rotation is not three finite angles.", "Give X, Y, Z in degrees.")
         matrices = [axis_angle_matrix(np.eye(3)[axis], angles[axis]) for axis in range(3)]
         matrix = tuple(map(tuple, matrices[2] @ matrices[1] @ matrices[0]))
-    return Target(JOINT_INDEX[joint], int(first), int(last), tuple(float(v) for v in position), matrix)
+    x, y, z = (float(value) for value in position)
+    return Target(JOINT_INDEX[joint], int(first), int(last), (x, y, z), matrix)
 
 
 def _numbers(text: str, spec: str, what: str, hint: str) -> np.ndarray:
