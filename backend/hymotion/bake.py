@@ -68,6 +68,23 @@ importlib.import_module(addon + ".scene.library_bake").run_job(job_path)
 """
 
 
+# The library's frame rate. The clips are 30 fps and other rates resample them; 1 fps would keep one pose a second,
+# and past 240 fps (the fastest common capture rate) the file only grows: a 12 s clip at 240 fps is already 2,880
+# frames of 22 bones.
+MAX_FPS = 240
+
+
+def _fps(text: str) -> int:
+    """--fps: a whole number of frames per second from 1 to MAX_FPS (0 or -30 is an error, exit 2)."""
+    try:
+        fps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames per second") from None
+    if not 1 <= fps <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{fps} is outside 1-{MAX_FPS} frames per second (the clips are 30 fps)")
+    return fps
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hymotion-bake",
@@ -93,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--fps", type=int, default=30, help="frame rate of the file; other than 30 resamples")
+    parser.add_argument("--fps", type=_fps, default=30, help="frame rate of the file; other than 30 resamples")
     parser.add_argument("--in-place", action="store_true", help="remove the horizontal root motion")
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")

@@ -210,6 +210,9 @@ class MotionClip:
 
     def save(self, path: str | Path, fmt: str = "npz") -> Path:
         """Write the clip as .npz or .json; the file appears whole or not at all (see write_atomically)."""
+        from .finite import require_finite
+
+        require_finite(self)
         path = Path(path)
         if fmt == "npz":
             write_atomically(path, lambda handle: np.savez(handle, **self.arrays()))

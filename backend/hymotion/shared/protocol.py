@@ -27,6 +27,12 @@ from .errors import BAD_REQUEST, HyMotionError
 
 PROTOCOL_VERSION = 2  # 2: generate's constraint and timeline fields
 MAX_REQUEST_BYTES = 1 << 20
+# The longest event line a client reads. The largest event is a timeline's result: jobs.MAX_TIMELINE_FRAMES (18,000)
+# frames at about 840 bytes of base64 each (translation, rotations, positions) is about 15 MB, plus its prompt (at most
+# MAX_TIMELINE_SEGMENTS (900) prompts of MAX_PROMPT_CHARS (2,000) characters of up to 4 UTF-8 bytes: 7.2 MB), 22 MB in
+# all. 32 MiB keeps a margin above that, and bounds what a broken or hostile server can make the add-on hold
+# (tests/service/test_service_limits.py builds that largest result and checks that it fits).
+MAX_EVENT_BYTES = 32 << 20
 # The deepest real message (hello -> models -> one model -> missing) nests 4 levels; anything far deeper is refused
 # before it can exhaust the decoder's recursion.
 MAX_NESTING = 16
@@ -446,14 +452,18 @@ def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) ->
     try:
         payload = json.loads(line, parse_constant=_reject_constant)
     except RecursionError:
-        raise _too_deep() from None
+        raise _addressed(_too_deep(), _top_level_strings(line)) from None
     except ValueError as error:
         raise ProtocolError(
             f"The line is not valid JSON ({error}).", "Send one complete JSON object per line, ending with a newline."
         ) from None
-    _check_plain(payload)
     if not isinstance(payload, dict):
+        _check_plain(payload)
         raise ProtocolError("The line must hold a JSON object.", "Send e.g. {\"type\": \"ping\", \"id\": \"1\"}.")
+    try:
+        _check_plain(payload)
+    except ProtocolError as error:
+        raise _addressed(error, payload) from None
     request_id = payload.get("id") if isinstance(payload.get("id"), str) else None
     message_type = payload.get("type")
     cls = registry.get(message_type) if isinstance(message_type, str) else None
@@ -473,6 +483,56 @@ def _decode(line: bytes | str, registry: dict[str, type[Message]], kind: str) ->
         error.request_type = message_type
         raise
     return message
+
+
+def _addressed(error: ProtocolError, fields: dict) -> ProtocolError:
+    """``error`` addressed to the line's request: its top-level ``id`` and ``type`` when both are plain text, so a
+    refused ``generate`` (a lone surrogate elsewhere, nesting too deep) still ends its job for the waiting client."""
+    request_id, request_type = fields.get("id"), fields.get("type")
+    if isinstance(request_id, str) and request_id and _is_text(request_id):
+        error.request_id = request_id
+        error.request_type = request_type if isinstance(request_type, str) and _is_text(request_type) else None
+    return error
+
+
+def _top_level_strings(line: str) -> dict[str, str]:
+    """The string values directly inside a line's outermost object, read without recursion (for a line too deep
+    for the JSON decoder): one pass over the characters, strings skipped whole by the decoder's own scanner."""
+    found: dict[str, str] = {}
+    depth, key, after_colon, position = 0, None, False, 0
+    while position < len(line):
+        character = line[position]
+        if character == '"':
+            try:
+                text, position = json.decoder.scanstring(line, position + 1)
+            except ValueError:
+                return found
+            if depth == 1 and not after_colon:
+                key = text
+            elif depth == 1 and key is not None:
+                found.setdefault(key, text)
+                key, after_colon = None, False
+            continue
+        if character in "{[":
+            depth += 1
+        elif character in "}]":
+            depth -= 1
+            if depth == 1:
+                key, after_colon = None, False
+        elif character == ":" and depth == 1:
+            after_colon = True
+        elif character == "," and depth == 1:
+            key, after_colon = None, False
+        position += 1
+    return found
+
+
+def _is_text(text: str) -> bool:
+    try:
+        _check_text(text)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _too_deep() -> ProtocolError:
