@@ -22,13 +22,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
 from .shared.errors import INTERNAL, WEIGHTS_MISSING, HyMotionError, bad_request, run_command
 from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
+from .shared.scratch import remove_blender_save_leftover, scratch_folder
 
 AUTO_MODEL = "auto"
 NOISE_NOTICE = (
@@ -68,6 +68,7 @@ importlib.import_module(addon + ".scene.library_bake").run_job(job_path)
 """
 
 
+SCRATCH_PREFIX = "hymotion-bake-"
 # The library's frame rate. The clips are 30 fps and other rates resample them; 1 fps would keep one pose a second,
 # and past 240 fps (the fastest common capture rate) the file only grows: a 12 s clip at 240 fps is already 2,880
 # frames of 22 bones.
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if model == "tiny-random":
         print(NOISE_NOTICE.format(out=out) if args.model == AUTO_MODEL else
               f"The tiny-random model has random weights: the motion in {out} is noise.", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="hymotion-bake-") as scratch:
+    with scratch_folder(SCRATCH_PREFIX) as scratch:
         clips = generate_clips(settings, model, args, Path(scratch))
         manifest = {
             "out": str(out),
@@ -148,7 +149,10 @@ def run(args: argparse.Namespace) -> int:
         }
         manifest_path = Path(scratch) / "manifest.json"
         manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
-        run_blender(blender, manifest_path)
+        try:
+            run_blender(blender, manifest_path)
+        finally:
+            remove_blender_save_leftover(out)  # a Blender stopped while saving leaves <out>@
     if not out.is_file():
         raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
     print(f"wrote {out}: the SMPL-X rig and {len(clips)} Action(s) ({model})", file=sys.stderr)
