@@ -119,7 +119,7 @@ def read_farm_prompts(
     Lines are ``[seconds |] prompt [| seeds 0-3]``; a line without seeds gets ``seeds``, one without a duration gets
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
-    from ..shared.jobs import prompt_slug
+    from ..shared.jobs import check_prompt_length, prompt_slug
     from ..shared.prompt_guide import suggest_duration
 
     bad: list[HyMotionError] = []
@@ -134,6 +134,7 @@ def read_farm_prompts(
     for line in lines:
         try:
             prompt, line_seeds = _split_seeds(line.prompt, f"{path}, line {line.line_number}")
+            check_prompt_length(prompt, f"{path}, line {line.line_number}")
         except HyMotionError as error:
             bad.append(error)
             continue

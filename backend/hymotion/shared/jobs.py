@@ -108,12 +108,7 @@ class GenerationSettings:
                     f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\".",
                     field="prompts",
                 )
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise bad_request(
-                    f"Prompt {index + 1} holds {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
-                    f"The model reads about the first {ADVISED_MAX_WORDS} words; describe one motion in a sentence "
-                    "or two.", field="prompts",
-                )
+            check_prompt_length(prompt, f"Prompt {index + 1}")
         self.prompts = [prompt.strip() for prompt in self.prompts]
 
     def _check_seeds(self) -> None:
@@ -135,6 +130,16 @@ class GenerationSettings:
                 f"Seed {', '.join(map(str, repeated))} is given more than once; a seed repeats the same clip.",
                 "List each seed once, e.g. 0,1,2.", field="seeds",
             )
+
+
+def check_prompt_length(prompt: str, label: str) -> None:
+    """At most MAX_PROMPT_CHARS characters; ``label`` says which prompt ("Prompt 3", "prompts.txt, line 7")."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise bad_request(
+            f"{label} holds {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
+            f"The model reads about the first {ADVISED_MAX_WORDS} words; describe one motion in a sentence or two.",
+            field="prompts",
+        )
 
 
 def check_duration(duration: object) -> float:
