@@ -17,7 +17,7 @@ from hymotion.cli import main
 from hymotion.model.loading import DIT_PREFIX, load_model_folder, save_converted
 from hymotion.service import Connection, ServeOptions, Service
 from hymotion.shared.errors import BAD_CHECKPOINT, HyMotionError
-from hymotion.shared.protocol import decode_event
+from hymotion.shared.protocol import ErrorEvent, decode_event
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_nan_in_a_weight_is_bad_checkpoint_naming_the_weight(tmp_path, source):
 def test_absurd_or_mistyped_train_frames_in_the_official_config_is_bad_checkpoint(tmp_path, source, value, words):
     config = official_config()
     config["train_pipeline_args"]["train_frames"] = value
-    folder = write_official_folder(tmp_path / "m", *source, config=config)
+    folder = write_official_folder(tmp_path / "m", source[0], source[1], config=config)
     assert words in refusal(folder).message
 
 
@@ -106,7 +106,7 @@ def test_convert_refuses_an_official_folder_with_nan_statistics_and_writes_nothi
 def test_generate_with_a_model_folder_of_bad_values_exits_2_naming_the_key(tmp_path, source, capsys):
     config = official_config()
     config["train_pipeline_args"]["train_frames"] = "360"
-    folder = write_official_folder(tmp_path / "HY-Motion-1.0-Lite", *source, config=config)
+    folder = write_official_folder(tmp_path / "HY-Motion-1.0-Lite", source[0], source[1], config=config)
     out = tmp_path / "x.npz"
     code = main(["generate", "--model", str(folder), "a person walks", "--duration", "1", "--out", str(out)])
     err = capsys.readouterr().err
@@ -134,6 +134,7 @@ def test_the_service_ends_the_job_with_bad_checkpoint_naming_the_tensor(tmp_path
         service.stop()
         connection.close(timeout=5)
     error = events[-1]
+    assert isinstance(error, ErrorEvent)
     assert (error.TYPE, error.code, error.job) == ("error", BAD_CHECKPOINT, "j")
     assert "'mean' holds 7 numbers" in error.message
 

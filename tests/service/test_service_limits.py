@@ -23,7 +23,7 @@ from hymotion.service.requests import result_event
 from hymotion.shared import skeleton
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.jobs import MAX_POSE_TRANSLATION, MAX_PROMPT_CHARS, MAX_TIMELINE_FRAMES, MAX_TIMELINE_SEGMENTS
-from hymotion.shared.protocol import MAX_EVENT_BYTES, MAX_REQUEST_BYTES, FloatArray, decode_event, encode
+from hymotion.shared.protocol import MAX_EVENT_BYTES, MAX_REQUEST_BYTES, ErrorEvent, FloatArray, decode_event, encode
 
 IDENTITY = np.tile([1.0, 0.0, 0.0, 0.0], (1, 22, 1))
 JOB_WAIT_S = 30.0
@@ -135,6 +135,7 @@ def test_a_clip_with_nan_never_leaves_the_service_the_job_ends_with_its_cause(mo
     kinds = [event.TYPE for event in events if event.TYPE != "progress"]
     assert kinds == ["queued", "result", "error"], kinds
     error = events[-1]
+    assert isinstance(error, ErrorEvent)
     assert error.job == "job-1" and error.code == "bad_checkpoint" and "seed 1" in error.message
     assert "NaN" in error.message and "translation" in error.message
 
