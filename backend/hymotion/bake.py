@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from . import __version__
@@ -31,6 +30,7 @@ from .shared.jobs import GenerationSettings, check_duration, read_prompt_file
 from .shared.models import LITE, STANDARD, TINY, model_help
 from .shared.presets import BUILTIN_PRESETS, GenerationPreset, PresetStore
 from .shared.processes import end_group, own_group
+from .shared.scratch import remove_blender_save_leftover, scratch_folder
 from .shared.skeleton import FPS
 
 AUTO_MODEL = "auto"
@@ -71,6 +71,19 @@ importlib.import_module(addon + ".scene.library_bake").run_job(job_path)
 """
 
 
+SCRATCH_PREFIX = "hymotion-bake-"
+
+
+def _fps_argument(text: str) -> int:
+    """--fps as the bake job checks a frame rate (hymotion.shared.bake_job.check_fps), refused by argparse (exit 2)."""
+    try:
+        return check_fps(int(text), "--fps")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames per second") from None
+    except HyMotionError as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hymotion-bake",
@@ -95,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--fps", type=int, default=FPS, help=f"frame rate of the file; other than {FPS} resamples")
+    parser.add_argument("--fps", type=_fps_argument, default=FPS, help=f"frame rate of the file; other than {FPS} resamples")
     parser.add_argument("--in-place", action="store_true", help="remove the horizontal root motion")
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")
@@ -112,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_fps(args.fps, "--fps")
     lines = read_prompt_file(args.prompts)
     out = _output_path(args.out)
     blender = blender_command(args.blender, args.bpy_python)
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if model == TINY:
         print(NOISE_NOTICE.format(out=out) if args.model == AUTO_MODEL else
               f"The tiny-random model has random weights: the motion in {out} is noise.", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="hymotion-bake-") as scratch:
+    with scratch_folder(SCRATCH_PREFIX) as scratch:
         clips = generate_clips(settings, model, args, Path(scratch))
         job = BakeJob(
             out=str(out), clips=tuple(clips), fps=args.fps,
@@ -132,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
             keys=args.keys.upper().replace("-", "_"), addon_dir=str(addon_dir) if addon_dir else None,
         )
         manifest_path = job.write(Path(scratch) / "manifest.json")
-        run_blender(blender, manifest_path)
+        try:
+            run_blender(blender, manifest_path)
+        finally:
+            remove_blender_save_leftover(out)  # a Blender stopped while saving leaves <out>@
     if not out.is_file():
         raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
     print(f"wrote {out}: the SMPL-X rig and {len(clips)} Action(s) ({model})", file=sys.stderr)

@@ -20,8 +20,8 @@ from .shared.jobs import (
     DEFAULT_STEPS,
     GenerationSettings,
     check_duration,
+    output_stem,
     parse_seeds,
-    prompt_slug,
     read_prompt_file,
 )
 from .shared.models import DEFAULT_MODEL, VARIANTS, model_help, variant_help
@@ -47,6 +47,14 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type for counts: 0 and negatives are refused (exit 2), not silently taken as the default."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is below 1; leave the option out for the default")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +154,7 @@ def _output_paths(args, prompts: list[str], seeds: list[int]) -> dict[tuple[int,
     folder = Path(args.out_dir or ".")
     _prepare_folder(folder)
     for index, prompt in enumerate(prompts):
-        stem = prompt_slug(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{prompt_slug(prompt)}"
+        stem = output_stem(prompt) if len(prompts) == 1 else f"{index + 1:03d}_{output_stem(prompt)}"
         for seed in seeds:
             name = f"{stem}{extension}" if len(seeds) == 1 else f"{stem}_s{seed}{extension}"
             paths[(index, seed)] = folder / name
@@ -283,7 +291,7 @@ def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
     known = generate.add_argument_group("known frames (continue, in-between, loop, timeline; docs/blender.md)")
     known.add_argument("--start-from", metavar="FILE[:FRAME]",
                        help="start in the pose of FRAME (0-based, -1 = last, the default) of a motion file")
-    known.add_argument("--context-frames", type=_integer, metavar="N",
+    known.add_argument("--context-frames", type=_at_least_one, metavar="N",
                        help="with --start-from: the N frames ending at FRAME guide the start (default 1); "
                             f"with --timeline: frames each segment continues from (default {TIMELINE_CONTEXT})")
     known.add_argument("--end-at", metavar="FILE[:FRAME]", help="end in the pose of FRAME of a motion file")

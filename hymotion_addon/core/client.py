@@ -30,6 +30,7 @@ from hymotion.shared import errors
 from hymotion.shared.errors import HyMotionError
 from hymotion.shared.processes import end_group, own_group
 from hymotion.shared.protocol import (
+    MAX_EVENT_BYTES,
     PROTOCOL_VERSION,
     AckEvent,
     AuthRequest,
@@ -426,6 +427,8 @@ class _ClientBase:
     def _read(self, session: _Session) -> None:
         for line in _lines(session.reader):
             try:
+                if line is None:
+                    raise ProtocolError(f"a line longer than {MAX_EVENT_BYTES} bytes, skipped")
                 event = decode_event(line)
             except ProtocolError as error:
                 event = ErrorEvent(
@@ -560,11 +563,17 @@ class RemoteBackendClient(_ClientBase):
         return self.start(timeout)
 
 
-def _lines(reader: IO[bytes]) -> Iterator[bytes]:
-    """Lines until the stream ends or breaks (a reset socket counts as the end)."""
+def _lines(reader: IO[bytes]) -> Iterator[bytes | None]:
+    """Lines until the stream ends or breaks (a reset socket counts as the end), each read with a limit: a line
+    longer than MAX_EVENT_BYTES is skipped whole, a piece at a time, and stands as None (memory holds one piece)."""
     while True:
         try:
-            line = reader.readline()
+            line = reader.readline(MAX_EVENT_BYTES + 1)
+            if len(line) > MAX_EVENT_BYTES and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):
+                    line = reader.readline(MAX_EVENT_BYTES)
+                yield None
+                continue
         except (OSError, ValueError):
             return
         if not line:

@@ -46,6 +46,7 @@ def remote_sources(extra_pip_args: Sequence[str], torch_index_url: str = "") -> 
     counts unless ``--no-index`` or an ``--index-url`` of the arguments replaces it. pip's own configuration files and
     PIP_* variables are not read here.
     """
+    extra_pip_args = with_requirement_files(extra_pip_args)
     remote = [
         argument for argument in [*extra_pip_args, torch_index_url]
         if any(scheme.lower() != "file" for scheme in _URL_SCHEME.findall(argument))
@@ -56,6 +57,53 @@ def remote_sources(extra_pip_args: Sequence[str], torch_index_url: str = "") -> 
     if not replaces_default_index:
         remote.append("pip's default package index (no --no-index or --index-url in Extra pip Arguments)")
     return remote
+
+
+_FILE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
+# Requirement files may name others (-r base.txt); deeper than this is a loop or a mistake.
+MAX_REQUIREMENT_FILE_DEPTH = 10
+
+
+def with_requirement_files(arguments: Sequence[str], folder: str = "", depth: int = 0) -> list[str]:
+    """``arguments`` followed by what the requirement and constraint files they name hold (``-r FILE``,
+    ``--requirement=FILE``, ``-rFILE``, the same for ``-c``), read the way pip reads them (comments and blank lines
+    skipped, options allowed, nested files relative to the file naming them), so an index or a web address inside
+    such a file counts as going online too. A file that cannot be read is a user error: pip would fail on it as well.
+    A file given by a web address is not fetched: its address already counts."""
+    found = list(arguments)
+    for position, argument in enumerate(arguments):
+        path = _file_option_value(argument, arguments[position + 1] if position + 1 < len(arguments) else None)
+        if path is None or _URL_SCHEME.match(path):
+            continue
+        if depth >= MAX_REQUIREMENT_FILE_DEPTH:
+            raise bad_request(f"Requirement files nest more than {MAX_REQUIREMENT_FILE_DEPTH} deep at {path!r}.",
+                              "Check for a file that names itself, directly or through another.")
+        full = os.path.join(folder, os.path.expanduser(path))
+        try:
+            with open(full, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise bad_request(f"Extra pip Arguments name {path!r}, which cannot be read ({error}).",
+                              "Give the full path of an existing requirements file, or remove the option.") from None
+        inner: list[str] = []
+        for line in text.splitlines():
+            line = re.sub(r"(^|\s)#.*", "", line).strip()
+            if line:
+                inner.extend(parse_pip_arguments(line))
+        found.extend(with_requirement_files(inner, os.path.dirname(full), depth + 1))
+    return found
+
+
+def _file_option_value(argument: str, following: str | None) -> str | None:
+    """The file of a ``-r``/``-c`` option in any of pip's spellings, else None."""
+    for option in _FILE_OPTIONS:
+        if argument == option:
+            return following
+        if option.startswith("--") and argument.startswith(option + "="):
+            return argument[len(option) + 1:]
+        if not option.startswith("--") and argument.startswith(option) and len(argument) > len(option):
+            return argument[len(option):]
+    return None
 
 
 AUTO, CPU_BUILD, CUDA_BUILD, DEFAULT_BUILD = "AUTO", "CPU", "CUDA", "DEFAULT"

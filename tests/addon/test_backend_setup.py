@@ -91,3 +91,25 @@ def test_pip_progress_moves_with_bytes_then_installed_packages_in_whole_words():
     long_line = "word " * 40 + "unbreakable" * 3
     shortened = pip_output.words(long_line, 60)
     assert len(shortened) <= 60 and shortened.endswith(" …") and set(shortened[:-2].split()) == {"word"}
+
+
+def test_remote_sources_look_inside_requirement_and_constraint_files(tmp_path):
+    """pip reads -r/-c files, so an index or a web address inside one goes online too (nested files included,
+    relative to the file that names them); an unreadable or looping file is a user error, not a traceback."""
+    remote_sources = package_sources.remote_sources
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inner.txt").write_text("# pinned\n--index-url https://example.invalid/simple  # a mirror\n")
+    (tmp_path / "outer.txt").write_text("numpy==2.1\n-r sub/inner.txt\n")
+    (tmp_path / "offline.txt").write_text("--no-index\n--find-links /wheels\nnumpy\n")
+    (tmp_path / "web.txt").write_text("git+https://example.invalid/x.git#egg=x\n")
+    for spelling in (["-r", str(tmp_path / "outer.txt")], [f"-r{tmp_path / 'outer.txt'}"],
+                     [f"--requirement={tmp_path / 'outer.txt'}"], ["--constraint", str(tmp_path / "outer.txt")]):
+        assert remote_sources(["--no-index", *spelling]) == ["https://example.invalid/simple"]
+    assert remote_sources(["-r", str(tmp_path / "offline.txt")]) == []
+    assert remote_sources(["--no-index", "-c", str(tmp_path / "web.txt")]) == ["git+https://example.invalid/x.git#egg=x"]
+    (tmp_path / "loop.txt").write_text(f"-r {tmp_path / 'loop.txt'}\n")
+    for arguments, words in ((["-r", str(tmp_path / "missing.txt")], "cannot be read"),
+                             (["-r", str(tmp_path / "loop.txt")], "nest more than")):
+        with pytest.raises(HyMotionError) as raised:
+            remote_sources(["--no-index", *arguments])
+        assert raised.value.code == "bad_request" and words in raised.value.message and raised.value.hint

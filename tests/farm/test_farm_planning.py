@@ -152,3 +152,14 @@ def test_bad_arguments_exit_2_with_a_hint_before_ray_starts(tmp_path, capsys, mo
     assert main(["farm", *arguments, "--out", "out"]) == 2
     stderr = capsys.readouterr().err
     assert message in stderr and "hint: " in stderr
+
+
+def test_a_prompt_past_its_length_is_a_bad_line_the_others_still_run(tmp_path):
+    from hymotion.farm.planning import read_farm_prompts
+    from hymotion.shared.jobs import MAX_PROMPT_CHARS
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a person waves\n" + "a person walks " * MAX_PROMPT_CHARS + "\n", encoding="utf-8")
+    clips, bad = read_farm_prompts(prompts, [0])
+    assert [clip.prompt for clip in clips] == ["a person waves"]
+    assert len(bad) == 1 and "line 2" in bad[0].message and str(MAX_PROMPT_CHARS) in bad[0].message

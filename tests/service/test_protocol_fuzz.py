@@ -20,13 +20,15 @@ from service_helpers import TINY_ARGS, AnyEvent, RawBackend, service_argv
 
 from hymotion.service import Connection, ServeOptions, Service, serve_lines
 from hymotion.shared.errors import DEFAULT_HINTS
+from hymotion.shared.jobs import DEFAULT_DURATION, MAX_TIMELINE_FRAMES, frames_for_duration
 from hymotion.shared.protocol import REQUEST_TYPES, ProtocolError, decode_event, decode_request
 
 IN_PROCESS_EXAMPLES = 250
 PROCESS_EXAMPLES = 25
 LINES_PER_BATCH = 20
 STRATEGIES = 6
-IN_PROCESS_LINES = IN_PROCESS_EXAMPLES * STRATEGIES
+KNOWN_FRAMES_STRATEGIES = 2  # generate's constraint, and its timeline
+IN_PROCESS_LINES = IN_PROCESS_EXAMPLES * (STRATEGIES + KNOWN_FRAMES_STRATEGIES)
 PROCESS_LINES = PROCESS_EXAMPLES * LINES_PER_BATCH
 DIRECT_ANSWERS = {"error", "pong", "status", "queued", "ack"}
 
@@ -64,6 +66,72 @@ def _lone_surrogates(types: list[str]) -> st.SearchStrategy[bytes]:
         ).encode(),
         st.sampled_from(types), escape, st.booleans(),
     )
+
+
+# --- generate's known frames and timelines (issue 30) ----------------------------------------------------------------
+
+FUZZ_JOB = "fuzz-job"
+# float32 values as a careless or hostile client sends them: NaN, infinities, the largest finite, far from the origin.
+wire_floats = st.floats(width=32) | st.sampled_from([1e25, -1e30, 3.4e38, 1e4, -0.0])
+POSE_SHAPES = [(1, 3), (2, 3), (1, 22, 4), (2, 22, 4), (1, 24, 4), (0, 3), (0, 22, 4), (3,), (1, 3, 1), ()]
+
+
+def _wire_array(shape: tuple[int, ...], values: list[float] | int, short: bool) -> dict:
+    """An array as the protocol carries it; ``values`` a list of floats, or a seed for normal ones (unit quaternions
+    for (…, 4) shapes, so some poses are valid); ``short`` drops the last value's bytes."""
+    import base64
+    import math
+
+    import numpy as np
+
+    if isinstance(values, int):
+        array = np.random.default_rng(values).normal(size=shape)
+        if shape and shape[-1] == 4:
+            array /= np.maximum(np.linalg.norm(array, axis=-1, keepdims=True), 1e-6)
+    else:
+        array = np.resize(np.asarray(values, dtype=np.float64), math.prod(shape))
+    data = np.asarray(array, dtype="<f4").tobytes()
+    data = data[:-4] if short and data else data
+    return {"dtype": "<f4", "shape": list(shape), "base64": base64.b64encode(data).decode()}
+
+
+def _arrays() -> st.SearchStrategy[dict]:
+    shapes = st.sampled_from(POSE_SHAPES) | st.lists(st.integers(0, 4), max_size=4).map(tuple)
+    values = st.lists(wire_floats, min_size=1, max_size=8) | st.integers(0, 1000)
+    return st.builds(_wire_array, shapes, values, st.booleans())
+
+
+def _poses() -> st.SearchStrategy:
+    pose = st.fixed_dictionaries({}, optional={
+        "translation": _arrays() | json_values, "rotations": _arrays() | json_values, "frame": json_values,
+    })
+    return pose | json_values
+
+
+def _known_frames_generates(timeline: bool) -> st.SearchStrategy[dict]:
+    """Generate requests with fuzzed ``constraint`` poses and flags; with ``timeline``, long and odd segment lists
+    too (past the timeline's length limit, durations past a segment's)."""
+    flags = st.booleans() | json_values
+    constraint = st.fixed_dictionaries({}, optional={"start": _poses(), "end": _poses(), "loop": flags})
+    durations = st.lists(st.floats(0.3, 13.0) | json_values, max_size=4)
+    prompts = st.lists(st.sampled_from(["a person walks", "a person waves", "走路"]), min_size=1, max_size=3)
+    if timeline:
+        many = st.integers(1, 2_000).map(lambda count: ["a person walks"] * count)
+        prompts = prompts | many
+        durations = durations | st.sampled_from([[12.0], [0.67], [11.9], [4.0]])
+    required = {"type": st.just("generate"), "id": st.just(FUZZ_JOB), "prompts": prompts}
+    optional = {"durations": durations, "constraint": constraint | json_values,
+                "seeds": st.lists(st.integers(0, 3), max_size=2, unique=True)}
+    if timeline:
+        required["timeline"] = st.just(True)
+    else:
+        optional["timeline"] = st.booleans() | json_values
+    return st.fixed_dictionaries(required, optional=optional)
+
+
+def _known_frames_lines() -> dict[str, st.SearchStrategy[bytes]]:
+    return {name: _known_frames_generates(name == "timeline").map(lambda value: _one_line(json.dumps(value).encode()))
+            for name in ("constraint", "timeline")}
 
 
 def _one_line(data: bytes) -> bytes:
@@ -149,6 +217,31 @@ def test_every_fuzzed_line_gets_one_answer_and_the_service_still_answers_a_ping(
         for answer in answers[:expected]:
             _check_answer(answer)
         assert (answers[-1].TYPE, answers[-1].id) == ("pong", "after")
+
+    property_holds()
+
+
+@pytest.mark.parametrize("kind", sorted(_known_frames_lines()))
+def test_every_fuzzed_known_frames_generate_is_queued_or_refused_with_its_job(kind: str) -> None:
+    """A generate with fuzzed constraint poses (any shape, NaN, infinity, 1e25, bytes one value short) or timeline
+    segments (up to 2,000, past every limit) gets one answer: ``queued``, or one ``bad_request`` that carries the
+    job's id, so the client waiting for that job hears back; the service still answers a ping."""
+    @settings(max_examples=IN_PROCESS_EXAMPLES, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    @given(_known_frames_lines()[kind])
+    def property_holds(line: bytes) -> None:
+        answers = _answers([line, b'{"type": "ping", "id": "after"}\n'])
+        assert len(answers) == 2, answers
+        answer = answers[0]
+        _check_answer(answer)
+        assert answer.TYPE in ("queued", "error"), answer
+        assert (answer.id, answer.job) == (FUZZ_JOB, FUZZ_JOB), answer
+        assert (answers[-1].TYPE, answers[-1].id) == ("pong", "after")
+        if answer.TYPE == "queued" and kind == "timeline":
+            request = json.loads(line)
+            durations = request.get("durations") or [DEFAULT_DURATION]
+            durations = durations * len(request["prompts"]) if len(durations) == 1 else durations
+            assert sum(map(frames_for_duration, durations)) <= MAX_TIMELINE_FRAMES, "a timeline past its limit ran"
 
     property_holds()
 

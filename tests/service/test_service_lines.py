@@ -58,7 +58,7 @@ def _reply(backend: RawBackend, data: bytes):
         (b'{"type": "auth", "id": "a", "token": "x"}\n', "type", "a"),
         (b"x" * (MAX_REQUEST_BYTES + 10) + b"\n", None, None),
         (b'{"type": "ping", "id": "\\ud800"}\n', None, None),
-        (b'{"type": "ping", "id": "p", "\\udc00": 1}\n', None, None),
+        (b'{"type": "ping", "id": "p", "\\udc00": 1}\n', None, "p"),  # the id itself is fine: the refusal carries it
         (b"[" * 1000 + b"]" * 1000 + b"\n", None, None),
         (b'{"type": "ping", "id": ' + b"[" * 100_000 + b"\n", None, None),
     ],

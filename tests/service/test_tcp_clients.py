@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 import sys
 import threading
+import time
 import types
 from typing import Any, Iterator
 
@@ -20,6 +22,7 @@ from service_helpers import TINY_ARGS, AnyEvent, InstantPipeline, service_argv
 
 from hymotion.service import ServeOptions, Service, connection, tcp
 from hymotion.service.tcp import MAX_CONNECTIONS, serve_tcp
+from hymotion.shared.errors import HyMotionError
 from hymotion.shared.protocol import ErrorEvent, decode_event
 
 TOKEN = "a-test-token-of-32-characters-xx"
@@ -27,6 +30,8 @@ REPLY_TIMEOUT_S = 30.0
 # Answers to a reading client come in milliseconds; 5 s is far past that and far below the 15-60 s stalls of the bug.
 STALL_BOUND_S = 5.0
 CAP_RETRIES = 50
+# A login on loopback takes milliseconds; 2 s is far past that and far below the 10 s a silent client may wait.
+LOGIN_BOUND_S = 2.0
 SMALL_QUEUE_BYTES = 1 << 20
 # Twelve-second clips are about 250 KB on the wire each: 200 of them are 50 MB, far past the 1 MiB queue bound plus
 # what the kernel buffers of a client that reads nothing can hold.
@@ -124,14 +129,15 @@ def test_the_login_deadline_counts_from_the_connection_not_the_last_byte(server,
     client.close()
 
 
-def test_connections_past_the_cap_are_refused_with_a_reason(server) -> None:
-    idle = [Client(server) for _ in range(MAX_CONNECTIONS)]
+def test_logged_in_connections_past_the_cap_are_refused_with_a_reason(server) -> None:
+    clients = [Client(server) for _ in range(MAX_CONNECTIONS)]
+    assert all(client.login().TYPE == "hello" for client in clients)
     extra = Client(server)
-    refusal = extra.next()
+    refusal = extra.login()
     assert (refusal.TYPE, refusal.code) == ("error", "bad_request") and str(MAX_CONNECTIONS) in refusal.message
     assert extra.rest() == []
     extra.close()
-    idle.pop().close()
+    clients.pop().close()
     # The slot frees once the server has read the closed connection's end: a new client may arrive just before.
     for _ in range(CAP_RETRIES):
         freed = Client(server)
@@ -140,8 +146,57 @@ def test_connections_past_the_cap_are_refused_with_a_reason(server) -> None:
             break
         freed.close()
     assert first.TYPE == "hello", "a closed connection frees its slot"
-    for client in [*idle, freed]:
+    for client in [*clients, freed]:
         client.close()
+
+
+def test_clients_that_never_send_the_token_cannot_lock_out_the_token_holder(server) -> None:
+    """Twice as many silent connections as there are login slots, then the real client: it logs in at once, and the
+    silent ones that made room for it were told why."""
+    silent = [Client(server) for _ in range(2 * tcp.MAX_PENDING_LOGINS)]
+    real = Client(server)
+    real.socket.settimeout(LOGIN_BOUND_S)
+    started = time.monotonic()
+    assert real.login().TYPE == "hello"
+    assert time.monotonic() - started < LOGIN_BOUND_S
+    real.send({"type": "ping", "id": "p"})
+    assert real.next().TYPE == "pong"
+    evicted = silent[0].rest()
+    assert [(event.TYPE, event.field) for event in map(decode_event, evicted)] == [("error", "token")]
+    for client in [*silent, real]:
+        client.close()
+
+
+def test_the_token_file_is_never_written_through_a_link_and_is_created_anew(tmp_path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    link = tmp_path / "token"
+    link.symlink_to(target)
+    with pytest.raises(HyMotionError) as refused:
+        tcp.write_token(link, TOKEN)
+    assert refused.value.code == "bad_request" and "symbolic link" in refused.value.message and refused.value.hint
+    assert target.read_text() == "keep me\n" and link.is_symlink()
+
+    old = tmp_path / "old-token"
+    old.write_text("an old token\n")
+    old.chmod(0o644)
+    other_name = tmp_path / "hard-link"
+    other_name.hardlink_to(old)
+    tcp.write_token(old, TOKEN)
+    assert old.read_text() == TOKEN + "\n" and stat.S_IMODE(old.stat().st_mode) == 0o600
+    assert other_name.read_text() == "an old token\n", "a new file, not the old one truncated in place"
+
+
+def test_serve_refuses_a_token_file_that_is_a_link_with_exit_2(backend_env, tmp_path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    (tmp_path / "token").symlink_to(target)
+    finished = subprocess.run(
+        service_argv("--listen", "127.0.0.1:0", "--token-file", str(tmp_path / "token"), *TINY_ARGS),
+        env=backend_env, capture_output=True, text=True, timeout=60,
+    )
+    assert finished.returncode == 2 and "symbolic link" in finished.stderr and "Traceback" not in finished.stderr
+    assert target.read_text() == "keep me\n"
 
 
 def test_a_token_shorter_than_16_characters_is_refused(backend_env) -> None:

@@ -59,6 +59,15 @@ from .planning import (
 from .worker import CPU_CORES_PER_WORKER, WORKER_START_TIMEOUT_S, FarmWorker, bake_farm_library
 
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # units and reports are small; clips go to disk, not through Ray
+# Ray restarts a killed worker once (max_restarts below). A call that reaches it before Ray has noticed the death
+# fails as "temporarily unavailable"; later calls wait for the restart. So a ready() that fails that way is asked
+# again, READY_RETRY_GAP_S apart, at most READY_RETRIES times (10 s): far past the second or so Ray takes to notice.
+WORKER_RESTARTS = 1
+READY_RETRIES = 50
+READY_RETRY_GAP_S = 0.2
+# A unit whose worker died under it runs again (a death is no fault of the unit's) unless it has now taken down this
+# many workers: then it is the likely cause (a prompt that runs out of host memory), and its clips fail.
+MAX_UNIT_DEATHS = 3
 
 
 # --- the work, planned without Ray ----------------------------------------------------------------------------------
@@ -130,6 +139,7 @@ class _Unit:
     clips: list[FarmClip]
     attempt: int = 0
     avoid: int | None = None  # the worker it failed on
+    deaths: int = 0  # workers that died while it ran
 
 
 def farm(
@@ -306,6 +316,7 @@ class _FarmRun:
         self.clip_times: list[float] = []
         self.actors: dict[int, Any] = {}
         self.workers_ready = 0
+        self.ready_tries: collections.Counter[int] = collections.Counter()
 
     def plan(self, unit_size: int, libraries: list[Library], previous: dict[str, list[str]]) -> None:
         todo = [clip for clip in self.clips if clip.key not in self.existing]
@@ -364,7 +375,7 @@ class _FarmRun:
                     continue
                 ref = ready[0]
                 if ref in starting:
-                    self._on_started(ray, starting.pop(ref), ref, idle, start_errors)
+                    self._on_started(ray, starting.pop(ref), ref, idle, start_errors, starting)
                 elif ref in running:
                     number, unit = running.pop(ref)
                     bar.update(self._on_unit_done(ray, ref, number, unit, idle, starting))
@@ -398,7 +409,7 @@ class _FarmRun:
         else:
             spare = 1 if self.to_bake and cpus > count else 0  # a core for the bakes while generation runs
             options, device = {"num_cpus": max(1, (cpus - spare) // max(count, 1))}, "cpu"
-        actor_class = ray.remote(max_restarts=1, max_task_retries=0)(FarmWorker)
+        actor_class = ray.remote(max_restarts=WORKER_RESTARTS, max_task_retries=0)(FarmWorker)
         for number in range(count):
             self.actors[number] = actor_class.options(**options).remote(self.settings, str(self.out), device)
         each = "one GPU" if on_gpu else f"{options['num_cpus']} CPU core(s)"
@@ -413,14 +424,21 @@ class _FarmRun:
                 return
             running[self.actors[number].make.remote(unit.clips)] = (number, unit)
 
-    def _on_started(self, ray, number: int, ref, idle: collections.deque[int], start_errors: list[dict]) -> None:
+    def _on_started(self, ray, number: int, ref, idle: collections.deque[int], start_errors: list[dict],
+                    starting: dict) -> None:
         from ray.exceptions import RayError
 
         try:
             info = ray.get(ref)
         except RayError as error:
+            if _restarting(error) and self.ready_tries[number] < READY_RETRIES:
+                self.ready_tries[number] += 1
+                time.sleep(READY_RETRY_GAP_S)
+                starting[self.actors[number].ready.remote()] = number
+                return
             self._lose_worker(ray, number, f"worker {number} died while loading the model: {_first_line(error)}")
             return
+        self.ready_tries[number] = 0
         if info["error"]:
             start_errors.append(info["error"])
             self._lose_worker(ray, number, f"worker {number} could not load the model: {info['error']['message']}")
@@ -437,7 +455,7 @@ class _FarmRun:
             report = ray.get(ref)
         except RayError as error:  # the worker process died (killed, out of host memory, node lost)
             self.summary.workers_lost += 1
-            self._retry(unit, number, f"worker {number} died: {_first_line(error)}")
+            self._run_again_after_death(unit, number, f"worker {number} died: {_first_line(error)}")
             starting[self.actors[number].ready.remote()] = number  # Ray restarts it once; back when it is ready
             return 0
         idle.append(number)
@@ -464,6 +482,16 @@ class _FarmRun:
             for clip in unit.clips:
                 if not (self.out / clip.file).exists():
                     self.reasons[clip.key] = reason
+
+    def _run_again_after_death(self, unit: _Unit, number: int, reason: str) -> None:
+        """The unit of a worker that died runs again elsewhere without using up its attempt (the clips it finished
+        stay), unless it has taken down MAX_UNIT_DEATHS workers."""
+        if unit.deaths + 1 >= MAX_UNIT_DEATHS:
+            self._retry(_Unit(unit.clips, attempt=1), number, f"{reason}; {MAX_UNIT_DEATHS} workers died running it")
+            return
+        self.summary.units_retried += 1
+        self.summary.notes.append(f"a unit of {len(unit.clips)} clips runs again after: {reason}")
+        self.units.appendleft(_Unit(unit.clips, attempt=unit.attempt, avoid=number, deaths=unit.deaths + 1))
 
     def _fail_units(self, reason: str) -> None:
         while self.units:
@@ -561,6 +589,14 @@ def next_unit_for(worker: int, units: collections.deque[_Unit], others_alive: bo
             del units[position]
             return unit
     return None
+
+
+def _restarting(error: BaseException) -> bool:
+    """Ray's word that an actor is only temporarily unavailable (restarting), not dead for good."""
+    from ray import exceptions
+
+    unavailable = getattr(exceptions, "ActorUnavailableError", None)
+    return unavailable is not None and isinstance(error, unavailable)
 
 
 def _first_line(error: BaseException) -> str:

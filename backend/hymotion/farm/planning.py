@@ -110,7 +110,7 @@ def read_farm_prompts(
     Lines are ``[seconds |] prompt [| seeds 0-3]``; a line without seeds gets ``seeds``, one without a duration gets
     ``duration``, else one estimated from the prompt (as ``hymotion generate`` does).
     """
-    from ..shared.jobs import prompt_slug
+    from ..shared.jobs import check_prompt_length, prompt_slug
     from ..shared.prompt_guide import duration_for
 
     bad: list[HyMotionError] = []
@@ -126,6 +126,7 @@ def read_farm_prompts(
         try:
             if line.seeds is not None:
                 check_generation(line.seeds, DEFAULT_STEPS, DEFAULT_CFG)
+            check_prompt_length(line.prompt, f"{path}, line {line.line_number}")
         except HyMotionError as error:
             bad.append(bad_request(f"{path}, line {line.line_number}: {error.message}",
                                    "Write a line's own seeds as: 4 | a person jumps | seeds 0-3"))

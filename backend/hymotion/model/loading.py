@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ..pipeline.motion import LATENT_DIM
 from ..shared.errors import BAD_CHECKPOINT, HyMotionError
+from .checks import check_finite, check_pipeline_settings, check_pipeline_tensors
 from .transformer import HunyuanMotionMMDiT
 
 log = logging.getLogger(__name__)
@@ -96,16 +97,26 @@ def read_official_config(path: Path) -> tuple[dict, PipelineSettings]:
     refiner = args.get("text_refiner_cfg") or {}
     if "num_layers" in refiner:
         model_config["refiner_num_layers"] = refiner["num_layers"]
-    pipeline_args = config.get("train_pipeline_args") or {}
-    settings = PipelineSettings(
-        train_frames=int(pipeline_args.get("train_frames", 360)),
-        cfg_scale=float((pipeline_args.get("test_cfg") or {}).get("text_guidance_scale", 5.0)),
-        steps=int((pipeline_args.get("infer_noise_scheduler_cfg") or {}).get("validation_steps", 50)),
-        enable_ctxt_null_feat=bool(pipeline_args.get("enable_ctxt_null_feat", True)),
-        max_text_tokens=int((pipeline_args.get("text_encoder_cfg") or {}).get("max_length_llm", 128)),
-    )
+    pipeline_args = _section(config, "train_pipeline_args", path)
+    settings = PipelineSettings(**check_pipeline_settings({
+        "train_frames": pipeline_args.get("train_frames", 360),
+        "cfg_scale": _section(pipeline_args, "test_cfg", path).get("text_guidance_scale", 5.0),
+        "steps": _section(pipeline_args, "infer_noise_scheduler_cfg", path).get("validation_steps", 50),
+        "enable_ctxt_null_feat": pipeline_args.get("enable_ctxt_null_feat", True),
+        "max_text_tokens": _section(pipeline_args, "text_encoder_cfg", path).get("max_length_llm", 128),
+    }, str(path)))
     model_config["train_frames"] = settings.train_frames
     return model_config, settings
+
+
+def _section(config: dict, key: str, path: Path) -> dict:
+    """A sub-section of the official config (empty when left out); anything but a mapping is refused by name."""
+    section = config.get(key)
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise _bad(f"{path}: {key} must be a mapping, not {type(section).__name__}.")
+    return section
 
 
 def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -115,11 +126,24 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        raise _bad(f"{path} could not be read as a weights-only checkpoint: {error}") from None
+        raise _bad(f"{path} could not be read as a weights-only checkpoint: {torch_reason(error)}") from None
     state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise _bad(f"{path} holds no tensor state dict under 'model_state_dict'.")
     return state
+
+
+def torch_reason(error: BaseException) -> str:
+    """What torch says is wrong with a file, without its advice to load it with ``weights_only=False``: that
+    would unpickle whatever the file holds, which this backend never does (docs/security.md)."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text[text.index(marker) + len(marker):]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line
+             and "torch.serialization" not in line and "do those steps only" not in line]
+    reason = lines[0] if lines else type(error).__name__
+    return reason[:300]
 
 
 def split_state(
@@ -192,8 +216,10 @@ def load_official(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedMod
     with torch.device("meta"):
         transformer = HunyuanMotionMMDiT(**model_config)
     dit, pipeline = split_state(read_checkpoint(folder / "latest.ckpt"), transformer, str(folder / "latest.ckpt"))
+    check_finite(dit.items(), str(folder / "latest.ckpt"), DIT_PREFIX)
     transformer.load_state_dict({key: value.to(dtype) for key, value in dit.items()}, strict=True, assign=True)
     load_stats(folder, pipeline, folder / "config.yml")
+    check_pipeline_tensors(pipeline, str(folder / "latest.ckpt"))
     return LoadedModel(transformer.eval(), {k: v.float().contiguous() for k, v in pipeline.items()}, settings)
 
 
@@ -201,13 +227,18 @@ def load_converted(folder: Path, dtype: torch.dtype = torch.float32) -> LoadedMo
     try:
         transformer = HunyuanMotionMMDiT.from_pretrained(folder / "transformer", torch_dtype=dtype)
         conditioning = load_file(folder / CONDITIONING_FILE)
-        settings = PipelineSettings(**json.loads((folder / PIPELINE_FILE).read_text()))
+        recorded = json.loads((folder / PIPELINE_FILE).read_text())
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise _bad(f"{folder} is not a readable converted model: {error}",
                    "Convert the official folder again with `hymotion convert`.") from None
+    except RecursionError:
+        raise _bad(f"{folder / PIPELINE_FILE} nests too deeply to be pipeline settings.") from None
+    settings = PipelineSettings(**check_pipeline_settings(recorded, str(folder / PIPELINE_FILE)))
     missing = [key for key in REQUIRED_PIPELINE_TENSORS + ("mean", "std") if key not in conditioning]
     if missing:
         raise _bad(f"{folder / CONDITIONING_FILE} lacks {', '.join(missing)}.")
+    check_pipeline_tensors(conditioning, str(folder / CONDITIONING_FILE))
+    check_finite(transformer.state_dict().items(), str(folder / "transformer"))
     return LoadedModel(transformer.eval(), conditioning, settings)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..shared import skeleton
 from ..shared.errors import bad_request
-from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
+from ..shared.jobs import MAX_POSE_TRANSLATION, TRAIN_FRAMES, GenerationSettings, frames_for_duration
 from ..shared.motion_files import read_motion_file
 from ..shared.rotations import (
     continuous_quaternions,
@@ -71,6 +71,12 @@ class Pose:
             )
         if not (np.isfinite(self.translation).all() and np.isfinite(self.rotations).all()):
             raise bad_request("A pose holds NaN or infinite numbers.", "Pass finite translations and quaternions.")
+        if np.abs(self.translation).max() > MAX_POSE_TRANSLATION:
+            raise bad_request(
+                f"A pose's root translation reaches {np.abs(self.translation).max():.3g} m; the limit is "
+                f"{MAX_POSE_TRANSLATION:g} m from the origin.",
+                "Translations are in metres; move the known frames near the origin (the motion keeps their heading).",
+            )
         norms = np.linalg.norm(self.rotations, axis=-1)
         if (norms < 1e-6).any():
             raise bad_request("A pose holds a zero quaternion.", "Rotations are unit quaternions (w, x, y, z).")

@@ -30,6 +30,7 @@ from ..shared.errors import CANCELLED, OUT_OF_MEMORY, HyMotionError
 from ..shared.jobs import ADVISED_MAX_WORDS, DEFAULT_CFG, DEFAULT_DURATION, GenerationSettings, frames_for_duration
 from . import known_frames as constraints
 from . import memory, motion, motion_torch
+from .finite import require_finite
 
 if TYPE_CHECKING:  # the models' code imports diffusers, which load_pipeline imports after starting EarlyQwenUpload
     from ..model.loading import LoadedModel
@@ -353,10 +354,14 @@ class MotionPipeline:
             # 5. Decode on the sampling device and hand the clips out (pinned poses met exactly, moved to the world).
             progress("decoding", number, len(batches))
             if pinned is None:
-                yield from self._decode(batch, latents, settings)
+                for clip in self._decode(batch, latents, settings):
+                    require_finite(clip)
+                    yield clip
             else:
                 for clip in self._decode(batch, latents, settings, align_ground=pinned.align_ground):
-                    yield pinned.finish(clip, pinned.durations[clip.prompt_index])
+                    clip = pinned.finish(clip, pinned.durations[clip.prompt_index])
+                    require_finite(clip, known_frames=True)
+                    yield clip
         progress("decoding", len(batches), len(batches))
 
     def _decode(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..shared import skeleton
 from ..shared.errors import bad_request
-from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, frames_for_duration
+from ..shared.jobs import TRAIN_FRAMES, GenerationSettings, check_timeline_length, frames_for_duration
 from ..shared.rotations import (
     continuous_quaternions,
 )
@@ -30,6 +30,7 @@ class Segment:
 def check_timeline(segments: Sequence[Segment], context_frames: int, start: Pose | None) -> None:
     if not segments:
         raise bad_request("The timeline holds no lines.", "Write one '4.5 | prompt' line per segment.")
+    check_timeline_length([segment.duration for segment in segments])
     for number, segment in enumerate(segments, start=1):
         frames = frames_for_duration(segment.duration)
         # Segments after the first sample one more frame (the seam frame, which the previous segment already has).

@@ -103,6 +103,9 @@ def serve_main(args: argparse.Namespace) -> int:
     try:
         address = parse_listen_address(args.listen, args.allow_remote) if args.listen else None
         token = server_token() if address is not None else ""
+        token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
+        if address is not None:
+            write_token(token_file, token)
     except HyMotionError as error:
         print(f"hymotion serve: error: {error}", file=sys.stderr)
         return 2
@@ -126,8 +129,6 @@ def serve_main(args: argparse.Namespace) -> int:
     else:
         route_standard_streams_away()
         service.start()
-        token_file = Path(args.token_file) if args.token_file else user_cache_dir() / "serve-token"
-        write_token(token_file, token)
         print(f"hymotion serve: token written to {token_file}", file=sys.stderr, flush=True)
         announce(server)
         serve_tcp(service, server, token)

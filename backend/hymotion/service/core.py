@@ -45,6 +45,7 @@ from ..shared.protocol import (
 )
 from .connection import CLOSE_DRAIN_S, Connection
 from .requests import (
+    check_plan_name,
     constraint_from_request,
     model_availability,
     result_event,
@@ -207,6 +208,7 @@ class Service:
 
     def _submit(self, connection: Connection, request: GenerateRequest) -> None:
         settings = settings_from_request(request)
+        check_plan_name(request)
         constraint = constraint_from_request(request, settings)
         with self._lock:
             if self._stopping:

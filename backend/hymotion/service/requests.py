@@ -43,6 +43,16 @@ def settings_from_request(request: GenerateRequest) -> GenerationSettings:
         raise ProtocolError(error.message, error.hint, field=error.field, request_id=request.id) from None
 
 
+def check_plan_name(request: GenerateRequest) -> None:
+    """A plan the backend does not know ("", "turbo") is refused when the job is queued, not when it runs; whether a
+    known plan fits this machine (a GPU plan without a GPU) is still decided when the job runs."""
+    from ..pipeline.memory import PLAN_CHOICES
+
+    if request.plan is not None and request.plan not in PLAN_CHOICES:
+        raise ProtocolError(f"Unknown memory plan {request.plan!r}.", f"Use one of {', '.join(PLAN_CHOICES)}, or leave "
+                            "plan out for the service's own.", field="plan", request_id=request.id)
+
+
 def constraint_from_request(request: GenerateRequest, settings: GenerationSettings) -> MotionConstraint | None:
     """The request's known frames, checked against the model's skeleton and the clips' durations now, so a
     constraint that cannot be met is refused before the job is queued (None: an unconstrained job)."""
@@ -101,7 +111,10 @@ def _pose(frames: PoseFrames | None, path: str) -> Pose | None:
 
 
 def result_event(job_id: str, index: int, clip: MotionClip) -> ResultEvent:
+    from ..pipeline.finite import require_finite
     from ..shared.skeleton import BODY_JOINT_NAMES, BODY_PARENTS, BODY_REST_OFFSETS
+
+    require_finite(clip)
 
     return ResultEvent(
         job=job_id,

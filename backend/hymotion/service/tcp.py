@@ -1,25 +1,30 @@
 """The TCP transport (``hymotion serve --listen``): loopback by default, every connection authenticated with the
 server's token before it may send requests.
 
-The login is one line within AUTH_TIMEOUT_S of connecting (a total deadline), at most MAX_CONNECTIONS are open at
-once, and each logged-in client is a droppable :class:`~hymotion.service.connection.Connection`: one that stops reading is
-disconnected with a reason instead of holding anyone else up.
+The login is one line within AUTH_TIMEOUT_S of connecting (a total deadline). Logins and logged-in clients have
+slots of their own: at most MAX_CONNECTIONS clients are logged in at once, and at most MAX_PENDING_LOGINS connections
+wait for their login line; one more login makes room by hanging up the one that has waited longest, so clients that
+never send the token cannot lock out the token holder (who logs in at once). Each logged-in client is a droppable
+:class:`~hymotion.service.connection.Connection`: one that stops reading is disconnected with a reason instead of
+holding anyone else up.
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
 import ipaddress
+import itertools
 import os
 import secrets
 import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..shared import errors
-from ..shared.protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request, encode
+from ..shared.protocol import AuthRequest, ErrorEvent, ProtocolError, decode_request
 from .connection import Connection
 from .core import PARENT_POLL_S, Service, log
 from .lines import serve_lines
@@ -27,6 +32,9 @@ from .lines import serve_lines
 AUTH_TIMEOUT_S = 10.0
 MAX_AUTH_BYTES = 4096
 MAX_CONNECTIONS = 16
+# Connections waiting for their login line. A real client sends it within milliseconds of connecting, so the oldest
+# of the waiting ones is the one to hang up when another arrives.
+MAX_PENDING_LOGINS = 16
 MIN_TOKEN_CHARS = 16
 TOKEN_ENV = "HYMOTION_TOKEN"
 
@@ -57,39 +65,54 @@ def serve_tcp(service: Service, server: socket.socket, token: str) -> None:
     """Accept clients until the service stops; each gets its own reader thread, at most MAX_CONNECTIONS at once."""
     server.settimeout(PARENT_POLL_S)
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    logins = _LoginSlots(MAX_PENDING_LOGINS)
     with server:
         while not service.stop_requested.is_set():
             try:
                 client, address = server.accept()
             except TimeoutError:
                 continue
-            if not slots.acquire(blocking=False):
-                _refuse_busy(client, address)
-                continue
             threading.Thread(
-                target=_serve_socket, args=(service, client, address, token, slots), name="hymotion-client",
+                target=_serve_socket, args=(service, client, address, token, slots, logins), name="hymotion-client",
                 daemon=True,
             ).start()
 
 
-def _refuse_busy(client: socket.socket, address: Any) -> None:
-    log.warning("tcp %s:%s: refused, %d connections already open", address[0], address[1], MAX_CONNECTIONS)
-    refusal = ErrorEvent(
+class _LoginSlots:
+    """Connections that have not logged in yet, oldest first; past ``limit`` the oldest is told its login is over."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._waiting: collections.OrderedDict[int, Callable[[], None]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._numbers = itertools.count()
+
+    def enter(self, end_login: Callable[[], None]) -> int:
+        with self._lock:
+            while len(self._waiting) >= self._limit:
+                _, oldest = self._waiting.popitem(last=False)
+                oldest()
+            number = next(self._numbers)
+            self._waiting[number] = end_login
+        return number
+
+    def leave(self, number: int) -> None:
+        with self._lock:
+            self._waiting.pop(number, None)
+
+
+def _refuse_busy(connection: Connection, address: Any) -> None:
+    log.warning("tcp %s:%s: refused, %d clients already logged in", address[0], address[1], MAX_CONNECTIONS)
+    connection.send(ErrorEvent(
         code=errors.BAD_REQUEST,
-        message=f"The backend already serves {MAX_CONNECTIONS} connections, its limit.",
+        message=f"The backend already serves {MAX_CONNECTIONS} logged-in connections, its limit.",
         hint="Close connections you no longer use (each client needs one), then connect again.",
-    )
-    try:
-        client.settimeout(1.0)
-        client.sendall(encode(refusal))
-    except OSError:
-        pass
-    finally:
-        client.close()
+    ))
 
 
 def _serve_socket(
-    service: Service, client: socket.socket, address: Any, token: str, slots: threading.BoundedSemaphore
+    service: Service, client: socket.socket, address: Any, token: str, slots: threading.BoundedSemaphore,
+    logins: _LoginSlots,
 ) -> None:
     name = f"tcp {address[0]}:{address[1]}"
 
@@ -111,9 +134,12 @@ def _serve_socket(
     deadline = threading.Timer(AUTH_TIMEOUT_S, login_over)
     deadline.daemon = True
     deadline.start()
+    waiting = logins.enter(login_over)
+    logged_in = False
     try:
         first = reader.readline(MAX_AUTH_BYTES + 1)
         deadline.cancel()
+        logins.leave(waiting)
         if not _authenticated(first, token):
             log.warning("%s: refused (no valid token within %.0f s)", name, AUTH_TIMEOUT_S)
             connection.send(
@@ -127,6 +153,10 @@ def _serve_socket(
                 )
             )
             return
+        if not slots.acquire(blocking=False):
+            _refuse_busy(connection, address)
+            return
+        logged_in = True
         log.info("%s: connected", name)
         service.attach(connection)
         connection.send(service.hello())
@@ -135,12 +165,14 @@ def _serve_socket(
         log.info("%s: %s", name, error)
     finally:
         deadline.cancel()
+        logins.leave(waiting)
         log.info("%s: disconnected", name)
         service.drop_connection(connection)
         connection.close()
         reader.close()
         client.close()
-        slots.release()
+        if logged_in:
+            slots.release()
 
 
 def _authenticated(line: bytes, token: str) -> bool:
@@ -181,8 +213,26 @@ def is_loopback(host: str) -> bool:
 
 
 def write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write the token to a new file of mode 0600. A symbolic link is refused (it could point the token, or the
+    truncation, at another file); an old token file is removed and the new one created exclusively, so a link
+    planted in between makes the creation fail instead of being followed."""
+    if path.is_symlink():
+        raise errors.bad_request(
+            f"--token-file {path} is a symbolic link; the token is not written through links.",
+            "Remove the link, or give the path of a regular file.",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_file():
+            raise errors.bad_request(f"--token-file {path} is not a file.", "Give the path of a file to write.")
+        path.unlink(missing_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        descriptor = os.open(path, flags, 0o600)
+    except OSError as error:
+        raise errors.bad_request(
+            f"Cannot create the token file {path}: {error.strerror or error}.",
+            "Give a --token-file in a folder you can write to (and where nothing else creates that file).",
+        ) from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         if hasattr(os, "fchmod"):
             os.fchmod(handle.fileno(), 0o600)

@@ -23,7 +23,10 @@ from .skeleton import FPS
 NLA_LAYOUTS = ("SEQUENCE", "STACK")  # or None: the Actions are kept, not laid out
 KEY_MODES = ("EVERY_FRAME", "SPARSE")  # a key on every frame, or sparse Bezier keys (the add-on's Keys setting)
 # Blender's own range for a scene's frame rate (RenderSettings.fps).
-MIN_FPS, MAX_FPS = 1, 32767
+# The library's frame rate. The clips are 30 fps and other rates resample them; 1 fps would keep one pose a second,
+# and past 240 fps (the fastest common capture rate) the file only grows: a 12 s clip at 240 fps is already 2,880
+# frames of 22 bones.
+MIN_FPS, MAX_FPS = 1, 240
 HINT = "The job file is written by hymotion-bake or hymotion farm; run the command again rather than editing it."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections import Counter
@@ -30,6 +31,21 @@ MAX_SEEDS_PER_JOB = 1000
 MAX_PROMPTS_PER_JOB = 10_000
 MAX_CLIPS_PER_JOB = 10_000
 MAX_SEED = 2**63 - 1
+# A prompt's characters. The text encoder reads at most 128 tokens (the official max_length_llm; about 600 characters
+# of English, far fewer of Chinese) and warns that the rest is cut off; 2,000 characters is well past that, and keeps
+# a result's echoed prompt (and a timeline's "p1 | p2 | ..." of up to MAX_TIMELINE_SEGMENTS of them) small.
+MAX_PROMPT_CHARS = 2000
+# A timeline's total length: 10 minutes at 30 fps. Blender plays any length, but each frame of the result becomes
+# 22 bones x 7 keyed channels (about 2.8 million keyframes for 18,000 frames, hundreds of MB inside Blender), and its
+# result event is about 840 bytes of base64 per frame: 18,000 frames make one line of about 15 MB, under the client's
+# MAX_EVENT_BYTES, so a timeline is always sent whole. Longer scenes are several timelines (each starting from the
+# last one's end with --start-from).
+MAX_TIMELINE_FRAMES = 18_000
+MAX_TIMELINE_SEGMENTS = MAX_TIMELINE_FRAMES // MIN_FRAMES
+# Known frames' root translation, metres from the origin. Beyond 10 km a float32 coordinate's resolution is worse
+# than a millimetre (2^-10 m at 8-16 km) and motion visibly shakes; 1e25 overflows the model's float32 features and
+# gives NaN motion.
+MAX_POSE_TRANSLATION = 10_000.0
 # --- the prompt-line grammar ------------------------------------------------------------------------------------------
 # One line of a prompt list, a prompt file, a timeline or a farm's prompt file:  [SECONDS |] PROMPT [| seeds SEEDS]
 # SECONDS is a plain number (4 or 4.5); SEEDS as --seeds takes them (0,2 or 0-3; per line in `hymotion farm` only).
@@ -99,6 +115,7 @@ class GenerationSettings:
                     f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\".",
                     field="prompts",
                 )
+            check_prompt_length(prompt, f"Prompt {index + 1}")
         self.prompts = [prompt.strip() for prompt in self.prompts]
 
     def _check_seeds(self) -> None:
@@ -120,6 +137,16 @@ class GenerationSettings:
                 f"Seed {', '.join(map(str, repeated))} is given more than once; a seed repeats the same clip.",
                 "List each seed once, e.g. 0,1,2.", field="seeds",
             )
+
+
+def check_prompt_length(prompt: str, label: str) -> None:
+    """At most MAX_PROMPT_CHARS characters; ``label`` says which prompt ("Prompt 3", "prompts.txt, line 7")."""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise bad_request(
+            f"{label} holds {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}.",
+            f"The model reads about the first {ADVISED_MAX_WORDS} words; describe one motion in a sentence or two.",
+            field="prompts",
+        )
 
 
 def check_duration(duration: object) -> float:
@@ -255,3 +282,30 @@ def prompt_slug(text: str, limit: int = 40) -> str:
     """A prompt as a file or Action name: lower-case letters, digits and underscores, at most ``limit`` long."""
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     return slug[:limit].rstrip("_") or "motion"
+
+
+def check_timeline_length(durations: list[float]) -> None:
+    """A timeline of at most MAX_TIMELINE_SEGMENTS segments and MAX_TIMELINE_FRAMES frames in all (checked before
+    anything runs, by the CLI, the service and generate_timeline)."""
+    if len(durations) > MAX_TIMELINE_SEGMENTS:
+        raise bad_request(
+            f"A timeline of {len(durations)} segments; the limit is {MAX_TIMELINE_SEGMENTS}.",
+            "Split it into several timelines, each starting from the end of the one before.", field="timeline",
+        )
+    frames = sum(frames_for_duration(duration) for duration in durations)
+    if frames > MAX_TIMELINE_FRAMES:
+        raise bad_request(
+            f"The timeline is {frames} frames ({frames / FPS:.0f} s) long; the limit is {MAX_TIMELINE_FRAMES} "
+            f"({MAX_TIMELINE_FRAMES / FPS / 60:.0f} minutes at {FPS} fps).",
+            "Split it into several timelines, each starting from the end of the one before.", field="timeline",
+        )
+
+
+def output_stem(prompt: str, limit: int = 40) -> str:
+    """A default output name for a prompt: its slug, plus a short hash of the prompt whenever the slug lost some of
+    it (letters outside a-z such as "走路", or the cut at ``limit``), so that two such prompts never share a file."""
+    slug = prompt_slug(prompt, limit)
+    whole = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")
+    if prompt.isascii() and whole == slug:
+        return slug
+    return f"{slug}_{hashlib.sha1(prompt.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"

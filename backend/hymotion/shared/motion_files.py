@@ -115,16 +115,24 @@ def motion_arrays(
     return arrays
 
 
+def nonfinite_counts(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """How many NaN or infinite numbers each floating-point array holds, for those that hold any."""
+    counts = {name: int(value.size - np.count_nonzero(np.isfinite(value)))
+              for name, value in arrays.items() if np.asarray(value).dtype.kind in "fc"}
+    return {name: count for name, count in counts.items() if count}
+
+
 def write_motion_file(path: str | Path, arrays: Mapping[str, np.ndarray], fmt: str = "npz") -> Path:
     """Write ``arrays`` (see :func:`motion_arrays`) as .npz or .json; the file appears whole or not at all
     (hymotion.shared.files). A NaN or infinite number is refused before anything is written, naming its array."""
     if fmt not in FORMATS:
         raise bad_request(f"Unknown motion file format {fmt!r}.", f"Use one of {', '.join(FORMATS)}.")
-    for name, value in arrays.items():
-        if value.dtype.kind in "fc" and not np.isfinite(value).all():
-            raise bad_request(f"The motion for {path} has NaN or infinite numbers in {name!r}; nothing was written.",
-                              "The generation went wrong: try another seed, or check the model files with "
-                              "`hymotion doctor`.")
+    bad = nonfinite_counts(arrays)
+    if bad:
+        where = ", ".join(f"{count} in {name}" for name, count in bad.items())
+        raise bad_request(f"The motion for {path} has NaN or infinite numbers ({where}); nothing was written.",
+                          "The generation went wrong: try another seed, or check the model files with "
+                          "`hymotion doctor`.")
     path = Path(path)
     if fmt == "npz":
         return write_atomically(path, lambda handle: np.savez(handle, **arrays))

@@ -550,6 +550,8 @@ def rewrite_prompt(
         payload = json.loads(answer.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return None, f"prompt rewriter at {url} did not answer JSON"
+    except RecursionError:  # a reply nested thousands of levels deep
+        return None, f"prompt rewriter at {url} answered JSON nested too deeply to read"
     return _parse_rewrite(payload, url)
 
 
@@ -606,6 +608,8 @@ def _parse_rewrite(payload: object, url: str) -> tuple[RewrittenPrompt | None, s
         answer = json.loads(content[start:end + 1]) if 0 <= start < end else None
     except ValueError:
         answer = None
+    except RecursionError:
+        return None, f"prompt rewriter at {url} answered a message nested too deeply to read"
     if not isinstance(answer, dict):
         return None, f"prompt rewriter at {url} did not answer a JSON object"
     caption = answer.get("short_caption")

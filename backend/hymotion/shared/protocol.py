@@ -1,3 +1,5 @@
+# Longer than 700 lines: the protocol is defined in this one file (every message, its fields and their checks, and
+# the one encoder and decoder), and tests/test_house_rules.py keeps messages from being made anywhere else.
 """The wire protocol between the Blender add-on and the backend service: every message and field, defined once.
 
 One JSON object per line, UTF-8. Requests (client -> server) and events (server -> client) are dataclasses below;
@@ -16,6 +18,7 @@ import dataclasses
 import functools
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -31,6 +34,12 @@ if TYPE_CHECKING:
 
 PROTOCOL_VERSION = 3  # 2: generate's constraint and timeline fields; 3: the constraint's path, facing and targets
 MAX_REQUEST_BYTES = 1 << 20
+# The longest event line a client reads. The largest event is a timeline's result: jobs.MAX_TIMELINE_FRAMES (18,000)
+# frames at about 840 bytes of base64 each (translation, rotations, positions) is about 15 MB, plus its prompt (at most
+# MAX_TIMELINE_SEGMENTS (900) prompts of MAX_PROMPT_CHARS (2,000) characters of up to 4 UTF-8 bytes: 7.2 MB), 22 MB in
+# all. 32 MiB keeps a margin above that, and bounds what a broken or hostile server can make the add-on hold
+# (tests/service/test_service_limits.py builds that largest result and checks that it fits).
+MAX_EVENT_BYTES = 32 << 20
 # The deepest real message (hello -> models -> one model -> missing) nests 4 levels; anything far deeper is refused
 # before it can exhaust the decoder's recursion.
 MAX_NESTING = 16
@@ -486,14 +495,19 @@ def _decode(line: bytes | str, registry: Mapping[str, type[DecodedMessage]], kin
     try:
         payload = json.loads(line, parse_constant=_reject_constant)
     except RecursionError:
-        raise _too_deep() from None
+        raise _addressed(_too_deep(), _top_level_strings(line)) from None
     except ValueError as error:
-        raise ProtocolError(
+        refusal = ProtocolError(
             f"The line is not valid JSON ({error}).", "Send one complete JSON object per line, ending with a newline."
-        ) from None
-    _check_plain(payload)
+        )
+        raise _addressed(refusal, _top_level_strings(line)) from None
     if not isinstance(payload, dict):
+        _check_plain(payload)
         raise ProtocolError("The line must hold a JSON object.", "Send e.g. {\"type\": \"ping\", \"id\": \"1\"}.")
+    try:
+        _check_plain(payload)
+    except ProtocolError as error:
+        raise _addressed(error, payload) from None
     request_id = payload.get("id") if isinstance(payload.get("id"), str) else None
     message_type = payload.get("type")
     cls = registry.get(message_type) if isinstance(message_type, str) else None
@@ -513,6 +527,69 @@ def _decode(line: bytes | str, registry: Mapping[str, type[DecodedMessage]], kin
         error.request_type = message_type
         raise
     return message
+
+
+def _addressed(error: ProtocolError, fields: dict) -> ProtocolError:
+    """``error`` addressed to the line's request: its top-level ``id`` and ``type`` when they are plain text, so a
+    refused ``generate`` (a lone surrogate elsewhere, nesting too deep, a NaN or a typo further on) still ends its job
+    for the waiting client."""
+    request_id, request_type = fields.get("id"), fields.get("type")
+    if isinstance(request_id, str) and request_id and _is_text(request_id):
+        error.request_id = request_id
+        error.request_type = request_type if isinstance(request_type, str) and _is_text(request_type) else None
+    return error
+
+
+def _top_level_strings(line: str) -> dict[str, str]:
+    """The string values directly inside a line's outermost object, read without recursion (for a line the JSON
+    decoder refused): one pass over its structure, strings skipped whole by the decoder's own scanner and runs of
+    brackets taken at once; past MAX_SCAN_TOKENS the scan gives up with what it found (the add-on's client writes
+    ``type`` and ``id`` first, so they are found at once)."""
+    found: dict[str, str] = {}
+    if not line.lstrip().startswith("{"):
+        return found
+    depth, key, after_colon, position = 0, None, False, 0
+    for _ in range(MAX_SCAN_TOKENS):
+        match = _STRUCTURE.search(line, position)
+        if match is None or ("id" in found and "type" in found):
+            break
+        token, position = match.group(), match.end()
+        if token == '"':
+            try:
+                text, position = _scan_string(line, position)
+            except ValueError:
+                return found
+            if depth == 1 and not after_colon:
+                key = text
+            elif depth == 1 and key is not None:
+                found.setdefault(key, text)
+                key, after_colon = None, False
+        elif token[0] in "{[":
+            depth += len(token)
+        elif token[0] in "}]":
+            if depth > 1 >= depth - len(token):
+                key, after_colon = None, False
+            depth -= len(token)
+        elif token == ":" and depth == 1:
+            after_colon = True
+        elif token == "," and depth == 1:
+            key, after_colon = None, False
+    return found
+
+
+# What the scan above stops at: a string's opening quote, a run of opening or of closing brackets, ":" or ",". A
+# token costs about 2 microseconds, so 100,000 of them bound the scan of any 1 MiB line to about 0.2 s.
+_STRUCTURE = re.compile(r'"|[\[{]+|[\]}]+|[:,]')
+MAX_SCAN_TOKENS = 100_000
+_scan_string = json.decoder.scanstring  # type: ignore[attr-defined]  # the decoder's own, in C
+
+
+def _is_text(text: str) -> bool:
+    try:
+        _check_text(text)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _too_deep() -> ProtocolError:
