@@ -106,6 +106,7 @@ class Run:
     cancel_requested: bool = False
     finished: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
     _fraction: float = 0.0
 
     @property
@@ -195,6 +196,12 @@ class Run:
         label = STAGE_LABELS.get(self.stage, self.stage)
         steps = f" {self.step}/{self.total}" if self.stage == "sampling" and self.total else ""
         return f"HY-Motion: {label}{steps} · {len(self.actions)}/{self.expected} clips · Esc to cancel"
+
+    def progress_text(self) -> str:
+        """The sidebar's progress bar: the stage, the clips and the seconds so far (the Cancel button sits under it,
+        and the status bar says Esc), short enough for the sidebar's default width."""
+        stage = self.status_text().removeprefix("HY-Motion: ").removesuffix(" · Esc to cancel")
+        return f"{stage} · {time.monotonic() - self.started_at:.0f} s"
 
     # --- internals --------------------------------------------------------------------------------------------------
 
@@ -297,6 +304,7 @@ class Run:
         if self.finished:
             return
         self.finished = True
+        self.ended_at = time.monotonic()
         if self.error is None:
             self.error = error
 
@@ -304,9 +312,11 @@ class Run:
 
     def summary(self) -> str:
         made = f"{len(self.actions)} of {self.expected} Action{'s' if self.expected != 1 else ''}"
-        seconds = time.monotonic() - self.started_at
+        seconds = (self.ended_at if self.ended_at is not None else time.monotonic()) - self.started_at
         if self.error is not None and self.error.code != errors.CANCELLED:
-            return f"HY-Motion failed after {made}: {self.error}"
+            if not self.actions:
+                return f"HY-Motion made nothing: {self.error}"
+            return f"HY-Motion stopped after {made}: {self.error}"
         if self.cancel_requested or self.error is not None:
             reason = f" ({self.error.message})" if self.error is not None else ""
             return f"HY-Motion cancelled{reason}; kept {made}."

@@ -21,7 +21,7 @@ from hymotion.shared.prompt_guide import suggest_duration
 
 from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
-from ..scene import generation, rig
+from ..scene import generation, rig, scene_range
 from . import preferences, properties
 from .properties import HYMOTION_PG_settings, generation_property
 
@@ -63,6 +63,7 @@ class _GenerationProperties:
     fps_mode: generation_property("fps_mode", for_operator=True)
     in_place: generation_property("in_place", for_operator=True)
     start_frame: generation_property("start_frame", for_operator=True)
+    fit_scene_range: generation_property("fit_scene_range", for_operator=True)
 
 
 class GenerationOperator(_GenerationProperties):
@@ -161,6 +162,9 @@ class GenerationOperator(_GenerationProperties):
         else:
             self.report({"WARNING"} if run.cancel_requested else {"INFO"}, run.summary())
         if run.actions:
+            if self.value(context, "fit_scene_range"):
+                frames = scene_range.fit_scene_range(context.scene, run.armature, run.actions)
+                self.report({"INFO"}, f"Scene range set to frames {frames[0]}–{frames[1]} (Fit Scene Range).")
             self.remember(context, run)
             return {"FINISHED"}
         return {"CANCELLED"}

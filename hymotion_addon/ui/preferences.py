@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import bpy
@@ -18,6 +17,7 @@ from hymotion.shared.errors import HyMotionError, bad_request
 
 from ..core import backend_setup, command_task, package_sources
 from ..core.backend_manager import BackendConfig
+from .text_fit import draw_wrapped
 
 ADDON_PACKAGE = __package__.rsplit(".", 2)[0] if __package__.count(".") >= 2 else __package__.partition(".")[0]
 """The add-on's module name: the extension root that holds hymotion_addon/ (e.g. bl_ext.user_default.hymotion)."""
@@ -25,7 +25,6 @@ ADDON_PACKAGE = __package__.rsplit(".", 2)[0] if __package__.count(".") >= 2 els
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 USER_DIR_ENV = "HYMOTION_USER_DIR"
 PRESETS_FILE = "presets.json"
-WRAP_COLUMNS = 88
 
 MODEL_ITEMS = [
     ("lite", "Lite", "HY-Motion 1.0 Lite (0.46B): faster, needs less memory"),
@@ -58,8 +57,8 @@ LICENCE_SUMMARY = (
 OFFLINE_PATH = (
     "Blender's online access is off (Preferences > System > Network), so the add-on downloads nothing. To work "
     "offline, copy the weights into the Model Folder (HY-Motion-1.0-Lite or HY-Motion-1.0, Qwen3-8B and "
-    "clip-vit-large-patch14 side by side; `hymotion download --model-dir DIR` on a machine with internet makes that "
-    "folder), or point Backend Python at a Python that already has the backend and weights."
+    "clip-vit-large-patch14 side by side, as Download Weights leaves them on a machine with internet), or point "
+    "Backend Python at a Python that already has the backend and weights."
 )
 
 
@@ -181,6 +180,16 @@ def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | 
 
 
 def not_installed_error() -> HyMotionError:
+    """What Generate says without a backend: after a failed install, that it failed, why, and where its log is."""
+    record = install_record()
+    if record is not None and record.state in (backend_setup.FAILED, backend_setup.INSTALLING):
+        what = "did not finish" if record.state == backend_setup.INSTALLING else "failed"
+        reason = record.message.strip() or "no reason recorded"
+        return bad_request(
+            f"The HY-Motion backend is not installed: the last install {what} ({reason}).",
+            f"Open Preferences > Add-ons > HY-Motion: its Backend box says what to change, and Open Install Log shows "
+            f"the log ({record.log_path}). Then press Install Backend again.",
+        )
     return bad_request(
         "The HY-Motion backend is not installed.",
         "Open Preferences > Add-ons > HY-Motion and press Install Backend, or set Backend Python to a Python that "
@@ -194,26 +203,18 @@ def base_python(preferences: HYMOTION_AddonPreferences) -> str:
     return backend_setup.default_base_python(sys.executable)
 
 
-def draw_wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", columns: int = WRAP_COLUMNS) -> None:
-    """Labels for a paragraph: Blender's labels do not wrap by themselves."""
-    column = layout.column(align=True)
-    lines = [line for paragraph in text.splitlines() for line in (textwrap.wrap(paragraph, columns) or [""])]
-    for index, line in enumerate(lines):
-        column.label(text=line, icon=icon if index == 0 else "BLANK1" if icon != "NONE" else "NONE")
-
-
 def draw_task(layout: bpy.types.UILayout, task: command_task.CommandTask | None) -> None:
-    """A setup task's progress bar and stage (in whole words) while it runs, its outcome after."""
+    """A setup task's progress bar and stage (in whole words) while it runs, its outcome after (in a box)."""
     if task is None:
         return
     if task.running:
         layout.progress(factor=task.fraction, type="BAR", text=f"{task.fraction:.0%}")
-        draw_wrapped(layout, task.stage, columns=100)
+        draw_wrapped(layout, task.stage, boxes=1)
         layout.operator("hymotion.cancel_setup_task", icon="CANCEL").task = task.name
     elif task.succeeded:
-        layout.label(text=task.message, icon="CHECKMARK")
+        draw_wrapped(layout, task.message, icon="CHECKMARK", boxes=1)
     else:
-        draw_wrapped(layout, task.message, icon="ERROR")
+        draw_wrapped(layout, task.message, icon="ERROR", boxes=1)
     if task.log_path.exists():
         layout.operator("hymotion.open_log", icon="TEXT").filepath = str(task.log_path)
 
@@ -287,7 +288,8 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
 
 
 def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    """The preferences page (a function of the layout, so it can be checked without a window)."""
+    """The preferences page (a function of the layout, so it can be checked without a window). Every section is a
+    box, so every text in it is drawn with ``boxes=1``."""
     _draw_backend(layout.box(), preferences)
     _draw_model(layout.box(), preferences)
     _draw_weights(layout.box(), preferences)
@@ -296,41 +298,48 @@ def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPref
 
 
 def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Backend", icon="CONSOLE")
+    draw_wrapped(box, "Backend", icon="CONSOLE", boxes=1)
     box.prop(preferences, "backend_python")
     task = backend_setup.tasks.get("install")
     running = task is not None and task.running
     python = backend_python(preferences)
     record = install_record()
     if preferences.backend_python.strip():
-        box.label(text=f"Runs with {python}", icon="CHECKMARK")
+        draw_wrapped(box, f"Runs with {python}", icon="CHECKMARK", boxes=1)
     elif python and record is not None:
-        draw_wrapped(box, f"Installed: {record.summary}. Runs with {python}", icon="CHECKMARK")
+        draw_wrapped(box, f"Installed: {record.summary}. Runs with {python}", icon="CHECKMARK", boxes=1)
     elif not running and record is not None and record.state != backend_setup.INSTALLED:
         _draw_unfinished_install(box, record)
     elif not running:
         draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
-                     "environment in the extension's folder), or set Backend Python.", icon="INFO")
+                     "environment in the extension's folder), or set Backend Python.", icon="INFO", boxes=1)
+    # With a backend that runs, what an install would need is no longer news: it shows under Installation Options.
+    has_backend = bool(python)
     build = torch_build(preferences)
-    draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO")
-    try:
-        install_inputs(preferences, bpy.app.online_access)
-    except HyMotionError as blocker:
-        draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR")
+    if not has_backend or preferences.show_setup_options:
+        draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO", boxes=1)
+        try:
+            install_inputs(preferences, bpy.app.online_access)
+        except HyMotionError as blocker:
+            draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR", boxes=1)
     row = box.row()
     row.enabled = not running
-    row.operator("hymotion.install_backend", icon="IMPORT")
+    row.operator("hymotion.install_backend", text="Reinstall Backend" if has_backend else "Install Backend",
+                 icon="IMPORT")
     if running:
         draw_task(box, task)
-    box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT")
-    if preferences.show_setup_options or build.missing:
-        box.prop(preferences, "torch_build")
-        box.prop(preferences, "torch_cpu_index_url")
-        box.prop(preferences, "torch_cuda_index_url")
+    box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT",
+             emboss=False)
     if preferences.show_setup_options:
-        box.prop(preferences, "base_python")
-        box.prop(preferences, "extra_pip_args")
-        box.label(text=f"Environment: {venv_dir()}")
+        column = box.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.prop(preferences, "torch_build")
+        column.prop(preferences, "torch_cpu_index_url")
+        column.prop(preferences, "torch_cuda_index_url")
+        column.prop(preferences, "base_python")
+        column.prop(preferences, "extra_pip_args")
+        draw_wrapped(box, f"Environment: {venv_dir()}", boxes=1)
 
 
 def _draw_unfinished_install(box: bpy.types.UILayout, record: backend_setup.InstallRecord) -> None:
@@ -341,49 +350,61 @@ def _draw_unfinished_install(box: bpy.types.UILayout, record: backend_setup.Inst
     else:
         outcome = "failed" if record.state == backend_setup.FAILED else "was cancelled"
         text = f"The last install {outcome} ({record.time}): {record.message}"
-    draw_wrapped(box, text, icon="ERROR")
+    draw_wrapped(box, text, icon="ERROR", boxes=1)
     if Path(record.log_path).is_file():
         box.operator("hymotion.open_log", text="Open Install Log", icon="TEXT").filepath = record.log_path
 
 
 def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Model", icon="ARMATURE_DATA")
+    draw_wrapped(box, "Model", icon="ARMATURE_DATA", boxes=1)
     box.prop(preferences, "model")
     box.prop(preferences, "model_dir")
     box.prop(preferences, "plan")
     box.prop(preferences, "start_backend_early")
     if preferences.model == "tiny-random":
-        box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
+        draw_wrapped(box, "The tiny model has random weights: its motion is noise (for testing).", icon="ERROR",
+                     boxes=1)
+
+
+def download_blocker(preferences: HYMOTION_AddonPreferences, online_access: bool) -> str:
+    """Why Download Weights is greyed out now, in words that name the setting to change; '' when it can run."""
+    if preferences.model == "tiny-random":
+        return "The Tiny model needs no download (its weights are random). Choose Lite or Standard in Model."
+    if not preferences.licences_accepted:
+        return "Tick 'I have read and accept these licences' above to download the weights."
+    if not online_access:
+        return "Downloading needs Allow Online Access (Preferences > System > Network)."
+    return ""
 
 
 def _draw_weights(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Weights and Licences", icon="INFO")
+    draw_wrapped(box, "Weights and Licences", icon="INFO", boxes=1)
     for paragraph in LICENCE_SUMMARY:
-        draw_wrapped(box, paragraph)
+        draw_wrapped(box, paragraph, boxes=1)
     box.prop(preferences, "licences_accepted")
     if not bpy.app.online_access:
-        draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE")
+        draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE", boxes=1)
     task = backend_setup.tasks.get("download")
+    blocker = download_blocker(preferences, bpy.app.online_access)
     row = box.row()
-    row.enabled = (
-        bpy.app.online_access and preferences.licences_accepted and preferences.model != "tiny-random"
-        and (task is None or not task.running)
-    )
+    row.enabled = not blocker and (task is None or not task.running)
     row.operator("hymotion.download_weights", icon="IMPORT")
+    if blocker:
+        draw_wrapped(box, blocker, icon="INFO", boxes=1)
     draw_task(box, task)
 
 
 def _draw_body_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Body Model (optional)", icon="OUTLINER_OB_ARMATURE")
+    draw_wrapped(box, "Body Model (optional)", icon="OUTLINER_OB_ARMATURE", boxes=1)
     draw_wrapped(box, "To see the motion on a real body, download SMPL-X from its project site (free registration, "
                  "its own licence) and choose SMPLX_NEUTRAL.npz. Select a HY-Motion armature, then press Add SMPL-X "
-                 "Body.")
+                 "Body.", boxes=1)
     box.prop(preferences, "smplx_model_file")
     box.operator("hymotion.add_smplx_body", icon="OUTLINER_OB_MESH")
 
 
 def _draw_doctor(box: bpy.types.UILayout) -> None:
-    box.label(text="Doctor", icon="CHECKBOX_HLT")
+    draw_wrapped(box, "Doctor", icon="VIEWZOOM", boxes=1)
     task = backend_setup.tasks.get("doctor")
     row = box.row()
     row.enabled = task is None or not task.running
@@ -394,7 +415,7 @@ def _draw_doctor(box: bpy.types.UILayout) -> None:
     if report:
         column = box.box().column(align=True)
         for line in report.splitlines():
-            column.label(text=line)
+            draw_wrapped(column, line, boxes=2)
         box.operator("hymotion.copy_doctor_report", icon="COPYDOWN")
 
 

@@ -79,6 +79,12 @@ GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
         name="In Place", description="Remove the horizontal root motion, keep the height", default=False,
     )),
     "start_frame": (bpy.props.IntProperty, dict(name="Start Frame", description="Frame of the first key", default=1)),
+    "fit_scene_range": (bpy.props.BoolProperty, dict(
+        name="Fit Scene Range",
+        description="After generating, set the scene's start and end frame to the new motion, so playback shows "
+        "all of it and nothing more (the frame rate never changes)",
+        default=True,
+    )),
     "batch_source": (bpy.props.EnumProperty, dict(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")),
     "nla_layout": (bpy.props.EnumProperty, dict(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")),
 }
@@ -121,6 +127,7 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
     fps_mode: generation_property("fps_mode")
     in_place: generation_property("in_place")
     start_frame: generation_property("start_frame")
+    fit_scene_range: generation_property("fit_scene_range")
     batch_source: generation_property("batch_source")
     batch_text: bpy.props.PointerProperty(
         name="Text", type=bpy.types.Text,

@@ -172,8 +172,11 @@ def operator_rna(idname: str):
 class RecordingLayout:
     """A UILayout stand-in: records every call and fails on a property, operator, list or icon that does not exist."""
 
-    def __init__(self, record: list | None = None) -> None:
+    def __init__(self, record: list | None = None, placed: list | None = None, boxes: int = 0) -> None:
         self.calls: list[tuple] = record if record is not None else []
+        self.placed: list[tuple[str, str, str, int]] = placed if placed is not None else []
+        """Every label and progress text with its icon and how many boxes it sits in: (kind, text, icon, boxes)."""
+        self.boxes = boxes
         self.enabled = True
         self.active = True
         self.scale_y = 1.0
@@ -182,7 +185,7 @@ class RecordingLayout:
 
     def _child(self, kind: str) -> RecordingLayout:
         self.calls.append((kind,))
-        return RecordingLayout(self.calls)
+        return RecordingLayout(self.calls, self.placed, self.boxes + (kind == "box"))
 
     def row(self, **_options) -> RecordingLayout:
         return self._child("row")
@@ -199,6 +202,7 @@ class RecordingLayout:
     def label(self, text: str = "", icon: str = "NONE", **_options) -> None:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
         self.calls.append(("label", text, icon))
+        self.placed.append(("label", text, icon, self.boxes))
 
     def prop(self, data, property_name: str, icon: str = "NONE", **_options) -> None:
         assert property_name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {property_name!r}"
@@ -218,6 +222,7 @@ class RecordingLayout:
     def progress(self, factor: float = 0.0, type: str = "BAR", text: str = "") -> None:
         assert 0.0 <= factor <= 1.0, factor
         self.calls.append(("progress", factor, text))
+        self.placed.append(("progress", text, "NONE", self.boxes))
 
     def template_list(self, list_type: str, list_id: str, data, property_name: str, active_data, active_property: str,
                       **_options) -> None:
@@ -234,3 +239,13 @@ class RecordingLayout:
     def text(self) -> str:
         """Every label joined by spaces, so a wrapped paragraph reads as it was written."""
         return " ".join(self.texts())
+
+
+@pytest.fixture
+def ui_scene(extension):
+    """An emptied scene with the test preferences; afterwards no run is shown and no backend runs."""
+    scene = clear_scene()
+    yield scene
+    addon_module("scene.generation").active_run = None
+    addon_module("core.backend_manager").MANAGER.shutdown()
+    configure_preferences()
