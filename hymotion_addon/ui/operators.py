@@ -215,22 +215,29 @@ class HYMOTION_OT_batch_bake(GenerationOperator, bpy.types.Operator):
     filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
     nla_layout: generation_property("nla_layout", for_operator=True)
 
+    list_settings = "batch"
+    """Which of the panel's prompt lists this operator reads: batch_source/_text/_file (Batch Bake) or
+    timeline_source/_text/_file (Timeline): two settings of their own, so changing one leaves the other."""
+    list_panel = "Batch Bake panel"
+
     def prompt_text(self, context: bpy.types.Context) -> tuple[str, str]:
         """The prompt list and a name for it in messages."""
         settings = _settings(context)
-        source = self.source if self.properties.is_property_set("source") else settings.batch_source
+        prefix = self.list_settings
+        source = self.source if self.properties.is_property_set("source") else getattr(settings, f"{prefix}_source")
         if source == "TEXT":
-            name = self.text if self.properties.is_property_set("text") else (
-                settings.batch_text.name if settings.batch_text else ""
-            )
+            chosen = getattr(settings, f"{prefix}_text")
+            name = self.text if self.properties.is_property_set("text") else (chosen.name if chosen else "")
             if not name:
                 raise bad_request("No text datablock is chosen for the prompt list.",
-                                  "Pick a text in the Batch panel (write one prompt per line in the Text Editor).")
+                                  f"Pick a text in the {self.list_panel} (write one prompt per line in the Text "
+                                  "Editor).")
             text = bpy.data.texts.get(name)
             if text is None:
                 raise bad_request(f"There is no text datablock named '{name}'.", "Pick an existing text.")
             return text.as_string(), f"Text '{name}'"
-        path_text = self.filepath if self.properties.is_property_set("filepath") else settings.batch_file
+        path_text = (self.filepath if self.properties.is_property_set("filepath")
+                     else getattr(settings, f"{prefix}_file"))
         if not path_text.strip():
             raise bad_request("No prompt file is chosen.", "Pick a text file with one prompt per line.")
         path = Path(bpy.path.abspath(path_text))

@@ -7,6 +7,7 @@ extension never wipes the backend environment, presets or logs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -130,14 +131,18 @@ def install_inputs(
     stops the install, which the preferences also show before the button is pressed."""
     extra = package_sources.parse_pip_arguments(preferences.extra_pip_args)
     build = torch_build(preferences)
+    if build.bad_address:
+        raise bad_request(build.bad_address, build.missing)
+    if "--no-index" in extra:  # an offline install takes torch from its folder of wheels, not from an index
+        build = dataclasses.replace(build, index_url="", missing="")
     remote = package_sources.remote_sources(extra, build.index_url)
     if remote and not online_access:
         raise bad_request(
-            "Install Backend downloads PyTorch and the backend's dependencies, but online access is off (pip would "
-            f"reach {'; '.join(remote)}).",
-            "Turn on Preferences > System > Network > Allow Online Access, or install offline: Extra pip Arguments "
-            "'--no-index --find-links DIR' with a folder of wheels (torch and the backend's dependencies) and no "
-            "web address, or set Backend Python to a Python that has the backend.",
+            "Install Backend downloads PyTorch and the backend's dependencies, but Blender's online access is off "
+            f"(it would reach {'; '.join(remote)}).",
+            "Turn on Allow Online Access (Preferences > System > Network). Without internet: put the wheels of torch "
+            "and the backend's dependencies in a folder and set Extra pip Arguments (Installation Options) to "
+            "'--no-index --find-links FOLDER', or set Backend Python to a Python that has the backend.",
         )
     if build.missing:
         raise bad_request(f"PyTorch's {build.label} needs its package index. {build.reason}", build.missing)
@@ -219,6 +224,29 @@ def draw_task(layout: bpy.types.UILayout, task: command_task.CommandTask | None)
         layout.operator("hymotion.open_log", icon="TEXT").filepath = str(task.log_path)
 
 
+def clean_index_setting(preferences: HYMOTION_AddonPreferences, name: str) -> None:
+    """A PyTorch index field, cleaned as it is pasted (the address out of a whole pip command, https:// added);
+    what is not an address stays as typed, and the Backend box says what is wrong with it."""
+    setting = package_sources.CPU_INDEX_SETTING if "cpu" in name else package_sources.CUDA_INDEX_SETTING
+    try:
+        cleaned = package_sources.clean_index_address(getattr(preferences, name), setting)
+    except HyMotionError:
+        return
+    if cleaned != getattr(preferences, name):
+        setattr(preferences, name, cleaned)
+
+
+def update_cpu_index(preferences: HYMOTION_AddonPreferences, _context: bpy.types.Context) -> None:
+    """The CPU index field's update callback (a named function: a lambda made while Blender evaluates the class's
+    annotations cannot see this module's names when it runs)."""
+    clean_index_setting(preferences, "torch_cpu_index_url")
+
+
+def update_cuda_index(preferences: HYMOTION_AddonPreferences, _context: bpy.types.Context) -> None:
+    """The CUDA index field's update callback."""
+    clean_index_setting(preferences, "torch_cuda_index_url")
+
+
 class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = ADDON_PACKAGE
 
@@ -241,15 +269,20 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
     )
     torch_cpu_index_url: bpy.props.StringProperty(
         name=package_sources.CPU_INDEX_SETTING,
-        description="Package index of PyTorch's CPU build, from PyTorch's 'Get Started' page (Compute Platform: "
-        "CPU; the address after --index-url). Needed on Linux without an NVIDIA GPU, where the default PyTorch is "
-        "the much larger CUDA build",
+        description="Package index of PyTorch's CPU build (PyTorch's own, from its 'Get Started' page: Compute "
+        "Platform CPU, the address after --index-url; a pasted whole pip3 install command works too). Used on "
+        "Linux without an NVIDIA GPU, where the default PyTorch is the much larger CUDA build",
+        default=package_sources.PYTORCH_CPU_INDEX,
+        update=update_cpu_index,
     )
     torch_cuda_index_url: bpy.props.StringProperty(
         name=package_sources.CUDA_INDEX_SETTING,
-        description="Package index of PyTorch's CUDA build, from PyTorch's 'Get Started' page (the address after "
-        "--index-url). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only; optional on "
-        "Linux (picks the CUDA version)",
+        description="Package index of PyTorch's CUDA build (PyTorch's own, from its 'Get Started' page: the "
+        "address after --index-url; its last part picks the CUDA version: " + ", ".join(
+            f"{version} {url.rsplit('/', 1)[-1]}" for version, url in package_sources.PYTORCH_CUDA_INDEXES.items())
+        + "). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only",
+        default=package_sources.PYTORCH_CUDA_INDEX,
+        update=update_cuda_index,
     )
     extra_pip_args: bpy.props.StringProperty(
         name="Extra pip Arguments",

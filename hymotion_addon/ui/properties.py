@@ -138,6 +138,16 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
         description="Text file with one prompt per line; '4.5 | prompt' sets that line's duration",
     )
     nla_layout: generation_property("nla_layout")
+    timeline_source: bpy.props.EnumProperty(name="Timeline List", items=BATCH_SOURCE_ITEMS, default="TEXT",
+                                            description="Where the Timeline's 'seconds | prompt' lines come from")
+    timeline_text: bpy.props.PointerProperty(
+        name="Text", type=bpy.types.Text,
+        description="Text datablock with one 'seconds | prompt' line per part of the timeline",
+    )
+    timeline_file: bpy.props.StringProperty(
+        name="File", subtype="FILE_PATH",
+        description="Text file with one 'seconds | prompt' line per part of the timeline",
+    )
     preset_name: bpy.props.StringProperty(name="Preset Name", description="Name to save the current settings under")
     history: bpy.props.CollectionProperty(type=HYMOTION_PG_history_item)
     history_index: bpy.props.IntProperty(name="History", default=0)

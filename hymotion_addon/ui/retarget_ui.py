@@ -22,6 +22,7 @@ from ..core import bone_mapping
 from ..core.bone_mapping import BoneMapping
 from ..scene import bake, export, retarget, rig, target_rig
 from . import export_operator, preferences
+from .text_fit import draw_wrapped
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"
@@ -413,16 +414,20 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
         settings = _settings(context)
         column = layout.column(align=True)
         column.prop(settings, "source_armature")
         source = settings.source_armature
         if source is not None and not rig.is_hymotion_armature(source):
-            column.label(text="Not a HY-Motion SMPL-X armature", icon="ERROR")
+            draw_wrapped(column, "Not a HY-Motion SMPL-X armature", icon="ERROR")
         column.prop(settings, "target_armature")
         target = settings.target_armature
         if target is not None and target.type != "ARMATURE":
-            column.label(text="Not an armature", icon="ERROR")
+            draw_wrapped(column, "Not an armature", icon="ERROR")
+        elif target is not None and target_rig.is_rigify_metarig(target):
+            draw_wrapped(column, f"A Rigify metarig moves nothing. {target_rig.metarig_hint(target)}", icon="ERROR")
 
         row = layout.row(align=True)
         row.operator(HYMOTION_OT_detect_bone_mapping.bl_idname, icon="VIEWZOOM")
@@ -434,10 +439,12 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             label = f"{len(settings.bone_map) - unmapped} of {len(settings.bone_map)} joints mapped"
             if settings.convention:
                 label += f" ({settings.convention})"
-            layout.label(text=label, icon="ERROR" if unmapped else "CHECKMARK")
+            draw_wrapped(layout, label, icon="ERROR" if unmapped else "CHECKMARK")
         layout.template_list(
             HYMOTION_UL_bone_map.bl_idname, "", settings, "bone_map", settings, "bone_map_index", rows=6
         )
+        if not settings.bone_map:
+            draw_wrapped(layout, "Pick the Target Rig, then press Detect Mapping to fill this list.", icon="INFO")
 
         column = layout.column()
         column.prop(settings, "root_motion")
@@ -449,7 +456,7 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
         layout.operator(HYMOTION_OT_retarget_action.bl_idname, icon="ARMATURE_DATA")
 
         box = layout.box()
-        box.label(text="Export", icon="EXPORT")
+        draw_wrapped(box, "Export", icon="EXPORT", boxes=1)
         column = box.column()
         column.prop(settings, "export_rig")
         column.prop(settings, "export_format")

@@ -177,6 +177,9 @@ class RecordingLayout:
         self.placed: list[tuple[str, str, str, int]] = placed if placed is not None else []
         """Every label and progress text with its icon and how many boxes it sits in: (kind, text, icon, boxes)."""
         self.boxes = boxes
+        self.parent: RecordingLayout | None = None
+        self.disabled: list[str] = []
+        """Operators drawn greyed out (in a layout whose ``enabled`` or an outer one's is False)."""
         self.enabled = True
         self.active = True
         self.scale_y = 1.0
@@ -185,7 +188,12 @@ class RecordingLayout:
 
     def _child(self, kind: str) -> RecordingLayout:
         self.calls.append((kind,))
-        return RecordingLayout(self.calls, self.placed, self.boxes + (kind == "box"))
+        child = RecordingLayout(self.calls, self.placed, self.boxes + (kind == "box"))
+        child.parent, child.disabled = self, self.disabled
+        return child
+
+    def _greyed(self) -> bool:
+        return not self.enabled or (self.parent is not None and self.parent._greyed())
 
     def row(self, **_options) -> RecordingLayout:
         return self._child("row")
@@ -212,6 +220,8 @@ class RecordingLayout:
     def operator(self, idname: str, text: str = "", icon: str = "NONE", **_options) -> OperatorProperties:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
         self.calls.append(("operator", idname, text))
+        if self._greyed():
+            self.disabled.append(idname)
         return OperatorProperties(idname)
 
     def menu(self, menu: str, text: str = "", icon: str = "NONE") -> None:

@@ -3,6 +3,8 @@ Actions, each point checked in real bpy (the label widths are in test_text_fit.p
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import bpy
 import pytest
 from e2e_helpers import (
@@ -50,3 +52,163 @@ def test_a_run_that_made_nothing_says_so_instead_of_after_0_of_1(scene):
     error = HyMotionError("model_missing", "The weights are missing.", "Press Download Weights.")
     summary = finished_run(scene, error).summary()
     assert "after 0" not in summary and summary.startswith("HY-Motion made nothing: The weights are missing.")
+
+
+# --- points 4-6, 8, 10, 20: the preferences and the panels say what is true now -------------------------------------
+
+
+def preferences_layout() -> RecordingLayout:
+    layout = RecordingLayout()
+    addon_module("ui.preferences").draw_preferences(layout, addon_preferences())
+    return layout
+
+
+def test_with_a_working_backend_python_the_preferences_stop_asking_for_one(scene):
+    text = preferences_layout().text().split("Weights and Licences")[0]  # the Backend box (the tests' Python works)
+    assert "Runs with" in text
+    assert "set Backend Python" not in text and "online access is off" not in text and "PyTorch: " not in text
+    assert "Reinstall Backend" in [call[2] for call in preferences_layout().calls if call[0] == "operator"]
+
+
+def test_a_closed_installation_options_toggle_hides_every_pytorch_field(scene):
+    addon_preferences().backend_python = ""
+    addon_preferences().torch_build = "CPU"
+    drawn = {call[1] for call in preferences_layout().calls if call[0] == "prop"}
+    assert not drawn & {"torch_build", "torch_cpu_index_url", "torch_cuda_index_url", "base_python", "extra_pip_args"}
+    addon_preferences().show_setup_options = True
+    drawn = {call[1] for call in preferences_layout().calls if call[0] == "prop"}
+    assert {"torch_build", "torch_cpu_index_url", "torch_cuda_index_url"} <= drawn
+
+
+def test_section_headers_do_not_use_a_checkbox_icon(scene):
+    icons = {text: icon for kind, text, icon, _ in preferences_layout().placed if kind == "label"}
+    assert icons["Doctor"] not in ("CHECKBOX_HLT", "CHECKBOX_DEHLT")
+
+
+def test_the_backend_sub_panel_hides_until_there_is_a_backend(scene):
+    panel = addon_module("ui.panels").HYMOTION_PT_backend
+    assert panel.poll(bpy.context)
+    addon_preferences().backend_python = ""
+    assert not panel.poll(bpy.context)
+    layout = RecordingLayout()
+    addon_module("ui.panels").draw_main(layout, bpy.context)
+    assert layout.operators().count("preferences.addon_show") == 1
+
+
+def test_the_prompt_and_the_preset_name_have_labels_and_generate_waits_for_a_backend(scene):
+    panels = addon_module("ui.panels")
+    layout = RecordingLayout()
+    panels.draw_main(layout, bpy.context)
+    texts = [call for call in layout.calls if call[0] in ("label", "prop")]
+    assert texts[texts.index(("prop", "prompt")) - 1] == ("label", "Prompt:", "NONE")
+    assert "hymotion.generate" not in layout.disabled
+    layout = RecordingLayout()
+    panels.draw_presets(layout, bpy.context)
+    assert "Save the settings as:" in layout.texts()
+    addon_preferences().backend_python = ""
+    layout = RecordingLayout()
+    panels.draw_main(layout, bpy.context)
+    assert "hymotion.generate" in layout.disabled
+
+
+def test_an_empty_mapping_list_says_what_to_press(scene):
+    layout = RecordingLayout()
+    addon_module("ui.retarget_ui").HYMOTION_PT_retarget.draw(SimpleNamespace(layout=layout), bpy.context)
+    assert "press Detect Mapping" in layout.text()
+
+
+def test_download_weights_greyed_out_says_why(scene):
+    addon_preferences().model = "tiny-random"
+    layout = preferences_layout()
+    assert "hymotion.download_weights" in layout.disabled and "The Tiny model needs no download" in layout.text()
+    addon_preferences().model = "lite"
+    assert "Tick 'I have read and accept these licences'" in preferences_layout().text()
+
+
+def test_generate_after_a_failed_install_points_at_the_failure_and_its_log(scene, tmp_path):
+    setup, preferences = addon_module("core.backend_setup"), addon_module("ui.preferences")
+    log = tmp_path / "install.log"
+    log.write_text("pip said no\n")
+    setup.write_install_record(preferences.user_dir(), setup.InstallRecord(
+        setup.FAILED, "Installing PyTorch (CPU build) failed: pip ended with exit code 1.", str(tmp_path / "venv"),
+        str(log)))
+    addon_preferences().backend_python = ""
+    try:
+        with pytest.raises(RuntimeError, match="(?s)the last install failed .*Installing PyTorch.*Open Install Log"):
+            bpy.ops.hymotion.generate(prompt="a person waves")
+    finally:
+        (preferences.user_dir() / setup.INSTALL_STATE_FILE).unlink()
+
+
+# --- point 7: the Timeline's own prompt list -------------------------------------------------------------------------
+
+
+def test_the_timeline_list_is_its_own_setting_with_a_label(scene):
+    settings = scene.hymotion
+    settings.timeline_source = "FILE"
+    assert settings.batch_source == "TEXT"
+    layout = RecordingLayout()
+    addon_module("ui.sequence_ops").draw_sequence(layout, bpy.context)
+    assert ("prop", "timeline_file") in layout.calls and ("prop", "batch_source") not in layout.calls
+    assert "Timeline:" in layout.text()
+    icons = [getattr(bpy.types, "HYMOTION_OT_generate_loop"), getattr(bpy.types, "HYMOTION_OT_make_cyclic")]
+    assert len(icons) == 2
+
+
+# --- point 9: Fit Scene Range ----------------------------------------------------------------------------------------
+
+
+def test_fit_scene_range_covers_the_new_action_and_keeps_the_frame_rate(scene):
+    rig = addon_module("scene.rig").build_armature(bpy.context)
+    scene.frame_start, scene.frame_end = 1, 250
+    fps = (scene.render.fps, scene.render.fps_base)
+    action = bpy.data.actions.new("HYM_test")
+    rig.animation_data_create().action = action
+    rig.pose.bones[0].keyframe_insert("location", frame=1)
+    rig.pose.bones[0].keyframe_insert("location", frame=120)
+    assert scene.hymotion.fit_scene_range, "on by default: Play in a fresh scene shows the motion, nothing after it"
+    assert addon_module("scene.scene_range").fit_scene_range(scene, rig, [rig.animation_data.action]) == (1, 120)
+    assert (scene.frame_start, scene.frame_end) == (1, 120) and (scene.render.fps, scene.render.fps_base) == fps
+    layout = RecordingLayout()
+    addon_module("ui.panels").draw_target(layout, bpy.context)
+    assert ("prop", "fit_scene_range") in layout.calls
+
+
+# --- point 19: a Rigify metarig is not a retarget target -------------------------------------------------------------
+
+
+def test_a_rigify_metarig_as_retarget_target_is_refused_pointing_at_the_generated_rig(scene):
+    import addon_utils
+
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    metarig = bpy.context.active_object
+    source = addon_module("scene.rig").build_armature(bpy.context)
+    settings = scene.hymotion_retarget
+    settings.source_armature, settings.target_armature = source, metarig
+    with pytest.raises(RuntimeError, match="(?s)is a Rigify metarig.*Generate Rig"):
+        bpy.ops.hymotion.detect_bone_mapping()
+    layout = RecordingLayout()
+    addon_module("ui.retarget_ui").HYMOTION_PT_retarget.draw(SimpleNamespace(layout=layout), bpy.context)
+    assert "A Rigify metarig moves nothing." in layout.text()
+    generated = bpy.data.objects.new("RIG-metarig", bpy.data.armatures.new("RIG-metarig"))
+    if hasattr(metarig.data, "rigify_target_rig"):
+        metarig.data.rigify_target_rig = generated
+        assert "'RIG-metarig'" in addon_module("scene.target_rig").metarig_hint(metarig)
+
+
+# --- point 11: PyTorch's index fields -----------------------------------------------------------------------------
+
+
+def test_the_pytorch_index_fields_default_to_pytorchs_own_and_clean_a_pasted_command(scene):
+    sources = addon_module("core.package_sources")
+    preferences = addon_preferences()
+    assert preferences.torch_cpu_index_url == sources.PYTORCH_CPU_INDEX
+    assert preferences.torch_cuda_index_url == sources.PYTORCH_CUDA_INDEX
+    preferences.torch_cpu_index_url = "pip3 install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    assert preferences.torch_cpu_index_url == "https://download.pytorch.org/whl/cpu"
+    preferences.torch_cpu_index_url = "pytorch cpu"
+    preferences.backend_python, preferences.torch_build = "", "CPU"
+    with pytest.raises(RuntimeError, match="(?s)PyTorch CPU Index holds a command without --index-url.*Paste"):
+        bpy.ops.hymotion.install_backend()
+    assert "holds a command without --index-url" in preferences_layout().text()
