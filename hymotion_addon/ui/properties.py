@@ -165,7 +165,8 @@ def to_preset(settings: HYMOTION_PG_settings) -> GenerationPreset:
 
 
 def apply_preset(settings: HYMOTION_PG_settings, preset: GenerationPreset) -> None:
-    """Set the panel from a preset; bake options it lacks stay as they are, unknown values raise TypeError."""
+    """Set the panel from a preset; bake options it lacks go back to their defaults (a built-in preset after a user
+    preset is the built-in one, not a mix), unknown values raise TypeError."""
     settings.duration = preset.duration
     settings.seeds = preset.seeds
     settings.cfg = preset.cfg
@@ -174,6 +175,8 @@ def apply_preset(settings: HYMOTION_PG_settings, preset: GenerationPreset) -> No
     for name in PRESET_BAKE_OPTIONS:
         if name in preset.bake:
             setattr(settings, name, preset.bake[name])
+        else:
+            settings.property_unset(name)
 
 
 def remember(settings: HYMOTION_PG_settings, prompt: str, duration: float, seeds: str) -> None:

@@ -212,3 +212,24 @@ def test_the_pytorch_index_fields_default_to_pytorchs_own_and_clean_a_pasted_com
     with pytest.raises(RuntimeError, match="(?s)PyTorch CPU Index holds a command without --index-url.*Paste"):
         bpy.ops.hymotion.install_backend()
     assert "holds a command without --index-url" in preferences_layout().text()
+
+
+# --- point 20: the smaller ones --------------------------------------------------------------------------------------
+
+
+def test_the_built_in_preset_after_a_user_preset_brings_back_the_default_bake_options(scene):
+    settings = scene.hymotion
+    settings.in_place, settings.fps_mode, settings.nla_layout, settings.start_frame = True, "SET_SCENE_FPS", "STACK", 9
+    assert bpy.ops.hymotion.preset_save(name="Odd bake") == {"FINISHED"}
+    try:
+        assert bpy.ops.hymotion.preset_load(name="Official") == {"FINISHED"}
+        assert (settings.in_place, settings.fps_mode, settings.nla_layout, settings.start_frame) == (
+            False, "RESAMPLE", "SEQUENCE", 1)
+    finally:
+        bpy.ops.hymotion.preset_delete(name="Odd bake")
+
+
+def test_target_active_with_nothing_selected_says_nothing_is_selected(scene):
+    bpy.context.view_layer.objects.active = None
+    with pytest.raises(RuntimeError, match="No object is selected"):
+        bpy.ops.hymotion.generate(prompt="a person waves", target="ACTIVE")
