@@ -16,6 +16,8 @@ END_WAIT_S = 3.0
 """How long Blender's exit waits for the commands to stop after SIGTERM before it kills them (pip stops within a
 second when it is not in the middle of unpacking a large file)."""
 
+FAILURE_COLUMNS = 700
+"""Room for a command's error line and its hint (the preferences wrap it)."""
 _EXIT_BY_SIGNAL = 128
 """A shell reports a command killed by signal N as exit code 128 + N."""
 
@@ -77,4 +79,4 @@ def failure_message(label: str, code: int, tail: list[str], log_path: Path) -> s
         return f"{label} stopped: {why}. The output up to then is in {log_path}"
     errors = [index for index, line in enumerate(tail) if line.lower().startswith("error:") or ": error:" in line]
     said = " ".join(tail[errors[0]:]) if errors else (tail[-1] if tail else "no output")
-    return f"{label} failed (exit code {code}): {words(said, 300)}. The whole output is in {log_path}"
+    return f"{label} failed (exit code {code}): {words(said, FAILURE_COLUMNS)} The whole output is in {log_path}"

@@ -28,6 +28,7 @@ from hymotion.shared.protocol import (
 )
 
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
+from ..core.blender_hints import in_blender_words
 from ..core.client import BACKEND_RESTARTS_HINT
 from . import bake, rig
 
@@ -306,7 +307,7 @@ class Run:
         self.finished = True
         self.ended_at = time.monotonic()
         if self.error is None:
-            self.error = error
+            self.error = in_blender_words(error) if error is not None else None
 
     # --- the sentence the operator reports --------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from hymotion.shared.prompt_guide import PromptAdvice, analyse
 
 from ..core import backend_manager, backend_setup
 from ..core.backend_manager import MANAGER
+from ..core.blender_hints import in_blender_words
 from ..scene import generation, rig
 from . import operators, preferences
 from .text_fit import draw_wrapped, fitted
@@ -114,10 +115,11 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
                          boxes=boxes)
         _draw_weights_state(layout, status.hello, config.model, boxes)
     elif status.state == backend_manager.ERROR and status.error is not None:
+        error = in_blender_words(status.error)
         draw_wrapped(layout, "Backend: error", icon="ERROR", boxes=boxes)
-        draw_wrapped(layout, status.error.message, boxes=boxes)
-        if status.error.hint:
-            draw_wrapped(layout, status.error.hint, icon="INFO", boxes=boxes)
+        draw_wrapped(layout, error.message, boxes=boxes)
+        if error.hint:
+            draw_wrapped(layout, error.hint, icon="INFO", boxes=boxes)
     else:
         draw_wrapped(layout, f"Backend: starts at the first Generate ({config.model}, plan {config.plan})",
                      icon="PAUSE", boxes=boxes)

@@ -180,8 +180,21 @@ def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | 
         return None
     if preferences is None:
         return BackendConfig(python=python)
-    model_dir = bpy.path.abspath(preferences.model_dir) if preferences.model_dir.strip() else ""
+    model_dir = model_folder(preferences)
     return BackendConfig(python=python, model=preferences.model, model_dir=model_dir, plan=preferences.plan)
+
+
+VARIANT_FOLDER_NAMES = ("HY-Motion-1.0-Lite", "HY-Motion-1.0")
+"""The model's own folders inside a Model Folder (as hymotion.weights names them)."""
+
+
+def model_folder(preferences: HYMOTION_AddonPreferences) -> str:
+    """The Model Folder as the backend gets it: '' for the Hugging Face cache; a folder chosen one level too deep
+    (HY-Motion-1.0-Lite itself, likely for someone who already has the weights) means its parent."""
+    if not preferences.model_dir.strip():
+        return ""
+    folder = Path(bpy.path.abspath(preferences.model_dir.strip())).resolve()
+    return str(folder.parent if folder.name in VARIANT_FOLDER_NAMES else folder)
 
 
 def not_installed_error() -> HyMotionError:
@@ -392,6 +405,11 @@ def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences)
     draw_wrapped(box, "Model", icon="ARMATURE_DATA", boxes=1)
     box.prop(preferences, "model")
     box.prop(preferences, "model_dir")
+    chosen = Path(bpy.path.abspath(preferences.model_dir.strip())) if preferences.model_dir.strip() else None
+    if chosen is not None and chosen.resolve().name in VARIANT_FOLDER_NAMES:
+        draw_wrapped(box, f"This is the {chosen.resolve().name} folder itself: its parent folder, "
+                     f"{model_folder(preferences)}, is used (Qwen3-8B and clip-vit-large-patch14 sit there beside "
+                     "it).", icon="INFO", boxes=1)
     box.prop(preferences, "plan")
     box.prop(preferences, "start_backend_early")
     if preferences.model == "tiny-random":

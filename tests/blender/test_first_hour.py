@@ -233,3 +233,21 @@ def test_target_active_with_nothing_selected_says_nothing_is_selected(scene):
     bpy.context.view_layer.objects.active = None
     with pytest.raises(RuntimeError, match="No object is selected"):
         bpy.ops.hymotion.generate(prompt="a person waves", target="ACTIVE")
+
+
+# --- points 12, 14: weights in Blender's words -----------------------------------------------------------------------
+
+
+def test_a_run_without_weights_names_download_weights_not_a_command(scene):
+    error = HyMotionError("weights_missing", "HY-Motion lite is not downloaded.", "Run: hymotion download --variant "
+                          "lite")
+    summary = finished_run(scene, error).summary()
+    assert "Download Weights" in summary and "Model Folder" in summary and "hymotion download" not in summary
+
+
+def test_a_model_folder_at_the_lite_folder_itself_is_used_through_its_parent(scene, tmp_path):
+    lite = tmp_path / "weights" / "HY-Motion-1.0-Lite"
+    lite.mkdir(parents=True)
+    addon_preferences().model_dir = str(lite)
+    assert addon_module("ui.preferences").backend_config().model_dir == str(tmp_path / "weights")
+    assert "is the HY-Motion-1.0-Lite folder itself" in preferences_layout().text()
