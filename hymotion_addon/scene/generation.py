@@ -30,7 +30,7 @@ from hymotion.shared.protocol import (
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 from ..core.blender_hints import in_blender_words
 from ..core.client import BACKEND_RESTARTS_HINT
-from . import bake, rig
+from . import bake, rig, rig_placement
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
@@ -287,7 +287,10 @@ class Run:
 
     def _target_armature(self) -> bpy.types.Object:
         if self.armature is None:
-            self.armature = rig.build_armature(self.collection, with_mesh=self.spec.with_mesh)
+            prompts = [clip.prompt for clip in self.spec.clips]
+            self.armature = rig.build_armature(self.collection, name=rig_placement.armature_name(
+                [" ".join(prompts)] if self.spec.timeline else prompts), with_mesh=self.spec.with_mesh)
+            rig_placement.place_beside_others(self.armature, self.scene)
         elif self.armature.name not in bpy.data.objects:
             raise bad_request("The target armature was deleted during generation.", "Generate again.")
         return self.armature

@@ -251,3 +251,19 @@ def test_a_model_folder_at_the_lite_folder_itself_is_used_through_its_parent(sce
     addon_preferences().model_dir = str(lite)
     assert addon_module("ui.preferences").backend_config().model_dir == str(tmp_path / "weights")
     assert "is the HY-Motion-1.0-Lite folder itself" in preferences_layout().text()
+
+
+# --- point 16: new armatures can be told apart ----------------------------------------------------------------------
+
+
+def test_each_new_armature_is_named_after_its_prompt_and_stands_beside_the_others(scene):
+    generation, preferences = addon_module("scene.generation"), addon_module("ui.preferences")
+    made = []
+    for prompts in (["a person jumps twice"], ["a person waves"], ["a person sits", "a person stands up"]):
+        spec = generation.RunSpec([generation.Clip(prompt, 2.0) for prompt in prompts], seeds=[0], cfg=5.0,
+                                  steps=10, smoothing=True)
+        run = generation.Run(spec, preferences.backend_config(), scene, scene.collection)
+        made.append(run._target_armature())
+    assert [armature.name for armature in made] == ["SMPLX_jumps_twice", "SMPLX_waves", "SMPLX_batch"]
+    xs = [armature.location.x for armature in made]
+    assert xs[0] == 0.0 and xs[1] - xs[0] >= 1.7 and xs[2] - xs[1] >= 1.7  # more than the T-pose arm span
