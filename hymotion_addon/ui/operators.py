@@ -154,7 +154,11 @@ class GenerationOperator(_GenerationProperties):
         redraw_areas(("VIEW_3D",))
 
     def conclude(self, context: bpy.types.Context, run: generation.Run) -> set[str]:
-        """Report the outcome. Any Action made keeps the operator FINISHED, so it is one undo step."""
+        """Report the outcome (its summary last). Any Action made keeps the operator FINISHED, so it is one undo
+        step."""
+        if run.actions and self.value(context, "fit_scene_range"):
+            frames = scene_range.fit_scene_range(context.scene, run.armature, run.actions)
+            self.report({"INFO"}, f"Scene range set to frames {frames[0]}–{frames[1]} (Fit Scene Range).")
         for warning in run.warnings:
             self.report({"WARNING"}, warning)
         if run.error is not None and run.error.code != errors.CANCELLED:
@@ -162,9 +166,6 @@ class GenerationOperator(_GenerationProperties):
         else:
             self.report({"WARNING"} if run.cancel_requested else {"INFO"}, run.summary())
         if run.actions:
-            if self.value(context, "fit_scene_range"):
-                frames = scene_range.fit_scene_range(context.scene, run.armature, run.actions)
-                self.report({"INFO"}, f"Scene range set to frames {frames[0]}–{frames[1]} (Fit Scene Range).")
             self.remember(context, run)
             return {"FINISHED"}
         return {"CANCELLED"}
