@@ -455,7 +455,7 @@ def _draw_body_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPrefere
 
 
 def _draw_doctor(box: bpy.types.UILayout) -> None:
-    draw_wrapped(box, "Doctor", icon="VIEWZOOM", boxes=1)
+    draw_wrapped(box, "Doctor", icon="HELP", boxes=1)
     task = backend_setup.tasks.get("doctor")
     row = box.row()
     row.enabled = task is None or not task.running

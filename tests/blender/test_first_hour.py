@@ -115,6 +115,7 @@ def test_an_empty_mapping_list_says_what_to_press(scene):
     layout = RecordingLayout()
     addon_module("ui.retarget_ui").HYMOTION_PT_retarget.draw(SimpleNamespace(layout=layout), bpy.context)
     assert "press Detect Mapping" in layout.text()
+    assert layout.use_property_split  # labels left of their fields, as in Settings: no 'Root Mo…', 'Export …'
 
 
 def test_download_weights_greyed_out_says_why(scene):
