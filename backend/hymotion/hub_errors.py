@@ -54,6 +54,7 @@ def unreachable_error(error: BaseException, repo_id: str, folders: str) -> HyMot
         WEIGHTS_MISSING,
         f"Could not reach {host} to download {repo_id} ({_reason(error)}).",
         f"Check this computer's connection to {host}. Behind a proxy, HTTPS_PROXY applies (set before Blender or "
-        f"the command starts); a mirror of the hub is set with HF_ENDPOINT. Without internet: copy the weights ({folders}, side by side) from a "
+        f"the command starts); a mirror of the hub is set with HF_ENDPOINT. Without internet: copy the weights "
+        f"({folders}, side by side) from a "
         "machine that has them into one folder and choose that folder as Model Folder (CLI: --model-dir).",
     )

@@ -13,6 +13,8 @@ from ..core.motion_math import ACTION_NAME_PREFIX, action_name
 from . import rig
 
 RIG_PREFIX = "SMPLX_"
+MAX_STEM_CHARS = 20
+"""The prompt's words in an armature's name: enough to tell it apart in the Outliner, which clips long names."""
 SPACING_M = 2.0
 """Distance along X between armatures: the SMPL-X body's arm span in its rest T-pose is about 1.7 m."""
 
@@ -21,7 +23,12 @@ def armature_name(prompts: list[str]) -> str:
     """SMPLX_<prompt's words>, as the Action's name has them; SMPLX_batch for a list of prompts."""
     if len(prompts) != 1:
         return f"{RIG_PREFIX}batch"
-    stem = action_name(prompts[0], 0).removeprefix(ACTION_NAME_PREFIX).removesuffix("_s0")
+    words = action_name(prompts[0], 0).removeprefix(ACTION_NAME_PREFIX).removesuffix("_s0").split("_")
+    stem = words[0]
+    for word in words[1:]:
+        if len(stem) + 1 + len(word) > MAX_STEM_CHARS:
+            break
+        stem = f"{stem}_{word}"
     return f"{RIG_PREFIX}{stem}"
 
 

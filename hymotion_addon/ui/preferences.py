@@ -374,8 +374,10 @@ def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreference
                  icon="IMPORT")
     if running:
         draw_task(box, task)
-    box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT",
-             emboss=False)
+    toggle = box.row()
+    toggle.alignment = "LEFT"  # a disclosure triangle and its label, as Blender's own sub-sections
+    toggle.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT",
+                emboss=False)
     if preferences.show_setup_options:
         column = box.column()
         column.use_property_split = True

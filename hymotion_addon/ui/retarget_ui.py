@@ -462,8 +462,10 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
         column.prop(settings, "export_format")
         if settings.export_format == "FBX":
             column.prop(settings, "export_target")
-        column.prop(settings, "export_all_actions")
-        column.prop(settings, "export_one_file_per_action")
+        flags = box.column()
+        flags.use_property_split = False  # checkboxes with their whole label, as Blender's exporters draw them
+        flags.prop(settings, "export_all_actions")
+        flags.prop(settings, "export_one_file_per_action")
         box.operator(export_operator.HYMOTION_OT_export_animation.bl_idname, icon="EXPORT")
 
 

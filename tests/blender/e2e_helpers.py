@@ -220,6 +220,7 @@ class RecordingLayout:
     def operator(self, idname: str, text: str = "", icon: str = "NONE", **_options) -> OperatorProperties:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
         self.calls.append(("operator", idname, text))
+        self.placed.append(("operator", idname, icon, self.boxes))
         if self._greyed():
             self.disabled.append(idname)
         return OperatorProperties(idname)

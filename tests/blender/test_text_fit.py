@@ -42,6 +42,8 @@ def overflowing(layout: RecordingLayout, room) -> list[str]:
     text_fit = addon_module("ui.text_fit")
     cut = []
     for kind, text, icon, boxes in layout.placed:
+        if kind == "operator":  # a button: Blender centres its label and the add-on keeps labels short
+            continue
         width = text_fit.text_width(text, room.scale)
         limit = room.for_label(icon != "NONE", boxes)
         if width > limit:
