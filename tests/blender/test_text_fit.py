@@ -5,7 +5,7 @@ default sidebar width (291 px), the default floating Preferences window (687 px,
 
 This is the headless stand-in for looking at screenshots: the room formula (region width less the measured margins
 of the panel, the icon and each box) predicted every cut and uncut line of the issue's screenshots, and blf measures
-the same widths in Blender-as-a-module as in the window (docs/development.md, "Why no GUI run in the suite")."""
+the same widths in Blender-as-a-module as in the window (docs/blender.md, "Tests": why no GUI run in the suite)."""
 
 from __future__ import annotations
 
