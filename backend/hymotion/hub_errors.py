@@ -27,10 +27,11 @@ def hub_host() -> str:
 
 def _causes(error: BaseException):
     seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 def is_unreachable(error: BaseException) -> bool:

@@ -125,7 +125,7 @@ def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFil
         raise bad_request(f"Unknown model variant {variant!r}.", "Use lite or standard.")
     sub = VARIANT_FOLDERS[variant]
     if model_dir:
-        root = model_root(model_dir)
+        root = model_root(model_dir) or Path(model_dir)
         model_dir = str(root)
         model_folder, qwen, clip = root / sub, root / "Qwen3-8B", root / "clip-vit-large-patch14"
         if not is_variant_folder(model_folder):

@@ -23,7 +23,8 @@ _EXIT_BY_SIGNAL = 128
 
 
 class EndableTask(Protocol):
-    running: bool
+    @property
+    def running(self) -> bool: ...
 
     def cancel(self) -> None: ...
 

@@ -87,6 +87,7 @@ def test_blenders_exit_ends_a_running_commands_process_group(tmp_path):
     deadline = time.monotonic() + 30
     while (task._process is None or task.last_line != "started") and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert task._process is not None
     pid = task._process.pid
     started = time.monotonic()
     task_endings.end_all()  # what atexit runs when Blender closes
