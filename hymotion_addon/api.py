@@ -10,7 +10,7 @@ extension (the repository name, ``user_default`` here, is the one shown in Prefe
 :func:`retarget_action` puts an Action baked on the SMPL-X armature onto your own rig, with the same defaults as the
 panel's Retarget to Rig (docs/retarget-export.md)::
 
-    action = api.retarget_action(bpy.data.objects["SMPLX"], bpy.data.objects["Armature"])
+    action = api.retarget_action(bpy.data.objects["SMPLX_jumps_twice"], bpy.data.objects["Armature"])
 
 Known frames (docs/blender.md, "Beyond one clip"): ``generate(..., armature=rig, start_from=scene.frame_current)``
 continues from the rig's pose, ``start_from=20, end_at=80`` in-betweens two poses of its Action (written into it),

@@ -99,6 +99,18 @@ def cached_snapshot(repo_id: str, allow_patterns: list[str] | None = None) -> Pa
         return None
 
 
+def model_root(model_dir: str | os.PathLike | None) -> Path | None:
+    """The folder that holds the variant folders and text encoders. A model folder pointed at a variant folder
+    itself (``.../HY-Motion-1.0-Lite``, one level too deep: likely for someone who already has the weights) means
+    its parent; None for the Hugging Face cache."""
+    if not model_dir:
+        return None
+    root = Path(model_dir)
+    if root.name in VARIANT_FOLDERS.values() or is_variant_folder(root):
+        return root.parent
+    return root
+
+
 def _missing(what: str, variant: str, model_dir) -> HyMotionError:
     return HyMotionError(
         WEIGHTS_MISSING,
@@ -113,7 +125,8 @@ def locate(variant: str, model_dir: str | os.PathLike | None = None) -> ModelFil
         raise bad_request(f"Unknown model variant {variant!r}.", "Use lite or standard.")
     sub = VARIANT_FOLDERS[variant]
     if model_dir:
-        root = Path(model_dir)
+        root = model_root(model_dir) or Path(model_dir)
+        model_dir = str(root)
         model_folder, qwen, clip = root / sub, root / "Qwen3-8B", root / "clip-vit-large-patch14"
         if not is_variant_folder(model_folder):
             raise _missing(f"HY-Motion {variant} ({sub})", variant, model_dir)
@@ -157,7 +170,7 @@ def checked_variant_folder(folder: Path) -> Path:
 def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) -> ModelFiles:
     """A model folder given by path; its text encoders sit beside it (official ``ckpts/`` layout) or in the cache."""
     checked_variant_folder(folder)
-    root = Path(model_dir) if model_dir else folder.parent
+    root = model_root(model_dir) or folder.parent
     found = {}
     for repo_id, name in TEXT_ENCODER_FOLDERS.items():
         local = root / name
@@ -172,11 +185,19 @@ def download(variant: str, model_dir: str | os.PathLike | None = None) -> ModelF
     """Fetch the DiT and both text encoders (resumable; huggingface_hub shows progress bars)."""
     from huggingface_hub import snapshot_download
 
+    from .hub_errors import is_unreachable, unreachable_error
+
     sub = VARIANT_FOLDERS[variant]
-    root = Path(model_dir) if model_dir else None
-    snapshot_download(MODEL_REPO_ID, allow_patterns=[f"{sub}/*"], local_dir=root)
-    for repo_id, folder in TEXT_ENCODER_FOLDERS.items():
-        snapshot_download(
-            repo_id, allow_patterns=TEXT_ENCODER_PATTERNS, local_dir=root / folder if root else None
-        )
-    return locate(variant, model_dir)
+    root = model_root(model_dir)
+    fetches = [(MODEL_REPO_ID, [f"{sub}/*"], root)] + [
+        (repo_id, TEXT_ENCODER_PATTERNS, root / folder if root else None)
+        for repo_id, folder in TEXT_ENCODER_FOLDERS.items()
+    ]
+    for repo_id, patterns, local_dir in fetches:
+        try:
+            snapshot_download(repo_id, allow_patterns=patterns, local_dir=local_dir)
+        except Exception as error:  # huggingface_hub raises many kinds; only an unreachable host is reworded
+            if is_unreachable(error):
+                raise unreachable_error(error, repo_id, ", ".join([sub, *TEXT_ENCODER_FOLDERS.values()])) from None
+            raise
+    return locate(variant, root)

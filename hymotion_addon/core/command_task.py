@@ -13,9 +13,14 @@ from typing import IO
 
 from hymotion.shared.processes import own_group, signal_group
 
-from .pip_output import PipProgress, words
+from .pip_output import PipProgress, with_raw_progress, words
+from .task_endings import end_with_blender, failure_message
 
 _OUTPUT_CHUNK = 4096
+TAIL_LINES = 6
+"""The last lines of a step's output kept for its failure message (the log has them all)."""
+STAGE_DETAIL_COLUMNS = 72
+"""What pip is doing, at most this long in the stage line, so the seconds after it always show."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,6 @@ class Step:
     ok_exit_codes: tuple[int, ...] = (0,)
     capture_stdout: bool = False
     weight: float = 1.0
-
 
 
 @dataclass
@@ -55,10 +59,12 @@ class CommandTask:
     _process: subprocess.Popen | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _pip: PipProgress = field(default_factory=PipProgress, repr=False)
+    _tail: list[str] = field(default_factory=list, repr=False)
 
     def start(self) -> CommandTask:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = self.step_started_at = time.monotonic()
+        end_with_blender(self)
         self._thread = threading.Thread(target=self._run, name=f"hymotion-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -75,9 +81,8 @@ class CommandTask:
     def stage(self) -> str:
         """What happens now, in whole words: the step, what pip is doing in it, and the seconds it has taken."""
         detail = self._pip.phase or (self.last_line if self.last_line != self.step_label else "")
-        seconds = time.monotonic() - self.step_started_at
-        return words(f"{self.step_label}: {detail} · {seconds:.0f} s" if detail else
-                     f"{self.step_label} · {seconds:.0f} s")
+        seconds = f" · {time.monotonic() - self.step_started_at:.0f} s"  # always shown: a long detail is cut instead
+        return (f"{self.step_label}: {words(detail, STAGE_DETAIL_COLUMNS)}" if detail else self.step_label) + seconds
 
     @property
     def fraction(self) -> float:
@@ -99,6 +104,12 @@ class CommandTask:
         process = self._process
         if process is not None and process.poll() is None:
             signal_group(process)
+
+    def kill(self) -> None:
+        """End the running command and what it started at once (SIGKILL; Blender's exit, after cancel() did not)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            signal_group(process, kill=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the task finished within ``timeout`` seconds."""
@@ -154,11 +165,16 @@ class CommandTask:
         log.write(f"---- {step.label}: {shlex.join(step.command)}\n")
         log.flush()
         self.last_line = step.label
+        self._tail = []
         self._pip = PipProgress()
         self.step_started_at = time.monotonic()
+        pip_step = step.command[1:4] == ["-m", "pip", "install"]
+        command = with_raw_progress(step.command, self.environment) if pip_step else step.command
+        if command != step.command:
+            log.write("---- (with --progress-bar=raw: this pip reports its download bytes)\n")
         try:
             self._process = subprocess.Popen(
-                step.command,
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE if step.capture_stdout else subprocess.STDOUT,
@@ -177,12 +193,12 @@ class CommandTask:
             output = self._process.stderr
         else:
             output = self._process.stdout
-        pip_step = step.command[1:4] == ["-m", "pip", "install"]
         for line in _lines(output):
             log.write(line + "\n")
             log.flush()
             if line.strip():
                 self.last_line = line.strip()
+                self._tail = [*self._tail[-(TAIL_LINES - 1):], self.last_line]
                 if pip_step:
                     self._pip.read(line)
         code = self._process.wait()
@@ -192,15 +208,11 @@ class CommandTask:
         if self.cancelled:
             raise StepFailed(f"{self.title} was cancelled during '{step.label}'.")
         if code not in step.ok_exit_codes:
-            raise StepFailed(
-                f"{step.label} failed (exit code {code}): {words(self.last_line, 300)}. The whole output is in "
-                f"{self.log_path}"
-            )
+            raise StepFailed(failure_message(step.label, code, self._tail, self.log_path))
 
 
 class StepFailed(Exception):
     pass
-
 
 
 def _collect(stream: IO[bytes], chunks: list[bytes]) -> None:

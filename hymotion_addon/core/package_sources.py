@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Sequence
 
-from hymotion.shared.errors import bad_request
+from hymotion.shared.errors import HyMotionError, bad_request
 
 
 def parse_pip_arguments(text: str, windows: bool = os.name == "nt") -> list[str]:
@@ -162,6 +162,8 @@ class TorchBuild:
     index_url: str = ""
     index_setting: str = ""
     missing: str = ""
+    bad_address: str = ""
+    """Set (with ``missing`` as its hint) when the index setting holds something that is not an address."""
 
     @property
     def label(self) -> str:
@@ -175,6 +177,54 @@ CPU_INDEX_SETTING = "PyTorch CPU Index"
 
 
 CUDA_INDEX_SETTING = "PyTorch CUDA Index"
+
+
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+"""PyTorch's own package index for its CPU build, as its Get Started page gives it (Compute Platform: CPU)."""
+PYTORCH_CUDA_INDEXES = {
+    "12.6": "https://download.pytorch.org/whl/cu126",
+    "12.8": "https://download.pytorch.org/whl/cu128",
+    "13.0": "https://download.pytorch.org/whl/cu130",
+}
+"""PyTorch's own package indexes for its CUDA builds, one per CUDA version on its Get Started page."""
+PYTORCH_CUDA_INDEX = PYTORCH_CUDA_INDEXES["12.8"]
+"""The default CUDA index: 12.8 runs on the NVIDIA drivers of the last years (13.0 needs a driver from 2025 on)."""
+_INDEX_OPTION_NAMES = ("--index-url", "-i", "--extra-index-url")
+_HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\d+)?(/\S*)?$")
+
+
+def clean_index_address(text: str, setting: str) -> str:
+    """The package index address in a setting, cleaned: a pasted whole ``pip3 install ... --index-url URL`` command
+    gives its URL, an address without its scheme gets https://, quotes and spaces go. '' stays '' (no index).
+    Anything else is a bad request that says what was wrong and what to paste instead."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    address = words[0] if len(words) == 1 else ""
+    for index, word in enumerate(words):
+        option, equals, value = word.partition("=")
+        if option in _INDEX_OPTION_NAMES and equals:
+            address = value
+        elif word in _INDEX_OPTION_NAMES and index + 1 < len(words):
+            address = words[index + 1]
+    example = PYTORCH_CPU_INDEX if setting == CPU_INDEX_SETTING else PYTORCH_CUDA_INDEX
+    hint = (f"Paste the address after --index-url from {_INDEX_SOURCE}, e.g. {example}, or the whole pip3 install "
+            "command; empty the field for no index of its own.")
+    if not address:
+        raise bad_request(f"{setting} holds a command without --index-url: {text!r}.", hint)
+    if "://" not in address and _HOST.match(address):
+        address = f"https://{address}"
+    scheme = _URL_SCHEME.match(address)
+    rest = address[scheme.end():] if scheme else ""
+    if scheme is None or scheme.group(1).lower() not in ("http", "https", "file") or not rest.strip("/"):
+        raise bad_request(f"{setting} is not a package index address: {address!r}.", hint)
+    if scheme.group(1).lower() != "file" and not _HOST.match(rest):
+        raise bad_request(f"{setting} is not a package index address: {address!r} has no host name.", hint)
+    return address
 
 
 _INDEX_SOURCE = "PyTorch's 'Get Started' page (choose Pip and the compute platform; copy the address after --index-url)"
@@ -203,7 +253,10 @@ def choose_torch_build(system: str, nvidia_driver: str, override: str = AUTO, cp
         reason = "Chosen in PyTorch Build."
     index_url, setting = (cpu_index_url, CPU_INDEX_SETTING) if kind == CPU_BUILD else (cuda_index_url,
                                                                                         CUDA_INDEX_SETTING)
-    index_url = index_url.strip()
+    try:
+        index_url = clean_index_address(index_url, setting)
+    except HyMotionError as error:
+        return TorchBuild(kind, reason, "", setting, error.hint, error.message)
     default_serves_it = (system, kind) in (("Linux", CUDA_BUILD), ("Windows", CPU_BUILD))
     missing = ""
     if not index_url and not default_serves_it:

@@ -28,8 +28,9 @@ from hymotion.shared.protocol import (
 )
 
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
+from ..core.blender_hints import in_blender_words
 from ..core.client import BACKEND_RESTARTS_HINT
-from . import bake, rig, takes
+from . import bake, rig, rig_placement, takes
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
@@ -108,6 +109,7 @@ class Run:
     cancel_requested: bool = False
     finished: bool = False
     started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
     _fraction: float = 0.0
     settings: GenerationSettings = field(init=False)
 
@@ -201,6 +203,12 @@ class Run:
         steps = f" {self.step}/{self.total}" if self.stage == "sampling" and self.total else ""
         return f"HY-Motion: {label}{steps} · {len(self.actions)}/{self.expected} clips · Esc to cancel"
 
+    def progress_text(self) -> str:
+        """The sidebar's progress bar: the stage, the clips and the seconds so far (the Cancel button sits under it,
+        and the status bar says Esc), short enough for the sidebar's default width."""
+        stage = self.status_text().removeprefix("HY-Motion: ").removesuffix(" · Esc to cancel")
+        return f"{stage} · {time.monotonic() - self.started_at:.0f} s"
+
     # --- internals --------------------------------------------------------------------------------------------------
 
     def _submit_when_ready(self, wait: float = 0.0) -> None:
@@ -285,7 +293,10 @@ class Run:
 
     def _target_armature(self) -> bpy.types.Object:
         if self.armature is None:
-            self.armature = rig.build_armature(self.collection, with_mesh=self.spec.with_mesh)
+            prompts = [clip.prompt for clip in self.spec.clips]
+            self.armature = rig.build_armature(self.collection, name=rig_placement.armature_name(
+                [" ".join(prompts)] if self.spec.timeline else prompts), with_mesh=self.spec.with_mesh)
+            rig_placement.place_beside_others(self.armature, self.scene)
         elif self.armature.name not in bpy.data.objects:
             raise bad_request("The target armature was deleted during generation.", "Generate again.")
         return self.armature
@@ -303,16 +314,19 @@ class Run:
         if self.finished:
             return
         self.finished = True
+        self.ended_at = time.monotonic()
         if self.error is None:
-            self.error = error
+            self.error = in_blender_words(error) if error is not None else None
 
     # --- the sentence the operator reports --------------------------------------------------------------------------
 
     def summary(self) -> str:
         made = f"{len(self.actions)} of {self.expected} Action{'s' if self.expected != 1 else ''}"
-        seconds = time.monotonic() - self.started_at
+        seconds = (self.ended_at if self.ended_at is not None else time.monotonic()) - self.started_at
         if self.error is not None and self.error.code != errors.CANCELLED:
-            return f"HY-Motion failed after {made}: {self.error}"
+            if not self.actions:
+                return f"HY-Motion made nothing: {self.error}"
+            return f"HY-Motion stopped after {made}: {self.error}"
         if self.cancel_requested or self.error is not None:
             reason = f" ({self.error.message})" if self.error is not None else ""
             return f"HY-Motion cancelled{reason}; kept {made}."

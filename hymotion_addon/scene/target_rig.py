@@ -35,6 +35,24 @@ def check_armature(armature: bpy.types.Object) -> None:
             f"'{getattr(armature, 'name', armature)}' is not an armature.",
             "Pick the character's armature (its rig) as the retarget target.",
         )
+    if is_rigify_metarig(armature):
+        raise bad_request(f"'{armature.name}' is a Rigify metarig: it only describes a rig, and motion on it moves "
+                          "nothing.", metarig_hint(armature))
+
+
+def is_rigify_metarig(armature: bpy.types.Object) -> bool:
+    """Whether an armature is a Rigify metarig (its bones carry a Rigify type), not the rig generated from it."""
+    return any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type")
+               for pose_bone in armature.pose.bones)
+
+
+def metarig_hint(metarig: bpy.types.Object) -> str:
+    """Which rig to pick instead of a metarig: the one Rigify generated from it, or how to generate one."""
+    generated = getattr(metarig.data, "rigify_target_rig", None)
+    if generated is not None:
+        return f"Pick the rig generated from it, '{generated.name}', as Target Rig."
+    return ("Generate the rig first (Armature properties > Rigify > Generate Rig), then pick the generated rig as "
+            "Target Rig.")
 
 
 def bone_infos(armature: bpy.types.Object) -> list[BoneInfo]:

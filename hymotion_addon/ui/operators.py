@@ -21,7 +21,7 @@ from hymotion.shared.prompt_guide import duration_for
 
 from ..core import backend_setup, command_task
 from ..core.backend_manager import MANAGER
-from ..scene import generation, rig, takes
+from ..scene import generation, rig, scene_range, takes
 from . import preferences, properties
 from .properties import HYMOTION_PG_settings, generation_property
 
@@ -64,6 +64,7 @@ class _GenerationProperties:
     in_place: generation_property("in_place", for_operator=True)
     start_frame: generation_property("start_frame", for_operator=True)
     keys: generation_property("keys", for_operator=True)
+    fit_scene_range: generation_property("fit_scene_range", for_operator=True)
 
 
 class GenerationOperator(_GenerationProperties):
@@ -151,7 +152,11 @@ class GenerationOperator(_GenerationProperties):
         redraw_areas(("VIEW_3D",))
 
     def conclude(self, context: bpy.types.Context, run: generation.Run) -> set[str]:
-        """Report the outcome. Any Action made keeps the operator FINISHED, so it is one undo step."""
+        """Report the outcome (its summary last). Any Action made keeps the operator FINISHED, so it is one undo
+        step."""
+        if run.actions and self.value(context, "fit_scene_range"):
+            frames = scene_range.fit_scene_range(context.scene, run.armature, run.actions)
+            self.report({"INFO"}, f"Scene range set to frames {frames[0]}–{frames[1]} (Fit Scene Range).")
         for warning in run.warnings:
             self.report({"WARNING"}, warning)
         if run.error is not None and run.error.code != errors.CANCELLED:
@@ -208,22 +213,29 @@ class PromptListOperator(GenerationOperator):
     text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
     filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
 
+    list_settings = "batch"
+    """Which of the panel's prompt lists this operator reads: batch_source/_text/_file (Batch Bake) or
+    timeline_source/_text/_file (Timeline): two settings of their own, so changing one leaves the other."""
+    list_panel = "Batch Bake panel"
+
     def prompt_text(self, context: bpy.types.Context) -> tuple[str, str]:
         """The prompt list and a name for it in messages."""
         settings = _settings(context)
-        source = self.source if self.properties.is_property_set("source") else settings.batch_source
+        prefix = self.list_settings
+        source = self.source if self.properties.is_property_set("source") else getattr(settings, f"{prefix}_source")
         if source == "TEXT":
-            name = self.text if self.properties.is_property_set("text") else (
-                settings.batch_text.name if settings.batch_text else ""
-            )
+            chosen = getattr(settings, f"{prefix}_text")
+            name = self.text if self.properties.is_property_set("text") else (chosen.name if chosen else "")
             if not name:
                 raise bad_request("No text datablock is chosen for the prompt list.",
-                                  "Pick a text in the Batch panel (write one prompt per line in the Text Editor).")
+                                  f"Pick a text in the {self.list_panel} (write one prompt per line in the Text "
+                                  "Editor).")
             text = bpy.data.texts.get(name)
             if text is None:
                 raise bad_request(f"There is no text datablock named '{name}'.", "Pick an existing text.")
             return text.as_string(), f"Text '{name}'"
-        path_text = self.filepath if self.properties.is_property_set("filepath") else settings.batch_file
+        path_text = (self.filepath if self.properties.is_property_set("filepath")
+                     else getattr(settings, f"{prefix}_file"))
         if not path_text.strip():
             raise bad_request("No prompt file is chosen.", "Pick a text file with one prompt per line.")
         path = Path(bpy.path.abspath(path_text))

@@ -16,11 +16,11 @@ from hymotion.shared.prompt_guide import PromptAdvice, analyse
 
 from ..core import backend_manager, backend_setup
 from ..core.backend_manager import MANAGER
+from ..core.blender_hints import in_blender_words
 from ..scene import generation, rig
 from . import operators, preferences
-from .preferences import draw_wrapped
+from .text_fit import draw_wrapped, fitted
 
-SIDEBAR_COLUMNS = 42
 HISTORY_ROWS = 4
 STAGE_REDRAW_S = 0.25
 
@@ -78,22 +78,22 @@ def cancel_early_start() -> None:
 
 def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, detailed: bool = False) -> None:
     """Not installed / not started / starting / loading the model / ready (device, plan) / busy (progress) / error
-    (with hint)."""
+    (with hint). The main panel draws it in a box; the Backend sub-panel (``detailed``) only once a backend exists."""
+    boxes = 0 if detailed else 1
     config = preferences.backend_config(context)
     if config is None:
         task = backend_setup.tasks.get("install")
         record = preferences.install_record()
         if task is not None and task.running:
-            layout.label(text="Backend: installing…", icon="SORTTIME")
-            layout.progress(factor=task.fraction, type="BAR", text=task.step_label)
+            draw_wrapped(layout, "Backend: installing…", icon="SORTTIME", boxes=boxes)
+            layout.progress(factor=task.fraction, type="BAR", text=fitted(task.step_label, boxes=boxes))
         elif record is not None and record.state != backend_setup.INSTALLED:
             outcome = "did not finish" if record.state == backend_setup.INSTALLING else record.state
-            layout.label(text=f"Backend: install {outcome}", icon="ERROR")
-            draw_wrapped(layout, "See the add-on's preferences for what happened and the log.",
-                         columns=SIDEBAR_COLUMNS)
+            draw_wrapped(layout, f"Backend: install {outcome}", icon="ERROR", boxes=boxes)
+            draw_wrapped(layout, "Open Preferences to see why, and its log.", boxes=boxes)
         else:
-            layout.label(text="Backend: not installed", icon="ERROR")
-            draw_wrapped(layout, "Install it in the add-on's preferences.", columns=SIDEBAR_COLUMNS)
+            draw_wrapped(layout, "Backend: not installed", icon="ERROR", boxes=boxes)
+            draw_wrapped(layout, "Install it in the add-on's preferences.", boxes=boxes)
         layout.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = (
             preferences.ADDON_PACKAGE
         )
@@ -101,31 +101,33 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
     status = MANAGER.status()
     run = _running_run()
     if run is not None:
-        layout.label(text="Backend: busy", icon="SORTTIME")
-        layout.progress(factor=run.fraction, type="BAR", text=run.status_text().removeprefix("HY-Motion: "))
+        draw_wrapped(layout, "Backend: busy", icon="SORTTIME", boxes=boxes)
+        layout.progress(factor=run.fraction, type="BAR", text=fitted(run.progress_text(), boxes=boxes))
     elif status.state == backend_manager.STARTING:
-        layout.label(text="Backend: starting…", icon="SORTTIME")
+        draw_wrapped(layout, "Backend: starting…", icon="SORTTIME", boxes=boxes)
     elif status.state == backend_manager.READY and status.hello is not None and status.loading:
-        layout.label(text=f"Backend: loading the model… ({config.model})", icon="SORTTIME")
+        draw_wrapped(layout, f"Backend: loading the model… ({config.model})", icon="SORTTIME", boxes=boxes)
     elif status.state == backend_manager.READY and status.hello is not None:
         device = status.hello.device or "CPU"
-        layout.label(text=f"Backend: ready · {device} · plan {status.hello.plan}", icon="CHECKMARK")
+        draw_wrapped(layout, f"Backend: ready · {device} · plan {status.hello.plan}", icon="CHECKMARK", boxes=boxes)
         if status.preload_failed:
             draw_wrapped(layout, "The model did not load ahead of time; Generate loads it and says why.", icon="INFO",
-                         columns=SIDEBAR_COLUMNS)
-        _draw_weights_state(layout, status.hello, config.model)
+                         boxes=boxes)
+        _draw_weights_state(layout, status.hello, config.model, boxes)
     elif status.state == backend_manager.ERROR and status.error is not None:
-        layout.label(text="Backend: error", icon="ERROR")
-        draw_wrapped(layout, status.error.message, columns=SIDEBAR_COLUMNS)
-        if status.error.hint:
-            draw_wrapped(layout, status.error.hint, icon="INFO", columns=SIDEBAR_COLUMNS)
+        error = in_blender_words(status.error)
+        draw_wrapped(layout, "Backend: error", icon="ERROR", boxes=boxes)
+        draw_wrapped(layout, error.message, boxes=boxes)
+        if error.hint:
+            draw_wrapped(layout, error.hint, icon="INFO", boxes=boxes)
     else:
-        layout.label(text=f"Backend: starts at the first Generate ({config.model}, plan {config.plan})", icon="PAUSE")
+        draw_wrapped(layout, f"Backend: starts at the first Generate ({config.model}, plan {config.plan})",
+                     icon="PAUSE", boxes=boxes)
     if config.model == "tiny-random":
-        layout.label(text="Tiny test model: the motion is noise.", icon="ERROR")
+        draw_wrapped(layout, "Tiny test model: motion is noise.", icon="ERROR", boxes=boxes)
     if detailed:
         if status.pid is not None and status.state == backend_manager.READY:
-            layout.label(text=f"Process {status.pid}, backend {status.hello.backend_version}", icon="CONSOLE")
+            draw_wrapped(layout, f"Process {status.pid}, backend {status.hello.backend_version}", icon="CONSOLE")
         if status.hello is not None and status.hello.log_file:
             layout.operator("hymotion.open_log", text="Open Backend Log", icon="TEXT").filepath = status.hello.log_file
         row = layout.row()
@@ -133,12 +135,15 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
         row.operator("hymotion.stop_backend", icon="QUIT")
 
 
-def _draw_weights_state(layout: bpy.types.UILayout, hello, model: str) -> None:
+def _draw_weights_state(layout: bpy.types.UILayout, hello, model: str, boxes: int) -> None:
     for availability in hello.models:
         if availability.name == model and not availability.available:
-            layout.label(text=f"Weights for '{model}' are not downloaded.", icon="ERROR")
-            hint = availability.download_command or "Download Weights in the add-on's preferences."
-            draw_wrapped(layout, f"Use Download Weights in the preferences, or run: {hint}", columns=SIDEBAR_COLUMNS)
+            draw_wrapped(layout, f"The '{model}' weights are not downloaded.", icon="ERROR", boxes=boxes)
+            draw_wrapped(layout, "Press Download Weights in the add-on's preferences, or set its Model Folder to "
+                         "where the weights are.", boxes=boxes)
+            layout.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES").module = (
+                preferences.ADDON_PACKAGE
+            )
 
 
 def draw_prompt_guidance(layout: bpy.types.UILayout, settings) -> None:
@@ -147,20 +152,21 @@ def draw_prompt_guidance(layout: bpy.types.UILayout, settings) -> None:
     column = layout.column(align=True)
     if not settings.prompt.strip():
         draw_wrapped(column, "Describe what one person's body does, e.g. 'a person jumps forward, then turns "
-                     "left and waves'.", icon="INFO", columns=SIDEBAR_COLUMNS)
+                     "left and waves'.", icon="INFO")
         return
-    column.label(text=advice.length_line, icon="TEXT")
+    draw_wrapped(column, advice.length_line, icon="TEXT")
     for note in advice.warnings:
-        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="ERROR", columns=SIDEBAR_COLUMNS)
+        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="ERROR")
     for note in advice.hints:
-        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="INFO", columns=SIDEBAR_COLUMNS)
+        draw_wrapped(column, f"{note.message} {note.suggestion}", icon="INFO")
     if settings.duration <= 0.0 and advice.duration is not None:
-        draw_wrapped(column, f"Duration (auto): {advice.duration.explanation}", icon="TIME", columns=SIDEBAR_COLUMNS)
+        draw_wrapped(column, f"Duration (auto): {advice.duration.explanation}", icon="TIME")
 
 
 def draw_main(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     settings = context.scene.hymotion
     draw_backend_state(layout.box(), context)
+    draw_wrapped(layout, "Prompt:")
     layout.prop(settings, "prompt", text="")
     draw_prompt_guidance(layout, settings)
     if _running_run() is not None:
@@ -168,11 +174,12 @@ def draw_main(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     else:
         row = layout.row()
         row.scale_y = 1.5
+        row.enabled = preferences.backend_config(context) is not None
         row.operator("hymotion.generate", icon="PLAY")
     last = generation.active_run
     if last is not None and last.finished:
         icon = "ERROR" if last.error is not None and not last.cancelled else "INFO"
-        draw_wrapped(layout, last.summary(), icon=icon, columns=SIDEBAR_COLUMNS)
+        draw_wrapped(layout, last.summary(), icon=icon)
 
 
 def draw_settings(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -180,6 +187,8 @@ def draw_settings(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
     layout.use_property_split = True
     layout.use_property_decorate = False
     layout.prop(settings, "duration")
+    if settings.duration <= 0.0:
+        draw_wrapped(layout, "Duration 0: estimated from the prompt.", icon="TIME")
     layout.prop(settings, "seeds")
     layout.prop(settings, "cfg")
     layout.prop(settings, "steps")
@@ -194,15 +203,16 @@ def draw_target(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     if settings.target == "ACTIVE":
         active = context.active_object
         if rig.is_hymotion_armature(active):
-            layout.label(text=f"Bakes onto '{active.name}'", icon="ARMATURE_DATA")
+            draw_wrapped(layout, f"Bakes onto '{active.name}'", icon="ARMATURE_DATA")
         else:
-            layout.label(text="Select an SMPL-X armature made by HY-Motion", icon="ERROR")
+            draw_wrapped(layout, "Select an SMPL-X armature made by HY-Motion", icon="ERROR")
     else:
         layout.prop(settings, "with_mesh")
     layout.prop(settings, "fps_mode")
     layout.prop(settings, "in_place")
     layout.prop(settings, "start_frame")
     layout.prop(settings, "keys")
+    layout.prop(settings, "fit_scene_range")
 
 
 def draw_batch(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -210,11 +220,12 @@ def draw_batch(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     layout.prop(settings, "batch_source", expand=True)
     if settings.batch_source == "TEXT":
         layout.prop(settings, "batch_text")
+        if settings.batch_text is None:
+            draw_wrapped(layout, "Write the list in Blender's Text Editor (New), then pick that text here.")
     else:
         layout.prop(settings, "batch_file")
     layout.prop(settings, "nla_layout", expand=True)
-    draw_wrapped(layout, "One prompt per line; '4.5 | prompt' sets a line's duration. Uses the first seed.",
-                 columns=SIDEBAR_COLUMNS)
+    draw_wrapped(layout, "One prompt per line; '4.5 | prompt' sets a line's duration. Uses the first seed.")
     row = layout.row()
     row.enabled = _running_run() is None
     row.operator("hymotion.batch_bake", icon="NLA_PUSHDOWN")
@@ -225,6 +236,7 @@ def draw_presets(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     row = layout.row(align=True)
     row.menu("HYMOTION_MT_preset_load", text="Load", icon="PRESET")
     row.menu("HYMOTION_MT_preset_delete", text="Delete", icon="TRASH")
+    draw_wrapped(layout, "Save the settings as:")
     row = layout.row(align=True)
     row.prop(settings, "preset_name", text="")
     row.operator("hymotion.preset_save", text="Save", icon="ADD")
@@ -233,6 +245,8 @@ def draw_presets(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
 def draw_history(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     settings = context.scene.hymotion
     layout.template_list("HYMOTION_UL_history", "", settings, "history", settings, "history_index", rows=HISTORY_ROWS)
+    if not settings.history:
+        draw_wrapped(layout, "Each Generate adds its prompt here.")
     row = layout.row(align=True)
     row.operator("hymotion.history_use", icon="PASTEDOWN")
     row.operator("hymotion.history_clear", icon="X")
@@ -303,6 +317,11 @@ class HYMOTION_PT_backend(_SidebarPanel, bpy.types.Panel):
     bl_label = "Backend"
     bl_parent_id = "HYMOTION_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        """Only once there is a backend to start and stop: before that, the main panel says how to install one."""
+        return super().poll(context) and preferences.backend_config(context) is not None
 
     def draw(self, context: bpy.types.Context) -> None:
         draw_backend_state(self.layout, context, detailed=True)

@@ -7,9 +7,9 @@ extension never wipes the backend environment, presets or logs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-import textwrap
 from pathlib import Path
 
 import bpy
@@ -19,6 +19,7 @@ from hymotion.shared.models import enum_items
 
 from ..core import backend_setup, command_task, package_sources
 from ..core.backend_manager import BackendConfig
+from .text_fit import draw_wrapped
 
 ADDON_PACKAGE = __package__.rsplit(".", 2)[0] if __package__.count(".") >= 2 else __package__.partition(".")[0]
 """The add-on's module name: the extension root that holds hymotion_addon/ (e.g. bl_ext.user_default.hymotion)."""
@@ -26,7 +27,6 @@ ADDON_PACKAGE = __package__.rsplit(".", 2)[0] if __package__.count(".") >= 2 els
 EXTENSION_ROOT = Path(__file__).resolve().parents[2]
 USER_DIR_ENV = "HYMOTION_USER_DIR"
 PRESETS_FILE = "presets.json"
-WRAP_COLUMNS = 88
 
 MODEL_ITEMS = enum_items()
 TORCH_BUILD_ITEMS = [
@@ -55,8 +55,8 @@ LICENCE_SUMMARY = (
 OFFLINE_PATH = (
     "Blender's online access is off (Preferences > System > Network), so the add-on downloads nothing. To work "
     "offline, copy the weights into the Model Folder (HY-Motion-1.0-Lite or HY-Motion-1.0, Qwen3-8B and "
-    "clip-vit-large-patch14 side by side; `hymotion download --model-dir DIR` on a machine with internet makes that "
-    "folder), or point Backend Python at a Python that already has the backend and weights."
+    "clip-vit-large-patch14 side by side, as Download Weights leaves them on a machine with internet), or point "
+    "Backend Python at a Python that already has the backend and weights."
 )
 
 
@@ -128,14 +128,18 @@ def install_inputs(
     stops the install, which the preferences also show before the button is pressed."""
     extra = package_sources.parse_pip_arguments(preferences.extra_pip_args)
     build = torch_build(preferences)
+    if build.bad_address:
+        raise bad_request(build.bad_address, build.missing)
+    if "--no-index" in extra:  # an offline install takes torch from its folder of wheels, not from an index
+        build = dataclasses.replace(build, index_url="", missing="")
     remote = package_sources.remote_sources(extra, build.index_url)
     if remote and not online_access:
         raise bad_request(
-            "Install Backend downloads PyTorch and the backend's dependencies, but online access is off (pip would "
-            f"reach {'; '.join(remote)}).",
-            "Turn on Preferences > System > Network > Allow Online Access, or install offline: Extra pip Arguments "
-            "'--no-index --find-links DIR' with a folder of wheels (torch and the backend's dependencies) and no "
-            "web address, or set Backend Python to a Python that has the backend.",
+            "Install Backend downloads PyTorch and the backend's dependencies, but Blender's online access is off "
+            f"(it would reach {'; '.join(remote)}).",
+            "Turn on Allow Online Access (Preferences > System > Network). Without internet: put the wheels of torch "
+            "and the backend's dependencies in a folder and set Extra pip Arguments (Installation Options) to "
+            "'--no-index --find-links FOLDER', or set Backend Python to a Python that has the backend.",
         )
     if build.missing:
         raise bad_request(f"PyTorch's {build.label} needs its package index. {build.reason}", build.missing)
@@ -173,11 +177,34 @@ def backend_config(context: bpy.types.Context | None = None) -> BackendConfig | 
         return None
     if preferences is None:
         return BackendConfig(python=python)
-    model_dir = bpy.path.abspath(preferences.model_dir) if preferences.model_dir.strip() else ""
+    model_dir = model_folder(preferences)
     return BackendConfig(python=python, model=preferences.model, model_dir=model_dir, plan=preferences.plan)
 
 
+VARIANT_FOLDER_NAMES = ("HY-Motion-1.0-Lite", "HY-Motion-1.0")
+"""The model's own folders inside a Model Folder (as hymotion.weights names them)."""
+
+
+def model_folder(preferences: HYMOTION_AddonPreferences) -> str:
+    """The Model Folder as the backend gets it: '' for the Hugging Face cache; a folder chosen one level too deep
+    (HY-Motion-1.0-Lite itself, likely for someone who already has the weights) means its parent."""
+    if not preferences.model_dir.strip():
+        return ""
+    folder = Path(bpy.path.abspath(preferences.model_dir.strip())).resolve()
+    return str(folder.parent if folder.name in VARIANT_FOLDER_NAMES else folder)
+
+
 def not_installed_error() -> HyMotionError:
+    """What Generate says without a backend: after a failed install, that it failed, why, and where its log is."""
+    record = install_record()
+    if record is not None and record.state in (backend_setup.FAILED, backend_setup.INSTALLING):
+        what = "did not finish" if record.state == backend_setup.INSTALLING else "failed"
+        reason = record.message.strip() or "no reason recorded"
+        return bad_request(
+            f"The HY-Motion backend is not installed: the last install {what} ({reason}).",
+            f"Open Preferences > Add-ons > HY-Motion: its Backend box says what to change, and Open Install Log shows "
+            f"the log ({record.log_path}). Then press Install Backend again.",
+        )
     return bad_request(
         "The HY-Motion backend is not installed.",
         "Open Preferences > Add-ons > HY-Motion and press Install Backend, or set Backend Python to a Python that "
@@ -191,28 +218,43 @@ def base_python(preferences: HYMOTION_AddonPreferences) -> str:
     return backend_setup.default_base_python(sys.executable)
 
 
-def draw_wrapped(layout: bpy.types.UILayout, text: str, icon: str = "NONE", columns: int = WRAP_COLUMNS) -> None:
-    """Labels for a paragraph: Blender's labels do not wrap by themselves."""
-    column = layout.column(align=True)
-    lines = [line for paragraph in text.splitlines() for line in (textwrap.wrap(paragraph, columns) or [""])]
-    for index, line in enumerate(lines):
-        column.label(text=line, icon=icon if index == 0 else "BLANK1" if icon != "NONE" else "NONE")
-
-
 def draw_task(layout: bpy.types.UILayout, task: command_task.CommandTask | None) -> None:
-    """A setup task's progress bar and stage (in whole words) while it runs, its outcome after."""
+    """A setup task's progress bar and stage (in whole words) while it runs, its outcome after (in a box)."""
     if task is None:
         return
     if task.running:
         layout.progress(factor=task.fraction, type="BAR", text=f"{task.fraction:.0%}")
-        draw_wrapped(layout, task.stage, columns=100)
+        draw_wrapped(layout, task.stage, boxes=1)
         layout.operator("hymotion.cancel_setup_task", icon="CANCEL").task = task.name
     elif task.succeeded:
-        layout.label(text=task.message, icon="CHECKMARK")
+        draw_wrapped(layout, task.message, icon="CHECKMARK", boxes=1)
     else:
-        draw_wrapped(layout, task.message, icon="ERROR")
+        draw_wrapped(layout, task.message, icon="ERROR", boxes=1)
     if task.log_path.exists():
         layout.operator("hymotion.open_log", icon="TEXT").filepath = str(task.log_path)
+
+
+def clean_index_setting(preferences: HYMOTION_AddonPreferences, name: str) -> None:
+    """A PyTorch index field, cleaned as it is pasted (the address out of a whole pip command, https:// added);
+    what is not an address stays as typed, and the Backend box says what is wrong with it."""
+    setting = package_sources.CPU_INDEX_SETTING if "cpu" in name else package_sources.CUDA_INDEX_SETTING
+    try:
+        cleaned = package_sources.clean_index_address(getattr(preferences, name), setting)
+    except HyMotionError:
+        return
+    if cleaned != getattr(preferences, name):
+        setattr(preferences, name, cleaned)
+
+
+def update_cpu_index(preferences: HYMOTION_AddonPreferences, _context: bpy.types.Context) -> None:
+    """The CPU index field's update callback (a named function: a lambda made while Blender evaluates the class's
+    annotations cannot see this module's names when it runs)."""
+    clean_index_setting(preferences, "torch_cpu_index_url")
+
+
+def update_cuda_index(preferences: HYMOTION_AddonPreferences, _context: bpy.types.Context) -> None:
+    """The CUDA index field's update callback."""
+    clean_index_setting(preferences, "torch_cuda_index_url")
 
 
 class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
@@ -237,15 +279,20 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
     )
     torch_cpu_index_url: bpy.props.StringProperty(
         name=package_sources.CPU_INDEX_SETTING,
-        description="Package index of PyTorch's CPU build, from PyTorch's 'Get Started' page (Compute Platform: "
-        "CPU; the address after --index-url). Needed on Linux without an NVIDIA GPU, where the default PyTorch is "
-        "the much larger CUDA build",
+        description="Package index of PyTorch's CPU build (PyTorch's own, from its 'Get Started' page: Compute "
+        "Platform CPU, the address after --index-url; a pasted whole pip3 install command works too). Used on "
+        "Linux without an NVIDIA GPU, where the default PyTorch is the much larger CUDA build",
+        default=package_sources.PYTORCH_CPU_INDEX,
+        update=update_cpu_index,
     )
     torch_cuda_index_url: bpy.props.StringProperty(
         name=package_sources.CUDA_INDEX_SETTING,
-        description="Package index of PyTorch's CUDA build, from PyTorch's 'Get Started' page (the address after "
-        "--index-url). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only; optional on "
-        "Linux (picks the CUDA version)",
+        description="Package index of PyTorch's CUDA build (PyTorch's own, from its 'Get Started' page: the "
+        "address after --index-url; its last part picks the CUDA version: " + ", ".join(
+            f"{version} {url.rsplit('/', 1)[-1]}" for version, url in package_sources.PYTORCH_CUDA_INDEXES.items())
+        + "). Needed on Windows with an NVIDIA GPU, where the default PyTorch is CPU-only",
+        default=package_sources.PYTORCH_CUDA_INDEX,
+        update=update_cuda_index,
     )
     extra_pip_args: bpy.props.StringProperty(
         name="Extra pip Arguments",
@@ -284,7 +331,8 @@ class HYMOTION_AddonPreferences(bpy.types.AddonPreferences):
 
 
 def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    """The preferences page (a function of the layout, so it can be checked without a window)."""
+    """The preferences page (a function of the layout, so it can be checked without a window). Every section is a
+    box, so every text in it is drawn with ``boxes=1``."""
     _draw_backend(layout.box(), preferences)
     _draw_model(layout.box(), preferences)
     _draw_weights(layout.box(), preferences)
@@ -293,41 +341,50 @@ def draw_preferences(layout: bpy.types.UILayout, preferences: HYMOTION_AddonPref
 
 
 def _draw_backend(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Backend", icon="CONSOLE")
+    draw_wrapped(box, "Backend", icon="CONSOLE", boxes=1)
     box.prop(preferences, "backend_python")
     task = backend_setup.tasks.get("install")
     running = task is not None and task.running
     python = backend_python(preferences)
     record = install_record()
     if preferences.backend_python.strip():
-        box.label(text=f"Runs with {python}", icon="CHECKMARK")
+        draw_wrapped(box, f"Runs with {python}", icon="CHECKMARK", boxes=1)
     elif python and record is not None:
-        draw_wrapped(box, f"Installed: {record.summary}. Runs with {python}", icon="CHECKMARK")
+        draw_wrapped(box, f"Installed: {record.summary}. Runs with {python}", icon="CHECKMARK", boxes=1)
     elif not running and record is not None and record.state != backend_setup.INSTALLED:
         _draw_unfinished_install(box, record)
     elif not running:
         draw_wrapped(box, "No backend yet: press Install Backend (PyTorch and the backend go into their own "
-                     "environment in the extension's folder), or set Backend Python.", icon="INFO")
+                     "environment in the extension's folder), or set Backend Python.", icon="INFO", boxes=1)
+    # With a backend that runs, what an install would need is no longer news: it shows under Installation Options.
+    has_backend = bool(python)
     build = torch_build(preferences)
-    draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO")
-    try:
-        install_inputs(preferences, bpy.app.online_access)
-    except HyMotionError as blocker:
-        draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR")
+    if not has_backend or preferences.show_setup_options:
+        draw_wrapped(box, f"PyTorch: {build.label} ({size_text(build)}). {build.reason}", icon="INFO", boxes=1)
+        try:
+            install_inputs(preferences, bpy.app.online_access)
+        except HyMotionError as blocker:
+            draw_wrapped(box, f"{blocker.message} {blocker.hint}", icon="ERROR", boxes=1)
     row = box.row()
     row.enabled = not running
-    row.operator("hymotion.install_backend", icon="IMPORT")
+    row.operator("hymotion.install_backend", text="Reinstall Backend" if has_backend else "Install Backend",
+                 icon="IMPORT")
     if running:
         draw_task(box, task)
-    box.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT")
-    if preferences.show_setup_options or build.missing:
-        box.prop(preferences, "torch_build")
-        box.prop(preferences, "torch_cpu_index_url")
-        box.prop(preferences, "torch_cuda_index_url")
+    toggle = box.row()
+    toggle.alignment = "LEFT"  # a disclosure triangle and its label, as Blender's own sub-sections
+    toggle.prop(preferences, "show_setup_options", icon="TRIA_DOWN" if preferences.show_setup_options else "TRIA_RIGHT",
+                emboss=False)
     if preferences.show_setup_options:
-        box.prop(preferences, "base_python")
-        box.prop(preferences, "extra_pip_args")
-        box.label(text=f"Environment: {venv_dir()}")
+        column = box.column()
+        column.use_property_split = True
+        column.use_property_decorate = False
+        column.prop(preferences, "torch_build")
+        column.prop(preferences, "torch_cpu_index_url")
+        column.prop(preferences, "torch_cuda_index_url")
+        column.prop(preferences, "base_python")
+        column.prop(preferences, "extra_pip_args")
+        draw_wrapped(box, f"Environment: {venv_dir()}", boxes=1)
 
 
 def _draw_unfinished_install(box: bpy.types.UILayout, record: backend_setup.InstallRecord) -> None:
@@ -338,49 +395,66 @@ def _draw_unfinished_install(box: bpy.types.UILayout, record: backend_setup.Inst
     else:
         outcome = "failed" if record.state == backend_setup.FAILED else "was cancelled"
         text = f"The last install {outcome} ({record.time}): {record.message}"
-    draw_wrapped(box, text, icon="ERROR")
+    draw_wrapped(box, text, icon="ERROR", boxes=1)
     if Path(record.log_path).is_file():
         box.operator("hymotion.open_log", text="Open Install Log", icon="TEXT").filepath = record.log_path
 
 
 def _draw_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Model", icon="ARMATURE_DATA")
+    draw_wrapped(box, "Model", icon="ARMATURE_DATA", boxes=1)
     box.prop(preferences, "model")
     box.prop(preferences, "model_dir")
+    chosen = Path(bpy.path.abspath(preferences.model_dir.strip())) if preferences.model_dir.strip() else None
+    if chosen is not None and chosen.resolve().name in VARIANT_FOLDER_NAMES:
+        draw_wrapped(box, f"This is the {chosen.resolve().name} folder itself: its parent folder, "
+                     f"{model_folder(preferences)}, is used (Qwen3-8B and clip-vit-large-patch14 sit there beside "
+                     "it).", icon="INFO", boxes=1)
     box.prop(preferences, "plan")
     box.prop(preferences, "start_backend_early")
     if preferences.model == "tiny-random":
-        box.label(text="The tiny model has random weights: its motion is noise (for testing).", icon="ERROR")
+        draw_wrapped(box, "The tiny model has random weights: its motion is noise (for testing).", icon="ERROR",
+                     boxes=1)
+
+
+def download_blocker(preferences: HYMOTION_AddonPreferences, online_access: bool) -> str:
+    """Why Download Weights is greyed out now, in words that name the setting to change; '' when it can run."""
+    if preferences.model == "tiny-random":
+        return "The Tiny model needs no download (its weights are random). Choose Lite or Standard in Model."
+    if not preferences.licences_accepted:
+        return "Tick 'I have read and accept these licences' above to download the weights."
+    if not online_access:
+        return "Downloading needs Allow Online Access (Preferences > System > Network)."
+    return ""
 
 
 def _draw_weights(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Weights and Licences", icon="INFO")
+    draw_wrapped(box, "Weights and Licences", icon="INFO", boxes=1)
     for paragraph in LICENCE_SUMMARY:
-        draw_wrapped(box, paragraph)
+        draw_wrapped(box, paragraph, boxes=1)
     box.prop(preferences, "licences_accepted")
     if not bpy.app.online_access:
-        draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE")
+        draw_wrapped(box, OFFLINE_PATH, icon="INTERNET_OFFLINE", boxes=1)
     task = backend_setup.tasks.get("download")
+    blocker = download_blocker(preferences, bpy.app.online_access)
     row = box.row()
-    row.enabled = (
-        bpy.app.online_access and preferences.licences_accepted and preferences.model != "tiny-random"
-        and (task is None or not task.running)
-    )
+    row.enabled = not blocker and (task is None or not task.running)
     row.operator("hymotion.download_weights", icon="IMPORT")
+    if blocker:
+        draw_wrapped(box, blocker, icon="INFO", boxes=1)
     draw_task(box, task)
 
 
 def _draw_body_model(box: bpy.types.UILayout, preferences: HYMOTION_AddonPreferences) -> None:
-    box.label(text="Body Model (optional)", icon="OUTLINER_OB_ARMATURE")
+    draw_wrapped(box, "Body Model (optional)", icon="OUTLINER_OB_ARMATURE", boxes=1)
     draw_wrapped(box, "To see the motion on a real body, download SMPL-X from its project site (free registration, "
                  "its own licence) and choose SMPLX_NEUTRAL.npz. Select a HY-Motion armature, then press Add SMPL-X "
-                 "Body.")
+                 "Body.", boxes=1)
     box.prop(preferences, "smplx_model_file")
     box.operator("hymotion.add_smplx_body", icon="OUTLINER_OB_MESH")
 
 
 def _draw_doctor(box: bpy.types.UILayout) -> None:
-    box.label(text="Doctor", icon="CHECKBOX_HLT")
+    draw_wrapped(box, "Doctor", icon="HELP", boxes=1)
     task = backend_setup.tasks.get("doctor")
     row = box.row()
     row.enabled = task is None or not task.running
@@ -391,7 +465,7 @@ def _draw_doctor(box: bpy.types.UILayout) -> None:
     if report:
         column = box.box().column(align=True)
         for line in report.splitlines():
-            column.label(text=line)
+            draw_wrapped(column, line, boxes=2)
         box.operator("hymotion.copy_doctor_report", icon="COPYDOWN")
 
 

@@ -86,6 +86,12 @@ GENERATION_SETTINGS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     )),
     "start_frame": (bpy.props.IntProperty, dict(name="Start Frame", description="Frame of the first key", default=1)),
     "keys": (bpy.props.EnumProperty, dict(name="Keys", items=KEY_MODE_ITEMS, default="EVERY_FRAME")),
+    "fit_scene_range": (bpy.props.BoolProperty, dict(
+        name="Fit Scene Range",
+        description="After generating, set the scene's start and end frame to the new motion, so playback shows "
+        "all of it and nothing more (the frame rate never changes)",
+        default=True,
+    )),
     "batch_source": (bpy.props.EnumProperty, dict(name="Prompt List", items=BATCH_SOURCE_ITEMS, default="TEXT")),
     "nla_layout": (bpy.props.EnumProperty, dict(name="NLA Layout", items=NLA_LAYOUT_ITEMS, default="SEQUENCE")),
 }
@@ -131,6 +137,7 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
     in_place: generation_property("in_place")
     start_frame: generation_property("start_frame")
     keys: generation_property("keys")
+    fit_scene_range: generation_property("fit_scene_range")
     batch_source: generation_property("batch_source")
     batch_text: bpy.props.PointerProperty(
         name="Text", type=bpy.types.Text,
@@ -141,6 +148,16 @@ class HYMOTION_PG_settings(bpy.types.PropertyGroup):
         description="Text file with one prompt per line; '4.5 | prompt' sets that line's duration",
     )
     nla_layout: generation_property("nla_layout")
+    timeline_source: bpy.props.EnumProperty(name="Timeline List", items=BATCH_SOURCE_ITEMS, default="TEXT",
+                                            description="Where the Timeline's 'seconds | prompt' lines come from")
+    timeline_text: bpy.props.PointerProperty(
+        name="Text", type=bpy.types.Text,
+        description="Text datablock with one 'seconds | prompt' line per part of the timeline",
+    )
+    timeline_file: bpy.props.StringProperty(
+        name="File", subtype="FILE_PATH",
+        description="Text file with one 'seconds | prompt' line per part of the timeline",
+    )
     preset_name: bpy.props.StringProperty(name="Preset Name", description="Name to save the current settings under")
     history: bpy.props.CollectionProperty(type=HYMOTION_PG_history_item)
     history_index: bpy.props.IntProperty(name="History", default=0)
@@ -158,7 +175,8 @@ def to_preset(settings: HYMOTION_PG_settings) -> GenerationPreset:
 
 
 def apply_preset(settings: HYMOTION_PG_settings, preset: GenerationPreset) -> None:
-    """Set the panel from a preset; bake options it lacks stay as they are, unknown values raise TypeError."""
+    """Set the panel from a preset; bake options it lacks go back to their defaults (a built-in preset after a user
+    preset is the built-in one, not a mix), unknown values raise TypeError."""
     settings.duration = preset.duration
     settings.seeds = preset.seeds
     settings.cfg = preset.cfg
@@ -167,6 +185,8 @@ def apply_preset(settings: HYMOTION_PG_settings, preset: GenerationPreset) -> No
     for name in PRESET_BAKE_OPTIONS:
         if name in preset.bake:
             setattr(settings, name, preset.bake[name])
+        else:
+            settings.property_unset(name)
 
 
 def remember(settings: HYMOTION_PG_settings, prompt: str, duration: float, seeds: str) -> None:

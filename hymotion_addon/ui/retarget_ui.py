@@ -23,6 +23,7 @@ from ..core.bone_mapping import BoneMapping
 from ..scene import bake, export, retarget, rig, takes, target_rig
 from . import export_operator, preferences
 from .properties import KEY_MODE_ITEMS
+from .text_fit import draw_wrapped
 
 PRESET_FOLDER = "bone_maps"
 _PRESET_SUFFIX = ".json"
@@ -416,16 +417,20 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
         settings = _settings(context)
         column = layout.column(align=True)
         column.prop(settings, "source_armature")
         source = settings.source_armature
         if source is not None and not rig.is_hymotion_armature(source):
-            column.label(text="Not a HY-Motion SMPL-X armature", icon="ERROR")
+            draw_wrapped(column, "Not a HY-Motion SMPL-X armature", icon="ERROR")
         column.prop(settings, "target_armature")
         target = settings.target_armature
         if target is not None and target.type != "ARMATURE":
-            column.label(text="Not an armature", icon="ERROR")
+            draw_wrapped(column, "Not an armature", icon="ERROR")
+        elif target is not None and target_rig.is_rigify_metarig(target):
+            draw_wrapped(column, f"A Rigify metarig moves nothing. {target_rig.metarig_hint(target)}", icon="ERROR")
 
         row = layout.row(align=True)
         row.operator(HYMOTION_OT_detect_bone_mapping.bl_idname, icon="VIEWZOOM")
@@ -437,10 +442,12 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
             label = f"{len(settings.bone_map) - unmapped} of {len(settings.bone_map)} joints mapped"
             if settings.convention:
                 label += f" ({settings.convention})"
-            layout.label(text=label, icon="ERROR" if unmapped else "CHECKMARK")
+            draw_wrapped(layout, label, icon="ERROR" if unmapped else "CHECKMARK")
         layout.template_list(
             HYMOTION_UL_bone_map.bl_idname, "", settings, "bone_map", settings, "bone_map_index", rows=6
         )
+        if not settings.bone_map:
+            draw_wrapped(layout, "Pick the Target Rig, then press Detect Mapping to fill this list.", icon="INFO")
 
         column = layout.column()
         column.prop(settings, "root_motion")
@@ -453,14 +460,16 @@ class HYMOTION_PT_retarget(bpy.types.Panel):
         layout.operator(HYMOTION_OT_retarget_action.bl_idname, icon="ARMATURE_DATA")
 
         box = layout.box()
-        box.label(text="Export", icon="EXPORT")
+        draw_wrapped(box, "Export", icon="EXPORT", boxes=1)
         column = box.column()
         column.prop(settings, "export_rig")
         column.prop(settings, "export_format")
         if settings.export_format == "FBX":
             column.prop(settings, "export_target")
-        column.prop(settings, "export_all_actions")
-        column.prop(settings, "export_one_file_per_action")
+        flags = box.column()
+        flags.use_property_split = False  # checkboxes with their whole label, as Blender's exporters draw them
+        flags.prop(settings, "export_all_actions")
+        flags.prop(settings, "export_one_file_per_action")
         box.operator(export_operator.HYMOTION_OT_export_animation.bl_idname, icon="EXPORT")
 
 

@@ -14,6 +14,7 @@ from hymotion.shared.jobs import parse_seeds
 from ..scene import bake, generation, known_frames, rig, sequence
 from .operators import GenerationOperator, PromptListOperator, common_spec_fields
 from .properties import generation_property
+from .text_fit import draw_wrapped
 
 
 def _armature(context) -> bpy.types.Object | None:
@@ -146,6 +147,9 @@ class HYMOTION_OT_generate_timeline(PromptListOperator, bpy.types.Operator):
     bl_idname = "hymotion.generate_timeline"
     bl_label = "Timeline"
 
+    list_settings = "timeline"
+    list_panel = "Continue, In-between, Loop panel"
+
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         text, source = self.prompt_text(context)
         return generation.RunSpec(
@@ -259,14 +263,17 @@ def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
     column.operator(HYMOTION_OT_continue_pose.bl_idname, icon="FORWARD")
     column.operator(HYMOTION_OT_inbetween.bl_idname, icon="ARROW_LEFTRIGHT")
     column.operator(HYMOTION_OT_generate_loop.bl_idname, icon="FILE_REFRESH")
-    column = layout.column(align=True)
-    column.prop(settings, "batch_source", expand=True)
-    column.prop(settings, "batch_text" if settings.batch_source == "TEXT" else "batch_file", text="")
-    column.operator(HYMOTION_OT_generate_timeline.bl_idname, icon="SEQ_SEQUENCER")
+    draw_wrapped(layout, "Timeline: one 'seconds | prompt' line after the other, as one Action.", icon="SEQ_SEQUENCER")
+    column = layout.column()
+    column.use_property_split = True
+    column.use_property_decorate = False
+    column.row().prop(settings, "timeline_source", expand=True)
+    column.prop(settings, "timeline_text" if settings.timeline_source == "TEXT" else "timeline_file")
+    layout.operator(HYMOTION_OT_generate_timeline.bl_idname, icon="SEQ_SEQUENCER")
     column = layout.column(align=True)
     column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
     column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
-    column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="FILE_REFRESH")
+    column.operator(HYMOTION_OT_make_cyclic.bl_idname, icon="MOD_TIME")
     column.operator("hymotion.sparse_keys", icon="IPO_BEZIER")  # sparse_keys_ops; by name, registered after this
 
 

@@ -176,8 +176,14 @@ def operator_rna(idname: str):
 class RecordingLayout:
     """A UILayout stand-in: records every call and fails on a property, operator, list or icon that does not exist."""
 
-    def __init__(self, record: list | None = None) -> None:
+    def __init__(self, record: list | None = None, placed: list | None = None, boxes: int = 0) -> None:
         self.calls: list[tuple] = record if record is not None else []
+        self.placed: list[tuple[str, str, str, int]] = placed if placed is not None else []
+        """Every label and progress text with its icon and how many boxes it sits in: (kind, text, icon, boxes)."""
+        self.boxes = boxes
+        self.parent: RecordingLayout | None = None
+        self.disabled: list[str] = []
+        """Operators drawn greyed out (in a layout whose ``enabled`` or an outer one's is False)."""
         self.enabled = True
         self.active = True
         self.scale_y = 1.0
@@ -186,7 +192,12 @@ class RecordingLayout:
 
     def _child(self, kind: str) -> RecordingLayout:
         self.calls.append((kind,))
-        return RecordingLayout(self.calls)
+        child = RecordingLayout(self.calls, self.placed, self.boxes + (kind == "box"))
+        child.parent, child.disabled = self, self.disabled
+        return child
+
+    def _greyed(self) -> bool:
+        return not self.enabled or (self.parent is not None and self.parent._greyed())
 
     def row(self, **_options) -> RecordingLayout:
         return self._child("row")
@@ -203,6 +214,7 @@ class RecordingLayout:
     def label(self, text: str = "", icon: str = "NONE", **_options) -> None:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
         self.calls.append(("label", text, icon))
+        self.placed.append(("label", text, icon, self.boxes))
 
     def prop(self, data, property_name: str, icon: str = "NONE", **_options) -> None:
         assert property_name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {property_name!r}"
@@ -212,6 +224,9 @@ class RecordingLayout:
     def operator(self, idname: str, text: str = "", icon: str = "NONE", **_options) -> OperatorProperties:
         assert icon in _LABEL_ICONS, f"unknown icon {icon!r}"
         self.calls.append(("operator", idname, text))
+        self.placed.append(("operator", idname, icon, self.boxes))
+        if self._greyed():
+            self.disabled.append(idname)
         return OperatorProperties(idname)
 
     def menu(self, menu: str, text: str = "", icon: str = "NONE") -> None:
@@ -222,6 +237,7 @@ class RecordingLayout:
     def progress(self, factor: float = 0.0, type: str = "BAR", text: str = "") -> None:
         assert 0.0 <= factor <= 1.0, factor
         self.calls.append(("progress", factor, text))
+        self.placed.append(("progress", text, "NONE", self.boxes))
 
     def template_list(self, list_type: str, list_id: str, data, property_name: str, active_data, active_property: str,
                       **_options) -> None:
@@ -238,3 +254,13 @@ class RecordingLayout:
     def text(self) -> str:
         """Every label joined by spaces, so a wrapped paragraph reads as it was written."""
         return " ".join(self.texts())
+
+
+@pytest.fixture
+def ui_scene(extension):
+    """An emptied scene with the test preferences; afterwards no run is shown and no backend runs."""
+    scene = clear_scene()
+    yield scene
+    addon_module("scene.generation").active_run = None
+    addon_module("core.backend_manager").MANAGER.shutdown()
+    configure_preferences()

@@ -108,7 +108,7 @@ def test_the_panel_shows_the_loading_stage_and_a_failed_preload(scene, monkeypat
     ready = manager().status()
 
     monkeypatch.setattr(manager(), "status", lambda: dataclasses.replace(ready, loading=True))
-    assert "Backend: loading the model… (tiny-random)" in draw_main_panel().texts()
+    assert "Backend: loading the model… (tiny-random)" in draw_main_panel().text()
 
     monkeypatch.setattr(manager(), "status", lambda: dataclasses.replace(ready, preload_failed=True))
     text = draw_main_panel().text()

@@ -181,6 +181,7 @@ def machine(extension, stand_ins, tmp_path, monkeypatch):
         prefs.backend_python = ""
         prefs.extra_pip_args = f"--index-url {stand_ins['default_index']}"
         prefs.torch_cpu_index_url = stand_ins["cpu_index"]
+        prefs.torch_cuda_index_url = ""  # Linux's CUDA torch then comes from the (stand-in) default index
         root = tmp_path / f"extension-{backend}"
         (root / "wheels").mkdir(parents=True, exist_ok=True)
         wheel = stand_ins["backend"][backend]

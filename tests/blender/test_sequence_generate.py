@@ -134,9 +134,10 @@ def test_timeline_from_a_text_bakes_one_action_of_the_summed_length(scene, fps):
     assert action["hymotion_prompt"] == "a person walks | a person sits down"
 
 
-@pytest.mark.parametrize(("source", "field"), [("TEXT", "batch_text"), ("FILE", "batch_file")])
+@pytest.mark.parametrize(("source", "field"), [("TEXT", "timeline_text"), ("FILE", "timeline_file")])
 def test_the_section_offers_the_four_generating_buttons_and_the_timelines_source(scene, source, field):
-    scene.hymotion.batch_source = source
+    scene.hymotion.timeline_source = source
+    scene.hymotion.batch_source = "FILE" if source == "TEXT" else "TEXT"  # Batch Bake's own list: no effect here
     layout = RecordingLayout()
     addon_module("ui.sequence_ops").draw_sequence(layout, bpy.context)
     assert layout.operators()[:4] == ["hymotion.continue_pose", "hymotion.inbetween", "hymotion.generate_loop",
