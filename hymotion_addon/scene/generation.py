@@ -253,6 +253,7 @@ class Run:
                 start_frame=self.spec.start_frame,
                 in_place=self.spec.in_place,
                 fps_mode=self.spec.fps_mode,
+                loop=self.spec.constraint is not None and bool(self.spec.constraint.loop),
             )
             action.use_fake_user = True
             if self.spec.nla_layout is not None:

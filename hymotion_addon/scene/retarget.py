@@ -131,6 +131,7 @@ def bake_onto_rig(
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
     contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
+    loop: bool = False,
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -139,7 +140,7 @@ def bake_onto_rig(
     root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
     the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
     by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
-    fps_mode and source_fps work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
+    fps_mode, source_fps and loop work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
     """
     check_armature(target_armature)
     if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
@@ -165,7 +166,8 @@ def bake_onto_rig(
     plan = plan_for(target_armature, mapping, root_bone if root_motion == "ROOT_BONE" else None)
     _check_hips_can_move(target_armature, plan)
 
-    translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
+    translation, rotations, target_fps, offsets = bake.match_scene_fps(
+        scene, translation, rotations, fps_mode, source_fps, loop)
     wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
     transferred = dict(wishes.rotations)
     contacts = None
@@ -180,7 +182,7 @@ def bake_onto_rig(
     action.use_fake_user = True  # like a generated one: the rig's previous Action, or this one, is never lost
     _store_quality(action, plan, result, transferred, wishes, contacts)
 
-    frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
+    frames = start_frame + offsets
     writer = KeyWriter(action, target_armature, frames)
     names = plan.target.names
     for slot, bone in enumerate(result.keyed_bones):

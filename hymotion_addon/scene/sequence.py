@@ -115,28 +115,33 @@ def read_clip(path: str | Path) -> dict:
 
 
 def import_clip(path: str | Path, armature: bpy.types.Object, *, start_frame: int = 1, fps_mode: str = "RESAMPLE",
-                nla_layout: str | None = None, scene: bpy.types.Scene | None = None) -> bpy.types.Action:
-    """Bake a motion file onto ``armature`` as a new Action whose first frame lands on ``start_frame``."""
+                nla_layout: str | None = None, scene: bpy.types.Scene | None = None,
+                loop: bool = False) -> bpy.types.Action:
+    """Bake a motion file onto ``armature`` as a new Action whose first frame lands on ``start_frame``; ``loop``
+    (a clip made with --loop) keeps its last key on the loop point and adds Cycles modifiers."""
     data = read_clip(path)
     action = bake.bake_motion(
         armature, data["translation"], data["rotations"], prompt=str(data.get("prompt", "")),
         seed=int(data.get("seed", 0)), model=str(data.get("model_id", "")), scene=scene, start_frame=start_frame,
-        fps_mode=fps_mode, source_fps=float(data.get("fps", skeleton.FPS)),
+        fps_mode=fps_mode, source_fps=float(data.get("fps", skeleton.FPS)), loop=loop,
     )
     action.use_fake_user = True
+    if loop:
+        make_cyclic(action, armature)
     if nla_layout is not None:
         bake.push_to_nla(armature, action, nla_layout)
     return action
 
 
 def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
-    """Add a Cycles modifier to every F-curve of ``action`` (a loop baked on ``armature``); the root's horizontal
-    location repeats with offset, so a walk goes on. Returns how many F-curves got one.
+    """Add a Cycles modifier to every F-curve of ``action`` (a loop baked on ``armature``: the SMPL-X armature or a
+    mapped rig); locations repeat with offset, so a walk goes on. Returns how many F-curves got one.
 
-    All three root location channels repeat with offset: they are bone-space axes, each a mix of world directions,
-    and a loop's end has its start's height, so the offset is the horizontal drift alone."""
-    _check(armature)
-    root_path = f'pose.bones["{bake.ROOT_BONE}"].location'
+    Every location channel repeats with offset: the root's are bone-space axes, each a mix of world directions, and
+    a loop's end has its start's height, so the offset is the horizontal drift alone; a location that does not drift
+    (a rig's other keyed bones) ends where it starts, so its offset is nothing."""
+    if armature is None or getattr(armature, "type", None) != "ARMATURE":
+        raise bad_request("Looping needs the armature the loop was baked on.", "Select that armature.")
     fcurves = action_fcurves(action)
     if not fcurves:
         raise bad_request(f"Action '{action.name}' has no F-curves.", "Import or bake a loop first.")
@@ -145,11 +150,9 @@ def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
         if any(modifier.type == "CYCLES" for modifier in fcurve.modifiers):
             continue
         cycles = fcurve.modifiers.new("CYCLES")
-        cycles.mode_before = cycles.mode_after = "REPEAT_OFFSET" if fcurve.data_path == root_path else "REPEAT"
+        cycles.mode_before = cycles.mode_after = "REPEAT_OFFSET" if fcurve.data_path.endswith(".location") else "REPEAT"
         count += 1
     return count
-
-
 
 
 # --- generating with known frames (through the backend) -------------------------------------------------------------

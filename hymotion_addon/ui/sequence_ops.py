@@ -207,10 +207,8 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
                 armature = rig.build_armature(context)
             action = sequence.import_clip(
                 self.filepath, armature, start_frame=context.scene.frame_current,
-                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene,
+                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene, loop=self.cyclic,
             )
-            if self.cyclic:
-                sequence.make_cyclic(action, armature)
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
