@@ -47,6 +47,12 @@ _IK_REACH = 0.9999
 _HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
 _SOURCE_FORWARD = np.array([0.0, -1.0, 0.0])
 POINTS = ("heel", "ball")
+# A rig stands on its armature's ground plane (z = 0 at rest, Blender's and every exporter's convention) when its
+# lowest foot joint is at most this far above it, as a multiple of the leg-length ratio (target units per source
+# metre): a toe joint sits 1.5-5 cm over the ground on the rigs the project knows (Rigify 1.7 cm, Mixamo-style
+# 3-3.5 cm); 15 cm is three times the highest and less than an ankle's height, so a rig whose origin is elsewhere
+# (at its hips, below a platform) is not mistaken for one standing there.
+_MAX_TOE_HEIGHT = 0.15
 _PHASE_FLOOR = 1e-3  # a contact's share at its very first frame: only breaks ties where no contact is settled yet
 
 
@@ -369,7 +375,9 @@ class Foot:
     """One target leg for planting: its bones, lengths, and the foot's contact points at rest.
 
     Offsets are in the bones' own frames (heel and ball in the foot bone's, the toe tip in the toe bone's); floors
-    are the points' rest heights in the source frame (a rig stands on its floor at rest)."""
+    are the points' rest heights in the source frame (a rig stands on its floor at rest). The heel is the heel's
+    floor point: under the ankle on the rig's floor (:func:`rig_floor`), the point a landing foot rolls about, so
+    pinning it keeps the part of the heel that touches the ground in place."""
 
     side: int
     thigh: int
@@ -385,18 +393,27 @@ class Foot:
     floors: np.ndarray  # (3,) heel, ball, tip
 
 
+def rig_floor(plan: RetargetPlan) -> float:
+    """The height (source frame, target units) of the floor the rig stands on at rest: its ground plane (0) when its
+    lowest foot joint is just above it (see ``_MAX_TOE_HEIGHT``), else that joint's height (the feet then stand on a
+    floor at toe-joint level, as before issue 27)."""
+    toe_level = float(plan.target_toe_level)
+    return 0.0 if 0.0 <= toe_level <= _MAX_TOE_HEIGHT * float(plan.scale) else toe_level
+
+
 def plan_feet(plan: RetargetPlan) -> list[Foot]:
     """The plan's fully mapped legs as :class:`Foot` records."""
     target, axes = plan.target, plan.axes
     heads = target.rest[:, :3, 3] @ axes.T
     rest = axes @ target.rest[:, :3, :3]
+    floor = rig_floor(plan)
     feet = []
     for leg, joints in zip(plan.legs, plan.leg_joints):
         side = LEGS.index(joints)
         thigh, shin, foot = leg
         toe_name = plan.mapping.get(BODY_JOINT_NAMES[TOES[side]])
         toe = target.index(toe_name) if toe_name else -1
-        heel = np.array([heads[foot, 0], heads[foot, 1], plan.target_toe_level])
+        heel = np.array([heads[foot, 0], heads[foot, 1], floor])
         ball = heads[toe] if toe >= 0 else heel
         tip = ball + (rest[toe][:, 1] * target.lengths[toe] if toe >= 0 else 0.0)
         feet.append(Foot(
@@ -576,15 +593,21 @@ def measure_contacts(
     plan: RetargetPlan, matrices: dict[int, np.ndarray], contacts: np.ndarray
 ) -> list[ContactReport]:
     """Slide, penetration and hover of every heel and ball contact (see :class:`ContactReport`), measured on the
-    target's foot points from pose matrices as :func:`foot_point_tracks` takes them."""
+    target's foot points from pose matrices as :func:`foot_point_tracks` takes them: the slide of the heel's floor
+    point (what touches the ground); the hover only while the foot is flat (heel and ball both down on the source),
+    and then as the height of the foot's lower planted point: a foot rolling onto its ball as the heel lifts (the
+    detector still counts a heel within 2 cm as down) rests on the ball, so nothing hovers."""
     reports = []
     feet = {foot.side: foot for foot in plan_feet(plan)}
     for side, points in foot_point_tracks(plan, matrices, list(feet.values())).items():
         depth = np.max(feet[side].floors - points[..., 2], axis=1)
+        flat = contacts[:, side].all(axis=1)
+        resting = np.min(points[:, :2, 2] - feet[side].floors[:2], axis=1)  # the lower of heel and ball
         for point, name in enumerate(POINTS):
             track = points[:, point]
             for start, stop in segments(contacts[:, side, point]):
                 steps = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
+                lifted = resting[start:stop][flat[start:stop]]
                 reports.append(ContactReport(
                     side=("left", "right")[side],
                     point=name,
@@ -592,6 +615,6 @@ def measure_contacts(
                     stop=stop,
                     slide=float(steps.sum()),
                     penetration=float(max(depth[start:stop].max(), 0.0)),
-                    hover=float(max((track[start:stop, 2] - feet[side].floors[point]).max(), 0.0)),
+                    hover=float(max(lifted.max(), 0.0)) if lifted.size else 0.0,
                 ))
     return reports
