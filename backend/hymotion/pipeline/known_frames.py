@@ -379,6 +379,22 @@ def load_context(spec: str, frames: int = 1) -> Pose:
     return Pose(translation[last + 1 - frames : last + 1], rotations[last + 1 - frames : last + 1])
 
 
+def load_motion(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every frame of a motion file (checked as :func:`load_context` checks it): translation (F, 3) and rotations
+    (F, 22, 4) exactly as stored (not renormalised), and its prompt ('' if none)."""
+    path = Path(path)
+    data = _read_motion_file(path)
+    _check_skeleton(data, path)
+    translation = np.asarray(data["translation"], dtype=np.float64)
+    rotations = np.asarray(data["rotations"], dtype=np.float64)
+    if translation.shape != (len(rotations), 3) or rotations.shape[1:] != (skeleton.NUM_BODY_JOINTS, 4):
+        raise bad_request(f"{path} holds translation {list(translation.shape)} and rotations "
+                          f"{list(rotations.shape)}; expected (F, 3) and (F, {skeleton.NUM_BODY_JOINTS}, 4).",
+                          "Use a file written by hymotion generate.")
+    Pose(translation, rotations)  # refuses NaN and zero quaternions
+    return translation, rotations, str(data.get("prompt", ""))
+
+
 def _read_motion_file(path: Path) -> dict:
     if not path.is_file():
         raise bad_request(f"Motion file {path} does not exist.", "Give a .npz or .json written by hymotion generate.")
