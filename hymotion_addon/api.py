@@ -14,7 +14,8 @@ panel's Retarget to Rig (docs/retarget-export.md)::
 
 Known frames (docs/blender.md, "Beyond one clip"): ``generate(..., armature=rig, start_from=scene.frame_current)``
 continues from the rig's pose, ``start_from=20, end_at=80`` in-betweens two poses of its Action (written into it),
-``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action.
+``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action;
+:func:`regenerate` makes a range of an Action anew, keeping every key outside it.
 
 docs/blender.md has more, including the import path when running from a source checkout.
 """
@@ -30,13 +31,13 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from .scene import generation, known_frames, rig, sequence
+from .scene import generation, known_frames, regenerate as regenerate_scene, rig, sequence
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 from .ui import preferences
 
 __all__ = ["GenerationError", "HyMotionError", "generate", "generate_timeline", "import_clip", "make_cyclic",
-           "retarget_action", "save_pose", "sequence_on_nla"]
+           "regenerate", "retarget_action", "save_pose", "sequence_on_nla"]
 
 
 class GenerationError(HyMotionError):
@@ -167,6 +168,44 @@ def generate_timeline(
         with_mesh=with_mesh, timeline=True,
     )
     return _run(spec, armature, timeout, on_action).actions
+
+
+def regenerate(
+    armature: bpy.types.Object,
+    frame_start: int | None = None,
+    frame_end: int | None = None,
+    prompt: str | None = None,
+    seed: int = 1,
+    cfg: float = DEFAULT_CFG,
+    steps: int = DEFAULT_STEPS,
+    smoothing: bool = True,
+    timeout: float | None = None,
+    *,
+    context_frames: int = regenerate_scene.REGENERATE_CONTEXT,
+    on_action: generation.ActionObserver | None = None,
+) -> bpy.types.Action:
+    """Make scene frames ``frame_start``..``frame_end`` (default: the scene's preview range) of ``armature``'s active
+    Action anew with ``prompt`` (default: the one the Action was made with) and ``seed``, and return that Action.
+    Every key outside the range stays exactly as it was; the new motion starts from the frame before the range
+    (``context_frames`` model frames ending there guide it) and ends in the frame after it. Bad ranges raise
+    ``bad_request`` before anything runs; a failed run raises :class:`GenerationError` and changes nothing."""
+    if armature is None:
+        raise bad_request("Regenerating needs the armature whose Action holds the clip.", "Pass armature=...")
+    _check_armature(armature)
+    scene = bpy.context.scene
+    first, last = regenerate_scene.segment_range(scene, frame_start, frame_end)
+    known = regenerate_scene.regenerate_frames(armature, scene, first, last, context_frames)
+    text = prompt if prompt is not None else regenerate_scene.clip_prompt(armature)
+    if not text.strip():
+        raise bad_request(f"The Action '{known.action.name}' holds no prompt to regenerate with.",
+                          'Pass one: regenerate(rig, 40, 80, prompt="a person turns round")')
+    spec = generation.RunSpec(
+        clips=[generation.Clip(text, known.duration)], seeds=_seeds(seed)[:1], cfg=cfg, steps=steps,
+        smoothing=smoothing, start_frame=known.start_frame, constraint=known.constraint,
+    )
+    run = _run(spec, armature, timeout, on_action)
+    (action,) = known.place_results(run.armature, run.actions)
+    return action
 
 
 def _check_armature(armature: bpy.types.Object | None) -> None:
