@@ -31,7 +31,7 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from .scene import generation, known_frames, regenerate as regenerate_scene, rig, sequence
+from .scene import generation, known_frames, regenerate as regenerate_scene, rig_pose, sequence
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 from .ui import preferences
@@ -74,7 +74,8 @@ def generate(
 
     ``prompts`` is one prompt or a list. ``duration`` is seconds for all prompts, one per prompt, or None to
     estimate each from its prompt. ``seeds`` is an int, a list of ints or text like "0-3". ``armature`` is an SMPL-X
-    armature made by HY-Motion, or None to build a new one. ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each
+    armature made by HY-Motion, the animator's mapped rig (its pose read through the retarget's mapping, the result
+    retargeted back onto it with one floor and anchor across the pieces), or None to build a new SMPL-X armature. ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each
     Action onto the NLA. ``on_action(run, action)`` is called right after each Action is baked. ``timeout`` (seconds,
     after the backend is up) cancels the job when it runs longer.
 
@@ -210,7 +211,8 @@ def regenerate(
 
 def _check_armature(armature: bpy.types.Object | None) -> None:
     if armature is not None:
-        rig.require_hymotion_armature(armature, "Pass one built by the add-on, or armature=None for a new one.")
+        rig_pose.require_target(armature, "Pass one built by the add-on, your mapped rig, or armature=None for a "
+                                          "new SMPL-X armature.")
 
 
 def _run(spec: generation.RunSpec, armature: bpy.types.Object | None, timeout: float | None,

@@ -132,6 +132,7 @@ def bake_onto_rig(
     source_fps: float = FPS,
     contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
     loop: bool = False,
+    floor: float | None = None,
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -140,7 +141,8 @@ def bake_onto_rig(
     root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
     the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
     by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
-    fps_mode, source_fps and loop work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
+    fps_mode, source_fps and loop work as in bake_motion; `floor` fixes the source floor (see
+    :func:`.core.retarget_math.transfer`), for a piece continuing what is on the rig. Prompt, seed, duration and model are stored on the Action.
     """
     check_armature(target_armature)
     if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
@@ -168,7 +170,8 @@ def bake_onto_rig(
 
     translation, rotations, target_fps, offsets = bake.match_scene_fps(
         scene, translation, rotations, fps_mode, source_fps, loop)
-    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
+    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion,
+                                    floor=floor)
     transferred = dict(wishes.rotations)
     contacts = None
     if feet_cleanup:  # the hips keep the leg-length-scaled path; the cleanup's IK plants the feet

@@ -23,6 +23,7 @@ from . import bake, generation, rig
 from .actions import action_fcurves, slot_for, uses_slotted_actions
 
 CONTEXT_MODEL_ID = "blender-pose"
+_TRANSFORM_CHANNELS = (".location", ".rotation_quaternion", ".rotation_euler", ".rotation_axis_angle", ".scale")
 
 
 def pose_frames(armature: bpy.types.Object, frame: float, frames: int = 1,
@@ -159,7 +160,10 @@ def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
 
 
 def active_action(armature: bpy.types.Object) -> bpy.types.Action:
-    _check(armature)
+    """The Action the armature (the SMPL-X one or a mapped rig) plays, refused when it has none."""
+    from .rig_pose import require_target
+
+    require_target(armature, "Select the armature HY-Motion built, or your mapped rig.")
     action = armature.animation_data.action if armature.animation_data is not None else None
     if action is None:
         raise bad_request(f"'{armature.name}' has no active Action to take the poses from.",
@@ -177,7 +181,8 @@ def write_between(action: bpy.types.Action, generated: bpy.types.Action, armatur
     anim_data.action = action
     if uses_slotted_actions():
         anim_data.action_slot = slot_for(action, armature)
-    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)}
+    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)
+           if fcurve.data_path.endswith(_TRANSFORM_CHANNELS)}  # a rig's switches (custom properties) stay as keyed
     paths = sorted({path for path, _ in new})
     for path in paths:
         size = 1 + max(index for other, index in new if other == path)

@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
-from ..scene import bake, generation, known_frames, regenerate, rig, sequence
+from ..scene import bake, generation, known_frames, regenerate, rig, rig_pose, sequence
 from .operators import GenerationOperator, HYMOTION_OT_batch_bake, common_spec_fields
 from .properties import generation_property
 
@@ -61,10 +61,18 @@ class _KnownFramesOperator(GenerationOperator):
 
 
 def _active_hymotion_armature(context: bpy.types.Context) -> bpy.types.Object:
-    return rig.require_hymotion_armature(
+    """The active SMPL-X armature, or the animator's mapped rig (issue 27)."""
+    return rig_pose.require_target(
         context.active_object,
-        "Select the HY-Motion armature whose pose the motion starts from (generate once to get one).",
+        "Select the HY-Motion armature or your mapped rig whose pose the motion starts from.",
     )
+
+
+def _target_or_new(operator: GenerationOperator, context: bpy.types.Context) -> bpy.types.Object | None:
+    """The panel's target for a clip that pins no pose: a new SMPL-X armature, or the active one or mapped rig."""
+    if operator.value(context, "target") == "NEW":
+        return None
+    return _active_hymotion_armature(context)
 
 
 class HYMOTION_OT_continue_pose(_KnownFramesOperator, bpy.types.Operator):
@@ -132,6 +140,9 @@ class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
     bl_idname = "hymotion.generate_loop"
     bl_label = "Generate Loop"
 
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        return _target_or_new(self, context)
+
     def known(self, context, armature):
         return known_frames.known_frames(armature, context.scene, loop=True,
                                      start_frame=int(self.value(context, "start_frame")))
@@ -198,6 +209,9 @@ class HYMOTION_OT_generate_timeline(GenerationOperator, bpy.types.Operator):
     text: bpy.props.StringProperty(name="Text", description="Name of the text datablock", options={"SKIP_SAVE"})
     filepath: bpy.props.StringProperty(name="File", subtype="FILE_PATH", options={"SKIP_SAVE"})
     prompt_text = HYMOTION_OT_batch_bake.prompt_text
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        return _target_or_new(self, context)
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         text, source = self.prompt_text(context)
