@@ -53,6 +53,10 @@ POINTS = ("heel", "ball")
 # 3-3.5 cm); 15 cm is three times the highest and less than an ankle's height, so a rig whose origin is elsewhere
 # (at its hips, below a platform) is not mistaken for one standing there.
 _MAX_TOE_HEIGHT = 0.15
+# A piece continuing motion already on the rig keeps the transferred pose (the rig's own, read back) on its pinned
+# frames and takes the cleanup's changes in over this many frames beside them: the backend's own ramp for pinned
+# frames (pipeline/known_frames.RAMP_FRAMES, 0.2 s), so the seam is blended over the same span on both sides.
+SEAM_RAMP_FRAMES = 6
 _PHASE_FLOOR = 1e-3  # a contact's share at its very first frame: only breaks ties where no contact is settled yet
 
 
@@ -177,7 +181,8 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
 
 
 def follow_planted_feet(
-    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings(),
+    pinned: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Move the hips horizontally so that, with every bone turned exactly like the source, the target's own planted
     heels and balls stay put, without jerks; height and rotations are left alone. For Clean Up Feet off only: with
@@ -219,6 +224,7 @@ def follow_planted_feet(
     free = np.diff(hips[:, :2], axis=0)
     steps.append(free)
     weights.append(1.0 - np.max(pins, axis=0))
+    scaled = hips[:, :2].copy()
     hips[:, :2] = smooth_hips_path(
         hips[:, :2],
         np.array(steps),
@@ -226,6 +232,8 @@ def follow_planted_feet(
         (settings.hips_settle_seconds * fps) ** 2,
         (settings.hips_anchor_seconds * fps) ** -2,
     )
+    keep = seam_weights(hips.shape[0], pinned)[:, None]  # on a seam the hips are where the rig's pose has them
+    hips[:, :2] = hips[:, :2] + keep * (scaled - hips[:, :2])
     set_hips_path(plan, wishes, hips)
     return contacts
 
@@ -430,10 +438,13 @@ def plan_feet(plan: RetargetPlan) -> list[Foot]:
 
 
 def clean_feet(
-    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings(),
+    pinned: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Plant the target's feet where the source's heels and balls touch (see the module docstring). Changes `wishes`
-    in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
+    in place; returns the source contacts (F, 2 sides, 2 points: heel, ball). A stance that holds one of the
+    `pinned` frames (a piece's seam with the motion already on the rig) is anchored where the foot is on that frame,
+    so the foot stays where the old motion put it."""
     contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
     feet = plan_feet(plan)
     if not feet:
@@ -445,12 +456,17 @@ def clean_feet(
         ankle = posed[foot.foot][:, :3, 3] @ axes.T
         rotation = axes @ wishes.rotations[foot.foot]
         toe_rotation = axes @ wishes.rotations[foot.toe] if foot.toe >= 0 else None
-        planted.append((foot, *_plant(plan, foot, ankle, rotation, toe_rotation, contacts[:, foot.side], settings)))
+        planted.append((foot, *_plant(plan, foot, ankle, rotation, toe_rotation, contacts[:, foot.side], settings,
+                                      pinned)))
+    keep = seam_weights(len(contacts), pinned)
+    if pinned:  # on a seam the transferred pose (the rig's own there) stays; the cleanup comes in beside it
+        planted = [(foot, *_seam_blended(plan, foot, posed, wishes, keep, goal, active, foot_rotation, toe_rotation))
+                   for foot, goal, active, foot_rotation, toe_rotation in planted]
     drops = []
     for foot, goal, active, _, _ in planted:
         hip, ankle = (posed[bone][:, :3, 3] @ axes.T for bone in (foot.thigh, foot.foot))
         drops.append(hips_drop(hip, ankle, goal, active, foot.upper, foot.lower))
-    drop = np.max(drops, axis=0)
+    drop = np.max(drops, axis=0) * (1.0 - keep)
     if np.any(drop > 0.0):
         wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * axes[2]
         posed = pose_matrices(plan, wishes)
@@ -474,6 +490,7 @@ def _plant(
     toe_rotation: np.ndarray | None,
     contact: np.ndarray,
     settings: ContactSettings,
+    pinned: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Ankle goal (F, 3), where IK acts (F,), foot and toe world rotations (F, 3, 3), source frame, for one foot
     whose heel and ball contacts are `contact` (F, 2)."""
@@ -490,7 +507,7 @@ def _plant(
     nearly_level = np.clip((settings.flat_tilt_degrees[1] - tilt_degrees) / np.ptp(settings.flat_tilt_degrees), 0, 1)
     tilt = _blend(tilt, identity, flat * nearly_level)  # level while heel and ball both touch, the sole nearly flat
 
-    anchor_heading, anchor_ankle = _anchors(stance, contact, heading, ankle)
+    anchor_heading, anchor_ankle = _anchors(stance, contact, heading, ankle, pinned)
     anchor_ankle[:, 2] = (plan.target.rest[foot.foot, :3, 3] @ plan.axes.T)[2]
     stance_index = np.maximum(owner, 0)
     turn = axis_angle_matrix(np.array([0.0, 0.0, 1.0]), anchor_heading[stance_index])
@@ -518,6 +535,31 @@ def _plant(
     return goal, (weight > 0.0) | (lift > 0.0), foot_rotation, new_toe
 
 
+def seam_weights(frames: int, pinned: tuple[int, ...], ramp: int = SEAM_RAMP_FRAMES) -> np.ndarray:
+    """Per frame (F,): 1 on a pinned frame, falling linearly to 0 over ``ramp`` frames beside it; 0 without pins."""
+    weight = np.zeros(frames)
+    index = np.arange(frames)
+    for frame in pinned:
+        weight = np.maximum(weight, np.clip(1.0 - np.abs(index - frame) / (ramp + 1.0), 0.0, 1.0))
+    return weight
+
+
+def _seam_blended(plan, foot, posed, wishes, keep, goal, active, foot_rotation, toe_rotation):
+    """One foot's planting, moved back toward the transferred pose by ``keep`` (1 on a seam)."""
+    ankle = posed[foot.foot][:, :3, 3] @ plan.axes.T
+    rotation = plan.axes @ wishes.rotations[foot.foot]
+    goal = goal + keep[:, None] * (ankle - goal)
+    foot_rotation = _blend(foot_rotation, rotation, keep)
+    if toe_rotation is not None:
+        toe_rotation = _blend(toe_rotation, plan.axes @ wishes.rotations[foot.toe], keep)
+    # Beside a seam the source was pulled toward the pinned pose, which may take a foot below the floor: lifted
+    # again (on the seam itself the pose is the rig's, on or above its floor: 1e-6 of float noise is left alone).
+    lift = _below_floor(foot, goal, foot_rotation, toe_rotation)
+    lift = np.where(lift > 1e-6, lift, 0.0)
+    goal[:, 2] += lift
+    return goal, (active & (keep < 1.0)) | (lift > 0.0), foot_rotation, toe_rotation
+
+
 def _nearest_in(mask: np.ndarray) -> np.ndarray:
     """For every frame, the nearest frame where `mask` holds (itself where it does; 0 where it never does)."""
     inside = np.flatnonzero(mask)
@@ -537,10 +579,10 @@ def _heading(rotations: np.ndarray) -> np.ndarray:
 
 
 def _anchors(
-    stance: np.ndarray, contact: np.ndarray, heading: np.ndarray, ankle: np.ndarray
+    stance: np.ndarray, contact: np.ndarray, heading: np.ndarray, ankle: np.ndarray, pinned: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per stance: the heading and ankle position of its flat foot, averaged over the frames where heel and ball
-    both touch (over the whole stance when they never do)."""
+    both touch (over the whole stance when they never do); a stance holding a `pinned` frame takes that frame's."""
     runs = segments(stance)
     headings = np.zeros(max(len(runs), 1))
     positions = np.zeros((max(len(runs), 1), 3))
@@ -548,6 +590,9 @@ def _anchors(
         frames = np.arange(start, stop)
         both = frames[contact[start:stop].all(axis=1)]
         chosen = both if both.size else frames
+        held = [frame for frame in pinned if start <= frame < stop]
+        if held:
+            chosen = np.array(held[:1])
         headings[number] = np.arctan2(np.sin(heading[chosen]).mean(), np.cos(heading[chosen]).mean())
         positions[number] = ankle[chosen].mean(axis=0)
     return headings, positions

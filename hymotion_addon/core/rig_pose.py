@@ -88,6 +88,7 @@ def source_pose(plan: RetargetPlan, matrices: dict[int, np.ndarray]) -> tuple[np
 
 
 def _orthonormal(matrices: np.ndarray) -> np.ndarray:
-    """The nearest rotations (polar decomposition): Blender's float32 pose matrices are orthonormal to ~1e-6 only."""
-    u, _, vt = np.linalg.svd(matrices)
-    return u @ vt
+    """The nearest rotations (polar decomposition): Blender's float32 pose matrices are orthonormal to ~1e-6 only,
+    and a scaled bone's matrix carries its scale."""
+    left, _, right = np.linalg.svd(np.asarray(matrices, dtype=np.float64))
+    return np.einsum("...ij,...jk->...ik", left, right)

@@ -133,6 +133,7 @@ def bake_onto_rig(
     contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
     loop: bool = False,
     floor: float | None = None,
+    pinned_frames: tuple[int, ...] = (),
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -142,7 +143,8 @@ def bake_onto_rig(
     the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
     by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
     fps_mode, source_fps and loop work as in bake_motion; `floor` fixes the source floor (see
-    :func:`.core.retarget_math.transfer`), for a piece continuing what is on the rig. Prompt, seed, duration and model are stored on the Action.
+    :func:`.core.retarget_math.transfer`), for a piece continuing what is on the rig; `pinned_frames` (clip frames,
+    its seams) anchor the stances holding them where the feet are there. Prompt, seed, duration and model are stored on the Action.
     """
     check_armature(target_armature)
     if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)):
@@ -174,10 +176,11 @@ def bake_onto_rig(
                                     floor=floor)
     transferred = dict(wishes.rotations)
     contacts = None
+    seams = tuple(offsets.size - 1 if frame < 0 else int(frame) for frame in pinned_frames)
     if feet_cleanup:  # the hips keep the leg-length-scaled path; the cleanup's IK plants the feet
-        contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
+        contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings, seams)
     else:  # every bone keeps its source turn: only the hips' path can keep the target's feet put
-        contacts = retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
+        contacts = retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings, seams)
     result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)

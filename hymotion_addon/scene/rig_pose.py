@@ -44,7 +44,11 @@ def require_target(armature: bpy.types.Object | None, hint: str) -> bpy.types.Ob
     """The SMPL-X armature HY-Motion made or a mapped rig; anything else refused with ``hint``."""
     if armature is not None and getattr(armature, "type", None) == "ARMATURE" and not rig.is_hymotion_armature(
             armature):
-        require_mapped_rig(armature)
+        try:
+            require_mapped_rig(armature)
+        except HyMotionError as error:
+            raise bad_request(f"'{armature.name}' is not an SMPL-X armature made by HY-Motion, nor a rig it can "
+                              f"use: {error.message}", error.hint) from None
         return armature
     return rig.require_hymotion_armature(armature, hint)
 
@@ -76,11 +80,13 @@ def read_pose(armature: bpy.types.Object, frame: float, frames: int = 1,
 
 
 def bake_piece(armature: bpy.types.Object, translation: np.ndarray, rotations: np.ndarray, *, continues: bool,
-               **options) -> bpy.types.Action:
+               pinned_start: bool = True, pinned_end: bool = False, **options) -> bpy.types.Action:
     """Bake a generated clip onto the mapped rig (:func:`.retarget.bake_onto_rig`); a piece that ``continues`` what
-    is on the rig (a pinned start or end) takes the shared floor, so it meets the old motion."""
+    is on the rig (a pinned start and/or end) takes the shared floor, and the feet stay planted where the old motion
+    has them on its pinned frames (the first, the last), so it meets the old motion."""
     from .retarget import bake_onto_rig
 
     plan = require_mapped_rig(armature)
     floor = rig_pose.continuity_floor(plan) if continues else None
-    return bake_onto_rig(armature, translation, rotations, floor=floor, **options)
+    seams = ((0,) if pinned_start else ()) + ((-1,) if pinned_end else ()) if continues else ()
+    return bake_onto_rig(armature, translation, rotations, floor=floor, pinned_frames=seams, **options)
