@@ -14,7 +14,8 @@ panel's Retarget to Rig (docs/retarget-export.md)::
 
 Known frames (docs/blender.md, "Beyond one clip"): ``generate(..., armature=rig, start_from=scene.frame_current)``
 continues from the rig's pose, ``start_from=20, end_at=80`` in-betweens two poses of its Action (written into it),
-``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action.
+``loop=True`` makes a cycle; :func:`generate_timeline` bakes a ``seconds | prompt`` list as one Action;
+:func:`regenerate` makes a range of an Action anew, keeping every key outside it.
 
 Takes (docs/blender.md, "Takes"): ``generate(..., seeds="0-3", takes=True)`` makes the results takes of one rig;
 :func:`accept_take` keeps one as the rig's Action, :func:`reject_take` drops one, :func:`generate_more_takes` adds
@@ -34,15 +35,16 @@ from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import DEFAULT_CFG, DEFAULT_STEPS, parse_seeds
 from hymotion.shared.prompt_guide import suggest_duration
 
-from .scene import bake, generation, known_frames, rig, sequence, take_runs
+from .scene import bake, generation, known_frames, rig_pose, sequence, take_runs
+from .scene import regenerate as regenerate_scene
 from .scene import takes as scene_takes
 from .scene.retarget import retarget_action
 from .scene.sequence import import_clip, make_cyclic, save_pose, sequence_on_nla
 from .ui import preferences, takes_ui
 
 __all__ = ["GenerationError", "HyMotionError", "accept_take", "compare_takes", "generate", "generate_more_takes",
-           "generate_timeline", "import_clip", "make_cyclic", "reject_take", "retarget_action", "retarget_takes",
-           "save_pose", "sequence_on_nla", "takes_of"]
+           "generate_timeline", "import_clip", "make_cyclic", "regenerate", "reject_take", "retarget_action",
+           "retarget_takes", "save_pose", "sequence_on_nla", "takes_of"]
 
 
 class GenerationError(HyMotionError):
@@ -81,7 +83,8 @@ def generate(
 
     ``prompts`` is one prompt or a list. ``duration`` is seconds for all prompts, one per prompt, or None to
     estimate each from its prompt. ``seeds`` is an int, a list of ints or text like "0-3". ``armature`` is an SMPL-X
-    armature made by HY-Motion, or None to build a new one. ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each
+    armature made by HY-Motion, the animator's mapped rig (its pose read through the retarget's mapping, the result
+    retargeted back onto it with one floor and anchor across the pieces), or None to build a new SMPL-X armature. ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each
     Action onto the NLA. ``on_action(run, action)`` is called right after each Action is baked. ``timeout`` (seconds,
     after the backend is up) cancels the job when it runs longer.
 
@@ -234,9 +237,48 @@ def retarget_takes(source: bpy.types.Object, target: bpy.types.Object, mapping=N
     return take_runs.retarget_takes(source, target, mapping, **options)
 
 
+def regenerate(
+    armature: bpy.types.Object,
+    frame_start: int | None = None,
+    frame_end: int | None = None,
+    prompt: str | None = None,
+    seed: int = 1,
+    cfg: float = DEFAULT_CFG,
+    steps: int = DEFAULT_STEPS,
+    smoothing: bool = True,
+    timeout: float | None = None,
+    *,
+    context_frames: int = regenerate_scene.REGENERATE_CONTEXT,
+    on_action: generation.ActionObserver | None = None,
+) -> bpy.types.Action:
+    """Make scene frames ``frame_start``..``frame_end`` (default: the scene's preview range) of ``armature``'s active
+    Action anew with ``prompt`` (default: the one the Action was made with) and ``seed``, and return that Action.
+    Every key outside the range stays exactly as it was; the new motion starts from the frame before the range
+    (``context_frames`` model frames ending there guide it) and ends in the frame after it. Bad ranges raise
+    ``bad_request`` before anything runs; a failed run raises :class:`GenerationError` and changes nothing."""
+    if armature is None:
+        raise bad_request("Regenerating needs the armature whose Action holds the clip.", "Pass armature=...")
+    _check_armature(armature)
+    scene = bpy.context.scene
+    first, last = regenerate_scene.segment_range(scene, frame_start, frame_end)
+    known = regenerate_scene.regenerate_frames(armature, scene, first, last, context_frames)
+    text = prompt if prompt is not None else regenerate_scene.clip_prompt(armature)
+    if not text.strip():
+        raise bad_request(f"The Action '{known.action.name}' holds no prompt to regenerate with.",
+                          'Pass one: regenerate(rig, 40, 80, prompt="a person turns round")')
+    spec = generation.RunSpec(
+        clips=[generation.Clip(text, known.duration)], seeds=_seeds(seed)[:1], cfg=cfg, steps=steps,
+        smoothing=smoothing, start_frame=known.start_frame, constraint=known.constraint,
+    )
+    run = _run(spec, armature, timeout, on_action)
+    (action,) = known.place_results(run.armature, run.actions)
+    return action
+
+
 def _check_armature(armature: bpy.types.Object | None) -> None:
     if armature is not None:
-        rig.require_hymotion_armature(armature, "Pass one built by the add-on, or armature=None for a new one.")
+        rig_pose.require_target(armature, "Pass one built by the add-on, your mapped rig, or armature=None for a "
+                                          "new SMPL-X armature.")
 
 
 def _run(spec: generation.RunSpec, armature: bpy.types.Object | None, timeout: float | None,

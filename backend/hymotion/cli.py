@@ -186,6 +186,8 @@ def _describe_plan(report: dict) -> str:
 def run_generate(args) -> int:
     from .shared.prompt_guide import analyse, duration_for
 
+    if args.regenerate:
+        return run_regenerate(args)
     if args.timeline:
         if args.rewrite:
             raise bad_request("--rewrite rewrites the prompt or --prompts file, not a --timeline's segments.",
@@ -221,6 +223,13 @@ def run_generate(args) -> int:
         if args.prompt is not None and args.duration is None:
             print(f"duration: {settings.durations[index]:.1f} s (estimated; set --duration to override)", file=sys.stderr)
 
+    return _generate_and_save(args, settings, constraint, paths, originals)
+
+
+def _generate_and_save(args, settings: GenerationSettings, constraint, paths, originals: list[str],
+                       finish=None) -> int:
+    """Load the pipeline, generate ``settings`` under ``constraint`` and write each clip (through ``finish``, if
+    given) to its path, progress on stderr."""
     from tqdm import tqdm
 
     from .pipeline.loading import load_pipeline
@@ -247,6 +256,8 @@ def run_generate(args) -> int:
             path = paths[(clip.prompt_index, clip.seed)]
             if clip.prompt != originals[clip.prompt_index]:
                 clip.original_prompt = originals[clip.prompt_index]
+            if finish is not None:
+                clip = finish(clip)
             try:
                 clip.save(path, args.format)
             except OSError as error:
@@ -257,6 +268,36 @@ def run_generate(args) -> int:
         bar.close()
     print(f"{written} motion file(s) written.", file=sys.stderr)
     return 0
+
+
+def run_regenerate(args) -> int:
+    """--regenerate FILE:START-END: those frames of the clip made anew (the prompt, default the file's own, and the
+    seed), pinned to the frames on both sides; every other frame written back as it was."""
+    from .pipeline.regenerate import REGENERATE_CONTEXT, load_redo
+
+    clashing = [flag for flag, value in (("--prompts", args.prompts), ("--timeline", args.timeline),
+                                         ("--start-from", args.start_from), ("--end-at", args.end_at),
+                                         ("--loop", args.loop), ("--duration", args.duration),
+                                         ("--rewrite", args.rewrite)) if value]
+    if clashing:
+        raise bad_request(f"--regenerate does not combine with {', '.join(clashing)}.",
+                          "It pins the frames on both sides of the range itself, and the range sets the duration.")
+    redo = load_redo(args.regenerate, args.context_frames or REGENERATE_CONTEXT)
+    prompt = args.prompt if args.prompt is not None else redo.prompt
+    if not prompt.strip():
+        raise bad_request(f"{redo.path} holds no prompt to regenerate with.", "Give one: hymotion generate \"a person "
+                          f"turns\" --regenerate {args.regenerate}")
+    settings = GenerationSettings(
+        prompts=[prompt], durations=[redo.duration], seeds=parse_seeds(args.seeds), cfg_scale=args.cfg,
+        steps=args.steps, smoothing=not args.no_smoothing,
+    ).validate()
+    constraint = redo.constraint()
+    if constraint is not None:
+        constraint.check(settings.durations)
+    args.format = _output_format(args)
+    paths = _output_paths(args, [prompt], settings.seeds)
+    print(f"regenerating frames {redo.first}-{redo.last} of {redo.path} ({redo.frames} frames)", file=sys.stderr)
+    return _generate_and_save(args, settings, constraint, paths, [prompt], finish=redo.splice)
 
 
 def _rewrite_prompts(prompts: list[str], durations: list[float | None]) -> tuple[list[str], list[float | None]]:
@@ -296,6 +337,9 @@ def _add_constraint_arguments(generate: argparse.ArgumentParser) -> None:
                             f"with --timeline: frames each segment continues from (default {TIMELINE_CONTEXT})")
     known.add_argument("--end-at", metavar="FILE[:FRAME]", help="end in the pose of FRAME of a motion file")
     known.add_argument("--loop", action="store_true", help="the last frame equals the first (for a Cycles modifier)")
+    known.add_argument("--regenerate", metavar="FILE:START-END",
+                       help="make frames START-END (0-based) of a motion file anew with the prompt (default: the "
+                            "file's own) and seed, pinned to the frames on both sides; the rest is kept exactly")
     known.add_argument("--timeline", metavar="FILE",
                        help="one continuous motion from lines '4.5 | prompt', each continuing the previous")
     directing = generate.add_argument_group("directing (a root path, joint targets; docs/directing.md)")
@@ -314,7 +358,7 @@ def _constraint_from_args(args, durations: list[float]):
     """The known frames asked for, read and checked before any model is loaded (None: none asked for)."""
     from .pipeline.known_frames import MotionConstraint, load_context
 
-    if args.context_frames is not None and not (args.start_from or args.timeline):
+    if args.context_frames is not None and not (args.start_from or args.timeline or args.regenerate):
         raise bad_request("--context-frames needs --start-from or --timeline.", "Add --start-from FILE.npz.")
     start = load_context(args.start_from, args.context_frames or 1) if args.start_from else None
     end = load_context(args.end_at) if args.end_at else None

@@ -16,6 +16,10 @@ from hymotion.shared.skeleton import FPS, NUM_BODY_JOINTS
 
 ACTION_NAME_PREFIX = "HYM_"
 _MAX_PROMPT_CHARS_IN_NAME = 40
+# A loop point this close to a whole scene frame (in frames) is on it: rates are given to ~1e-9 relative (NTSC's
+# 30000/1001 as a float), so a period of a few hundred frames is off a whole frame by 1e-7 at most when it is on one,
+# and 1e-6 frames is 4e-8 s at 24 fps, far below anything a key can show.
+_WHOLE_FRAME_TOLERANCE = 1e-6
 
 
 def validated_clip(translation: np.ndarray, rotations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,14 +78,56 @@ def resample_clip(
     Target frame k samples time k / target_fps, so the motion keeps its speed exactly; the first frame is the
     source's first frame and the last target frame lies at or before the last source frame.
     """
+    _check_rates(source_fps, target_fps)
+    frames = rotations.shape[0]
+    count = resampled_frame_count(frames, source_fps, target_fps)
+    return _sampled_at(translation, rotations, np.arange(count) * (source_fps / target_fps))
+
+
+def loop_key_offsets(frames: int, source_fps: float, target_fps: float) -> np.ndarray:
+    """Scene-frame offsets (from the first key) of a closed loop's keys: every whole scene frame up to the loop
+    point, then the loop point itself. A loop of ``frames`` source frames ends where it starts, so its period is
+    ``frames - 1`` source frames; at most rates (24, 25, NTSC) that falls between two scene frames, and the last key
+    sits on it, off the whole frames, so the Cycles period is the clip's exactly."""
+    _check_rates(source_fps, target_fps)
+    period = (frames - 1) * target_fps / source_fps
+    whole = int(np.floor(period + _WHOLE_FRAME_TOLERANCE))
+    offsets = np.arange(whole + 1, dtype=np.float64)
+    if period - whole > _WHOLE_FRAME_TOLERANCE:
+        offsets = np.append(offsets, period)
+    else:
+        offsets[-1] = period
+    return offsets
+
+
+def resample_loop(
+    translation: np.ndarray, rotations: np.ndarray, source_fps: float, target_fps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A closed loop (last frame = first, horizontal drift aside) at another frame rate: the key offsets of
+    :func:`loop_key_offsets` and the clip sampled there, the last sample exactly the source's last frame."""
+    frames = rotations.shape[0]
+    offsets = loop_key_offsets(frames, source_fps, target_fps)
+    source_index = offsets * (source_fps / target_fps)
+    source_index[-1] = frames - 1
+    new_translation, new_rotations = _sampled_at(translation, rotations, source_index)
+    return offsets, new_translation, new_rotations
+
+
+def _check_rates(source_fps: float, target_fps: float) -> None:
     if source_fps <= 0 or target_fps <= 0:
         raise bad_request(
             f"Frame rates must be positive (source {source_fps}, target {target_fps}).",
             "Set the scene's frame rate (Output Properties > Format) to a positive value.",
         )
+
+
+def _sampled_at(
+    translation: np.ndarray, rotations: np.ndarray, source_index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clip at fractional source frames (clamped to the last): slerp for rotations, linear for translation."""
     frames = rotations.shape[0]
-    count = resampled_frame_count(frames, source_fps, target_fps)
-    source_index = np.minimum(np.arange(count) * (source_fps / target_fps), frames - 1)
+    source_index = np.minimum(np.asarray(source_index, dtype=np.float64), frames - 1)
+    count = source_index.size
     lower = np.floor(source_index).astype(np.int64)
     upper = np.minimum(lower + 1, frames - 1)
     weight = source_index - lower

@@ -47,6 +47,16 @@ _IK_REACH = 0.9999
 _HIPS_DROP_REACH = 0.995  # the hips come down until the pinned leg reaches with this fraction of its length
 _SOURCE_FORWARD = np.array([0.0, -1.0, 0.0])
 POINTS = ("heel", "ball")
+# A rig stands on its armature's ground plane (z = 0 at rest, Blender's and every exporter's convention) when its
+# lowest foot joint is at most this far above it, as a multiple of the leg-length ratio (target units per source
+# metre): a toe joint sits 1.5-5 cm over the ground on the rigs the project knows (Rigify 1.7 cm, Mixamo-style
+# 3-3.5 cm); 15 cm is three times the highest and less than an ankle's height, so a rig whose origin is elsewhere
+# (at its hips, below a platform) is not mistaken for one standing there.
+_MAX_TOE_HEIGHT = 0.15
+# A piece continuing motion already on the rig keeps the transferred pose (the rig's own, read back) on its pinned
+# frames and takes the cleanup's changes in over this many frames beside them: the backend's own ramp for pinned
+# frames (pipeline/known_frames.RAMP_FRAMES, 0.2 s), so the seam is blended over the same span on both sides.
+SEAM_RAMP_FRAMES = 6
 _PHASE_FLOOR = 1e-3  # a contact's share at its very first frame: only breaks ties where no contact is settled yet
 
 
@@ -171,7 +181,8 @@ def pin_weights(mask: np.ndarray, blend_frames: int) -> tuple[np.ndarray, np.nda
 
 
 def follow_planted_feet(
-    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings(),
+    pinned: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Move the hips horizontally so that, with every bone turned exactly like the source, the target's own planted
     heels and balls stay put, without jerks; height and rotations are left alone. For Clean Up Feet off only: with
@@ -213,6 +224,7 @@ def follow_planted_feet(
     free = np.diff(hips[:, :2], axis=0)
     steps.append(free)
     weights.append(1.0 - np.max(pins, axis=0))
+    scaled = hips[:, :2].copy()
     hips[:, :2] = smooth_hips_path(
         hips[:, :2],
         np.array(steps),
@@ -220,6 +232,8 @@ def follow_planted_feet(
         (settings.hips_settle_seconds * fps) ** 2,
         (settings.hips_anchor_seconds * fps) ** -2,
     )
+    keep = seam_weights(hips.shape[0], pinned)[:, None]  # on a seam the hips are where the rig's pose has them
+    hips[:, :2] = hips[:, :2] + keep * (scaled - hips[:, :2])
     set_hips_path(plan, wishes, hips)
     return contacts
 
@@ -369,7 +383,9 @@ class Foot:
     """One target leg for planting: its bones, lengths, and the foot's contact points at rest.
 
     Offsets are in the bones' own frames (heel and ball in the foot bone's, the toe tip in the toe bone's); floors
-    are the points' rest heights in the source frame (a rig stands on its floor at rest)."""
+    are the points' rest heights in the source frame (a rig stands on its floor at rest). The heel is the heel's
+    floor point: under the ankle on the rig's floor (:func:`rig_floor`), the point a landing foot rolls about, so
+    pinning it keeps the part of the heel that touches the ground in place."""
 
     side: int
     thigh: int
@@ -385,18 +401,27 @@ class Foot:
     floors: np.ndarray  # (3,) heel, ball, tip
 
 
+def rig_floor(plan: RetargetPlan) -> float:
+    """The height (source frame, target units) of the floor the rig stands on at rest: its ground plane (0) when its
+    lowest foot joint is just above it (see ``_MAX_TOE_HEIGHT``), else that joint's height (the feet then stand on a
+    floor at toe-joint level, as before issue 27)."""
+    toe_level = float(plan.target_toe_level)
+    return 0.0 if 0.0 <= toe_level <= _MAX_TOE_HEIGHT * float(plan.scale) else toe_level
+
+
 def plan_feet(plan: RetargetPlan) -> list[Foot]:
     """The plan's fully mapped legs as :class:`Foot` records."""
     target, axes = plan.target, plan.axes
     heads = target.rest[:, :3, 3] @ axes.T
     rest = axes @ target.rest[:, :3, :3]
+    floor = rig_floor(plan)
     feet = []
     for leg, joints in zip(plan.legs, plan.leg_joints):
         side = LEGS.index(joints)
         thigh, shin, foot = leg
         toe_name = plan.mapping.get(BODY_JOINT_NAMES[TOES[side]])
         toe = target.index(toe_name) if toe_name else -1
-        heel = np.array([heads[foot, 0], heads[foot, 1], plan.target_toe_level])
+        heel = np.array([heads[foot, 0], heads[foot, 1], floor])
         ball = heads[toe] if toe >= 0 else heel
         tip = ball + (rest[toe][:, 1] * target.lengths[toe] if toe >= 0 else 0.0)
         feet.append(Foot(
@@ -413,10 +438,13 @@ def plan_feet(plan: RetargetPlan) -> list[Foot]:
 
 
 def clean_feet(
-    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings()
+    plan: RetargetPlan, wishes: Transfer, fps: float, settings: ContactSettings = ContactSettings(),
+    pinned: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Plant the target's feet where the source's heels and balls touch (see the module docstring). Changes `wishes`
-    in place; returns the source contacts (F, 2 sides, 2 points: heel, ball)."""
+    in place; returns the source contacts (F, 2 sides, 2 points: heel, ball). A stance that holds one of the
+    `pinned` frames (a piece's seam with the motion already on the rig) is anchored where the foot is on that frame,
+    so the foot stays where the old motion put it."""
     contacts = detect_contacts(wishes.source_positions, wishes.source_world, fps, plan.source_rest, settings)
     feet = plan_feet(plan)
     if not feet:
@@ -428,12 +456,17 @@ def clean_feet(
         ankle = posed[foot.foot][:, :3, 3] @ axes.T
         rotation = axes @ wishes.rotations[foot.foot]
         toe_rotation = axes @ wishes.rotations[foot.toe] if foot.toe >= 0 else None
-        planted.append((foot, *_plant(plan, foot, ankle, rotation, toe_rotation, contacts[:, foot.side], settings)))
+        planted.append((foot, *_plant(plan, foot, ankle, rotation, toe_rotation, contacts[:, foot.side], settings,
+                                      pinned)))
+    keep = seam_weights(len(contacts), pinned)
+    if pinned:  # on a seam the transferred pose (the rig's own there) stays; the cleanup comes in beside it
+        planted = [(foot, *_seam_blended(plan, foot, posed, wishes, keep, goal, active, foot_rotation, toe_rotation))
+                   for foot, goal, active, foot_rotation, toe_rotation in planted]
     drops = []
     for foot, goal, active, _, _ in planted:
         hip, ankle = (posed[bone][:, :3, 3] @ axes.T for bone in (foot.thigh, foot.foot))
         drops.append(hips_drop(hip, ankle, goal, active, foot.upper, foot.lower))
-    drop = np.max(drops, axis=0)
+    drop = np.max(drops, axis=0) * (1.0 - keep)
     if np.any(drop > 0.0):
         wishes.positions[plan.hips] = wishes.positions[plan.hips] - drop[:, None] * axes[2]
         posed = pose_matrices(plan, wishes)
@@ -457,6 +490,7 @@ def _plant(
     toe_rotation: np.ndarray | None,
     contact: np.ndarray,
     settings: ContactSettings,
+    pinned: tuple[int, ...] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Ankle goal (F, 3), where IK acts (F,), foot and toe world rotations (F, 3, 3), source frame, for one foot
     whose heel and ball contacts are `contact` (F, 2)."""
@@ -473,7 +507,7 @@ def _plant(
     nearly_level = np.clip((settings.flat_tilt_degrees[1] - tilt_degrees) / np.ptp(settings.flat_tilt_degrees), 0, 1)
     tilt = _blend(tilt, identity, flat * nearly_level)  # level while heel and ball both touch, the sole nearly flat
 
-    anchor_heading, anchor_ankle = _anchors(stance, contact, heading, ankle)
+    anchor_heading, anchor_ankle = _anchors(stance, contact, heading, ankle, pinned)
     anchor_ankle[:, 2] = (plan.target.rest[foot.foot, :3, 3] @ plan.axes.T)[2]
     stance_index = np.maximum(owner, 0)
     turn = axis_angle_matrix(np.array([0.0, 0.0, 1.0]), anchor_heading[stance_index])
@@ -501,6 +535,31 @@ def _plant(
     return goal, (weight > 0.0) | (lift > 0.0), foot_rotation, new_toe
 
 
+def seam_weights(frames: int, pinned: tuple[int, ...], ramp: int = SEAM_RAMP_FRAMES) -> np.ndarray:
+    """Per frame (F,): 1 on a pinned frame, falling linearly to 0 over ``ramp`` frames beside it; 0 without pins."""
+    weight = np.zeros(frames)
+    index = np.arange(frames)
+    for frame in pinned:
+        weight = np.maximum(weight, np.clip(1.0 - np.abs(index - frame) / (ramp + 1.0), 0.0, 1.0))
+    return weight
+
+
+def _seam_blended(plan, foot, posed, wishes, keep, goal, active, foot_rotation, toe_rotation):
+    """One foot's planting, moved back toward the transferred pose by ``keep`` (1 on a seam)."""
+    ankle = posed[foot.foot][:, :3, 3] @ plan.axes.T
+    rotation = plan.axes @ wishes.rotations[foot.foot]
+    goal = goal + keep[:, None] * (ankle - goal)
+    foot_rotation = _blend(foot_rotation, rotation, keep)
+    if toe_rotation is not None:
+        toe_rotation = _blend(toe_rotation, plan.axes @ wishes.rotations[foot.toe], keep)
+    # Beside a seam the source was pulled toward the pinned pose, which may take a foot below the floor: lifted
+    # again (on the seam itself the pose is the rig's, on or above its floor: 1e-6 of float noise is left alone).
+    lift = _below_floor(foot, goal, foot_rotation, toe_rotation)
+    lift = np.where(lift > 1e-6, lift, 0.0)
+    goal[:, 2] += lift
+    return goal, (active & (keep < 1.0)) | (lift > 0.0), foot_rotation, toe_rotation
+
+
 def _nearest_in(mask: np.ndarray) -> np.ndarray:
     """For every frame, the nearest frame where `mask` holds (itself where it does; 0 where it never does)."""
     inside = np.flatnonzero(mask)
@@ -520,10 +579,10 @@ def _heading(rotations: np.ndarray) -> np.ndarray:
 
 
 def _anchors(
-    stance: np.ndarray, contact: np.ndarray, heading: np.ndarray, ankle: np.ndarray
+    stance: np.ndarray, contact: np.ndarray, heading: np.ndarray, ankle: np.ndarray, pinned: tuple[int, ...] = ()
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per stance: the heading and ankle position of its flat foot, averaged over the frames where heel and ball
-    both touch (over the whole stance when they never do)."""
+    both touch (over the whole stance when they never do); a stance holding a `pinned` frame takes that frame's."""
     runs = segments(stance)
     headings = np.zeros(max(len(runs), 1))
     positions = np.zeros((max(len(runs), 1), 3))
@@ -531,6 +590,9 @@ def _anchors(
         frames = np.arange(start, stop)
         both = frames[contact[start:stop].all(axis=1)]
         chosen = both if both.size else frames
+        held = [frame for frame in pinned if start <= frame < stop]
+        if held:
+            chosen = np.array(held[:1])
         headings[number] = np.arctan2(np.sin(heading[chosen]).mean(), np.cos(heading[chosen]).mean())
         positions[number] = ankle[chosen].mean(axis=0)
     return headings, positions
@@ -576,15 +638,21 @@ def measure_contacts(
     plan: RetargetPlan, matrices: dict[int, np.ndarray], contacts: np.ndarray
 ) -> list[ContactReport]:
     """Slide, penetration and hover of every heel and ball contact (see :class:`ContactReport`), measured on the
-    target's foot points from pose matrices as :func:`foot_point_tracks` takes them."""
+    target's foot points from pose matrices as :func:`foot_point_tracks` takes them: the slide of the heel's floor
+    point (what touches the ground); the hover only while the foot is flat (heel and ball both down on the source),
+    and then as the height of the foot's lower planted point: a foot rolling onto its ball as the heel lifts (the
+    detector still counts a heel within 2 cm as down) rests on the ball, so nothing hovers."""
     reports = []
     feet = {foot.side: foot for foot in plan_feet(plan)}
     for side, points in foot_point_tracks(plan, matrices, list(feet.values())).items():
         depth = np.max(feet[side].floors - points[..., 2], axis=1)
+        flat = contacts[:, side].all(axis=1)
+        resting = np.min(points[:, :2, 2] - feet[side].floors[:2], axis=1)  # the lower of heel and ball
         for point, name in enumerate(POINTS):
             track = points[:, point]
             for start, stop in segments(contacts[:, side, point]):
                 steps = np.linalg.norm(np.diff(track[start:stop, :2], axis=0), axis=-1)
+                lifted = resting[start:stop][flat[start:stop]]
                 reports.append(ContactReport(
                     side=("left", "right")[side],
                     point=name,
@@ -592,6 +660,6 @@ def measure_contacts(
                     stop=stop,
                     slide=float(steps.sum()),
                     penetration=float(max(depth[start:stop].max(), 0.0)),
-                    hover=float(max((track[start:stop, 2] - feet[side].floors[point]).max(), 0.0)),
+                    hover=float(max(lifted.max(), 0.0)) if lifted.size else 0.0,
                 ))
     return reports

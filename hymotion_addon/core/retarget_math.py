@@ -521,12 +521,16 @@ def transfer(
     *,
     in_place: bool = False,
     root_motion: str = "HIPS",
+    floor: float | None = None,
 ) -> Transfer:
     """What every solved bone of the target should do, from a source clip (translation (F, 3), rotations
     (F, 22, 4), model frame): mapped bones turn like their source joints, the hips follow the scaled pelvis.
 
     root_motion 'HIPS' puts all motion on the hips bone; 'ROOT_BONE' moves the plan's root bone along the ground
     (horizontal part of the hips' motion) and leaves the hips the rest. `in_place` drops the horizontal motion.
+    `floor` (source-frame height) is the source floor that lands on the target's; None: the clip's own lowest foot
+    point (:func:`source_floor`). A piece that continues motion already on the rig passes the floor the rig's pose
+    was read with (:mod:`.rig_pose`), so every piece shares one floor and one anchor.
     """
     if root_motion not in ROOT_MOTION_MODES:
         raise bad_request(f"Unknown root motion mode {root_motion!r}.", f"Use one of {', '.join(ROOT_MOTION_MODES)}.")
@@ -549,7 +553,7 @@ def transfer(
         source_world=world,
         in_place=in_place,
     )
-    hips_q = _hips_positions(plan, wishes, _anchor_path(plan, positions))
+    hips_q = _hips_positions(plan, wishes, _anchor_path(plan, positions, floor))
     if in_place:
         hips_q[:, :2] = (plan.axes @ plan.target.rest[plan.hips, :3, 3])[:2]
     set_hips_path(plan, wishes, hips_q)
@@ -568,18 +572,18 @@ def set_hips_path(plan: RetargetPlan, wishes: Transfer, hips_q: np.ndarray) -> N
         wishes.offsets[plan.root] = ground_motion @ plan.axes
 
 
-def _anchor_path(plan: RetargetPlan, positions: np.ndarray) -> np.ndarray:
+def _anchor_path(plan: RetargetPlan, positions: np.ndarray, floor: float | None = None) -> np.ndarray:
     """Where the target's hip joints (the anchor: the midpoint of its thighs) go (F, 3, source frame): the source's,
     scaled by the leg-length ratio about the rest pose:
 
         anchor_target(t) = anchor_target_rest + scale * (anchor_source(t) - anchor_source_standing)
 
-    where the source's standing anchor is its rest anchor, set on the clip's floor."""
+    where the source's standing anchor is its rest anchor, set on the clip's floor (or on ``floor``)."""
     source = plan.source_rest
     joints = list(plan.anchor_joints)
     anchor = positions[:, joints].mean(axis=1)
     standing = source.heads[joints].mean(axis=0)
-    standing[2] += source_floor(positions, source) - plan.source_toe_level
+    standing[2] += (source_floor(positions, source) if floor is None else floor) - plan.source_toe_level
     return plan.target_anchor + plan.scale * (anchor - standing)
 
 

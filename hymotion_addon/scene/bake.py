@@ -40,19 +40,27 @@ def scene_fps(scene: bpy.types.Scene) -> float:
 
 
 def match_scene_fps(
-    scene: bpy.types.Scene, translation: np.ndarray, rotations: np.ndarray, fps_mode: str, source_fps: float
-) -> tuple[np.ndarray, np.ndarray, float]:
+    scene: bpy.types.Scene, translation: np.ndarray, rotations: np.ndarray, fps_mode: str, source_fps: float,
+    loop: bool = False,
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Apply ``fps_mode``: 'SET_SCENE_FPS' sets the scene to the clip's rate, 'RESAMPLE' slerps the clip to the
-    scene's. Returns the clip at the scene's rate and that rate."""
+    scene's. Returns the clip at the scene's rate, that rate and each key's offset in scene frames from the first:
+    whole frames, except that a ``loop`` (last frame = first) keeps its last key on the loop point, which at 24 or
+    25 fps lies between two scene frames (:func:`.core.motion_math.loop_key_offsets`)."""
     if fps_mode == "SET_SCENE_FPS":
         if float(source_fps) != round(source_fps):
             raise bad_request(f"Cannot set the scene to {source_fps} fps.", "Use 'RESAMPLE' for fractional rates.")
         scene.render.fps = int(round(source_fps))
         scene.render.fps_base = 1.0
     target_fps = scene_fps(scene)
+    offsets = np.arange(rotations.shape[0], dtype=np.float64)
     if abs(target_fps - source_fps) > _FPS_MATCH_TOLERANCE:
-        translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
-    return translation, rotations, target_fps
+        if loop:
+            offsets, translation, rotations = motion_math.resample_loop(translation, rotations, source_fps, target_fps)
+        else:
+            translation, rotations = motion_math.resample_clip(translation, rotations, source_fps, target_fps)
+            offsets = np.arange(rotations.shape[0], dtype=np.float64)
+    return translation, rotations, target_fps, offsets
 
 
 def new_generated_action(
@@ -85,6 +93,7 @@ def bake_motion(
     source_fps: float = FPS,
     name: str | None = None,
     keys: str = "EVERY_FRAME",
+    loop: bool = False,
 ) -> bpy.types.Action:
     """Bake a clip onto `armature` as a new Action, assign it as the active Action and return it.
 
@@ -92,7 +101,8 @@ def bake_motion(
     clip's rate instead (the only scene setting ever changed, and only then). The first frame lands on `start_frame`.
     `in_place` drops the horizontal root motion and keeps the height. Prompt, seed, duration (seconds, defaults to
     the clip's) and model are stored as custom properties on the Action. `keys` 'SPARSE' then reduces the keys to
-    sparse Bezier keys at the default tolerances (:func:`.sparse_action.apply_keys`).
+    sparse Bezier keys at the default tolerances (:func:`.sparse_action.apply_keys`). ``loop``: the clip is a closed
+    loop (its last frame is its first), so its last key lands on the loop point even between scene frames.
     """
     _check_armature(armature)
     if fps_mode not in FPS_MODES:
@@ -104,7 +114,7 @@ def bake_motion(
     translation, rotations = motion_math.validated_clip(translation, rotations)
     source_frames = rotations.shape[0]
 
-    translation, rotations, target_fps = match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
+    translation, rotations, _, offsets = match_scene_fps(scene, translation, rotations, fps_mode, source_fps, loop)
     if in_place:
         translation = motion_math.without_horizontal_motion(translation)
 
@@ -114,7 +124,7 @@ def bake_motion(
 
     action = new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
 
-    frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
+    frames = start_frame + offsets
     new_fcurve, slot = fcurve_factory(action, armature)
     for joint, bone_name in enumerate(BODY_JOINT_NAMES):
         data_path = f'pose.bones["{bone_name}"].rotation_quaternion'

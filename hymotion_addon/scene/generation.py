@@ -8,6 +8,7 @@ reader thread; everything here runs on Blender's main thread, the only one that 
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,7 +31,7 @@ from hymotion.shared.protocol import (
 from ..core.backend_manager import MANAGER, READY, STARTING, BackendConfig, BackendManager, error_from_event
 from ..core.blender_hints import in_blender_words
 from ..core.client import BACKEND_RESTARTS_HINT
-from . import bake, rig, rig_placement, takes
+from . import bake, rig, rig_placement, rig_pose, takes
 
 _WAIT_SLICE_S = 0.5
 STAGE_LABELS = {"loading": "Loading the model", "encoding": "Reading the prompt", "sampling": "Sampling",
@@ -252,7 +253,14 @@ class Run:
         try:
             armature = self._target_armature()
             previous = armature.animation_data.action if armature.animation_data else None
-            action = bake.bake_motion(
+            constraint = self.spec.constraint
+            bake_clip = bake.bake_motion
+            if not rig.is_hymotion_armature(armature):  # the animator's mapped rig: retargeted onto it
+                continues = constraint is not None and (constraint.start is not None or constraint.end is not None)
+                bake_clip = functools.partial(
+                    rig_pose.bake_piece, continues=continues, pinned_start=continues and constraint.start is not None,
+                    pinned_end=continues and constraint.end is not None)
+            action = bake_clip(
                 armature,
                 result.translation.to_numpy(),
                 result.rotations.to_numpy(),
@@ -265,6 +273,7 @@ class Run:
                 in_place=self.spec.in_place,
                 fps_mode=self.spec.fps_mode,
                 keys=self.spec.keys,
+                loop=constraint is not None and bool(constraint.loop),
             )
             action.use_fake_user = True
             if self.spec.nla_layout is not None:

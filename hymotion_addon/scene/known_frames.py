@@ -13,7 +13,7 @@ from hymotion.shared.errors import bad_request
 from hymotion.shared.jobs import MIN_FRAMES, TRAIN_FRAMES, frames_for_duration
 from hymotion.shared.protocol import FloatArray, GenerateConstraint, PoseFrames
 
-from . import bake
+from . import bake, rig, rig_pose
 from .sequence import active_action, make_cyclic, pose_frames, write_between
 
 
@@ -58,8 +58,8 @@ def known_frames(armature: bpy.types.Object | None, scene: bpy.types.Scene, *, s
             raise bad_request("Nothing is pinned.", "Give a start frame, an end frame or loop=True.")
         return KnownFrames(GenerateConstraint(loop=True), start_frame, loop=True)
     if armature is None:
-        raise bad_request("Starting from or ending at a pose needs the HY-Motion armature that holds it.",
-                          "Select that armature (or pass armature=...).")
+        raise bad_request("Starting from or ending at a pose needs the armature that holds it.",
+                          "Select that armature, the SMPL-X one or your mapped rig (or pass armature=...).")
     fps = bake.scene_fps(scene)
     for frame in (start_from, end_at):
         if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int)):
@@ -101,6 +101,7 @@ def known_frames(armature: bpy.types.Object | None, scene: bpy.types.Scene, *, s
 
 
 def pose_message(armature: bpy.types.Object, frame: int, frames: int, scene: bpy.types.Scene) -> PoseFrames:
-    """:func:`pose_frames` as the protocol carries it."""
-    translation, rotations = pose_frames(armature, frame, frames, scene)
+    """:func:`pose_frames` as the protocol carries it; a mapped rig's pose read back through its mapping."""
+    read = pose_frames if rig.is_hymotion_armature(armature) else rig_pose.read_pose
+    translation, rotations = read(armature, frame, frames, scene)
     return PoseFrames(FloatArray.from_numpy(translation), FloatArray.from_numpy(rotations))

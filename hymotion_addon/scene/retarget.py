@@ -132,6 +132,9 @@ def bake_onto_rig(
     source_fps: float = FPS,
     contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
     keys: str = "EVERY_FRAME",
+    loop: bool = False,
+    floor: float | None = None,
+    pinned_frames: tuple[int, ...] = (),
 ) -> bpy.types.Action:
     """Retarget a generated clip onto any humanoid rig as a new Action, assign it and return it.
 
@@ -140,7 +143,10 @@ def bake_onto_rig(
     root_motion 'HIPS' moves the hips bone; 'ROOT_BONE' moves `root_bone` (detected when None) along the ground and
     the hips only up and down. `in_place` drops the horizontal motion; `feet_cleanup` pins the feet during contacts
     by IK, the hips on the leg-length-scaled ground path (without it the hips follow the target's planted feet).
-    fps_mode, source_fps and keys work as in bake_motion. Prompt, seed, duration and model are stored on the Action.
+    fps_mode, source_fps, keys and loop work as in bake_motion; `floor` fixes the source floor (see
+    :func:`.core.retarget_math.transfer`), for a piece continuing what is on the rig; `pinned_frames` (clip frames,
+    its seams) anchor the stances holding them where the feet are there. Prompt, seed, duration and model are stored
+    on the Action.
     """
     check_armature(target_armature)
     bake.check_keys(keys)
@@ -167,14 +173,17 @@ def bake_onto_rig(
     plan = plan_for(target_armature, mapping, root_bone if root_motion == "ROOT_BONE" else None)
     _check_hips_can_move(target_armature, plan)
 
-    translation, rotations, target_fps = bake.match_scene_fps(scene, translation, rotations, fps_mode, source_fps)
-    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion)
+    translation, rotations, target_fps, offsets = bake.match_scene_fps(
+        scene, translation, rotations, fps_mode, source_fps, loop)
+    wishes = retarget_math.transfer(plan, translation, rotations, in_place=in_place, root_motion=root_motion,
+                                    floor=floor)
     transferred = dict(wishes.rotations)
     contacts = None
+    seams = tuple(offsets.size - 1 if frame < 0 else int(frame) for frame in pinned_frames)
     if feet_cleanup:  # the hips keep the leg-length-scaled path; the cleanup's IK plants the feet
-        contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings)
+        contacts = retarget_feet.clean_feet(plan, wishes, target_fps, contact_settings, seams)
     else:  # every bone keeps its source turn: only the hips' path can keep the target's feet put
-        contacts = retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings)
+        contacts = retarget_feet.follow_planted_feet(plan, wishes, target_fps, contact_settings, seams)
     result = retarget_math.solve_keys(plan, wishes)
 
     action = bake.new_generated_action(name, prompt, seed, model, duration, source_frames, source_fps)
@@ -182,7 +191,7 @@ def bake_onto_rig(
     action.use_fake_user = True  # like a generated one: the rig's previous Action, or this one, is never lost
     _store_quality(action, plan, result, transferred, wishes, contacts)
 
-    frames = start_frame + np.arange(rotations.shape[0], dtype=np.float64)
+    frames = start_frame + offsets
     writer = KeyWriter(action, target_armature, frames)
     names = plan.target.names
     for slot, bone in enumerate(result.keyed_bones):

@@ -23,6 +23,7 @@ from . import bake, generation, rig
 from .actions import action_fcurves, slot_for, uses_slotted_actions
 
 CONTEXT_MODEL_ID = "blender-pose"
+_TRANSFORM_CHANNELS = (".location", ".rotation_quaternion", ".rotation_euler", ".rotation_axis_angle", ".scale")
 
 
 def pose_frames(armature: bpy.types.Object, frame: float, frames: int = 1,
@@ -91,28 +92,32 @@ def read_clip(path: str | Path) -> MotionFile:
 
 def import_clip(path: str | Path, armature: bpy.types.Object, *, start_frame: int = 1, fps_mode: str = "RESAMPLE",
                 nla_layout: str | None = None, scene: bpy.types.Scene | None = None,
-                keys: str = "EVERY_FRAME") -> bpy.types.Action:
+                keys: str = "EVERY_FRAME", loop: bool = False) -> bpy.types.Action:
     """Bake a motion file onto ``armature`` as a new Action whose first frame lands on ``start_frame`` (``keys``:
-    bake.bake_motion's)."""
+    bake.bake_motion's); ``loop`` (a clip made with --loop) keeps its last key on the loop point and adds Cycles
+    modifiers."""
     data = read_clip(path)
     action = bake.bake_motion(
         armature, data.translation, data.rotations, prompt=data.prompt, seed=data.seed, model=data.model_id,
-        scene=scene, start_frame=start_frame, fps_mode=fps_mode, source_fps=data.fps, keys=keys,
+        scene=scene, start_frame=start_frame, fps_mode=fps_mode, source_fps=data.fps, keys=keys, loop=loop,
     )
     action.use_fake_user = True
+    if loop:
+        make_cyclic(action, armature)
     if nla_layout is not None:
         bake.push_to_nla(armature, action, nla_layout)
     return action
 
 
 def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
-    """Add a Cycles modifier to every F-curve of ``action`` (a loop baked on ``armature``); the root's horizontal
-    location repeats with offset, so a walk goes on. Returns how many F-curves got one.
+    """Add a Cycles modifier to every F-curve of ``action`` (a loop baked on ``armature``: the SMPL-X armature or a
+    mapped rig); locations repeat with offset, so a walk goes on. Returns how many F-curves got one.
 
-    All three root location channels repeat with offset: they are bone-space axes, each a mix of world directions,
-    and a loop's end has its start's height, so the offset is the horizontal drift alone."""
-    _check(armature)
-    root_path = f'pose.bones["{bake.ROOT_BONE}"].location'
+    Every location channel repeats with offset: the root's are bone-space axes, each a mix of world directions, and
+    a loop's end has its start's height, so the offset is the horizontal drift alone; a location that does not drift
+    (a rig's other keyed bones) ends where it starts, so its offset is nothing."""
+    if armature is None or getattr(armature, "type", None) != "ARMATURE":
+        raise bad_request("Looping needs the armature the loop was baked on.", "Select that armature.")
     fcurves = action_fcurves(action)
     if not fcurves:
         raise bad_request(f"Action '{action.name}' has no F-curves.", "Import or bake a loop first.")
@@ -121,18 +126,19 @@ def make_cyclic(action: bpy.types.Action, armature: bpy.types.Object) -> int:
         if any(modifier.type == "CYCLES" for modifier in fcurve.modifiers):
             continue
         cycles = fcurve.modifiers.new("CYCLES")
-        cycles.mode_before = cycles.mode_after = "REPEAT_OFFSET" if fcurve.data_path == root_path else "REPEAT"
+        cycles.mode_before = cycles.mode_after = "REPEAT_OFFSET" if fcurve.data_path.endswith(".location") else "REPEAT"
         count += 1
     return count
-
-
 
 
 # --- generating with known frames (through the backend) -------------------------------------------------------------
 
 
 def active_action(armature: bpy.types.Object) -> bpy.types.Action:
-    _check(armature)
+    """The Action the armature (the SMPL-X one or a mapped rig) plays, refused when it has none."""
+    from .rig_pose import require_target
+
+    require_target(armature, "Select the armature HY-Motion built, or your mapped rig.")
     action = armature.animation_data.action if armature.animation_data is not None else None
     if action is None:
         raise bad_request(f"'{armature.name}' has no active Action to take the poses from.",
@@ -150,7 +156,8 @@ def write_between(action: bpy.types.Action, generated: bpy.types.Action, armatur
     anim_data.action = action
     if uses_slotted_actions():
         anim_data.action_slot = slot_for(action, armature)
-    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)}
+    new = {(fcurve.data_path, fcurve.array_index): fcurve for fcurve in action_fcurves(generated)
+           if fcurve.data_path.endswith(_TRANSFORM_CHANNELS)}  # a rig's switches (custom properties) stay as keyed
     paths = sorted({path for path, _ in new})
     for path in paths:
         size = 1 + max(index for other, index in new if other == path)

@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from hymotion.shared.errors import HyMotionError, bad_request
 from hymotion.shared.jobs import parse_seeds
 
-from ..scene import bake, generation, known_frames, rig, sequence
+from ..scene import bake, generation, known_frames, regenerate, rig, rig_pose, sequence
 from .operators import GenerationOperator, PromptListOperator, common_spec_fields
 from .properties import generation_property
 from .text_fit import draw_wrapped
@@ -64,10 +64,18 @@ class _KnownFramesOperator(GenerationOperator):
 
 
 def _active_hymotion_armature(context: bpy.types.Context) -> bpy.types.Object:
-    return rig.require_hymotion_armature(
+    """The active SMPL-X armature, or the animator's mapped rig (issue 27)."""
+    return rig_pose.require_target(
         context.active_object,
-        "Select the HY-Motion armature whose pose the motion starts from (generate once to get one).",
+        "Select the HY-Motion armature or your mapped rig whose pose the motion starts from.",
     )
+
+
+def _target_or_new(operator: GenerationOperator, context: bpy.types.Context) -> bpy.types.Object | None:
+    """The panel's target for a clip that pins no pose: a new SMPL-X armature, or the active one or mapped rig."""
+    if operator.value(context, "target") == "NEW":
+        return None
+    return _active_hymotion_armature(context)
 
 
 class HYMOTION_OT_continue_pose(_KnownFramesOperator, bpy.types.Operator):
@@ -135,9 +143,62 @@ class HYMOTION_OT_generate_loop(_KnownFramesOperator, bpy.types.Operator):
     bl_idname = "hymotion.generate_loop"
     bl_label = "Generate Loop"
 
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        return _target_or_new(self, context)
+
     def known(self, context, armature):
         return known_frames.known_frames(armature, context.scene, loop=True,
                                      start_frame=int(self.value(context, "start_frame")))
+
+
+class HYMOTION_OT_regenerate_segment(_KnownFramesOperator, bpy.types.Operator):
+    """Make a range of the active Action anew (the preview range, or two frames) with a prompt (default: the clip's
+    own) and a seed; every key outside the range stays, and the new motion meets the frames on both sides. Esc
+    cancels"""
+
+    bl_idname = "hymotion.regenerate_segment"
+    bl_label = "Regenerate Segment"
+
+    frame_start: bpy.props.IntProperty(name="First Frame", description="The first frame made anew")
+    frame_end: bpy.props.IntProperty(name="Last Frame", description="The last frame made anew")
+    seed: bpy.props.IntProperty(name="Seed", default=1, min=0, description="Another seed gives another take")
+    context_frames: bpy.props.IntProperty(
+        name="Context Frames", default=regenerate.REGENERATE_CONTEXT, min=1, max=120,
+        description="Frames before the range (1/30 s apart) the new motion continues from",
+    )
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object:
+        return _active_hymotion_armature(context)
+
+    def known(self, context, armature):
+        given = self.properties.is_property_set("frame_start") or self.properties.is_property_set("frame_end")
+        first, last = regenerate.segment_range(context.scene, *((self.frame_start, self.frame_end) if given
+                                                                else (None, None)))
+        return regenerate.regenerate_frames(armature, context.scene, first, last, self.context_frames)
+
+    def spec(self, context: bpy.types.Context) -> generation.RunSpec:
+        if not self.prompt.strip():
+            armature = context.active_object
+            self.prompt = (regenerate.clip_prompt(armature) if armature is not None else "") or self.prompt
+        spec = super().spec(context)
+        spec.seeds = [int(self.seed)]
+        return spec
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        scene = context.scene
+        if not self.properties.is_property_set("frame_start"):
+            if scene.use_preview_range:
+                self.frame_start, self.frame_end = scene.frame_preview_start, scene.frame_preview_end
+            else:
+                self.frame_start = scene.frame_current
+                self.frame_end = self.frame_start + round(bake.scene_fps(scene))
+        if not self.prompt and context.active_object is not None:
+            self.prompt = regenerate.clip_prompt(context.active_object)
+        return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        for name in ("frame_start", "frame_end", "prompt", "seed", "context_frames"):
+            self.layout.prop(self, name)
 
 
 class HYMOTION_OT_generate_timeline(PromptListOperator, bpy.types.Operator):
@@ -149,6 +210,9 @@ class HYMOTION_OT_generate_timeline(PromptListOperator, bpy.types.Operator):
 
     list_settings = "timeline"
     list_panel = "Continue, In-between, Loop panel"
+
+    def target_armature(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        return _target_or_new(self, context)
 
     def spec(self, context: bpy.types.Context) -> generation.RunSpec:
         text, source = self.prompt_text(context)
@@ -209,10 +273,8 @@ class HYMOTION_OT_import_clip(bpy.types.Operator, ImportHelper):
                 armature = rig.build_armature(context)
             action = sequence.import_clip(
                 self.filepath, armature, start_frame=context.scene.frame_current,
-                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene, keys=self.keys,
+                nla_layout="SEQUENCE" if self.to_nla else None, scene=context.scene, keys=self.keys, loop=self.cyclic,
             )
-            if self.cyclic:
-                sequence.make_cyclic(action, armature)
         except HyMotionError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -270,6 +332,7 @@ def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
     column.row().prop(settings, "timeline_source", expand=True)
     column.prop(settings, "timeline_text" if settings.timeline_source == "TEXT" else "timeline_file")
     layout.operator(HYMOTION_OT_generate_timeline.bl_idname, icon="SEQ_SEQUENCER")
+    layout.operator(HYMOTION_OT_regenerate_segment.bl_idname, icon="PREVIEW_RANGE")
     column = layout.column(align=True)
     column.operator(HYMOTION_OT_save_pose.bl_idname, icon="POSE_HLT")
     column.operator(HYMOTION_OT_import_clip.bl_idname, icon="IMPORT")
@@ -278,5 +341,6 @@ def draw_sequence(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
 
 
 classes: tuple[type, ...] = (HYMOTION_OT_continue_pose, HYMOTION_OT_inbetween, HYMOTION_OT_generate_loop,
+                             HYMOTION_OT_regenerate_segment,
                              HYMOTION_OT_generate_timeline, HYMOTION_OT_save_pose, HYMOTION_OT_import_clip,
                              HYMOTION_OT_make_cyclic, HYMOTION_PT_sequence)

@@ -110,3 +110,19 @@ def test_bad_clips_name_the_problem(translation, rotations, message):
 def test_validated_clip_normalises_quaternions():
     _, rotations = motion_math.validated_clip(np.zeros((1, 3)), np.full((1, NUM_BODY_JOINTS, 4), 2.0))
     np.testing.assert_allclose(np.linalg.norm(rotations, axis=-1), 1.0)
+
+
+@pytest.mark.parametrize("target_fps", [24.0, 25.0, 30.0, 50.0, 60.0, 24000 / 1001, 30000 / 1001, 60000 / 1001])
+def test_a_resampled_loop_ends_exactly_on_its_loop_point(target_fps):
+    """Issue 27: the last key sits on the loop point ((frames - 1) source frames), holds the source's last frame and
+    no whole frame is doubled or held."""
+    rng = np.random.default_rng(3)
+    frames = 60
+    translation = rng.normal(size=(frames, 3))
+    rotations = rng.normal(size=(frames, 22, 4))
+    rotations /= np.linalg.norm(rotations, axis=-1, keepdims=True)
+    offsets, new_translation, new_rotations = motion_math.resample_loop(translation, rotations, 30.0, target_fps)
+    assert offsets[-1] == pytest.approx((frames - 1) * target_fps / 30.0, abs=1e-9)
+    assert np.all(np.diff(offsets) > 0.0) and np.all(offsets[:-1] == np.arange(offsets.size - 1))
+    np.testing.assert_allclose(new_translation[-1], translation[-1], atol=1e-12)
+    np.testing.assert_allclose(np.abs(np.sum(new_rotations[-1] * rotations[-1], axis=-1)), 1.0, atol=1e-9)

@@ -166,11 +166,15 @@ def test_contact_report_measures_slide_penetration_and_hover_of_one_contact():
     matrices[foot.toe] = matrices[foot.toe].copy()
     matrices[foot.toe][:, :3, 3] = matrices[foot.foot][:, :3, 3] + (rest[foot.toe, :3, 3] - rest[foot.foot, :3, 3])
     contacts = np.zeros((frames, 2, 2), dtype=bool)
-    contacts[:, 0, 0] = True
-    (report,) = retarget_feet.measure_contacts(plan, matrices, contacts)
+    contacts[:, 0, :] = True  # the left foot flat: heel and ball down
+    report, _ = retarget_feet.measure_contacts(plan, matrices, contacts)
     assert (report.side, report.point, report.start, report.stop) == ("left", "heel", 0, 5)
     assert report.slide == pytest.approx(0.03) and report.hover == pytest.approx(0.002)
     assert report.penetration == pytest.approx(0.004)
+    # heel down, ball up (heel strike): the height is not hover, the foot is not flat (issue 27)
+    contacts[:, 0, 1] = False
+    (report,) = retarget_feet.measure_contacts(plan, matrices, contacts)
+    assert report.hover == 0.0 and report.slide == pytest.approx(0.03)
 
 
 def retarget_test_target() -> retarget_math.TargetSkeleton:

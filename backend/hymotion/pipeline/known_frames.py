@@ -415,3 +415,13 @@ def load_context(spec: str, frames: int = 1) -> Pose:
             f"Use at most {last + 1} context frames, or a later frame.",
         )
     return Pose(translation[last + 1 - frames : last + 1], rotations[last + 1 - frames : last + 1])
+
+
+def load_motion(path: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Every frame of a motion file (read and checked by hymotion.shared.motion_files): translation (F, 3) and
+    rotations (F, 22, 4) exactly as stored (not renormalised), and its prompt ('' if none)."""
+    data = read_motion_file(path)
+    translation = np.asarray(data.translation, dtype=np.float64)
+    rotations = np.asarray(data.rotations, dtype=np.float64)
+    Pose(translation, rotations)  # refuses zero quaternions
+    return translation, rotations, data.prompt
