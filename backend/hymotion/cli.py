@@ -26,7 +26,7 @@ DEFAULT_NAME_MAX = 255
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="lite", help=f"model to run: {MODEL_CHOICES_HELP} (default: lite)")
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, partial, stream, cpu (default: auto)")
     parser.add_argument("--cache-dir", help="where prompt embeddings are cached (default: ~/.cache/hymotion)")
     parser.add_argument("--precision", choices=("bf16", "fp32"),
                         help="the DiT's number format (default: bf16 on GPU plans; fp32 computes as the official code)")
