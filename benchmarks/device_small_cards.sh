@@ -27,7 +27,7 @@ timeout ${BENCH_TIMEOUT:-520} $PY benchmarks/bench.py --variant lite --work-dir 
   --json-out "$OUT/bench.json" "$@" 2>&1 | tee "$OUT/bench.log" | grep -v "^Writing\|it/s\]$"
 cp "$WORK"/bench-*.log "$OUT"/ 2>/dev/null; (cd "$OUT" && tar czf child-logs.tgz bench-*.log && rm -f bench-*.log)
 if [ -n "${CUDA_TESTS:-}" ]; then
-  timeout 120 $PY -m pytest tests/backend/test_plans_cuda.py -q -p no:cacheprovider -k "$CUDA_TESTS" 2>&1 | tail -8 \
+  timeout 120 python3 -m pytest tests/backend/test_plans_cuda.py -q -p no:cacheprovider -k "$CUDA_TESTS" 2>&1 | tail -8 \
     | tee "$OUT/cuda-tests.txt"
 fi
 echo "seconds: $SECONDS"
