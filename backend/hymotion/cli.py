@@ -34,7 +34,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the DiT on GPU plans: faster for large batches after a minute of compiling")
     parser.add_argument("--text-encoder-int8", action="store_true",
                         help="8-bit weights for Qwen3's layers (written beside its folder once): half the bytes to read "
-                        "and stream, for small cards and RAM; the features move by about 1-4%% (docs/performance.md)")
+                        "and stream, for small cards and RAM; the features change slightly (docs/performance.md)")
 
 
 def _integer(text: str) -> int:
