@@ -8,9 +8,12 @@ weights. Each plan then runs in a fresh process, as the add-on's backend does, a
 - cached: median latency of a prompt whose embedding is cached;
 - host RAM: peak RSS, anonymous (the process's own memory) and file-backed (memory-mapped weights, evictable);
 - GPU: peak allocated; throughput: 64 cached prompts x 5 s in one call.
-``PLAN+compile`` runs the DiT through ``torch.compile`` (its compile time counts in the first clip).
-``PLAN@GIB`` caps the process's CUDA memory (``set_per_process_memory_fraction``), as a small card would: an
-out-of-memory error then steps down the plan ladder for real, and the row says which plan finished.
+``PLAN+compile`` runs the DiT through ``torch.compile`` (its compile time counts in the first clip); ``PLAN+int8``
+runs the 8-bit text encoder; ``PLAN+cold`` times new prompts with the weight files dropped from the page cache before
+each (``bench_small_cards``) instead of the warm rows' later stages. Options combine: ``partial+int8+cold@12``.
+``PLAN@GIB`` caps the process's CUDA memory (``memory.limit_vram``), as a small card would: an out-of-memory error
+then steps down the plan ladder for real, ``auto`` and ``partial`` size themselves to the cap, and the row says which
+plan finished and how many of Qwen3's layers stayed on the GPU.
 A baseline row runs the official configuration (fp32 DiT on 360 padded frames and 128 text tokens, the causal LM with
 every hidden state, everything resident, no prompt cache) in the same run, for side-by-side ratios.
 """
@@ -61,11 +64,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also compare bf16 against fp32 on the gpu plan over this many prompts")
     parser.add_argument("--official-reference-prompts", type=int, default=0,
                         help="also compare the GPU plans in fp32 against the official computation over this many prompts")
+    parser.add_argument("--int8-deviation-prompts", type=int, default=0,
+                        help="also compare the 8-bit text encoder's token features with bf16's over this many prompts")
+    parser.add_argument("--cold-prompts", type=int, default=3, help="new prompts timed cold on PLAN+cold rows")
     parser.add_argument("--json-out", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one plan's measurement, in its own process
 
 
-def write_random_weights(folder: Path, variant: str) -> Path:
+def write_random_weights(folder: Path, variant: str, int8: bool = False) -> Path:
     """Real-size random checkpoints in the ``--model-dir`` layout, written once and reused."""
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel, Qwen3Config, Qwen3Model
@@ -96,6 +102,10 @@ def write_random_weights(folder: Path, variant: str) -> Path:
         clip = CLIPTextModel(CLIPTextConfig(**CLIP_L_SHAPE, eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>")))
         clip.save_pretrained(clip_folder)
         tokenizer.save_pretrained(clip_folder)
+    if int8:
+        from .model.quantized import quantize_qwen_folder
+
+        quantize_qwen_folder(qwen_folder)
     return folder
 
 
@@ -142,26 +152,37 @@ def _timed(pipe, prompts: list[str], synchronize, stages: dict | None = None) ->
     return time.perf_counter() - begin
 
 
-def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats: int, started: float) -> dict:
+def parse_spec(spec: str) -> tuple[str, set[str], float | None]:
+    """``PLAN[+OPTION...][@GIB]`` as (plan, options, cap in GiB or None)."""
+    name, _, cap = spec.partition("@")
+    plan, *options = name.split("+")
+    unknown = set(options) - {"compile", "int8", "cold"}
+    if unknown:
+        raise SystemExit(f"unknown plan option(s) {', '.join(sorted(unknown))} in {spec!r}: use compile, int8, cold")
+    return plan, set(options), float(cap) if cap else None
+
+
+def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats: int, started: float,
+                 cold_prompts: int = 3) -> dict:
     """One plan in this process (started at monotonic time ``started``): the figures the module docstring lists."""
     import torch
 
+    from .pipeline import memory
     from .pipeline.loading import load_pipeline
     from .weights import VARIANT_FOLDERS
 
     imported = time.monotonic()
-    plan, _, cap = spec.partition("@")
-    plan, _, option = plan.partition("+")
+    plan, options, cap = parse_spec(spec)
     cuda = torch.cuda.is_available() and plan != "cpu"
     if cuda and cap:
-        torch.cuda.set_per_process_memory_fraction(float(cap) * GIB / torch.cuda.get_device_properties(0).total_memory)
+        memory.limit_vram(int(cap * GIB))
     synchronize = torch.cuda.synchronize if cuda else (lambda: None)
     host = _HostMemoryPeaks()
     baseline = plan == "official-baseline"
     pipe = load_pipeline(
         str(model_dir / VARIANT_FOLDERS[variant]), model_dir=model_dir, plan=plan, device="cuda" if cuda else "cpu",
         cache_dir=tempfile.mkdtemp(prefix=f"hymotion-bench-{plan}-"), official_padding=baseline,
-        compile_dit=option == "compile",
+        compile_dit="compile" in options, text_encoder_int8="int8" in options,
     )
     if baseline:
         pipe.cache = None  # the official pipeline encodes the prompt on every request
@@ -183,7 +204,14 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
                        "first_call_stages": stages},
     }
     on_gpu = pipe.plan != "cpu"  # a capped GPU may have stepped down to the cpu plan: time it as the cpu plan
-    if on_gpu:
+    if "cold" in options:
+        from .bench_small_cards import cold_new_prompts
+
+        prompts_cold = BENCH_PROMPTS[1 : 1 + cold_prompts]
+        result.update(cold_new_prompts(pipe, prompts_cold, model_dir, lambda batch: _timed(pipe, batch, synchronize)))
+        stage_peak("cold_new_prompts")
+        on_gpu = False  # the warm stages are the warm rows' business
+    elif on_gpu:
         result["new_prompt_s"] = [round(_timed(pipe, [prompt], synchronize), 3) for prompt in BENCH_PROMPTS[1:4]]
         stage_peak("new_prompts")
         result["eight_new_prompts_s"] = round(_timed(pipe, BENCH_PROMPTS[4:12], synchronize), 2)
@@ -201,7 +229,9 @@ def measure_plan(spec: str, model_dir: Path, variant: str, prompts: int, repeats
         result["throughput_clips_per_s"] = round(len(batch) / elapsed, 1)
         stage_peak("throughput")
     host.stop()
+    streamer = pipe._text_encoder.streamer if pipe._text_encoder is not None else None
     result.update(
+        text_layers_resident=streamer.resident if streamer is not None else None,
         ran_on_plan=pipe.plan,
         host_rss_anonymous_gib=round(host.anonymous / GIB, 2),
         host_rss_file_gib=round(host.file_backed / GIB, 2),
@@ -273,9 +303,16 @@ def markdown_table(results: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['plan']} | failed: {r['error']} |" + " |" * 8)
             continue
+        ran_on = r["ran_on_plan"]
+        if ran_on == "partial" and r.get("text_layers_resident") is not None:
+            ran_on += f" ({r['text_layers_resident']} layers resident)"
+        new = ", ".join(map(str, r.get("new_prompt_s", [])))
+        if "cold_new_prompt_s" in r:
+            new = "cold: " + ", ".join(f"{t} ({gb} GB read)" for t, gb in zip(r["cold_new_prompt_s"],
+                                                                            r["cold_disk_read_gb"]))
         lines.append(
-            f"| {r['plan']} | {r['ran_on_plan']} | {r['first_clip_s']} | {r['first_new_prompt_s']} | "
-            f"{', '.join(map(str, r.get('new_prompt_s', []))) or '-'} | {r.get('eight_new_prompts_s', '-')} | "
+            f"| {r['plan']} | {ran_on} | {r['first_clip_s']} | {r['first_new_prompt_s']} | "
+            f"{new or '-'} | {r.get('eight_new_prompts_s', '-')} | "
             f"{r['cached_s']} | {r.get('throughput_clips_per_s', '-')} | "
             f"{r['host_rss_anonymous_gib']} / {r['host_rss_file_gib']} | {r['gpu_peak_alloc_gib']} |"
         )
@@ -287,7 +324,8 @@ def _run_child(spec: str, args, work: Path) -> dict:
     out = Path(tempfile.mkdtemp(prefix="hymotion-bench-child-")) / "result.json"
     command = [sys.executable, "-m", "hymotion.cli", "bench", "--child", spec, "--work-dir", str(work),
                "--variant", args.variant, "--throughput-prompts", str(args.throughput_prompts),
-               "--warm-repeats", str(args.warm_repeats), "--json-out", str(out)]
+               "--warm-repeats", str(args.warm_repeats), "--cold-prompts", str(args.cold_prompts),
+               "--json-out", str(out)]
     environment = {**os.environ, "HYMOTION_BENCH_STARTED": repr(time.monotonic())}
     completed = subprocess.run(command, env=environment, capture_output=True, text=True)
     (work / f"bench-{spec}.log").write_text(completed.stderr)
@@ -304,13 +342,23 @@ def bench_main(args) -> int:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="hymotion-bench-"))
     if args.child:
         started = float(os.environ.get("HYMOTION_BENCH_STARTED", time.monotonic()))
-        result = measure_plan(args.child, work, args.variant, args.throughput_prompts, args.warm_repeats, started)
+        result = measure_plan(args.child, work, args.variant, args.throughput_prompts, args.warm_repeats, started,
+                              args.cold_prompts)
         Path(args.json_out).write_text(json.dumps(result))
         return 0
     print(f"writing random {args.variant} weights under {work} ...", file=sys.stderr)
-    write_random_weights(work, args.variant)
+    specs = [spec for spec in args.plans.split(",") if spec]
+    for spec in specs:
+        parse_spec(spec)  # a mistyped option fails before anything is written or measured
+    int8 = args.int8_deviation_prompts > 0 or any("int8" in parse_spec(spec)[1] for spec in specs)
+    write_random_weights(work, args.variant, int8=int8)
     report = {"environment": environment(), "variant": args.variant, "results": []}
-    for spec in filter(None, args.plans.split(",")):
+    if args.int8_deviation_prompts:
+        from .bench_small_cards import int8_deviation
+
+        report["int8_deviation"] = int8_deviation(work, args.variant, BENCH_PROMPTS[:args.int8_deviation_prompts])
+        print(json.dumps(report["int8_deviation"]), file=sys.stderr)
+    for spec in specs:
         print(f"measuring plan {spec} ...", file=sys.stderr)
         report["results"].append(_run_child(spec, args, work))
         print(json.dumps(report["results"][-1]), file=sys.stderr)

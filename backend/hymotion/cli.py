@@ -34,12 +34,15 @@ DEFAULT_NAME_MAX = 255
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=model_help())
     parser.add_argument("--model-dir", help="folder holding the weights (default: the Hugging Face cache)")
-    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, stream, cpu (default: auto)")
+    parser.add_argument("--plan", default="auto", help="memory plan: auto, gpu, partial, stream, cpu (default: auto)")
     parser.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     parser.add_argument("--precision", choices=("bf16", "fp32"),
                         help="the DiT's number format (default: bf16 on GPU plans; fp32 computes as the official code)")
     parser.add_argument("--compile", action="store_true", dest="compile_dit",
                         help="torch.compile the DiT on GPU plans: faster for large batches after a minute of compiling")
+    parser.add_argument("--text-encoder-int8", action="store_true",
+                        help="8-bit weights for Qwen3's layers (written beside its folder once): half the bytes to read "
+                        "and stream, for small cards and RAM; the features change slightly (docs/performance.md)")
 
 
 def _integer(text: str) -> int:
@@ -236,7 +239,7 @@ def _generate_and_save(args, settings: GenerationSettings, constraint, paths, or
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
-        compile_dit=args.compile_dit,
+        compile_dit=args.compile_dit, text_encoder_int8=args.text_encoder_int8,
     )
     print(_describe_plan(pipeline.describe()), file=sys.stderr)
     bar = tqdm(total=1, desc="starting", file=sys.stderr, leave=False)
@@ -409,7 +412,7 @@ def run_timeline(args) -> int:
 
     pipeline = load_pipeline(
         args.model, args.model_dir, args.plan, cache_dir=args.cache_dir, precision=args.precision,
-        compile_dit=args.compile_dit,
+        compile_dit=args.compile_dit, text_encoder_int8=args.text_encoder_int8,
     )
     print(_describe_plan(pipeline.describe()), file=sys.stderr)
     for clip in generate_timeline(

@@ -39,6 +39,7 @@ TORCH_BUILD_ITEMS = [
 PLAN_ITEMS = [
     ("auto", "Auto", "Pick the fastest plan that fits the free GPU memory; step down on out-of-memory"),
     ("gpu", "GPU", "Everything on the GPU (fastest, most memory)"),
+    ("partial", "Partial", "As many text-encoder layers on the GPU as fit, the rest streamed (8-16 GB cards)"),
     ("stream", "Stream", "Text encoder streamed through the GPU layer by layer (least GPU memory)"),
     ("cpu", "CPU", "No GPU at all (slow)"),
 ]

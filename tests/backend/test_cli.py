@@ -39,7 +39,7 @@ def fast_tiny(monkeypatch, tiny_pipeline):
     requested = []
 
     def load_pipeline(model, model_dir=None, plan="auto", device=None, cache_dir=None, official_padding=False,
-                      precision=None, compile_dit=False):
+                      precision=None, compile_dit=False, text_encoder_int8=False):
         requested.append(model)
         assert model == "tiny-random"
         return tiny_pipeline

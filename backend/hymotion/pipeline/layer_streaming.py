@@ -24,27 +24,30 @@ from ..weights import read_safetensors_header
 
 
 class LayerStreamer:
-    """Streams ``model.layers`` through ``device``; :meth:`detach` gives the model its host weights back."""
+    """Streams ``model.layers`` through ``device``; :meth:`detach` gives the model its host weights back.
+
+    ``resident``: the first that many layers are copied to ``device`` once and stay there (the ``partial`` plan);
+    only the others stream. Their copies start when a pass starts, so the first streamed layers arrive while the
+    resident ones compute. A layer's tensors may mix dtypes (int8 weights with fp32 scales): slots hold bytes."""
 
     SLOTS = 2
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, resident: int = 0) -> None:
         self.model = model
         self.device = torch.device(device)
         self.layers = list(model.layers)
         self.host = [[(module, name, getattr(module, name)) for module, name in _parameter_slots(layer)]
                      for layer in self.layers]
-        dtypes = {tensor.dtype for layer in self.host for _, _, tensor in layer}
-        if len(dtypes) != 1:
-            raise ValueError(f"streamed layers must share one dtype, found {sorted(map(str, dtypes))}")
-        self.dtype = dtypes.pop()
-        self.numel = max(sum(tensor.numel() for _, _, tensor in layer) for layer in self.host)
-        self._copier = PinnedCopier(self.numel, self.dtype, self.device, buffers=self.SLOTS)
+        self.resident = max(0, min(resident, len(self.layers)))
+        self.streamed = list(range(self.resident, len(self.layers)))
+        self.nbytes = max((_packed_bytes(self.host[index]) for index in self.streamed), default=0)
+        self._copier = PinnedCopier(self.nbytes, torch.uint8, self.device, buffers=self.SLOTS) if self.streamed else None
         self._slots: list[torch.Tensor] = []
+        self._place_resident()
         self._hooks = [model.register_forward_pre_hook(lambda *_: self._begin())]
-        for index, layer in enumerate(self.layers):
-            self._hooks.append(layer.register_forward_pre_hook(lambda *_, i=index: self._wait(i)))
-            self._hooks.append(layer.register_forward_hook(lambda *_, i=index: self._done(i)))
+        for position, index in enumerate(self.streamed):
+            self._hooks.append(self.layers[index].register_forward_pre_hook(lambda *_, p=position: self._wait(p)))
+            self._hooks.append(self.layers[index].register_forward_hook(lambda *_, p=position: self._done(p)))
         embed = model.get_input_embeddings()
         self._hooks.append(embed.register_forward_pre_hook(lambda _, args: (args[0].cpu(),)))
         self._hooks.append(embed.register_forward_hook(lambda *args: args[-1].to(self.device)))
@@ -54,52 +57,88 @@ class LayerStreamer:
 
     @property
     def slot_bytes(self) -> int:
-        return self.SLOTS * self.numel * self.dtype.itemsize
+        return self.SLOTS * self.nbytes if self.streamed else 0
+
+    def _place_resident(self) -> None:
+        """Upload the resident layers once, through the pinned path."""
+        tensors = {(index, position): tensor for index in range(self.resident)
+                   for position, (_, _, tensor) in enumerate(self.host[index])}
+        for (index, position), tensor in upload(tensors, self.device).items():
+            module, name, _ = self.host[index][position]
+            module._parameters[name] = nn.Parameter(tensor, requires_grad=False)
 
     def _begin(self) -> None:
-        """Before a forward pass: make the two GPU slots (freed after the last pass) and start the first layers."""
+        """Before a forward pass: make the two GPU slots (freed after the last pass) and start the first streamed
+        layers."""
+        if not self.streamed:
+            return
         if not self._slots:
-            self._slots = [torch.empty(self.numel, dtype=self.dtype, device=self.device) for _ in range(self.SLOTS)]
-            for index, layer in enumerate(self.host):
-                slot, offset = self._slots[index % self.SLOTS], 0
-                for module, name, tensor in layer:
-                    view = slot[offset : offset + tensor.numel()].view(tensor.shape)
+            self._slots = [torch.empty(self.nbytes, dtype=torch.uint8, device=self.device) for _ in range(self.SLOTS)]
+            for position, index in enumerate(self.streamed):
+                slot = self._slots[position % self.SLOTS]
+                for (module, name, tensor), offset in zip(self.host[index], _packed_offsets(self.host[index])):
+                    view = slot[offset : offset + tensor.nbytes].view(tensor.dtype).view(tensor.shape)
                     module._parameters[name] = nn.Parameter(view, requires_grad=False)
-                    offset += tensor.numel()
-        for index in range(min(self.SLOTS, len(self.layers))):
-            self._fetch(index)
+        for position in range(min(self.SLOTS, len(self.streamed))):
+            self._fetch(position)
 
-    def _fetch(self, index: int) -> None:
-        """Copy layer ``index`` into its GPU slot behind the compute stream (packed through its staging buffer)."""
-        slot = index % self.SLOTS
-        self._copier.copy(slot, [tensor for _, _, tensor in self.host[index]], self._slots[slot])
+    def _fetch(self, position: int) -> None:
+        """Copy streamed layer ``position`` into its GPU slot behind the compute stream (packed through its staging
+        buffer)."""
+        slot = position % self.SLOTS
+        layer = self.host[self.streamed[position]]
+        self._copier.copy(slot, [_as_bytes(tensor) for _, _, tensor in layer], self._slots[slot],
+                          _packed_offsets(layer))
 
-    def _wait(self, index: int) -> None:
-        self._copier.wait(index % self.SLOTS)
+    def _wait(self, position: int) -> None:
+        self._copier.wait(position % self.SLOTS)
 
-    def _done(self, index: int) -> None:
-        if index + self.SLOTS < len(self.layers):
-            self._fetch(index + self.SLOTS)
+    def _done(self, position: int) -> None:
+        if position + self.SLOTS < len(self.streamed):
+            self._fetch(position + self.SLOTS)
 
     def release(self) -> None:
-        """Give the GPU slots back between prompts (the layers' views keep nothing alive once rebound)."""
-        self._copier.finish()
-        self._rebind_host()
+        """Give the GPU slots back between prompts (the layers' views keep nothing alive once rebound); the resident
+        layers stay."""
+        if self._copier is not None:
+            self._copier.finish()
+        self._rebind_host(self.streamed)
         self._slots = []
 
     def detach(self) -> None:
         """Remove the hooks and put every weight back on the host, as it was before streaming."""
         self.release()
+        self._rebind_host(range(self.resident))
         for hook in self._hooks:
             hook.remove()
         for name, child in self.model.named_children():
             if name not in ("layers", "embed_tokens"):
                 child.to("cpu")
 
-    def _rebind_host(self) -> None:
-        for layer in self.host:
-            for module, name, tensor in layer:
+    def _rebind_host(self, indices) -> None:
+        for index in indices:
+            for module, name, tensor in self.host[index]:
                 module._parameters[name] = tensor
+
+
+# Where a slot packs tensors of mixed dtypes, each starts on this many bytes (a multiple of every dtype's size).
+PACK_ALIGNMENT = 16
+
+
+def _packed_offsets(layer: list) -> list[int]:
+    offsets, offset = [], 0
+    for _, _, tensor in layer:
+        offsets.append(offset)
+        offset += -(-tensor.nbytes // PACK_ALIGNMENT) * PACK_ALIGNMENT
+    return offsets
+
+
+def _packed_bytes(layer: list) -> int:
+    return (_packed_offsets(layer)[-1] + layer[-1][2].nbytes) if layer else 0
+
+
+def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.contiguous().reshape(-1).view(torch.uint8)
 
 
 class PinnedCopier:
@@ -119,14 +158,17 @@ class PinnedCopier:
     def numel(self) -> int:
         return self._staging[0].numel()
 
-    def copy(self, buffer: int, sources: list[torch.Tensor], destination: torch.Tensor) -> None:
-        """Pack ``sources`` one after another into staging buffer ``buffer`` and copy them to the start of the flat
-        ``destination``, behind the work already queued on the current stream (which may still read it)."""
+    def copy(self, buffer: int, sources: list[torch.Tensor], destination: torch.Tensor,
+             offsets: list[int] | None = None) -> None:
+        """Pack ``sources`` into staging buffer ``buffer`` (one after another, or each at its element ``offsets``)
+        and copy them to the start of the flat ``destination``, behind the work already queued on the current stream
+        (which may still read it)."""
         staging = self._staging[buffer]
         if self._ready[buffer] is not None:
             self._ready[buffer].synchronize()  # this buffer's previous copy to the GPU has finished
         offset = 0
-        for tensor in sources:
+        for tensor, start in zip(sources, offsets or [None] * len(sources)):
+            offset = offset if start is None else start
             staging[offset : offset + tensor.numel()].copy_(tensor.reshape(-1))
             offset += tensor.numel()
         if self._stream is None:

@@ -26,14 +26,21 @@ from .sampling import MotionPipeline
 log = logging.getLogger(__name__)
 
 
-def load_real_text_encoder(files: weights.ModelFiles, identity: str, official_layout: bool = False) -> TextEncoder:
+def load_real_text_encoder(
+    files: weights.ModelFiles, identity: str, official_layout: bool = False, int8: bool = False
+) -> TextEncoder:
     """Qwen3 as the base model (no LM head) in bf16 and CLIP-L's text tower; ``official_layout`` loads the causal LM
-    and keeps every hidden state, as the official pipeline does (benchmarks only)."""
+    and keeps every hidden state, as the official pipeline does (benchmarks only); ``int8`` the 8-bit copy of Qwen3's
+    layers (``model.quantized``, written beside its folder on first use)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, CLIPTextModel
 
     qwen_tokenizer = AutoTokenizer.from_pretrained(files.qwen_folder, padding_side="right")
     if official_layout:
         qwen = AutoModelForCausalLM.from_pretrained(files.qwen_folder, dtype=torch.bfloat16)
+    elif int8:
+        from ..model.quantized import load_qwen_int8, quantize_qwen_folder
+
+        qwen = load_qwen_int8(quantize_qwen_folder(files.qwen_folder))
     else:
         qwen = load_qwen_base(files.qwen_folder)
     clip_tokenizer = AutoTokenizer.from_pretrained(files.clip_folder)
@@ -50,11 +57,13 @@ def load_pipeline(
     official_padding: bool = False,
     precision: str | None = None,
     compile_dit: bool = False,
+    text_encoder_int8: bool = False,
 ) -> MotionPipeline:
     """Build a pipeline for ``model`` (lite, standard, tiny-random, or a model folder) on a memory plan.
 
     ``device`` forces where plans run (tests pass "cpu" to exercise the GPU plans' placement code on the CPU).
     ``precision`` ("bf16" or "fp32") overrides the plan's DiT number format (bf16 on the GPU plans, fp32 on cpu).
+    ``text_encoder_int8`` runs Qwen3's layers with 8-bit weights (opt-in: half the bytes to read and stream).
     ``compile_dit`` runs the DiT through ``torch.compile`` on the GPU plans (batch baking; see :func:`compile_dit_forward`).
     """
     started = time.perf_counter()
@@ -69,6 +78,10 @@ def load_pipeline(
         chosen, device = _resolve_plan(plan, "lite", device)
         loaded = build_tiny_model()
         loader, identity, model_id, variant = build_tiny_text_encoder, "tiny-random-0", TINY_MODEL_ID, "lite"
+        if text_encoder_int8:
+            from ..model.quantized import with_int8_qwen
+
+            loader, identity = (lambda: with_int8_qwen(build_tiny_text_encoder())), identity + "|int8"  # noqa: E731
     elif model.startswith("known-"):  # the known-answer test flow (model/known_flow.py): the motion is its target
         from ..model.known_flow import build_known_flow_model
         from ..model.tiny import build_tiny_text_encoder
@@ -88,7 +101,7 @@ def load_pipeline(
             raise
         variant = model if named else weights.folder_variant(files.model_folder)
         chosen, device = _resolve_plan(plan, variant, device)
-        on_gpu = chosen == "gpu" and torch.device(device).type == "cuda"
+        on_gpu = chosen == "gpu" and torch.device(device).type == "cuda" and not text_encoder_int8
         early = EarlyQwenUpload(files.qwen_folder, torch.device(device)) if on_gpu else None
         try:
             from ..model.loading import load_model_folder  # diffusers: imported while Qwen3 is copied
@@ -100,7 +113,8 @@ def load_pipeline(
             raise
         qwen_uploaded = early.result() if early is not None else None  # the copy ends before the GPU is used here
         identity = f"{files.qwen_folder.resolve()}|{files.clip_folder.resolve()}|{loaded.settings.max_text_tokens}"
-        loader = lambda: load_real_text_encoder(files, identity, official_padding)  # noqa: E731
+        identity += "|int8" if text_encoder_int8 else ""
+        loader = lambda: load_real_text_encoder(files, identity, official_padding, text_encoder_int8)  # noqa: E731
         model_id = f"HY-Motion-1.0-{variant}" if named else str(Path(model).resolve())
     cache = EmbeddingCache(Path(cache_dir) if cache_dir else user_cache_dir() / "embeddings")
     pipeline = MotionPipeline(

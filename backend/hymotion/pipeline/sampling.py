@@ -238,7 +238,7 @@ class MotionPipeline:
             log.info("no memory to capture the default graph ahead; the first request will: %s", error)
             self._graphs.clear()
             torch.cuda.empty_cache()
-        if self._plan.text_placement in ("resident", "stream"):
+        if self._plan.text_placement != "cpu":
             threading.Thread(target=self._load_text_encoder_quietly, name="hymotion-text-encoder", daemon=True).start()
 
     def prepare_text_encoder(self) -> None:
@@ -276,8 +276,8 @@ class MotionPipeline:
         return answer
 
     def _with_step_down(self, work: Callable[[], _Result], on_warning: Callable[[str], None]) -> _Result:
-        """Run ``work``; after each CUDA out-of-memory error move down the plan ladder (gpu, stream, cpu) and run it
-        again, until it completes or the last plan fails too."""
+        """Run ``work``; after each CUDA out-of-memory error move down the plan ladder (gpu, partial, stream, cpu)
+        and run it again, until it completes or the last plan fails too."""
         failed: list[str] = []
         while True:
             try:
