@@ -42,8 +42,8 @@ def check_armature(armature: bpy.types.Object) -> None:
 
 def is_rigify_metarig(armature: bpy.types.Object) -> bool:
     """Whether an armature is a Rigify metarig (its bones carry a Rigify type), not the rig generated from it."""
-    return any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type")
-               for pose_bone in armature.pose.bones)
+    return armature.pose is not None and any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type")
+                                             for pose_bone in armature.pose.bones)
 
 
 def metarig_hint(metarig: bpy.types.Object) -> str:
