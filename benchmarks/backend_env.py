@@ -53,7 +53,7 @@ def closure(requirements: list[Requirement]) -> tuple[dict[str, metadata.Distrib
         except metadata.PackageNotFoundError:
             if requirement in requirements:
                 raise SystemExit(f"{requirement.name} (a backend requirement) is not installed in {sys.prefix}; "
-                                 "install the backend into this Python first (pip install ./backend)")
+                                 "install the backend into this Python first (pip install ./backend)") from None
             missing.add(name)
             continue
         found[name] = distribution

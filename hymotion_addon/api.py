@@ -177,7 +177,8 @@ def generate_timeline(
         try:
             text, source = timeline.read_text(encoding="utf-8"), str(timeline)
         except (OSError, UnicodeDecodeError) as error:
-            raise bad_request(f"Cannot read the timeline {timeline}: {error}.", "Check the path; save it as UTF-8.")
+            raise bad_request(f"Cannot read the timeline {timeline}: {error}.",
+                              "Check the path; save it as UTF-8.") from None
     elif isinstance(timeline, str):
         text, source = timeline, "timeline"
     else:

@@ -289,7 +289,8 @@ def run_blender(command: list[str], manifest_path: Path) -> None:
     try:
         stdout, stderr = process.communicate(timeout=BLENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise HyMotionError(INTERNAL, f"Blender did not finish within {BLENDER_TIMEOUT_S} s.", "Try fewer prompts.")
+        raise HyMotionError(INTERNAL, f"Blender did not finish within {BLENDER_TIMEOUT_S} s.",
+                            "Try fewer prompts.") from None
     finally:
         _end_process_group(process)
     if process.returncode != 0:

@@ -182,7 +182,8 @@ class CommandTask:
                 **own_group(),
             )
         except OSError as error:
-            raise StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}")
+            raise StepFailed(f"{step.label} could not start ({error}). Check the Python path; log: {self.log_path}") \
+                from None
         if self.cancelled:  # cancel() came between the check before this step and the start of its process
             signal_group(self._process)
         captured: list[bytes] = []

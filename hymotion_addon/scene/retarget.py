@@ -39,6 +39,7 @@ _EULER_PATH = "rotation_euler"
 DEFAULT_FEET_CLEANUP = True
 DEFAULT_ROOT_MOTION = "HIPS"
 DEFAULT_IN_PLACE = False
+DEFAULT_CONTACT_SETTINGS = retarget_feet.ContactSettings()  # frozen: one shared default is safe
 RESIDUAL_REPORT_DEGREES = 1.0  # bones turned further than this from their source direction are reported
 
 
@@ -130,7 +131,7 @@ def bake_onto_rig(
     scene: bpy.types.Scene | None = None,
     fps_mode: str = "RESAMPLE",
     source_fps: float = FPS,
-    contact_settings: retarget_feet.ContactSettings = retarget_feet.ContactSettings(),
+    contact_settings: retarget_feet.ContactSettings = DEFAULT_CONTACT_SETTINGS,
     keys: str = "EVERY_FRAME",
     loop: bool = False,
     floor: float | None = None,

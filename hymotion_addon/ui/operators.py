@@ -242,7 +242,8 @@ class PromptListOperator(GenerationOperator):
         try:
             return path.read_text(encoding="utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as error:
-            raise bad_request(f"Cannot read the prompt file {path}: {error}.", "Check the path; save it as UTF-8.")
+            raise bad_request(f"Cannot read the prompt file {path}: {error}.",
+                              "Check the path; save it as UTF-8.") from None
 
 
 class HYMOTION_OT_batch_bake(PromptListOperator, bpy.types.Operator):

@@ -93,7 +93,10 @@ def _leg_profiles() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     offsets = np.minimum(u, 1.0 - u)
     kernel = np.exp(-0.5 * (offsets / _PROFILE_SMOOTHING) ** 2)
     kernel /= kernel.sum()
-    smooth = lambda values: np.real(np.fft.ifft(np.fft.fft(values) * np.fft.fft(kernel)))
+
+    def smooth(values: np.ndarray) -> np.ndarray:
+        return np.real(np.fft.ifft(np.fft.fft(values) * np.fft.fft(kernel)))
+
     return smooth(angle), smooth(lift), np.maximum(smooth(standing), 1e-3)
 
 

@@ -437,7 +437,7 @@ def _tangents(waypoints: Sequence[Waypoint]) -> list[float | None]:
     """The path's direction (yaw) at each waypoint from its neighbours, None where it moves slower than
     FACING_MIN_SPEED (or a single waypoint)."""
     result: list[float | None] = []
-    for index, point in enumerate(waypoints):
+    for index in range(len(waypoints)):
         before = waypoints[max(index - 1, 0)]
         after = waypoints[min(index + 1, len(waypoints) - 1)]
         if after.frame == before.frame:
