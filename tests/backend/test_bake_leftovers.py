@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from backend_helpers import process_gone
-from test_bake_signals import EVENT_TIMEOUT_S, FAKE_BLENDER
+from test_bake_signals import EVENT_TIMEOUT_S, start_bake_with_fake_blender
 
 from hymotion import bake
 from hymotion.shared.scratch import remove_abandoned, scratch_folder
@@ -51,23 +51,7 @@ def test_the_next_scratch_folder_removes_those_of_runs_that_were_killed(tmp_path
 
 @pytest.mark.skipif(not Path("/proc").is_dir() or not hasattr(os, "mkfifo"), reason="needs POSIX and /proc")
 def test_a_bake_killed_with_sigkill_leaves_a_scratch_folder_the_next_run_removes(tmp_path):
-    fake = tmp_path / "fake-blender"
-    fake.write_text(FAKE_BLENDER.format(python=sys.executable))
-    fake.chmod(0o755)
-    fifo = tmp_path / "started"
-    os.mkfifo(fifo)
-    scratch_root = tmp_path / "tmp"
-    scratch_root.mkdir()
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("a person walks\n")
-    environment = {**os.environ, "HYMOTION_TEST_FIFO": str(fifo), "TMPDIR": str(scratch_root),
-                   "HYMOTION_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    killed = subprocess.Popen(
-        [sys.executable, "-m", "hymotion.bake", str(prompts), "--out", str(tmp_path / "library.blend"),
-         "--blender", str(fake), "--model", "tiny-random", "--device", "cpu", "--steps", "1", "--duration", "1"],
-        env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    killed, reader, scratch_root = start_bake_with_fake_blender(tmp_path, stderr=subprocess.DEVNULL)
     children: list[int] = []
     try:
         with selectors.DefaultSelector() as selector, os.fdopen(reader, "r") as started:
