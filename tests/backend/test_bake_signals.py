@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from backend_helpers import process_gone
 
+from hymotion.bake import SCRATCH_PREFIX
+
 EVENT_TIMEOUT_S = 120.0
 # Stands in for Blender: starts a child of its own (as Blender's helpers would), reports both pids and the manifest's
 # folder through the FIFO the test named, then waits to be killed.
 FAKE_BLENDER = """#!{python}
 import os, subprocess, sys, time
-from hymotion.bake import SCRATCH_PREFIX
 helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 with open(os.environ["HYMOTION_TEST_FIFO"], "w") as fifo:
     fifo.write(f"{{os.getpid()}} {{helper.pid}} {{os.path.dirname(sys.argv[-1])}}\\n")
