@@ -8,11 +8,12 @@ error, all as positions in cm, and foot skating in cm/s. The definitions here ar
   effector   largest distance (cm) of a target's joint from its target position over the target's frames
   root 2D    largest horizontal distance (cm) of the pelvis from its waypoint, over every waypoint
   skate      mean horizontal speed (cm/s) of the ankle and toe joints over the frames where the foot stands (its sole
-             within 3 cm of the floor, y = 0, and slower than 0.5 m/s: body_correction.foot_contacts) and that point itself
-             is down (its own sole gap within 3 cm), between two such frames: a heel that lifts as the foot rolls onto
-             its toe is not skating
+             within 3 cm of the floor, y = 0, and slower than 0.5 m/s: body_correction.foot_contacts) and that point
+             itself is down (its own sole gap within 3 cm), between two such frames: a heel that lifts as the foot rolls
+             onto its toe is not skating
   jerk       largest joint jerk (m/s^3, third difference x 30^3) within 10 frames of a constrained frame / elsewhere /
-             over the unconstrained clip of the same seed (the clip's own range); a pop shows as the first above the last
+             over the unconstrained clip of the same seed (the clip's own range); a pop shows as the first above the
+             last
   leaves     mean distance (cm) of the joints from the unconstrained clip's, each pose seen from its own pelvis and
              heading, over frames more than 10 frames from any target (how much of the motion the directions change)
 
@@ -61,7 +62,9 @@ def keyframe_error(positions: np.ndarray, keyframes: dict[int, np.ndarray]) -> f
     """Mean joint distance (cm) from each pinned whole pose's joints (frame -> (22, 3))."""
     if not keyframes:
         return math.nan
-    return float(np.mean([np.linalg.norm(positions[f] - wanted, axis=-1).mean() for f, wanted in keyframes.items()]) * 100)
+    return float(
+        np.mean([np.linalg.norm(positions[f] - wanted, axis=-1).mean() for f, wanted in keyframes.items()]) * 100
+    )
 
 
 def effector_error(positions: np.ndarray, targets) -> float:
@@ -157,22 +160,26 @@ class Scenario:
 def scenarios() -> list[Scenario]:
     bend = [Waypoint(f, 0.4 * math.sin(math.pi * f / FRAMES), 1.08 * f / FPS) for f in range(0, FRAMES, 15)]
     radius, speed = 4.0, 1.1
-    arc = [Waypoint(f, radius - radius * math.cos(speed * f / FPS / radius), radius * math.sin(speed * f / FPS / radius))
+    arc = [Waypoint(f, radius - radius * math.cos(speed * f / FPS / radius),
+                    radius * math.sin(speed * f / FPS / radius))
            for f in range(FRAMES)]
     yawed = [Waypoint(f, 0.45 * f / FPS * math.sin(0.15 * f / FPS), 0.9 * f / FPS, math.radians(10.0 * f / FPS))
              for f in range(0, FRAMES, 20)]
     # Targets are given as offsets from where the unconstrained clip has the joint (run_scenario places them): a hand
-    # raised 25 cm and 15 cm inward, a foot put 8 cm out and 5 cm on over 7 frames of its stance, the head 10 cm forward.
+    # raised 25 cm and 15 cm inward, a foot put 8 cm out and 5 cm on over 7 frames of its stance, the head 10 cm
+    # forward.
     targets = tuple(parse_target(spec) for spec in (
         "right_wrist:60:0.15,0.25,0.1", "left_ankle:48-54:0.08,0.0,0.05", "head:90:0.0,0.0,0.1",
     ))
-    between = [Waypoint(f, 0.25 * math.sin(math.pi * f / (FRAMES - 1)), 1.1 * f / FPS) for f in range(10, FRAMES - 10, 20)]
+    between = [Waypoint(f, 0.25 * math.sin(math.pi * f / (FRAMES - 1)), 1.1 * f / FPS)
+               for f in range(10, FRAMES - 10, 20)]
     return [
         Scenario("sparse path", Directions(tuple(bend))),
         Scenario("dense path", Directions(tuple(arc))),
         Scenario("path + yaw", Directions(tuple(yawed))),
         Scenario("targets", Directions((), targets)),
-        Scenario("in-between + path", Directions(tuple(between), facing="free"), start_frames=(0, 0), end_frame=FRAMES - 1),
+        Scenario("in-between + path", Directions(tuple(between), facing="free"), start_frames=(0, 0),
+                 end_frame=FRAMES - 1),
     ]
 
 
@@ -198,7 +205,8 @@ def run_scenario(pipeline, model: str, scenario: Scenario, steps: int) -> Result
         placed = tuple(dataclasses.replace(target, position=tuple(
             free.positions[target.first, target.joint].astype(np.float64) + target.position))
             for target in scenario.directions.targets)
-        scenario = Scenario(scenario.name, Directions(scenario.directions.waypoints, placed, scenario.directions.facing),
+        scenario = Scenario(scenario.name,
+                            Directions(scenario.directions.waypoints, placed, scenario.directions.facing),
                             scenario.start_frames, scenario.end_frame)
     directions = scenario.directions
     constraint = MotionConstraint(start=start, end=end, directions=directions)
@@ -247,8 +255,8 @@ def _cell(value: float, digits: int = 2) -> str:
 
 def table(results: list[Result]) -> str:
     lines = [
-        ("| model | scenario | keyframe cm | effector cm | root 2D cm | skate cm/s (free) | jerk m/s³ near / else / own "
-         "| leaves cm | s |"),
+        ("| model | scenario | keyframe cm | effector cm | root 2D cm | skate cm/s (free) "
+         "| jerk m/s³ near / else / own | leaves cm | s |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

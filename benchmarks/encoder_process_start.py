@@ -128,7 +128,9 @@ def main() -> None:
             EmbeddingCache(cached).put(IDENTITY, PROMPT, placeholder)
             print(plan, "DiT alone", events_of(launch("dit", args.work_dir, plan, cached)))
             together = Path(tempfile.mkdtemp(prefix="hymotion-both-"))
-            encoder, dit = launch("encoder", args.work_dir, plan, together), launch("dit", args.work_dir, plan, together)
+            encoder, dit = (
+                launch("encoder", args.work_dir, plan, together), launch("dit", args.work_dir, plan, together)
+            )
             print(plan, "both: encoder", events_of(encoder))
             print(plan, "both: DiT", events_of(dit))
 

@@ -3,8 +3,8 @@ prompt (a 5 s clip), with and without ``--preload`` (the add-on preloads when it
 
 Prints, per plan and mode: start to hello, start to model ready (with preload), and click to clip (the Generate's own
 latency once the user clicks: with preload, after the model is ready). ``--cold`` first drops the weight files from
-the page cache (as after a reboot: the day's first start), so they are read from disk. Needs the real-size random weights
-``hymotion bench --work-dir DIR`` writes, or downloaded weights (``--model lite``, no ``--work-dir``).
+the page cache (as after a reboot: the day's first start), so they are read from disk. Needs the real-size random
+weights ``hymotion bench --work-dir DIR`` writes, or downloaded weights (``--model lite``, no ``--work-dir``).
 Usage (on a CUDA machine): python benchmarks/first_click.py --work-dir DIR --plans gpu,stream
 """
 

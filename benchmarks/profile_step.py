@@ -46,7 +46,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[2, 128])
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--text", type=int, default=24)
-    parser.add_argument("--compile", help="also time torch.compile(model, mode=COMPILE), e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--compile",
+                        help="also time torch.compile(model, mode=COMPILE), e.g. max-autotune-no-cudagraphs")
     args = parser.parse_args()
     model = HunyuanMotionMMDiT(**DIT_SHAPES[args.variant])
     randomize_parameters(model, torch.Generator().manual_seed(0))
@@ -78,7 +79,9 @@ def main() -> None:
                 torch.cuda.synchronize()
                 compile_s = time.perf_counter() - begin
                 compiled_replay = timed(captured(lambda: compiled(x, ctxt, vtxt, t, layout)).replay, 20)
-                difference = (compiled(x, ctxt, vtxt, t, layout).float() - model(x, ctxt, vtxt, t, layout).float()).abs()
+                difference = (
+                    compiled(x, ctxt, vtxt, t, layout).float() - model(x, ctxt, vtxt, t, layout).float()
+                ).abs()
                 print(f"batch {batch}: compiled ({args.compile}) graph {compiled_replay * 1e3:.2f} ms per step, "
                       f"{flops / compiled_replay / 1e12:.0f} TFLOP/s; compile {compile_s:.1f} s; "
                       f"max |compiled - eager| {difference.max().item():.3g}")

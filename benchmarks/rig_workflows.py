@@ -19,8 +19,8 @@ Workflows (scene at 30 fps, Clean Up Feet on, the default):
 Columns: *pos*: largest head distance of any mapped bone at a seam (cm); *rot*: largest rotation angle between the
 two poses of any mapped bone (degrees); *floor*: over the new piece, on frames where a foot is down, the largest
 distance of the lowest foot point (heel floor point, ball, toe tip, each against its rest height) from the rig's
-floor, where the old motion's planted feet stand (cm); *hips jump*: the hips bone's speed change across the seam against the largest
-frame-to-frame speed change elsewhere in the motion (m/s).
+floor, where the old motion's planted feet stand (cm); *hips jump*: the hips bone's speed change across the seam against
+the largest frame-to-frame speed change elsewhere in the motion (m/s).
 
     python benchmarks/rig_workflows.py [--rigs rigify,mixamo]
 """

@@ -177,7 +177,8 @@ def run_clip(name, translation, rotations, tolerance, rotation_tolerance) -> lis
     if found is not None:
         (keys, curves), (moving_keys, moving_count), distance, angle, margin = found
         rows.append(dict(clip=name, method="Blender Decimate (error mode)", per_second=keys / curves / seconds,
-                         moving=moving_keys / moving_count / seconds, cm=distance, degrees=angle, keys=keys, curves=curves, seconds=None,
+                         moving=moving_keys / moving_count / seconds, cm=distance, degrees=angle, keys=keys,
+                         curves=curves, seconds=None,
                          note=f"margin {margin:.2g}"))
     return rows
 

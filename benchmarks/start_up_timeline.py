@@ -26,7 +26,9 @@ from hymotion.pipeline import layer_streaming, loading, memory  # noqa: E402
 from hymotion.pipeline import sampling as pipeline
 from hymotion.weights import VARIANT_FOLDERS  # noqa: E402
 
-EVENTS: list[tuple[float, str, str]] = [(time.perf_counter() - STARTED, "main", "torch and hymotion.pipeline.sampling imported")]
+EVENTS: list[tuple[float, str, str]] = [
+    (time.perf_counter() - STARTED, "main", "torch and hymotion.pipeline.sampling imported")
+]
 
 
 def note(event: str) -> None:

@@ -84,9 +84,10 @@ def generate(
     ``prompts`` is one prompt or a list. ``duration`` is seconds for all prompts, one per prompt, or None to
     estimate each from its prompt. ``seeds`` is an int, a list of ints or text like "0-3". ``armature`` is an SMPL-X
     armature made by HY-Motion, the animator's mapped rig (its pose read through the retarget's mapping, the result
-    retargeted back onto it with one floor and anchor across the pieces), or None to build a new SMPL-X armature. ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each
-    Action onto the NLA. ``on_action(run, action)`` is called right after each Action is baked. ``timeout`` (seconds,
-    after the backend is up) cancels the job when it runs longer.
+    retargeted back onto it with one floor and anchor across the pieces), or None to build a new SMPL-X armature.
+    ``nla_layout`` ("SEQUENCE" or "STACK") also pushes each Action onto the NLA. ``on_action(run, action)`` is called
+    right after each Action is baked. ``timeout`` (seconds, after the backend is up) cancels the job when it runs
+    longer.
 
     Known frames, from ``armature``'s evaluated pose: ``start_from`` (a scene frame) starts each clip in that pose,
     its Action starting on that frame (``context_frames`` model frames ending there guide it); ``end_at`` ends it in

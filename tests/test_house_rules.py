@@ -1,7 +1,7 @@
 """Rules of the house kept by a test, in the spirit of diffusers' utils/check_repo.py.
 
-Every module's source is read with ``ast`` (nothing is imported but hymotion.shared.protocol's registry), and each rule fails
-naming the file, the line and what to do:
+Every module's source is read with ``ast`` (nothing is imported but hymotion.shared.protocol's registry), and each rule
+fails naming the file, the line and what to do:
 
 * the add-on (hymotion_addon) never reaches torch or any other backend dependency Blender's Python lacks, directly or
   through the hymotion modules it imports, followed transitively: the backend wheel is installed into Blender without
@@ -9,8 +9,8 @@ naming the file, the line and what to do:
 * the backend (backend/hymotion) never imports Blender's modules;
 * the add-on's core (hymotion_addon/core) never reaches Blender's modules either, directly, through each other or
   through the packages above it, so plain Python can import and test it (tests/addon);
-* a protocol message is made only by hymotion/shared/protocol.py: message classes are defined there alone, no other module
-  writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
+* a protocol message is made only by hymotion/shared/protocol.py: message classes are defined there alone, no other
+  module writes a message as a dict (``{"type": "generate", ...}``), and modules that speak the protocol turn lines into
   messages with protocol.encode / decode_request / decode_event, never with json;
 * no two functions anywhere in the repository (tests and tools included) have the same body, once docstrings,
   argument annotations and the function's own name are set aside: one definition of each thing;
@@ -290,7 +290,9 @@ def protocol_module_names(module: Module) -> tuple[set[str], set[str]]:
                 if resolved == "hymotion.shared" and alias.name == "protocol":
                     aliases.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
-            aliases.update(alias.asname for alias in node.names if alias.name == "hymotion.shared.protocol" and alias.asname)
+            aliases.update(
+                alias.asname for alias in node.names if alias.name == "hymotion.shared.protocol" and alias.asname
+            )
     return classes, aliases
 
 
@@ -592,4 +594,6 @@ def test_no_module_imports_another_modules_private_names():
 def test_the_private_import_rule_tells_private_from_public():
     source = "from hymotion.shared.jobs import _DURATION_PREFIX, parse_seeds\nfrom hymotion import __version__\n"
     module = Module("hymotion.example", BACKEND_ROOT / "hymotion" / "example.py", ast.parse(source))
-    assert private_imports(module) == ["backend/hymotion/example.py:1 imports _DURATION_PREFIX from hymotion.shared.jobs"]
+    assert private_imports(module) == [
+        "backend/hymotion/example.py:1 imports _DURATION_PREFIX from hymotion.shared.jobs"
+    ]

@@ -52,7 +52,8 @@ job_path = sys.argv[-1]
 job = json.load(open(job_path, encoding="utf-8"))
 if "hymotion" not in sys.modules and importlib.util.find_spec("hymotion") is None:
     init = job["hymotion_package"] + "/__init__.py"
-    spec = importlib.util.spec_from_file_location("hymotion", init, submodule_search_locations=[job["hymotion_package"]])
+    spec = importlib.util.spec_from_file_location("hymotion", init, \
+submodule_search_locations=[job["hymotion_package"]])
     package = importlib.util.module_from_spec(spec)
     sys.modules["hymotion"] = package
     spec.loader.exec_module(package)
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="sampling steps (default: 50)")
     parser.add_argument("--cfg", type=float, help="guidance scale (default: 5.0)")
     parser.add_argument("--no-smoothing", action="store_true", help="skip the official temporal smoothing")
-    parser.add_argument("--fps", type=_fps_argument, default=FPS, help=f"frame rate of the file; other than {FPS} resamples")
+    parser.add_argument("--fps", type=_fps_argument, default=FPS,
+                        help=f"frame rate of the file; other than {FPS} resamples")
     parser.add_argument("--in-place", action="store_true", help="remove the horizontal root motion")
     parser.add_argument("--nla", choices=NLA_CHOICES, default="none",
                         help="also lay the Actions out as NLA strips, end to end or stacked (default: none)")
@@ -149,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         finally:
             remove_blender_save_leftover(out)  # a Blender stopped while saving leaves <out>@
     if not out.is_file():
-        raise HyMotionError(INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out.")
+        raise HyMotionError(
+            INTERNAL, f"Blender finished but {out} was not written.", "Run again with a writable --out."
+        )
     print(f"wrote {out}: the SMPL-X rig and {len(clips)} Action(s) ({model})", file=sys.stderr)
     return 0
 

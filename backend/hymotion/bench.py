@@ -55,15 +55,16 @@ DIT_SHAPES = {"lite": dict(feat_dim=1024, num_layers=18, num_heads=16), "standar
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=VARIANTS, default=DEFAULT_MODEL, help=variant_help())
     parser.add_argument("--plans", default="official-baseline,gpu,stream",
-                        help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6; PLAN+compile uses torch.compile "
-                        "(cpu is slow at real size)")
+                        help="comma-separated plans; PLAN@GIB caps CUDA memory, e.g. gpu@6; PLAN+compile uses "
+                        "torch.compile (cpu is slow at real size)")
     parser.add_argument("--work-dir", help="where the random real-size weights are written (default: a temp dir)")
     parser.add_argument("--throughput-prompts", type=int, default=64)
     parser.add_argument("--warm-repeats", type=int, default=5)
     parser.add_argument("--precision-prompts", type=int, default=0,
                         help="also compare bf16 against fp32 on the gpu plan over this many prompts")
     parser.add_argument("--official-reference-prompts", type=int, default=0,
-                        help="also compare the GPU plans in fp32 against the official computation over this many prompts")
+                        help="also compare the GPU plans in fp32 against the official computation over this many "
+                        "prompts")
     parser.add_argument("--int8-deviation-prompts", type=int, default=0,
                         help="also compare the 8-bit text encoder's token features with bf16's over this many prompts")
     parser.add_argument("--cold-prompts", type=int, default=3, help="new prompts timed cold on PLAN+cold rows")
@@ -99,7 +100,9 @@ def write_random_weights(folder: Path, variant: str, int8: bool = False) -> Path
     clip_folder = folder / "clip-vit-large-patch14"
     if not (clip_folder / "config.json").is_file():
         tokenizer = build_clip_tokenizer()
-        clip = CLIPTextModel(CLIPTextConfig(**CLIP_L_SHAPE, eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>")))
+        clip = CLIPTextModel(
+            CLIPTextConfig(**CLIP_L_SHAPE, eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        )
         clip.save_pretrained(clip_folder)
         tokenizer.save_pretrained(clip_folder)
     if int8:
@@ -266,7 +269,11 @@ def compare_precisions(model_dir: Path, variant: str, prompts: int) -> dict:
     runs = {precision: dict(plan="gpu", device="cuda", precision=precision) for precision in ("fp32", "bf16")}
     clips = compare_runs(model_dir, variant, prompts, runs)
     deviation = abs(clips["bf16"] - clips["fp32"])
-    return {"prompts": prompts, "bf16_vs_fp32_mean_m": float(deviation.mean()), "bf16_vs_fp32_max_m": float(deviation.max())}
+    return {
+        "prompts": prompts,
+        "bf16_vs_fp32_mean_m": float(deviation.mean()),
+        "bf16_vs_fp32_max_m": float(deviation.max()),
+    }
 
 
 def compare_with_official(model_dir: Path, variant: str, prompts: int) -> dict:
@@ -296,8 +303,8 @@ def environment() -> dict:
 
 
 def markdown_table(results: list[dict]) -> str:
-    header = ("| plan | ran on | first clip from start (s) | 1st new prompt (s) | next new prompts (s) | 8 new prompts (s) "
-              "| cached (s) | 64 x 5 s (clips/s) | host RSS anon / file (GiB) | GPU peak (GiB) |")
+    header = ("| plan | ran on | first clip from start (s) | 1st new prompt (s) | next new prompts (s) "
+              "| 8 new prompts (s) | cached (s) | 64 x 5 s (clips/s) | host RSS anon / file (GiB) | GPU peak (GiB) |")
     lines = [header, "|" + "---|" * 10]
     for r in results:
         if "error" in r:

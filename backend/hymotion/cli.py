@@ -41,8 +41,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", dest="compile_dit",
                         help="torch.compile the DiT on GPU plans: faster for large batches after a minute of compiling")
     parser.add_argument("--text-encoder-int8", action="store_true",
-                        help="8-bit weights for Qwen3's layers (written beside its folder once): half the bytes to read "
-                        "and stream, for small cards and RAM; the features change slightly (docs/performance.md)")
+                        help="8-bit weights for Qwen3's layers (written beside its folder once): half the bytes to "
+                        "read and stream, for small cards and RAM; the features change slightly (docs/performance.md)")
 
 
 def _integer(text: str) -> int:
@@ -224,7 +224,8 @@ def run_generate(args) -> int:
         for note in analyse(prompt).warnings:
             print(f"warning: prompt {index + 1}: {note.message} {note.suggestion}".rstrip(), file=sys.stderr)
         if args.prompt is not None and args.duration is None:
-            print(f"duration: {settings.durations[index]:.1f} s (estimated; set --duration to override)", file=sys.stderr)
+            print(f"duration: {settings.durations[index]:.1f} s (estimated; set --duration to override)",
+                  file=sys.stderr)
 
     return _generate_and_save(args, settings, constraint, paths, originals)
 

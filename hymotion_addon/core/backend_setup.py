@@ -7,7 +7,8 @@ environment counts as installed only once the check step (torch imported, one ti
 backend will use) has passed and written its findings there; a failed or cancelled install is remembered there too, so
 Blender says so after a restart.
 
-Pure Python (no bpy): the operators in hymotion_addon/ui/operators.py start these tasks, its preferences draw their state.
+Pure Python (no bpy): the operators in hymotion_addon/ui/operators.py start these tasks, its preferences draw their
+state.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The add-on's side of the backend service: owns the backend process (or a TCP connection to one), sends requests and
 collects events on background threads, so Blender's UI thread never blocks on the model.
 
-Pure Python: no bpy, numpy or torch. Events are the dataclasses of ``hymotion.shared.protocol``; a ``result`` event's arrays
-turn into numpy with ``event.rotations.to_numpy()`` (or into lists with ``to_lists()``).
+Pure Python: no bpy, numpy or torch. Events are the dataclasses of ``hymotion.shared.protocol``; a ``result`` event's
+arrays turn into numpy with ``event.rotations.to_numpy()`` (or into lists with ``to_lists()``).
 
 Typical use from a modal operator::
 
@@ -236,8 +236,8 @@ class _ClientBase:
         """Queue a generation and return its job id at once; its events arrive through poll_events / iter_events.
 
         ``constraint`` pins known frames (start, end, loop); ``timeline`` makes the prompts one continuous motion
-        per seed (docs/protocol.md). Fields left as None take the backend's defaults. Raises ``bad_request`` naming the field for a malformed
-        request, ``backend_died`` when the backend is not running.
+        per seed (docs/protocol.md). Fields left as None take the backend's defaults. Raises ``bad_request`` naming the
+        field for a malformed request, ``backend_died`` when the backend is not running.
         """
         return self._submit(GenerateRequest(
             id=job or self._new_id("job"),

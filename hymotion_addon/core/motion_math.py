@@ -29,7 +29,8 @@ def validated_clip(translation: np.ndarray, rotations: np.ndarray) -> tuple[np.n
     if rotations.ndim != 3 or rotations.shape[1:] != (NUM_BODY_JOINTS, 4):
         raise bad_request(
             f"Joint rotations have shape {rotations.shape}; expected (frames, {NUM_BODY_JOINTS}, 4).",
-            "Pass one (w, x, y, z) quaternion per body joint per frame, in hymotion.shared.skeleton.BODY_JOINT_NAMES order.",
+            "Pass one (w, x, y, z) quaternion per body joint per frame, in "
+            "hymotion.shared.skeleton.BODY_JOINT_NAMES order.",
         )
     frames = rotations.shape[0]
     if frames < 1:

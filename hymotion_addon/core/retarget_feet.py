@@ -15,9 +15,9 @@ Planting (:func:`clean_feet`): each stance gets one anchor, a flat foot placemen
 to the transferred foot. During the stance the foot keeps the source's pitch and roll, turned to the anchor's heading
 and levelled while both heel and ball touch; it pivots about whichever of its pinned heel and ball is lower, so it
 rolls about the heel at heel-strike and about the toe at heel-off, and the toe bone lies flat while the ball is down.
-Outside stances, heel, ball and toe tip are lifted above the floor where the transfer would push them through it. Two-bone
-IK (thigh and shin, knee in its own bending plane) brings the ankle to its goal, the hips lowered first where a leg
-cannot reach; the weights blend in and out over a few frames. :func:`measure_contacts` reports per contact how far
+Outside stances, heel, ball and toe tip are lifted above the floor where the transfer would push them through it.
+Two-bone IK (thigh and shin, knee in its own bending plane) brings the ankle to its goal, the hips lowered first where a
+leg cannot reach; the weights blend in and out over a few frames. :func:`measure_contacts` reports per contact how far
 the planted point slid, how deep any foot point went below the floor and how high the planted point hovered.
 """
 
@@ -69,7 +69,8 @@ class ContactSettings:
     min_frames: int = 3
     blend_frames: int = 4
     flat_blend_frames: int = 2  # the foot levels out over this many frames where heel and ball both touch
-    flat_tilt_degrees: tuple[float, float] = (3.0, 8.0)  # levelled fully below the first sole tilt, not above the second
+    # levelled fully below the first sole tilt, not above the second
+    flat_tilt_degrees: tuple[float, float] = (3.0, 8.0)
     # How long the hips take to change the speed the planted feet ask of them (:func:`follow_planted_feet`, cleanup
     # off, where every bone keeps its source turn and the path alone keeps feet put): 0.1 s, the weight-acceptance
     # time after heel strike, over which a body really changes its speed; a sudden wish J (m/s) then adds at most

@@ -3,9 +3,9 @@
 Frames and conventions
 ----------------------
 The source is the SMPL-X body in Blender space (Z-up, metres, facing -Y, the character's left at +X), posed by
-local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.scene.bake` takes
-them. Its rest pose is the T-pose of :mod:`hymotion.shared.skeleton`, where every joint's world rotation is the identity, so
-a source joint's world rotation G is also its rotation *relative to its rest*.
+local quaternions (w, x, y, z) in the model's Y-up frame plus a root translation, as :mod:`hymotion_addon.scene.bake`
+takes them. Its rest pose is the T-pose of :mod:`hymotion.shared.skeleton`, where every joint's world rotation is the
+identity, so a source joint's world rotation G is also its rotation *relative to its rest*.
 
 The target is any armature, described by its bones' rest matrices in armature space (:class:`TargetSkeleton`). Its
 armature space may be Z-up or Y-up (FBX imports), in any unit. :func:`plan_retarget` aligns it once per mapping:

@@ -102,7 +102,9 @@ class Rig:
                                   "List bones so that every parent comes before its children.")
         unknown = sorted({mode for mode in self.rotation_modes if mode not in ROTATION_MODES})
         if unknown:
-            raise bad_request(f"Unknown rotation mode(s) {', '.join(unknown)}.", f"Use one of {', '.join(ROTATION_MODES)}.")
+            raise bad_request(
+                f"Unknown rotation mode(s) {', '.join(unknown)}.", f"Use one of {', '.join(ROTATION_MODES)}."
+            )
 
     def ancestors(self, bone: int) -> list[int]:
         """The bone and its ancestors, the bone first."""
@@ -160,7 +162,8 @@ class SparseFit:
     max_rotation_error: float  # degrees
     max_planted_error: float  # metres, over planted heads and tails
     planted: np.ndarray  # (F, B, 2) planted heads and tails of the original
-    turning_frames: dict[int, np.ndarray]  # per group (bone, or -1 for the rig) the frame indices kept as turning points
+    # per group (bone, or -1 for the rig) the frame indices kept as turning points
+    turning_frames: dict[int, np.ndarray]
 
 
 # --- forward kinematics ---------------------------------------------------------------------------------------------
@@ -301,7 +304,8 @@ def kinks(values: np.ndarray, jump: float, ratio: float) -> np.ndarray:
 
 def slopes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per sample (F, C), the curves' slope (value per sample): central (five-point where there is room, three-point
-    next to the ends, one-sided at the ends), and one-sided from the left and from the right (three-point), for kinks."""
+    next to the ends, one-sided at the ends), and one-sided from the left and from the right (three-point), for
+    kinks."""
     count = values.shape[0]
     central = np.zeros_like(values)
     backward = np.zeros_like(values)

@@ -1,8 +1,8 @@
 """Bake a generated clip onto an SMPL-X armature as an Action, and lay Actions out on NLA tracks.
 
 Input is plain numpy: root translation (F, 3) and local joint quaternions (F, 22, 4, w x y z) in the model's Y-up
-frame at 30 fps, joints in :data:`hymotion.shared.skeleton.BODY_JOINT_NAMES` order. The conversion to each bone's rest frame
-is in :mod:`.core.motion_math`; this module only writes F-curves.
+frame at 30 fps, joints in :data:`hymotion.shared.skeleton.BODY_JOINT_NAMES` order. The conversion to each bone's rest
+frame is in :mod:`.core.motion_math`; this module only writes F-curves.
 
 Keys are written with ``keyframe_points.add`` + ``foreach_set`` (no per-key Python) on every frame, with LINEAR
 interpolation: with a key on every frame there is nothing for Bezier handles to smooth, evaluating at a frame gives

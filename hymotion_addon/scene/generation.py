@@ -219,7 +219,9 @@ class Run:
         if status.state == READY:
             self._submit()
         elif status.state != STARTING:
-            self._finish(status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", BACKEND_RESTARTS_HINT))
+            self._finish(
+                status.error or HyMotionError(errors.BACKEND_DIED, "The backend is not running.", BACKEND_RESTARTS_HINT)
+            )
 
     def _submit(self) -> None:
         if self.cancel_requested:

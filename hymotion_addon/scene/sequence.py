@@ -1,8 +1,9 @@
 """Beyond one clip, on the Blender side: read the rig's pose as the model sees it, write it as a context file for
 ``hymotion generate --start-from/--end-at``, bring a generated clip back onto the same armature, and make a loop
 cycle. The generation itself runs in the backend (docs/blender.md, "Beyond one clip"); ``known_frames.py`` turns
-the rig's poses into the request's constraint and :meth:`KnownFrames.place_results <hymotion_addon.scene.known_frames.KnownFrames.place_results>` puts what comes back where it belongs, for
-the panel's operators and ``api.generate`` alike.
+the rig's poses into the request's constraint and
+:meth:`KnownFrames.place_results <hymotion_addon.scene.known_frames.KnownFrames.place_results>` puts what comes back
+where it belongs, for the panel's operators and ``api.generate`` alike.
 """
 
 from __future__ import annotations

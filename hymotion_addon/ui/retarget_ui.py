@@ -115,7 +115,8 @@ class HYMOTION_PG_retarget(bpy.types.PropertyGroup):
         name="Actions",
         items=(
             ("ACTIVE", "Active Action", "Retarget the source armature's active Action"),
-            ("ALL", "All HY-Motion Actions", "Retarget every HY-Motion Action of the source, as NLA strips in a row (takes stay takes)"),
+            ("ALL", "All HY-Motion Actions",
+             "Retarget every HY-Motion Action of the source, as NLA strips in a row (takes stay takes)"),
         ),
         default="ACTIVE",
     )

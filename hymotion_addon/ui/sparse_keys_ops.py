@@ -1,5 +1,6 @@
 """The Sparse Keys operator: the active armature's Action reduced to few Bezier keys an animator can edit, every bone
-kept within a tolerance in world centimetres and degrees (:mod:`hymotion_addon.scene.sparse_action`; docs/retarget-export.md)."""
+kept within a tolerance in world centimetres and degrees (:mod:`hymotion_addon.scene.sparse_action`;
+docs/retarget-export.md)."""
 
 from __future__ import annotations
 

@@ -107,7 +107,9 @@ def jump_clip(fps: float = 30.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for side, sign in (("left", 1.0), ("right", -1.0)):
         down = _quaternions([0, 0, 1], -sign * raise_sideways)  # the arms hang down from a T-pose
         forward = _quaternions([1, 0, 0], swing)
-        rotations[:, JOINT[f"{side}_shoulder"]] = matrix_to_quaternion(quaternion_to_matrix(forward) @ quaternion_to_matrix(down))
+        rotations[:, JOINT[f"{side}_shoulder"]] = matrix_to_quaternion(
+            quaternion_to_matrix(forward) @ quaternion_to_matrix(down)
+        )
         rotations[:, JOINT[f"{side}_elbow"]] = _quaternions([0, 1, 0], sign * eased(
             times, [(0.0, 0.2), (0.75, 0.6), (1.25, 0.1), (2.4, 0.2)]))
     lean = eased(times, [(0.0, 0.0), (0.75, 0.35), (1.1, -0.05), (1.7, 0.25), (2.4, 0.0)])

@@ -177,8 +177,8 @@ def test_the_bezier_evaluator_follows_blenders_rules():
     corrected = fcurve_eval.evaluate_fcurve(co, short_left, long_right, "BEZIER", [1.5])
     p1, p2 = np.array([3.0, 1.5]), np.array([2.5, 3.0])
     t = np.linspace(0, 1, 200001)
-    curve = ((1 - t) ** 3)[:, None] * co[0] + (3 * (1 - t) ** 2 * t)[:, None] * p1 + (3 * (1 - t) * t**2)[:, None] * p2 \
-        + (t**3)[:, None] * co[1]
+    curve = ((1 - t) ** 3)[:, None] * co[0] + (3 * (1 - t) ** 2 * t)[:, None] * p1 \
+        + (3 * (1 - t) * t**2)[:, None] * p2 + (t**3)[:, None] * co[1]
     expected = np.interp(1.5, curve[:, 0], curve[:, 1])
     assert corrected[0] == pytest.approx(expected, abs=1e-6)  # sampled at 2e5 points: the interpolation errs < 1e-7
 

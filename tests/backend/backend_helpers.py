@@ -13,7 +13,9 @@ from hymotion.shared.jobs import GenerationSettings
 
 
 def settings(prompts=("a person walks",), durations=(2.0,), seeds=(0,), steps=6, cfg=5.0, smoothing=True):
-    return GenerationSettings(list(prompts), list(durations), list(seeds), cfg_scale=cfg, steps=steps, smoothing=smoothing)
+    return GenerationSettings(
+        list(prompts), list(durations), list(seeds), cfg_scale=cfg, steps=steps, smoothing=smoothing
+    )
 
 
 def random_unit_quaternions(rng: np.random.Generator, shape) -> np.ndarray:

@@ -125,7 +125,9 @@ def test_unconstrained_generation_is_bit_for_bit_unchanged_by_directed_runs(tiny
 
 @pytest.fixture(scope="module")
 def known_results(known_walk):
-    return {scenario.name: bench.run_scenario(known_walk, "known-walk", scenario, STEPS) for scenario in bench.scenarios()}
+    return {
+        scenario.name: bench.run_scenario(known_walk, "known-walk", scenario, STEPS) for scenario in bench.scenarios()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +211,8 @@ def test_bad_paths_are_refused_with_what_to_do(rows, words):
 
 def test_a_target_farther_than_the_limb_from_where_the_body_can_be_is_refused():
     far = Directions((Waypoint(0, 0, 0), Waypoint(30, 0, 1.0)), (parse_target("right_wrist:30:0,1.2,4.0"),))
-    with pytest.raises(HyMotionError, match="right_wrist at frame 30 is 3.00 m from where the pelvis can be .* reaches 1.08 m"):
+    with pytest.raises(HyMotionError,
+                       match="right_wrist at frame 30 is 3.00 m from where the pelvis can be .* reaches 1.08 m"):
         far.check_reach()
     Directions((Waypoint(30, 0, 1.0),), (parse_target("right_wrist:30:0.3,1.2,1.2"),)).check_reach()  # in reach
 

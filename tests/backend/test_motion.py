@@ -180,7 +180,9 @@ def test_smoothing_equals_an_eigh_based_markley_average():
     noisy /= np.linalg.norm(noisy, axis=-1, keepdims=True)
     wild = random_unit_quaternions(rng, (25, 2))
     for quaternions in (noisy, wild):
-        np.testing.assert_allclose(motion.smooth_quaternions(quaternions), reference_smoothing(quaternions), atol=ITERATIVE)
+        np.testing.assert_allclose(
+            motion.smooth_quaternions(quaternions), reference_smoothing(quaternions), atol=ITERATIVE
+        )
 
 
 @pytest.mark.parametrize("spread", [0.05, None])

@@ -309,5 +309,7 @@ def test_a_missing_file_is_refused(tmp_path):
 def test_the_limits_quoted_in_the_docs_match_the_reader():
     text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert f"at most {motion_files.MAX_FRAMES:,} frames" in text
-    assert f"at most {motion_files.MAX_NPZ_BYTES / 1e6:.0f} MB in all, {motion_files.MAX_ARRAY_BYTES / 1e6:.0f} MB" in text
+    assert (
+        f"at most {motion_files.MAX_NPZ_BYTES / 1e6:.0f} MB in all, {motion_files.MAX_ARRAY_BYTES / 1e6:.0f} MB" in text
+    )
     assert f"at most {motion_files.MAX_JSON_BYTES / 1e6:.0f} MB" in text

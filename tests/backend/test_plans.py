@@ -327,7 +327,8 @@ def test_int8_text_encoder_is_within_its_weight_rounding_of_bf16():
     # Each weight is off by at most half a step, max|row| / 254: relative to the weights' rms that is `rounding`
     # (about 0.5% on these Gaussian rows of 64-96). Every one of the 35 linear layers adds its own independent error
     # of that relative size to the activations it feeds, and the errors add in quadrature along the residual stream:
-    # about sqrt(35) x rounding ~ 3%; the bound is 3x that. Above bf16's own rounding (2^-8 ~ 0.4%), or int8 did not run.
+    # about sqrt(35) x rounding ~ 3%; the bound is 3x that. Above bf16's own rounding (2^-8 ~ 0.4%), or int8 did not
+    # run.
     rounding = weight_rounding(model)
     assert 2.0**-8 < relative < 3 * 35**0.5 * rounding, (relative, rounding)
     torch.testing.assert_close(streamed, rounded, atol=0.0, rtol=0.0)  # streaming mixed dtypes moves bytes only

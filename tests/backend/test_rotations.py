@@ -102,6 +102,6 @@ def test_rotation_vectors_are_scipys_from_tiny_angles_to_nearly_half_turns():
     # comes from a quaternion whose w is ~angle gap/2, read at ~1e-16 absolute, so an angle 1e-6 short of pi still
     # reads to ~1e-10. 1e-8 keeps a 100x margin; a wrong sign, axis or angle convention is an O(1) error.
     np.testing.assert_allclose(matrices, Rotation.from_rotvec(vectors).as_matrix(), atol=1e-8)
-    np.testing.assert_allclose(rotations.matrix_to_rotation_vector(matrices), Rotation.from_matrix(matrices).as_rotvec(),
-                               atol=1e-8)
+    np.testing.assert_allclose(rotations.matrix_to_rotation_vector(matrices),
+                               Rotation.from_matrix(matrices).as_rotvec(), atol=1e-8)
     np.testing.assert_allclose(rotations.matrix_to_rotation_vector(matrices), vectors, atol=1e-8)

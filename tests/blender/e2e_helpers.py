@@ -66,7 +66,8 @@ def enabled_extension(state_dir: Path, backend_python: str = BACKEND_PYTHON) -> 
     new_empty_file()
     package = load_extension_package()
     assert package.__file__ is not None
-    vars(package)["__time__"] = os.path.getmtime(package.__file__)  # else addon_utils "reloads" it by a name it cannot find
+    # else addon_utils "reloads" it by a name it cannot find
+    vars(package)["__time__"] = os.path.getmtime(package.__file__)
     assert addon_utils.enable(PACKAGE_NAME, default_set=True) is not None
     manager = addon_module("core.backend_manager").MANAGER
     try:

@@ -375,8 +375,8 @@ def direction_errors(armature, mapping: dict[str, str], translation, rotations, 
     """Worst angle (degrees) per mapped joint between the target bone's world direction and its source bone's.
 
     A target bone's direction runs from its head to the head of the bone mapped to the source joint's chain child
-    when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's from the joint to its child,
-    or along the SMPL-X rig's leaf bone.
+    when that bone continues its chain (:func:`continues_chain`), else along its own axis (head to tail); the source's
+    from the joint to its child, or along the SMPL-X rig's leaf bone.
     """
     from hymotion_addon.scene import target_rig
 

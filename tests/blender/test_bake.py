@@ -67,7 +67,8 @@ def test_identity_rotations_give_the_rest_pose(scene):
     evaluated = armature.evaluated_get(depsgraph)
     for name in SMPLX_JOINT_NAMES:
         np.testing.assert_allclose(
-            np.array(evaluated.pose.bones[name].matrix), np.array(armature.data.bones[name].matrix_local), atol=REST_TOLERANCE
+            np.array(evaluated.pose.bones[name].matrix), np.array(armature.data.bones[name].matrix_local),
+            atol=REST_TOLERANCE,
         )
 
 

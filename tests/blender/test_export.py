@@ -176,7 +176,9 @@ def test_export_leaves_the_scene_as_it_was(scene, tmp_path, file_format):
     scene.frame_start, scene.frame_end = 3, 40
     scene.frame_set(7)
 
-    export.export_animation(armature, tmp_path / f"state.{file_format.lower()}", file_format=file_format, actions=actions)
+    export.export_animation(
+        armature, tmp_path / f"state.{file_format.lower()}", file_format=file_format, actions=actions
+    )
     export.export_animation(armature, tmp_path / "state.bvh", file_format="BVH")
 
     assert armature.animation_data.action == actions[1]

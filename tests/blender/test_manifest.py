@@ -100,9 +100,9 @@ def test_blender_builds_a_zip_with_the_addon_and_the_wheel_only(extension_source
     archive = extension_zip
     names = zipfile.ZipFile(archive).namelist()
     wheel = f"wheels/{build_wheels.wheel_filename(hymotion.__version__)}"
-    for required in ("blender_manifest.toml", "__init__.py", "hymotion_addon/__init__.py", "hymotion_addon/scene/bake.py",
-                     "hymotion_addon/scene/rig.py", "hymotion_addon/core/__init__.py", "hymotion_addon/core/motion_math.py",
-                     wheel):
+    for required in ("blender_manifest.toml", "__init__.py", "hymotion_addon/__init__.py",
+                     "hymotion_addon/scene/bake.py", "hymotion_addon/scene/rig.py", "hymotion_addon/core/__init__.py",
+                     "hymotion_addon/core/motion_math.py", wheel):
         assert required in names
     assert not [name for name in names if name.startswith(EXCLUDED_TOP_LEVEL)]
     assert not [name for name in names if "__pycache__" in name or name.endswith(".md")]

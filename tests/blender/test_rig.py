@@ -1,4 +1,5 @@
-"""The SMPL-X armature: names, hierarchy and rest pose straight from hymotion.shared.skeleton, in Blender's Z-up space."""
+"""The SMPL-X armature: names, hierarchy and rest pose straight from hymotion.shared.skeleton, in Blender's Z-up
+space."""
 
 from __future__ import annotations
 

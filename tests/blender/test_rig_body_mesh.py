@@ -119,7 +119,8 @@ def test_the_operator_adds_the_body_from_the_preferences_file(scene, model_file)
 
 
 def test_the_operator_says_what_is_missing(scene, tmp_path):
-    with pytest.raises(RuntimeError, match="No object is selected, and this needs the SMPL-X armature made by HY-Motion"):
+    with pytest.raises(RuntimeError,
+                       match="No object is selected, and this needs the SMPL-X armature made by HY-Motion"):
         bpy.ops.hymotion.add_smplx_body()
     rig.build_armature(bpy.context)
     with pytest.raises(RuntimeError, match="(?s)No SMPL-X model file is set.*SMPL-X Model File"):

@@ -159,4 +159,6 @@ def test_import_clip_with_no_hymotion_armature_builds_one_and_bakes_onto_it(addo
     assert bpy.ops.hymotion.import_clip(filepath=str(tmp_path / "clip.npz")) == {"FINISHED"}
     (armature,) = [obj for obj in scene.objects if obj.type == "ARMATURE"]
     assert addon_module("scene.rig").is_hymotion_armature(armature)
-    assert armature.animation_data.action.frame_range[:] == pytest.approx((scene.frame_current, scene.frame_current + 19))
+    assert armature.animation_data.action.frame_range[:] == pytest.approx(
+        (scene.frame_current, scene.frame_current + 19)
+    )

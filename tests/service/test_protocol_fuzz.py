@@ -267,7 +267,9 @@ any_line = st.one_of(*_lines(PROCESS_TYPES).values())
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
 @given(st.lists(any_line, min_size=LINES_PER_BATCH, max_size=LINES_PER_BATCH))
-def test_the_stdio_process_answers_each_fuzzed_line_once_and_then_a_ping(backend: RawBackend, lines: list[bytes]) -> None:
+def test_the_stdio_process_answers_each_fuzzed_line_once_and_then_a_ping(
+    backend: RawBackend, lines: list[bytes]
+) -> None:
     for line in lines:
         backend.send(line)
     marker = f"ping-after-{id(lines)}"

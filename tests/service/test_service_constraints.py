@@ -86,8 +86,8 @@ def test_in_between_meets_both_poses(client, walk):
 def test_loop_ends_in_its_first_pose(client):
     (result,) = results(run(client, ["a person walks"], durations=[1.0], constraint=GenerateConstraint(loop=True)))
     rotations = result.rotations.to_numpy().astype(np.float64)
-    np.testing.assert_allclose(skeleton.quaternion_to_matrix(rotations[-1]), skeleton.quaternion_to_matrix(rotations[0]),
-                               atol=ROTATION_TOLERANCE)
+    np.testing.assert_allclose(skeleton.quaternion_to_matrix(rotations[-1]),
+                               skeleton.quaternion_to_matrix(rotations[0]), atol=ROTATION_TOLERANCE)
 
 
 def test_timeline_is_one_result_per_seed_of_the_summed_length_starting_in_the_given_pose(client, walk):
@@ -123,8 +123,8 @@ def test_a_pose_of_another_skeleton_is_refused_naming_the_field(client):
     ("fields", "words"),
     [
         ({"durations": [0.8], "constraint": GenerateConstraint(loop=True)}, "shorter than 1 s"),
-        ({"durations": [12.0], "constraint": GenerateConstraint(start=frames_of(np.zeros((30, 3)),
-                                                                                 np.tile([1.0, 0, 0, 0], (30, 22, 1))))},
+        ({"durations": [12.0],
+          "constraint": GenerateConstraint(start=frames_of(np.zeros((30, 3)), np.tile([1.0, 0, 0, 0], (30, 22, 1))))},
          "at most 360"),
         ({"durations": [1.0], "constraint": GenerateConstraint()}, "pins nothing"),
         ({"durations": [1.0], "timeline": True, "constraint": GenerateConstraint(loop=True)}, "cannot loop"),

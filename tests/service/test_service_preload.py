@@ -55,8 +55,8 @@ class EventSink:
 
 
 class GatedLoader:
-    """Stands in for ``hymotion.pipeline.loading.load_pipeline``: records each call and blocks it until ``release``; then
-    returns an instant pipeline, or raises the next of ``failures``."""
+    """Stands in for ``hymotion.pipeline.loading.load_pipeline``: records each call and blocks it until ``release``;
+    then returns an instant pipeline, or raises the next of ``failures``."""
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
         self.calls: list[dict] = []

@@ -41,7 +41,9 @@ FLOOD: dict[str, Any] = {"prompts": ["a person walks"], "durations": [12.0], "se
 @pytest.fixture
 def server(monkeypatch) -> Iterator[int]:
     """A TCP service in this process; yields its port."""
-    monkeypatch.setitem(sys.modules, "hymotion.pipeline.loading", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline()))
+    monkeypatch.setitem(
+        sys.modules, "hymotion.pipeline.loading", types.SimpleNamespace(load_pipeline=lambda **_: InstantPipeline())
+    )
     monkeypatch.setattr(connection, "MAX_PENDING_BYTES", SMALL_QUEUE_BYTES)
     service = Service(ServeOptions(model="tiny-random", device="cpu"))
     service.start()

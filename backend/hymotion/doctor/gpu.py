@@ -113,7 +113,8 @@ def check_plan(state: State) -> Finding:
                        data={"plan": "cpu", "device": "cpu", "variant": variant, "expected_vram_bytes": 0})
     memory = environment.import_memory(state)
     if memory is None:
-        return Finding("plan", WARN, "cannot tell which memory plan auto picks: hymotion.pipeline.memory is unavailable",
+        return Finding("plan", WARN,
+                       "cannot tell which memory plan auto picks: hymotion.pipeline.memory is unavailable",
                        "Reinstall the backend package.", {"plan": None, "device": state.device})
     try:
         plan = memory.choose_plan("auto", variant)

@@ -125,7 +125,9 @@ def _gait(time: np.ndarray, cadence: float, swing: np.ndarray) -> dict[int, np.n
         # The ankle keeps the standing foot flat (hip, knee and ankle turn about parallel axes, so the foot's pitch is
         # their sum), and lets it point a little in the air; blended by the stance share, so it stays smooth.
         standing = _profile(stance, own)
-        joints[_JOINT[f"{side}_ankle"]] = _axis_angle("x", standing * (swing * leg - knee) + (1 - standing) * 0.3 * swing * leg)
+        joints[_JOINT[f"{side}_ankle"]] = _axis_angle(
+            "x", standing * (swing * leg - knee) + (1 - standing) * 0.3 * swing * leg
+        )
         # Arms swing against their leg; the shoulder lowers the T-pose arm by about 75 degrees.
         down = _axis_angle("z", -sign * np.full_like(time, math.radians(75.0)))
         arm = np.sin(2.0 * math.pi * own)
@@ -201,7 +203,9 @@ def jump(frames: int = TRAIN_FRAMES) -> TargetMotion:
     phase = 2.0 * math.pi * time / 1.5
     lift = 0.5 - 0.5 * np.cos(phase)  # 0 standing, 1 at the top
     crouch = 0.5 - 0.5 * np.cos(2.0 * phase + math.pi / 2)
-    pelvis = np.stack([np.zeros_like(time), 0.92 + 0.25 * lift**2 - 0.12 * crouch * (1 - lift), np.zeros_like(time)], -1)
+    pelvis = np.stack(
+        [np.zeros_like(time), 0.92 + 0.25 * lift**2 - 0.12 * crouch * (1 - lift), np.zeros_like(time)], -1
+    )
     bend = 0.6 * crouch * (1 - lift)
     joints = {}
     for side, sign in (("left", 1.0), ("right", -1.0)):

@@ -151,7 +151,9 @@ def split_state(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Strictly match ``motion_transformer.*`` against the model and pick the pipeline tensors."""
     dit = {key[len(DIT_PREFIX):]: value for key, value in state.items() if key.startswith(DIT_PREFIX)}
-    pipeline = {key: value for key, value in state.items() if key in REQUIRED_PIPELINE_TENSORS + OPTIONAL_PIPELINE_TENSORS}
+    pipeline = {
+        key: value for key, value in state.items() if key in REQUIRED_PIPELINE_TENSORS + OPTIONAL_PIPELINE_TENSORS
+    }
     skipped = sorted(set(state) - {DIT_PREFIX + key for key in dit} - set(pipeline))
     if skipped:
         log.warning("%s: skipping %d keys outside the model: %s", source, len(skipped), ", ".join(skipped[:20]))

@@ -18,7 +18,9 @@ from .transformer import HunyuanMotionMMDiT
 
 TINY_MODEL_ID = "tiny-random"
 TINY_WARNING = "tiny-random model: every weight is random, the motion is NOISE (for smoke runs and tests only)"
-TINY_DIT_CONFIG: dict[str, Any] = dict(feat_dim=32, num_layers=3, num_heads=2, mlp_ratio=2.0, ctxt_input_dim=24, vtxt_input_dim=16)
+TINY_DIT_CONFIG: dict[str, Any] = dict(
+    feat_dim=32, num_layers=3, num_heads=2, mlp_ratio=2.0, ctxt_input_dim=24, vtxt_input_dim=16
+)
 _SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|startoftext|>"]
 _QWEN_STYLE_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
@@ -102,7 +104,9 @@ def build_tiny_text_encoder(seed: int = 0) -> TextEncoder:
     )
     clip = CLIPTextModel(clip_config)
     randomize_parameters(clip, generator, scale=1.0)
-    return TextEncoder(qwen_tokenizer, qwen.to(torch.bfloat16), clip_tokenizer, clip, identity=f"{TINY_MODEL_ID}-{seed}")
+    return TextEncoder(
+        qwen_tokenizer, qwen.to(torch.bfloat16), clip_tokenizer, clip, identity=f"{TINY_MODEL_ID}-{seed}"
+    )
 
 
 def build_tiny_model(seed: int = 0) -> LoadedModel:

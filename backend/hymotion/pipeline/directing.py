@@ -161,8 +161,10 @@ class Directions:
             frames = frames_for_duration(duration)
             if self.last_frame >= frames:
                 raise bad_request(
-                    f"The directions reach frame {self.last_frame}, but a {duration:g} s clip has frames 0-{frames - 1}.",
-                    f"Make the clip at least {(self.last_frame + 1) / FPS:.2f} s long (--duration), or use earlier frames.",
+                    f"The directions reach frame {self.last_frame}, but a {duration:g} s clip has frames "
+                    f"0-{frames - 1}.",
+                    f"Make the clip at least {(self.last_frame + 1) / FPS:.2f} s long (--duration), or use earlier "
+                    "frames.",
                 )
 
     def check_reach(self, start_pelvis: np.ndarray | None = None) -> None:
@@ -212,7 +214,9 @@ class Directions:
             world = np.array([[x, 0.0, z] for _, x, z in points])
             canonical = (world - offset) @ yaw_matrix(turn).T
             values = canonical[:, [0, 2]] - _PELVIS[[0, 2]]
-            groups.append(ChannelGroup.spline(PATH_CHANNELS, [f + context for f, _, _ in points], values, frames, pinned))
+            groups.append(
+                ChannelGroup.spline(PATH_CHANNELS, [f + context for f, _, _ in points], values, frames, pinned)
+            )
             headings = self.headings()
             if headings:
                 yaws = np.array([yaw - placement.yaw for _, yaw in headings])
@@ -369,7 +373,9 @@ def _with_pose_pins(channels, anchors: list[int], values: np.ndarray, pinned: di
     spread runs between them and the waypoints."""
     keep = [row for row, frame in enumerate(anchors) if frame not in pinned]
     anchors = [anchors[row] for row in keep] + sorted(pinned)
-    values = np.concatenate([values[keep], np.array([pinned[f][channels] for f in sorted(pinned)]).reshape(-1, len(channels))])
+    values = np.concatenate(
+        [values[keep], np.array([pinned[f][channels] for f in sorted(pinned)]).reshape(-1, len(channels))]
+    )
     order = np.argsort(anchors)
     return np.asarray(anchors)[order], values[order]
 

@@ -41,7 +41,9 @@ class LayerStreamer:
         self.resident = max(0, min(resident, len(self.layers)))
         self.streamed = list(range(self.resident, len(self.layers)))
         self.nbytes = max((_packed_bytes(self.host[index]) for index in self.streamed), default=0)
-        self._copier = PinnedCopier(self.nbytes, torch.uint8, self.device, buffers=self.SLOTS) if self.streamed else None
+        self._copier = (
+            PinnedCopier(self.nbytes, torch.uint8, self.device, buffers=self.SLOTS) if self.streamed else None
+        )
         self._slots: list[torch.Tensor] = []
         self._place_resident()
         self._hooks = [model.register_forward_pre_hook(lambda *_: self._begin())]
@@ -233,7 +235,8 @@ def upload_safetensors(
     """The tensors of safetensors files on ``device``, keyed by ``rename(key)`` (None skips a tensor), copied as a few
     large byte ranges from the files' memory maps through pinned staging buffers. Unlike :func:`upload`, which works
     tensor by tensor, this needs the GIL only a few times per 256 MB, so a thread can copy 15 GB while the main
-    thread spends seconds importing Python modules (``EarlyQwenUpload``). Each tensor is a view into its range's buffer."""
+    thread spends seconds importing Python modules (``EarlyQwenUpload``). Each tensor is a view into its range's
+    buffer."""
     device = torch.device(device)
     copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
     placed = []

@@ -64,7 +64,8 @@ def load_pipeline(
     ``device`` forces where plans run (tests pass "cpu" to exercise the GPU plans' placement code on the CPU).
     ``precision`` ("bf16" or "fp32") overrides the plan's DiT number format (bf16 on the GPU plans, fp32 on cpu).
     ``text_encoder_int8`` runs Qwen3's layers with 8-bit weights (opt-in: half the bytes to read and stream).
-    ``compile_dit`` runs the DiT through ``torch.compile`` on the GPU plans (batch baking; see :func:`compile_dit_forward`).
+    ``compile_dit`` runs the DiT through ``torch.compile`` on the GPU plans (batch baking; see
+    :func:`compile_dit_forward`).
     """
     started = time.perf_counter()
     memory.check_precision(precision)  # before any loading

@@ -11,8 +11,8 @@ The text encoder's host weights are the memory-mapped safetensors files on every
 page cache. ``offload`` (the whole encoder moved to the GPU for each new prompt) was retired: it moved the same bytes
 as ``stream`` without overlapping the copies with the compute, held more VRAM and copied the weights into process
 memory; the name still works and means ``stream``.
-``auto`` picks the fastest plan whose expected peak fits in the free VRAM; a CUDA out-of-memory error steps down one plan
-(gpu, partial, stream, cpu). Free VRAM is the device's, or less where :func:`limit_vram` capped this process.
+``auto`` picks the fastest plan whose expected peak fits in the free VRAM; a CUDA out-of-memory error steps down one
+plan (gpu, partial, stream, cpu). Free VRAM is the device's, or less where :func:`limit_vram` capped this process.
 Choosing a plan needs no torch (the service reports it in ``hello`` before loading anything); placing models does.
 """
 
@@ -146,7 +146,9 @@ def resident_layers(free: int, layer_bytes: int, layers: int) -> int:
 def choose_plan(requested: str = "auto", variant: str = "lite", memory: tuple[int, int] | None = None) -> str:
     """The plan to run: ``requested`` itself, or for ``auto`` the fastest whose expected peak fits in free VRAM."""
     if requested not in PLAN_CHOICES:
-        raise HyMotionError(BAD_REQUEST, f"Unknown memory plan {requested!r}.", f"Use one of {', '.join(PLAN_CHOICES)}.")
+        raise HyMotionError(
+            BAD_REQUEST, f"Unknown memory plan {requested!r}.", f"Use one of {', '.join(PLAN_CHOICES)}."
+        )
     requested = RETIRED_PLANS.get(requested, requested)
     memory = memory if memory is not None else cuda_memory()
     if requested != "auto":
@@ -190,7 +192,9 @@ def place_text_encoder(encoder, plan: Plan, device, uploaded: dict | None = None
     if encoder.streamer is not None:
         encoder.streamer.detach()
         encoder.streamer = None
-    for model, host_state in ((encoder.qwen_model, encoder.qwen_host_state), (encoder.clip_model, encoder.clip_host_state)):
+    for model, host_state in (
+        (encoder.qwen_model, encoder.qwen_host_state), (encoder.clip_model, encoder.clip_host_state)
+    ):
         model.load_state_dict(host_state, assign=True)
         model.to("cpu")  # the buffers that are not in the state dict (rotary tables, position ids); weights stay put
     if plan.text_placement == "resident":
@@ -233,7 +237,8 @@ PARTIAL_RESIDENT_ON_CPU: int | None = None
 
 
 def release_text_encoder(encoder) -> None:
-    """After encoding new prompts under ``stream`` or ``partial``: give the two layer slots back to the GPU for sampling."""
+    """After encoding new prompts under ``stream`` or ``partial``: give the two layer slots back to the GPU for
+    sampling."""
     import torch
 
     if encoder.streamer is not None:

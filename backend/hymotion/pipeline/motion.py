@@ -159,7 +159,8 @@ def smooth_translation(translation: np.ndarray) -> np.ndarray:
 
 
 def ground_height(positions: np.ndarray) -> np.ndarray:
-    """Lowest sole height over each whole clip of (..., F, 22, 3), from the ankle and foot joints (see FOOT_SOLE_GAP)."""
+    """Lowest sole height over each whole clip of (..., F, 22, 3), from the ankle and foot joints (see
+    FOOT_SOLE_GAP)."""
     soles = [positions[..., joint, 1].min(axis=-1) - gap for joint, gap in GROUND_JOINTS.items()]
     return np.min(soles, axis=0)
 
@@ -214,7 +215,8 @@ class MotionClip:
 def decode_latent(
     latent: np.ndarray, mean: np.ndarray, std: np.ndarray, smoothing: bool = True, align_ground: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(..., F, 201) normalised latents to (translation (..., F, 3), rotations (..., F, 22, 4), positions (..., F, 22, 3)).
+    """(..., F, 201) normalised latents to (translation (..., F, 3), rotations (..., F, 22, 4), positions
+    (..., F, 22, 3)).
 
     Leading axes are clips of equal length, decoded together in one vectorised pass.
     """

@@ -341,7 +341,8 @@ class MotionPipeline:
             for index in dict.fromkeys(sample.prompt_index for sample in batch):
                 if index not in warned_truncation and embeddings[settings.prompts[index]].truncated:
                     warned_truncation.add(index)
-                    warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; the end is cut off.")
+                    warn(f"Prompt {index + 1} is longer than {self.settings.max_text_tokens} tokens; "
+                         "the end is cut off.")
 
             # 4. Denoise the batch (Euler steps of the guided velocity).
             latents = self._with_step_down(

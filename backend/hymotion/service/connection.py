@@ -79,7 +79,9 @@ class Connection:
                     self._drop_behind()
                     return False
                 if wait:
-                    self._changed.wait_for(lambda: self.closed.is_set() or self._pending + len(line) <= self._max_pending)
+                    self._changed.wait_for(
+                        lambda: self.closed.is_set() or self._pending + len(line) <= self._max_pending
+                    )
                     if self.closed.is_set():
                         return False
             self._outbox.append(line)

@@ -60,8 +60,9 @@ class BakeClip:
 class BakeJob:
     """``out``: the .blend to write; ``fps``: the scene's frame rate (clips are resampled to it); ``in_place``: drop
     the horizontal root motion; ``nla``: None, or SEQUENCE / STACK to lay the Actions out as NLA strips;
-    ``with_mesh``: give the rig its blocky body mesh; ``keys``: one of KEY_MODES; ``addon_dir`` and ``hymotion_package``: where the launch script
-    finds the add-on (None: the extension enabled in that Blender) and the backend's light modules."""
+    ``with_mesh``: give the rig its blocky body mesh; ``keys``: one of KEY_MODES; ``addon_dir`` and
+    ``hymotion_package``: where the launch script finds the add-on (None: the extension enabled in that Blender) and the
+    backend's light modules."""
 
     out: str
     clips: tuple[BakeClip, ...]

@@ -88,7 +88,10 @@ class GenerationSettings:
                 "The official setting is 50; more than about 100 changes nothing visible.", field="steps",
             )
         cfg = self.cfg_scale
-        if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg) or not 0 < cfg <= MAX_CFG:
+        if (
+            isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg)
+            or not 0 < cfg <= MAX_CFG
+        ):
             raise bad_request(
                 f"cfg must be a number > 0 and at most {MAX_CFG:g}, got {cfg!r}.",
                 "The official setting is 5.0; 1.0 turns guidance off.", field="cfg_scale",
@@ -103,7 +106,9 @@ class GenerationSettings:
 
     def _check_prompts(self) -> None:
         if not isinstance(self.prompts, list) or not self.prompts:
-            raise bad_request("No prompt given.", "Describe the motion, e.g. \"a person jumps twice\".", field="prompts")
+            raise bad_request(
+                "No prompt given.", "Describe the motion, e.g. \"a person jumps twice\".", field="prompts"
+            )
         if len(self.prompts) > MAX_PROMPTS_PER_JOB:
             raise bad_request(
                 f"{len(self.prompts)} prompts in one job; the limit is {MAX_PROMPTS_PER_JOB}.",
@@ -112,7 +117,8 @@ class GenerationSettings:
         for index, prompt in enumerate(self.prompts):
             if not isinstance(prompt, str) or not prompt.strip():
                 raise bad_request(
-                    f"Prompt {index + 1} is empty.", "Write what the body does, e.g. \"a person waves with the right hand\".",
+                    f"Prompt {index + 1} is empty.",
+                    "Write what the body does, e.g. \"a person waves with the right hand\".",
                     field="prompts",
                 )
             check_prompt_length(prompt, f"Prompt {index + 1}")
@@ -129,7 +135,8 @@ class GenerationSettings:
         for seed in self.seeds:
             if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
                 raise bad_request(
-                    f"Seed {seed!r} is not a whole number from 0 to 2^63-1.", "Use whole numbers like 0,1,2.", field="seeds"
+                    f"Seed {seed!r} is not a whole number from 0 to 2^63-1.", "Use whole numbers like 0,1,2.",
+                    field="seeds",
                 )
         repeated = sorted(seed for seed, count in Counter(self.seeds).items() if count > 1)
         if repeated:
@@ -226,7 +233,10 @@ def parse_prompt_line(line: str, number: int, source: str = "prompt list", allow
     where = f"{source}, line {number}"
     fields = [part.strip() for part in line.split(LINE_SEPARATOR)]
     seeds = None
-    if len(fields) > 1 and _SEEDS_FIELD.fullmatch(fields[-1]) and not (len(fields) == 2 and _SECONDS.fullmatch(fields[0])):
+    if (
+        len(fields) > 1 and _SEEDS_FIELD.fullmatch(fields[-1])
+        and not (len(fields) == 2 and _SECONDS.fullmatch(fields[0]))
+    ):
         seeds = _line_seeds(fields.pop(), where, allow_seeds)
     if len(fields) > 2:
         raise bad_request(f"{where}: {line!r} has {len(fields) - 1} '|'; a line is {LINE_FORM}.",

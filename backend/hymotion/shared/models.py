@@ -24,7 +24,9 @@ class ModelOption:
 MODEL_OPTIONS = (
     ModelOption(LITE, "Lite", "HY-Motion 1.0 Lite (0.46B): faster, needs less memory"),
     ModelOption(STANDARD, "Standard", "HY-Motion 1.0 (1B): the full model"),
-    ModelOption(TINY, "Tiny (random, for testing)", "a tiny model with random weights: instant, but the motion is noise"),
+    ModelOption(
+        TINY, "Tiny (random, for testing)", "a tiny model with random weights: instant, but the motion is noise"
+    ),
 )
 VARIANTS = (LITE, STANDARD)  # the released models, which `hymotion download` fetches
 MODEL_FOLDER = "or a model folder (one converted by `hymotion convert`, or an official config.yml + latest.ckpt)"

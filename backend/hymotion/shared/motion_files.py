@@ -248,8 +248,11 @@ def _checked(path: Path, arrays: dict[str, np.ndarray]) -> MotionFile:
                               "The file is damaged or was written from a failed generation; make it again.")
     _check_skeleton(path, arrays)
     translation, rotations, positions = _checked_motion(path, arrays)
-    scalars: dict[str, Any] = {key: _scalar(path, arrays, key) for key in ("fps", "prompt", "seed", "duration", "model_id",
-                                                           "original_prompt") if key in arrays}
+    scalars: dict[str, Any] = {
+        key: _scalar(path, arrays, key)
+        for key in ("fps", "prompt", "seed", "duration", "model_id", "original_prompt")
+        if key in arrays
+    }
     if "fps" in scalars and not 0 < float(scalars["fps"]) <= MAX_FPS:
         raise bad_request(f"{path}: fps {scalars['fps']} is not a frame rate from above 0 to {MAX_FPS}.",
                           f"HY-Motion clips are {skeleton.FPS} fps; write fps={skeleton.FPS}.")
@@ -275,7 +278,9 @@ def _check_skeleton(path: Path, arrays: dict[str, np.ndarray]) -> None:
         )
     parents = arrays.get("parents")
     if parents is not None and tuple(parents.reshape(-1).tolist()) != skeleton.BODY_PARENTS:
-        raise bad_request(f"{path} has other joint parents than this model's skeleton.", "Use a clip made by HY-Motion.")
+        raise bad_request(
+            f"{path} has other joint parents than this model's skeleton.", "Use a clip made by HY-Motion."
+        )
     offsets = arrays.get("rest_offsets")
     if offsets is not None and (
         offsets.shape != skeleton.BODY_REST_OFFSETS.shape

@@ -2,8 +2,8 @@
 ``hymotion-bake --preset`` both use.
 
 A preset holds what a generation asks the model for (duration, seeds, CFG, steps, smoothing), validated here with the
-rules of :mod:`hymotion.shared.jobs`, plus a ``bake`` dictionary of Blender-side options (in place, fps mode, NLA layout,
-start frame) that this module stores without interpreting: the add-on checks those against its own enums when it
+rules of :mod:`hymotion.shared.jobs`, plus a ``bake`` dictionary of Blender-side options (in place, fps mode, NLA
+layout, start frame) that this module stores without interpreting: the add-on checks those against its own enums when it
 applies a preset. Pure Python, no heavy imports.
 
 File layout::
@@ -43,7 +43,9 @@ class GenerationPreset:
         """Check every field (messages name ``where`` and the field); returns self for chaining."""
         try:
             if isinstance(self.duration, bool) or not isinstance(self.duration, (int, float)):
-                raise bad_request(f"duration {self.duration!r} is not a number of seconds.", "Use e.g. 4.5, or 0 for auto.")
+                raise bad_request(
+                    f"duration {self.duration!r} is not a number of seconds.", "Use e.g. 4.5, or 0 for auto."
+                )
             if self.duration != AUTO_DURATION:
                 check_duration(self.duration)
             if not isinstance(self.seeds, str):
@@ -130,7 +132,9 @@ class PresetStore:
 
     def delete(self, name: str) -> None:
         if name in BUILTIN_PRESETS:
-            raise bad_request(f"'{name}' is a built-in preset and cannot be deleted.", "Delete one of your own presets.")
+            raise bad_request(
+                f"'{name}' is a built-in preset and cannot be deleted.", "Delete one of your own presets."
+            )
         stored = self._read()
         if name not in stored:
             raise bad_request(f"There is no preset named '{name}'.", "Refresh the list and pick an existing preset.")

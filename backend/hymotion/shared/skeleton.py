@@ -1,7 +1,7 @@
 """The skeleton both sides use: SMPL-X joint names, parents, rest offsets, forward kinematics.
 
-This module imports nothing but numpy (and the numpy-only :mod:`hymotion.shared.rotations`) so the Blender add-on can use
-it too.
+This module imports nothing but numpy (and the numpy-only :mod:`hymotion.shared.rotations`) so the Blender add-on can
+use it too.
 
 Where the rest offsets come from
 --------------------------------
