@@ -264,6 +264,7 @@ def regenerate(
     scene = bpy.context.scene
     first, last = regenerate_scene.segment_range(scene, frame_start, frame_end)
     known = regenerate_scene.regenerate_frames(armature, scene, first, last, context_frames)
+    assert known.action is not None and known.duration is not None  # regenerate_frames always sets both
     text = prompt if prompt is not None else regenerate_scene.clip_prompt(armature)
     if not text.strip():
         raise bad_request(f"The Action '{known.action.name}' holds no prompt to regenerate with.",

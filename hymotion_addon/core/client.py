@@ -116,16 +116,20 @@ class _Session:
 
 
 class _ProcessSession(_Session):
-    def __init__(self, process: subprocess.Popen, on_stderr_line: Callable[[str], None] | None) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], on_stderr_line: Callable[[str], None] | None) -> None:
+        # ProcessBackendClient.start opens all three streams with subprocess.PIPE.
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         super().__init__(process.stdout)
         self.process = process
+        self._stdin: IO[bytes] = process.stdin
+        self._stderr: IO[bytes] = process.stderr
         self.description = f"The backend (pid {process.pid})"
         self._on_stderr_line = on_stderr_line
         self._stderr_thread = threading.Thread(target=self._drain_stderr, name="hymotion-stderr", daemon=True)
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
-        for raw in iter(self.process.stderr.readline, b""):
+        for raw in iter(self._stderr.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             self.stderr_tail.append(line)
             if self._on_stderr_line is not None:
@@ -134,13 +138,13 @@ class _ProcessSession(_Session):
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            written = self.process.stdin.write(view)
+            written = self._stdin.write(view)
             view = view[written:]
-        self.process.stdin.flush()
+        self._stdin.flush()
 
     def close_input(self) -> None:
         try:
-            self.process.stdin.close()
+            self._stdin.close()
         except OSError:
             pass
 
@@ -155,7 +159,7 @@ class _ProcessSession(_Session):
         end_group(self.process, TERMINATE_WAIT_S)
 
     def close_streams(self) -> None:
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+        for stream in (self._stdin, self.reader, self._stderr):
             try:
                 stream.close()
             except OSError:
@@ -401,7 +405,7 @@ class _ClientBase:
             except (OSError, ValueError):
                 raise _not_running() from None
 
-    def _ask(self, request: Request, timeout: float) -> Event:
+    def _ask(self, request: StatusRequest | PingRequest, timeout: float) -> Event:
         with self._changed:
             self._awaited.add(request.id)
         try:

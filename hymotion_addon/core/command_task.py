@@ -3,13 +3,14 @@ own: it keeps their output for the log, reports progress, and can be cancelled o
 
 from __future__ import annotations
 
+import io
 import shlex
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator, Self
 
 from hymotion.shared.processes import own_group, signal_group
 
@@ -61,7 +62,7 @@ class CommandTask:
     _pip: PipProgress = field(default_factory=PipProgress, repr=False)
     _tail: list[str] = field(default_factory=list, repr=False)
 
-    def start(self) -> CommandTask:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = self.step_started_at = time.monotonic()
         end_with_blender(self)
@@ -194,6 +195,8 @@ class CommandTask:
             output = self._process.stderr
         else:
             output = self._process.stdout
+        # A pipe (stdout=PIPE, or stderr=PIPE where stdout is captured), buffered since bufsize is left at -1.
+        assert isinstance(output, io.BufferedReader)
         for line in _lines(output):
             log.write(line + "\n")
             log.flush()
@@ -221,7 +224,7 @@ def _collect(stream: IO[bytes], chunks: list[bytes]) -> None:
         chunks.append(chunk)
 
 
-def _lines(stream: IO[bytes]):
+def _lines(stream: io.BufferedReader) -> Iterator[str]:
     """Lines of a child's output, also split at carriage returns so progress bars show as they move."""
     pending = b""
     for chunk in iter(lambda: stream.read1(_OUTPUT_CHUNK), b""):

@@ -260,8 +260,9 @@ class Run:
             if not rig.is_hymotion_armature(armature):  # the animator's mapped rig: retargeted onto it
                 continues = constraint is not None and (constraint.start is not None or constraint.end is not None)
                 bake_clip = functools.partial(
-                    rig_pose.bake_piece, continues=continues, pinned_start=continues and constraint.start is not None,
-                    pinned_end=continues and constraint.end is not None)
+                    rig_pose.bake_piece, continues=continues,
+                    pinned_start=constraint is not None and constraint.start is not None,
+                    pinned_end=constraint is not None and constraint.end is not None)
             action = bake_clip(
                 armature,
                 result.translation.to_numpy(),

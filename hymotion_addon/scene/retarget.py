@@ -263,7 +263,7 @@ def _check_hips_can_move(armature: bpy.types.Object, plan: retarget_math.Retarge
 
 
 def clip_from_action(
-    smplx_armature: bpy.types.Object, action: bpy.types.Action
+    smplx_armature: bpy.types.Object, action: bpy.types.Action | None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Read a clip back from an Action baked onto the SMPL-X armature: translation (F, 3), rotations (F, 22, 4) in
     the model frame, one frame per scene frame over the Action's range, and the first frame.
@@ -292,6 +292,7 @@ def clip_from_action(
     location = np.zeros((frames.size, 3))
     for fcurve in body_curves:
         path, bone = fcurve.data_path, fcurve_bone(fcurve)
+        assert bone is not None  # body_curves holds only curves of bones in joint_index
         values = np.array([fcurve.evaluate(float(frame)) for frame in frames])
         if path.endswith(".rotation_quaternion"):
             local[:, joint_index[bone], fcurve.array_index] = values
@@ -322,14 +323,15 @@ def retarget_action(
     if action is None and source_armature is not None and source_armature.animation_data:
         action = source_armature.animation_data.action
     translation, rotations, start = clip_from_action(source_armature, action)
+    assert action is not None  # clip_from_action raises for a missing Action
     scene = options.pop("scene", None) or bpy.context.scene
-    tags = {
-        "prompt": str(action.get("hymotion_prompt", "")),
-        "seed": int(action.get("hymotion_seed", 0)),
-        "model": str(action.get("hymotion_model", "")),
-        "duration": float(action["hymotion_duration"]) if "hymotion_duration" in action else None,
-    }
-    tags.update({key: options.pop(key) for key in list(options) if key in tags})
+    # The Action's tags, each unless the caller passed it as an option.
+    prompt = options.pop("prompt") if "prompt" in options else str(action.get("hymotion_prompt", ""))
+    seed = options.pop("seed") if "seed" in options else int(action.get("hymotion_seed", 0))
+    model = options.pop("model") if "model" in options else str(action.get("hymotion_model", ""))
+    duration = options.pop("duration") if "duration" in options else (
+        float(action["hymotion_duration"]) if "hymotion_duration" in action else None
+    )
     options.setdefault("start_frame", start)
     options.setdefault("name", f"{action.name}_{target_armature.name}")
     previous = target_armature.animation_data.action if target_armature.animation_data else None
@@ -340,7 +342,10 @@ def retarget_action(
         mapping,
         scene=scene,
         source_fps=bake.scene_fps(scene),
-        **tags,
+        prompt=prompt,
+        seed=seed,
+        model=model,
+        duration=duration,
         **options,
     )
     takes.carry_over(source_armature, action, target_armature, made, previous, takes.retarget_recipe(mapping, options))

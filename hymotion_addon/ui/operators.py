@@ -9,6 +9,7 @@ progress, and the UI stays usable. In background mode (``blender -b``, the bpy m
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import bpy
 
@@ -47,6 +48,17 @@ def _settings(context: bpy.types.Context) -> HYMOTION_PG_settings:
     return context.scene.hymotion
 
 
+class BlenderMixin:
+    """Base of the mixins of operators and menus: it only names, for the type checker, what bpy.types.Operator (and
+    bpy.types.Menu) provide to the classes that combine with it (bpy has no type information). Empty at run time."""
+
+    if TYPE_CHECKING:
+        layout: Any
+        properties: Any
+
+        def report(self, type: set[str], message: str) -> None: ...
+
+
 # --- generation -----------------------------------------------------------------------------------------------------
 
 
@@ -67,7 +79,7 @@ class _GenerationProperties:
     fit_scene_range: generation_property("fit_scene_range", for_operator=True)
 
 
-class GenerationOperator(_GenerationProperties):
+class GenerationOperator(_GenerationProperties, BlenderMixin):
     """Shared by Generate and Batch Bake: start a Run, follow it (modal or blocking), report how it ended."""
 
     bl_options = {"REGISTER", "UNDO"}
@@ -372,7 +384,7 @@ class HYMOTION_OT_preset_delete(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class _PresetMenu:
+class _PresetMenu(BlenderMixin):
     """Presets are listed by a menu, not an enum with an items callback: bpy 4.2 crashes at exit while a
     registered property has a Python callback."""
 

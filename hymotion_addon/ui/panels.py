@@ -126,7 +126,7 @@ def draw_backend_state(layout: bpy.types.UILayout, context: bpy.types.Context, d
     if config.model == "tiny-random":
         draw_wrapped(layout, "Tiny test model: motion is noise.", icon="ERROR", boxes=boxes)
     if detailed:
-        if status.pid is not None and status.state == backend_manager.READY:
+        if status.pid is not None and status.state == backend_manager.READY and status.hello is not None:
             draw_wrapped(layout, f"Process {status.pid}, backend {status.hello.backend_version}", icon="CONSOLE")
         if status.hello is not None and status.hello.log_file:
             layout.operator("hymotion.open_log", text="Open Backend Log", icon="TEXT").filepath = status.hello.log_file

@@ -296,6 +296,7 @@ class HYMOTION_OT_make_cyclic(bpy.types.Operator):
 
     def execute(self, context):
         armature = _armature(context)
+        assert armature is not None  # Blender runs execute only after poll() found the armature
         try:
             count = sequence.make_cyclic(armature.animation_data.action, armature)
         except HyMotionError as error:

@@ -20,7 +20,6 @@ from ..scene import generation, rig, take_runs, takes, target_rig
 from . import operators, properties, retarget_ui
 from .preferences import draw_wrapped
 
-SIDEBAR_COLUMNS = 42
 TAKE_ROWS = 4
 
 
@@ -108,7 +107,7 @@ def rig_with_takes(context: bpy.types.Context) -> bpy.types.Object:
     return obj
 
 
-class _TakeOperator:
+class _TakeOperator(operators.BlenderMixin):
     """Acts on one take of the active rig: ``take`` names its Action; empty, the one picked in the list."""
 
     bl_options = {"REGISTER", "UNDO"}
@@ -322,7 +321,7 @@ def draw_takes(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     obj = takes.rig_of(context.active_object)
     if obj is None or obj.type != "ARMATURE" or not takes.has_takes(obj):
         draw_wrapped(layout, "Generate with several seeds (Settings > Seeds, e.g. 0-3): the results become takes of "
-                     "one rig, to play, compare, accept or reject here.", icon="INFO", columns=SIDEBAR_COLUMNS)
+                     "one rig, to play, compare, accept or reject here.", icon="INFO")
         return
     holder = getattr(obj, takes.TAKES_PROPERTY)
     count = len(takes.takes_of(obj))
