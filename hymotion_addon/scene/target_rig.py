@@ -41,9 +41,11 @@ def check_armature(armature: bpy.types.Object) -> None:
 
 
 def is_rigify_metarig(armature: bpy.types.Object) -> bool:
-    """Whether an armature is a Rigify metarig (its bones carry a Rigify type), not the rig generated from it."""
-    return armature.pose is not None and any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type")
-                                             for pose_bone in armature.pose.bones)
+    """Whether an armature is a Rigify metarig (its bones carry a Rigify type), not the rig generated from it: a
+    generated rig keeps the types on its ORG- bones but carries the ``rig_id`` Rigify gives every rig it generates."""
+    if armature.pose is None or "rig_id" in armature.data:
+        return False
+    return any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type") for pose_bone in armature.pose.bones)
 
 
 def metarig_hint(metarig: bpy.types.Object) -> str:
