@@ -45,7 +45,8 @@ def is_rigify_metarig(armature: bpy.types.Object) -> bool:
     generated rig keeps the types on its ORG- bones but carries the ``rig_id`` Rigify gives every rig it generates."""
     if armature.pose is None or "rig_id" in armature.data:
         return False
-    return any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type") for pose_bone in armature.pose.bones)
+    return any(getattr(pose_bone, "rigify_type", "") or pose_bone.get("rigify_type")
+               for pose_bone in armature.pose.bones)
 
 
 def metarig_hint(metarig: bpy.types.Object) -> str:

@@ -150,7 +150,8 @@ def test_the_section_offers_the_four_generating_buttons_and_the_timelines_source
 
 def test_start_from_current_pose_without_a_hymotion_armature_is_refused(scene):
     bpy.ops.mesh.primitive_cube_add()
-    with pytest.raises(RuntimeError, match="is not an SMPL-X armature made by HY-Motion \\(it is a mesh, not an armature\\)"):
+    refusal = r"is not an SMPL-X armature made by HY-Motion \(it is a mesh, not an armature\)"
+    with pytest.raises(RuntimeError, match=refusal):
         bpy.ops.hymotion.continue_pose(prompt="a person waves", duration=1.0, steps=STEPS)
     assert hymotion_actions() == []
 
