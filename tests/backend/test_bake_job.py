@@ -69,5 +69,7 @@ def test_a_job_that_is_not_an_object_is_refused(text):
 def test_hymotion_bake_refuses_a_frame_rate_blender_cannot_use(tmp_path, fps, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a person walks\n", encoding="utf-8")
-    assert bake.main([str(prompts), "--out", str(tmp_path / "library.blend"), "--fps", fps]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it, exiting with status 2
+        bake.main([str(prompts), "--out", str(tmp_path / "library.blend"), "--fps", fps])
+    assert refused.value.code == 2
     assert "not a frame rate" in capsys.readouterr().err
