@@ -310,7 +310,8 @@ def _end_process_group(process: subprocess.Popen) -> None:
     """Kill the child's process group (the child and anything it started) and reap it; close its pipes."""
     end_group(process)
     for stream in (process.stdout, process.stderr):
-        stream.close()
+        if stream is not None:
+            stream.close()
 
 
 if __name__ == "__main__":

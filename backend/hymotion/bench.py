@@ -280,7 +280,7 @@ def compare_with_official(model_dir: Path, variant: str, prompts: int) -> dict:
     """The GPU plans in fp32 against the official computation (fp32 DiT on 360 padded frames and 128 text tokens), on
     the same GPU: the same noise (the official configs draw it on the GPU, so a CPU run has other noise) and the same
     embeddings (one shared cache), so what differs is only what our pipeline computes differently. Metres."""
-    runs = {plan: dict(plan=plan, device="cuda", precision="fp32") for plan in ("gpu", "stream")}
+    runs: dict[str, dict] = {plan: dict(plan=plan, device="cuda", precision="fp32") for plan in ("gpu", "stream")}
     runs["official"] = dict(plan="official-baseline", device="cuda", official_padding=True)
     clips = compare_runs(model_dir, variant, prompts, runs)
     report: dict = {"prompts": prompts}

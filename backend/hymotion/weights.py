@@ -171,13 +171,14 @@ def locate_for_folder(folder: Path, model_dir: str | os.PathLike | None = None) 
     """A model folder given by path; its text encoders sit beside it (official ``ckpts/`` layout) or in the cache."""
     checked_variant_folder(folder)
     root = model_root(model_dir) or folder.parent
-    found = {}
+    found: dict[str, Path] = {}
     for repo_id, name in TEXT_ENCODER_FOLDERS.items():
         local = root / name
-        found[repo_id] = local if (local / "config.json").is_file() else cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
-        if found[repo_id] is None:
+        encoder = local if (local / "config.json").is_file() else cached_snapshot(repo_id, TEXT_ENCODER_PATTERNS)
+        if encoder is None:
             raise _missing(f"Text encoder {repo_id}", "lite", model_dir)
-        check_text_encoder_folder(repo_id, found[repo_id], "lite", model_dir)
+        check_text_encoder_folder(repo_id, encoder, "lite", model_dir)
+        found[repo_id] = encoder
     return ModelFiles("custom", folder, found[QWEN_REPO_ID], found[CLIP_REPO_ID])
 
 

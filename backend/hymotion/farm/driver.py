@@ -226,7 +226,8 @@ def _absolute(path: str | None) -> str | None:
 def _model_setting(model: str) -> str:
     from ..weights import VARIANT_FOLDERS
 
-    return model if model in VARIANT_FOLDERS or model == "tiny-random" else _absolute(model)
+    # A path, made absolute like _absolute's (which would give None for "", where a model name is needed).
+    return model if model in VARIANT_FOLDERS or model == "tiny-random" else str(Path(model).expanduser().resolve())
 
 
 def _prepare_out(out: Path, settings: FarmSettings) -> None:
@@ -366,8 +367,12 @@ class _FarmRun:
                 refs = [*running, *starting, *baking]
                 if not refs:
                     break
-                stalled_since = (stalled_since or time.monotonic()) if stalled else None
-                timeout = max(0.0, start_timeout - (time.monotonic() - stalled_since)) if stalled else None
+                timeout: float | None = None
+                if stalled:
+                    stalled_since = stalled_since or time.monotonic()
+                    timeout = max(0.0, start_timeout - (time.monotonic() - stalled_since))
+                else:
+                    stalled_since = None
                 ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
                 if not ready:
                     self._fail_units(f"no worker became ready within {start_timeout:.0f} s (are the GPUs busy, or "
@@ -382,7 +387,7 @@ class _FarmRun:
                 else:
                     library, attempt = baking.pop(ref)
                     self._on_baked(ray, ref, library, attempt, baking, bake, blender, bpy_python)
-                postfix = {"failed": len(self.reasons)}
+                postfix: dict[str, int | str] = {"failed": len(self.reasons)}
                 if self.libraries:
                     postfix["libraries"] = f"{len(self.baked)}/{len(self.libraries)}"
                 bar.set_postfix(postfix, refresh=False)

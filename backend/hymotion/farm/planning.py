@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ class Library:
 
 
 def read_farm_prompts(
-    path: str | Path, seeds: list[int], duration: float | None = None
+    path: str | os.PathLike, seeds: list[int], duration: float | None = None
 ) -> tuple[list[FarmClip], list[HyMotionError]]:
     """The clips a prompt file asks for, and its bad lines (each error names its line; the good lines still run).
 

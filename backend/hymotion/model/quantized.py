@@ -92,7 +92,7 @@ def quantize_qwen_folder(qwen_folder: Path) -> Path:
         raise OSError(f"cannot write the 8-bit text encoder beside {qwen_folder} ({error}); make that folder writable "
                       "or run without the 8-bit text encoder") from error
     shard: dict[str, Tensor] = {}
-    shards = []
+    shards: list[str] = []
 
     def flush() -> None:
         if shard:

@@ -195,8 +195,14 @@ def encode_with_cache(
     ``encoder_factory`` is called only when something is missing, so cache hits never load or touch the encoder.
     Returns the embeddings and how many prompts were encoded.
     """
-    found = {prompt: cache.get(identity, prompt) if cache else None for prompt in dict.fromkeys(prompts)}
-    missing = [prompt for prompt, embedding in found.items() if embedding is None]
+    found: dict[str, PromptEmbedding] = {}
+    missing: list[str] = []
+    for prompt in dict.fromkeys(prompts):
+        hit = cache.get(identity, prompt) if cache else None
+        if hit is None:
+            missing.append(prompt)
+        else:
+            found[prompt] = hit
     if missing:
         encoded = encoder_factory().encode(missing)
         for prompt, embedding in zip(missing, encoded):

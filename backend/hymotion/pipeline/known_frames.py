@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from ..shared.rotations import (
 )
 from ..shared.skeleton import FPS
 from . import motion
+
+if TYPE_CHECKING:  # imported for its annotation only, as the constraint's users build Directions themselves
+    from .directing import Directions
 
 RAMP_FRAMES = 6  # 0.2 s: long enough to hide a pop, short enough to leave the model's motion alone
 MIN_LOOP_FRAMES = FPS  # a loop shorter than 1 s repeats too fast to read as a cycle
@@ -99,7 +103,7 @@ class MotionConstraint:
     start: Pose | None = None
     end: Pose | None = None
     loop: bool = False
-    directions: object | None = None  # directing.Directions: partial pins (a root path, joint targets)
+    directions: Directions | None = None  # partial pins (a root path, joint targets)
 
     @property
     def context(self) -> int:
@@ -190,11 +194,11 @@ def _turn_and_shift(
 def ramp_weights(pinned: Sequence[int], frames: int, ramp: int = RAMP_FRAMES) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: how much of its nearest pinned frame's correction it takes (1 on pinned frames, falling linearly
     to 0 over ``ramp`` frames beside them) and which pinned frame that is."""
-    pinned = np.asarray(pinned, dtype=np.int64)
-    if not len(pinned):  # only partial pins (directing): no whole-pose ramp
+    pinned_frames = np.asarray(pinned, dtype=np.int64)
+    if not len(pinned_frames):  # only partial pins (directing): no whole-pose ramp
         return np.zeros(frames), np.arange(frames)
-    distance = np.abs(np.arange(frames)[:, None] - pinned[None, :])
-    nearest = pinned[np.argmin(distance, axis=1)]
+    distance = np.abs(np.arange(frames)[:, None] - pinned_frames[None, :])
+    nearest = pinned_frames[np.argmin(distance, axis=1)]
     weights = np.clip(1.0 - distance.min(axis=1) / (ramp + 1), 0.0, 1.0)
     return weights, nearest
 
@@ -291,6 +295,7 @@ class PreparedConstraint:
             if pin.features is not None:
                 target[pin.frame] = pin.features
             else:
+                assert pin.follows is not None  # a pin without features follows another frame (pins: a loop's end)
                 follow = (pin.follows, pin.frame)
         nearest_padded = np.arange(length)
         nearest_padded[:frames] = nearest
@@ -302,8 +307,11 @@ class PreparedConstraint:
         spread instead of the whole-pose ramp elsewhere); returns the spread matrices padded to ``length``."""
         if self.constraint.directions is None:
             return []
-        whole = {pin.frame: motion.encode_features(pin.translation[None], pin.rotations[None])[0]
-                 for pin in pins if pin.features is not None}
+        whole: dict[int, np.ndarray] = {}
+        for pin in pins:
+            if pin.features is not None:
+                assert pin.translation is not None and pin.rotations is not None  # _pin gives a pin all three
+                whole[pin.frame] = motion.encode_features(pin.translation[None], pin.rotations[None])[0]
         groups = self.constraint.directions.latent_groups(frames, self.context, self.placement, whole)
         spread = []
         for group in groups:
@@ -371,8 +379,13 @@ def pin_poses(translation: np.ndarray, rotations: np.ndarray, pins: list[Pin]) -
     turns, shifts = {}, {}
     for pin in pins:
         source = pin.follows if pin.follows is not None else None
-        wanted_rotations = skeleton.quaternion_to_matrix(rotations[source] if source is not None else pin.rotations)
-        wanted_translation = translation[source] if source is not None else pin.translation
+        if source is not None:
+            wanted_rotations = skeleton.quaternion_to_matrix(rotations[source])
+            wanted_translation = translation[source]
+        else:
+            assert pin.translation is not None and pin.rotations is not None  # a pin that follows none has a pose
+            wanted_rotations = skeleton.quaternion_to_matrix(pin.rotations)
+            wanted_translation = pin.translation
         turns[pin.frame] = matrix_to_rotation_vector(wanted_rotations @ np.swapaxes(matrices[pin.frame], -1, -2))
         axes = pin.channels[:3].astype(np.float64)
         shifts[pin.frame] = (wanted_translation - translation[pin.frame]) * axes

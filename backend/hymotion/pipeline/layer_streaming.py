@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -89,11 +90,15 @@ class LayerStreamer:
         buffer)."""
         slot = position % self.SLOTS
         layer = self.host[self.streamed[position]]
-        self._copier.copy(slot, [_as_bytes(tensor) for _, _, tensor in layer], self._slots[slot],
+        copier = self._copier
+        assert copier is not None  # only streamed layers are fetched, and a streamer with streamed layers has one
+        copier.copy(slot, [_as_bytes(tensor) for _, _, tensor in layer], self._slots[slot],
                           _packed_offsets(layer))
 
     def _wait(self, position: int) -> None:
-        self._copier.wait(position % self.SLOTS)
+        copier = self._copier
+        assert copier is not None  # only streamed layers are waited for, and a streamer with streamed layers has one
+        copier.wait(position % self.SLOTS)
 
     def _done(self, position: int) -> None:
         if position + self.SLOTS < len(self.streamed):
@@ -166,10 +171,12 @@ class PinnedCopier:
         and copy them to the start of the flat ``destination``, behind the work already queued on the current stream
         (which may still read it)."""
         staging = self._staging[buffer]
-        if self._ready[buffer] is not None:
-            self._ready[buffer].synchronize()  # this buffer's previous copy to the GPU has finished
+        previous = self._ready[buffer]
+        if previous is not None:
+            previous.synchronize()  # this buffer's previous copy to the GPU has finished
+        starts: list[int | None] = list(offsets) if offsets else [None] * len(sources)
         offset = 0
-        for tensor, start in zip(sources, offsets or [None] * len(sources)):
+        for tensor, start in zip(sources, starts):
             offset = offset if start is None else start
             staging[offset : offset + tensor.numel()].copy_(tensor.reshape(-1))
             offset += tensor.numel()
@@ -207,13 +214,16 @@ class PinnedCopier:
 UPLOAD_STAGING_BYTES = 256 << 20
 
 
-def upload(tensors: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+_Key = TypeVar("_Key")
+
+
+def upload(tensors: dict[_Key, torch.Tensor], device: torch.device) -> dict[_Key, torch.Tensor]:
     """Copies of ``tensors`` on ``device``, moved through two pinned staging buffers of UPLOAD_STAGING_BYTES: how the
     ``gpu`` plan puts Qwen3's 15 GB on the GPU in well under a second from the page cache (a plain ``.to`` is a
     pageable copy). Tensors of any dtype travel as bytes."""
     device = torch.device(device)
     copier = PinnedCopier(UPLOAD_STAGING_BYTES, torch.uint8, device)
-    uploaded = {}
+    uploaded: dict[_Key, torch.Tensor] = {}
     for name, tensor in tensors.items():
         target = torch.empty(tensor.shape, dtype=tensor.dtype, device=device)
         copier.copy_in_pieces(tensor.contiguous().reshape(-1).view(torch.uint8), target.reshape(-1).view(torch.uint8))

@@ -226,7 +226,9 @@ def partial_resident_layers(model, device) -> int:
     if torch.device(device).type != "cuda":
         return len(layers) // 2 if PARTIAL_RESIDENT_ON_CPU is None else PARTIAL_RESIDENT_ON_CPU
     torch.cuda.empty_cache()  # what an earlier placement left in the allocator's cache counts as free
-    free = cuda_memory()[0]
+    memory = cuda_memory()
+    assert memory is not None  # the device is a CUDA one, so CUDA is available
+    free = memory[0]
     layer_bytes = max(sum(p.nbytes for p in layer.parameters()) for layer in layers)
     count = resident_layers(free, layer_bytes, len(layers))
     log.info("partial plan: %d of %d text-encoder layers resident (%.1f GiB free)", count, len(layers), free / GIB)

@@ -63,12 +63,13 @@ def generate_timeline(
     kept once), so the clip has the sum of the segments' frames. ``end``: the last segment ends in that pose."""
     check_timeline(segments, context_frames, start)
     for seed in seeds:
-        translation = rotations = None
+        so_far: tuple[np.ndarray, np.ndarray] | None = None  # (translation, rotations) of the segments made
         for number, segment in enumerate(segments):
             frames = frames_for_duration(segment.duration)
-            if translation is None:
+            if so_far is None:
                 context, length = start, frames
             else:
+                translation, rotations = so_far
                 take = min(context_frames, len(translation))
                 context, length = Pose(translation[-take:], rotations[-take:]), frames + 1
             last = number == len(segments) - 1
@@ -77,12 +78,13 @@ def generate_timeline(
             use = constraint if (context is not None or constraint.end is not None) else None
             (clip,) = pipeline.generate(settings, on_progress, should_cancel, on_warning, constraint=use)
             new_translation, new_rotations = clip.translation.astype(np.float64), clip.rotations.astype(np.float64)
-            if translation is None:
-                translation, rotations = new_translation, new_rotations
+            if so_far is None:
+                so_far = new_translation, new_rotations
             else:
-                translation = np.concatenate([translation, new_translation[1:]])
-                rotations = np.concatenate([rotations, new_rotations[1:]])
-        rotations = continuous_quaternions(rotations, axis=-3)
+                so_far = (np.concatenate([so_far[0], new_translation[1:]]),
+                          np.concatenate([so_far[1], new_rotations[1:]]))
+        assert so_far is not None  # check_timeline refuses a timeline without segments
+        translation, rotations = so_far[0], continuous_quaternions(so_far[1], axis=-3)
         yield motion.MotionClip(
             translation=translation.astype(np.float32), rotations=rotations.astype(np.float32),
             positions=skeleton.forward_kinematics(rotations, translation).astype(np.float32),

@@ -332,10 +332,13 @@ class Service:
                 from ..pipeline.timeline import TIMELINE_CONTEXT, Segment, generate_timeline
 
                 settings = job.settings
+                timeline_constraint = job.constraint
+                assert timeline_constraint is not None  # constraint_from_request gives every timeline job one
                 clips = generate_timeline(
                     pipeline, [Segment(p, d) for p, d in zip(settings.prompts, settings.durations)], settings.seeds,
                     steps=settings.steps, cfg_scale=settings.cfg_scale, smoothing=settings.smoothing,
-                    context_frames=TIMELINE_CONTEXT, start=job.constraint.start, end=job.constraint.end,
+                    context_frames=TIMELINE_CONTEXT, start=timeline_constraint.start,
+                    end=timeline_constraint.end,
                     on_progress=on_progress, should_cancel=job.should_stop, on_warning=on_warning,
                 )
             else:
@@ -382,12 +385,15 @@ class Service:
         wanted = job.plan if job.plan not in (None, "auto") else None
         if wanted is not None:
             self._check_plan(wanted)
-        if self._pipeline is None:
+        pipeline = self._pipeline
+        if pipeline is None:
             self._load(wanted or self.options.plan)
-        elif wanted is not None and self._pipeline.plan != wanted:
-            log.info("job %s asks for plan %s (was %s)", job.id, wanted, self._pipeline.plan)
-            self._pipeline.switch_plan(wanted)
-        return self._pipeline
+            pipeline = self._pipeline
+            assert pipeline is not None  # _load sets it or raises
+        elif wanted is not None and pipeline.plan != wanted:
+            log.info("job %s asks for plan %s (was %s)", job.id, wanted, pipeline.plan)
+            pipeline.switch_plan(wanted)
+        return pipeline
 
     def _check_plan(self, plan: str) -> None:
         from ..pipeline import memory

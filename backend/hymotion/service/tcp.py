@@ -206,7 +206,8 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         pass
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        # An IP family's socket address starts with the address as a string (typeshed also allows other families').
+        addresses = {address for *_, (address, *_) in socket.getaddrinfo(host, None) if isinstance(address, str)}
     except socket.gaierror:
         return False
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -268,15 +269,17 @@ def _line_seeds(field_text: str, where: str, allowed: bool) -> list[int]:
     if not allowed:
         raise bad_request(f"{where}: a line's own seeds ('{field_text}') are read by hymotion farm only.",
                           "Remove the '| seeds ...' field and give the seeds for the whole list (--seeds).")
+    match = _SEEDS_FIELD.fullmatch(field_text)
+    assert match is not None  # parse_prompt_line takes a field as a line's seeds only where it matches
     try:
-        return parse_seeds(_SEEDS_FIELD.fullmatch(field_text)["seeds"])
+        return parse_seeds(match["seeds"])
     except HyMotionError as error:
         raise bad_request(f"{where}: {error.message}", "Write a line's own seeds as: 4 | a person jumps | seeds 0-3"
                           ) from None
 
 
 def read_prompt_file(
-    path: str | Path, on_bad_line: Callable[[HyMotionError], None] | None = None, allow_seeds: bool = False
+    path: str | os.PathLike, on_bad_line: Callable[[HyMotionError], None] | None = None, allow_seeds: bool = False
 ) -> list[PromptLine]:
     path = Path(path)
     if not path.is_file():

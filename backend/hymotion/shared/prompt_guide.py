@@ -559,7 +559,9 @@ def _post(parts: urllib.parse.SplitResult, body: bytes, headers: dict[str, str],
     """One POST whose whole exchange (connect, send, headers, body) ends by ``timeout``: a timer shuts the socket at
     the deadline, so a server that trickles bytes cannot hold it. Reads at most MAX_REPLY_BYTES + 1 bytes."""
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    host = parts.hostname
+    assert host is not None  # rewrite_prompt refuses a URL without a host before it posts
+    connection = connection_class(host, parts.port, timeout=timeout)
     expired = threading.Event()
     connected: list[socket.socket] = []
 
