@@ -119,7 +119,9 @@ def _known_frames_generates(timeline: bool) -> st.SearchStrategy[dict]:
         many = st.integers(1, 2_000).map(lambda count: ["a person walks"] * count)
         prompts = prompts | many
         durations = durations | st.sampled_from([[12.0], [0.67], [11.9], [4.0]])
-    required: dict[str, st.SearchStrategy[object]] = {"type": st.just("generate"), "id": st.just(FUZZ_JOB), "prompts": prompts}
+    required: dict[str, st.SearchStrategy[object]] = {
+        "type": st.just("generate"), "id": st.just(FUZZ_JOB), "prompts": prompts,
+    }
     optional = {"durations": durations, "constraint": constraint | json_values,
                 "seeds": st.lists(st.integers(0, 3), max_size=2, unique=True)}
     if timeline:

@@ -164,7 +164,8 @@ def test_clients_that_never_send_the_token_cannot_lock_out_the_token_holder(serv
     real.send({"type": "ping", "id": "p"})
     assert real.next().TYPE == "pong"
     evicted = silent[0].rest()
-    told = [(event.TYPE, event.field if isinstance(event, ErrorEvent) else None) for event in map(decode_event, evicted)]
+    told = [(event.TYPE, event.field if isinstance(event, ErrorEvent) else None)
+            for event in map(decode_event, evicted)]
     assert told == [("error", "token")]
     for client in [*silent, real]:
         client.close()
