@@ -5,7 +5,6 @@ the bake removes however Blender ended. (Ending Blender's process group on a SIG
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from backend_helpers import process_gone
-from test_bake_signals import EVENT_TIMEOUT_S, start_bake_with_fake_blender
+from test_bake_signals import EVENT_TIMEOUT_S, fake_blender_started, start_bake_with_fake_blender
 
 from hymotion import bake
 from hymotion.shared.scratch import remove_abandoned, scratch_folder
@@ -54,11 +53,7 @@ def test_a_bake_killed_with_sigkill_leaves_a_scratch_folder_the_next_run_removes
     killed, reader, scratch_root = start_bake_with_fake_blender(tmp_path, stderr=subprocess.DEVNULL)
     children: list[int] = []
     try:
-        with selectors.DefaultSelector() as selector, os.fdopen(reader, "r") as started:
-            selector.register(started, selectors.EVENT_READ)
-            assert selector.select(EVENT_TIMEOUT_S), "the fake Blender never started"
-            blender_pid, helper_pid, scratch = started.readline().split()
-        children = [int(blender_pid), int(helper_pid)]
+        children, scratch = fake_blender_started(reader)
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=EVENT_TIMEOUT_S)
         assert Path(scratch).is_dir(), "nothing runs after a SIGKILL"

@@ -52,17 +52,22 @@ def start_bake_with_fake_blender(tmp_path: Path, stderr: int) -> tuple[subproces
     return bake, reader, scratch_root
 
 
+def fake_blender_started(reader: int) -> tuple[list[int], str]:
+    """Wait (bounded) for the fake Blender's line on the FIFO: the pids of it and its child, and its scratch folder."""
+    with selectors.DefaultSelector() as selector, os.fdopen(reader, "r") as started:
+        selector.register(started, selectors.EVENT_READ)
+        assert selector.select(EVENT_TIMEOUT_S), "the fake Blender never started"
+        blender_pid, helper_pid, scratch = started.readline().split()
+    return [int(blender_pid), int(helper_pid)], scratch
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir() or not hasattr(os, "mkfifo"), reason="needs POSIX and /proc")
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_bake_ends_its_blender_and_removes_its_scratch_folder(tmp_path, number) -> None:
     bake, reader, scratch_root = start_bake_with_fake_blender(tmp_path, stderr=subprocess.PIPE)
     children: list[int] = []
     try:
-        with selectors.DefaultSelector() as selector, os.fdopen(reader, "r") as started:
-            selector.register(started, selectors.EVENT_READ)
-            assert selector.select(EVENT_TIMEOUT_S), "the fake Blender never started"
-            blender_pid, helper_pid, scratch = started.readline().split()
-        children = [int(blender_pid), int(helper_pid)]
+        children, scratch = fake_blender_started(reader)
         assert Path(scratch).parent == scratch_root and Path(scratch).is_dir()
         bake.send_signal(number)
         _, stderr = bake.communicate(timeout=EVENT_TIMEOUT_S)
